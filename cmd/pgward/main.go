@@ -1,0 +1,19 @@
+// Command pgward runs highly available PostgreSQL clusters from one Cluster
+// manifest, locally (`pgward local up -f cluster.yaml`) or as the instance
+// manager inside each instance (`pgward instance run`).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/pgward/pgward/internal/cli"
+)
+
+func main() {
+	if err := cli.NewRootCmd().ExecuteContext(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,170 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/local"
+)
+
+// NewLocalCmd returns `pgward local`, the embedded runtime.
+func NewLocalCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "local",
+		Short: "Run a Cluster manifest as local processes on loopback (no Kubernetes needed)",
+	}
+	var dir string
+	cmd.PersistentFlags().StringVar(&dir, "dir", "", "state directory (default ./.pgward/<cluster>)")
+	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newControllerCmd(&dir))
+	return cmd
+}
+
+func newUpCmd(dir *string) *cobra.Command {
+	var file, runAs, pgBin string
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "up -f MANIFEST",
+		Short: "Create (or resume) a local cluster and wait until every instance is ready",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			manifest, err := os.ReadFile(file) // #nosec G304 -- the user's manifest
+			if err != nil {
+				return fmt.Errorf("reading manifest: %w", err)
+			}
+			d := *dir
+			if d == "" {
+				c, err := v1.LoadAndValidate(manifest)
+				if err != nil {
+					return err
+				}
+				d = filepath.Join(".pgward", c.Name)
+			}
+			abs, err := filepath.Abs(d)
+			if err != nil {
+				return err
+			}
+			return local.Up(cmd.Context(), local.UpOptions{
+				Dir: abs, Manifest: manifest, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, Out: cmd.OutOrStdout(),
+			})
+		},
+	}
+	c.Flags().StringVarP(&file, "file", "f", "", "Cluster manifest (YAML)")
+	c.Flags().StringVar(&runAs, "run-as", "", "OS user PostgreSQL runs as when pgward runs as root (default postgres)")
+	c.Flags().StringVar(&pgBin, "pg-bin", "", "PostgreSQL bin directory (default: newest /usr/lib/postgresql/*/bin)")
+	c.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the cluster to be ready")
+	_ = c.MarkFlagRequired("file")
+	return c
+}
+
+func newDownCmd(dir *string) *cobra.Command {
+	var purge bool
+	c := &cobra.Command{
+		Use:   "down",
+		Short: "Stop every process of a local cluster (--purge also deletes its data)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := resolveDir(*dir)
+			if err != nil {
+				return err
+			}
+			return local.Down(cmd.Context(), local.DownOptions{Dir: d, Purge: purge, Out: cmd.OutOrStdout()})
+		},
+	}
+	c.Flags().BoolVar(&purge, "purge", false, "delete the state directory (data, certificates, secrets) after stopping")
+	return c
+}
+
+func newStatusCmd(dir *string) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show each instance's role, state, timeline, LSN, lag and replication TLS",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := resolveDir(*dir)
+			if err != nil {
+				return err
+			}
+			return local.Status(cmd.Context(), local.StatusOptions{Dir: d, Output: output, Out: cmd.OutOrStdout()})
+		},
+	}
+	c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return c
+}
+
+func newURICmd(dir *string) *cobra.Command {
+	var ro bool
+	c := &cobra.Command{
+		Use:   "uri USER",
+		Short: "Print a libpq URI for USER (verify-full TLS; the password stays in the pgpass file)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := resolveDir(*dir)
+			if err != nil {
+				return err
+			}
+			u, err := local.URI(local.URIOptions{Dir: d, User: args[0], ReadOnly: ro})
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), u)
+			return err
+		},
+	}
+	c.Flags().BoolVar(&ro, "ro", false, "prefer standbys (read-only traffic)")
+	return c
+}
+
+func newControllerCmd(dir *string) *cobra.Command {
+	return &cobra.Command{
+		Use:    "controller",
+		Short:  "Supervise a local cluster's instances (started by `up`)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if *dir == "" {
+				return errors.New("--dir is required")
+			}
+			if os.Geteuid() == 0 {
+				return errors.New("the controller does not run as root; `pgward local up` starts it as the run-as user")
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			ctl := &local.Controller{Layout: local.Layout{Dir: *dir}, Log: newLogger(), Binary: self}
+			return ctl.Run(ctx)
+		},
+	}
+}
+
+// resolveDir finds the state directory: --dir, or the only cluster under ./.pgward.
+func resolveDir(dir string) (string, error) {
+	if dir != "" {
+		return filepath.Abs(dir)
+	}
+	entries, err := os.ReadDir(".pgward")
+	if err != nil {
+		return "", errors.New("no --dir given and no ./.pgward directory here")
+	}
+	var found []string
+	for _, e := range entries {
+		if e.IsDir() {
+			found = append(found, e.Name())
+		}
+	}
+	if len(found) != 1 {
+		return "", fmt.Errorf("no --dir given and ./.pgward holds %d clusters %v; pass --dir", len(found), found)
+	}
+	return filepath.Abs(filepath.Join(".pgward", found[0]))
+}

@@ -1,0 +1,32 @@
+// Package cli holds pgward's cobra commands. Commands turn flags into
+// options for a runtime and return errors; only main exits.
+package cli
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// NewRootCmd returns the pgward command tree.
+func NewRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "pgward",
+		Short:         "A security-first PostgreSQL operator: highly available clusters on Kubernetes or locally",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(NewLocalCmd(), NewInstanceCmd())
+	return root
+}
+
+// newLogger logs text to stderr; PGWARD_LOG_LEVEL=debug for more.
+func newLogger() *slog.Logger {
+	level := slog.LevelInfo
+	if strings.EqualFold(os.Getenv("PGWARD_LOG_LEVEL"), "debug") {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}

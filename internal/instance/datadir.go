@@ -1,0 +1,102 @@
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	v1 "github.com/pgward/pgward/api/v1"
+)
+
+// standbySignal makes PostgreSQL start as a standby.
+const standbySignal = "standby.signal"
+
+// hasDataDir reports whether PGDATA holds an initialised cluster.
+func hasDataDir(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, "PG_VERSION"))
+	return err == nil
+}
+
+// stagingDir is where a new data directory is built before it is renamed
+// into place, so a crash half-way through initdb or pg_basebackup never
+// leaves a PGDATA that looks usable but is not.
+func stagingDir(dataDir string) string { return dataDir + ".new" }
+
+// initdb creates a fresh cluster in dir with the bootstrap settings.
+func initdb(ctx context.Context, binDir, dir string, b *v1.BootstrapInitDB) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("clearing %s: %w", dir, err)
+	}
+	args := []string{
+		"-D", dir,
+		"--username", "postgres",
+		"--auth-local", "peer",
+		"--auth-host", "scram-sha-256",
+		"--encoding", b.Encoding,
+		"--lc-collate", b.LocaleCollate,
+		"--lc-ctype", b.LocaleCType,
+		"--no-instructions",
+	}
+	if b.DataChecksums == nil || *b.DataChecksums {
+		args = append(args, "--data-checksums")
+	}
+	return runTool(ctx, binDir, "initdb", nil, args...)
+}
+
+// basebackup clones the primary into dir over TLS as streaming_replica,
+// authenticated by its client certificate (no password exists for it).
+func basebackup(ctx context.Context, binDir, dir, conninfo string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("clearing %s: %w", dir, err)
+	}
+	return runTool(ctx, binDir, "pg_basebackup", nil,
+		"-D", dir, "-X", "stream", "-c", "fast", "--no-password", "-d", conninfo)
+}
+
+// promoteStaging renames a finished staging directory into PGDATA.
+func promoteStaging(staging, dataDir string) error {
+	if err := os.Rename(staging, dataDir); err != nil {
+		return fmt.Errorf("moving %s into place: %w", staging, err)
+	}
+	d, err := os.Open(filepath.Dir(dataDir))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = d.Close() }()
+	return d.Sync()
+}
+
+// setStandby creates or removes standby.signal so the data directory starts
+// in the role the config asks for.
+func setStandby(dataDir string, standby bool) error {
+	p := filepath.Join(dataDir, standbySignal)
+	if standby {
+		return WriteFileAtomic(p, nil, 0o600)
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing %s: %w", p, err)
+	}
+	return nil
+}
+
+// resetAutoConf empties postgresql.auto.conf. pg_basebackup and pg_rewind
+// copy it from the source, and it is read after our configuration, so any
+// ALTER SYSTEM on one instance would silently override the declared
+// configuration everywhere. pgward's configuration is declarative.
+func resetAutoConf(dataDir string) error {
+	const header = "# Managed by pgward: ALTER SYSTEM settings are reset at every start.\n"
+	return WriteFileAtomic(filepath.Join(dataDir, "postgresql.auto.conf"), []byte(header), 0o600)
+}
+
+// pgMajorVersion reads PG_VERSION from a data directory.
+func pgMajorVersion(dataDir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "PG_VERSION")) // #nosec G304 -- inside our data dir
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}

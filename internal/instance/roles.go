@@ -1,0 +1,140 @@
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/secrets"
+)
+
+// replicationRole is the user replicas stream as; it has no password and
+// logs in only with a client certificate (see pg_hba).
+const replicationRole = "streaming_replica"
+
+// rewindFunctions are what a non-superuser pg_rewind needs to read the source.
+var rewindFunctions = []string{
+	"pg_catalog.pg_ls_dir(text, boolean, boolean)",
+	"pg_catalog.pg_stat_file(text, boolean)",
+	"pg_catalog.pg_read_binary_file(text)",
+	"pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+}
+
+// credentials is what reconcileRoles needs from the secrets.
+type credentials struct {
+	appUser, appPassword string
+	// superPassword is empty when superuser access is off.
+	superPassword string
+}
+
+// quietSession keeps the statements that carry password verifiers out of
+// the server log whatever log_statement the user chose.
+const quietSession = "SET log_statement = 'none'; SET log_min_duration_statement = -1; SET log_min_error_statement = 'panic'"
+
+// reconcileRoles makes the roles and the application database match the
+// spec. Every statement is idempotent, so it runs on every primary start.
+// Passwords are sent only as SCRAM verifiers computed here: the plaintext
+// never reaches the server, its logs or pg_stat_activity.
+func reconcileRoles(ctx context.Context, conn *pgx.Conn, c *v1.Cluster, cred credentials, rnd io.Reader) error {
+	if _, err := conn.Exec(ctx, quietSession); err != nil {
+		return fmt.Errorf("preparing session: %w", err)
+	}
+	var versionNum int
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&versionNum); err != nil {
+		return fmt.Errorf("reading server version: %w", err)
+	}
+	stmts := []string{
+		ensureRole(replicationRole, "LOGIN REPLICATION"),
+		"ALTER ROLE " + ident(replicationRole) + " WITH LOGIN REPLICATION NOSUPERUSER PASSWORD NULL",
+	}
+	if versionNum >= 150000 {
+		// CHECKPOINT on a fresh primary before a pg_rewind (see docs).
+		stmts = append(stmts, "GRANT pg_checkpoint TO "+ident(replicationRole))
+	}
+	for _, fn := range rewindFunctions {
+		stmts = append(stmts, "GRANT EXECUTE ON FUNCTION "+fn+" TO "+ident(replicationRole))
+	}
+
+	init := c.Spec.Bootstrap.InitDB
+	appVerifier, err := secrets.SCRAMSHA256Verifier(cred.appPassword, rnd)
+	if err != nil {
+		return fmt.Errorf("computing the app owner's verifier: %w", err)
+	}
+	stmts = append(stmts,
+		ensureRole(init.Owner, "LOGIN"),
+		"ALTER ROLE "+ident(init.Owner)+" WITH LOGIN NOSUPERUSER NOREPLICATION PASSWORD "+literal(appVerifier),
+	)
+	if cred.superPassword != "" {
+		v, err := secrets.SCRAMSHA256Verifier(cred.superPassword, rnd)
+		if err != nil {
+			return fmt.Errorf("computing the superuser's verifier: %w", err)
+		}
+		stmts = append(stmts, "ALTER ROLE postgres WITH PASSWORD "+literal(v))
+	} else {
+		// Without superuser access postgres is reachable only through the
+		// instance's own socket, by the instance's OS user (peer auth).
+		stmts = append(stmts, "ALTER ROLE postgres WITH PASSWORD NULL")
+	}
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("reconciling roles: %s: %w", redact(s), err)
+		}
+	}
+	return ensureDatabase(ctx, conn, init)
+}
+
+// ensureDatabase creates the application database once. CREATE DATABASE
+// cannot run inside a DO block, hence the separate existence check.
+func ensureDatabase(ctx context.Context, conn *pgx.Conn, init *v1.BootstrapInitDB) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", init.Database).Scan(&exists); err != nil {
+		return fmt.Errorf("looking up database %q: %w", init.Database, err)
+	}
+	if exists {
+		return nil
+	}
+	stmt := fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s",
+		ident(init.Database), ident(init.Owner), literal(init.Encoding), literal(init.LocaleCollate), literal(init.LocaleCType))
+	if _, err := conn.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("creating database %q: %w", init.Database, err)
+	}
+	return nil
+}
+
+// runPostInit runs the user's post-initdb statements once, right after initdb.
+func runPostInit(ctx context.Context, conn *pgx.Conn, stmts []string, where string) error {
+	for i, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("%s[%d]: %w", where, i, err)
+		}
+	}
+	return nil
+}
+
+func ensureRole(name, opts string) string {
+	return fmt.Sprintf(`DO $pgward$ BEGIN
+IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s) THEN CREATE ROLE %s %s; END IF;
+END $pgward$`, literal(name), ident(name), opts)
+}
+
+func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+// literal quotes a string constant. Standard-conforming strings are on in
+// every supported version, so doubling single quotes is sufficient; values
+// with NUL are rejected by validation before they get here.
+func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// redact hides password verifiers from error messages.
+func redact(stmt string) string {
+	if i := strings.Index(stmt, "PASSWORD '"); i >= 0 {
+		return stmt[:i] + "PASSWORD <redacted>"
+	}
+	return stmt
+}
+
+var errNoBootstrap = errors.New("spec.bootstrap.initdb is missing (defaults not applied?)")

@@ -1,0 +1,131 @@
+package instance
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/pgward/pgward/internal/instanceapi"
+	"github.com/pgward/pgward/internal/pki"
+)
+
+// statusSource is what the server needs from the manager.
+type statusSource interface {
+	Status(ctx context.Context) instanceapi.Status
+	Ready() bool
+}
+
+// certReloader serves the current server certificate, re-reading the files
+// when they change so a renewed certificate is used without a restart.
+type certReloader struct {
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	modTime time.Time
+	cert    *tls.Certificate
+}
+
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	fi, err := os.Stat(r.certFile)
+	if err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cert != nil && fi.ModTime().Equal(r.modTime) {
+		return r.cert, nil
+	}
+	c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	r.cert, r.modTime = &c, fi.ModTime()
+	return r.cert, nil
+}
+
+// newStatusServer builds the HTTPS status server. TLS 1.3 only. Client
+// certificates are verified against the client CA when offered (a bad one
+// fails the handshake); the probes need none, /pg/ needs the controller's.
+func newStatusServer(addr, certFile, keyFile string, clientCA *x509.CertPool, src statusSource) *http.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc(instanceapi.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc(instanceapi.PathReadyz, func(w http.ResponseWriter, _ *http.Request) {
+		if !src.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle(instanceapi.PathStatus, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		st := src.Status(ctx)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(st)
+	})))
+	reloader := &certReloader{certFile: certFile, keyFile: keyFile}
+	return &http.Server{
+		Addr:    addr,
+		Handler: mux,
+		TLSConfig: &tls.Config{
+			MinVersion:     tls.VersionTLS13,
+			GetCertificate: reloader.get,
+			ClientAuth:     tls.VerifyClientCertIfGiven,
+			ClientCAs:      clientCA,
+		},
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+	}
+}
+
+// requireController admits only a verified client certificate whose common
+// name is the controller identity. The TLS layer has already checked the
+// chain against the cluster's client CA; streaming_replica's certificate
+// comes from the same CA and must not read the status.
+func requireController(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			http.Error(w, "client certificate required", http.StatusUnauthorized)
+			return
+		}
+		if cn := r.TLS.VerifiedChains[0][0].Subject.CommonName; cn != pki.ControllerCommonName {
+			http.Error(w, "forbidden: certificate is not the controller's", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serveStatus runs srv until ctx ends.
+func serveStatus(ctx context.Context, srv *http.Server) error {
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return fmt.Errorf("status server: %w", err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("status server: %w", err)
+	}
+}

@@ -1,0 +1,129 @@
+package instance
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgward/pgward/internal/instanceapi"
+)
+
+// localConnConfig connects through the instance's own socket as postgres;
+// pg_hba's peer map admits only the instance's OS user there.
+func localConnConfig(socketDir string, port int, dbname string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig("")
+	if err != nil {
+		return nil, fmt.Errorf("building connection config: %w", err)
+	}
+	cfg.Host = socketDir
+	cfg.Port = uint16(port) // #nosec G115 -- port validated to 1..65535
+	cfg.User = "postgres"
+	cfg.Database = dbname
+	cfg.Password = ""
+	cfg.TLSConfig = nil
+	cfg.Fallbacks = nil
+	cfg.RuntimeParams["application_name"] = "pgward-instance-manager"
+	return cfg, nil
+}
+
+func newLocalPool(ctx context.Context, socketDir string, port int) (*pgxpool.Pool, error) {
+	cc, err := localConnConfig(socketDir, port, "postgres")
+	if err != nil {
+		return nil, err
+	}
+	pc, err := pgxpool.ParseConfig("")
+	if err != nil {
+		return nil, fmt.Errorf("building pool config: %w", err)
+	}
+	pc.ConnConfig = cc
+	pc.MaxConns = 2
+	return pgxpool.NewWithConfig(ctx, pc)
+}
+
+// queryStatus fills st from PostgreSQL's own views. It is one round trip per
+// query on a pooled socket connection, cheap enough for sub-second polling.
+func queryStatus(ctx context.Context, q pgxQuerier, st *instanceapi.Status) error {
+	var inRecovery bool
+	var sysid int64
+	var version string
+	if err := q.QueryRow(ctx, `SELECT pg_is_in_recovery(), (SELECT system_identifier FROM pg_control_system()),
+		current_setting('server_version'),
+		(SELECT count(*) > 0 FROM pg_settings WHERE pending_restart)`).Scan(&inRecovery, &sysid, &version, &st.PendingRestart); err != nil {
+		return fmt.Errorf("reading instance state: %w", err)
+	}
+	st.SystemID = strconv.FormatInt(sysid, 10)
+	st.PGVersion = version
+	st.Ready = true
+	if !inRecovery {
+		st.Role = instanceapi.RolePrimary
+		return queryPrimary(ctx, q, st)
+	}
+	st.Role = instanceapi.RoleReplica
+	return queryReplica(ctx, q, st)
+}
+
+type pgxQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func queryPrimary(ctx context.Context, q pgxQuerier, st *instanceapi.Status) error {
+	// The timeline comes from the current WAL file name: pg_control's copy
+	// lags until the first checkpoint after a promotion.
+	var tli string
+	if err := q.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)`).Scan(&st.CurrentLSN, &tli); err != nil {
+		return fmt.Errorf("reading WAL position: %w", err)
+	}
+	t, err := strconv.ParseUint(tli, 16, 32)
+	if err != nil {
+		return fmt.Errorf("parsing timeline %q: %w", tli, err)
+	}
+	st.Timeline = uint32(t)
+	rows, err := q.Query(ctx, `SELECT coalesce(r.application_name, ''), coalesce(r.state, ''), coalesce(r.sync_state, ''),
+		coalesce(r.sent_lsn::text, ''), coalesce(r.replay_lsn::text, ''),
+		coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn), 0)::bigint,
+		coalesce(s.ssl, false), coalesce(s.version, ''), coalesce(s.client_dn, '')
+		FROM pg_stat_replication r LEFT JOIN pg_stat_ssl s ON s.pid = r.pid
+		ORDER BY r.application_name`)
+	if err != nil {
+		return fmt.Errorf("reading pg_stat_replication: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p instanceapi.Peer
+		if err := rows.Scan(&p.ApplicationName, &p.State, &p.SyncState, &p.SentLSN, &p.ReplayLSN, &p.LagBytes, &p.SSL, &p.TLSVersion, &p.ClientDN); err != nil {
+			return fmt.Errorf("reading pg_stat_replication: %w", err)
+		}
+		st.Replication = append(st.Replication, p)
+	}
+	return rows.Err()
+}
+
+func queryReplica(ctx context.Context, q pgxQuerier, st *instanceapi.Status) error {
+	var received, replayed *string
+	var tli int64
+	if err := q.QueryRow(ctx, `SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,
+		coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))::bigint`).Scan(&received, &replayed, &tli); err != nil {
+		return fmt.Errorf("reading replay position: %w", err)
+	}
+	if received != nil {
+		st.ReceivedLSN = *received
+	}
+	if replayed != nil {
+		st.ReplayedLSN = *replayed
+	}
+	st.Timeline = uint32(tli) // #nosec G115 -- timelines are 32-bit in PostgreSQL
+	var wr instanceapi.WALReceiver
+	err := q.QueryRow(ctx, `SELECT status, coalesce(sender_host, ''), coalesce(sender_port, 0) FROM pg_stat_wal_receiver`).Scan(&wr.Status, &wr.SenderHost, &wr.SenderPort)
+	switch {
+	case err == nil:
+		st.WALReceiver = &wr
+	case err == pgx.ErrNoRows: //nolint:errorlint // pgx returns the sentinel itself
+	default:
+		return fmt.Errorf("reading pg_stat_wal_receiver: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+package instanceapi
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Client queries instance managers over mutual TLS.
+type Client struct {
+	http *http.Client
+}
+
+// NewClient returns a client that trusts serverCA for the instances'
+// certificates and presents clientCert. ServerName is what the instances'
+// certificate is verified against (e.g. "localhost").
+func NewClient(serverCA *x509.CertPool, clientCert tls.Certificate, serverName string, timeout time.Duration) *Client {
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		RootCAs:      serverCA,
+		Certificates: []tls.Certificate{clientCert},
+		ServerName:   serverName,
+	}
+	tr := &http.Transport{
+		TLSClientConfig:     cfg,
+		DialContext:         (&net.Dialer{Timeout: timeout}).DialContext,
+		TLSHandshakeTimeout: timeout,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     30 * time.Second,
+	}
+	return &Client{http: &http.Client{Transport: tr, Timeout: timeout}}
+}
+
+// Status fetches /pg/status from the instance listening on addr (host:port).
+func (c *Client) Status(ctx context.Context, addr string) (*Status, error) {
+	var st Status
+	if err := c.getJSON(ctx, addr, PathStatus, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// CloseIdle releases pooled connections.
+func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
+
+func (c *Client) getJSON(ctx context.Context, addr, path string, into any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
+	if err != nil {
+		return fmt.Errorf("building request for %s%s: %w", addr, path, err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("querying instance at %s: %w", addr, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("reading %s%s: %w", addr, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return &HTTPError{Code: resp.StatusCode, Body: string(body)}
+	}
+	if err := json.Unmarshal(body, into); err != nil {
+		return fmt.Errorf("decoding %s%s: %w", addr, path, err)
+	}
+	return nil
+}
+
+// HTTPError is a non-200 answer from an instance manager.
+type HTTPError struct {
+	Code int
+	Body string
+}
+
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("instance answered %d: %s", e.Code, e.Body)
+}
+
+// IsForbidden reports whether err is the instance refusing our identity.
+func IsForbidden(err error) bool {
+	var he *HTTPError
+	return errors.As(err, &he) && (he.Code == http.StatusForbidden || he.Code == http.StatusUnauthorized)
+}

@@ -1,0 +1,186 @@
+package local
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"time"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/pki"
+	"github.com/pgward/pgward/internal/secrets"
+)
+
+// tlsSecrets are the names of the secrets holding the cluster's TLS material.
+type tlsSecrets struct {
+	ServerCA, ServerTLS, ClientCA, Replication, Controller string
+}
+
+// Keys of TLS secrets, as in Kubernetes' kubernetes.io/tls secrets.
+const (
+	keyCACert  = "ca.crt"
+	keyCAKey   = "ca.key"
+	keyTLSCert = "tls.crt"
+	keyTLSKey  = "tls.key"
+)
+
+// serverDNSNames and serverIPs are what clients verify locally: every
+// instance listens on loopback and is reached as "localhost".
+var (
+	serverDNSNames = []string{"localhost"}
+	serverIPs      = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+)
+
+// ensurePKI makes sure every TLS secret exists and is not due for renewal,
+// generating what the user did not provide. A user-provided certificate is
+// never replaced; a user-provided CA is used to sign only if its key is given.
+func ensurePKI(store secrets.Store, c *v1.Cluster, rnd io.Reader, now time.Time) (tlsSecrets, []string, error) {
+	certs := c.Spec.Certificates
+	if certs == nil {
+		certs = &v1.CertificatesConfiguration{}
+	}
+	names := tlsSecrets{
+		ServerCA:    orDefault(certs.ServerCASecret, c.Name+"-ca"),
+		ServerTLS:   orDefault(certs.ServerTLSSecret, c.Name+"-server"),
+		ClientCA:    orDefault(certs.ClientCASecret, c.Name+"-ca"),
+		Replication: orDefault(certs.ReplicationTLSSecret, c.Name+"-replication"),
+		Controller:  c.Name + "-controller",
+	}
+	var notes []string
+	generatedCA := c.Name + "-ca"
+	caRenewed := false
+	if names.ServerCA == generatedCA || names.ClientCA == generatedCA {
+		renewed, err := ensureCA(store, generatedCA, c.Name, rnd, now)
+		if err != nil {
+			return names, nil, err
+		}
+		caRenewed = renewed
+		if renewed {
+			notes = append(notes, "generated CA "+generatedCA)
+		}
+	}
+	leaves := []struct {
+		secret, ca, cn string
+		userGiven      bool
+		server         bool
+		dns            []string
+	}{
+		{names.ServerTLS, names.ServerCA, c.Name + "-rw", certs.ServerTLSSecret != "", true, append(append([]string{}, serverDNSNames...), certs.ServerAltDNSNames...)},
+		{names.Replication, names.ClientCA, pki.ReplicationCommonName, certs.ReplicationTLSSecret != "", false, nil},
+		{names.Controller, names.ClientCA, pki.ControllerCommonName, false, false, nil},
+	}
+	for _, l := range leaves {
+		if l.userGiven {
+			if err := checkUserLeaf(store, l.secret, l.ca, now); err != nil {
+				return names, nil, err
+			}
+			continue
+		}
+		issued, err := ensureLeaf(store, l.secret, l.ca, l.cn, l.server, l.dns, caRenewed, rnd, now)
+		if err != nil {
+			return names, nil, err
+		}
+		if issued {
+			notes = append(notes, "issued "+l.secret+" ("+l.cn+")")
+		}
+	}
+	return names, notes, nil
+}
+
+// ensureCA creates the cluster CA, or renews it when it is due. It reports
+// whether a new CA was made, in which case every leaf must be reissued.
+func ensureCA(store secrets.Store, name, cluster string, rnd io.Reader, now time.Time) (bool, error) {
+	data, err := store.Get(name)
+	if err == nil {
+		kp, perr := pki.ParseKeyPair(data[keyCACert], data[keyCAKey])
+		if perr != nil {
+			return false, fmt.Errorf("secret %q: %w", name, perr)
+		}
+		if !pki.NeedsRenewal(kp.Cert, now) {
+			return false, nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("reading secret %q: %w", name, err)
+	}
+	ca, err := pki.NewCA(rnd, now, cluster+" CA")
+	if err != nil {
+		return false, fmt.Errorf("creating CA: %w", err)
+	}
+	if err := store.Put(name, map[string][]byte{keyCACert: ca.CertPEM, keyCAKey: ca.KeyPEM}); err != nil {
+		return false, fmt.Errorf("storing CA: %w", err)
+	}
+	return true, nil
+}
+
+// ensureLeaf issues (or renews) a certificate signed by the CA in caSecret.
+func ensureLeaf(store secrets.Store, name, caSecret, cn string, server bool, dns []string, force bool, rnd io.Reader, now time.Time) (bool, error) {
+	caData, err := store.Get(caSecret)
+	if err != nil {
+		return false, fmt.Errorf("reading CA secret %q: %w", caSecret, err)
+	}
+	if len(caData[keyCAKey]) == 0 {
+		return false, fmt.Errorf("CA secret %q has no %s, so pgward cannot issue %q; provide %s yourself or include the CA key", caSecret, keyCAKey, name, name)
+	}
+	ca, err := pki.ParseKeyPair(caData[keyCACert], caData[keyCAKey])
+	if err != nil {
+		return false, fmt.Errorf("CA secret %q: %w", caSecret, err)
+	}
+	if !force {
+		if data, err := store.Get(name); err == nil {
+			kp, perr := pki.ParseKeyPair(data[keyTLSCert], data[keyTLSKey])
+			if perr == nil && !pki.NeedsRenewal(kp.Cert, now) && kp.Cert.CheckSignatureFrom(ca.Cert) == nil {
+				return false, nil
+			}
+		}
+	}
+	var kp *pki.KeyPair
+	if server {
+		kp, err = ca.IssueServer(rnd, now, cn, dns, serverIPs)
+	} else {
+		kp, err = ca.IssueClient(rnd, now, cn)
+	}
+	if err != nil {
+		return false, fmt.Errorf("issuing %q: %w", name, err)
+	}
+	if err := store.Put(name, map[string][]byte{keyTLSCert: kp.CertPEM, keyTLSKey: kp.KeyPEM, keyCACert: ca.CertPEM}); err != nil {
+		return false, fmt.Errorf("storing %q: %w", name, err)
+	}
+	return true, nil
+}
+
+// checkUserLeaf verifies a user-provided certificate against its CA so a
+// mismatch fails at `up` rather than as a TLS error between instances.
+func checkUserLeaf(store secrets.Store, name, caSecret string, now time.Time) error {
+	data, err := store.Get(name)
+	if err != nil {
+		return fmt.Errorf("certificate secret %q: %w", name, err)
+	}
+	kp, err := pki.ParseKeyPair(data[keyTLSCert], data[keyTLSKey])
+	if err != nil {
+		return fmt.Errorf("certificate secret %q: %w", name, err)
+	}
+	caData, err := store.Get(caSecret)
+	if err != nil {
+		return fmt.Errorf("CA secret %q: %w", caSecret, err)
+	}
+	ca, err := pki.ParseCertificatePEM(caData[keyCACert])
+	if err != nil {
+		return fmt.Errorf("CA secret %q: %w", caSecret, err)
+	}
+	if err := kp.Cert.CheckSignatureFrom(ca); err != nil {
+		return fmt.Errorf("certificate secret %q is not signed by CA secret %q: %w", name, caSecret, err)
+	}
+	if now.After(kp.Cert.NotAfter) {
+		return fmt.Errorf("certificate secret %q expired at %s", name, kp.Cert.NotAfter.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func orDefault(v, def string) string {
+	if v != "" {
+		return v
+	}
+	return def
+}

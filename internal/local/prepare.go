@@ -1,0 +1,331 @@
+package local
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/instance"
+	"github.com/pgward/pgward/internal/secrets"
+)
+
+// loopback is where every local instance listens; localhost is the name
+// clients verify the certificates against.
+const (
+	loopback  = "127.0.0.1"
+	localhost = "localhost"
+)
+
+// prepared is a state directory ready for the controller to start.
+type prepared struct {
+	layout  Layout
+	cluster *v1.Cluster
+	state   *State
+	user    *osUser
+	tls     tlsSecrets
+	app     string
+	super   string
+}
+
+// prepare turns a manifest into a state directory: it validates the spec
+// (against the stored one when resuming), fixes ports, creates the PKI and
+// the credentials, and writes each instance manager's config. It is
+// idempotent: on an existing directory it reuses everything it finds.
+func prepare(l Layout, manifest []byte, runAs, pgBin string, progress func(string)) (*prepared, error) {
+	c, err := v1.LoadAndValidate(manifest)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkResume(l, c); err != nil {
+		return nil, err
+	}
+	u, err := resolveRunAs(runAs)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state directory: %w", err)
+	}
+	if err := os.Chmod(l.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := u.canTraverse(l.Dir); err != nil {
+		return nil, err
+	}
+	st, err := ensureState(l, c, u, pgBin)
+	if err != nil {
+		return nil, err
+	}
+	if err := instance.WriteFileAtomic(l.ClusterFile(), manifest, 0o600); err != nil {
+		return nil, err
+	}
+	store := secrets.DirStore{Root: l.SecretsDir()}
+	names, notes, err := ensurePKI(store, c, rand.Reader, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("certificates: %w", err)
+	}
+	progress(fmt.Sprintf("PKI: CA, server and client certificates ready (ECDSA P-256) %v", notes))
+	p := &prepared{layout: l, cluster: c, state: st, user: u, tls: names}
+	if err := p.ensureCredentials(store, progress); err != nil {
+		return nil, err
+	}
+	if err := p.writeInstanceConfigs(); err != nil {
+		return nil, err
+	}
+	if err := installBinary(l); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(l.LogDir(), 0o700); err != nil {
+		return nil, err
+	}
+	if err := touch(l.LockFile()); err != nil {
+		return nil, err
+	}
+	if err := u.chownTree(l.Dir); err != nil {
+		return nil, fmt.Errorf("giving %s to %s: %w", l.Dir, u.Name, err)
+	}
+	return p, nil
+}
+
+// checkResume refuses to reuse a state directory for another cluster, and
+// applies the same update rules as the admission webhook.
+func checkResume(l Layout, c *v1.Cluster) error {
+	old, err := os.ReadFile(l.ClusterFile())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading stored manifest: %w", err)
+	}
+	prev, err := v1.LoadAndValidate(old)
+	if err != nil {
+		return fmt.Errorf("stored manifest %s: %w", l.ClusterFile(), err)
+	}
+	if prev.Name != c.Name {
+		return fmt.Errorf("%s holds cluster %q, not %q; use another --dir", l.Dir, prev.Name, c.Name)
+	}
+	if errs := v1.ValidateUpdate(prev, c); len(errs) > 0 {
+		return errs.ToAggregate()
+	}
+	return nil
+}
+
+// ensureState fixes the ports and the run-as user on the first run. Ports
+// are chosen by the kernel (bind to :0) so several clusters can coexist.
+func ensureState(l Layout, c *v1.Cluster, u *osUser, pgBin string) (*State, error) {
+	st, err := LoadState(l)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if st == nil {
+		st = &State{Cluster: c.Name, RunAs: u.Name}
+	}
+	if st.RunAs != u.Name {
+		return nil, fmt.Errorf("%s belongs to OS user %q, not %q", l.Dir, st.RunAs, u.Name)
+	}
+	if pgBin == "" {
+		pgBin = st.PGBinDir
+	}
+	if pgBin == "" {
+		if pgBin, err = findPGBinDir(); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(pgBin, "postgres")); err != nil {
+		return nil, fmt.Errorf("no postgres in %s: %w", pgBin, err)
+	}
+	st.PGBinDir = pgBin
+	for i := len(st.Instances); i < c.Spec.Instances; i++ {
+		ports, err := freePorts(2)
+		if err != nil {
+			return nil, err
+		}
+		st.Instances = append(st.Instances, InstanceState{
+			Name: fmt.Sprintf("%s-%d", c.Name, i+1), Port: ports[0], StatusPort: ports[1],
+		})
+	}
+	if st.TargetPrimary == "" {
+		st.TargetPrimary = st.Instances[0].Name
+	}
+	return st, st.Save(l)
+}
+
+// findPGBinDir picks the newest supported PostgreSQL under /usr/lib/postgresql.
+func findPGBinDir() (string, error) {
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	best, bestV := "", 0
+	for _, m := range matches {
+		v, err := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(m))))
+		if err == nil && v >= 13 && v > bestV {
+			best, bestV = filepath.Dir(m), v
+		}
+	}
+	if best == "" {
+		return "", errors.New("no PostgreSQL 13+ server found under /usr/lib/postgresql (apt-get install postgresql-15, or pass --pg-bin)")
+	}
+	return best, nil
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", loopback+":0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// ensureCredentials creates (or keeps) the app owner's secret and, with
+// superuser access on, the superuser's.
+func (p *prepared) ensureCredentials(store secrets.Store, progress func(string)) error {
+	c := p.cluster
+	init := c.Spec.Bootstrap.InitDB
+	p.app = c.Name + "-app"
+	if init.Secret != nil {
+		p.app = init.Secret.Name
+	}
+	info := p.connectionInfo()
+	if _, created, err := secrets.EnsureCredentials(store, p.app, init.Owner, init.Database, info, rand.Reader); err != nil {
+		return fmt.Errorf("app credentials: %w", err)
+	} else if created {
+		progress("secrets: generated credentials for " + init.Owner + " in " + p.app)
+	}
+	if c.Spec.EnableSuperuserAccess != nil && *c.Spec.EnableSuperuserAccess {
+		p.super = c.Name + "-superuser"
+		if c.Spec.SuperuserSecret != nil {
+			p.super = c.Spec.SuperuserSecret.Name
+		}
+		if _, created, err := secrets.EnsureCredentials(store, p.super, "postgres", "postgres", info, rand.Reader); err != nil {
+			return fmt.Errorf("superuser credentials: %w", err)
+		} else if created {
+			progress("secrets: generated credentials for postgres in " + p.super)
+		}
+	}
+	return nil
+}
+
+// connectionInfo describes how clients reach the cluster locally. The
+// pgpass line matches any port so it serves every instance (and so the
+// multi-host URI); TLS is verified against the cluster CA.
+func (p *prepared) connectionInfo() secrets.ConnectionInfo {
+	q := url.Values{}
+	q.Set("sslmode", "verify-full")
+	q.Set("sslrootcert", filepath.Join(p.layout.SecretsDir(), p.tlsServerCA(), keyCACert))
+	return secrets.ConnectionInfo{
+		Host:       localhost,
+		Port:       p.primaryPort(),
+		PgpassPort: "*",
+		Query:      q,
+	}
+}
+
+func (p *prepared) tlsServerCA() string {
+	if p.tls.ServerCA != "" {
+		return p.tls.ServerCA
+	}
+	return p.cluster.Name + "-ca"
+}
+
+func (p *prepared) primaryPort() int {
+	if i, ok := p.state.Instance(p.state.TargetPrimary); ok {
+		return i.Port
+	}
+	return p.state.Instances[0].Port
+}
+
+// writeInstanceConfigs writes each instance manager's config.json.
+func (p *prepared) writeInstanceConfigs() error {
+	primary, _ := p.state.Instance(p.state.TargetPrimary)
+	for _, is := range p.state.Instances[:p.cluster.Spec.Instances] {
+		dir := p.layout.InstanceDir(is.Name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		cfg := &instance.Config{
+			Name:          is.Name,
+			ClusterFile:   p.layout.ClusterFile(),
+			PGBinDir:      p.state.PGBinDir,
+			DataDir:       filepath.Join(dir, "data"),
+			ConfDir:       filepath.Join(dir, "conf"),
+			SocketDir:     filepath.Join(dir, "run"),
+			LogFile:       filepath.Join(dir, "postgres.log"),
+			ListenAddress: loopback,
+			Host:          localhost,
+			Port:          is.Port,
+			StatusAddress: net.JoinHostPort(loopback, strconv.Itoa(is.StatusPort)),
+			OSUser:        p.user.Name,
+			SecretsRoot:   p.layout.SecretsDir(),
+			Secrets: instance.Secrets{
+				ServerTLS: p.tls.ServerTLS, ServerCA: p.tls.ServerCA, ClientCA: p.tls.ClientCA,
+				Replication: p.tls.Replication, App: p.app, Superuser: p.super,
+			},
+			Primary: instance.Endpoint{Name: primary.Name, Host: localhost, Port: primary.Port},
+		}
+		if err := cfg.Save(p.layout.InstanceConfig(is.Name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// installBinary copies the running pgward into the state directory, so the
+// unprivileged user can execute it even when ours lives under /root.
+func installBinary(l Layout) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("locating pgward: %w", err)
+	}
+	src, err := os.ReadFile(self) // #nosec G304 -- our own executable
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", self, err)
+	}
+	dst := filepath.Join(l.BinDir(), "pgward")
+	if cur, err := os.ReadFile(dst); err == nil && bytes.Equal(cur, src) { // #nosec G304 -- inside the state dir
+		return nil
+	}
+	if err := os.MkdirAll(l.BinDir(), 0o700); err != nil {
+		return err
+	}
+	return instance.WriteFileAtomic(dst, src, 0o700)
+}
+
+// sortedInstances returns the instances in name order, primary first.
+func sortedInstances(st *State) []InstanceState {
+	out := append([]InstanceState(nil), st.Instances...)
+	sort.SliceStable(out, func(i, j int) bool {
+		if (out[i].Name == st.TargetPrimary) != (out[j].Name == st.TargetPrimary) {
+			return out[i].Name == st.TargetPrimary
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+
+func touch(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o600) // #nosec G304 -- inside the state dir
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,170 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pgward/pgward/internal/instanceapi"
+)
+
+// ClusterStatus is what `pgward local status -o json` prints.
+type ClusterStatus struct {
+	Cluster           string           `json:"cluster"`
+	Dir               string           `json:"dir"`
+	ControllerRunning bool             `json:"controllerRunning"`
+	TargetPrimary     string           `json:"targetPrimary"`
+	CurrentPrimary    string           `json:"currentPrimary"`
+	Instances         []InstanceReport `json:"instances"`
+}
+
+// InstanceReport is one instance's line of the status.
+type InstanceReport struct {
+	Name       string `json:"name"`
+	Role       string `json:"role"`
+	State      string `json:"state"`
+	Host       string `json:"host"`
+	Port       int    `json:"port"`
+	SocketDir  string `json:"socketDir"`
+	StatusPort int    `json:"statusPort"`
+	Timeline   uint32 `json:"timeline,omitempty"`
+	// CurrentLSN is the primary's write position; ReceivedLSN and
+	// ReplayedLSN a replica's.
+	CurrentLSN  string `json:"currentLSN,omitempty"`
+	ReceivedLSN string `json:"receivedLSN,omitempty"`
+	ReplayedLSN string `json:"replayedLSN,omitempty"`
+	// LagBytes is how far the replica's replay is behind the primary,
+	// as the primary sees it.
+	LagBytes *int64 `json:"lagBytes,omitempty"`
+	// TLS is the replication connection's protocol (replicas) as the
+	// primary sees it.
+	TLS      string `json:"tls,omitempty"`
+	ClientDN string `json:"clientDN,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// StatusOptions configure `pgward local status`.
+type StatusOptions struct {
+	Dir    string
+	Output string // "table" or "json"
+	Out    io.Writer
+}
+
+// Status reports every instance as the instances report themselves.
+func Status(ctx context.Context, o StatusOptions) error {
+	cs, err := Observe(ctx, Layout{Dir: o.Dir})
+	if err != nil {
+		return err
+	}
+	switch o.Output {
+	case "json":
+		enc := json.NewEncoder(o.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(cs)
+	case "", "table":
+		printTable(o.Out, cs)
+		return nil
+	default:
+		return fmt.Errorf("unknown output format %q (table or json)", o.Output)
+	}
+}
+
+// Observe gathers the cluster's status.
+func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
+	st, err := LoadState(l)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := newStatusClient(l, st.Cluster, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.CloseIdle()
+	sts, errs := observe(ctx, cl, st)
+	cs := &ClusterStatus{Cluster: st.Cluster, Dir: l.Dir, ControllerRunning: controllerRunning(l), TargetPrimary: st.TargetPrimary}
+	peers := map[string]instanceapi.Peer{}
+	for _, s := range sts {
+		if s != nil && s.Role == instanceapi.RolePrimary {
+			cs.CurrentPrimary = s.Name
+			for _, p := range s.Replication {
+				peers[p.ApplicationName] = p
+			}
+		}
+	}
+	for i, is := range st.Instances {
+		r := InstanceReport{Name: is.Name, Host: localhost, Port: is.Port, StatusPort: is.StatusPort, Role: instanceapi.RoleUnknown}
+		if s := sts[i]; s != nil {
+			r.Role, r.Timeline, r.SocketDir, r.Error = s.Role, s.Timeline, s.SocketDir, s.Error
+			r.CurrentLSN, r.ReceivedLSN, r.ReplayedLSN = s.CurrentLSN, s.ReceivedLSN, s.ReplayedLSN
+			r.State = stateOf(s)
+			if p, ok := peers[is.Name]; ok {
+				lag := p.LagBytes
+				r.LagBytes = &lag
+				r.TLS, r.ClientDN = p.TLSVersion, p.ClientDN
+				if !p.SSL {
+					r.TLS = "none"
+				}
+			}
+		} else {
+			r.State = "unreachable"
+			if errs[i] != nil {
+				r.Error = errs[i].Error()
+			}
+		}
+		cs.Instances = append(cs.Instances, r)
+	}
+	return cs, nil
+}
+
+func stateOf(s *instanceapi.Status) string {
+	switch {
+	case !s.PostmasterRunning:
+		return "down (" + s.Phase + ")"
+	case !s.Ready:
+		return "not ready"
+	case s.Role == instanceapi.RoleReplica && s.WALReceiver != nil:
+		return s.WALReceiver.Status
+	case s.Role == instanceapi.RoleReplica:
+		return "disconnected"
+	default:
+		return "running"
+	}
+}
+
+func printTable(out io.Writer, cs *ClusterStatus) {
+	_, _ = fmt.Fprintf(out, "Cluster %s  primary: %s (target %s)  controller: %s\n\n",
+		cs.Cluster, orDash(cs.CurrentPrimary), cs.TargetPrimary, map[bool]string{true: "running", false: "stopped"}[cs.ControllerRunning])
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	_, _ = fmt.Fprintln(w, "INSTANCE\tROLE\tSTATE\tTL\tLSN\tLAG\tTLS\tPORT")
+	for _, r := range cs.Instances {
+		lsn := r.CurrentLSN
+		if lsn == "" {
+			lsn = r.ReplayedLSN
+		}
+		lag := "-"
+		if r.LagBytes != nil {
+			lag = fmt.Sprintf("%d B", *r.LagBytes)
+		}
+		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.Name, r.Role, r.State, r.Timeline, orDash(lsn), lag, orDash(r.TLS), r.Port)
+	}
+	_ = w.Flush()
+	for _, r := range cs.Instances {
+		if r.Error != "" {
+			_, _ = fmt.Fprintf(out, "\n%s: %s", r.Name, r.Error)
+		}
+	}
+	if len(cs.Instances) > 0 {
+		_, _ = fmt.Fprintln(out)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+

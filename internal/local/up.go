@@ -1,0 +1,268 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pgward/pgward/internal/instanceapi"
+)
+
+// UpOptions configure `pgward local up`.
+type UpOptions struct {
+	Dir      string
+	Manifest []byte
+	// RunAs is the OS user instances run as when pgward runs as root.
+	RunAs string
+	// PGBinDir overrides PostgreSQL's bin directory discovery.
+	PGBinDir string
+	// Timeout bounds the wait for every instance to be ready.
+	Timeout time.Duration
+	Out     io.Writer
+}
+
+// Up prepares the state directory, starts the controller if it is not
+// running yet, and returns once every instance is ready and every replica
+// streams from the primary.
+func Up(ctx context.Context, o UpOptions) error {
+	l := Layout{Dir: o.Dir}
+	say := func(s string) { _, _ = fmt.Fprintln(o.Out, s) }
+	p, err := prepare(l, o.Manifest, o.RunAs, o.PGBinDir, say)
+	if err != nil {
+		return err
+	}
+	say(fmt.Sprintf("state directory %s (owner %s, mode 0700)", l.Dir, p.user.Name))
+	var exited <-chan struct{}
+	if controllerRunning(l) {
+		say("controller already running; checking the instances")
+	} else {
+		if exited, err = startController(l, p.user); err != nil {
+			return err
+		}
+		say("controller started (log: " + l.ControllerLog() + ")")
+	}
+	if err := waitReady(ctx, l, p, o.Timeout, exited, say); err != nil {
+		return err
+	}
+	say("")
+	say(fmt.Sprintf("cluster %q is up: %d instance(s), primary %s", p.cluster.Name, p.cluster.Spec.Instances, p.state.TargetPrimary))
+	say("connect as the application owner (verify-full TLS, password from the generated pgpass):")
+	say(fmt.Sprintf("  psql \"$(pgward local uri %s --dir %s)\"", p.cluster.Spec.Bootstrap.InitDB.Owner, l.Dir))
+	say(fmt.Sprintf("status: pgward local status --dir %s    stop: pgward local down --dir %s", l.Dir, l.Dir))
+	return nil
+}
+
+// startController launches `pgward local controller` detached in its own
+// session, as the run-as user, with its output in the controller log. The
+// returned channel closes if it exits while we are still waiting on it.
+func startController(l Layout, u *osUser) (<-chan struct{}, error) {
+	logf, err := os.OpenFile(l.ControllerLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = logf.Close() }()
+	if err := os.Lchown(l.ControllerLog(), int(u.UID), int(u.GID)); err != nil && os.Geteuid() == 0 {
+		return nil, err
+	}
+	cmd := exec.Command(filepath.Join(l.BinDir(), "pgward"), "local", "controller", "--dir", l.Dir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = l.Dir
+	cmd.Env = minimalEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: u.credential()}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the controller: %w", err)
+	}
+	// The controller outlives us (it is re-parented when we exit); until
+	// then we reap it if it dies, and say so.
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	return exited, nil
+}
+
+// waitReady polls the instances until the cluster is fully up, printing
+// each instance's progress as it changes.
+func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration, exited <-chan struct{}, say func(string)) error {
+	if timeout == 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cl, err := newStatusClient(l, p.cluster.Name, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer cl.CloseIdle()
+	last := map[string]string{}
+	for {
+		sts, _ := observe(ctx, cl, p.state)
+		done := true
+		for i, is := range p.state.Instances {
+			line := progressLine(sts[i], p.state.TargetPrimary == is.Name)
+			if line != last[is.Name] {
+				say(fmt.Sprintf("  %-24s %s", is.Name, line))
+				last[is.Name] = line
+			}
+			if !instanceUp(sts[i], p.state.TargetPrimary == is.Name, sts, p.state) {
+				done = false
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("the controller exited; see %s:\n%s", l.ControllerLog(), tail(l.ControllerLog(), 20))
+		case <-ctx.Done():
+			return fmt.Errorf("cluster not ready after %s; instance logs are in %s/instances/*/: %w", timeout, l.Dir, ctx.Err())
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func progressLine(st *instanceapi.Status, primary bool) string {
+	switch {
+	case st == nil:
+		return "starting the instance manager"
+	case st.Phase == "initdb":
+		return "initdb (new cluster, data checksums, scram-sha-256)"
+	case st.Phase == "basebackup":
+		return "cloning the primary (pg_basebackup over TLS as streaming_replica)"
+	case !st.Ready:
+		return "starting postgres (" + st.Phase + ")"
+	case st.Role == instanceapi.RolePrimary:
+		return fmt.Sprintf("primary ready, timeline %d", st.Timeline)
+	case st.WALReceiver != nil && st.WALReceiver.Status == "streaming":
+		return "replica streaming from the primary"
+	default:
+		if primary {
+			return "ready, waiting to be primary"
+		}
+		return "replica started, connecting to the primary"
+	}
+}
+
+// instanceUp reports whether an instance is where `up` wants it: the
+// primary ready as primary, a replica streaming and seen by the primary.
+func instanceUp(st *instanceapi.Status, primary bool, all []*instanceapi.Status, state *State) bool {
+	if st == nil || !st.Ready {
+		return false
+	}
+	if primary {
+		return st.Role == instanceapi.RolePrimary
+	}
+	if st.Role != instanceapi.RoleReplica || st.WALReceiver == nil || st.WALReceiver.Status != "streaming" {
+		return false
+	}
+	for i, is := range state.Instances {
+		if is.Name == state.TargetPrimary && all[i] != nil {
+			for _, peer := range all[i].Replication {
+				if peer.ApplicationName == st.Name && peer.State == "streaming" {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path) // #nosec G304 -- our own log
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// DownOptions configure `pgward local down`.
+type DownOptions struct {
+	Dir     string
+	Purge   bool
+	Timeout time.Duration
+	Out     io.Writer
+}
+
+// Down stops the controller, which stops every instance (fast shutdown),
+// and waits until no process of the cluster is left. With Purge it then
+// deletes the state directory.
+func Down(_ context.Context, o DownOptions) error {
+	l := Layout{Dir: o.Dir}
+	if _, err := os.Stat(l.StateFile()); err != nil {
+		return fmt.Errorf("no cluster in %s: %w", l.Dir, err)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	if controllerRunning(l) {
+		pid, err := readPid(l)
+		if err != nil {
+			return fmt.Errorf("controller running but its pid is unknown: %w", err)
+		}
+		_, _ = fmt.Fprintf(o.Out, "stopping controller (pid %d) and its instances\n", pid)
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signalling the controller: %w", err)
+		}
+		deadline := time.Now().Add(o.Timeout)
+		for controllerRunning(l) {
+			if time.Now().After(deadline) {
+				// Last resort: the whole session (controller, instance
+				// managers, postgres) goes.
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+				return fmt.Errorf("controller did not stop within %s; killed its process group", o.Timeout)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if err := checkNoPostmaster(l); err != nil {
+		return err
+	}
+	_, _ = fmt.Fprintln(o.Out, "all instances stopped")
+	if o.Purge {
+		if err := os.RemoveAll(l.Dir); err != nil {
+			return fmt.Errorf("purging %s: %w", l.Dir, err)
+		}
+		_, _ = fmt.Fprintln(o.Out, "purged "+l.Dir)
+	}
+	return nil
+}
+
+// checkNoPostmaster verifies that no postmaster of the cluster is alive.
+func checkNoPostmaster(l Layout) error {
+	st, err := LoadState(l)
+	if err != nil {
+		return err
+	}
+	var alive []string
+	for _, is := range st.Instances {
+		b, err := os.ReadFile(filepath.Join(l.InstanceDir(is.Name), "data", "postmaster.pid"))
+		if err != nil {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscanf(string(b), "%d", &pid); err == nil && pid > 0 && processAlive(pid) {
+			alive = append(alive, fmt.Sprintf("%s (pid %d)", is.Name, pid))
+		}
+	}
+	if len(alive) > 0 {
+		return fmt.Errorf("postgres still running: %s", strings.Join(alive, ", "))
+	}
+	return nil
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}

@@ -1,0 +1,56 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestUpRefusesBadManifests runs `pgward local up` on manifests a careless
+// or hostile user might write: each is refused with an error naming the
+// field, and nothing is created.
+func TestUpRefusesBadManifests(t *testing.T) {
+	head := "apiVersion: postgresql.pgward.io/v1\nkind: Cluster\nmetadata:\n  name: bad\nspec:\n  instances: 2\n"
+	cases := []struct {
+		name, spec string
+		want       []string
+	}{
+		{"fixed parameter", "  postgresql:\n    parameters:\n      port: \"5433\"\n",
+			[]string{"spec.postgresql.parameters[port]", `parameter "port" is managed by pgward`}},
+		{"newline in a parameter value", "  postgresql:\n    parameters:\n      work_mem: \"4MB\\nlisten_addresses='*'\"\n",
+			[]string{"spec.postgresql.parameters[work_mem]", "U+000A"}},
+		{"newline in a pg_hba line", "  postgresql:\n    pg_hba:\n      - \"host all all all md5\\nhost all all all trust\"\n",
+			[]string{"spec.postgresql.pg_hba[0]", "U+000A"}},
+		{"trust over the network", "  postgresql:\n    pg_hba:\n      - host all all 0.0.0.0/0 trust\n",
+			[]string{"spec.postgresql.pg_hba[0]", `"trust"`}},
+		{"unknown field", "  postgresql:\n    paramters:\n      work_mem: 4MB\n",
+			[]string{`unknown field "spec.postgresql.paramters"`}},
+		{"unsupported Cloud Native PostgreSQL field", "  backup:\n    retentionPolicy: 30d\n",
+			[]string{`"spec.backup"`, "not support yet"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := newStateDir(t, "refused-"+strings.ReplaceAll(c.name, " ", "-"))
+			manifest := filepath.Join(workRoot, strings.ReplaceAll(c.name, " ", "-")+".yaml")
+			if err := os.WriteFile(manifest, []byte(head+c.spec), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			out, err := pgward(context.Background(), "local", "up", "-f", manifest, "--dir", dir)
+			if err == nil {
+				t.Fatalf("accepted:\n%s", out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("error lacks %q:\n%s", w, out)
+				}
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a refused manifest created %s", dir)
+			}
+		})
+	}
+}
