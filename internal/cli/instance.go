@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"errors"
+	"os"
 	"os/signal"
 	"syscall"
 
@@ -21,6 +23,9 @@ func NewInstanceCmd() *cobra.Command {
 		Short: "Run the instance manager: create or clone PGDATA, run postgres, serve status on the status port",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Geteuid() == 0 {
+				return errors.New("the instance manager never runs as root: PostgreSQL must run as an unprivileged user (run it as that user, or use `pgward local up --run-as`)")
+			}
 			cfg, err := instance.LoadConfig(configPath)
 			if err != nil {
 				return err
@@ -40,4 +45,3 @@ func NewInstanceCmd() *cobra.Command {
 	cmd.AddCommand(run)
 	return cmd
 }
-

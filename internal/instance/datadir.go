@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -90,13 +88,4 @@ func setStandby(dataDir string, standby bool) error {
 func resetAutoConf(dataDir string) error {
 	const header = "# Managed by pgward: ALTER SYSTEM settings are reset at every start.\n"
 	return WriteFileAtomic(filepath.Join(dataDir, "postgresql.auto.conf"), []byte(header), 0o600)
-}
-
-// pgMajorVersion reads PG_VERSION from a data directory.
-func pgMajorVersion(dataDir string) (int, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, "PG_VERSION")) // #nosec G304 -- inside our data dir
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(strings.TrimSpace(string(b)))
 }

@@ -86,7 +86,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	go func() { srvDone <- serveStatus(srvCtx, srv) }()
 	defer func() {
 		stopSrv()
-		<-srvDone
+		if err := <-srvDone; err != nil {
+			m.log.Error("status server", "err", err)
+		}
 	}()
 
 	if err := m.ensureDataDir(ctx); err != nil {
@@ -116,7 +118,7 @@ func (m *Manager) supervise(ctx context.Context) error {
 				return nil
 			case <-pm.Done():
 				m.log.Warn("postgres exited", "err", pm.ExitErr())
-				m.setErr(fmt.Errorf("postgres exited: %v", pm.ExitErr()))
+				m.setErr(fmt.Errorf("postgres exited: %w", pm.ExitErr()))
 				m.closePool()
 			}
 		}
@@ -257,7 +259,7 @@ func (m *Manager) waitConnect(ctx context.Context, pm *postmaster, dbname string
 	var lastErr error
 	for {
 		if !pm.Running() {
-			return nil, fmt.Errorf("%w while starting: %v (see %s)", errPostmasterExited, pm.ExitErr(), m.cfg.LogFile)
+			return nil, fmt.Errorf("%w while starting: %w (see %s)", errPostmasterExited, pm.ExitErr(), m.cfg.LogFile)
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		conn, err := pgx.ConnectConfig(cctx, cc)
@@ -268,7 +270,7 @@ func (m *Manager) waitConnect(ctx context.Context, pm *postmaster, dbname string
 		lastErr = err
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for postgres: %w (last error: %v)", ctx.Err(), lastErr)
+			return nil, fmt.Errorf("waiting for postgres: %w (last error: %w)", ctx.Err(), lastErr)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

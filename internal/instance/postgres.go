@@ -32,7 +32,9 @@ func startPostgres(binDir, dataDir, confFile, logFile string) (*postmaster, erro
 	if err != nil {
 		return nil, fmt.Errorf("opening postgres log: %w", err)
 	}
-	cmd := exec.Command(filepath.Join(binDir, "postgres"), "-D", dataDir, "-c", "config_file="+confFile)
+	// No context: postgres is stopped by explicit signals (Stop), never
+	// killed outright when some caller's context ends.
+	cmd := exec.Command(filepath.Join(binDir, "postgres"), "-D", dataDir, "-c", "config_file="+confFile) //nolint:noctx // see above
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Env = pgEnv()

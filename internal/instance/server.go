@@ -110,7 +110,7 @@ func requireController(next http.Handler) http.Handler {
 
 // serveStatus runs srv until ctx ends.
 func serveStatus(ctx context.Context, srv *http.Server) error {
-	ln, err := net.Listen("tcp", srv.Addr)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", srv.Addr)
 	if err != nil {
 		return fmt.Errorf("status server: %w", err)
 	}

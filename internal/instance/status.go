@@ -2,6 +2,7 @@ package instance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -121,7 +122,7 @@ func queryReplica(ctx context.Context, q pgxQuerier, st *instanceapi.Status) err
 	switch {
 	case err == nil:
 		st.WALReceiver = &wr
-	case err == pgx.ErrNoRows: //nolint:errorlint // pgx returns the sentinel itself
+	case errors.Is(err, pgx.ErrNoRows):
 	default:
 		return fmt.Errorf("reading pg_stat_wal_receiver: %w", err)
 	}

@@ -118,7 +118,8 @@ func (c *Controller) runInstance(ctx context.Context, name string) error {
 		return err
 	}
 	defer func() { _ = logf.Close() }()
-	cmd := exec.Command(c.Binary, "instance", "run", "--config", c.Layout.InstanceConfig(name))
+	// Stopped by SIGTERM below (a clean shutdown), not killed by ctx.
+	cmd := exec.Command(c.Binary, "instance", "run", "--config", c.Layout.InstanceConfig(name)) //nolint:noctx // see above
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = minimalEnv()
 	// A controller that dies must not leave instance managers behind.

@@ -117,10 +117,17 @@ func (u *osUser) chownTree(dir string) error {
 	if os.Geteuid() != 0 {
 		return nil
 	}
-	return filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+	// os.Root keeps every operation inside dir even if something in it is
+	// (or becomes) a symlink pointing elsewhere.
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = root.Close() }()
+	return fs.WalkDir(root.FS(), ".", func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(p, int(u.UID), int(u.GID))
+		return root.Lchown(p, int(u.UID), int(u.GID))
 	})
 }

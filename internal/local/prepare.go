@@ -2,6 +2,7 @@ package local
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -56,7 +57,7 @@ func prepare(l Layout, manifest []byte, runAs, pgBin string, progress func(strin
 	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state directory: %w", err)
 	}
-	if err := os.Chmod(l.Dir, 0o700); err != nil {
+	if err := os.Chmod(l.Dir, 0o700); err != nil { // #nosec G302 -- a directory needs x; 0700 is owner-only
 		return nil, err
 	}
 	if err := u.canTraverse(l.Dir); err != nil {
@@ -185,7 +186,7 @@ func freePorts(n int) ([]int, error) {
 		}
 	}()
 	for range n {
-		ln, err := net.Listen("tcp", loopback+":0")
+		ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", loopback+":0")
 		if err != nil {
 			return nil, fmt.Errorf("finding a free port: %w", err)
 		}
@@ -320,7 +321,6 @@ func sortedInstances(st *State) []InstanceState {
 	})
 	return out
 }
-
 
 func touch(path string) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDONLY, 0o600) // #nosec G304 -- inside the state dir

@@ -167,4 +167,3 @@ func orDash(s string) string {
 	}
 	return s
 }
-

@@ -71,7 +71,8 @@ func startController(l Layout, u *osUser) (<-chan struct{}, error) {
 	if err := os.Lchown(l.ControllerLog(), int(u.UID), int(u.GID)); err != nil && os.Geteuid() == 0 {
 		return nil, err
 	}
-	cmd := exec.Command(filepath.Join(l.BinDir(), "pgward"), "local", "controller", "--dir", l.Dir)
+	// The controller outlives this command, so no context may end it.
+	cmd := exec.Command(filepath.Join(l.BinDir(), "pgward"), "local", "controller", "--dir", l.Dir) //nolint:noctx // see above
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = l.Dir
 	cmd.Env = minimalEnv()

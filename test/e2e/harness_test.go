@@ -44,7 +44,7 @@ func run(m *testing.M) int {
 	}
 	defer func() { _ = os.RemoveAll(workRoot) }()
 	pgwardBin = filepath.Join(workRoot, "pgward")
-	build := exec.Command("go", "build", "-o", pgwardBin, "./cmd/pgward")
+	build := exec.CommandContext(context.Background(), "go", "build", "-o", pgwardBin, "./cmd/pgward")
 	build.Dir = repoRoot
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

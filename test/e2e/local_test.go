@@ -120,7 +120,7 @@ func TestLocalCluster(t *testing.T) {
 			eventually(t, 10*time.Second, "row on "+cs.Instances[i].Name, func() error {
 				got, err := psql(ctx, osUser, conn, `SELECT note FROM e2e WHERE id = 1`)
 				if err != nil || got != "written on the primary" {
-					return fmt.Errorf("%v: %q", err, got)
+					return fmt.Errorf("%w: %q", err, got)
 				}
 				return nil
 			})

@@ -27,8 +27,8 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			[]string{"spec.postgresql.pg_hba[0]", "U+000A"}},
 		{"trust over the network", "  postgresql:\n    pg_hba:\n      - host all all 0.0.0.0/0 trust\n",
 			[]string{"spec.postgresql.pg_hba[0]", `"trust"`}},
-		{"unknown field", "  postgresql:\n    paramters:\n      work_mem: 4MB\n",
-			[]string{`unknown field "spec.postgresql.paramters"`}},
+		{"unknown field", "  postgresql:\n    parameterz:\n      work_mem: 4MB\n",
+			[]string{`unknown field "spec.postgresql.parameterz"`}},
 		{"unsupported Cloud Native PostgreSQL field", "  backup:\n    retentionPolicy: 30d\n",
 			[]string{`"spec.backup"`, "not support yet"}},
 	}
