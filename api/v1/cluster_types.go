@@ -1,0 +1,198 @@
+package v1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Group, Version and Kind identify the Cluster resource.
+const (
+	Group   = "postgresql.pgward.io"
+	Version = "v1"
+	Kind    = "Cluster"
+	// APIVersion is the apiVersion string manifests carry.
+	APIVersion = Group + "/" + Version
+)
+
+// Cluster is a highly available PostgreSQL cluster: one primary and
+// zero or more streaming replicas.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=pgw
+// +kubebuilder:printcolumn:name="Instances",type=integer,JSONPath=`.status.instances`
+// +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyInstances`
+// +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Primary",type=string,JSONPath=`.status.currentPrimary`
+type Cluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ClusterSpec   `json:"spec"`
+	Status ClusterStatus `json:"status,omitempty"`
+}
+
+// ClusterList is a list of Clusters.
+//
+// +kubebuilder:object:root=true
+type ClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Cluster `json:"items"`
+}
+
+// ClusterSpec is the desired state of a Cluster.
+type ClusterSpec struct {
+	// Instances is the number of PostgreSQL instances: one primary, the rest replicas.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:default=1
+	Instances int `json:"instances"`
+
+	// PostgresConfiguration holds postgresql.conf parameters, pg_hba and pg_ident lines.
+	// +optional
+	PostgresConfiguration PostgresConfiguration `json:"postgresql,omitempty"`
+
+	// Bootstrap says how the first instance is created.
+	// +optional
+	Bootstrap *BootstrapConfiguration `json:"bootstrap,omitempty"`
+
+	// SuperuserSecret names a secret (keys username, password) for the
+	// postgres superuser; generated when absent and superuser access is on.
+	// +optional
+	SuperuserSecret *LocalObjectReference `json:"superuserSecret,omitempty"`
+
+	// EnableSuperuserAccess gives the postgres superuser a password (and a
+	// secret holding it). Off by default: postgres then has no password and
+	// can only connect through the local socket as the instance's OS user.
+	// +optional
+	EnableSuperuserAccess *bool `json:"enableSuperuserAccess,omitempty"`
+
+	// Certificates lets the user bring their own CA and certificates.
+	// +optional
+	Certificates *CertificatesConfiguration `json:"certificates,omitempty"`
+
+	// MinSyncReplicas is the minimum number of synchronous standbys.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MinSyncReplicas int `json:"minSyncReplicas,omitempty"`
+
+	// MaxSyncReplicas is the maximum number of synchronous standbys.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	MaxSyncReplicas int `json:"maxSyncReplicas,omitempty"`
+
+	// StorageConfiguration sizes each instance's data volume.
+	// +optional
+	StorageConfiguration StorageConfiguration `json:"storage,omitempty"`
+}
+
+// PostgresConfiguration is the PostgreSQL configuration a user may set.
+type PostgresConfiguration struct {
+	// Parameters are postgresql.conf settings. Parameters that pgward must
+	// control (ports, files, TLS, replication) are refused.
+	// +optional
+	Parameters map[string]string `json:"parameters,omitempty"`
+
+	// PgHBA lines are inserted after pgward's fixed rules and before the
+	// final catch-all "host all all all scram-sha-256".
+	// +optional
+	PgHBA []string `json:"pg_hba,omitempty"`
+
+	// PgIdent lines are appended to pg_ident.conf.
+	// +optional
+	PgIdent []string `json:"pg_ident,omitempty"`
+}
+
+// BootstrapConfiguration holds exactly one bootstrap method.
+type BootstrapConfiguration struct {
+	// InitDB creates a new cluster with initdb.
+	// +optional
+	InitDB *BootstrapInitDB `json:"initdb,omitempty"`
+}
+
+// BootstrapInitDB configures initdb and the application database.
+type BootstrapInitDB struct {
+	// Database is the application database (default "app").
+	// +optional
+	Database string `json:"database,omitempty"`
+	// Owner is the application user owning Database (default: Database's name).
+	// +optional
+	Owner string `json:"owner,omitempty"`
+	// Secret names a secret (keys username, password) for Owner; generated when absent.
+	// +optional
+	Secret *LocalObjectReference `json:"secret,omitempty"`
+	// DataChecksums enables data page checksums (pgward defaults it to true).
+	// +optional
+	DataChecksums *bool `json:"dataChecksums,omitempty"`
+	// Encoding is the database encoding (default UTF8).
+	// +optional
+	Encoding string `json:"encoding,omitempty"`
+	// LocaleCollate is LC_COLLATE (default C).
+	// +optional
+	LocaleCollate string `json:"localeCollate,omitempty"`
+	// LocaleCType is LC_CTYPE (default C).
+	// +optional
+	LocaleCType string `json:"localeCType,omitempty"`
+	// PostInitSQL runs as superuser in the postgres database after initdb.
+	// +optional
+	PostInitSQL []string `json:"postInitSQL,omitempty"`
+	// PostInitApplicationSQL runs as superuser in the application database.
+	// +optional
+	PostInitApplicationSQL []string `json:"postInitApplicationSQL,omitempty"`
+}
+
+// LocalObjectReference names a secret in the Cluster's namespace. Locally, a
+// secret is a directory of that name under the state directory's secrets/,
+// holding one file per key.
+type LocalObjectReference struct {
+	Name string `json:"name"`
+}
+
+// CertificatesConfiguration names user-provided TLS material. Every field
+// left empty is generated and renewed by pgward.
+type CertificatesConfiguration struct {
+	// ServerCASecret holds ca.crt (and ca.key if pgward should sign the server certificate).
+	// +optional
+	ServerCASecret string `json:"serverCASecret,omitempty"`
+	// ServerTLSSecret holds tls.crt and tls.key for PostgreSQL and the status port.
+	// +optional
+	ServerTLSSecret string `json:"serverTLSSecret,omitempty"`
+	// ClientCASecret holds ca.crt (and ca.key if pgward should sign client certificates).
+	// +optional
+	ClientCASecret string `json:"clientCASecret,omitempty"`
+	// ReplicationTLSSecret holds tls.crt and tls.key of the streaming_replica client certificate.
+	// +optional
+	ReplicationTLSSecret string `json:"replicationTLSSecret,omitempty"`
+	// ServerAltDNSNames are extra DNS names for the generated server certificate.
+	// +optional
+	ServerAltDNSNames []string `json:"serverAltDNSNames,omitempty"`
+}
+
+// StorageConfiguration sizes a data volume.
+type StorageConfiguration struct {
+	// Size is a Kubernetes quantity such as 1Gi. Required on Kubernetes;
+	// locally it is recorded but not enforced.
+	// +optional
+	Size string `json:"size,omitempty"`
+}
+
+// ClusterStatus is the observed state of a Cluster.
+type ClusterStatus struct {
+	// +optional
+	Phase string `json:"phase,omitempty"`
+	// +optional
+	Instances int `json:"instances,omitempty"`
+	// +optional
+	ReadyInstances int `json:"readyInstances,omitempty"`
+	// +optional
+	InstanceNames []string `json:"instanceNames,omitempty"`
+	// CurrentPrimary is the instance that is primary now.
+	// +optional
+	CurrentPrimary string `json:"currentPrimary,omitempty"`
+	// TargetPrimary is the instance that should be primary.
+	// +optional
+	TargetPrimary string `json:"targetPrimary,omitempty"`
+	// +optional
+	TimelineID int `json:"timelineID,omitempty"`
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}

@@ -1,0 +1,61 @@
+package v1
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ValidateIdentLine checks one pg_ident.conf line written by a user: exactly
+// three fields (map name, system user, PostgreSQL user), no control
+// characters, comments, file inclusions or include directives, and no
+// mapping onto the streaming_replica role, whose authentication pgward
+// owns. The system user may be a regular expression ("/^(.*)@corp$"), and
+// the PostgreSQL user may refer to its capture ("\1").
+func ValidateIdentLine(line string) error {
+	if err := checkConfLine(line); err != nil {
+		return err
+	}
+	// A trailing backslash joins the next line, which pgward wrote.
+	if strings.HasSuffix(strings.TrimRight(line, " \t"), `\`) {
+		return errors.New("the line ends with a backslash, which would continue it onto the next line")
+	}
+	fields, err := splitConfFields(line, false)
+	if err != nil {
+		return err
+	}
+	switch first := fields[0]; {
+	case first == "include" || first == "include_dir" || first == "include_if_exists":
+		return fmt.Errorf("%s directives are not allowed: they read other files of the server", first)
+	case len(fields) != 3:
+		return fmt.Errorf("a pg_ident line has 3 fields (map, system user, PostgreSQL user), this one has %d", len(fields))
+	}
+	for i, f := range fields {
+		if err := checkIdentField(f); err != nil {
+			return fmt.Errorf("%s: %w", identFieldNames[i], err)
+		}
+	}
+	pgUser := strings.TrimPrefix(strings.Trim(fields[2], `"`), "+")
+	if strings.EqualFold(pgUser, ReplicationUser) {
+		return fmt.Errorf("mapping to %q is not allowed: pgward owns its authentication", ReplicationUser)
+	}
+	return nil
+}
+
+var identFieldNames = [3]string{"map", "system user", "PostgreSQL user"}
+
+// checkIdentField checks one pg_ident field: a single name (PostgreSQL would
+// read an unquoted comma as a list separator), with no @file inclusion.
+func checkIdentField(field string) error {
+	names, err := splitConfList(field)
+	if err != nil {
+		return err
+	}
+	if len(names) != 1 {
+		return fmt.Errorf("%q: put a value containing a comma in double quotes", field)
+	}
+	if strings.HasPrefix(names[0].text, "@") {
+		return fmt.Errorf("%q: @file inclusions are not allowed: they read other files of the server", field)
+	}
+	return nil
+}

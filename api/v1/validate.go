@@ -1,0 +1,383 @@
+package v1
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// MaxClusterNameLength leaves room in 63-character DNS labels for the
+// suffixes of the objects a Cluster produces ("-rw", "-replication", "-12").
+const MaxClusterNameLength = 50
+
+var (
+	// identifierRE is an unquoted PostgreSQL identifier that needs no
+	// quoting anywhere pgward writes it (SQL, conninfo, pg_hba).
+	identifierRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+	// localeRE is the character set of encoding and locale names; it keeps
+	// them safe to pass to initdb and to quote in SQL.
+	localeRE = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,64}$`)
+)
+
+// reservedOwners cannot own the application database: postgres is the
+// superuser and streaming_replica is pgward's replication role.
+var reservedOwners = []string{"postgres", ReplicationUser}
+
+// reservedDatabases exist after initdb; creating one of them would fail.
+var reservedDatabases = []string{"postgres", "template0", "template1"}
+
+// Validate checks a Cluster after SetDefaults and returns every problem
+// with its field path.
+func (c *Cluster) Validate() field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, c.validateTypeMeta()...)
+	errs = append(errs, c.validateMetadata(field.NewPath("metadata"))...)
+	errs = append(errs, c.Spec.validate(field.NewPath("spec"))...)
+	return errs
+}
+
+// ValidateUpdate checks that changing oldC into newC is allowed: newC must
+// be valid, and what cannot change once the cluster exists (its identity,
+// how it was bootstrapped, the size of its volumes, which can grow but not
+// shrink) did not change. Both are compared after SetDefaults so that
+// leaving a defaulted field out is not a change.
+func ValidateUpdate(oldC, newC *Cluster) field.ErrorList {
+	errs := newC.Validate()
+	oldD, newD := oldC.DeepCopy(), newC.DeepCopy()
+	SetDefaults(oldD)
+	SetDefaults(newD)
+	meta := field.NewPath("metadata")
+	if newD.Name != oldD.Name {
+		errs = append(errs, field.Invalid(meta.Child("name"), newD.Name, "field is immutable"))
+	}
+	if newD.Namespace != oldD.Namespace {
+		errs = append(errs, field.Invalid(meta.Child("namespace"), newD.Namespace, "field is immutable"))
+	}
+	spec := field.NewPath("spec")
+	if !equality.Semantic.DeepEqual(oldD.Spec.Bootstrap, newD.Spec.Bootstrap) {
+		errs = append(errs, field.Forbidden(spec.Child("bootstrap"),
+			"field is immutable: the cluster was already created with it"))
+	}
+	errs = append(errs, validateStorageUpdate(oldD.Spec.StorageConfiguration.Size,
+		newD.Spec.StorageConfiguration.Size, spec.Child("storage", "size"))...)
+	return errs
+}
+
+// validateStorageUpdate refuses removing or shrinking the volume size:
+// volumes can be expanded but never shrunk.
+func validateStorageUpdate(oldSize, newSize string, path *field.Path) field.ErrorList {
+	if oldSize == "" {
+		return nil
+	}
+	if newSize == "" {
+		return field.ErrorList{field.Forbidden(path, fmt.Sprintf("cannot be removed (was %s)", oldSize))}
+	}
+	oldQ, errOld := resource.ParseQuantity(oldSize)
+	newQ, errNew := resource.ParseQuantity(newSize)
+	if errOld != nil || errNew != nil {
+		return nil // Validate reports an unparsable new size.
+	}
+	if newQ.Cmp(oldQ) < 0 {
+		return field.ErrorList{field.Forbidden(path,
+			fmt.Sprintf("cannot shrink from %s to %s: volumes can only grow", oldSize, newSize))}
+	}
+	return nil
+}
+
+func (c *Cluster) validateTypeMeta() field.ErrorList {
+	var errs field.ErrorList
+	if c.APIVersion != "" && c.APIVersion != APIVersion {
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), c.APIVersion, []string{APIVersion}))
+	}
+	if c.Kind != "" && c.Kind != Kind {
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), c.Kind, []string{Kind}))
+	}
+	return errs
+}
+
+func (c *Cluster) validateMetadata(path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	switch name := c.Name; {
+	case name == "":
+		errs = append(errs, field.Required(path.Child("name"), "a cluster needs a name"))
+	case len(name) > MaxClusterNameLength:
+		errs = append(errs, field.TooLong(path.Child("name"), name, MaxClusterNameLength))
+	default:
+		errs = append(errs, dnsErrors(path.Child("name"), name, validation.IsDNS1035Label)...)
+	}
+	if c.Namespace != "" {
+		errs = append(errs, dnsErrors(path.Child("namespace"), c.Namespace, validation.IsDNS1123Label)...)
+	}
+	return errs
+}
+
+// dnsErrors turns the messages of an apimachinery name check into errors.
+func dnsErrors(path *field.Path, value string, check func(string) []string) field.ErrorList {
+	var errs field.ErrorList
+	for _, msg := range check(value) {
+		errs = append(errs, field.Invalid(path, value, msg))
+	}
+	return errs
+}
+
+func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if s.Instances < 1 {
+		errs = append(errs, field.Invalid(path.Child("instances"), s.Instances, "must be at least 1"))
+	}
+	errs = append(errs, s.PostgresConfiguration.validate(path.Child("postgresql"), s.Instances)...)
+	errs = append(errs, validateBootstrap(s.Bootstrap, path.Child("bootstrap"))...)
+	if s.SuperuserSecret != nil {
+		errs = append(errs, validateSecretName(path.Child("superuserSecret", "name"), s.SuperuserSecret.Name)...)
+	}
+	errs = append(errs, validateCertificates(s.Certificates, path.Child("certificates"))...)
+	errs = append(errs, s.validateSyncReplicas(path)...)
+	errs = append(errs, validateStorage(s.StorageConfiguration, path.Child("storage"))...)
+	return errs
+}
+
+func (s *ClusterSpec) validateSyncReplicas(path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	minPath, maxPath := path.Child("minSyncReplicas"), path.Child("maxSyncReplicas")
+	switch {
+	case s.MinSyncReplicas < 0:
+		errs = append(errs, field.Invalid(minPath, s.MinSyncReplicas, "must not be negative"))
+	case s.MinSyncReplicas > s.MaxSyncReplicas:
+		errs = append(errs, field.Invalid(minPath, s.MinSyncReplicas,
+			fmt.Sprintf("must not be greater than maxSyncReplicas (%d)", s.MaxSyncReplicas)))
+	}
+	switch {
+	case s.MaxSyncReplicas < 0:
+		errs = append(errs, field.Invalid(maxPath, s.MaxSyncReplicas, "must not be negative"))
+	case s.MaxSyncReplicas > 0 && s.MaxSyncReplicas >= s.Instances:
+		errs = append(errs, field.Invalid(maxPath, s.MaxSyncReplicas,
+			fmt.Sprintf("must be less than instances (%d): only replicas can be synchronous", s.Instances)))
+	}
+	return errs
+}
+
+func validateStorage(s StorageConfiguration, path *field.Path) field.ErrorList {
+	if s.Size == "" {
+		return nil
+	}
+	q, err := resource.ParseQuantity(s.Size)
+	switch {
+	case err != nil:
+		return field.ErrorList{field.Invalid(path.Child("size"), s.Size, "not a quantity such as 1Gi: "+err.Error())}
+	case q.Sign() <= 0:
+		return field.ErrorList{field.Invalid(path.Child("size"), s.Size, "must be greater than zero")}
+	}
+	return nil
+}
+
+// validate checks parameters, pg_hba and pg_ident lines; instances decides
+// which settings replication needs.
+func (p *PostgresConfiguration) validate(path *field.Path, instances int) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, validateParameters(p.Parameters, path.Child("parameters"), instances)...)
+	for i, line := range p.PgHBA {
+		if _, err := ParseHBARule(line); err != nil {
+			// The line is not echoed: its options may hold an LDAP or
+			// RADIUS secret, and errors end up in events and logs.
+			errs = append(errs, field.Invalid(path.Child("pg_hba").Index(i), field.OmitValueType{}, err.Error()))
+		}
+	}
+	for i, line := range p.PgIdent {
+		if err := ValidateIdentLine(line); err != nil {
+			errs = append(errs, field.Invalid(path.Child("pg_ident").Index(i), field.OmitValueType{}, err.Error()))
+		}
+	}
+	return errs
+}
+
+// validateParameters checks each parameter in name order, so the errors
+// come out in a stable order.
+func validateParameters(params map[string]string, path *field.Path, instances int) field.ErrorList {
+	var errs field.ErrorList
+	names := make([]string, 0, len(params))
+	for name := range params {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	folded := make(map[string]string, len(names))
+	for _, name := range names {
+		value := params[name]
+		p := path.Key(name)
+		lower := strings.ToLower(name)
+		if first, dup := folded[lower]; dup {
+			errs = append(errs, field.Invalid(p, name, fmt.Sprintf(
+				"duplicates %q: PostgreSQL folds parameter names to lower case", first)))
+		} else {
+			folded[lower] = name
+		}
+		if err := ValidateParameter(name, value); err != nil {
+			errs = append(errs, field.Invalid(p, field.OmitValueType{}, err.Error()))
+			continue
+		}
+		if msg := replicationConflict(name, value, instances); msg != "" {
+			errs = append(errs, field.Invalid(p, value, msg))
+		}
+	}
+	return errs
+}
+
+// replicationConflict explains why a setting cannot work with replicas, or
+// returns "".
+func replicationConflict(name, value string, instances int) string {
+	if instances <= 1 {
+		return ""
+	}
+	switch name {
+	case "wal_level":
+		if strings.EqualFold(strings.TrimSpace(value), "minimal") {
+			return "wal_level minimal cannot feed replicas: use replica or logical when instances > 1"
+		}
+	case "wal_log_hints":
+		if isPostgresFalse(value) {
+			return "wal_log_hints must stay on when instances > 1: pg_rewind needs it to rejoin a failed primary"
+		}
+	case "full_page_writes":
+		if isPostgresFalse(value) {
+			return "full_page_writes must stay on when instances > 1: pg_rewind needs it to rejoin a failed primary"
+		}
+	}
+	return ""
+}
+
+// isPostgresFalse reports whether PostgreSQL reads value as boolean false:
+// off, false, no, 0, or any unambiguous prefix of them, in any case.
+func isPostgresFalse(value string) bool {
+	v := strings.ToLower(strings.TrimSpace(value))
+	switch {
+	case v == "":
+		return false
+	case v == "0", strings.HasPrefix("false", v), strings.HasPrefix("no", v):
+		return true
+	case len(v) >= 2 && strings.HasPrefix("off", v):
+		return true // "o" alone is ambiguous with "on".
+	}
+	return false
+}
+
+func validateBootstrap(b *BootstrapConfiguration, path *field.Path) field.ErrorList {
+	if b == nil || b.InitDB == nil {
+		return field.ErrorList{field.Required(path.Child("initdb"),
+			"exactly one bootstrap method is needed (SetDefaults chooses initdb)")}
+	}
+	return validateInitDB(b.InitDB, path.Child("initdb"))
+}
+
+func validateInitDB(in *BootstrapInitDB, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, validateIdentifier(path.Child("database"), in.Database)...)
+	if slices.Contains(reservedDatabases, in.Database) {
+		errs = append(errs, field.Invalid(path.Child("database"), in.Database, "is created by initdb and reserved"))
+	}
+	errs = append(errs, validateIdentifier(path.Child("owner"), in.Owner)...)
+	if slices.Contains(reservedOwners, in.Owner) || strings.HasPrefix(in.Owner, "pg_") {
+		errs = append(errs, field.Invalid(path.Child("owner"), in.Owner,
+			"is a reserved role: the application owner must be an ordinary role"))
+	}
+	if in.Secret != nil {
+		errs = append(errs, validateSecretName(path.Child("secret", "name"), in.Secret.Name)...)
+	}
+	locales := []struct{ name, value string }{
+		{"encoding", in.Encoding}, {"localeCollate", in.LocaleCollate}, {"localeCType", in.LocaleCType},
+	}
+	for _, l := range locales {
+		if l.value != "" && !localeRE.MatchString(l.value) {
+			errs = append(errs, field.Invalid(path.Child(l.name), l.value,
+				"must be 1-64 letters, digits, '_', '.', '@' or '-'"))
+		}
+	}
+	errs = append(errs, validateSQL(in.PostInitSQL, path.Child("postInitSQL"))...)
+	errs = append(errs, validateSQL(in.PostInitApplicationSQL, path.Child("postInitApplicationSQL"))...)
+	return errs
+}
+
+// validateSQL refuses NUL bytes: the statements travel as C strings, which
+// would silently end at the first NUL.
+func validateSQL(statements []string, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for i, stmt := range statements {
+		if j := strings.IndexByte(stmt, 0); j >= 0 {
+			errs = append(errs, field.Invalid(path.Index(i), field.OmitValueType{},
+				fmt.Sprintf("contains a NUL byte at byte %d", j)))
+		}
+	}
+	return errs
+}
+
+func validateIdentifier(path *field.Path, name string) field.ErrorList {
+	switch {
+	case name == "":
+		return field.ErrorList{field.Required(path, "")}
+	case !identifierRE.MatchString(name):
+		return field.ErrorList{field.Invalid(path, name,
+			"must be a lower-case PostgreSQL identifier: a letter or '_', then letters, digits or '_', at most 63")}
+	}
+	return nil
+}
+
+func validateSecretName(path *field.Path, name string) field.ErrorList {
+	if name == "" {
+		return field.ErrorList{field.Required(path, "a secret name")}
+	}
+	return dnsErrors(path, name, validation.IsDNS1123Subdomain)
+}
+
+func validateCertificates(c *CertificatesConfiguration, path *field.Path) field.ErrorList {
+	if c == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	secrets := []struct{ name, value string }{
+		{"serverCASecret", c.ServerCASecret},
+		{"serverTLSSecret", c.ServerTLSSecret},
+		{"clientCASecret", c.ClientCASecret},
+		{"replicationTLSSecret", c.ReplicationTLSSecret},
+	}
+	for _, s := range secrets {
+		if s.value != "" {
+			errs = append(errs, dnsErrors(path.Child(s.name), s.value, validation.IsDNS1123Subdomain)...)
+		}
+	}
+	// A user-provided certificate can only be verified with its CA.
+	if c.ServerTLSSecret != "" && c.ServerCASecret == "" {
+		errs = append(errs, field.Required(path.Child("serverCASecret"), "serverTLSSecret needs the CA that signed it"))
+	}
+	if c.ReplicationTLSSecret != "" && c.ClientCASecret == "" {
+		errs = append(errs, field.Required(path.Child("clientCASecret"), "replicationTLSSecret needs the CA that signed it"))
+	}
+	if c.ServerTLSSecret != "" && len(c.ServerAltDNSNames) > 0 {
+		errs = append(errs, field.Forbidden(path.Child("serverAltDNSNames"),
+			"only applies to the server certificate pgward generates, not to serverTLSSecret"))
+	}
+	errs = append(errs, validateAltDNSNames(c.ServerAltDNSNames, path.Child("serverAltDNSNames"))...)
+	return errs
+}
+
+// validateAltDNSNames accepts DNS names and wildcard names (*.example.com).
+func validateAltDNSNames(names []string, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	seen := make(map[string]bool, len(names))
+	for i, name := range names {
+		p := path.Index(i)
+		check := validation.IsDNS1123Subdomain
+		if strings.HasPrefix(name, "*.") {
+			check = validation.IsWildcardDNS1123Subdomain
+		}
+		errs = append(errs, dnsErrors(p, name, check)...)
+		if seen[name] {
+			errs = append(errs, field.Duplicate(p, name))
+		}
+		seen[name] = true
+	}
+	return errs
+}

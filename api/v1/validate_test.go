@@ -1,0 +1,290 @@
+package v1
+
+import (
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// validCluster returns a defaulted Cluster that passes Validate.
+func validCluster() *Cluster {
+	c := &Cluster{Spec: ClusterSpec{Instances: 3}}
+	c.Name = "pg"
+	SetDefaults(c)
+	return c
+}
+
+// errorSummary renders errors as "path: detail" for comparisons.
+func errorSummary(errs field.ErrorList) []string {
+	out := make([]string, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, e.Field+": "+e.ErrorBody())
+	}
+	return out
+}
+
+// checkErrors fails unless errs has exactly one error per want entry, in
+// order, each starting with its path and containing the rest of the entry.
+// An entry is "path" or "path|substring of the message".
+func checkErrors(t *testing.T, errs field.ErrorList, want []string) {
+	t.Helper()
+	got := errorSummary(errs)
+	if len(got) != len(want) {
+		t.Fatalf("got %d errors, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for i, w := range want {
+		path, detail, _ := strings.Cut(w, "|")
+		if errs[i].Field != path || !strings.Contains(got[i], detail) {
+			t.Errorf("error %d = %q, want path %q containing %q", i, got[i], path, detail)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	long := strings.Repeat("a", 51)
+	tests := []struct {
+		name   string
+		mutate func(c *Cluster)
+		want   []string
+	}{
+		{"valid", func(*Cluster) {}, nil},
+		{"valid with everything", func(c *Cluster) {
+			c.Namespace = "prod"
+			c.Spec.PostgresConfiguration = PostgresConfiguration{
+				Parameters: map[string]string{"max_connections": "100", "wal_level": "logical", "wal_log_hints": "on"},
+				PgHBA:      []string{"host app app 10.0.0.0/8 scram-sha-256", "local all all peer"},
+				PgIdent:    []string{"m alice app"},
+			}
+			c.Spec.SuperuserSecret = &LocalObjectReference{Name: "pg-super"}
+			c.Spec.Certificates = &CertificatesConfiguration{
+				ServerCASecret: "ca", ServerTLSSecret: "tls", ClientCASecret: "client-ca", ReplicationTLSSecret: "repl",
+			}
+			c.Spec.MinSyncReplicas, c.Spec.MaxSyncReplicas = 1, 2
+			c.Spec.StorageConfiguration.Size = "10Gi"
+			c.Spec.Bootstrap.InitDB.Secret = &LocalObjectReference{Name: "app.secret"}
+			c.Spec.Bootstrap.InitDB.PostInitSQL = []string{"CREATE EXTENSION pgcrypto"}
+		}, nil},
+		{"single instance may use minimal WAL", func(c *Cluster) {
+			c.Spec.Instances = 1
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"wal_level": "minimal", "wal_log_hints": "off"}
+		}, nil},
+		{"foreign apiVersion and kind", func(c *Cluster) {
+			c.APIVersion, c.Kind = "postgresql.cnpg.io/v1", "Pooler"
+		}, []string{"apiVersion|Unsupported value", "kind|Unsupported value"}},
+		{"missing name", func(c *Cluster) { c.Name = "" }, []string{"metadata.name|Required"}},
+		{"name too long", func(c *Cluster) { c.Name = long }, []string{"metadata.name|Too long"}},
+		{"name 50 chars", func(c *Cluster) { c.Name = long[:50] }, nil},
+		{"name not DNS-1035", func(c *Cluster) { c.Name = "1pg" }, []string{"metadata.name|DNS-1035"}},
+		{"name upper case", func(c *Cluster) { c.Name = "Pg" }, []string{"metadata.name"}},
+		{"bad namespace", func(c *Cluster) { c.Namespace = "a_b" }, []string{"metadata.namespace"}},
+		{"zero instances", func(c *Cluster) { c.Spec.Instances = 0 }, []string{"spec.instances|must be at least 1"}},
+		{"fixed parameter", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"port": "5433", "max_connections": "100"}
+		}, []string{`spec.postgresql.parameters[port]|parameter "port" is managed by pgward and cannot be set`}},
+		{"parameters in name order", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{
+				"ssl": "off", "archive_command": "x", "work_mem": "1\n", "bad name": "1",
+			}
+		}, []string{
+			"spec.postgresql.parameters[archive_command]",
+			"spec.postgresql.parameters[bad name]|not a valid name",
+			"spec.postgresql.parameters[ssl]",
+			"spec.postgresql.parameters[work_mem]|U+000A",
+		}},
+		{"parameter value is not echoed", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"work_mem": "secret\x00"}
+		}, []string{"spec.postgresql.parameters[work_mem]|Invalid value: parameter"}},
+		{"case-folded duplicate", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"Work_Mem": "1MB", "work_mem": "2MB"}
+		}, []string{
+			"spec.postgresql.parameters[Work_Mem]|lower case",
+			`spec.postgresql.parameters[work_mem]|duplicates "Work_Mem"`,
+		}},
+		{"minimal WAL with replicas", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"wal_level": " Minimal "}
+		}, []string{"spec.postgresql.parameters[wal_level]|cannot feed replicas"}},
+		{"wal_log_hints off with replicas", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"wal_log_hints": "OFF"}
+		}, []string{"spec.postgresql.parameters[wal_log_hints]|pg_rewind"}},
+		{"wal_log_hints false prefix with replicas", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"wal_log_hints": "fal"}
+		}, []string{"spec.postgresql.parameters[wal_log_hints]"}},
+		{"full_page_writes off with replicas", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"full_page_writes": "0"}
+		}, []string{"spec.postgresql.parameters[full_page_writes]"}},
+		{"pg_hba", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.PgHBA = []string{
+				"local all all peer", "host all all all trust",
+				"hostssl all all all ldap ldapbindpasswd=hunter2 bogus",
+			}
+		}, []string{
+			`spec.postgresql.pg_hba[1]|method "trust" is not allowed`,
+			`spec.postgresql.pg_hba[2]|unexpected field "bogus"`,
+		}},
+		{"pg_ident", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.PgIdent = []string{"m a b", "m a", "include x y"}
+		}, []string{"spec.postgresql.pg_ident[1]|has 2", "spec.postgresql.pg_ident[2]|include"}},
+		{"no bootstrap", func(c *Cluster) { c.Spec.Bootstrap = nil }, []string{"spec.bootstrap.initdb|Required"}},
+		{"bad database and owner", func(c *Cluster) {
+			c.Spec.Bootstrap.InitDB.Database = "App"
+			c.Spec.Bootstrap.InitDB.Owner = "x;drop"
+		}, []string{"spec.bootstrap.initdb.database|identifier", "spec.bootstrap.initdb.owner|identifier"}},
+		{"empty database", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Database = "" },
+			[]string{"spec.bootstrap.initdb.database|Required"}},
+		{"long identifier", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Owner = strings.Repeat("o", 64) },
+			[]string{"spec.bootstrap.initdb.owner|identifier"}},
+		{"reserved database", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Database = "template1" },
+			[]string{"spec.bootstrap.initdb.database|reserved"}},
+		{"owner postgres", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Owner = "postgres" },
+			[]string{"spec.bootstrap.initdb.owner|reserved role"}},
+		{"owner streaming_replica", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Owner = "streaming_replica" },
+			[]string{"spec.bootstrap.initdb.owner|reserved role"}},
+		{"owner pg_ role", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Owner = "pg_monitor" },
+			[]string{"spec.bootstrap.initdb.owner|reserved role"}},
+		{"bad secret names", func(c *Cluster) {
+			c.Spec.Bootstrap.InitDB.Secret = &LocalObjectReference{Name: "Bad_Name"}
+			c.Spec.SuperuserSecret = &LocalObjectReference{}
+		}, []string{"spec.bootstrap.initdb.secret.name|RFC 1123", "spec.superuserSecret.name|Required"}},
+		{"bad locales", func(c *Cluster) {
+			c.Spec.Bootstrap.InitDB.Encoding = "UTF8; rm"
+			c.Spec.Bootstrap.InitDB.LocaleCollate = "en_US.UTF-8"
+			c.Spec.Bootstrap.InitDB.LocaleCType = "C'"
+		}, []string{"spec.bootstrap.initdb.encoding", "spec.bootstrap.initdb.localeCType"}},
+		{"NUL in SQL", func(c *Cluster) {
+			c.Spec.Bootstrap.InitDB.PostInitSQL = []string{"SELECT 1", "SELECT\x002"}
+			c.Spec.Bootstrap.InitDB.PostInitApplicationSQL = []string{"\x00"}
+		}, []string{
+			"spec.bootstrap.initdb.postInitSQL[1]|NUL byte at byte 6",
+			"spec.bootstrap.initdb.postInitApplicationSQL[0]|NUL",
+		}},
+		{"TLS secrets without CAs", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{ServerTLSSecret: "tls", ReplicationTLSSecret: "repl"}
+		}, []string{"spec.certificates.serverCASecret|Required", "spec.certificates.clientCASecret|Required"}},
+		{"alt names with serverTLSSecret", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{
+				ServerCASecret: "ca", ServerTLSSecret: "tls", ServerAltDNSNames: []string{"db.example.com"},
+			}
+		}, []string{"spec.certificates.serverAltDNSNames|Forbidden"}},
+		{"alt names", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{
+				ServerAltDNSNames: []string{"db.example.com", "*.example.com", "bad_name", "db.example.com", "a.*.com"},
+			}
+		}, []string{
+			"spec.certificates.serverAltDNSNames[2]",
+			"spec.certificates.serverAltDNSNames[3]|Duplicate",
+			"spec.certificates.serverAltDNSNames[4]",
+		}},
+		{"bad certificate secret name", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{ClientCASecret: "-x"}
+		}, []string{"spec.certificates.clientCASecret"}},
+		{"min above max sync replicas", func(c *Cluster) { c.Spec.MinSyncReplicas = 1 },
+			[]string{"spec.minSyncReplicas|maxSyncReplicas (0)"}},
+		{"max sync replicas not below instances", func(c *Cluster) { c.Spec.MaxSyncReplicas = 3 },
+			[]string{"spec.maxSyncReplicas|less than instances (3)"}},
+		{"negative sync replicas", func(c *Cluster) { c.Spec.MinSyncReplicas, c.Spec.MaxSyncReplicas = -1, -1 },
+			[]string{"spec.minSyncReplicas|negative", "spec.maxSyncReplicas|negative"}},
+		{"bad storage size", func(c *Cluster) { c.Spec.StorageConfiguration.Size = "1 GB" },
+			[]string{"spec.storage.size|quantity"}},
+		{"zero storage size", func(c *Cluster) { c.Spec.StorageConfiguration.Size = "0Gi" },
+			[]string{"spec.storage.size|greater than zero"}},
+		{"negative storage size", func(c *Cluster) { c.Spec.StorageConfiguration.Size = "-1Gi" },
+			[]string{"spec.storage.size|greater than zero"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := validCluster()
+			tt.mutate(c)
+			checkErrors(t, c.Validate(), tt.want)
+		})
+	}
+}
+
+func TestValidateOmitsSecrets(t *testing.T) {
+	c := validCluster()
+	c.Spec.PostgresConfiguration.PgHBA = []string{"hostssl all all all ldap ldapbindpasswd=hunter2 oops"}
+	if msg := c.Validate().ToAggregate().Error(); strings.Contains(msg, "hunter2") {
+		t.Fatalf("error echoes the pg_hba line: %s", msg)
+	}
+}
+
+func TestIsPostgresFalse(t *testing.T) {
+	for v, want := range map[string]bool{
+		"off": true, "OFF": true, "of": true, "false": true, "f": true, "no": true, "n": true, "0": true,
+		" off ": true, "on": false, "o": false, "true": false, "1": false, "": false, "yes": false, "offf": false,
+	} {
+		if got := isPostgresFalse(v); got != want {
+			t.Errorf("isPostgresFalse(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+func TestValidateUpdate(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(old, updated *Cluster)
+		want   []string
+	}{
+		{"no change", func(_, _ *Cluster) {}, nil},
+		{"scale and grow storage", func(old, updated *Cluster) {
+			old.Spec.StorageConfiguration.Size = "1Gi"
+			updated.Spec.StorageConfiguration.Size = "1500Mi"
+			updated.Spec.Instances = 5
+		}, nil},
+		{"same size, other unit", func(old, updated *Cluster) {
+			old.Spec.StorageConfiguration.Size = "1Gi"
+			updated.Spec.StorageConfiguration.Size = "1024Mi"
+		}, nil},
+		{"defaulted fields left out are no change", func(_, updated *Cluster) {
+			updated.Spec.Bootstrap = nil
+			updated.Spec.EnableSuperuserAccess = nil
+		}, []string{"spec.bootstrap.initdb|Required"}}, // the new object itself is not defaulted
+		{"shrink storage", func(old, updated *Cluster) {
+			old.Spec.StorageConfiguration.Size = "2Gi"
+			updated.Spec.StorageConfiguration.Size = "1Gi"
+		}, []string{"spec.storage.size|cannot shrink from 2Gi to 1Gi"}},
+		{"remove storage size", func(old, updated *Cluster) {
+			old.Spec.StorageConfiguration.Size = "2Gi"
+			updated.Spec.StorageConfiguration.Size = ""
+		}, []string{"spec.storage.size|cannot be removed"}},
+		{"change bootstrap", func(_, updated *Cluster) {
+			updated.Spec.Bootstrap.InitDB.Database = "other"
+			updated.Spec.Bootstrap.InitDB.Owner = "other"
+		}, []string{"spec.bootstrap|immutable"}},
+		{"rename", func(_, updated *Cluster) {
+			updated.Name = "pg2"
+			updated.Namespace = "other"
+		}, []string{"metadata.name|immutable", "metadata.namespace|immutable"}},
+		{"new object invalid too", func(old, updated *Cluster) {
+			old.Spec.StorageConfiguration.Size = "2Gi"
+			updated.Spec.StorageConfiguration.Size = "1Gi"
+			updated.Spec.Instances = 0
+		}, []string{"spec.instances", "spec.storage.size|shrink"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old, updated := validCluster(), validCluster()
+			tt.mutate(old, updated)
+			checkErrors(t, ValidateUpdate(old, updated), tt.want)
+		})
+	}
+}
+
+func TestValidateUpdateComparesDefaulted(t *testing.T) {
+	old := &Cluster{}
+	old.Name = "pg"
+	updated := old.DeepCopy()
+	SetDefaults(old)
+	SetDefaults(updated)
+	updated.Spec.Bootstrap.InitDB.PostInitSQL = []string{} // empty and nil are the same
+	checkErrors(t, ValidateUpdate(old, updated), nil)
+	// A stored, defaulted object and a manifest that leaves defaults out.
+	bare := &Cluster{}
+	bare.Name = "pg"
+	errs := ValidateUpdate(old, bare)
+	for _, e := range errs {
+		if e.Field == "spec.bootstrap" {
+			t.Fatalf("leaving out a defaulted bootstrap counts as a change: %v", errs)
+		}
+	}
+}

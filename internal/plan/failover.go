@@ -1,0 +1,192 @@
+package plan
+
+import (
+	"sort"
+	"time"
+)
+
+// healthy reports whether t is the target primary, working at the memory's
+// epoch.
+func (p *planner) healthy(t InstanceStatus) bool {
+	return t.Name == p.mem.TargetPrimary && t.writable() && !t.Empty && t.Epoch == p.mem.Epoch
+}
+
+// primaryUp records a healthy answer from the target primary. A primary that
+// answers again before the failover started cancels it (flapping).
+func (p *planner) primaryUp(t InstanceStatus) {
+	m := &p.mem
+	if !m.PrimaryUnhealthySince.IsZero() {
+		p.event(ReasonPrimaryRecovered, "%s is healthy again after %s; no failover",
+			t.Name, p.since(m.PrimaryUnhealthySince))
+		m.PrimaryUnhealthySince = time.Time{}
+	}
+	if m.CurrentPrimary != t.Name {
+		p.event(ReasonPrimaryReady, "%s is primary at epoch %d", t.Name, m.Epoch)
+		m.CurrentPrimary = t.Name
+	}
+	m.PrimaryLastLSN = t.CurrentLSN
+}
+
+// failover handles an unhealthy target primary t.
+func (p *planner) failover(t InstanceStatus) {
+	if !p.markUnhealthy(t) || !p.failoverDue(t) || !p.oldPrimarySafe(t) {
+		return
+	}
+	c, ok := p.pickCandidate(t)
+	if !ok {
+		return
+	}
+	if !p.spec.durable() && c.ReceivedLSN < p.mem.PrimaryLastLSN {
+		p.warn(ReasonDataLossRisk, "%s is the most advanced replica but received only %s of the %s that %s last reported %s ago: up to %d bytes of WAL may be lost",
+			c.Name, c.ReceivedLSN, p.mem.PrimaryLastLSN, t.Name, p.since(p.mem.PrimaryLastSeen),
+			c.ReceivedLSN.bytesBehind(p.mem.PrimaryLastLSN))
+	}
+	p.event(ReasonFailover, "primary %s %s: promoting %s (timeline %d, received %s) at epoch %d",
+		t.Name, p.describe(t), c.Name, c.Timeline, c.ReceivedLSN, p.mem.Epoch+1)
+	p.promote(c, t.Name, p.mem.CurrentPrimary)
+}
+
+// markUnhealthy records since when the target has looked unhealthy. An
+// unreachable target only counts once UnreachableTimeout has passed.
+func (p *planner) markUnhealthy(t InstanceStatus) bool {
+	m := &p.mem
+	if !t.Reachable {
+		if m.PrimaryLastSeen.IsZero() {
+			m.PrimaryLastSeen = p.now
+		}
+		if away := p.now.Sub(m.PrimaryLastSeen); away < p.spec.UnreachableTimeout {
+			p.hold("primary %s has not answered for %s", t.Name, p.since(m.PrimaryLastSeen))
+			p.recheckIn(p.spec.UnreachableTimeout - away)
+			return false
+		}
+	}
+	if m.PrimaryUnhealthySince.IsZero() {
+		m.PrimaryUnhealthySince = p.now
+		p.warn(ReasonPrimaryUnhealthy, "primary %s %s", t.Name, p.describe(t))
+	}
+	return true
+}
+
+// failoverDue holds a single instance (restarting it when that is safe) and
+// waits out FailoverDelay.
+func (p *planner) failoverDue(t InstanceStatus) bool {
+	if len(p.spec.Instances) == 1 {
+		if t.Reachable && !t.PostmasterRunning && !t.Fenced && !t.Empty {
+			p.act(Action{Kind: ActionStart, Instance: t.Name})
+		}
+		p.hold("single-instance cluster: no failover; waiting for %s to recover", t.Name)
+		return false
+	}
+	if wait := p.mem.PrimaryUnhealthySince.Add(p.spec.FailoverDelay).Sub(p.now); wait > 0 {
+		p.hold("primary %s %s; failoverDelay leaves %s before failing over", t.Name, p.describe(t), wait)
+		p.recheckIn(wait)
+		return false
+	}
+	return true
+}
+
+// pickCandidate returns the replica to promote in place of old, or holds.
+func (p *planner) pickCandidate(old InstanceStatus) (InstanceStatus, bool) {
+	cands := p.candidates(old.Name, p.mem.CurrentPrimary)
+	if len(cands) == 0 {
+		p.hold("no replica is ready to replace %s", old.Name)
+		return InstanceStatus{}, false
+	}
+	allowed, why := p.syncAllowed(cands)
+	if len(allowed) == 0 {
+		p.hold("not promoting: %s", why)
+		return InstanceStatus{}, false
+	}
+	return allowed[0], true
+}
+
+// candidates returns the ready replicas of the spec other than exclude, most
+// advanced first.
+func (p *planner) candidates(exclude ...string) []InstanceStatus {
+	var out []InstanceStatus
+	for _, n := range p.spec.Instances {
+		if s := p.status(n); s.readyReplica() && !contains(exclude, n) {
+			out = append(out, s)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return moreAdvanced(out[i], out[j]) })
+	return out
+}
+
+// moreAdvanced orders promotion candidates: newer timeline, then more WAL
+// received, then more replayed, then name for determinism.
+func moreAdvanced(a, b InstanceStatus) bool {
+	switch {
+	case a.Timeline != b.Timeline:
+		return a.Timeline > b.Timeline
+	case a.ReceivedLSN != b.ReceivedLSN:
+		return a.ReceivedLSN > b.ReceivedLSN
+	case a.ReplayedLSN != b.ReplayedLSN:
+		return a.ReplayedLSN > b.ReplayedLSN
+	}
+	return a.Name < b.Name
+}
+
+// promote makes c the target primary at a new epoch and issues the
+// promotion; olds are the primaries it replaces.
+func (p *planner) promote(c InstanceStatus, olds ...string) {
+	if w, ok := p.writableOther(c.Name); ok {
+		p.hold("not promoting %s while %s may accept writes", c.Name, w)
+		return
+	}
+	m := &p.mem
+	m.Epoch++
+	m.TargetPrimary = c.Name
+	m.PrimaryUnhealthySince = time.Time{}
+	m.PrimaryLastSeen = c.ObservedAt
+	p.appendSync(p.desiredSync(c.Name, p.followers(olds...)))
+	p.promotionActions(olds...)
+}
+
+// resumePromotion reissues a promotion that was decided but not yet seen
+// done: the target is still a replica.
+func (p *planner) resumePromotion() {
+	if w, ok := p.writableOther(p.mem.TargetPrimary); ok {
+		p.hold("not promoting %s while %s may accept writes", p.mem.TargetPrimary, w)
+		return
+	}
+	p.promotionActions(p.mem.CurrentPrimary)
+}
+
+// promotionActions fences the reachable old primaries, promotes the target
+// and repoints the other ready replicas to it.
+func (p *planner) promotionActions(olds ...string) {
+	m := &p.mem
+	done := map[string]bool{m.TargetPrimary: true}
+	for _, o := range olds {
+		if s := p.status(o); !done[o] && s.Reachable {
+			p.act(Action{Kind: ActionFence, Instance: o})
+		}
+		done[o] = true
+	}
+	p.act(Action{Kind: ActionPromote, Instance: m.TargetPrimary, Epoch: m.Epoch, SyncStandbys: p.lastSync()})
+	for _, f := range p.followers(olds...) {
+		p.act(Action{Kind: ActionFollow, Instance: f, Primary: m.TargetPrimary})
+	}
+}
+
+// followers returns, in spec order, the ready replicas other than the
+// target primary and olds: the ones that will follow the target.
+func (p *planner) followers(olds ...string) []string {
+	var out []string
+	for _, n := range p.spec.Instances {
+		if n != p.mem.TargetPrimary && !contains(olds, n) && p.status(n).readyReplica() {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,160 @@
+package plan
+
+import (
+	"errors"
+	"math"
+	"time"
+)
+
+// FenceTiming holds what decides how long an unreachable primary must stay
+// silent before Next may promote another instance; Bound turns it into
+// Spec.SelfFenceBound.
+//
+// The argument that the two windows never overlap:
+//
+//  1. The caller sets ObservedAt to the moment it sends a status request and
+//     counts an answer only if it arrives within RequestTimeout. So when Next
+//     records PrimaryLastSeen = s, the primary's instance manager received
+//     that request at some real time r <= s + RequestTimeout.
+//  2. The instance manager counts as contact only exchanges the controller
+//     completed: when request k+1 says the answer to request k arrived, it
+//     restarts its timer from its receipt of request k. Its latest such
+//     receipt is therefore no later than r. Peers do not restart the timer:
+//     a primary that still reaches a replica but not the controller must
+//     fence all the same.
+//  3. It stops accepting writes once SelfFence has passed on its monotonic
+//     clock, checking every CheckInterval and taking at most StopTime to stop.
+//     With clock rates wrong by at most Drift, it accepts no writes after
+//     real time r + SelfFence*(1+Drift) + CheckInterval + StopTime.
+//  4. Next promotes another instance only when now - PrimaryLastSeen >=
+//     SelfFenceBound on the controller's clock. That clock may run slow by
+//     Drift and jump forward by ClockStep (PrimaryLastSeen is persisted as
+//     wall-clock time), so the promotion happens at real time at least
+//     s + (SelfFenceBound - ClockStep)*(1-Drift).
+//
+// Bound returns the smallest bound with
+// (bound - ClockStep)*(1-Drift) > RequestTimeout + SelfFence*(1+Drift) +
+// CheckInterval + StopTime, so the promotion comes strictly after the old
+// primary stopped accepting writes.
+type FenceTiming struct {
+	// SelfFence is how long the instance manager lets a primary accept
+	// writes without contact (F).
+	SelfFence time.Duration
+	// RequestTimeout is the longest the controller waits for a status answer.
+	RequestTimeout time.Duration
+	// CheckInterval is how often the instance manager checks its timer.
+	CheckInterval time.Duration
+	// StopTime is the longest it takes to stop accepting writes.
+	StopTime time.Duration
+	// ClockStep is the largest forward jump of the controller's wall clock.
+	ClockStep time.Duration
+	// Drift is the largest relative clock rate error, as a fraction (1e-4).
+	Drift float64
+}
+
+// Bound returns the smallest safe Spec.SelfFenceBound for t.
+func (t FenceTiming) Bound() (time.Duration, error) {
+	if t.SelfFence <= 0 {
+		return 0, errors.New("self-fencing needs a positive SelfFence")
+	}
+	if t.Drift < 0 || t.Drift >= 0.5 || math.IsNaN(t.Drift) {
+		return 0, errors.New("drift must be in [0, 0.5)")
+	}
+	if t.RequestTimeout < 0 || t.CheckInterval < 0 || t.StopTime < 0 || t.ClockStep < 0 {
+		return 0, errors.New("negative duration")
+	}
+	fenced := float64(t.RequestTimeout+t.CheckInterval+t.StopTime) + float64(t.SelfFence)*(1+t.Drift)
+	bound := fenced/(1-t.Drift) + float64(t.ClockStep)
+	return time.Duration(math.Ceil(bound)) + 1, nil
+}
+
+// staleMemory holds when an instance reports an epoch the memory never
+// issued: the persisted Memory is older than the cluster, and acting on it
+// could promote a second primary.
+func (p *planner) staleMemory() bool {
+	for _, n := range p.names {
+		if s := p.obs[n]; s.Reachable && s.Epoch > p.mem.Epoch {
+			p.hold("%s reports epoch %d but the persisted memory is at epoch %d: the memory is stale; refusing to act",
+				n, s.Epoch, p.mem.Epoch)
+			return true
+		}
+	}
+	return false
+}
+
+// fenceRogues fences every instance other than the target primary that may
+// accept writes.
+func (p *planner) fenceRogues() {
+	for _, n := range p.names {
+		s := p.obs[n]
+		if n == p.mem.TargetPrimary || !s.writable() {
+			continue
+		}
+		p.warn(ReasonSplitBrain, "%s accepts writes as primary (epoch %d) but %s is the primary at epoch %d: fencing %s",
+			n, s.Epoch, p.mem.TargetPrimary, p.mem.Epoch, n)
+		p.act(Action{Kind: ActionFence, Instance: n})
+	}
+}
+
+// writableOther returns an instance other than except that may accept
+// writes, if any. No instance is promoted or started while one exists.
+func (p *planner) writableOther(except string) (string, bool) {
+	for _, n := range p.names {
+		if n != except && p.obs[n].writable() {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// oldPrimarySafe reports whether the unhealthy target t can no longer accept
+// writes: it is fenced, its reachable instance manager reports postgres
+// down, or it has been silent for the self-fencing bound. Otherwise it fences
+// t when it can, and holds.
+func (p *planner) oldPrimarySafe(t InstanceStatus) bool {
+	switch {
+	case !t.Reachable:
+		return p.selfFenced(t)
+	case t.Fenced || !t.PostmasterRunning || t.Empty:
+		return true
+	default:
+		p.act(Action{Kind: ActionFence, Instance: t.Name})
+		p.hold("fencing %s (%s) before promoting another instance", t.Name, p.describe(t))
+		return false
+	}
+}
+
+func (p *planner) selfFenced(t InstanceStatus) bool {
+	bound, away := p.spec.SelfFenceBound, p.now.Sub(p.mem.PrimaryLastSeen)
+	switch {
+	case bound == 0:
+		p.hold("%s has not answered for %s and may still accept writes; with no self-fencing bound it must be fenced or confirmed dead",
+			t.Name, p.since(p.mem.PrimaryLastSeen))
+		return false
+	case away < bound:
+		p.hold("%s has not answered for %s and may still accept writes until the self-fencing bound %s has passed",
+			t.Name, p.since(p.mem.PrimaryLastSeen), bound)
+		p.recheckIn(bound - away)
+		return false
+	}
+	return true
+}
+
+// describe says in a few words what is wrong with the target primary t.
+func (p *planner) describe(t InstanceStatus) string {
+	switch {
+	case !t.Reachable:
+		return "has not answered for " + p.since(p.mem.PrimaryLastSeen).String()
+	case t.Empty:
+		return "has lost its data"
+	case !t.PostmasterRunning:
+		return "reports postgres stopped"
+	case t.Fenced:
+		return "is fenced"
+	case t.Role != RolePrimary:
+		return "reports role " + string(t.Role)
+	case t.Epoch != p.mem.Epoch:
+		return "reports a stale epoch"
+	}
+	return "is healthy"
+}

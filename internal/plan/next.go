@@ -1,0 +1,149 @@
+package plan
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Event reasons.
+const (
+	ReasonBootstrap        = "Bootstrap"
+	ReasonAdopted          = "Adopted"
+	ReasonPrimaryReady     = "PrimaryReady"
+	ReasonPrimaryUnhealthy = "PrimaryUnhealthy"
+	ReasonPrimaryRecovered = "PrimaryRecovered"
+	ReasonFailover         = "Failover"
+	ReasonDataLossRisk     = "DataLossRisk"
+	ReasonSplitBrain       = "SplitBrain"
+	ReasonRejoin           = "Rejoin"
+	ReasonRecreate         = "Recreate"
+	ReasonSyncStandbys     = "SyncStandbys"
+	ReasonSwitchover       = "Switchover"
+)
+
+// Next decides what to do about a cluster described by spec, given the
+// persisted mem, the latest status of each instance (an instance missing
+// from observed counts as unreachable) and the current time. It is pure: it
+// does not modify mem or observed, and the same inputs give the same Ready.
+// See Ready for the caller's duties.
+func Next(spec Spec, mem Memory, observed []InstanceStatus, now time.Time) Ready {
+	p := newPlanner(spec.withDefaults(), mem.clone(), observed, now)
+	p.plan()
+	return p.ready()
+}
+
+// planner holds one call's inputs and outputs.
+type planner struct {
+	spec    Spec
+	mem     Memory
+	now     time.Time
+	obs     map[string]InstanceStatus
+	names   []string // observed names, sorted
+	actions []Action
+	events  []Event
+	recheck time.Duration
+}
+
+func newPlanner(spec Spec, mem Memory, observed []InstanceStatus, now time.Time) *planner {
+	p := &planner{spec: spec, mem: mem, now: now, obs: make(map[string]InstanceStatus, len(observed))}
+	for _, s := range observed {
+		if s.ObservedAt.IsZero() {
+			s.ObservedAt = now
+		}
+		if old, ok := p.obs[s.Name]; ok && old.ObservedAt.After(s.ObservedAt) {
+			continue
+		}
+		p.obs[s.Name] = s
+	}
+	for n := range p.obs {
+		p.names = append(p.names, n)
+	}
+	sort.Strings(p.names)
+	return p
+}
+
+func (p *planner) plan() {
+	if err := p.spec.Validate(); err != nil {
+		p.hold("invalid spec: %v", err)
+		return
+	}
+	if p.mem.Epoch == 0 && !p.bootstrap() {
+		return
+	}
+	if p.staleMemory() {
+		return
+	}
+	target := p.status(p.mem.TargetPrimary)
+	p.seen(target)
+	p.fenceRogues()
+	switch {
+	case p.mem.Switchover.From != "":
+		p.continueSwitchover()
+	case p.healthy(target):
+		p.primaryUp(target)
+		if p.mem.Switchover.To == "" || !p.startSwitchover(target) {
+			p.maintain(target)
+		}
+	case p.mem.CurrentPrimary == "":
+		p.bootstrapPending(target)
+	case p.mem.CurrentPrimary != target.Name && target.readyReplica():
+		p.resumePromotion()
+	default:
+		p.failover(target)
+	}
+}
+
+func (p *planner) ready() Ready {
+	r := p.spec.CheckInterval
+	if p.recheck > 0 && p.recheck < r {
+		r = p.recheck
+	}
+	if len(p.mem.Diverged) == 0 {
+		p.mem.Diverged = nil
+	}
+	return Ready{Memory: p.mem, Actions: p.actions, RecheckAfter: r, Events: p.events}
+}
+
+// status returns name's observation; an instance not observed is unreachable.
+func (p *planner) status(name string) InstanceStatus {
+	if s, ok := p.obs[name]; ok {
+		return s
+	}
+	return InstanceStatus{Name: name, ObservedAt: p.now}
+}
+
+// seen records that the target primary answered, whatever it said.
+func (p *planner) seen(t InstanceStatus) {
+	if t.Reachable && t.ObservedAt.After(p.mem.PrimaryLastSeen) {
+		p.mem.PrimaryLastSeen = t.ObservedAt
+	}
+}
+
+func (p *planner) act(a Action) {
+	p.actions = append(p.actions, a)
+}
+
+func (p *planner) hold(format string, args ...any) {
+	p.act(Action{Kind: ActionHold, Reason: fmt.Sprintf(format, args...)})
+}
+
+func (p *planner) event(reason, format string, args ...any) {
+	p.events = append(p.events, Event{Reason: reason, Message: fmt.Sprintf(format, args...)})
+}
+
+func (p *planner) warn(reason, format string, args ...any) {
+	p.events = append(p.events, Event{Warning: true, Reason: reason, Message: fmt.Sprintf(format, args...)})
+}
+
+// recheckIn asks for the next observation no later than d from now.
+func (p *planner) recheckIn(d time.Duration) {
+	if d > 0 && (p.recheck == 0 || d < p.recheck) {
+		p.recheck = d
+	}
+}
+
+// since formats how long ago t was, rounded for people.
+func (p *planner) since(t time.Time) time.Duration {
+	return p.now.Sub(t).Round(time.Millisecond)
+}

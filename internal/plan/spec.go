@@ -1,0 +1,118 @@
+package plan
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults applied by Next to zero Spec durations (SelfFenceBound has none).
+const (
+	DefaultCheckInterval      = time.Second
+	DefaultUnreachableTimeout = 2 * time.Second
+	DefaultRejoinGrace        = 5 * time.Second
+	DefaultSwitchoverTimeout  = 30 * time.Second
+)
+
+// Spec is the part of the desired Cluster that the planner needs, as a plain
+// value so that both runtimes can build it.
+type Spec struct {
+	// Instances names the cluster's instances; the first one bootstraps.
+	Instances []string
+	// FailoverDelay is how long the primary must look unhealthy before a
+	// failover starts (the Cluster's failoverDelay).
+	FailoverDelay time.Duration
+	// UnreachableTimeout is how long the primary may go without answering
+	// before it counts as unhealthy.
+	UnreachableTimeout time.Duration
+	// SelfFenceBound is how long after the primary's last answer Next treats
+	// an unreachable primary as fenced by itself. Zero means never: an
+	// unreachable primary then blocks failover. Derive it with
+	// FenceTiming.Bound.
+	SelfFenceBound time.Duration
+	// MinSyncReplicas and MaxSyncReplicas bound the number of synchronous
+	// standbys; both zero means asynchronous replication.
+	MinSyncReplicas int
+	MaxSyncReplicas int
+	// SyncMethod is how synchronous_standby_names counts its standbys;
+	// "" means SyncAny.
+	SyncMethod SyncMethod
+	// RejoinGrace is how long a replica may stay on an older timeline than
+	// the primary's before it is rewound.
+	RejoinGrace time.Duration
+	// SwitchoverTimeout is how long a switchover target may take to catch up
+	// after the old primary's shutdown before the switchover is aborted.
+	SwitchoverTimeout time.Duration
+	// CheckInterval is the longest RecheckAfter Next returns.
+	CheckInterval time.Duration
+}
+
+func (s Spec) withDefaults() Spec {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&s.CheckInterval, DefaultCheckInterval)
+	def(&s.UnreachableTimeout, DefaultUnreachableTimeout)
+	def(&s.RejoinGrace, DefaultRejoinGrace)
+	def(&s.SwitchoverTimeout, DefaultSwitchoverTimeout)
+	if s.SyncMethod == "" {
+		s.SyncMethod = SyncAny
+	}
+	return s
+}
+
+// Validate reports the first reason s cannot be planned for.
+func (s Spec) Validate() error {
+	if len(s.Instances) == 0 {
+		return errors.New("no instances")
+	}
+	seen := make(map[string]bool, len(s.Instances))
+	for _, n := range s.Instances {
+		if n == "" {
+			return errors.New("empty instance name")
+		}
+		if seen[n] {
+			return fmt.Errorf("instance %q listed twice", n)
+		}
+		seen[n] = true
+	}
+	for _, d := range []time.Duration{s.FailoverDelay, s.UnreachableTimeout, s.SelfFenceBound,
+		s.RejoinGrace, s.SwitchoverTimeout, s.CheckInterval} {
+		if d < 0 {
+			return fmt.Errorf("negative duration %v", d)
+		}
+	}
+	return s.validateSync()
+}
+
+func (s Spec) validateSync() error {
+	switch {
+	case s.MinSyncReplicas < 0 || s.MaxSyncReplicas < 0:
+		return errors.New("negative synchronous replica count")
+	case s.MinSyncReplicas > s.MaxSyncReplicas:
+		return fmt.Errorf("minSyncReplicas %d exceeds maxSyncReplicas %d", s.MinSyncReplicas, s.MaxSyncReplicas)
+	case s.MaxSyncReplicas >= len(s.Instances):
+		return fmt.Errorf("maxSyncReplicas %d needs more than %d instances", s.MaxSyncReplicas, len(s.Instances))
+	case s.SyncMethod != "" && s.SyncMethod != SyncAny && s.SyncMethod != SyncFirst:
+		return fmt.Errorf("unknown synchronous method %q", s.SyncMethod)
+	}
+	return nil
+}
+
+func (s Spec) has(name string) bool {
+	for _, n := range s.Instances {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// durable reports whether s requires synchronous replication
+// (dataDurability "required"): then no failover may lose an acknowledged
+// commit, and writes block rather than go unreplicated.
+func (s Spec) durable() bool {
+	return s.MinSyncReplicas > 0
+}

@@ -1,0 +1,78 @@
+package plan
+
+// A switchover moves the primary role without losing a commit: the old
+// primary shuts down cleanly (sending its WAL to the connected replicas),
+// the target waits until it has received the old primary's final WAL, then
+// it is promoted and the others follow. The old primary rejoins later as a
+// replica. If the target does not catch up within SwitchoverTimeout, the old
+// primary is started again and the switchover is dropped.
+
+// startSwitchover begins the switchover the user asked for, with pr the
+// healthy primary. It reports whether it issued the shutdown; when not, it
+// has refused the request or explained the wait.
+func (p *planner) startSwitchover(pr InstanceStatus) bool {
+	sw := &p.mem.Switchover
+	to := sw.To
+	switch {
+	case to == pr.Name:
+		p.event(ReasonSwitchover, "%s is already the primary", to)
+		*sw = Switchover{}
+		return false
+	case !p.spec.has(to):
+		p.warn(ReasonSwitchover, "switchover refused: %s is not an instance of this cluster", to)
+		*sw = Switchover{}
+		return false
+	}
+	if r := p.status(to); !r.readyReplica() || r.StreamingFrom != pr.Name {
+		p.hold("switchover to %s waits until it is a replica streaming from %s", to, pr.Name)
+		return false
+	}
+	sw.From, sw.Since = pr.Name, p.now
+	p.event(ReasonSwitchover, "switchover from %s to %s: shutting %s down cleanly", pr.Name, to, pr.Name)
+	p.act(Action{Kind: ActionDemote, Instance: pr.Name})
+	return true
+}
+
+// continueSwitchover drives a switchover whose shutdown was issued.
+func (p *planner) continueSwitchover() {
+	sw := p.mem.Switchover
+	from, to := p.status(sw.From), p.status(sw.To)
+	late := p.now.Sub(sw.Since) >= p.spec.SwitchoverTimeout
+	switch {
+	case sw.From != p.mem.TargetPrimary:
+		p.mem.Switchover = Switchover{}
+		p.hold("dropped a switchover from %s, which is no longer the target primary", sw.From)
+	case !from.Reachable:
+		p.mem.Switchover = Switchover{}
+		p.warn(ReasonSwitchover, "switchover to %s aborted: %s stopped answering during its shutdown", sw.To, sw.From)
+		p.failover(from)
+	case late && (from.PostmasterRunning || !to.readyReplica() || to.ReceivedLSN < from.CurrentLSN):
+		p.abortSwitchover(from)
+	case from.PostmasterRunning:
+		p.act(Action{Kind: ActionDemote, Instance: from.Name})
+		p.hold("switchover: waiting for %s to shut down", from.Name)
+		p.recheckIn(sw.Since.Add(p.spec.SwitchoverTimeout).Sub(p.now))
+	case !to.readyReplica() || to.ReceivedLSN < from.CurrentLSN:
+		p.hold("switchover: %s has received %s of %s's final %s", to.Name, to.ReceivedLSN, from.Name, from.CurrentLSN)
+		p.recheckIn(sw.Since.Add(p.spec.SwitchoverTimeout).Sub(p.now))
+	default:
+		p.mem.Switchover = Switchover{}
+		p.event(ReasonSwitchover, "%s has received all of %s's WAL (%s): promoting it at epoch %d",
+			to.Name, from.Name, from.CurrentLSN, p.mem.Epoch+1)
+		p.promote(to, from.Name)
+	}
+}
+
+// abortSwitchover gives up and starts the old primary again. Nothing was
+// promoted, so it is still the only primary.
+func (p *planner) abortSwitchover(from InstanceStatus) {
+	to := p.mem.Switchover.To
+	p.mem.Switchover = Switchover{}
+	p.warn(ReasonSwitchover, "switchover to %s aborted after %s: it did not catch up; restarting %s",
+		to, p.spec.SwitchoverTimeout, from.Name)
+	if w, ok := p.writableOther(from.Name); ok {
+		p.hold("not restarting %s while %s may accept writes", from.Name, w)
+		return
+	}
+	p.act(Action{Kind: ActionStart, Instance: from.Name})
+}
