@@ -23,7 +23,7 @@ demo-down:
 	$(BIN) local down
 
 generate: ## regenerate deep-copy code
-	"$$(hack/tools.sh)/controller-gen" object paths=./api/...
+	"$$(hack/tools.sh controller-gen)/controller-gen" object paths=./api/...
 
 lint:
 	"$$(hack/tools.sh)/golangci-lint" run $(PKGS)

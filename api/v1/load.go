@@ -18,50 +18,54 @@ import (
 // an object, so a huge file cannot exhaust memory while it is parsed.
 const MaxManifestSize = 1 << 20
 
-// ForeignAPIVersions are the apiVersions of Cloud Native PostgreSQL that
+// foreignAPIVersions are the apiVersions of Cloud Native PostgreSQL that
 // LoadCluster also accepts, so users can bring their manifests; they are
 // rewritten to APIVersion.
-var ForeignAPIVersions = []string{"postgresql.cnpg.io/v1", "postgresql.k8s.enterprisedb.io/v1"}
+var foreignAPIVersions = []string{"postgresql.cnpg.io/v1", "postgresql.k8s.enterprisedb.io/v1"}
 
 // cnpOnlyFields are Cloud Native PostgreSQL Cluster fields that pgward does
 // not implement yet. Naming them in errors tells a user bringing a manifest
 // that the field is understood but unsupported, not misspelled.
-var cnpOnlyFields = map[string]bool{}
+var cnpOnlyFields = specPaths(
+	"affinity", "backup", "description", "enablePDB", "env", "envFrom",
+	"ephemeralVolumeSource", "ephemeralVolumesSizeLimit", "externalClusters",
+	"failoverDelay", "imageCatalogRef", "imageName", "imagePullPolicy",
+	"imagePullSecrets", "inheritedMetadata", "livenessProbeTimeout", "logLevel",
+	"managed", "monitoring", "nodeMaintenanceWindow", "plugins",
+	"podSecurityContext", "postgresGID", "postgresUID", "primaryUpdateMethod",
+	"primaryUpdateStrategy", "priorityClassName", "probes",
+	"projectedVolumeTemplate", "replica", "replicationSlots", "resources",
+	"schedulerName", "seccompProfile", "securityContext",
+	"serviceAccountTemplate", "smartShutdownTimeout", "startDelay", "stopDelay",
+	"switchoverDelay", "tablespaces", "topologySpreadConstraints", "walStorage",
+	"bootstrap.recovery", "bootstrap.pg_basebackup",
+	"bootstrap.initdb.builtinLocale", "bootstrap.initdb.icuLocale",
+	"bootstrap.initdb.icuRules", "bootstrap.initdb.import", "bootstrap.initdb.locale",
+	"bootstrap.initdb.localeProvider", "bootstrap.initdb.options",
+	"bootstrap.initdb.postInitApplicationSQLRefs", "bootstrap.initdb.postInitSQLRefs",
+	"bootstrap.initdb.postInitTemplateSQL", "bootstrap.initdb.postInitTemplateSQLRefs",
+	"bootstrap.initdb.walSegmentSize",
+	"postgresql.enableAlterSystem", "postgresql.extensions", "postgresql.ldap",
+	"postgresql.promotionTimeout", "postgresql.shared_preload_libraries",
+	"postgresql.syncReplicaElectionConstraint", "postgresql.synchronous",
+	"storage.pvcTemplate", "storage.resizeInUseVolumes", "storage.storageClass",
+)
 
-func init() {
-	for _, f := range []string{
-		"affinity", "backup", "description", "enablePDB", "env", "envFrom",
-		"ephemeralVolumeSource", "ephemeralVolumesSizeLimit", "externalClusters",
-		"failoverDelay", "imageCatalogRef", "imageName", "imagePullPolicy",
-		"imagePullSecrets", "inheritedMetadata", "livenessProbeTimeout", "logLevel",
-		"managed", "monitoring", "nodeMaintenanceWindow", "plugins",
-		"podSecurityContext", "postgresGID", "postgresUID", "primaryUpdateMethod",
-		"primaryUpdateStrategy", "priorityClassName", "probes",
-		"projectedVolumeTemplate", "replica", "replicationSlots", "resources",
-		"schedulerName", "seccompProfile", "securityContext",
-		"serviceAccountTemplate", "smartShutdownTimeout", "startDelay", "stopDelay",
-		"switchoverDelay", "tablespaces", "topologySpreadConstraints", "walStorage",
-		"bootstrap.recovery", "bootstrap.pg_basebackup",
-		"bootstrap.initdb.builtinLocale", "bootstrap.initdb.icuLocale",
-		"bootstrap.initdb.icuRules", "bootstrap.initdb.import", "bootstrap.initdb.locale",
-		"bootstrap.initdb.localeProvider", "bootstrap.initdb.options",
-		"bootstrap.initdb.postInitApplicationSQLRefs", "bootstrap.initdb.postInitSQLRefs",
-		"bootstrap.initdb.postInitTemplateSQL", "bootstrap.initdb.postInitTemplateSQLRefs",
-		"bootstrap.initdb.walSegmentSize",
-		"postgresql.enableAlterSystem", "postgresql.extensions", "postgresql.ldap",
-		"postgresql.promotionTimeout", "postgresql.shared_preload_libraries",
-		"postgresql.syncReplicaElectionConstraint", "postgresql.synchronous",
-		"storage.pvcTemplate", "storage.resizeInUseVolumes", "storage.storageClass",
-	} {
-		cnpOnlyFields["spec."+f] = true
+// specPaths returns the set of the given paths under "spec.".
+func specPaths(paths ...string) map[string]bool {
+	set := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		set["spec."+p] = true
 	}
+	return set
 }
 
 // LoadCluster decodes one Cluster from YAML or JSON, strictly: it reports
 // every unknown field with its full path, every value of the wrong type,
 // duplicate keys, a status section (written by pgward, never by users), more
 // than one document, and an apiVersion or kind that is not a Cluster's. All
-// problems are returned together, in document order of their paths.
+// problems are returned together: apiVersion, kind and status first, then
+// the others sorted by field path.
 //
 // It neither applies defaults nor validates values; see LoadAndValidate.
 func LoadCluster(data []byte) (*Cluster, error) {
@@ -202,7 +206,7 @@ func isYAMLContent(line string) bool {
 // caller writes back the normalized values.
 func checkTypeMeta(obj map[string]any) []error {
 	var errs []error
-	accepted := append([]string{APIVersion}, ForeignAPIVersions...)
+	accepted := append([]string{APIVersion}, foreignAPIVersions...)
 	switch v, ok := obj["apiVersion"]; {
 	case !ok:
 		errs = append(errs, fmt.Errorf(`field "apiVersion" is required: use %s`, APIVersion))

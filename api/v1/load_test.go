@@ -91,7 +91,7 @@ func TestLoadClusterDocumentMarkers(t *testing.T) {
 }
 
 func TestLoadClusterForeignAPIVersion(t *testing.T) {
-	for _, v := range ForeignAPIVersions {
+	for _, v := range foreignAPIVersions {
 		c, err := LoadCluster([]byte(strings.Replace(minimalManifest, APIVersion, v, 1)))
 		if err != nil {
 			t.Fatalf("%s: %v", v, err)

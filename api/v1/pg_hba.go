@@ -64,8 +64,6 @@ var hbaOptionNames = []string{
 var hostnameRE = regexp.MustCompile(
 	`^\.?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 
-var optionNameRE = regexp.MustCompile(`^[a-z_]+$`)
-
 // ParseHBARule parses one pg_hba.conf line written by a user, refusing
 // anything that is not a plain, single, well-formed rule or that would
 // weaken the security pgward sets up:
@@ -347,7 +345,7 @@ func checkHBAOption(opt string) error {
 	if !ok {
 		return fmt.Errorf("unexpected field %q after the method: options are written name=value", opt)
 	}
-	if !optionNameRE.MatchString(name) || !slices.Contains(hbaOptionNames, name) {
+	if !slices.Contains(hbaOptionNames, name) {
 		return fmt.Errorf("unknown option %q", name)
 	}
 	quoted := len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"'

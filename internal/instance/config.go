@@ -13,8 +13,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pgward/pgward/internal/instanceapi"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Config is everything an instance manager needs to know, written by the
@@ -48,8 +50,13 @@ type Config struct {
 	// SecretsRoot is the directory of secrets (one directory per secret).
 	SecretsRoot string  `json:"secretsRoot"`
 	Secrets     Secrets `json:"secrets"`
-	// Primary is the instance that should be primary.
+	// Primary is the instance that should be primary when the instance
+	// starts for the first time; afterwards commands say.
 	Primary Endpoint `json:"primary"`
+	// SelfFence is how long a primary may go without a completed exchange
+	// with the controller before it stops accepting writes (clusters of
+	// more than one instance). Zero disables it.
+	SelfFence time.Duration `json:"selfFence,omitempty"`
 }
 
 // Secrets names the secrets (under SecretsRoot) the instance reads.
@@ -69,11 +76,7 @@ type Secrets struct {
 }
 
 // Endpoint locates an instance's PostgreSQL.
-type Endpoint struct {
-	Name string `json:"name"`
-	Host string `json:"host"`
-	Port int    `json:"port"`
-}
+type Endpoint = instanceapi.Endpoint
 
 // LoadConfig reads and checks a Config file.
 func LoadConfig(path string) (*Config, error) {

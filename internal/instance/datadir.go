@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -16,6 +19,12 @@ const standbySignal = "standby.signal"
 // hasDataDir reports whether PGDATA holds an initialised cluster.
 func hasDataDir(dataDir string) bool {
 	_, err := os.Stat(filepath.Join(dataDir, "PG_VERSION"))
+	return err == nil
+}
+
+// isStandby reports whether the data directory starts as a standby.
+func isStandby(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, standbySignal))
 	return err == nil
 }
 
@@ -88,4 +97,48 @@ func setStandby(dataDir string, standby bool) error {
 func resetAutoConf(dataDir string) error {
 	const header = "# Managed by pgward: ALTER SYSTEM settings are reset at every start.\n"
 	return WriteFileAtomic(filepath.Join(dataDir, "postgresql.auto.conf"), []byte(header), 0o600)
+}
+
+// shutdownEndLSN reads, from a cleanly shut down data directory, the
+// position just past the start of its shutdown checkpoint record: a standby
+// whose received LSN reaches it has every byte the primary ever wrote.
+func shutdownEndLSN(ctx context.Context, binDir, dataDir string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "pg_controldata"), dataDir)
+	cmd.Env = pgEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("pg_controldata: %w", err)
+	}
+	return parseControlData(string(out))
+}
+
+func parseControlData(out string) (string, error) {
+	var state, loc string
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "Database cluster state":
+			state = strings.TrimSpace(v)
+		case "Latest checkpoint location":
+			loc = strings.TrimSpace(v)
+		}
+	}
+	if state != "shut down" {
+		return "", fmt.Errorf("data directory is not cleanly shut down (state %q)", state)
+	}
+	hi, lo, ok := strings.Cut(loc, "/")
+	if !ok {
+		return "", fmt.Errorf("unexpected checkpoint location %q", loc)
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return "", fmt.Errorf("unexpected checkpoint location %q", loc)
+	}
+	lsn := h<<32 | l
+	lsn++
+	return fmt.Sprintf("%X/%X", lsn>>32, lsn&0xFFFFFFFF), nil
 }

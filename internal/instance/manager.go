@@ -24,26 +24,62 @@ import (
 
 // Phases the manager reports.
 const (
-	PhaseStarting   = "starting"
+	PhaseWaiting    = "waiting"
 	PhaseInitDB     = "initdb"
 	PhaseBaseBackup = "basebackup"
+	PhaseRewind     = "rewind"
+	PhaseStarting   = "starting"
 	PhaseRunning    = "running"
-	PhaseRestarting = "restarting"
+	PhaseStopped    = "stopped"
+	PhaseCrashed    = "crashed"
+	PhaseFenced     = "fenced"
 	PhaseStopping   = "stopping"
 )
 
-// Manager owns one PostgreSQL instance.
+// FenceCheckInterval is how often a primary checks that it is still in
+// contact with the controller.
+const FenceCheckInterval = 100 * time.Millisecond
+
+// Manager owns one PostgreSQL instance. It starts, stops, promotes and
+// rejoins it only when the controller commands it (see commands.go): after
+// a crash postgres stays down until told, so the controller, not a race,
+// decides between restarting it and failing over.
 type Manager struct {
 	cfg     *Config
 	cluster *v1.Cluster
 	store   secrets.Store
 	log     *slog.Logger
+	contact *contactTracker
+	// selfFence is how long a primary may go without contact before it
+	// stops accepting writes; zero disables self-fencing (single instance).
+	selfFence time.Duration
+
+	wake chan struct{}
 
 	mu      sync.Mutex
 	phase   string
 	lastErr string
+	busy    string
+	pending *instanceapi.Command
 	pm      *postmaster
+	primary bool // pm runs as a primary
 	pool    *pgxpool.Pool
+	st      persisted
+	// endLSN is where the WAL ends after a clean shutdown.
+	endLSN string
+	// gen counts postgres starts; a sample belongs to one.
+	gen    uint64
+	sample sample
+}
+
+// sample is PostgreSQL's part of the status, refreshed in the background so
+// that a status request never waits on a busy server: answering quickly is
+// what keeps the instance in contact with the controller.
+type sample struct {
+	gen uint64
+	at  time.Time
+	st  instanceapi.Status
+	err error
 }
 
 // NewManager loads the cluster spec the config points at.
@@ -59,20 +95,32 @@ func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
 	if c.Spec.Bootstrap == nil || c.Spec.Bootstrap.InitDB == nil {
 		return nil, errNoBootstrap
 	}
-	return &Manager{
+	if err := os.MkdirAll(cfg.ConfDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", cfg.ConfDir, err)
+	}
+	st, err := loadPersisted(cfg.ConfDir, cfg.Primary)
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{
 		cfg: cfg, cluster: c, log: log,
-		store: secrets.DirStore{Root: cfg.SecretsRoot},
-		phase: PhaseStarting,
-	}, nil
+		store:   secrets.DirStore{Root: cfg.SecretsRoot},
+		contact: newContactTracker(time.Now()),
+		wake:    make(chan struct{}, 1),
+		phase:   PhaseWaiting,
+		st:      st,
+	}
+	if c.Spec.Instances > 1 {
+		m.selfFence = cfg.SelfFence
+	}
+	return m, nil
 }
 
-// Run brings the instance up and supervises it until ctx ends, then shuts
-// PostgreSQL down cleanly.
+// Run serves the status port and executes commands until ctx ends, then
+// shuts PostgreSQL down cleanly.
 func (m *Manager) Run(ctx context.Context) error {
-	for _, d := range []string{m.cfg.ConfDir, m.cfg.SocketDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return fmt.Errorf("creating %s: %w", d, err)
-		}
+	if err := os.MkdirAll(m.cfg.SocketDir, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", m.cfg.SocketDir, err)
 	}
 	clientCA, err := m.caPool(m.cfg.Secrets.ClientCA)
 	if err != nil {
@@ -90,164 +138,244 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.log.Error("status server", "err", err)
 		}
 	}()
-
-	if err := m.ensureDataDir(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
+	if !hasDataDir(m.cfg.DataDir) {
+		_ = os.RemoveAll(stagingDir(m.cfg.DataDir))
 	}
-	return m.supervise(ctx)
+	sctx, stopSampler := context.WithCancel(ctx)
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		m.sampler(sctx)
+	}()
+	m.loop(ctx)
+	stopSampler()
+	<-samplerDone
+	return nil
 }
 
-// supervise keeps postgres running. restart_after_crash is off in the
-// rendered config, so a crash comes back here and the restart is ours to
-// decide (and to report), not PostgreSQL's.
-func (m *Manager) supervise(ctx context.Context) error {
-	backoff := time.Second
+// SampleInterval is how often PostgreSQL's state is read.
+const SampleInterval = 100 * time.Millisecond
+
+// staleSample is how old a sample may get before the instance counts as
+// not ready: its PostgreSQL is not answering simple queries.
+const staleSample = 5 * time.Second
+
+func (m *Manager) sampler(ctx context.Context) {
+	tick := time.NewTicker(SampleInterval)
+	defer tick.Stop()
 	for {
-		pm, err := m.startAndConfigure(ctx)
-		if err != nil {
-			m.setErr(err)
-			m.log.Error("starting postgres", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
-		if pm != nil {
-			select {
-			case <-ctx.Done():
-				m.shutdown(pm)
-				return nil
-			case <-pm.Done():
-				m.log.Warn("postgres exited", "err", pm.ExitErr())
-				m.setErr(fmt.Errorf("postgres exited: %w", pm.ExitErr()))
-				m.closePool()
+		m.mu.Lock()
+		pool, gen := m.pool, m.gen
+		m.mu.Unlock()
+		if pool == nil {
+			continue
+		}
+		var st instanceapi.Status
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := queryStatus(qctx, pool, &st)
+		cancel()
+		m.mu.Lock()
+		if m.gen == gen {
+			if err == nil {
+				m.sample = sample{gen: gen, at: time.Now(), st: st}
+			} else {
+				m.sample.err = err
 			}
 		}
-		m.setPhase(PhaseRestarting)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
+		m.mu.Unlock()
 	}
 }
 
-func (m *Manager) shutdown(pm *postmaster) {
-	m.setPhase(PhaseStopping)
-	m.closePool()
-	pm.Stop(30 * time.Second)
-	m.log.Info("postgres stopped")
+// loop runs commands one at a time and watches the postmaster and the
+// self-fencing timer.
+func (m *Manager) loop(ctx context.Context) {
+	tick := time.NewTicker(FenceCheckInterval)
+	defer tick.Stop()
+	for {
+		var pmDone <-chan struct{}
+		if pm := m.postmaster(); pm != nil {
+			pmDone = pm.Done()
+		}
+		select {
+		case <-ctx.Done():
+			m.stopPostgres(fastStop)
+			return
+		case <-m.wake:
+			if cmd := m.takePending(); cmd != nil {
+				m.execute(ctx, *cmd)
+			}
+		case <-pmDone:
+			m.onPostmasterExit()
+		case <-tick.C:
+			m.checkSelfFence()
+		}
+	}
 }
 
-// ensureDataDir creates PGDATA when it does not exist yet: initdb on the
-// primary, a clone of the primary on a replica.
-func (m *Manager) ensureDataDir(ctx context.Context) error {
-	if hasDataDir(m.cfg.DataDir) {
+// submit queues cmd; a newer command replaces one not yet started.
+func (m *Manager) submit(cmd instanceapi.Command) error {
+	m.mu.Lock()
+	if cmd.Epoch < m.st.SeenEpoch {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: command at epoch %d, this instance has seen epoch %d", errStaleEpoch, cmd.Epoch, m.st.SeenEpoch)
+	}
+	m.pending = &cmd
+	m.mu.Unlock()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+var errStaleEpoch = errors.New("stale epoch")
+
+func (m *Manager) takePending() *instanceapi.Command {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.pending
+	m.pending = nil
+	if c != nil {
+		m.busy = c.Kind
+	}
+	return c
+}
+
+func (m *Manager) postmaster() *postmaster {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pm
+}
+
+// onPostmasterExit records a crash. Nothing restarts postgres here: the
+// controller sees postmasterRunning=false at once and decides.
+func (m *Manager) onPostmasterExit() {
+	m.mu.Lock()
+	pm := m.pm
+	m.pm, m.primary = nil, false
+	pool := m.pool
+	m.pool = nil
+	m.phase = PhaseCrashed
+	if pm != nil {
+		m.lastErr = fmt.Sprintf("postgres exited unexpectedly: %v", pm.ExitErr())
+	}
+	m.mu.Unlock()
+	if pool != nil {
+		pool.Close()
+	}
+	m.log.Warn("postgres exited; waiting for the controller", "err", m.lastError())
+}
+
+// checkSelfFence stops a primary that has been out of contact with the
+// controller for longer than selfFence: the controller may promote another
+// instance after a longer, derived bound (plan.FenceTiming), so the two
+// never accept writes at the same time.
+func (m *Manager) checkSelfFence() {
+	if m.selfFence <= 0 {
+		return
+	}
+	m.mu.Lock()
+	primary, fenced := m.pm != nil && m.primary, m.st.Fenced
+	m.mu.Unlock()
+	if !primary || fenced {
+		return
+	}
+	if away := m.contact.since(time.Now()); away > m.selfFence {
+		m.log.Warn("no contact with the controller; fencing (immediate shutdown)", "away", away.Round(time.Millisecond))
+		m.fence()
+	}
+}
+
+// stopKind says how to stop postgres.
+type stopKind int
+
+const (
+	// fastStop rolls back sessions, sends remaining WAL to the standbys and
+	// checkpoints: a clean shutdown.
+	fastStop stopKind = iota
+	// immediateStop is the quickest way to stop accepting writes.
+	immediateStop
+)
+
+func (m *Manager) stopPostgres(kind stopKind) {
+	m.mu.Lock()
+	pm, pool := m.pm, m.pool
+	m.pm, m.pool, m.primary = nil, nil, false
+	m.phase = PhaseStopping
+	m.mu.Unlock()
+	if pool != nil {
+		pool.Close()
+	}
+	if pm == nil {
+		m.setPhase(PhaseStopped)
+		return
+	}
+	if kind == immediateStop {
+		pm.Kill()
+	} else {
+		pm.Stop(60 * time.Second)
+	}
+	m.setPhase(PhaseStopped)
+	m.log.Info("postgres stopped", "immediate", kind == immediateStop)
+}
+
+// startPostgres renders the configuration for the role the data directory
+// should run in and starts postgres, returning once it accepts connections.
+func (m *Manager) startPostgres(ctx context.Context, primary bool) error {
+	if m.postmaster() != nil {
 		return nil
 	}
-	staging := stagingDir(m.cfg.DataDir)
-	if m.cfg.IsPrimary() {
-		m.setPhase(PhaseInitDB)
-		m.log.Info("initialising a new cluster", "dir", m.cfg.DataDir)
-		if err := m.bootstrapPrimary(ctx, staging); err != nil {
-			m.setErr(err)
-			return err
-		}
-		return promoteStaging(staging, m.cfg.DataDir)
-	}
-	m.setPhase(PhaseBaseBackup)
-	for attempt := 1; ; attempt++ {
-		m.log.Info("cloning the primary", "primary", m.cfg.Primary.Name, "attempt", attempt)
-		err := basebackup(ctx, m.cfg.PGBinDir, staging, m.replicationConnInfo(""))
-		if err == nil {
-			break
-		}
-		m.setErr(err)
-		m.log.Warn("pg_basebackup failed; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
-	}
-	return promoteStaging(staging, m.cfg.DataDir)
-}
-
-// bootstrapPrimary runs initdb in staging, then starts PostgreSQL there once
-// to create roles and the application database and run the post-init SQL.
-// Only a fully bootstrapped directory is moved into place.
-func (m *Manager) bootstrapPrimary(ctx context.Context, staging string) error {
-	init := m.cluster.Spec.Bootstrap.InitDB
-	if err := initdb(ctx, m.cfg.PGBinDir, staging, init); err != nil {
+	m.setPhase(PhaseStarting)
+	if err := m.renderConfig(primary); err != nil {
 		return err
 	}
-	if err := m.renderConfig(); err != nil {
+	if err := setStandby(m.cfg.DataDir, !primary); err != nil {
 		return err
-	}
-	pm, err := startPostgres(m.cfg.PGBinDir, staging, m.confFile(), m.cfg.LogFile)
-	if err != nil {
-		return err
-	}
-	defer pm.Stop(30 * time.Second)
-	conn, err := m.waitConnect(ctx, pm, "postgres")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	if err := m.reconcileRoles(ctx, conn); err != nil {
-		return err
-	}
-	if err := runPostInit(ctx, conn, init.PostInitSQL, "spec.bootstrap.initdb.postInitSQL"); err != nil {
-		return err
-	}
-	appConn, err := m.waitConnect(ctx, pm, init.Database)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = appConn.Close(context.Background()) }()
-	return runPostInit(ctx, appConn, init.PostInitApplicationSQL, "spec.bootstrap.initdb.postInitApplicationSQL")
-}
-
-// startAndConfigure renders the configuration, starts postgres and, on a
-// primary, reconciles roles.
-func (m *Manager) startAndConfigure(ctx context.Context) (*postmaster, error) {
-	if err := m.renderConfig(); err != nil {
-		return nil, err
-	}
-	if err := setStandby(m.cfg.DataDir, !m.cfg.IsPrimary()); err != nil {
-		return nil, err
 	}
 	if err := resetAutoConf(m.cfg.DataDir); err != nil {
-		return nil, err
+		return err
 	}
 	pm, err := startPostgres(m.cfg.PGBinDir, m.cfg.DataDir, m.confFile(), m.cfg.LogFile)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	m.mu.Lock()
-	m.pm = pm
-	m.mu.Unlock()
 	conn, err := m.waitConnect(ctx, pm, "postgres")
 	if err != nil {
-		return pm, err
+		pm.Stop(10 * time.Second)
+		return err
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	if m.cfg.IsPrimary() {
+	if primary {
 		if err := m.reconcileRoles(ctx, conn); err != nil {
-			return pm, err
+			pm.Stop(10 * time.Second)
+			return err
 		}
 	}
 	pool, err := newLocalPool(ctx, m.cfg.SocketDir, m.cfg.Port)
 	if err != nil {
-		return pm, err
+		pm.Stop(10 * time.Second)
+		return err
+	}
+	var first instanceapi.Status
+	if err := queryStatus(ctx, pool, &first); err != nil {
+		pool.Close()
+		pm.Stop(10 * time.Second)
+		return err
 	}
 	m.mu.Lock()
-	m.pool = pool
+	m.pm, m.pool, m.primary = pm, pool, primary
 	m.phase = PhaseRunning
-	m.lastErr = ""
+	m.endLSN = ""
+	m.gen++
+	m.sample = sample{gen: m.gen, at: time.Now(), st: first}
 	m.mu.Unlock()
-	m.log.Info("postgres is running", "pid", pm.Pid(), "primary", m.cfg.IsPrimary())
-	return pm, nil
+	m.log.Info("postgres is running", "pid", pm.Pid(), "primary", primary)
+	return nil
 }
 
 // waitConnect connects over the socket once PostgreSQL accepts connections.
@@ -271,7 +399,7 @@ func (m *Manager) waitConnect(ctx context.Context, pm *postmaster, dbname string
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("waiting for postgres: %w (last error: %w)", ctx.Err(), lastErr)
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
@@ -310,7 +438,10 @@ func (m *Manager) credentials() (credentials, error) {
 // renderConfig writes postgresql.conf, pg_hba.conf and pg_ident.conf into
 // ConfDir. They live outside PGDATA: a clone or rewind copies the source's
 // files and must not replace this instance's port, paths or conninfo.
-func (m *Manager) renderConfig() error {
+func (m *Manager) renderConfig(primary bool) error {
+	m.mu.Lock()
+	st := m.st
+	m.mu.Unlock()
 	in := pgconf.Instance{
 		Name:            m.cfg.Name,
 		ClusterName:     m.cluster.Name,
@@ -324,8 +455,10 @@ func (m *Manager) renderConfig() error {
 		ClientCAFile:    m.secretFile(m.cfg.Secrets.ClientCA, "ca.crt"),
 		OSUser:          m.cfg.OSUser,
 	}
-	if !m.cfg.IsPrimary() {
-		in.PrimaryConnInfo = m.replicationConnInfo(m.cfg.Name)
+	if primary {
+		in.SynchronousStandbyNames = st.SyncStandbys
+	} else {
+		in.PrimaryConnInfo = m.replicationConnInfo(st.Primary, m.cfg.Name)
 	}
 	conf, err := pgconf.RenderPostgresConf(m.cluster, in)
 	if err != nil {
@@ -353,13 +486,13 @@ func (m *Manager) secretFile(secret, key string) string {
 	return filepath.Join(m.cfg.SecretsRoot, secret, key)
 }
 
-// replicationConnInfo is how this instance reaches the primary: TLS with
-// full verification of the primary's certificate, and streaming_replica's
-// client certificate instead of a password.
-func (m *Manager) replicationConnInfo(appName string) string {
+// replicationConnInfo is how this instance reaches primary: TLS with full
+// verification of the primary's certificate, and streaming_replica's client
+// certificate instead of a password.
+func (m *Manager) replicationConnInfo(primary Endpoint, appName string) string {
 	kv := []string{
-		"host=" + quoteConnValue(m.cfg.Primary.Host),
-		fmt.Sprintf("port=%d", m.cfg.Primary.Port),
+		"host=" + quoteConnValue(primary.Host),
+		fmt.Sprintf("port=%d", primary.Port),
 		"user=" + replicationRole,
 		"dbname=postgres",
 		"sslmode=verify-full",
@@ -367,7 +500,7 @@ func (m *Manager) replicationConnInfo(appName string) string {
 		"sslcert=" + quoteConnValue(m.secretFile(m.cfg.Secrets.Replication, "tls.crt")),
 		"sslkey=" + quoteConnValue(m.secretFile(m.cfg.Secrets.Replication, "tls.key")),
 		"ssl_min_protocol_version=TLSv1.3",
-		"connect_timeout=5",
+		"connect_timeout=2",
 	}
 	if appName != "" {
 		kv = append(kv, "application_name="+quoteConnValue(appName))
@@ -401,18 +534,18 @@ func (m *Manager) setPhase(p string) {
 
 func (m *Manager) setErr(err error) {
 	m.mu.Lock()
-	m.lastErr = err.Error()
+	if err == nil {
+		m.lastErr = ""
+	} else {
+		m.lastErr = err.Error()
+	}
 	m.mu.Unlock()
 }
 
-func (m *Manager) closePool() {
+func (m *Manager) lastError() string {
 	m.mu.Lock()
-	p := m.pool
-	m.pool = nil
-	m.mu.Unlock()
-	if p != nil {
-		p.Close()
-	}
+	defer m.mu.Unlock()
+	return m.lastErr
 }
 
 // Ready reports whether PostgreSQL accepts connections.
@@ -428,31 +561,57 @@ func (m *Manager) Ready() bool {
 	return pool.Ping(ctx) == nil
 }
 
-// Status reports the instance's state; PostgreSQL's part comes from live
-// queries, so it is never older than the request.
-func (m *Manager) Status(ctx context.Context) instanceapi.Status {
+// Status reports the instance's state without waiting on PostgreSQL: its
+// part comes from the latest background sample (at most SampleInterval
+// plus one query old). requestID identifies the answer for the contact
+// protocol.
+func (m *Manager) Status(requestID uint64) instanceapi.Status {
 	m.mu.Lock()
 	st := instanceapi.Status{
 		Name:      m.cfg.Name,
 		Role:      instanceapi.RoleUnknown,
 		Phase:     m.phase,
 		Error:     m.lastErr,
+		Busy:      m.busy,
 		Host:      m.cfg.Host,
 		Port:      m.cfg.Port,
 		SocketDir: m.cfg.SocketDir,
+		Epoch:     m.st.Epoch,
+		Fenced:    m.st.Fenced,
+		RequestID: requestID,
 	}
-	pool, pm := m.pool, m.pm
+	pool, pm, primary, endLSN, follow := m.pool, m.pm, m.primary, m.endLSN, m.st.Primary
+	if primary {
+		st.SyncStandbyNames = m.st.SyncStandbys
+	}
+	smp, gen := m.sample, m.gen
 	m.mu.Unlock()
 	st.ObservedAt = time.Now().UTC()
 	st.PostmasterRunning = pm != nil && pm.Running()
-	if pool == nil || !st.PostmasterRunning {
+	st.Empty = !hasDataDir(m.cfg.DataDir)
+	if !st.PostmasterRunning || pool == nil {
+		if !st.Empty {
+			st.Role = instanceapi.RolePrimary
+			if isStandby(m.cfg.DataDir) {
+				st.Role = instanceapi.RoleReplica
+			}
+			st.CurrentLSN = endLSN
+		}
 		return st
 	}
-	if err := queryStatus(ctx, pool, &st); err != nil {
+	if smp.gen != gen {
+		return st
+	}
+	st.Role, st.Ready, st.PGVersion, st.SystemID = smp.st.Role, smp.st.Ready, smp.st.PGVersion, smp.st.SystemID
+	st.Timeline, st.PendingRestart = smp.st.Timeline, smp.st.PendingRestart
+	st.CurrentLSN, st.ReceivedLSN, st.ReplayedLSN = smp.st.CurrentLSN, smp.st.ReceivedLSN, smp.st.ReplayedLSN
+	st.WALReceiver, st.Replication = smp.st.WALReceiver, smp.st.Replication
+	if age := time.Since(smp.at); age > staleSample {
 		st.Ready = false
-		if st.Error == "" || errors.Is(err, context.DeadlineExceeded) {
-			st.Error = err.Error()
-		}
+		st.Error = fmt.Sprintf("PostgreSQL has not answered a status query for %s: %v", age.Round(time.Second), smp.err)
+	}
+	if st.WALReceiver != nil && st.WALReceiver.Status == "streaming" && st.WALReceiver.SenderPort == follow.Port {
+		st.StreamingFrom = follow.Name
 	}
 	return st
 }

@@ -95,6 +95,23 @@ func (p *postmaster) Stop(timeout time.Duration) {
 	<-p.done
 }
 
+// Kill is an immediate shutdown: the quickest way to stop accepting writes.
+// Crash recovery runs at the next start.
+func (p *postmaster) Kill() {
+	for _, sig := range []syscall.Signal{syscall.SIGQUIT, syscall.SIGKILL} {
+		if !p.Running() {
+			return
+		}
+		_ = p.cmd.Process.Signal(sig)
+		select {
+		case <-p.done:
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+	<-p.done
+}
+
 // Pid is the postmaster's process id.
 func (p *postmaster) Pid() int { return p.cmd.Process.Pid }
 

@@ -33,8 +33,10 @@ type credentials struct {
 }
 
 // quietSession keeps the statements that carry password verifiers out of
-// the server log whatever log_statement the user chose.
-const quietSession = "SET log_statement = 'none'; SET log_min_duration_statement = -1; SET log_min_error_statement = 'panic'"
+// the server log whatever log_statement the user chose, and lets them
+// commit without waiting for synchronous standbys that may not be there yet
+// (a primary starting alone must not hang on its own role reconciliation).
+const quietSession = "SET log_statement = 'none'; SET log_min_duration_statement = -1; SET log_min_error_statement = 'panic'; SET synchronous_commit = local"
 
 // reconcileRoles makes the roles and the application database match the
 // spec. Every statement is idempotent, so it runs on every primary start.

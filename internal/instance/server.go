@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,8 +21,10 @@ import (
 
 // statusSource is what the server needs from the manager.
 type statusSource interface {
-	Status(ctx context.Context) instanceapi.Status
+	// Observe answers a status request that acknowledges answer ack.
+	Observe(ack uint64) instanceapi.Status
 	Ready() bool
+	Submit(cmd instanceapi.Command) error
 }
 
 // certReloader serves the current server certificate, re-reading the files
@@ -67,11 +71,44 @@ func newStatusServer(addr, certFile, keyFile string, clientCA *x509.CertPool, sr
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle(instanceapi.PathStatus, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		st := src.Status(ctx)
+		if r.Method != http.MethodGet {
+			http.Error(w, "GET only", http.StatusMethodNotAllowed)
+			return
+		}
+		var ack uint64
+		if v := r.URL.Query().Get(instanceapi.AckParam); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				http.Error(w, "bad ack", http.StatusBadRequest)
+				return
+			}
+			ack = n
+		}
+		st := src.Observe(ack)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
+	})))
+	mux.Handle(instanceapi.PathCommand, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST only", http.StatusMethodNotAllowed)
+			return
+		}
+		var cmd instanceapi.Command
+		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&cmd); err != nil {
+			http.Error(w, "bad command: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := src.Submit(cmd); err != nil {
+			code := http.StatusBadRequest
+			if errors.Is(err, errStaleEpoch) {
+				code = http.StatusConflict
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
 	})))
 	reloader := &certReloader{certFile: certFile, keyFile: keyFile}
 	return &http.Server{

@@ -1,6 +1,7 @@
 package instanceapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -39,19 +41,38 @@ func NewClient(serverCA *x509.CertPool, clientCert tls.Certificate, serverName s
 }
 
 // Status fetches /pg/status from the instance listening on addr (host:port).
-func (c *Client) Status(ctx context.Context, addr string) (*Status, error) {
+// ack is the RequestID of the previous answer received from it (0 if none).
+func (c *Client) Status(ctx context.Context, addr string, ack uint64) (*Status, error) {
 	var st Status
-	if err := c.getJSON(ctx, addr, PathStatus, &st); err != nil {
+	path := PathStatus
+	if ack != 0 {
+		path += "?" + AckParam + "=" + strconv.FormatUint(ack, 10)
+	}
+	if err := c.do(ctx, http.MethodGet, addr, path, nil, &st); err != nil {
 		return nil, err
 	}
 	return &st, nil
 }
 
+// Command asks the instance at addr to reach a state. The instance accepts
+// it and works asynchronously; Status shows the progress.
+func (c *Client) Command(ctx context.Context, addr string, cmd Command) error {
+	body, err := json.Marshal(cmd)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, addr, PathCommand, body, nil)
+}
+
 // CloseIdle releases pooled connections.
 func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
 
-func (c *Client) getJSON(ctx context.Context, addr, path string, into any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
+func (c *Client) do(ctx context.Context, method, addr, path string, body []byte, into any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+path, rd)
 	if err != nil {
 		return fmt.Errorf("building request for %s%s: %w", addr, path, err)
 	}
@@ -60,14 +81,17 @@ func (c *Client) getJSON(ctx context.Context, addr, path string, into any) error
 		return fmt.Errorf("querying instance at %s: %w", addr, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	respBody, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return fmt.Errorf("reading %s%s: %w", addr, path, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return &HTTPError{Code: resp.StatusCode, Body: string(body)}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusAccepted {
+		return &HTTPError{Code: resp.StatusCode, Body: string(respBody)}
 	}
-	if err := json.Unmarshal(body, into); err != nil {
+	if into == nil {
+		return nil
+	}
+	if err := json.Unmarshal(respBody, into); err != nil {
 		return fmt.Errorf("decoding %s%s: %w", addr, path, err)
 	}
 	return nil

@@ -16,7 +16,43 @@ const (
 	PathHealthz = "/healthz"
 	PathReadyz  = "/readyz"
 	PathStatus  = "/pg/status"
+	PathCommand = "/pg/command"
+	// AckParam on a status request names the RequestID of the previous
+	// answer the controller received: only a completed exchange counts as
+	// contact for the instance's self-fencing timer.
+	AckParam = "ack"
 )
+
+// Commands the controller sends. Each names an end state, so sending one
+// again when it already holds changes nothing.
+const (
+	CommandBootstrap       = "bootstrap"
+	CommandPromote         = "promote"
+	CommandFollow          = "follow"
+	CommandFence           = "fence"
+	CommandStart           = "start"
+	CommandDemote          = "demote"
+	CommandRejoin          = "rejoin"
+	CommandRecreate        = "recreate"
+	CommandSetSyncStandbys = "set-sync-standbys"
+)
+
+// Command asks an instance manager to reach a state. Epoch is the
+// controller's fencing epoch; an instance refuses commands from an older
+// epoch than the one it has seen, so a stale controller cannot act.
+type Command struct {
+	Kind         string    `json:"kind"`
+	Epoch        uint64    `json:"epoch"`
+	Primary      *Endpoint `json:"primary,omitempty"`
+	SyncStandbys string    `json:"syncStandbys,omitempty"`
+}
+
+// Endpoint locates an instance's PostgreSQL.
+type Endpoint struct {
+	Name string `json:"name"`
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
 
 // Roles an instance reports.
 const (
@@ -46,6 +82,8 @@ type Status struct {
 	ReplayedLSN string `json:"replayedLSN,omitempty"`
 	// PendingRestart is true when a changed parameter needs a restart.
 	PendingRestart bool `json:"pendingRestart"`
+	// StreamingFrom names the primary a replica streams from ("" if none).
+	StreamingFrom string `json:"streamingFrom,omitempty"`
 	// WALReceiver describes a replica's upstream connection.
 	WALReceiver *WALReceiver `json:"walReceiver,omitempty"`
 	// Replication lists the standbys connected to a primary.
@@ -54,6 +92,20 @@ type Status struct {
 	Host      string `json:"host"`
 	Port      int    `json:"port"`
 	SocketDir string `json:"socketDir,omitempty"`
+	// Epoch is the fencing epoch of the last bootstrap or promotion this
+	// instance executed (or the highest a command carried).
+	Epoch uint64 `json:"epoch"`
+	// Fenced means the instance manager keeps postgres from accepting
+	// writes until told otherwise.
+	Fenced bool `json:"fenced"`
+	// Empty means there is no data directory yet.
+	Empty bool `json:"empty"`
+	// SyncStandbyNames is the synchronous_standby_names a primary runs with.
+	SyncStandbyNames string `json:"syncStandbyNames,omitempty"`
+	// Busy names the command being executed, if any.
+	Busy string `json:"busy,omitempty"`
+	// RequestID identifies this answer; the next request acknowledges it.
+	RequestID uint64 `json:"requestID"`
 	// Error carries the last error the instance manager hit, if any.
 	Error      string    `json:"error,omitempty"`
 	ObservedAt time.Time `json:"observedAt"`

@@ -58,7 +58,7 @@ func observe(ctx context.Context, cl *instanceapi.Client, st *State) ([]*instanc
 	for i, is := range st.Instances {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			out[i], errs[i] = cl.Status(ctx, net.JoinHostPort(loopback, strconv.Itoa(is.StatusPort)))
+			out[i], errs[i] = cl.Status(ctx, net.JoinHostPort(loopback, strconv.Itoa(is.StatusPort)), 0)
 		}()
 	}
 	for range st.Instances {

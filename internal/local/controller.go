@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -50,42 +49,26 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ha, err := newHALoop(c.Layout, cluster, st, c.Log)
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
-	for i, is := range sortedInstances(st) {
-		if i >= cluster.Spec.Instances {
-			break
-		}
+	for _, is := range st.Instances[:cluster.Spec.Instances] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			c.superviseInstance(ctx, is.Name)
 		}()
-		if i == 0 {
-			// Replicas clone the primary; starting them together with it
-			// only makes them retry. They wait for its data directory.
-			c.waitForData(ctx, is.Name)
-		}
 	}
 	c.Log.Info("controller running", "cluster", cluster.Name, "instances", cluster.Spec.Instances)
-	<-ctx.Done()
+	// The instance managers start with postgres down; the planner decides
+	// what each one does (bootstrap, clone, start, promote...).
+	ha.run(ctx)
 	c.Log.Info("stopping instances")
 	wg.Wait()
 	c.Log.Info("all instances stopped")
 	return nil
-}
-
-// waitForData returns once the instance's data directory is in place.
-func (c *Controller) waitForData(ctx context.Context, name string) {
-	pgVersion := filepath.Join(c.Layout.InstanceDir(name), "data", "PG_VERSION")
-	for ctx.Err() == nil {
-		if _, err := os.Stat(pgVersion); err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // superviseInstance keeps one instance manager running until ctx ends.

@@ -280,7 +280,8 @@ func (p *prepared) writeInstanceConfigs() error {
 				ServerTLS: p.tls.ServerTLS, ServerCA: p.tls.ServerCA, ClientCA: p.tls.ClientCA,
 				Replication: p.tls.Replication, App: p.app, Superuser: p.super,
 			},
-			Primary: instance.Endpoint{Name: primary.Name, Host: localhost, Port: primary.Port},
+			Primary:   instance.Endpoint{Name: primary.Name, Host: localhost, Port: primary.Port},
+			SelfFence: selfFence,
 		}
 		if err := cfg.Save(p.layout.InstanceConfig(is.Name)); err != nil {
 			return err
@@ -311,11 +312,11 @@ func installBinary(l Layout) error {
 }
 
 // sortedInstances returns the instances in name order, primary first.
-func sortedInstances(st *State) []InstanceState {
+func sortedInstances(st *State, primary string) []InstanceState {
 	out := append([]InstanceState(nil), st.Instances...)
 	sort.SliceStable(out, func(i, j int) bool {
-		if (out[i].Name == st.TargetPrimary) != (out[j].Name == st.TargetPrimary) {
-			return out[i].Name == st.TargetPrimary
+		if (out[i].Name == primary) != (out[j].Name == primary) {
+			return out[i].Name == primary
 		}
 		return out[i].Name < out[j].Name
 	})

@@ -84,10 +84,10 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 	}
 	defer cl.CloseIdle()
 	sts, errs := observe(ctx, cl, st)
-	cs := &ClusterStatus{Cluster: st.Cluster, Dir: l.Dir, ControllerRunning: controllerRunning(l), TargetPrimary: st.TargetPrimary}
+	cs := &ClusterStatus{Cluster: st.Cluster, Dir: l.Dir, ControllerRunning: controllerRunning(l), TargetPrimary: targetPrimary(l, st)}
 	peers := map[string]instanceapi.Peer{}
 	for _, s := range sts {
-		if s != nil && s.Role == instanceapi.RolePrimary {
+		if s != nil && s.Role == instanceapi.RolePrimary && s.PostmasterRunning && !s.Fenced {
 			cs.CurrentPrimary = s.Name
 			for _, p := range s.Replication {
 				peers[p.ApplicationName] = p

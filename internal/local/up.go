@@ -52,7 +52,7 @@ func Up(ctx context.Context, o UpOptions) error {
 		return err
 	}
 	say("")
-	say(fmt.Sprintf("cluster %q is up: %d instance(s), primary %s", p.cluster.Name, p.cluster.Spec.Instances, p.state.TargetPrimary))
+	say(fmt.Sprintf("cluster %q is up: %d instance(s), primary %s", p.cluster.Name, p.cluster.Spec.Instances, targetPrimary(l, p.state)))
 	say("connect as the application owner (verify-full TLS, password from the generated pgpass):")
 	say(fmt.Sprintf("  psql \"$(pgward local uri %s --dir %s)\"", p.cluster.Spec.Bootstrap.InitDB.Owner, l.Dir))
 	say(fmt.Sprintf("status: pgward local status --dir %s    stop: pgward local down --dir %s", l.Dir, l.Dir))
@@ -106,14 +106,15 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 	last := map[string]string{}
 	for {
 		sts, _ := observe(ctx, cl, p.state)
+		target := targetPrimary(l, p.state)
 		done := true
-		for i, is := range p.state.Instances {
-			line := progressLine(sts[i], p.state.TargetPrimary == is.Name)
+		for i, is := range p.state.Instances[:p.cluster.Spec.Instances] {
+			line := progressLine(sts[i], target == is.Name)
 			if line != last[is.Name] {
 				say(fmt.Sprintf("  %-24s %s", is.Name, line))
 				last[is.Name] = line
 			}
-			if !instanceUp(sts[i], p.state.TargetPrimary == is.Name, sts, p.state) {
+			if !instanceUp(sts[i], target == is.Name, sts, p.state, target) {
 				done = false
 			}
 		}
@@ -134,6 +135,8 @@ func progressLine(st *instanceapi.Status, primary bool) string {
 	switch {
 	case st == nil:
 		return "starting the instance manager"
+	case st.Phase == "waiting":
+		return "instance manager up, waiting for the controller"
 	case st.Phase == "initdb":
 		return "initdb (new cluster, data checksums, scram-sha-256)"
 	case st.Phase == "basebackup":
@@ -154,7 +157,7 @@ func progressLine(st *instanceapi.Status, primary bool) string {
 
 // instanceUp reports whether an instance is where `up` wants it: the
 // primary ready as primary, a replica streaming and seen by the primary.
-func instanceUp(st *instanceapi.Status, primary bool, all []*instanceapi.Status, state *State) bool {
+func instanceUp(st *instanceapi.Status, primary bool, all []*instanceapi.Status, state *State, target string) bool {
 	if st == nil || !st.Ready {
 		return false
 	}
@@ -165,7 +168,7 @@ func instanceUp(st *instanceapi.Status, primary bool, all []*instanceapi.Status,
 		return false
 	}
 	for i, is := range state.Instances {
-		if is.Name == state.TargetPrimary && all[i] != nil {
+		if is.Name == target && all[i] != nil {
 			for _, peer := range all[i].Replication {
 				if peer.ApplicationName == st.Name && peer.State == "streaming" {
 					return true

@@ -60,7 +60,7 @@ func URI(o URIOptions) (string, error) {
 		return "", fmt.Errorf("secret %q: %w", secret, err)
 	}
 	var hosts []string
-	for _, is := range orderForURI(st, o.ReadOnly) {
+	for _, is := range orderForURI(st, targetPrimary(l, st), o.ReadOnly) {
 		hosts = append(hosts, localhost+":"+strconv.Itoa(is.Port))
 	}
 	q := url.Values{}
@@ -79,8 +79,8 @@ func URI(o URIOptions) (string, error) {
 
 // orderForURI lists the target primary first for read-write (one fewer
 // connection attempt in the common case) and last for read-only.
-func orderForURI(st *State, readOnly bool) []InstanceState {
-	out := sortedInstances(st)
+func orderForURI(st *State, primary string, readOnly bool) []InstanceState {
+	out := sortedInstances(st, primary)
 	if readOnly && len(out) > 1 {
 		out = append(out[1:], out[0])
 	}

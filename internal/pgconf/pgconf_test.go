@@ -128,22 +128,21 @@ func TestPostgresConfPrecedence(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := effective(settings)
-	want := map[string]string{
-		"shared_buffers":            "256MB", // the user's value beats the default
-		"wal_level":                 "logical",
-		"application_name":          `it's a \ test`,
-		"search_path":               `"$user", public`,
-		"port":                      "5432",
-		"unix_socket_permissions":   "0700",
-		"cluster_name":              "demo-1",
-		"password_encryption":       "scram-sha-256",
-		"ssl_min_protocol_version":  "TLSv1.3",
-		"restart_after_crash":       "off",
-		"synchronous_standby_names": `ANY 1 ("demo-2","demo-3")`,
-	}
-	for name, value := range want {
-		if got[name] != value {
-			t.Errorf("%s = %q, want %q", name, got[name], value)
+	for _, want := range []setting{
+		{"shared_buffers", "256MB"}, // the user's value beats the default
+		{"wal_level", "logical"},
+		{"application_name", `it's a \ test`},
+		{"search_path", `"$user", public`},
+		{"port", "5432"},
+		{"unix_socket_permissions", "0700"},
+		{"cluster_name", "demo-1"},
+		{"password_encryption", "scram-sha-256"},
+		{"ssl_min_protocol_version", "TLSv1.3"},
+		{"restart_after_crash", "off"},
+		{"synchronous_standby_names", `ANY 1 ("demo-2","demo-3")`},
+	} {
+		if got[want.name] != want.value {
+			t.Errorf("%s = %q, want %q", want.name, got[want.name], want.value)
 		}
 	}
 	if _, ok := got["primary_conninfo"]; ok {

@@ -27,13 +27,18 @@ func (p *planner) primaryUp(t InstanceStatus) {
 	m.PrimaryLastLSN = t.CurrentLSN
 }
 
-// failover handles an unhealthy target primary t.
+// failover handles an unhealthy target primary t. It fences t only when a
+// candidate exists, and restarts what it safely can when none does.
 func (p *planner) failover(t InstanceStatus) {
-	if !p.markUnhealthy(t) || !p.failoverDue(t) || !p.oldPrimarySafe(t) {
+	if !p.markUnhealthy(t) || !p.failoverDue(t) {
 		return
 	}
 	c, ok := p.pickCandidate(t)
 	if !ok {
+		p.restartStopped(t)
+		return
+	}
+	if !p.oldPrimarySafe(t) {
 		return
 	}
 	if !p.spec.durable() && c.ReceivedLSN < p.mem.PrimaryLastLSN {
@@ -71,9 +76,7 @@ func (p *planner) markUnhealthy(t InstanceStatus) bool {
 // waits out FailoverDelay.
 func (p *planner) failoverDue(t InstanceStatus) bool {
 	if len(p.spec.Instances) == 1 {
-		if t.Reachable && !t.PostmasterRunning && !t.Fenced && !t.Empty {
-			p.act(Action{Kind: ActionStart, Instance: t.Name})
-		}
+		p.restartStopped(t)
 		p.hold("single-instance cluster: no failover; waiting for %s to recover", t.Name)
 		return false
 	}
@@ -83,6 +86,22 @@ func (p *planner) failoverDue(t InstanceStatus) bool {
 		return false
 	}
 	return true
+}
+
+// restartStopped starts, while no failover is possible, what can safely run:
+// stopped unfenced replicas, which accept no writes and may become
+// candidates, and the target primary t itself, even if it fenced itself: no
+// other instance is allowed to be primary at this epoch.
+func (p *planner) restartStopped(t InstanceStatus) {
+	for _, n := range p.spec.Instances {
+		s := p.status(n)
+		if n != t.Name && s.Role == RoleReplica && s.Reachable && !s.PostmasterRunning && !s.Fenced && !s.Empty {
+			p.act(Action{Kind: ActionStart, Instance: n})
+		}
+	}
+	if _, ok := p.writableOther(t.Name); t.Reachable && !t.PostmasterRunning && !t.Empty && !ok {
+		p.act(Action{Kind: ActionStart, Instance: t.Name})
+	}
 }
 
 // pickCandidate returns the replica to promote in place of old, or holds.

@@ -42,7 +42,7 @@ func parseLSNHalf(s string) (uint64, error) {
 
 // String formats l the way PostgreSQL prints it, for example "16/B374D848".
 func (l LSN) String() string {
-	return fmt.Sprintf("%X/%X", uint32(l>>32), uint32(l))
+	return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xFFFFFFFF)
 }
 
 // MarshalText implements encoding.TextMarshaler so that persisted Memory and

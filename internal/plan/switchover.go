@@ -1,5 +1,7 @@
 package plan
 
+import "fmt"
+
 // A switchover moves the primary role without losing a commit: the old
 // primary shuts down cleanly (sending its WAL to the connected replicas),
 // the target waits until it has received the old primary's final WAL, then
@@ -46,8 +48,10 @@ func (p *planner) continueSwitchover() {
 		p.mem.Switchover = Switchover{}
 		p.warn(ReasonSwitchover, "switchover to %s aborted: %s stopped answering during its shutdown", sw.To, sw.From)
 		p.failover(from)
+	case sw.To == "":
+		p.abortSwitchover(from, "the request was withdrawn")
 	case late && (from.PostmasterRunning || !to.readyReplica() || to.ReceivedLSN < from.CurrentLSN):
-		p.abortSwitchover(from)
+		p.abortSwitchover(from, fmt.Sprintf("%s did not catch up within %s", sw.To, p.spec.SwitchoverTimeout))
 	case from.PostmasterRunning:
 		p.act(Action{Kind: ActionDemote, Instance: from.Name})
 		p.hold("switchover: waiting for %s to shut down", from.Name)
@@ -65,11 +69,9 @@ func (p *planner) continueSwitchover() {
 
 // abortSwitchover gives up and starts the old primary again. Nothing was
 // promoted, so it is still the only primary.
-func (p *planner) abortSwitchover(from InstanceStatus) {
-	to := p.mem.Switchover.To
+func (p *planner) abortSwitchover(from InstanceStatus, why string) {
 	p.mem.Switchover = Switchover{}
-	p.warn(ReasonSwitchover, "switchover to %s aborted after %s: it did not catch up; restarting %s",
-		to, p.spec.SwitchoverTimeout, from.Name)
+	p.warn(ReasonSwitchover, "switchover aborted: %s; restarting %s", why, from.Name)
 	if w, ok := p.writableOther(from.Name); ok {
 		p.hold("not restarting %s while %s may accept writes", from.Name, w)
 		return

@@ -47,15 +47,6 @@ func (c SyncConfig) String() string {
 	return fmt.Sprintf("%s %d (%s)", method, c.Num, strings.Join(quoted, ","))
 }
 
-func (c SyncConfig) has(name string) bool {
-	for _, n := range c.Names {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
-
 func cloneSyncConfigs(cs []SyncConfig) []SyncConfig {
 	if cs == nil {
 		return nil

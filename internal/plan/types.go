@@ -48,7 +48,8 @@ type InstanceStatus struct {
 	// Timeline is the instance's current timeline ID.
 	Timeline uint32
 	// ReceivedLSN is, on a replica, the last WAL position received and
-	// flushed from the stream (pg_last_wal_receive_lsn).
+	// flushed from the stream (pg_last_wal_receive_lsn); before streaming
+	// resumes after a restart, the end of the WAL it holds.
 	ReceivedLSN LSN
 	// ReplayedLSN is, on a replica, the last WAL position replayed.
 	ReplayedLSN LSN

@@ -1,0 +1,425 @@
+package instance
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgward/pgward/internal/instanceapi"
+)
+
+// Observe answers a status request; ack acknowledges an earlier answer
+// (see contactTracker).
+func (m *Manager) Observe(ack uint64) instanceapi.Status {
+	id := m.contact.receive(time.Now(), ack)
+	return m.Status(id)
+}
+
+// Submit validates a command and queues it for the manager's loop.
+func (m *Manager) Submit(cmd instanceapi.Command) error {
+	switch cmd.Kind {
+	case instanceapi.CommandFollow, instanceapi.CommandRejoin, instanceapi.CommandRecreate:
+		if cmd.Primary == nil || cmd.Primary.Name == "" || cmd.Primary.Host == "" || cmd.Primary.Port <= 0 || cmd.Primary.Port > 65535 {
+			return fmt.Errorf("%s needs a primary endpoint", cmd.Kind)
+		}
+		if cmd.Primary.Name == m.cfg.Name {
+			return fmt.Errorf("%s: an instance cannot follow itself", cmd.Kind)
+		}
+	case instanceapi.CommandBootstrap, instanceapi.CommandPromote:
+		if cmd.Epoch == 0 {
+			return fmt.Errorf("%s needs an epoch", cmd.Kind)
+		}
+	case instanceapi.CommandFence, instanceapi.CommandStart, instanceapi.CommandDemote, instanceapi.CommandSetSyncStandbys:
+	default:
+		return fmt.Errorf("unknown command %q", cmd.Kind)
+	}
+	if strings.ContainsAny(cmd.SyncStandbys, "\n\r\x00") {
+		return errors.New("syncStandbys contains a control character")
+	}
+	return m.submit(cmd)
+}
+
+// execute runs one command to its end state. Every command is idempotent.
+func (m *Manager) execute(ctx context.Context, cmd instanceapi.Command) {
+	m.log.Info("command", "kind", cmd.Kind, "epoch", cmd.Epoch, "primary", endpointName(cmd.Primary))
+	err := m.noteEpoch(cmd.Epoch)
+	if err == nil {
+		err = m.run(ctx, cmd)
+	}
+	m.mu.Lock()
+	m.busy = ""
+	m.mu.Unlock()
+	if err != nil {
+		m.setErr(fmt.Errorf("%s: %w", cmd.Kind, err))
+		m.log.Error("command failed", "kind", cmd.Kind, "err", err)
+		return
+	}
+	m.setErr(nil)
+}
+
+func (m *Manager) run(ctx context.Context, cmd instanceapi.Command) error {
+	switch cmd.Kind {
+	case instanceapi.CommandBootstrap:
+		return m.doBootstrap(ctx, cmd)
+	case instanceapi.CommandPromote:
+		return m.doPromote(ctx, cmd)
+	case instanceapi.CommandFollow:
+		return m.doFollow(ctx, *cmd.Primary)
+	case instanceapi.CommandFence:
+		m.fence()
+		return nil
+	case instanceapi.CommandStart:
+		return m.doStart(ctx)
+	case instanceapi.CommandDemote:
+		return m.doDemote()
+	case instanceapi.CommandRejoin:
+		return m.doRejoin(ctx, *cmd.Primary)
+	case instanceapi.CommandRecreate:
+		return m.doRecreate(ctx, *cmd.Primary)
+	case instanceapi.CommandSetSyncStandbys:
+		return m.doSetSync(ctx, cmd.SyncStandbys)
+	}
+	return fmt.Errorf("unknown command %q", cmd.Kind)
+}
+
+// update changes the persisted state and saves it before anything acts on
+// it, so a restart resumes from what was decided.
+func (m *Manager) update(f func(*persisted)) error {
+	m.mu.Lock()
+	st := m.st
+	f(&st)
+	m.st = st
+	m.mu.Unlock()
+	return st.save(m.cfg.ConfDir)
+}
+
+func (m *Manager) noteEpoch(epoch uint64) error {
+	m.mu.Lock()
+	seen := m.st.SeenEpoch
+	m.mu.Unlock()
+	if epoch < seen {
+		return fmt.Errorf("%w: command at epoch %d, this instance has seen %d", errStaleEpoch, epoch, seen)
+	}
+	if epoch == seen {
+		return nil
+	}
+	return m.update(func(p *persisted) { p.SeenEpoch = epoch })
+}
+
+func (m *Manager) self() Endpoint {
+	return Endpoint{Name: m.cfg.Name, Host: m.cfg.Host, Port: m.cfg.Port}
+}
+
+// doBootstrap creates the cluster (initdb) and starts it as the primary.
+func (m *Manager) doBootstrap(ctx context.Context, cmd instanceapi.Command) error {
+	if hasDataDir(m.cfg.DataDir) {
+		m.mu.Lock()
+		epoch := m.st.Epoch
+		m.mu.Unlock()
+		if epoch != cmd.Epoch {
+			return fmt.Errorf("refusing to bootstrap over existing data (epoch %d)", epoch)
+		}
+		return m.doStart(ctx)
+	}
+	m.setPhase(PhaseInitDB)
+	staging := stagingDir(m.cfg.DataDir)
+	// The bootstrap SQL runs without synchronous standbys (there are none
+	// yet); the requested ones apply from the first real start.
+	if err := m.update(func(p *persisted) {
+		p.Primary, p.Fenced, p.SyncStandbys = m.self(), false, ""
+	}); err != nil {
+		return err
+	}
+	if err := m.bootstrapPrimary(ctx, staging); err != nil {
+		return err
+	}
+	if err := promoteStaging(staging, m.cfg.DataDir); err != nil {
+		return err
+	}
+	if err := m.update(func(p *persisted) { p.Epoch, p.SyncStandbys = cmd.Epoch, cmd.SyncStandbys }); err != nil {
+		return err
+	}
+	return m.startPostgres(ctx, true)
+}
+
+// bootstrapPrimary runs initdb in staging, then starts PostgreSQL there once
+// (socket only, no synchronous standbys) to create roles and the application
+// database and run the post-init SQL. Only a fully bootstrapped directory is
+// moved into place.
+func (m *Manager) bootstrapPrimary(ctx context.Context, staging string) error {
+	init := m.cluster.Spec.Bootstrap.InitDB
+	if err := initdb(ctx, m.cfg.PGBinDir, staging, init); err != nil {
+		return err
+	}
+	if err := m.renderConfig(true); err != nil {
+		return err
+	}
+	pm, err := startPostgres(m.cfg.PGBinDir, staging, m.confFile(), m.cfg.LogFile)
+	if err != nil {
+		return err
+	}
+	defer pm.Stop(30 * time.Second)
+	conn, err := m.waitConnect(ctx, pm, "postgres")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	if err := m.reconcileRoles(ctx, conn); err != nil {
+		return err
+	}
+	if err := runPostInit(ctx, conn, init.PostInitSQL, "spec.bootstrap.initdb.postInitSQL"); err != nil {
+		return err
+	}
+	appConn, err := m.waitConnect(ctx, pm, init.Database)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = appConn.Close(context.Background()) }()
+	return runPostInit(ctx, appConn, init.PostInitApplicationSQL, "spec.bootstrap.initdb.postInitApplicationSQL")
+}
+
+// doPromote makes this replica the primary at cmd.Epoch. The synchronous
+// standbys are configured before the promotion so that no write is
+// acknowledged on the new timeline without them.
+func (m *Manager) doPromote(ctx context.Context, cmd instanceapi.Command) error {
+	m.mu.Lock()
+	pm, primary, pool := m.pm, m.primary, m.pool
+	m.mu.Unlock()
+	if pm != nil && primary {
+		if err := m.update(func(p *persisted) {
+			if cmd.Epoch > p.Epoch {
+				p.Epoch = cmd.Epoch
+			}
+		}); err != nil {
+			return err
+		}
+		return m.doSetSync(ctx, cmd.SyncStandbys)
+	}
+	if pm == nil || pool == nil {
+		return errors.New("cannot promote: postgres is not running as a replica")
+	}
+	if err := m.update(func(p *persisted) {
+		p.Epoch, p.Primary, p.Fenced, p.SyncStandbys = cmd.Epoch, m.self(), false, cmd.SyncStandbys
+	}); err != nil {
+		return err
+	}
+	if err := m.renderConfig(true); err != nil {
+		return err
+	}
+	if _, err := pool.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("reloading before promotion: %w", err)
+	}
+	var ok bool
+	if err := pool.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&ok); err != nil {
+		return fmt.Errorf("promoting: %w", err)
+	}
+	if !ok {
+		return errors.New("pg_promote did not complete within 60s")
+	}
+	m.mu.Lock()
+	m.primary = true
+	m.mu.Unlock()
+	m.log.Info("promoted", "epoch", cmd.Epoch)
+	// A checkpoint moves pg_control to the new timeline, which pg_rewind
+	// reads when the old primary rejoins (otherwise it finds no divergence).
+	go func() {
+		// Detached on purpose: the checkpoint must finish even though the
+		// command that asked for it has returned.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if _, err := pool.Exec(cctx, "CHECKPOINT"); err != nil {
+			m.log.Warn("checkpoint after promotion", "err", err)
+		}
+	}()
+	return nil
+}
+
+// doFollow makes this instance a replica streaming from primary.
+func (m *Manager) doFollow(ctx context.Context, primary Endpoint) error {
+	if !hasDataDir(m.cfg.DataDir) {
+		return errors.New("no data directory: needs recreate")
+	}
+	m.mu.Lock()
+	pm, isPrimary, pool, old := m.pm, m.primary, m.pool, m.st.Primary
+	m.mu.Unlock()
+	if pm != nil && isPrimary {
+		return errors.New("running as a primary: needs rejoin")
+	}
+	if pm == nil && !isStandby(m.cfg.DataDir) {
+		return errors.New("the data directory is a primary's: needs rejoin")
+	}
+	if err := m.update(func(p *persisted) { p.Primary, p.Fenced = primary, false }); err != nil {
+		return err
+	}
+	if pm == nil {
+		return m.startPostgres(ctx, false)
+	}
+	if old == primary {
+		return nil
+	}
+	if err := m.renderConfig(false); err != nil {
+		return err
+	}
+	if _, err := pool.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("reloading primary_conninfo: %w", err)
+	}
+	m.log.Info("following", "primary", primary.Name)
+	return nil
+}
+
+// fence stops accepting writes by the quickest means and stays down.
+func (m *Manager) fence() {
+	if err := m.update(func(p *persisted) { p.Fenced = true }); err != nil {
+		m.log.Error("persisting fence", "err", err)
+	}
+	m.stopPostgres(immediateStop)
+	m.setPhase(PhaseFenced)
+}
+
+// doStart unfences and starts postgres in its data directory's role.
+func (m *Manager) doStart(ctx context.Context) error {
+	if !hasDataDir(m.cfg.DataDir) {
+		return errors.New("no data directory")
+	}
+	if err := m.update(func(p *persisted) { p.Fenced = false }); err != nil {
+		return err
+	}
+	return m.startPostgres(ctx, !isStandby(m.cfg.DataDir))
+}
+
+// doDemote shuts a primary down cleanly, which sends the rest of its WAL to
+// the connected standbys, and keeps it fenced.
+func (m *Manager) doDemote() error {
+	if err := m.update(func(p *persisted) { p.Fenced = true }); err != nil {
+		return err
+	}
+	m.stopPostgres(fastStop)
+	end, err := shutdownEndLSN(context.Background(), m.cfg.PGBinDir, m.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.endLSN = end
+	m.phase = PhaseFenced
+	m.mu.Unlock()
+	return nil
+}
+
+// doRejoin turns a former primary into a replica of primary: pg_rewind
+// after a CHECKPOINT on the new primary, or a fresh clone if that fails.
+func (m *Manager) doRejoin(ctx context.Context, primary Endpoint) error {
+	m.stopPostgres(fastStop)
+	if err := m.update(func(p *persisted) { p.Primary = primary }); err != nil {
+		return err
+	}
+	if hasDataDir(m.cfg.DataDir) {
+		m.setPhase(PhaseRewind)
+		err := m.rewind(ctx, primary)
+		if err == nil {
+			if err := setStandby(m.cfg.DataDir, true); err != nil {
+				return err
+			}
+			if err := m.update(func(p *persisted) { p.Fenced = false }); err != nil {
+				return err
+			}
+			return m.startPostgres(ctx, false)
+		}
+		m.log.Warn("pg_rewind failed; cloning afresh", "err", err)
+	}
+	return m.doRecreate(ctx, primary)
+}
+
+func (m *Manager) rewind(ctx context.Context, primary Endpoint) error {
+	if err := m.checkpointOn(ctx, primary); err != nil {
+		return err
+	}
+	return runTool(ctx, m.cfg.PGBinDir, "pg_rewind", nil,
+		"--target-pgdata", m.cfg.DataDir,
+		"--source-server", m.replicationConnInfo(primary, ""),
+		"--config-file", m.confFile())
+}
+
+// checkpointOn runs CHECKPOINT on the new primary as streaming_replica
+// (pg_checkpoint), so its pg_control shows the new timeline to pg_rewind.
+func (m *Manager) checkpointOn(ctx context.Context, primary Endpoint) error {
+	cfg, err := pgx.ParseConfig(m.replicationConnInfo(primary, ""))
+	if err != nil {
+		return fmt.Errorf("conninfo for %s: %w", primary.Name, err)
+	}
+	// libpq's ssl_min_protocol_version is a connection option; pgx would
+	// send it to the server as a setting, which the server refuses.
+	delete(cfg.RuntimeParams, "ssl_min_protocol_version")
+	if cfg.TLSConfig == nil {
+		return errors.New("replication conninfo without TLS")
+	}
+	cfg.TLSConfig.MinVersion = tls.VersionTLS13
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(cctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connecting to %s for CHECKPOINT: %w", primary.Name, err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	if _, err := conn.Exec(cctx, "CHECKPOINT"); err != nil {
+		return fmt.Errorf("CHECKPOINT on %s: %w", primary.Name, err)
+	}
+	return nil
+}
+
+// doRecreate replaces the data directory with a fresh clone of primary.
+func (m *Manager) doRecreate(ctx context.Context, primary Endpoint) error {
+	m.stopPostgres(fastStop)
+	if err := m.update(func(p *persisted) { p.Primary = primary }); err != nil {
+		return err
+	}
+	m.setPhase(PhaseBaseBackup)
+	staging := stagingDir(m.cfg.DataDir)
+	if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.replicationConnInfo(primary, "")); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(m.cfg.DataDir); err != nil {
+		return fmt.Errorf("removing the old data directory: %w", err)
+	}
+	if err := promoteStaging(staging, m.cfg.DataDir); err != nil {
+		return err
+	}
+	if err := m.update(func(p *persisted) { p.Fenced = false }); err != nil {
+		return err
+	}
+	return m.startPostgres(ctx, false)
+}
+
+// doSetSync changes synchronous_standby_names on a running primary.
+func (m *Manager) doSetSync(ctx context.Context, names string) error {
+	m.mu.Lock()
+	same := m.st.SyncStandbys == names
+	pool, primary := m.pool, m.primary
+	m.mu.Unlock()
+	if err := m.update(func(p *persisted) { p.SyncStandbys = names }); err != nil {
+		return err
+	}
+	if same || pool == nil || !primary {
+		return nil
+	}
+	if err := m.renderConfig(true); err != nil {
+		return err
+	}
+	if _, err := pool.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return fmt.Errorf("reloading synchronous_standby_names: %w", err)
+	}
+	m.log.Info("synchronous standbys", "names", names)
+	return nil
+}
+
+func endpointName(e *instanceapi.Endpoint) string {
+	if e == nil {
+		return ""
+	}
+	return e.Name
+}

@@ -1,0 +1,53 @@
+package instance
+
+import (
+	"sync"
+	"time"
+)
+
+// contactTracker measures how long the controller has been out of touch.
+// Only a completed exchange counts: when a status request acknowledges the
+// answer to an earlier one, the controller provably received that answer,
+// so the instance was in contact at the earlier request's receipt. An
+// instance that only hears requests (and whose answers never arrive) is
+// out of touch all the same. See plan.FenceTiming for the whole argument.
+type contactTracker struct {
+	mu     sync.Mutex
+	nextID uint64
+	// sent maps recent answer IDs to when their request was received.
+	sent map[uint64]time.Time
+	last time.Time
+}
+
+func newContactTracker(now time.Time) *contactTracker {
+	return &contactTracker{nextID: uint64(now.UnixNano()), sent: map[uint64]time.Time{}, last: now} // #nosec G115 -- any start value works
+}
+
+// receive records a request received at now that acknowledges ack, and
+// returns the ID of the answer to it.
+func (c *contactTracker) receive(now time.Time, ack uint64) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t, ok := c.sent[ack]; ok && t.After(c.last) {
+		c.last = t
+	}
+	c.nextID++
+	c.sent[c.nextID] = now
+	// Keep the map small: an acknowledgement older than a few hundred
+	// answers is of no use.
+	if len(c.sent) > 256 {
+		for id := range c.sent {
+			if id+256 < c.nextID {
+				delete(c.sent, id)
+			}
+		}
+	}
+	return c.nextID
+}
+
+// since is how long ago the last completed exchange began.
+func (c *contactTracker) since(now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return now.Sub(c.last)
+}

@@ -1,0 +1,315 @@
+package local
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/instance"
+	"github.com/pgward/pgward/internal/instanceapi"
+	"github.com/pgward/pgward/internal/plan"
+)
+
+// Timing of the local control loop. The status request timeout, the
+// instance managers' self-fencing delay and their check interval feed
+// plan.FenceTiming, which derives how long an unreachable primary must stay
+// silent before another instance may be promoted.
+const (
+	pollInterval       = 200 * time.Millisecond
+	requestTimeout     = time.Second
+	selfFence          = 3 * time.Second
+	unreachableTimeout = time.Second
+	// fenceStopTime bounds an immediate shutdown (SIGQUIT, SIGKILL after 500ms).
+	fenceStopTime = time.Second
+	// clockStep is the largest wall-clock jump we tolerate between a
+	// persisted observation and now (the memory survives restarts).
+	clockStep  = time.Second
+	clockDrift = 1e-4
+)
+
+// fenceTiming is the local runtime's self-fencing argument in numbers.
+func fenceTiming() plan.FenceTiming {
+	return plan.FenceTiming{
+		SelfFence: selfFence, RequestTimeout: requestTimeout, CheckInterval: instance.FenceCheckInterval,
+		StopTime: fenceStopTime, ClockStep: clockStep, Drift: clockDrift,
+	}
+}
+
+// specFor turns the Cluster into the planner's Spec.
+func specFor(c *v1.Cluster, st *State) (plan.Spec, error) {
+	bound, err := fenceTiming().Bound()
+	if err != nil {
+		return plan.Spec{}, err
+	}
+	var names []string
+	for _, is := range st.Instances[:c.Spec.Instances] {
+		names = append(names, is.Name)
+	}
+	spec, err := plan.SpecFromCluster(c, names)
+	if err != nil {
+		return spec, err
+	}
+	spec.UnreachableTimeout = unreachableTimeout
+	spec.SelfFenceBound = bound
+	spec.CheckInterval = pollInterval
+	return spec, spec.Validate()
+}
+
+// haLoop is the local runtime's half of the Ready/Advance contract: it
+// observes the instances, calls plan.Next, persists the Memory, then runs
+// the Actions as commands to the instance managers.
+type haLoop struct {
+	layout Layout
+	state  *State
+	spec   plan.Spec
+	client *instanceapi.Client
+	log    *slog.Logger
+
+	mem  plan.Memory
+	acks map[string]uint64
+	// said dedupes repeated holds and events in the log.
+	said map[string]time.Time
+}
+
+func newHALoop(l Layout, c *v1.Cluster, st *State, log *slog.Logger) (*haLoop, error) {
+	spec, err := specFor(c, st)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := newStatusClient(l, c.Name, requestTimeout)
+	if err != nil {
+		return nil, err
+	}
+	mem, err := loadMemory(l)
+	if err != nil {
+		return nil, err
+	}
+	return &haLoop{layout: l, state: st, spec: spec, client: cl, log: log, mem: mem,
+		acks: map[string]uint64{}, said: map[string]time.Time{}}, nil
+}
+
+// run ticks until ctx ends.
+func (h *haLoop) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		wait := h.tick(ctx)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (h *haLoop) tick(ctx context.Context) time.Duration {
+	obs := h.observe(ctx)
+	if to := takeSwitchoverRequest(h.layout); to != "" {
+		h.log.Info("switchover requested", "to", to)
+		h.mem.Switchover = plan.Switchover{To: to}
+	}
+	ready := plan.Next(h.spec, h.mem, obs, time.Now())
+	if !reflect.DeepEqual(ready.Memory, h.mem) {
+		if err := saveMemory(h.layout, ready.Memory); err != nil {
+			// The contract: never act on a decision that is not durable.
+			h.log.Error("persisting planner memory; not acting", "err", err)
+			return pollInterval
+		}
+		h.mem = ready.Memory
+	}
+	for _, e := range ready.Events {
+		h.say(e.String(), func() { h.log.Info("event", "warning", e.Warning, "reason", e.Reason, "msg", e.Message) })
+	}
+	for _, a := range ready.Actions {
+		if a.Kind == plan.ActionHold {
+			h.say(a.Reason, func() { h.log.Info("hold", "reason", a.Reason) })
+			continue
+		}
+		if err := h.execute(ctx, a); err != nil {
+			h.log.Warn("action failed", "action", a.String(), "err", err)
+			break
+		}
+	}
+	return min(ready.RecheckAfter, pollInterval)
+}
+
+// say logs a message unless it was logged in the last ten seconds.
+func (h *haLoop) say(key string, log func()) {
+	if t, ok := h.said[key]; ok && time.Since(t) < 10*time.Second {
+		return
+	}
+	h.said[key] = time.Now()
+	log()
+}
+
+// observe asks every instance for its status. ObservedAt is when the request
+// was sent, as plan.FenceTiming requires.
+func (h *haLoop) observe(ctx context.Context) []plan.InstanceStatus {
+	out := make([]plan.InstanceStatus, len(h.spec.Instances))
+	ids := make([]uint64, len(out))
+	done := make(chan struct{}, len(out))
+	for i, name := range h.spec.Instances {
+		is, _ := h.state.Instance(name)
+		ack := h.acks[name]
+		go func() {
+			defer func() { done <- struct{}{} }()
+			sent := time.Now()
+			rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			defer cancel()
+			st, err := h.client.Status(rctx, statusAddr(is), ack)
+			if err != nil {
+				out[i] = plan.InstanceStatus{Name: name, ObservedAt: sent}
+				return
+			}
+			out[i], ids[i] = toPlanStatus(st, sent), st.RequestID
+		}()
+	}
+	for range out {
+		<-done
+	}
+	for i, s := range out {
+		if s.Reachable {
+			h.acks[s.Name] = ids[i]
+		}
+	}
+	return out
+}
+
+func statusAddr(is InstanceState) string {
+	return net.JoinHostPort(loopback, strconv.Itoa(is.StatusPort))
+}
+
+// execute sends one action to its instance as a command.
+func (h *haLoop) execute(ctx context.Context, a plan.Action) error {
+	is, ok := h.state.Instance(a.Instance)
+	if !ok {
+		return fmt.Errorf("unknown instance %q", a.Instance)
+	}
+	cmd := instanceapi.Command{Epoch: h.mem.Epoch, SyncStandbys: a.SyncStandbys}
+	switch a.Kind {
+	case plan.ActionBootstrap:
+		cmd.Kind, cmd.Epoch = instanceapi.CommandBootstrap, a.Epoch
+	case plan.ActionPromote:
+		cmd.Kind, cmd.Epoch = instanceapi.CommandPromote, a.Epoch
+	case plan.ActionFollow:
+		cmd.Kind = instanceapi.CommandFollow
+	case plan.ActionFence:
+		cmd.Kind = instanceapi.CommandFence
+	case plan.ActionStart:
+		cmd.Kind = instanceapi.CommandStart
+	case plan.ActionDemote:
+		cmd.Kind = instanceapi.CommandDemote
+	case plan.ActionRejoin:
+		cmd.Kind = instanceapi.CommandRejoin
+	case plan.ActionRecreate:
+		cmd.Kind = instanceapi.CommandRecreate
+	case plan.ActionSetSyncStandbys:
+		cmd.Kind = instanceapi.CommandSetSyncStandbys
+	default:
+		return fmt.Errorf("unknown action %q", a.Kind)
+	}
+	if a.Primary != "" {
+		p, ok := h.state.Instance(a.Primary)
+		if !ok {
+			return fmt.Errorf("unknown primary %q", a.Primary)
+		}
+		cmd.Primary = &instanceapi.Endpoint{Name: p.Name, Host: localhost, Port: p.Port}
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	if err := h.client.Command(rctx, statusAddr(is), cmd); err != nil {
+		return err
+	}
+	h.say(a.String(), func() { h.log.Info("action", "action", a.String()) })
+	return nil
+}
+
+// toPlanStatus translates the wire status into the planner's observation.
+func toPlanStatus(st *instanceapi.Status, sent time.Time) plan.InstanceStatus {
+	s := plan.InstanceStatus{
+		Name:              st.Name,
+		Reachable:         true,
+		ObservedAt:        sent,
+		Empty:             st.Empty,
+		PostmasterRunning: st.PostmasterRunning,
+		Fenced:            st.Fenced,
+		Role:              plan.Role(st.Role),
+		Epoch:             st.Epoch,
+		Timeline:          st.Timeline,
+		StreamingFrom:     st.StreamingFrom,
+		SyncStandbyNames:  st.SyncStandbyNames,
+	}
+	// A status that could not read PostgreSQL is not a working instance.
+	if st.PostmasterRunning && !st.Ready {
+		s.Role = plan.RoleUnknown
+	}
+	s.ReceivedLSN = parseLSN(st.ReceivedLSN)
+	s.ReplayedLSN = parseLSN(st.ReplayedLSN)
+	s.CurrentLSN = parseLSN(st.CurrentLSN)
+	return s
+}
+
+func parseLSN(s string) plan.LSN {
+	if s == "" {
+		return 0
+	}
+	l, err := plan.ParseLSN(s)
+	if err != nil {
+		return 0
+	}
+	return l
+}
+
+// targetPrimary is the instance the planner wants as primary, or, before
+// the planner has decided anything, the one state.json names.
+func targetPrimary(l Layout, st *State) string {
+	if m, err := loadMemory(l); err == nil && m.TargetPrimary != "" {
+		return m.TargetPrimary
+	}
+	return st.TargetPrimary
+}
+
+// memoryFile holds the planner's Memory; switchoverFile a pending request.
+func memoryFile(l Layout) string     { return filepath.Join(l.Dir, "plan.json") }
+func switchoverFile(l Layout) string { return filepath.Join(l.Dir, "switchover.request") }
+
+func loadMemory(l Layout) (plan.Memory, error) {
+	var m plan.Memory
+	b, err := os.ReadFile(memoryFile(l))
+	if errors.Is(err, fs.ErrNotExist) {
+		return m, nil
+	}
+	if err != nil {
+		return m, fmt.Errorf("reading planner memory: %w", err)
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("parsing %s: %w", memoryFile(l), err)
+	}
+	return m, nil
+}
+
+func saveMemory(l Layout, m plan.Memory) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return instance.WriteFileAtomic(memoryFile(l), b, 0o600)
+}
+
+// takeSwitchoverRequest reads and removes a switchover request.
+func takeSwitchoverRequest(l Layout) string {
+	b, err := os.ReadFile(switchoverFile(l))
+	if err != nil {
+		return ""
+	}
+	_ = os.Remove(switchoverFile(l))
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,185 @@
+package plan_test
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/pgward/pgward/internal/plan"
+	pt "github.com/pgward/pgward/internal/plan/plantest"
+)
+
+// TestSwitchoverSteps walks a switchover one observation at a time, with the
+// target lagging behind the old primary's final WAL for one round.
+func TestSwitchoverSteps(t *testing.T) {
+	spec := three()
+	mem := pt.Steady("c-1", 1, t0)
+	mem.Switchover.To = "c-2"
+	stopped := func(lsn plan.LSN) plan.InstanceStatus {
+		s := pt.Dead(pt.Primary("c-1", 1, lsn))
+		s.Fenced = true
+		return s
+	}
+	steps := []struct {
+		name string
+		obs  []plan.InstanceStatus
+		want []string
+	}{{
+		name: "request: the primary is shut down cleanly",
+		obs:  []plan.InstanceStatus{pt.Primary("c-1", 1, l5), pt.Replica("c-2", "c-1", l4), pt.Replica("c-3", "c-1", l4)},
+		want: []string{"demote c-1"},
+	}, {
+		name: "shutdown not seen yet: asked again",
+		obs:  []plan.InstanceStatus{pt.Primary("c-1", 1, l5), pt.Replica("c-2", "c-1", l4), pt.Replica("c-3", "c-1", l4)},
+		want: []string{"demote c-1", hold("switchover: waiting for c-1 to shut down")},
+	}, {
+		name: "stopped, target behind its final WAL: wait",
+		obs:  []plan.InstanceStatus{stopped(l9), pt.Replica("c-2", "", l5), pt.Replica("c-3", "", l4)},
+		want: []string{hold("switchover: c-2 has received 0/3000500 of c-1's final 0/3000900")},
+	}, {
+		name: "target caught up: promoted, the other follows",
+		obs:  []plan.InstanceStatus{stopped(l9), pt.Replica("c-2", "", l9), pt.Replica("c-3", "", l5)},
+		want: []string{"fence c-1", `promote c-2 epoch=2 sync=""`, "follow c-3 from=c-2"},
+	}, {
+		name: "promotion seen: old primary rejoins",
+		obs: []plan.InstanceStatus{
+			stopped(l9), onTimeline(pt.Primary("c-2", 2, l9), 2), onTimeline(pt.Replica("c-3", "c-2", l9), 2),
+		},
+		want: []string{"rejoin c-1 from=c-2"},
+	}}
+	now := t0
+	for _, st := range steps {
+		now = now.Add(time.Second)
+		r := plan.Next(spec, mem, st.obs, now)
+		if got := pt.Strings(r.Actions); !reflect.DeepEqual(got, st.want) {
+			t.Fatalf("%s:\n got  %q\n want %q", st.name, got, st.want)
+		}
+		mem = r.Memory
+	}
+	if mem.Epoch != 2 || mem.TargetPrimary != "c-2" || mem.CurrentPrimary != "c-2" || mem.Switchover != (plan.Switchover{}) {
+		t.Fatalf("final memory %+v", mem)
+	}
+}
+
+func TestSwitchoverRefusedAndAborted(t *testing.T) {
+	healthy := []plan.InstanceStatus{pt.Primary("c-1", 1, l5), pt.Replica("c-2", "c-1", l5), pt.Unreachable("c-3")}
+	req := func(to string) plan.Memory {
+		m := pt.Steady("c-1", 1, t0)
+		m.Switchover.To = to
+		return m
+	}
+	runCases(t, []nextCase{{
+		name: "unknown instance: refused and cleared",
+		spec: three(), mem: req("c-9"), obs: healthy, at: time.Second, event: plan.ReasonSwitchover,
+		checkFn: func(t *testing.T, r plan.Ready) {
+			if r.Memory.Switchover != (plan.Switchover{}) {
+				t.Errorf("request kept: %+v", r.Memory.Switchover)
+			}
+		},
+	}, {
+		name: "target not streaming: wait, keep the request",
+		spec: three(), mem: req("c-3"), obs: healthy, at: time.Second,
+		want: []string{hold("switchover to c-3 waits until it is a replica streaming from c-1")},
+		checkFn: func(t *testing.T, r plan.Ready) {
+			if r.Memory.Switchover.To != "c-3" {
+				t.Errorf("request dropped")
+			}
+		},
+	}, {
+		name: "target never caught up: old primary restarted",
+		spec: three(), at: time.Minute,
+		mem: func() plan.Memory {
+			m := req("c-2")
+			m.Switchover.From, m.Switchover.Since = "c-1", t0
+			return m
+		}(),
+		obs: []plan.InstanceStatus{
+			{Name: "c-1", Reachable: true, Fenced: true, Role: plan.RolePrimary, Epoch: 1, Timeline: 1, CurrentLSN: l9},
+			pt.Replica("c-2", "", l5), pt.Unreachable("c-3"),
+		},
+		want: []string{"start c-1"}, epoch: 1, event: plan.ReasonSwitchover,
+	}, {
+		name: "old primary vanished during the shutdown: switchover dropped, failover rules apply",
+		spec: three(), at: time.Second,
+		mem: func() plan.Memory {
+			m := req("c-2")
+			m.Switchover.From, m.Switchover.Since = "c-1", t0
+			return m
+		}(),
+		obs:  []plan.InstanceStatus{pt.Unreachable("c-1"), pt.Replica("c-2", "", l5), pt.Replica("c-3", "", l5)},
+		want: []string{hold("primary c-1 has not answered for 1s")},
+	}})
+}
+
+// TestSwitchoverSim runs a switchover against the simulated cluster, with
+// required synchronous replication, and checks that no acknowledged write is
+// lost and that there is one writable primary throughout.
+func TestSwitchoverSim(t *testing.T) {
+	spec := syncSpec(1, 2)
+	sim := pt.NewSim(t0, 4*time.Second, "c-1", "c-2", "c-3")
+	mem := settle(t, sim, spec, plan.Memory{})
+	for range 5 {
+		sim.Write()
+	}
+	mem.Switchover.To = "c-2"
+	var kinds [][]plan.ActionKind
+	for i := 0; i < 6; i++ {
+		sim.Now = sim.Now.Add(200 * time.Millisecond)
+		r, err := sim.Round(spec, mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem = r.Memory
+		kinds = append(kinds, pt.Kinds(r.Actions))
+		if w := sim.Writable(); len(w) > 1 {
+			t.Fatalf("two writable primaries: %v", w)
+		}
+		sim.Write()
+	}
+	if mem.CurrentPrimary != "c-2" || mem.Epoch != 2 {
+		t.Fatalf("memory %+v after rounds %v", mem, kinds)
+	}
+	if want := []plan.ActionKind{plan.ActionDemote}; !reflect.DeepEqual(kinds[0], want) {
+		t.Errorf("first round %v, want %v", kinds[0], want)
+	}
+	if want := []plan.ActionKind{plan.ActionFence, plan.ActionPromote, plan.ActionFollow}; !reflect.DeepEqual(kinds[1], want) {
+		t.Errorf("second round %v, want %v", kinds[1], want)
+	}
+	if lost := sim.Lost("c-2"); len(lost) > 0 {
+		t.Fatalf("acknowledged writes lost: %v", lost)
+	}
+	if n := sim.Node("c-1"); n.Primary || n.Upstream != "c-2" || !n.Running {
+		t.Fatalf("old primary did not rejoin: %+v (rounds %v)", n, kinds)
+	}
+}
+
+// settle runs rounds until the planner asks for nothing more.
+func settle(t *testing.T, sim *pt.Sim, spec plan.Spec, mem plan.Memory) plan.Memory {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		sim.Now = sim.Now.Add(200 * time.Millisecond)
+		r, err := sim.Round(spec, mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem = r.Memory
+		if len(r.Actions) == 0 {
+			return mem
+		}
+	}
+	t.Fatalf("cluster did not settle: %+v", mem)
+	return mem
+}
+
+func TestSwitchoverWithdrawn(t *testing.T) {
+	mem := pt.Steady("c-1", 1, t0)
+	mem.Switchover = plan.Switchover{From: "c-1", Since: t0}
+	obs := []plan.InstanceStatus{
+		{Name: "c-1", Reachable: true, Fenced: true, Role: plan.RolePrimary, Epoch: 1, Timeline: 1, CurrentLSN: l5},
+		pt.Replica("c-2", "", l5), pt.Replica("c-3", "", l5),
+	}
+	r := plan.Next(three(), mem, obs, t0.Add(time.Second))
+	if got := pt.Strings(r.Actions); !reflect.DeepEqual(got, []string{"start c-1"}) || r.Memory.Switchover != (plan.Switchover{}) {
+		t.Fatalf("actions %q, switchover %+v", got, r.Memory.Switchover)
+	}
+}
