@@ -2,6 +2,7 @@ package v1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // Group, Version and Kind identify the Cluster resource.
@@ -83,6 +84,39 @@ type ClusterSpec struct {
 	// StorageConfiguration sizes each instance's data volume.
 	// +optional
 	StorageConfiguration StorageConfiguration `json:"storage,omitempty"`
+
+	// NetworkPolicy, when enabled, makes the operator restrict who may reach
+	// the instances on Kubernetes. It is a pgward extension (Cloud Native
+	// PostgreSQL has no such field); the local runtime ignores it.
+	// +optional
+	NetworkPolicy *NetworkPolicyConfiguration `json:"networkPolicy,omitempty"`
+}
+
+// NetworkPolicyConfiguration describes the least-privilege NetworkPolicies
+// the operator generates: PostgreSQL's port only from Clients and from the
+// cluster's own instances (replication), the status port only from the
+// operator's namespace. Everything else is denied, since a pod selected by
+// a NetworkPolicy only accepts what some policy allows.
+type NetworkPolicyConfiguration struct {
+	// Enabled turns the policies on.
+	Enabled bool `json:"enabled"`
+	// Clients are the peers allowed to connect to PostgreSQL. Each entry
+	// selects pods (podSelector, in the Cluster's namespace unless
+	// namespaceSelector is set too), namespaces (namespaceSelector), or
+	// pods in those namespaces (both). An empty list admits only the
+	// cluster's own instances.
+	// +optional
+	Clients []NetworkPolicyPeer `json:"clients,omitempty"`
+}
+
+// NetworkPolicyPeer selects clients by labels, with the meaning of a
+// NetworkPolicyPeer in Kubernetes (IP blocks are not offered: pod and
+// namespace identities are what pgward can reason about).
+type NetworkPolicyPeer struct {
+	// +optional
+	PodSelector *metav1.LabelSelector `json:"podSelector,omitempty"`
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 }
 
 // PostgresConfiguration is the PostgreSQL configuration a user may set.
@@ -195,4 +229,14 @@ type ClusterStatus struct {
 	TimelineID int `json:"timelineID,omitempty"`
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// PlannerMemory is the failover planner's persisted state (fencing
+	// epoch, target primary, when the primary was last seen). The operator
+	// writes it before acting on any decision, so that a restarted operator
+	// resumes under the same epoch instead of deciding twice. It lives in
+	// the status because only the operator may write that.
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +optional
+	PlannerMemory *runtime.RawExtension `json:"plannerMemory,omitempty"`
 }

@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -139,6 +140,33 @@ func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 	errs = append(errs, validateCertificates(s.Certificates, path.Child("certificates"))...)
 	errs = append(errs, s.validateSyncReplicas(path)...)
 	errs = append(errs, validateStorage(s.StorageConfiguration, path.Child("storage"))...)
+	errs = append(errs, validateNetworkPolicy(s.NetworkPolicy, path.Child("networkPolicy"))...)
+	return errs
+}
+
+// validateNetworkPolicy checks the clients' selectors. Clients listed while
+// the policies are off are refused: whoever wrote them believes PostgreSQL
+// is closed to everyone else, and it is not.
+func validateNetworkPolicy(np *NetworkPolicyConfiguration, path *field.Path) field.ErrorList {
+	if np == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	clients := path.Child("clients")
+	if !np.Enabled && len(np.Clients) > 0 {
+		errs = append(errs, field.Forbidden(clients,
+			"has no effect unless networkPolicy.enabled is true: PostgreSQL would stay open to every pod"))
+	}
+	for i, peer := range np.Clients {
+		p := clients.Index(i)
+		if peer.PodSelector == nil && peer.NamespaceSelector == nil {
+			errs = append(errs, field.Required(p, "a podSelector, a namespaceSelector or both"))
+			continue
+		}
+		opts := metav1validation.LabelSelectorValidationOptions{}
+		errs = append(errs, metav1validation.ValidateLabelSelector(peer.PodSelector, opts, p.Child("podSelector"))...)
+		errs = append(errs, metav1validation.ValidateLabelSelector(peer.NamespaceSelector, opts, p.Child("namespaceSelector"))...)
+	}
 	return errs
 }
 
