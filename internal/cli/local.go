@@ -23,7 +23,7 @@ func NewLocalCmd() *cobra.Command {
 	}
 	var dir string
 	cmd.PersistentFlags().StringVar(&dir, "dir", "", "state directory (default ./.pgward/<cluster>)")
-	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newControllerCmd(&dir))
+	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newControllerCmd(&dir))
 	return cmd
 }
 
@@ -120,6 +120,24 @@ func newURICmd(dir *string) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&ro, "ro", false, "prefer standbys (read-only traffic)")
+	return c
+}
+
+func newPromoteCmd(dir *string) *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "promote INSTANCE",
+		Short: "Switch over: shut the primary down cleanly, let INSTANCE catch up, promote it, the others follow",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := resolveDir(*dir)
+			if err != nil {
+				return err
+			}
+			return local.Promote(cmd.Context(), local.PromoteOptions{Dir: d, Instance: args[0], Timeout: timeout, Out: cmd.OutOrStdout()})
+		},
+	}
+	c.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the switchover")
 	return c
 }
 

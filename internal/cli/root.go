@@ -18,7 +18,7 @@ func NewRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(NewLocalCmd(), NewInstanceCmd())
+	root.AddCommand(NewLocalCmd(), NewInstanceCmd(), NewBenchCmd())
 	return root
 }
 

@@ -86,3 +86,16 @@ func orderForURI(st *State, primary string, readOnly bool) []InstanceState {
 	}
 	return out
 }
+
+// AppOwner returns the application owner of the cluster in l.
+func AppOwner(l Layout) (string, error) {
+	manifest, err := os.ReadFile(l.ClusterFile())
+	if err != nil {
+		return "", err
+	}
+	c, err := v1.LoadAndValidate(manifest)
+	if err != nil {
+		return "", err
+	}
+	return c.Spec.Bootstrap.InitDB.Owner, nil
+}

@@ -1,0 +1,224 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pgward/pgward/internal/local"
+)
+
+// Failure modes of the failover benchmark.
+const (
+	// ModeKill kills -9 the primary's postmaster; its instance manager
+	// stays up and reports the death.
+	ModeKill = "kill"
+	// ModeFreeze SIGSTOPs the primary's instance manager and postgres for
+	// FreezeFor, then SIGCONTs them: the controller cannot tell a frozen
+	// primary from a dead one, and must not end up with two writers.
+	ModeFreeze = "freeze"
+	// ModeSwitchover asks for planned switchovers.
+	ModeSwitchover = "switchover"
+)
+
+// FailoverOptions configure `pgward bench failover` and `bench switchover`.
+type FailoverOptions struct {
+	Options
+	Mode      string
+	Rounds    int
+	FreezeFor time.Duration
+	// Settle bounds the wait for the cluster to be fully healthy between rounds.
+	Settle time.Duration
+}
+
+// Run runs the benchmark and prints its report.
+func Run(ctx context.Context, o FailoverOptions) (Summary, error) {
+	if o.Settle == 0 {
+		o.Settle = 3 * time.Minute
+	}
+	c, err := startCluster(ctx, o.Options)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer c.stop()
+	l := local.Layout{Dir: c.dir}
+	if err := prepareTables(ctx, c.uri); err != nil {
+		return Summary{}, err
+	}
+	if err := local.WaitHealthy(ctx, l, "", o.Settle); err != nil {
+		return Summary{}, err
+	}
+	rec := &recorder{}
+	wctx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	go writer(wctx, c.uri, rec)
+	ports := map[string]int{}
+	for port, name := range c.ports {
+		ports[name] = port
+		go prober(wctx, c.uri, port, rec)
+	}
+	time.Sleep(time.Second) // some writes before the first failure
+	var rounds []Round
+	for n := 1; n <= o.Rounds; n++ {
+		r := runRound(ctx, o, c, ports, rec, n)
+		if r.Err == "" {
+			if err := local.WaitHealthy(ctx, l, "", o.Settle); err != nil {
+				r.Err = "did not recover: " + err.Error()
+			}
+		}
+		rounds = append(rounds, r)
+		printRound(o, r)
+		if r.Err != "" {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	stopLoad()
+	s := summarize(o.Mode, rounds)
+	rec.mu.Lock()
+	acks := append([]ack(nil), rec.writes...)
+	rec.mu.Unlock()
+	s.Acknowledged = len(acks)
+	if err := local.WaitHealthy(ctx, l, "", o.Settle); err != nil {
+		return s, err
+	}
+	if s.MissingAcked, err = missing(ctx, c.uri, acks); err != nil {
+		return s, fmt.Errorf("checking acknowledged writes: %w", err)
+	}
+	s.SplitBrain = splitBrain(rec, rounds, ports)
+	s.SyncReplication = syncOn(o.Manifest)
+	return s, printSummary(o, s)
+}
+
+func runRound(ctx context.Context, o FailoverOptions, c *cluster, ports map[string]int, rec *recorder, n int) Round {
+	l := local.Layout{Dir: c.dir}
+	cs, err := local.Observe(ctx, l)
+	if err != nil {
+		return Round{N: n, Err: err.Error()}
+	}
+	old := cs.CurrentPrimary
+	r := Round{N: n, OldPrimary: old}
+	switch o.Mode {
+	case ModeKill:
+		pid, err := postmasterPid(c.dir, old)
+		if err != nil {
+			r.Err = err.Error()
+			return r
+		}
+		r.Start = time.Now()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			r.Err = err.Error()
+			return r
+		}
+	case ModeFreeze:
+		r.Start = time.Now()
+		if err := signalInstance(c.dir, old, syscall.SIGSTOP); err != nil {
+			r.Err = err.Error()
+			return r
+		}
+		go func() {
+			time.Sleep(o.FreezeFor)
+			_ = signalInstance(c.dir, old, syscall.SIGCONT)
+		}()
+	case ModeSwitchover:
+		to := nextReplica(cs, old)
+		r.Start = time.Now()
+		if err := local.RequestSwitchover(l, to); err != nil {
+			r.Err = err.Error()
+			return r
+		}
+	default:
+		r.Err = "unknown mode " + o.Mode
+		return r
+	}
+	deadline := r.Start.Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		if a, ok := rec.firstWriteAfter(r.Start, ports[old]); ok {
+			r.FirstWrite, r.NewPrimary = a.at, c.ports[a.port]
+			r.Duration = a.at.Sub(r.Start)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if r.FirstWrite.IsZero() {
+		r.Err = "no write acknowledged by a new primary within 90s"
+	}
+	if o.Mode == ModeSwitchover && r.Err == "" {
+		// The switchover's cost is the longest gap in acknowledged writes.
+		r.Duration = longestGap(rec, r.Start.Add(-time.Second), r.FirstWrite.Add(time.Second))
+	}
+	if o.Mode == ModeFreeze {
+		// Round ends after the frozen primary woke and was dealt with.
+		time.Sleep(time.Until(r.Start.Add(o.FreezeFor)))
+	}
+	return r
+}
+
+// longestGap is the longest time between consecutive writer acks in [from, to].
+func longestGap(rec *recorder, from, to time.Time) time.Duration {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var gap time.Duration
+	var prev time.Time
+	for _, a := range rec.writes {
+		if a.at.Before(from) {
+			prev = a.at
+			continue
+		}
+		if a.at.After(to) {
+			break
+		}
+		if !prev.IsZero() && a.at.Sub(prev) > gap {
+			gap = a.at.Sub(prev)
+		}
+		prev = a.at
+	}
+	return gap
+}
+
+func nextReplica(cs *local.ClusterStatus, primary string) string {
+	for i, r := range cs.Instances {
+		if r.Name == primary {
+			return cs.Instances[(i+1)%len(cs.Instances)].Name
+		}
+	}
+	return ""
+}
+
+func printRound(o FailoverOptions, r Round) {
+	if o.JSON {
+		return
+	}
+	if r.Err != "" {
+		_, _ = fmt.Fprintf(o.Out, "round %2d  %s  FAILED: %s\n", r.N, r.OldPrimary, r.Err)
+		return
+	}
+	what := "kill to first write on the new primary"
+	if o.Mode == ModeSwitchover {
+		what = "write-unavailability window"
+	}
+	_, _ = fmt.Fprintf(o.Out, "round %2d  %s -> %s  %s: %s\n", r.N, r.OldPrimary, r.NewPrimary, what, r.Duration.Round(time.Millisecond))
+}
+
+func printSummary(o FailoverOptions, s Summary) error {
+	if o.JSON {
+		enc := json.NewEncoder(o.Out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(s)
+	}
+	w := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
+	_, _ = fmt.Fprintf(w, "\nmode\t%s (%d rounds, %d failed; %d cores, %s)\n", s.Mode, len(s.Rounds), s.FailedRounds, runtime.NumCPU(), runtime.GOOS)
+	_, _ = fmt.Fprintf(w, "p50\t%s\n", s.P50.Round(time.Millisecond))
+	_, _ = fmt.Fprintf(w, "p95\t%s\n", s.P95.Round(time.Millisecond))
+	_, _ = fmt.Fprintf(w, "max\t%s\n", s.Max.Round(time.Millisecond))
+	_, _ = fmt.Fprintf(w, "acknowledged writes\t%d\n", s.Acknowledged)
+	_, _ = fmt.Fprintf(w, "acknowledged writes missing\t%d\n", s.MissingAcked)
+	_, _ = fmt.Fprintf(w, "split-brain moments\t%d\n", s.SplitBrain)
+	_, _ = fmt.Fprintf(w, "synchronous replication\t%v\n", s.SyncReplication)
+	return w.Flush()
+}
