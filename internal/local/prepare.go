@@ -54,13 +54,18 @@ func prepare(l Layout, manifest []byte, runAs, pgBin string, progress func(strin
 	if err != nil {
 		return nil, err
 	}
+	// Parents we create (./.pgward) only need to be traversable by the
+	// run-as user; the state directory itself is private.
+	if err := os.MkdirAll(filepath.Dir(l.Dir), 0o711); err != nil { // #nosec G301 -- search-only for others
+		return nil, fmt.Errorf("creating %s: %w", filepath.Dir(l.Dir), err)
+	}
+	if err := u.canTraverse(l.Dir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state directory: %w", err)
 	}
 	if err := os.Chmod(l.Dir, 0o700); err != nil { // #nosec G302 -- a directory needs x; 0700 is owner-only
-		return nil, err
-	}
-	if err := u.canTraverse(l.Dir); err != nil {
 		return nil, err
 	}
 	st, err := ensureState(l, c, u, pgBin)
