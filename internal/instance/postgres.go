@@ -96,7 +96,8 @@ func (p *postmaster) Stop(timeout time.Duration) {
 }
 
 // Kill is an immediate shutdown: the quickest way to stop accepting writes.
-// Crash recovery runs at the next start.
+// Crash recovery runs at the next start. The 500 ms before SIGKILL is part
+// of the self-fencing bound (StopTime in plan.FenceTiming).
 func (p *postmaster) Kill() {
 	for _, sig := range []syscall.Signal{syscall.SIGQUIT, syscall.SIGKILL} {
 		if !p.Running() {
@@ -106,7 +107,7 @@ func (p *postmaster) Kill() {
 		select {
 		case <-p.done:
 			return
-		case <-time.After(5 * time.Second):
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 	<-p.done

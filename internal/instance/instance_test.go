@@ -1,0 +1,91 @@
+package instance
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgward/pgward/internal/instanceapi"
+)
+
+func TestContactCountsOnlyCompletedExchanges(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := newContactTracker(t0)
+	// Requests arrive but none acknowledges an answer: no contact.
+	id1 := c.receive(t0.Add(1*time.Second), 0)
+	c.receive(t0.Add(2*time.Second), 12345)
+	if got := c.since(t0.Add(3 * time.Second)); got != 3*time.Second {
+		t.Fatalf("unacknowledged requests counted as contact: since = %s", got)
+	}
+	// The controller acknowledges answer id1: contact as of its receipt.
+	c.receive(t0.Add(4*time.Second), id1)
+	if got := c.since(t0.Add(5 * time.Second)); got != 4*time.Second {
+		t.Fatalf("since = %s, want 4s (from the acknowledged request's receipt)", got)
+	}
+}
+
+func TestParseControlData(t *testing.T) {
+	out := "Database cluster state:               shut down\nLatest checkpoint location:           0/3000028\n"
+	got, err := parseControlData(out)
+	if err != nil || got != "0/3000029" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	if _, err := parseControlData(strings.Replace(out, "shut down", "in production", 1)); err == nil {
+		t.Fatal("accepted a data directory that was not shut down cleanly")
+	}
+	wrap := "Database cluster state: shut down\nLatest checkpoint location: 0/FFFFFFFF\n"
+	if got, _ := parseControlData(wrap); got != "1/0" {
+		t.Fatalf("carry: got %q", got)
+	}
+}
+
+func TestQuoteConnValue(t *testing.T) {
+	if got := quoteConnValue(`/a b/it's\x`); got != `'/a b/it\'s\\x'` {
+		t.Fatalf("got %s", got)
+	}
+}
+
+func TestSubmitValidatesCommands(t *testing.T) {
+	m := &Manager{cfg: &Config{Name: "c-1"}, wake: make(chan struct{}, 1)}
+	m.st.SeenEpoch = 5
+	cases := []struct {
+		cmd  instanceapi.Command
+		want string
+	}{
+		{instanceapi.Command{Kind: "drop-everything", Epoch: 5}, "unknown command"},
+		{instanceapi.Command{Kind: instanceapi.CommandFollow, Epoch: 5}, "needs a primary endpoint"},
+		{instanceapi.Command{Kind: instanceapi.CommandFollow, Epoch: 5, Primary: &Endpoint{Name: "c-1", Host: "localhost", Port: 5432}}, "cannot follow itself"},
+		{instanceapi.Command{Kind: instanceapi.CommandPromote}, "needs an epoch"},
+		{instanceapi.Command{Kind: instanceapi.CommandSetSyncStandbys, Epoch: 5, SyncStandbys: "ANY 1 (a)\nhot_standby=off"}, "control character"},
+		{instanceapi.Command{Kind: instanceapi.CommandFence, Epoch: 4}, "stale epoch"},
+	}
+	for _, c := range cases {
+		err := m.Submit(c.cmd)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: got %v, want %q", c.cmd, err, c.want)
+		}
+	}
+	if err := m.Submit(instanceapi.Command{Kind: instanceapi.CommandFence, Epoch: 4}); !errors.Is(err, errStaleEpoch) {
+		t.Errorf("stale epoch not recognisable: %v", err)
+	}
+	if err := m.Submit(instanceapi.Command{Kind: instanceapi.CommandFence, Epoch: 5}); err != nil {
+		t.Fatalf("valid command refused: %v", err)
+	}
+	if got := m.takePending(); got == nil || got.Kind != instanceapi.CommandFence {
+		t.Fatalf("pending = %+v", got)
+	}
+}
+
+func TestReplicationConnInfoUsesCertificatesNotPasswords(t *testing.T) {
+	m := &Manager{cfg: &Config{SecretsRoot: "/s", Secrets: Secrets{ServerCA: "ca", Replication: "repl"}}}
+	ci := m.replicationConnInfo(Endpoint{Name: "c-2", Host: "localhost", Port: 5433}, "c-1")
+	for _, want := range []string{"user=streaming_replica", "sslmode=verify-full", "sslcert='/s/repl/tls.crt'", "sslkey='/s/repl/tls.key'", "sslrootcert='/s/ca/ca.crt'", "application_name='c-1'", "port=5433"} {
+		if !strings.Contains(ci, want) {
+			t.Errorf("conninfo lacks %s: %s", want, ci)
+		}
+	}
+	if strings.Contains(ci, "password") {
+		t.Errorf("conninfo carries a password: %s", ci)
+	}
+}

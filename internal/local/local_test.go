@@ -1,0 +1,163 @@
+package local
+
+import (
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/instanceapi"
+	"github.com/pgward/pgward/internal/pki"
+	"github.com/pgward/pgward/internal/plan"
+	"github.com/pgward/pgward/internal/secrets"
+)
+
+func cluster(t *testing.T, certs *v1.CertificatesConfiguration) *v1.Cluster {
+	t.Helper()
+	c := &v1.Cluster{}
+	c.Name = "demo"
+	c.Spec.Instances = 2
+	c.Spec.Certificates = certs
+	v1.SetDefaults(c)
+	return c
+}
+
+func TestEnsurePKIGeneratesOnceAndRenewsWhenDue(t *testing.T) {
+	store := secrets.DirStore{Root: t.TempDir()}
+	now := time.Now()
+	names, notes, err := ensurePKI(store, cluster(t, nil), rand.Reader, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names.ServerCA != "demo-ca" || names.ClientCA != "demo-ca" || names.Replication != "demo-replication" || len(notes) != 4 {
+		t.Fatalf("names %+v notes %v", names, notes)
+	}
+	first, _ := store.Get("demo-server")
+	if _, notes, _ = ensurePKI(store, cluster(t, nil), rand.Reader, now.Add(time.Hour)); len(notes) != 0 {
+		t.Fatalf("a second run reissued %v", notes)
+	}
+	// Within RenewBefore of expiry every leaf is reissued; the CA too.
+	later := now.Add(pki.Validity - pki.RenewBefore + time.Hour)
+	if _, notes, _ = ensurePKI(store, cluster(t, nil), rand.Reader, later); len(notes) != 4 {
+		t.Fatalf("renewal reissued %v", notes)
+	}
+	second, _ := store.Get("demo-server")
+	if string(first["tls.crt"]) == string(second["tls.crt"]) {
+		t.Fatal("server certificate not renewed")
+	}
+	repl, _ := store.Get("demo-replication")
+	kp, err := pki.ParseKeyPair(repl["tls.crt"], repl["tls.key"])
+	if err != nil || kp.Cert.Subject.CommonName != "streaming_replica" {
+		t.Fatalf("replication certificate: %v %v", kp, err)
+	}
+}
+
+func TestEnsurePKIUsesUserCertificates(t *testing.T) {
+	store := secrets.DirStore{Root: t.TempDir()}
+	now := time.Now()
+	ca, _ := pki.NewCA(rand.Reader, now, "my CA")
+	srv, _ := ca.IssueServer(rand.Reader, now, "db", []string{"localhost"}, nil)
+	put := func(name string, data map[string][]byte) {
+		if err := store.Put(name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("my-ca", map[string][]byte{"ca.crt": ca.CertPEM})
+	put("my-server", map[string][]byte{"tls.crt": srv.CertPEM, "tls.key": srv.KeyPEM})
+	certs := &v1.CertificatesConfiguration{ServerCASecret: "my-ca", ServerTLSSecret: "my-server"}
+	names, _, err := ensurePKI(store, cluster(t, certs), rand.Reader, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names.ServerTLS != "my-server" || names.ServerCA != "my-ca" || names.ClientCA != "demo-ca" {
+		t.Fatalf("names %+v", names)
+	}
+	if got, _ := store.Get("my-server"); string(got["tls.crt"]) != string(srv.CertPEM) {
+		t.Fatal("a user-provided certificate was replaced")
+	}
+	// A server certificate from another CA is refused with both names.
+	other, _ := pki.NewCA(rand.Reader, now, "other")
+	bad, _ := other.IssueServer(rand.Reader, now, "db", []string{"localhost"}, nil)
+	put("my-server", map[string][]byte{"tls.crt": bad.CertPEM, "tls.key": bad.KeyPEM})
+	_, _, err = ensurePKI(store, cluster(t, certs), rand.Reader, now)
+	if err == nil || !strings.Contains(err.Error(), `"my-server" is not signed by CA secret "my-ca"`) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestHealthy(t *testing.T) {
+	lag := int64(0)
+	cs := &ClusterStatus{TargetPrimary: "a", CurrentPrimary: "a", Instances: []InstanceReport{
+		{Name: "a", Role: "primary", State: "running"},
+		{Name: "b", Role: "replica", State: "streaming", LagBytes: &lag},
+	}}
+	if ok, why := healthy(cs, ""); !ok {
+		t.Fatalf("healthy cluster reported %s", why)
+	}
+	if ok, _ := healthy(cs, "b"); ok {
+		t.Fatal("wrong primary accepted")
+	}
+	cs.Instances[1].State = "startup"
+	if ok, _ := healthy(cs, "a"); ok {
+		t.Fatal("replica not streaming accepted")
+	}
+}
+
+func TestOrderForURI(t *testing.T) {
+	st := &State{Instances: []InstanceState{{Name: "c-1"}, {Name: "c-2"}, {Name: "c-3"}}}
+	names := func(is []InstanceState) string {
+		var out []string
+		for _, i := range is {
+			out = append(out, i.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	if got := names(orderForURI(st, "c-2", false)); got != "c-2,c-1,c-3" {
+		t.Errorf("read-write order %s", got)
+	}
+	if got := names(orderForURI(st, "c-2", true)); got != "c-1,c-3,c-2" {
+		t.Errorf("read-only order %s", got)
+	}
+}
+
+func TestToPlanStatus(t *testing.T) {
+	st := &instanceapi.Status{Name: "c-2", Role: "replica", PostmasterRunning: true, Ready: true, Epoch: 3,
+		ReceivedLSN: "0/5000060", ReplayedLSN: "0/5000000", StreamingFrom: "c-1", Timeline: 2}
+	sent := time.Now()
+	p := toPlanStatus(st, sent)
+	if !p.Reachable || p.Role != plan.RoleReplica || p.ReceivedLSN != 0x5000060 || p.Epoch != 3 || p.StreamingFrom != "c-1" || !p.ObservedAt.Equal(sent) {
+		t.Fatalf("%+v", p)
+	}
+	st.Ready = false
+	if p := toPlanStatus(st, sent); p.Role != plan.RoleUnknown {
+		t.Fatalf("a running instance that cannot answer queries must not count as a replica: %+v", p)
+	}
+}
+
+func TestCanTraverse(t *testing.T) {
+	// canTraverse judges from modes and owners alone, so any stranger works:
+	// nobody (65534) owns none of these directories.
+	u := &osUser{Name: "nobody", UID: 65534, GID: 65534}
+	base := t.TempDir()
+	private := filepath.Join(base, "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := u.canTraverse(filepath.Join(private, "state"))
+	if err == nil || !strings.Contains(err.Error(), "cannot reach") {
+		t.Fatalf("got %v", err)
+	}
+	if err := os.Chmod(private, 0o711); err != nil { // #nosec G302 -- the point of the test
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.mayExecute(fi) {
+		t.Fatal("a 0711 directory is traversable by others")
+	}
+}
