@@ -23,7 +23,11 @@ var allowed = map[string][]string{
 	"internal/instanceapi": {},
 	"internal/instance":    {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi"},
 	"internal/local":       {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan"},
-	"internal/cli":         {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/local"},
+	"internal/bench":       {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/local"},
+	"internal/cli":         {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/local", "internal/bench"},
+	// The operator's pure builders see the instance manager's Config type
+	// (and so what it imports), never the planner or a runtime.
+	"internal/kube/build": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance"},
 }
 
 // forbiddenExternal are imports a package must not pull in, even indirectly.
@@ -31,6 +35,8 @@ var forbiddenExternal = map[string][]string{
 	"internal/plan":   {"net", "os", "os/exec", "math/rand", "context", "log/slog"},
 	"internal/pgconf": {"os", "os/exec", "net"},
 	"internal/local":  {"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
+	// Builders are pure: no client, no context, no randomness, no files.
+	"internal/kube/build": {"context", "k8s.io/client-go", "sigs.k8s.io/controller-runtime", "crypto/rand", "math/rand", "os", "net/http"},
 }
 
 func TestDependencyRules(t *testing.T) {

@@ -1,0 +1,236 @@
+package build
+
+import (
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	v1 "github.com/pgward/pgward/api/v1"
+)
+
+// Volume names of an instance pod.
+const (
+	volData    = "pgdata"
+	volConfig  = "pgward"
+	volSocket  = "socket"
+	volTmp     = "tmp"
+	volToken   = "kube-api-access"
+	container  = "postgres"
+	pvcRWO     = corev1.ReadWriteOnce
+	tokenTTL   = 3600
+	secretMode = 0o400
+)
+
+// PVC is the data volume of an instance. Its size comes from
+// spec.storage.size, which the admission webhook requires on Kubernetes.
+func PVC(c *v1.Cluster, name string) (*corev1.PersistentVolumeClaim, error) {
+	size, err := resource.ParseQuantity(c.Spec.StorageConfiguration.Size)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: spec.storage.size %q: %w", c.Name, c.Spec.StorageConfiguration.Size, err)
+	}
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: objectMeta(c, name, map[string]string{InstanceLabel: name}),
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{pvcRWO},
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: size},
+			},
+		},
+	}, nil
+}
+
+// InstanceLabels are the labels of an instance's pod; role is RolePrimary
+// or RoleReplica and decides which Services select it.
+func InstanceLabels(c *v1.Cluster, name, role string) map[string]string {
+	labels := commonLabels(c)
+	labels[InstanceLabel] = name
+	labels[RoleLabel] = role
+	return labels
+}
+
+// Pod is an instance: the instance manager as PID 1 (`pgward instance run`),
+// which runs PostgreSQL as its child. The pod passes the restricted Pod
+// Security Standard: non-root (uid/gid 26), no privilege escalation, no
+// capabilities, RuntimeDefault seccomp, read-only root filesystem.
+func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
+	meta := objectMeta(c, name, nil)
+	meta.Labels = InstanceLabels(c, name, role)
+	return &corev1.Pod{
+		ObjectMeta: meta,
+		Spec: corev1.PodSpec{
+			ServiceAccountName: ServiceAccountName(c),
+			// The instance manager does not call the API server; when it
+			// does, it reads the short-lived token projected below rather
+			// than a long-lived automounted one.
+			AutomountServiceAccountToken: new(false),
+			// Service environment variables would leak every Service of the
+			// namespace into PostgreSQL's environment for nothing.
+			EnableServiceLinks:            new(false),
+			TerminationGracePeriodSeconds: new(opts.TerminationGracePeriodSeconds),
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot:        new(true),
+				RunAsUser:           new(PostgresUID),
+				RunAsGroup:          new(PostgresGID),
+				FSGroup:             new(PostgresGID),
+				FSGroupChangePolicy: new(corev1.FSGroupChangeOnRootMismatch),
+				SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+			Affinity:   antiAffinity(c),
+			Containers: []corev1.Container{instanceContainer(opts)},
+			Volumes:    instanceVolumes(c, name),
+		},
+	}
+}
+
+func instanceContainer(opts Options) corev1.Container {
+	probe := func(path string, failures int32) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: path, Port: intstr.FromString(statusPortName), Scheme: corev1.URISchemeHTTPS,
+			}},
+			PeriodSeconds:    10,
+			TimeoutSeconds:   5,
+			FailureThreshold: failures,
+		}
+	}
+	// initdb or a base backup of a large primary can take long: the startup
+	// probe allows an hour before liveness takes over.
+	startup := probe("/healthz", 360)
+	return corev1.Container{
+		Name:            container,
+		Image:           opts.Image,
+		ImagePullPolicy: corev1.PullPolicy(opts.ImagePullPolicy),
+		Command:         []string{"pgward", "instance", "run", "--config", ConfigFile},
+		Ports: []corev1.ContainerPort{
+			{Name: postgresPortName, ContainerPort: PostgresPort, Protocol: corev1.ProtocolTCP},
+			{Name: statusPortName, ContainerPort: StatusPort, Protocol: corev1.ProtocolTCP},
+		},
+		// HOME points at the only writable scratch place, for libpq's
+		// ~/.postgresql lookups.
+		Env:            []corev1.EnvVar{{Name: "HOME", Value: TmpDir}},
+		StartupProbe:   startup,
+		LivenessProbe:  probe("/healthz", 3),
+		ReadinessProbe: probe("/readyz", 3),
+		SecurityContext: &corev1.SecurityContext{
+			RunAsNonRoot:             new(true),
+			RunAsUser:                new(PostgresUID),
+			RunAsGroup:               new(PostgresGID),
+			AllowPrivilegeEscalation: new(false),
+			Privileged:               new(false),
+			ReadOnlyRootFilesystem:   new(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: volData, MountPath: DataMount},
+			{Name: volConfig, MountPath: ConfigDir, ReadOnly: true},
+			{Name: volSocket, MountPath: SocketDir},
+			{Name: volTmp, MountPath: TmpDir},
+			{Name: volToken, MountPath: TokenDir, ReadOnly: true},
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+}
+
+// instanceVolumes are the data PVC, the projected configuration and
+// secrets, two small emptyDirs (the socket directory and /tmp: the only
+// writable paths outside the data volume) and the service account token.
+func instanceVolumes(c *v1.Cluster, name string) []corev1.Volume {
+	return []corev1.Volume{
+		{Name: volData, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: name},
+		}},
+		{Name: volConfig, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			DefaultMode: new(int32(secretMode)),
+			Sources:     configProjection(c, name),
+		}}},
+		{Name: volSocket, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			Medium: corev1.StorageMediumMemory, SizeLimit: new(resource.MustParse("1Mi")),
+		}}},
+		{Name: volTmp, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+			SizeLimit: new(resource.MustParse("256Mi")),
+		}}},
+		{Name: volToken, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			DefaultMode: new(int32(0o444)),
+			Sources: []corev1.VolumeProjection{
+				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+					Path: "token", ExpirationSeconds: new(int64(tokenTTL)),
+				}},
+				{ConfigMap: &corev1.ConfigMapProjection{
+					LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"},
+					Items:                []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
+				}},
+				{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{
+					Path: "namespace", FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"},
+				}}}},
+			},
+		}}},
+	}
+}
+
+// configProjection lays out /etc/pgward: config.json and cluster.json, and
+// under secrets/<secret>/<key> exactly the keys the instance manager reads,
+// in the layout of the local runtime's secret directories. One projected
+// volume instead of a volume per secret keeps every key a regular file
+// inside its secret's directory (the instance manager refuses symbolic
+// links there), and leaves out what pods must never hold: the CA's key and
+// the operator's client certificate.
+func configProjection(c *v1.Cluster, name string) []corev1.VolumeProjection {
+	n := Secrets(c)
+	type want struct{ secret, key string }
+	wants := []want{
+		{n.ServerTLS, KeyTLSCert}, {n.ServerTLS, KeyTLSKey},
+		{n.ServerCA, KeyCACert}, {n.ClientCA, KeyCACert},
+		{n.Replication, KeyTLSCert}, {n.Replication, KeyTLSKey},
+		{n.App, "username"}, {n.App, "password"},
+	}
+	if n.Superuser != "" {
+		wants = append(wants, want{n.Superuser, "username"}, want{n.Superuser, "password"})
+	}
+	// One projection per secret, in first-use order; a secret used twice
+	// (the CA for both server and client) contributes each key once.
+	var order []string
+	items := map[string][]corev1.KeyToPath{}
+	for _, w := range wants {
+		path := "secrets/" + w.secret + "/" + w.key
+		if slices.ContainsFunc(items[w.secret], func(k corev1.KeyToPath) bool { return k.Path == path }) {
+			continue
+		}
+		if _, ok := items[w.secret]; !ok {
+			order = append(order, w.secret)
+		}
+		items[w.secret] = append(items[w.secret], corev1.KeyToPath{Key: w.key, Path: path})
+	}
+	out := []corev1.VolumeProjection{{Secret: &corev1.SecretProjection{
+		LocalObjectReference: corev1.LocalObjectReference{Name: InstanceConfigSecretName(name)},
+		Items: []corev1.KeyToPath{
+			{Key: configKeyJSON, Path: configKeyJSON},
+			{Key: clusterKeyJSON, Path: clusterKeyJSON},
+		},
+	}}}
+	for _, s := range order {
+		out = append(out, corev1.VolumeProjection{Secret: &corev1.SecretProjection{
+			LocalObjectReference: corev1.LocalObjectReference{Name: s},
+			Items:                items[s],
+		}})
+	}
+	return out
+}
+
+// antiAffinity prefers spreading a cluster's instances over nodes, so one
+// node's loss does not take the primary and its replicas together.
+func antiAffinity(c *v1.Cluster) *corev1.Affinity {
+	return &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+		PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+			Weight: 100,
+			PodAffinityTerm: corev1.PodAffinityTerm{
+				LabelSelector: &metav1.LabelSelector{MatchLabels: ClusterLabels(c)},
+				TopologyKey:   corev1.LabelHostname,
+			},
+		}},
+	}}
+}

@@ -1,0 +1,124 @@
+package build
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/instance"
+	"github.com/pgward/pgward/internal/pki"
+)
+
+// CASecret holds the generated cluster CA, key included. Only the operator
+// reads it: pods mount nothing but its ca.crt.
+func CASecret(c *v1.Cluster, ca *pki.KeyPair) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(c, Secrets(c).CA, map[string]string{componentLabel: "ca"}),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{KeyCACert: ca.CertPEM, KeyCAKey: ca.KeyPEM},
+	}
+}
+
+// TLSSecret holds a certificate issued by caCert: the server certificate,
+// or a client certificate (replication, controller).
+func TLSSecret(c *v1.Cluster, name, component string, kp *pki.KeyPair, caCert []byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(c, name, map[string]string{componentLabel: component}),
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{KeyTLSCert: kp.CertPEM, KeyTLSKey: kp.KeyPEM, KeyCACert: caCert},
+	}
+}
+
+// CredentialsSecret wraps a connection secret's data (username, password,
+// dbname, host, port, pgpass, uri, jdbc-uri; see secrets.ConnectionSecretData)
+// in a basic-auth Secret, which tools recognise as credentials.
+func CredentialsSecret(c *v1.Cluster, name string, data map[string][]byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(c, name, map[string]string{componentLabel: "credentials"}),
+		Type:       corev1.SecretTypeBasicAuth,
+		Data:       data,
+	}
+}
+
+// InstanceConfig is the instance manager's Config for one instance in a
+// pod. It holds paths, never secrets: the secrets are files under
+// SecretsRoot, projected from the cluster's Secrets (see Pod).
+func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instance.Config {
+	n := Secrets(c)
+	return instance.Config{
+		Name:        name,
+		ClusterFile: ClusterFile,
+		PGBinDir:    opts.PGBinDir,
+		DataDir:     DataDir,
+		ConfDir:     ConfDir,
+		SocketDir:   SocketDir,
+		// PostgreSQL's log goes to the instance manager's stderr, which is
+		// the container's log: no log file grows on a volume.
+		LogFile:       "/dev/stderr",
+		ListenAddress: "*",
+		Host:          ServerName(c),
+		Port:          PostgresPort,
+		StatusAddress: ":" + strconv.Itoa(StatusPort),
+		OSUser:        "postgres",
+		SecretsRoot:   SecretsRoot,
+		Secrets: instance.Secrets{
+			ServerTLS: n.ServerTLS, ServerCA: n.ServerCA, ClientCA: n.ClientCA,
+			Replication: n.Replication, App: n.App, Superuser: n.Superuser,
+		},
+		// Replicas reach the primary through the read-write Service, whose
+		// name the server certificate carries: after a failover the
+		// Service follows the relabelled primary.
+		Primary:   instance.Endpoint{Name: primary, Host: ServerName(c), Port: PostgresPort},
+		SelfFence: secondsDuration(opts.SelfFenceSeconds),
+	}
+}
+
+// ManifestFor is the Cluster as the instance manager reads it: apiVersion,
+// kind, name, namespace and spec. Status and the rest of the metadata are
+// the API server's and the operator's business, and the instance manager's
+// strict loader refuses a status.
+func ManifestFor(c *v1.Cluster) ([]byte, error) {
+	spec := c.Spec.DeepCopy()
+	// The instance manager has no use for the Kubernetes-only extension;
+	// leaving it out means changing it does not rewrite every instance's
+	// configuration.
+	spec.NetworkPolicy = nil
+	b, err := json.Marshal(struct {
+		metav1.TypeMeta `json:",inline"`
+		Metadata        metav1.ObjectMeta `json:"metadata"`
+		Spec            *v1.ClusterSpec   `json:"spec"`
+	}{
+		TypeMeta: metav1.TypeMeta{APIVersion: v1.APIVersion, Kind: v1.Kind},
+		Metadata: metav1.ObjectMeta{Name: c.Name, Namespace: c.Namespace},
+		Spec:     spec,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encoding cluster %s for its instances: %w", c.Name, err)
+	}
+	return b, nil
+}
+
+// InstanceConfigSecret holds one instance's config.json and the cluster
+// manifest it reads. It is a Secret, not a ConfigMap, because pg_hba lines
+// may carry LDAP or RADIUS secrets.
+func InstanceConfigSecret(c *v1.Cluster, name, primary string, opts Options) (*corev1.Secret, error) {
+	cfg := InstanceConfig(c, name, primary, opts)
+	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding config of %s: %w", name, err)
+	}
+	manifest, err := ManifestFor(c)
+	if err != nil {
+		return nil, err
+	}
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(c, InstanceConfigSecretName(name),
+			map[string]string{InstanceLabel: name, componentLabel: "instance-config"}),
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{configKeyJSON: cfgJSON, clusterKeyJSON: manifest},
+	}, nil
+}
