@@ -136,3 +136,9 @@ func newStateDir(t *testing.T, name string) string {
 	t.Helper()
 	return filepath.Join(workRoot, name)
 }
+
+// runKill sends SIGKILL to pid (a postmaster started by pgward).
+func runKill(pid string) (string, error) {
+	out, err := exec.CommandContext(context.Background(), "kill", "-9", strings.TrimSpace(pid)).CombinedOutput()
+	return string(out), err
+}

@@ -101,6 +101,19 @@ func TestLocalCluster(t *testing.T) {
 	})
 
 	uri := strings.TrimSpace(mustPgward(t, "local", "uri", "app", "--dir", dir))
+	t.Run("without superuser access postgres gets no password and no URI", func(t *testing.T) {
+		out, err := pgward(ctx, "local", "uri", "postgres", "--dir", dir)
+		if err == nil || !strings.Contains(out, "superuser access is off") {
+			t.Errorf("uri postgres: %v: %s", err, out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "secrets", "cluster-example-superuser")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("a superuser secret exists: %v", err)
+		}
+		got, err := psql(ctx, osUser, sock(0), "SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'postgres'")
+		if err != nil || got != "t" {
+			t.Errorf("postgres has a password: %v %q", err, got)
+		}
+	})
 	t.Run("app owner connects with verify-full TLS and the generated pgpass", func(t *testing.T) {
 		if strings.Contains(uri, "password") {
 			t.Fatalf("uri must not carry a password: %s", uri)

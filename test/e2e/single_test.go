@@ -1,0 +1,69 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSingleInstanceWithSuperuser covers what the sample does not:
+// superuser access (a generated password for postgres), the post-init SQL,
+// and a one-instance cluster restarted after a crash instead of failed over.
+func TestSingleInstanceWithSuperuser(t *testing.T) {
+	runAsUser(t)
+	manifest := filepath.Join(workRoot, "single.yaml")
+	err := os.WriteFile(manifest, []byte(`apiVersion: postgresql.pgward.io/v1
+kind: Cluster
+metadata:
+  name: single
+spec:
+  instances: 1
+  enableSuperuserAccess: true
+  bootstrap:
+    initdb:
+      database: shop
+      owner: shopper
+      postInitSQL:
+        - CREATE ROLE auditor NOLOGIN
+      postInitApplicationSQL:
+        - CREATE TABLE seeded(x int)
+        - INSERT INTO seeded VALUES (42)
+        - ALTER TABLE seeded OWNER TO shopper
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := newStateDir(t, "single")
+	mustPgward(t, "local", "up", "-f", manifest, "--dir", dir)
+	t.Cleanup(func() { _, _ = pgward(context.Background(), "local", "down", "--purge", "--dir", dir) })
+	ctx := context.Background()
+
+	su := strings.TrimSpace(mustPgward(t, "local", "uri", "postgres", "--dir", dir))
+	got, err := psql(ctx, "", su, "SELECT current_user, (SELECT count(*) FROM pg_roles WHERE rolname = 'auditor')")
+	if err != nil || got != "postgres|1" {
+		t.Fatalf("superuser over TLS with the generated password: %v: %q", err, got)
+	}
+	app := strings.TrimSpace(mustPgward(t, "local", "uri", "shopper", "--dir", dir))
+	got, err = psql(ctx, "", app, "SELECT current_user, x FROM seeded")
+	if err != nil || got != "shopper|42" {
+		t.Fatalf("application owner and post-init SQL: %v: %q", err, got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "secrets", "single-superuser", "pgpass")); err != nil {
+		t.Fatalf("superuser secret: %v", err)
+	}
+
+	// One instance: a crash is followed by a restart, not a failover.
+	pid, err := os.ReadFile(filepath.Join(dir, "instances", "single-1", "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runKill(strings.SplitN(string(pid), "\n", 2)[0]); err != nil {
+		t.Fatalf("kill: %v %s", err, out)
+	}
+	eventually(t, 30e9, "restart after crash", func() error {
+		_, err := psql(ctx, "", app, "SELECT 1")
+		return err
+	})
+}
