@@ -81,6 +81,12 @@ type ClusterSpec struct {
 	// +optional
 	MaxSyncReplicas int `json:"maxSyncReplicas,omitempty"`
 
+	// FailoverDelay is how many seconds the primary must look unhealthy
+	// before a replica is promoted in its place (0: at once).
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	FailoverDelay int32 `json:"failoverDelay,omitempty"`
+
 	// StorageConfiguration sizes each instance's data volume.
 	// +optional
 	StorageConfiguration StorageConfiguration `json:"storage,omitempty"`
@@ -121,6 +127,11 @@ type NetworkPolicyPeer struct {
 
 // PostgresConfiguration is the PostgreSQL configuration a user may set.
 type PostgresConfiguration struct {
+	// Synchronous configures synchronous replication; the alternative to
+	// minSyncReplicas/maxSyncReplicas (use one or the other).
+	// +optional
+	Synchronous *SynchronousReplicaConfiguration `json:"synchronous,omitempty"`
+
 	// Parameters are postgresql.conf settings. Parameters that pgward must
 	// control (ports, files, TLS, replication) are refused.
 	// +optional
@@ -134,6 +145,37 @@ type PostgresConfiguration struct {
 	// PgIdent lines are appended to pg_ident.conf.
 	// +optional
 	PgIdent []string `json:"pg_ident,omitempty"`
+}
+
+// SynchronousReplicaConfiguration says how many standbys must confirm a
+// commit before it is acknowledged.
+type SynchronousReplicaConfiguration struct {
+	// Method is "any" (quorum: any Number standbys) or "first" (priority:
+	// the first Number standbys in order).
+	// +kubebuilder:validation:Enum=any;first
+	Method string `json:"method"`
+	// Number of synchronous standbys.
+	// +kubebuilder:validation:Minimum=1
+	Number int `json:"number"`
+	// DataDurability is "required" (default: writes wait rather than go
+	// unreplicated when too few standbys are up) or "preferred" (writes
+	// continue with fewer standbys, down to none).
+	// +kubebuilder:validation:Enum=required;preferred
+	// +optional
+	DataDurability string `json:"dataDurability,omitempty"`
+}
+
+// SyncBounds returns the minimum and maximum number of synchronous
+// standbys and the method, from either spec.postgresql.synchronous or the
+// legacy minSyncReplicas/maxSyncReplicas.
+func (s *ClusterSpec) SyncBounds() (minSync, maxSync int, method string) {
+	if sy := s.PostgresConfiguration.Synchronous; sy != nil {
+		if sy.DataDurability == "preferred" {
+			return 0, sy.Number, sy.Method
+		}
+		return sy.Number, sy.Number, sy.Method
+	}
+	return s.MinSyncReplicas, s.MaxSyncReplicas, "any"
 }
 
 // BootstrapConfiguration holds exactly one bootstrap method.

@@ -29,7 +29,7 @@ var foreignAPIVersions = []string{"postgresql.cnpg.io/v1", "postgresql.k8s.enter
 var cnpOnlyFields = specPaths(
 	"affinity", "backup", "description", "enablePDB", "env", "envFrom",
 	"ephemeralVolumeSource", "ephemeralVolumesSizeLimit", "externalClusters",
-	"failoverDelay", "imageCatalogRef", "imageName", "imagePullPolicy",
+	"imageCatalogRef", "imageName", "imagePullPolicy",
 	"imagePullSecrets", "inheritedMetadata", "livenessProbeTimeout", "logLevel",
 	"managed", "monitoring", "nodeMaintenanceWindow", "plugins",
 	"podSecurityContext", "postgresGID", "postgresUID", "primaryUpdateMethod",
@@ -47,7 +47,9 @@ var cnpOnlyFields = specPaths(
 	"bootstrap.initdb.walSegmentSize",
 	"postgresql.enableAlterSystem", "postgresql.extensions", "postgresql.ldap",
 	"postgresql.promotionTimeout", "postgresql.shared_preload_libraries",
-	"postgresql.syncReplicaElectionConstraint", "postgresql.synchronous",
+	"postgresql.syncReplicaElectionConstraint",
+	"postgresql.synchronous.failoverQuorum", "postgresql.synchronous.maxStandbyNamesFromCluster",
+	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",
 	"storage.pvcTemplate", "storage.resizeInUseVolumes", "storage.storageClass",
 )
 

@@ -141,7 +141,7 @@ func TestLoadClusterErrors(t *testing.T) {
   imageName: ghcr.io/x:1
   postgresql:
     paramters: {a: b}
-    synchronous: {method: any}
+    synchronous: {method: any, standbyNamesPre: [a]}
   bootstrap:
     recovery: {}
     initdb:
@@ -161,7 +161,7 @@ metadata2: {}
 			`field "spec.imageName" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`unknown field "spec.nope"`,
 			`unknown field "spec.postgresql.paramters"`,
-			`field "spec.postgresql.synchronous" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.postgresql.synchronous.standbyNamesPre" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.storage.storageClass" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 		}},
 		{"unknown metadata and list item fields", `apiVersion: postgresql.pgward.io/v1

@@ -187,6 +187,34 @@ func (s *ClusterSpec) validateSyncReplicas(path *field.Path) field.ErrorList {
 		errs = append(errs, field.Invalid(maxPath, s.MaxSyncReplicas,
 			fmt.Sprintf("must be less than instances (%d): only replicas can be synchronous", s.Instances)))
 	}
+	if s.FailoverDelay < 0 {
+		errs = append(errs, field.Invalid(path.Child("failoverDelay"), s.FailoverDelay, "must not be negative"))
+	}
+	return append(errs, s.validateSynchronous(path.Child("postgresql", "synchronous"))...)
+}
+
+func (s *ClusterSpec) validateSynchronous(path *field.Path) field.ErrorList {
+	sy := s.PostgresConfiguration.Synchronous
+	if sy == nil {
+		return nil
+	}
+	var errs field.ErrorList
+	if s.MinSyncReplicas != 0 || s.MaxSyncReplicas != 0 {
+		errs = append(errs, field.Forbidden(path, "set either spec.postgresql.synchronous or minSyncReplicas/maxSyncReplicas, not both"))
+	}
+	if sy.Method != "any" && sy.Method != "first" {
+		errs = append(errs, field.NotSupported(path.Child("method"), sy.Method, []string{"any", "first"}))
+	}
+	switch {
+	case sy.Number < 1:
+		errs = append(errs, field.Invalid(path.Child("number"), sy.Number, "must be at least 1"))
+	case sy.Number >= s.Instances:
+		errs = append(errs, field.Invalid(path.Child("number"), sy.Number,
+			fmt.Sprintf("must be less than instances (%d): only replicas can be synchronous", s.Instances)))
+	}
+	if d := sy.DataDurability; d != "" && d != "required" && d != "preferred" {
+		errs = append(errs, field.NotSupported(path.Child("dataDurability"), d, []string{"required", "preferred"}))
+	}
 	return errs
 }
 

@@ -415,5 +415,9 @@ func postmasterPid(dir, name string) (int, error) {
 // syncOn reports whether the manifest asks for synchronous replication.
 func syncOn(manifest []byte) bool {
 	c, err := v1.LoadAndValidate(manifest)
-	return err == nil && c.Spec.MinSyncReplicas > 0
+	if err != nil {
+		return false
+	}
+	lo, _, _ := c.Spec.SyncBounds()
+	return lo > 0
 }

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"time"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -15,10 +16,13 @@ func SpecFromCluster(c *v1.Cluster, names []string) (Spec, error) {
 	if len(names) != c.Spec.Instances {
 		return Spec{}, fmt.Errorf("cluster %s has %d instances but %d names were given", c.Name, c.Spec.Instances, len(names))
 	}
+	lo, hi, method := c.Spec.SyncBounds()
 	s := Spec{
 		Instances:       append([]string(nil), names...),
-		MinSyncReplicas: c.Spec.MinSyncReplicas,
-		MaxSyncReplicas: c.Spec.MaxSyncReplicas,
+		MinSyncReplicas: lo,
+		MaxSyncReplicas: hi,
+		SyncMethod:      SyncMethod(method),
+		FailoverDelay:   time.Duration(c.Spec.FailoverDelay) * time.Second,
 	}
 	return s, s.Validate()
 }
