@@ -3,7 +3,6 @@ package instance
 import (
 	"context"
 	"crypto/rand"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -70,6 +69,7 @@ type Manager struct {
 	// gen counts postgres starts; a sample belongs to one.
 	gen    uint64
 	sample sample
+	tls    *tlsFiles
 }
 
 // sample is PostgreSQL's part of the status, refreshed in the background so
@@ -122,13 +122,16 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err := os.MkdirAll(m.cfg.SocketDir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", m.cfg.SocketDir, err)
 	}
-	clientCA, err := m.caPool(m.cfg.Secrets.ClientCA)
-	if err != nil {
+	files := &tlsFiles{
+		certFile:     m.secretFile(m.cfg.Secrets.ServerTLS, "tls.crt"),
+		keyFile:      m.secretFile(m.cfg.Secrets.ServerTLS, "tls.key"),
+		clientCAFile: m.secretFile(m.cfg.Secrets.ClientCA, "ca.crt"),
+	}
+	if _, err := files.load(); err != nil {
 		return err
 	}
-	srv := newStatusServer(m.cfg.StatusAddress,
-		m.secretFile(m.cfg.Secrets.ServerTLS, "tls.crt"), m.secretFile(m.cfg.Secrets.ServerTLS, "tls.key"),
-		clientCA, m)
+	m.tls = files
+	srv := newStatusServer(m.cfg.StatusAddress, files, m)
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- serveStatus(srvCtx, srv) }()
@@ -196,6 +199,8 @@ func (m *Manager) sampler(ctx context.Context) {
 func (m *Manager) loop(ctx context.Context) {
 	tick := time.NewTicker(FenceCheckInterval)
 	defer tick.Stop()
+	tlsTick := time.NewTicker(TLSCheckInterval)
+	defer tlsTick.Stop()
 	for {
 		var pmDone <-chan struct{}
 		if pm := m.postmaster(); pm != nil {
@@ -213,6 +218,8 @@ func (m *Manager) loop(ctx context.Context) {
 			m.onPostmasterExit()
 		case <-tick.C:
 			m.checkSelfFence()
+		case <-tlsTick.C:
+			m.reloadTLSIfChanged(ctx)
 		}
 	}
 }
@@ -289,6 +296,33 @@ func (m *Manager) checkSelfFence() {
 		m.log.Warn("no contact with the controller; fencing (immediate shutdown)", "away", away.Round(time.Millisecond))
 		m.fence()
 	}
+}
+
+// TLSCheckInterval is how often the manager looks for renewed certificates.
+const TLSCheckInterval = 10 * time.Second
+
+// reloadTLSIfChanged makes PostgreSQL pick up renewed certificates (it
+// re-reads its SSL files on reload); the status port already does per
+// connection.
+func (m *Manager) reloadTLSIfChanged(ctx context.Context) {
+	changed, err := m.tls.load()
+	if err != nil {
+		m.log.Error("TLS material", "err", err)
+		return
+	}
+	m.mu.Lock()
+	pool := m.pool
+	m.mu.Unlock()
+	if !changed || pool == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := pool.Exec(rctx, "SELECT pg_reload_conf()"); err != nil {
+		m.log.Error("reloading renewed certificates", "err", err)
+		return
+	}
+	m.log.Info("certificates changed; PostgreSQL reloaded them")
 }
 
 // stopKind says how to stop postgres.
@@ -512,18 +546,6 @@ func (m *Manager) replicationConnInfo(primary Endpoint, appName string) string {
 func quoteConnValue(v string) string {
 	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
 	return "'" + r.Replace(v) + "'"
-}
-
-func (m *Manager) caPool(secret string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(m.secretFile(secret, "ca.crt"))
-	if err != nil {
-		return nil, fmt.Errorf("reading CA %q: %w", secret, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("CA secret %q holds no PEM certificate", secret)
-	}
-	return pool, nil
 }
 
 func (m *Manager) setPhase(p string) {

@@ -3,16 +3,13 @@ package instance
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/pgward/pgward/internal/instanceapi"
@@ -27,38 +24,10 @@ type statusSource interface {
 	Submit(cmd instanceapi.Command) error
 }
 
-// certReloader serves the current server certificate, re-reading the files
-// when they change so a renewed certificate is used without a restart.
-type certReloader struct {
-	certFile, keyFile string
-
-	mu      sync.Mutex
-	modTime time.Time
-	cert    *tls.Certificate
-}
-
-func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	fi, err := os.Stat(r.certFile)
-	if err != nil {
-		return nil, fmt.Errorf("server certificate: %w", err)
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cert != nil && fi.ModTime().Equal(r.modTime) {
-		return r.cert, nil
-	}
-	c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("server certificate: %w", err)
-	}
-	r.cert, r.modTime = &c, fi.ModTime()
-	return r.cert, nil
-}
-
 // newStatusServer builds the HTTPS status server. TLS 1.3 only. Client
 // certificates are verified against the client CA when offered (a bad one
 // fails the handshake); the probes need none, /pg/ needs the controller's.
-func newStatusServer(addr, certFile, keyFile string, clientCA *x509.CertPool, src statusSource) *http.Server {
+func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc(instanceapi.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -110,15 +79,14 @@ func newStatusServer(addr, certFile, keyFile string, clientCA *x509.CertPool, sr
 		}
 		w.WriteHeader(http.StatusAccepted)
 	})))
-	reloader := &certReloader{certFile: certFile, keyFile: keyFile}
 	return &http.Server{
 		Addr:    addr,
 		Handler: mux,
+		// The configuration is rebuilt per connection from the files on
+		// disk, so renewed certificates and CAs apply without a restart.
 		TLSConfig: &tls.Config{
-			MinVersion:     tls.VersionTLS13,
-			GetCertificate: reloader.get,
-			ClientAuth:     tls.VerifyClientCertIfGiven,
-			ClientCAs:      clientCA,
+			MinVersion:         tls.VersionTLS13,
+			GetConfigForClient: files.serverConfig,
 		},
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/pgward/pgward/internal/instance"
 	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/plan"
+	"github.com/pgward/pgward/internal/secrets"
 )
 
 // Timing of the local control loop. The status request timeout, the
@@ -70,14 +72,17 @@ func specFor(c *v1.Cluster, st *State) (plan.Spec, error) {
 // observes the instances, calls plan.Next, persists the Memory, then runs
 // the Actions as commands to the instance managers.
 type haLoop struct {
-	layout Layout
-	state  *State
-	spec   plan.Spec
-	client *instanceapi.Client
-	log    *slog.Logger
+	layout  Layout
+	cluster *v1.Cluster
+	state   *State
+	spec    plan.Spec
+	client  *instanceapi.Client
+	log     *slog.Logger
 
 	mem  plan.Memory
 	acks map[string]uint64
+	// pkiChecked is when certificates were last checked for renewal.
+	pkiChecked time.Time
 	// said dedupes repeated holds and events in the log.
 	said map[string]time.Time
 }
@@ -95,7 +100,7 @@ func newHALoop(l Layout, c *v1.Cluster, st *State, log *slog.Logger) (*haLoop, e
 	if err != nil {
 		return nil, err
 	}
-	return &haLoop{layout: l, state: st, spec: spec, client: cl, log: log, mem: mem,
+	return &haLoop{layout: l, cluster: c, state: st, spec: spec, client: cl, log: log, mem: mem,
 		acks: map[string]uint64{}, said: map[string]time.Time{}}, nil
 }
 
@@ -111,6 +116,7 @@ func (h *haLoop) run(ctx context.Context) {
 }
 
 func (h *haLoop) tick(ctx context.Context) time.Duration {
+	h.renewCertificates()
 	obs := h.observe(ctx)
 	if to := takeSwitchoverRequest(h.layout); to != "" {
 		h.log.Info("switchover requested", "to", to)
@@ -139,6 +145,35 @@ func (h *haLoop) tick(ctx context.Context) time.Duration {
 		}
 	}
 	return min(ready.RecheckAfter, pollInterval)
+}
+
+// pkiCheckInterval is how often the running controller looks for
+// certificates within pki.RenewBefore of expiry.
+const pkiCheckInterval = time.Hour
+
+// renewCertificates reissues what is due. The instance managers pick the new
+// files up by themselves (status port per connection, PostgreSQL by
+// reload); the controller's own client certificate is reloaded here.
+func (h *haLoop) renewCertificates() {
+	if time.Since(h.pkiChecked) < pkiCheckInterval {
+		return
+	}
+	h.pkiChecked = time.Now()
+	_, notes, err := ensurePKI(secrets.DirStore{Root: h.layout.SecretsDir()}, h.cluster, rand.Reader, time.Now())
+	if err != nil {
+		h.log.Error("checking certificates", "err", err)
+		return
+	}
+	if len(notes) == 0 {
+		return
+	}
+	h.log.Info("certificates renewed", "what", strings.Join(notes, "; "))
+	cl, err := newStatusClient(h.layout, h.cluster.Name, requestTimeout)
+	if err != nil {
+		h.log.Error("reloading the controller's certificate", "err", err)
+		return
+	}
+	h.client = cl
 }
 
 // say logs a message unless it was logged in the last ten seconds.

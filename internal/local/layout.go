@@ -94,7 +94,7 @@ func (s *State) Instance(name string) (InstanceState, bool) {
 
 // LoadState reads state.json.
 func LoadState(l Layout) (*State, error) {
-	b, err := os.ReadFile(l.StateFile())
+	b, err := os.ReadFile(l.StateFile()) // #nosec G703 -- the state directory is the user's own choice
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no cluster in %s (run `pgward local up` first): %w", l.Dir, err)

@@ -196,6 +196,19 @@ func TestLocalCluster(t *testing.T) {
 		checkStatusAPI(t, dir, primary.StatusPort)
 	})
 
+	t.Run("a renewed server certificate is served without a restart", func(t *testing.T) {
+		serial := renewServerCert(t, dir)
+		eventually(t, 30*time.Second, "PostgreSQL and the status port serve the new certificate", func() error {
+			if got := postgresCertSerial(t, primary.Port); got != serial {
+				return fmt.Errorf("PostgreSQL serves serial %s, want %s", got, serial)
+			}
+			if got := statusCertSerial(t, dir, primary.StatusPort); got != serial {
+				return fmt.Errorf("status port serves serial %s, want %s", got, serial)
+			}
+			return nil
+		})
+	})
+
 	t.Run("key and pgpass files are 0600, directories 0700", func(t *testing.T) {
 		checkModes(t, dir)
 	})
