@@ -30,6 +30,7 @@ func NewLocalCmd() *cobra.Command {
 func newUpCmd(dir *string) *cobra.Command {
 	var file, runAs, pgBin string
 	var timeout time.Duration
+	var ha local.HAOptions
 	c := &cobra.Command{
 		Use:   "up -f MANIFEST",
 		Short: "Create (or resume) a local cluster and wait until every instance is ready",
@@ -52,7 +53,7 @@ func newUpCmd(dir *string) *cobra.Command {
 				return err
 			}
 			return local.Up(cmd.Context(), local.UpOptions{
-				Dir: abs, Manifest: manifest, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, Out: cmd.OutOrStdout(),
+				Dir: abs, Manifest: manifest, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, HA: ha, Out: cmd.OutOrStdout(),
 			})
 		},
 	}
@@ -60,6 +61,8 @@ func newUpCmd(dir *string) *cobra.Command {
 	c.Flags().StringVar(&runAs, "run-as", "", "OS user PostgreSQL runs as when pgward runs as root (default postgres)")
 	c.Flags().StringVar(&pgBin, "pg-bin", "", "PostgreSQL bin directory (default: newest /usr/lib/postgresql/*/bin)")
 	c.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the cluster to be ready")
+	c.Flags().DurationVar(&ha.UnreachableTimeout, "unreachable-timeout", 0, "how long a primary may not answer before it counts as failed (default 1s; kept across runs)")
+	c.Flags().DurationVar(&ha.SelfFence, "self-fence", 0, "how long a primary may go without the controller before it stops itself (default 3s; the controller's wait before replacing it is derived)")
 	_ = c.MarkFlagRequired("file")
 	return c
 }

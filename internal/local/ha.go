@@ -28,10 +28,10 @@ import (
 // plan.FenceTiming, which derives how long an unreachable primary must stay
 // silent before another instance may be promoted.
 const (
-	pollInterval       = 200 * time.Millisecond
-	requestTimeout     = time.Second
-	selfFence          = 3 * time.Second
-	unreachableTimeout = time.Second
+	pollInterval              = 200 * time.Millisecond
+	requestTimeout            = time.Second
+	defaultSelfFence          = 3 * time.Second
+	defaultUnreachableTimeout = time.Second
 	// fenceStopTime bounds an immediate shutdown (SIGQUIT, SIGKILL after 500ms).
 	fenceStopTime = time.Second
 	// clockStep is the largest wall-clock jump we tolerate between a
@@ -41,16 +41,16 @@ const (
 )
 
 // fenceTiming is the local runtime's self-fencing argument in numbers.
-func fenceTiming() plan.FenceTiming {
+func fenceTiming(ha HASettings) plan.FenceTiming {
 	return plan.FenceTiming{
-		SelfFence: selfFence, RequestTimeout: requestTimeout, CheckInterval: instance.FenceCheckInterval,
+		SelfFence: ha.SelfFence.Duration, RequestTimeout: requestTimeout, CheckInterval: instance.FenceCheckInterval,
 		StopTime: fenceStopTime, ClockStep: clockStep, Drift: clockDrift,
 	}
 }
 
 // specFor turns the Cluster into the planner's Spec.
 func specFor(c *v1.Cluster, st *State) (plan.Spec, error) {
-	bound, err := fenceTiming().Bound()
+	bound, err := fenceTiming(st.HA).Bound()
 	if err != nil {
 		return plan.Spec{}, err
 	}
@@ -62,7 +62,7 @@ func specFor(c *v1.Cluster, st *State) (plan.Spec, error) {
 	if err != nil {
 		return spec, err
 	}
-	spec.UnreachableTimeout = unreachableTimeout
+	spec.UnreachableTimeout = st.HA.UnreachableTimeout.Duration
 	spec.SelfFenceBound = bound
 	spec.CheckInterval = pollInterval
 	return spec, spec.Validate()

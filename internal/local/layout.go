@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/pgward/pgward/internal/instance"
 )
@@ -72,7 +73,58 @@ type State struct {
 	PGBinDir  string          `json:"pgBinDir"`
 	Instances []InstanceState `json:"instances"`
 	// TargetPrimary is the instance that should be primary.
-	TargetPrimary string `json:"targetPrimary"`
+	TargetPrimary string     `json:"targetPrimary"`
+	HA            HASettings `json:"ha"`
+}
+
+// HASettings tune failure detection. The controller's wait before replacing
+// an unreachable primary is derived from them (plan.FenceTiming).
+type HASettings struct {
+	// UnreachableTimeout: a primary that does not answer for this long
+	// counts as failed (a dead postmaster reported by a live instance
+	// manager counts at once).
+	UnreachableTimeout Duration `json:"unreachableTimeout"`
+	// SelfFence: a primary that completes no exchange with the controller
+	// for this long stops accepting writes.
+	SelfFence Duration `json:"selfFence"`
+}
+
+// Duration is a time.Duration written as text ("3s") in JSON.
+type Duration struct{ time.Duration }
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// withDefaults fills unset settings and overrides them with the given
+// non-zero values.
+func (h HASettings) withDefaults(unreachable, selfFence time.Duration) (HASettings, error) {
+	if unreachable > 0 {
+		h.UnreachableTimeout.Duration = unreachable
+	}
+	if selfFence > 0 {
+		h.SelfFence.Duration = selfFence
+	}
+	if h.UnreachableTimeout.Duration == 0 {
+		h.UnreachableTimeout.Duration = defaultUnreachableTimeout
+	}
+	if h.SelfFence.Duration == 0 {
+		h.SelfFence.Duration = defaultSelfFence
+	}
+	if h.UnreachableTimeout.Duration < 200*time.Millisecond || h.SelfFence.Duration < time.Second {
+		return h, fmt.Errorf("unreachable timeout must be at least 200ms and self-fence at least 1s (got %s, %s)",
+			h.UnreachableTimeout.Duration, h.SelfFence.Duration)
+	}
+	return h, nil
 }
 
 // InstanceState is one instance's fixed endpoints.

@@ -161,3 +161,23 @@ func TestCanTraverse(t *testing.T) {
 		t.Fatal("a 0711 directory is traversable by others")
 	}
 }
+
+func TestHASettings(t *testing.T) {
+	h, err := HASettings{}.withDefaults(0, 0)
+	if err != nil || h.UnreachableTimeout.Duration != time.Second || h.SelfFence.Duration != 3*time.Second {
+		t.Fatalf("defaults: %+v %v", h, err)
+	}
+	h, err = h.withDefaults(2*time.Second, 0)
+	if err != nil || h.UnreachableTimeout.Duration != 2*time.Second || h.SelfFence.Duration != 3*time.Second {
+		t.Fatalf("override: %+v %v", h, err)
+	}
+	if _, err := h.withDefaults(0, 100*time.Millisecond); err == nil {
+		t.Fatal("accepted a 100ms self-fence")
+	}
+	// The derived wait before replacing an unreachable primary exceeds
+	// everything the primary needs to fence itself.
+	bound, err := fenceTiming(h).Bound()
+	if err != nil || bound <= requestTimeout+h.SelfFence.Duration+fenceStopTime {
+		t.Fatalf("bound %s, %v", bound, err)
+	}
+}

@@ -42,7 +42,7 @@ type prepared struct {
 // (against the stored one when resuming), fixes ports, creates the PKI and
 // the credentials, and writes each instance manager's config. It is
 // idempotent: on an existing directory it reuses everything it finds.
-func prepare(l Layout, manifest []byte, runAs, pgBin string, progress func(string)) (*prepared, error) {
+func prepare(l Layout, manifest []byte, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
 	c, err := v1.LoadAndValidate(manifest)
 	if err != nil {
 		return nil, err
@@ -68,7 +68,7 @@ func prepare(l Layout, manifest []byte, runAs, pgBin string, progress func(strin
 	if err := os.Chmod(l.Dir, 0o700); err != nil { // #nosec G302 -- a directory needs x; 0700 is owner-only
 		return nil, err
 	}
-	st, err := ensureState(l, c, u, pgBin)
+	st, err := ensureState(l, c, u, pgBin, ha)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func checkResume(l Layout, c *v1.Cluster) error {
 
 // ensureState fixes the ports and the run-as user on the first run. Ports
 // are chosen by the kernel (bind to :0) so several clusters can coexist.
-func ensureState(l Layout, c *v1.Cluster, u *osUser, pgBin string) (*State, error) {
+func ensureState(l Layout, c *v1.Cluster, u *osUser, pgBin string, ha HAOptions) (*State, error) {
 	st, err := LoadState(l)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
@@ -162,6 +162,9 @@ func ensureState(l Layout, c *v1.Cluster, u *osUser, pgBin string) (*State, erro
 	}
 	if st.TargetPrimary == "" {
 		st.TargetPrimary = st.Instances[0].Name
+	}
+	if st.HA, err = st.HA.withDefaults(ha.UnreachableTimeout, ha.SelfFence); err != nil {
+		return nil, err
 	}
 	return st, st.Save(l)
 }
@@ -286,7 +289,7 @@ func (p *prepared) writeInstanceConfigs() error {
 				Replication: p.tls.Replication, App: p.app, Superuser: p.super,
 			},
 			Primary:   instance.Endpoint{Name: primary.Name, Host: localhost, Port: primary.Port},
-			SelfFence: selfFence,
+			SelfFence: p.state.HA.SelfFence.Duration,
 		}
 		if err := cfg.Save(p.layout.InstanceConfig(is.Name)); err != nil {
 			return err

@@ -25,7 +25,15 @@ type UpOptions struct {
 	PGBinDir string
 	// Timeout bounds the wait for every instance to be ready.
 	Timeout time.Duration
+	HA      HAOptions
 	Out     io.Writer
+}
+
+// HAOptions override the failure-detection settings; zero keeps the
+// stored (or default) value.
+type HAOptions struct {
+	UnreachableTimeout time.Duration
+	SelfFence          time.Duration
 }
 
 // Up prepares the state directory, starts the controller if it is not
@@ -34,7 +42,7 @@ type UpOptions struct {
 func Up(ctx context.Context, o UpOptions) error {
 	l := Layout{Dir: o.Dir}
 	say := func(s string) { _, _ = fmt.Fprintln(o.Out, s) }
-	p, err := prepare(l, o.Manifest, o.RunAs, o.PGBinDir, say)
+	p, err := prepare(l, o.Manifest, o.RunAs, o.PGBinDir, o.HA, say)
 	if err != nil {
 		return err
 	}
@@ -53,6 +61,10 @@ func Up(ctx context.Context, o UpOptions) error {
 	}
 	say("")
 	say(fmt.Sprintf("cluster %q is up: %d instance(s), primary %s", p.cluster.Name, p.cluster.Spec.Instances, targetPrimary(l, p.state)))
+	if bound, err := fenceTiming(p.state.HA).Bound(); err == nil && p.cluster.Spec.Instances > 1 {
+		say(fmt.Sprintf("failover: at once when a primary's postmaster dies; an unreachable primary is replaced after %s (it fences itself after %s without the controller)",
+			bound.Round(100*time.Millisecond), p.state.HA.SelfFence.Duration))
+	}
 	say("connect as the application owner (verify-full TLS, password from the generated pgpass):")
 	say(fmt.Sprintf("  psql \"$(pgward local uri %s --dir %s)\"", p.cluster.Spec.Bootstrap.InitDB.Owner, l.Dir))
 	say(fmt.Sprintf("status: pgward local status --dir %s    stop: pgward local down --dir %s", l.Dir, l.Dir))
