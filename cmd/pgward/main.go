@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
@@ -13,6 +14,11 @@ import (
 
 func main() {
 	if err := cli.NewRootCmd().ExecuteContext(context.Background()); err != nil {
+		var exit *cli.ExitCodeError
+		if errors.As(err, &exit) {
+			// The unprivileged child already reported the error.
+			os.Exit(exit.Code)
+		}
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}

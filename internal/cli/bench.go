@@ -2,13 +2,13 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgward/pgward/internal/bench"
+	"github.com/pgward/pgward/internal/local"
 )
 
 // NewBenchCmd returns `pgward bench`, availability benchmarks on a local cluster.
@@ -34,9 +34,9 @@ func (f *benchFlags) register(c *cobra.Command) {
 }
 
 func (f *benchFlags) options(c *cobra.Command) (bench.Options, error) {
-	manifest, err := os.ReadFile(f.file) // #nosec G304 -- the user's manifest
+	manifest, err := readManifest(f.file)
 	if err != nil {
-		return bench.Options{}, fmt.Errorf("reading manifest: %w", err)
+		return bench.Options{}, err
 	}
 	dir := f.dir
 	if dir != "" {
@@ -56,10 +56,13 @@ func newBenchFailoverCmd() *cobra.Command {
 		Use:   "failover",
 		Short: "Kill -9 (or freeze) the primary repeatedly under a writer; report time to the first write on the new primary",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := f.options(cmd)
 			if err != nil {
 				return err
+			}
+			if isRoot() {
+				return f.asOwner(cmd, args, o)
 			}
 			if mode != bench.ModeKill && mode != bench.ModeFreeze {
 				return fmt.Errorf("--mode must be %s or %s", bench.ModeKill, bench.ModeFreeze)
@@ -85,10 +88,13 @@ func newBenchSwitchoverCmd() *cobra.Command {
 		Use:   "switchover",
 		Short: "Switch over repeatedly under a writer; report the write-unavailability window",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := f.options(cmd)
 			if err != nil {
 				return err
+			}
+			if isRoot() {
+				return f.asOwner(cmd, args, o)
 			}
 			s, err := bench.Run(cmd.Context(), bench.FailoverOptions{Options: o, Mode: bench.ModeSwitchover, Rounds: rounds})
 			if err != nil {
@@ -114,4 +120,19 @@ func verdict(s bench.Summary) error {
 		return fmt.Errorf("%d acknowledged write(s) lost with synchronous replication", s.MissingAcked)
 	}
 	return nil
+}
+
+// asOwner reruns the benchmark as the run-as user: it kills and freezes the
+// cluster's processes, which that user owns.
+func (f *benchFlags) asOwner(cmd *cobra.Command, args []string, o bench.Options) error {
+	owner, err := local.LookupRunAs(f.runAs)
+	if err != nil {
+		return err
+	}
+	if o.Dir != "" {
+		if err := local.ClaimDir(o.Dir, owner); err != nil {
+			return err
+		}
+	}
+	return asOwner(cmd, args, owner, o.Dir, o.Manifest)
 }

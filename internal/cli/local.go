@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,22 +36,32 @@ func newUpCmd(dir *string) *cobra.Command {
 		Use:   "up -f MANIFEST",
 		Short: "Create (or resume) a local cluster and wait until every instance is ready",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			manifest, err := os.ReadFile(file) // #nosec G304 -- the user's manifest
+		RunE: func(cmd *cobra.Command, args []string) error {
+			manifest, err := readManifest(file)
 			if err != nil {
-				return fmt.Errorf("reading manifest: %w", err)
+				return err
+			}
+			c, err := v1.LoadAndValidate(manifest)
+			if err != nil {
+				return err
 			}
 			d := *dir
 			if d == "" {
-				c, err := v1.LoadAndValidate(manifest)
-				if err != nil {
-					return err
-				}
 				d = filepath.Join(".pgward", c.Name)
 			}
 			abs, err := filepath.Abs(d)
 			if err != nil {
 				return err
+			}
+			if isRoot() {
+				owner, err := local.LookupRunAs(runAs)
+				if err != nil {
+					return err
+				}
+				if err := local.ClaimDir(abs, owner); err != nil {
+					return err
+				}
+				return asOwner(cmd, args, owner, abs, manifest)
 			}
 			return local.Up(cmd.Context(), local.UpOptions{
 				Dir: abs, Manifest: manifest, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, HA: ha, Out: cmd.OutOrStdout(),
@@ -73,10 +84,20 @@ func newDownCmd(dir *string) *cobra.Command {
 		Use:   "down",
 		Short: "Stop every process of a local cluster (--purge also deletes its data)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			d, err := resolveDir(*dir)
 			if err != nil {
 				return err
+			}
+			if isRoot() {
+				if err := asDirOwner(cmd, args, d); err != nil || !purge {
+					return err
+				}
+				// The owner emptied it; the directory's parent may be root's.
+				if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("removing %s: %w", d, err)
+				}
+				return nil
 			}
 			return local.Down(cmd.Context(), local.DownOptions{Dir: d, Purge: purge, Out: cmd.OutOrStdout()})
 		},
@@ -91,10 +112,13 @@ func newStatusCmd(dir *string) *cobra.Command {
 		Use:   "status",
 		Short: "Show each instance's role, state, timeline, LSN, lag and replication TLS",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			d, err := resolveDir(*dir)
 			if err != nil {
 				return err
+			}
+			if isRoot() {
+				return asDirOwner(cmd, args, d)
 			}
 			return local.Status(cmd.Context(), local.StatusOptions{Dir: d, Output: output, Out: cmd.OutOrStdout()})
 		},
@@ -113,6 +137,9 @@ func newURICmd(dir *string) *cobra.Command {
 			d, err := resolveDir(*dir)
 			if err != nil {
 				return err
+			}
+			if isRoot() {
+				return asDirOwner(cmd, args, d)
 			}
 			u, err := local.URI(local.URIOptions{Dir: d, User: args[0], ReadOnly: ro})
 			if err != nil {
@@ -136,6 +163,9 @@ func newPromoteCmd(dir *string) *cobra.Command {
 			d, err := resolveDir(*dir)
 			if err != nil {
 				return err
+			}
+			if isRoot() {
+				return asDirOwner(cmd, args, d)
 			}
 			return local.Promote(cmd.Context(), local.PromoteOptions{Dir: d, Instance: args[0], Timeout: timeout, Out: cmd.OutOrStdout()})
 		},
@@ -188,4 +218,13 @@ func resolveDir(dir string) (string, error) {
 		return "", fmt.Errorf("no --dir given and ./.pgward holds %d clusters %v; pass --dir", len(found), found)
 	}
 	return filepath.Abs(filepath.Join(".pgward", found[0]))
+}
+
+// asDirOwner reruns cmd as the owner of the state directory dir.
+func asDirOwner(cmd *cobra.Command, args []string, dir string) error {
+	owner, err := local.DirOwner(dir)
+	if err != nil {
+		return err
+	}
+	return asOwner(cmd, args, owner, dir, nil)
 }

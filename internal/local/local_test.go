@@ -140,7 +140,7 @@ func TestToPlanStatus(t *testing.T) {
 func TestCanTraverse(t *testing.T) {
 	// canTraverse judges from modes and owners alone, so any stranger works:
 	// nobody (65534) owns none of these directories.
-	u := &osUser{Name: "nobody", UID: 65534, GID: 65534}
+	u := &Owner{Name: "nobody", UID: 65534, GID: 65534}
 	base := t.TempDir()
 	private := filepath.Join(base, "private")
 	if err := os.Mkdir(private, 0o700); err != nil {

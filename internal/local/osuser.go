@@ -1,6 +1,7 @@
 package local
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,56 +12,79 @@ import (
 	"syscall"
 )
 
-// osUser is the unprivileged account instances run as.
-type osUser struct {
+// Owner is the unprivileged OS account a cluster's processes run as.
+//
+// pgward does as little as possible as root: it claims the state directory
+// for the owner (create, chown) and then runs the requested command as the
+// owner (see cli's privilege drop). Everything that reads or writes inside
+// the state directory, which the owner controls, runs unprivileged, so a
+// symlink or a forged pid file planted there cannot make root write to or
+// signal anything else.
+type Owner struct {
 	Name     string
 	UID, GID uint32
 	Groups   []uint32
 }
 
-// resolveRunAs picks the OS user instances run as. PostgreSQL refuses to run
-// as root, and so does pgward: as root we drop to runAs (default postgres);
-// as anyone else we run as ourselves.
-func resolveRunAs(runAs string) (*osUser, error) {
-	if os.Geteuid() != 0 {
-		u, err := user.Current()
-		if err != nil {
-			return nil, fmt.Errorf("looking up the current user: %w", err)
-		}
-		if runAs != "" && runAs != u.Username {
-			return nil, fmt.Errorf("--run-as %q needs root; as %q, instances run as %q", runAs, u.Username, u.Username)
-		}
-		return lookupUser(u.Username)
+// Credential is what exec needs to run a child as o.
+func (o *Owner) Credential() *syscall.Credential {
+	return &syscall.Credential{Uid: o.UID, Gid: o.GID, Groups: o.Groups}
+}
+
+// errRoot is returned by every operation that touches a state directory
+// when called as root.
+var errRoot = errors.New("pgward local must not run as root past the privilege drop: PostgreSQL and everything touching its files run as an unprivileged user")
+
+// currentOwner is the user the unprivileged code path runs as. runAs, if
+// given, must name that user.
+func currentOwner(runAs string) (*Owner, error) {
+	if os.Geteuid() == 0 {
+		return nil, errRoot
 	}
+	u, err := user.Current()
+	if err != nil {
+		return nil, fmt.Errorf("looking up the current user: %w", err)
+	}
+	if runAs != "" && runAs != u.Username {
+		return nil, fmt.Errorf("--run-as %q needs root; as %q, instances run as %q", runAs, u.Username, u.Username)
+	}
+	return lookupOwner(u.Username)
+}
+
+// LookupRunAs resolves the user root drops to (default postgres).
+func LookupRunAs(runAs string) (*Owner, error) {
 	if runAs == "" {
 		runAs = "postgres"
 	}
-	u, err := lookupUser(runAs)
+	o, err := lookupOwner(runAs)
 	if err != nil {
 		return nil, fmt.Errorf("pgward runs PostgreSQL as an unprivileged user when started as root: %w (create it, or pass --run-as)", err)
 	}
-	if u.UID == 0 {
+	if o.UID == 0 {
 		return nil, fmt.Errorf("--run-as %q is root; PostgreSQL must run as an unprivileged user", runAs)
 	}
-	return u, nil
+	return o, nil
 }
 
-func lookupUser(name string) (*osUser, error) {
+func lookupOwner(name string) (*Owner, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
 		return nil, fmt.Errorf("OS user %q: %w", name, err)
 	}
+	return ownerFrom(u)
+}
+
+func ownerFrom(u *user.User) (*Owner, error) {
 	uid, err := strconv.ParseUint(u.Uid, 10, 32)
 	if err != nil {
-		return nil, fmt.Errorf("OS user %q: uid %q: %w", name, u.Uid, err)
+		return nil, fmt.Errorf("OS user %q: uid %q: %w", u.Username, u.Uid, err)
 	}
 	gid, err := strconv.ParseUint(u.Gid, 10, 32)
 	if err != nil {
-		return nil, fmt.Errorf("OS user %q: gid %q: %w", name, u.Gid, err)
+		return nil, fmt.Errorf("OS user %q: gid %q: %w", u.Username, u.Gid, err)
 	}
-	out := &osUser{Name: name, UID: uint32(uid), GID: uint32(gid)}
-	gids, err := u.GroupIds()
-	if err == nil {
+	out := &Owner{Name: u.Username, UID: uint32(uid), GID: uint32(gid)}
+	if gids, err := u.GroupIds(); err == nil {
 		for _, g := range gids {
 			if n, err := strconv.ParseUint(g, 10, 32); err == nil {
 				out.Groups = append(out.Groups, uint32(n))
@@ -70,25 +94,67 @@ func lookupUser(name string) (*osUser, error) {
 	return out, nil
 }
 
-// credential is what exec needs to start a child as u; nil when we already are u.
-func (u *osUser) credential() *syscall.Credential {
-	if uint32(os.Geteuid()) == u.UID { // #nosec G115 -- euid is never negative
-		return nil
+// ClaimDir is root's whole part of `up`: it creates the state directory
+// (mode 0700, parents 0711) for o, or checks that an existing one is o's.
+func ClaimDir(dir string, o *Owner) error {
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o711); err != nil { // #nosec G301 -- search-only for others
+		return fmt.Errorf("creating %s: %w", parent, err)
 	}
-	return &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}
+	if err := o.canTraverse(dir); err != nil {
+		return err
+	}
+	err := os.Mkdir(dir, 0o700)
+	switch {
+	case err == nil:
+		// Lchown: dir was just created by us, but never follow a link.
+		return os.Lchown(dir, int(o.UID), int(o.GID))
+	case errors.Is(err, fs.ErrExist):
+		owner, err := DirOwner(dir)
+		if err != nil {
+			return err
+		}
+		if owner.UID != o.UID {
+			return fmt.Errorf("%s belongs to OS user %q, not %q", dir, owner.Name, o.Name)
+		}
+		return nil
+	default:
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
 }
 
-// canTraverse reports whether u can reach dir: every ancestor must grant it
+// DirOwner returns the owner of a state directory, refusing a symlink and
+// a directory owned by root (root never runs a cluster).
+func DirOwner(dir string) (*Owner, error) {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("no cluster in %s: %w", dir, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	if st.Uid == 0 {
+		return nil, fmt.Errorf("%s is owned by root; pgward state directories belong to the unprivileged user", dir)
+	}
+	u, err := user.LookupId(strconv.FormatUint(uint64(st.Uid), 10))
+	if err != nil {
+		return nil, fmt.Errorf("owner of %s: %w", dir, err)
+	}
+	return ownerFrom(u)
+}
+
+// canTraverse reports whether o can reach dir: every ancestor must grant it
 // search permission. Checked up front so a state directory under /root
 // fails with a clear message instead of an initdb permission error.
-func (u *osUser) canTraverse(dir string) error {
+func (o *Owner) canTraverse(dir string) error {
 	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
 		fi, err := os.Stat(d)
 		if err != nil {
 			return err
 		}
-		if !u.mayExecute(fi) {
-			return fmt.Errorf("user %q cannot reach %s: %s is mode %v; choose a --dir elsewhere (e.g. under /var/lib/pgward)", u.Name, dir, d, fi.Mode().Perm())
+		if !o.mayExecute(fi) {
+			return fmt.Errorf("user %q cannot reach %s: %s is mode %v; choose a --dir elsewhere (e.g. under /var/lib/pgward)", o.Name, dir, d, fi.Mode().Perm())
 		}
 		if d == filepath.Dir(d) {
 			return nil
@@ -96,38 +162,18 @@ func (u *osUser) canTraverse(dir string) error {
 	}
 }
 
-func (u *osUser) mayExecute(fi fs.FileInfo) bool {
+func (o *Owner) mayExecute(fi fs.FileInfo) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return true
 	}
 	perm := fi.Mode().Perm()
 	switch {
-	case st.Uid == u.UID:
+	case st.Uid == o.UID:
 		return perm&0o100 != 0
-	case st.Gid == u.GID || slices.Contains(u.Groups, st.Gid):
+	case st.Gid == o.GID || slices.Contains(o.Groups, st.Gid):
 		return perm&0o010 != 0
 	default:
 		return perm&0o001 != 0
 	}
-}
-
-// chownTree gives dir and everything below it to u (when we are root).
-func (u *osUser) chownTree(dir string) error {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	// os.Root keeps every operation inside dir even if something in it is
-	// (or becomes) a symlink pointing elsewhere.
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = root.Close() }()
-	return fs.WalkDir(root.FS(), ".", func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return root.Lchown(p, int(u.UID), int(u.GID))
-	})
 }

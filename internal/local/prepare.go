@@ -32,7 +32,7 @@ type prepared struct {
 	layout  Layout
 	cluster *v1.Cluster
 	state   *State
-	user    *osUser
+	user    *Owner
 	tls     tlsSecrets
 	app     string
 	super   string
@@ -50,22 +50,11 @@ func prepare(l Layout, manifest []byte, runAs, pgBin string, ha HAOptions, progr
 	if err := checkResume(l, c); err != nil {
 		return nil, err
 	}
-	u, err := resolveRunAs(runAs)
+	u, err := currentOwner(runAs)
 	if err != nil {
 		return nil, err
 	}
-	// Parents we create (./.pgward) only need to be traversable by the
-	// run-as user; the state directory itself is private.
-	if err := os.MkdirAll(filepath.Dir(l.Dir), 0o711); err != nil { // #nosec G301 -- search-only for others
-		return nil, fmt.Errorf("creating %s: %w", filepath.Dir(l.Dir), err)
-	}
-	if err := u.canTraverse(l.Dir); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(l.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating state directory: %w", err)
-	}
-	if err := os.Chmod(l.Dir, 0o700); err != nil { // #nosec G302 -- a directory needs x; 0700 is owner-only
+	if err := ClaimDir(l.Dir, u); err != nil {
 		return nil, err
 	}
 	st, err := ensureState(l, c, u, pgBin, ha)
@@ -97,9 +86,6 @@ func prepare(l Layout, manifest []byte, runAs, pgBin string, ha HAOptions, progr
 	if err := touch(l.LockFile()); err != nil {
 		return nil, err
 	}
-	if err := u.chownTree(l.Dir); err != nil {
-		return nil, fmt.Errorf("giving %s to %s: %w", l.Dir, u.Name, err)
-	}
 	return p, nil
 }
 
@@ -128,7 +114,7 @@ func checkResume(l Layout, c *v1.Cluster) error {
 
 // ensureState fixes the ports and the run-as user on the first run. Ports
 // are chosen by the kernel (bind to :0) so several clusters can coexist.
-func ensureState(l Layout, c *v1.Cluster, u *osUser, pgBin string, ha HAOptions) (*State, error) {
+func ensureState(l Layout, c *v1.Cluster, u *Owner, pgBin string, ha HAOptions) (*State, error) {
 	st, err := LoadState(l)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
@@ -299,7 +285,7 @@ func (p *prepared) writeInstanceConfigs() error {
 }
 
 // installBinary copies the running pgward into the state directory, so the
-// unprivileged user can execute it even when ours lives under /root.
+// controller runs the same binary whatever happens to the one we run.
 func installBinary(l Layout) error {
 	self, err := os.Executable()
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/pgward/pgward/internal/instance"
@@ -51,21 +50,12 @@ func Promote(ctx context.Context, o PromoteOptions) error {
 }
 
 // RequestSwitchover leaves a request the controller picks up on its next
-// tick. The file is handed to the state directory's owner, who runs the
-// controller.
+// tick.
 func RequestSwitchover(l Layout, to string) error {
-	p := switchoverFile(l)
-	if err := instance.WriteFileAtomic(p, []byte(to+"\n"), 0o600); err != nil {
-		return err
+	if os.Geteuid() == 0 {
+		return errRoot
 	}
-	fi, err := os.Stat(l.Dir)
-	if err != nil {
-		return err
-	}
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 {
-		return os.Chown(p, int(sys.Uid), int(sys.Gid))
-	}
-	return nil
+	return instance.WriteFileAtomic(switchoverFile(l), []byte(to+"\n"), 0o600)
 }
 
 // WaitHealthy waits until primary (or, when empty, the planner's target) is

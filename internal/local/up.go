@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -51,7 +53,7 @@ func Up(ctx context.Context, o UpOptions) error {
 	if controllerRunning(l) {
 		say("controller already running; checking the instances")
 	} else {
-		if exited, err = startController(l, p.user); err != nil {
+		if exited, err = startController(l); err != nil {
 			return err
 		}
 		say("controller started (log: " + l.ControllerLog() + ")")
@@ -72,23 +74,20 @@ func Up(ctx context.Context, o UpOptions) error {
 }
 
 // startController launches `pgward local controller` detached in its own
-// session, as the run-as user, with its output in the controller log. The
-// returned channel closes if it exits while we are still waiting on it.
-func startController(l Layout, u *osUser) (<-chan struct{}, error) {
+// session, with its output in the controller log. The returned channel
+// closes if it exits while we are still waiting on it.
+func startController(l Layout) (<-chan struct{}, error) {
 	logf, err := os.OpenFile(l.ControllerLog(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = logf.Close() }()
-	if err := os.Lchown(l.ControllerLog(), int(u.UID), int(u.GID)); err != nil && os.Geteuid() == 0 {
-		return nil, err
-	}
 	// The controller outlives this command, so no context may end it.
 	cmd := exec.Command(filepath.Join(l.BinDir(), "pgward"), "local", "controller", "--dir", l.Dir) //nolint:noctx // see above
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = l.Dir
 	cmd.Env = minimalEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: u.credential()}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the controller: %w", err)
 	}
@@ -215,6 +214,9 @@ type DownOptions struct {
 // and waits until no process of the cluster is left. With Purge it then
 // deletes the state directory.
 func Down(_ context.Context, o DownOptions) error {
+	if os.Geteuid() == 0 {
+		return errRoot
+	}
 	l := Layout{Dir: o.Dir}
 	if _, err := os.Stat(l.StateFile()); err != nil {
 		return fmt.Errorf("no cluster in %s: %w", l.Dir, err)
@@ -226,6 +228,9 @@ func Down(_ context.Context, o DownOptions) error {
 		pid, err := readPid(l)
 		if err != nil {
 			return fmt.Errorf("controller running but its pid is unknown: %w", err)
+		}
+		if !isController(pid, l) {
+			return fmt.Errorf("pid %d in %s is not this cluster's controller; not signalling it", pid, l.PidFile())
 		}
 		_, _ = fmt.Fprintf(o.Out, "stopping controller (pid %d) and its instances\n", pid)
 		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
@@ -247,10 +252,29 @@ func Down(_ context.Context, o DownOptions) error {
 	}
 	_, _ = fmt.Fprintln(o.Out, "all instances stopped")
 	if o.Purge {
-		if err := os.RemoveAll(l.Dir); err != nil {
-			return fmt.Errorf("purging %s: %w", l.Dir, err)
+		if err := purge(l.Dir); err != nil {
+			return err
 		}
 		_, _ = fmt.Fprintln(o.Out, "purged "+l.Dir)
+	}
+	return nil
+}
+
+// purge deletes everything in dir, then dir itself if we may: when root
+// created it for us in a directory only root can write, root removes the
+// empty directory after we return.
+func purge(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("purging %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("purging %s: %w", dir, err)
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("purging %s: %w", dir, err)
 	}
 	return nil
 }
@@ -276,6 +300,16 @@ func checkNoPostmaster(l Layout) error {
 		return fmt.Errorf("postgres still running: %s", strings.Join(alive, ", "))
 	}
 	return nil
+}
+
+// isController reports whether pid runs `pgward local controller` for l.
+func isController(pid int, l Layout) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+	return slices.Contains(args, "controller") && slices.Contains(args, l.Dir)
 }
 
 func processAlive(pid int) bool {

@@ -222,6 +222,13 @@ func TestLocalCluster(t *testing.T) {
 		if len(pids) < 7 { // controller, 3 instance managers, 3 postmasters (and their children)
 			t.Fatalf("expected the cluster's processes, found %v", pids)
 		}
+		// Nothing of the cluster runs as root, even when pgward was started by root.
+		for _, p := range pids {
+			pid, _, _ := strings.Cut(p, ":")
+			if uid := procUID(t, pid); uid == "0" {
+				t.Errorf("process %s runs as root", p)
+			}
+		}
 		mustPgward(t, "local", "down", "--dir", dir)
 		if left := clusterPids(t, dir); len(left) > 0 {
 			t.Fatalf("processes left after down: %v", left)
@@ -401,4 +408,19 @@ func clusterPids(t *testing.T, dir string) []string {
 		}
 	}
 	return pids
+}
+
+// procUID returns the real uid of pid from /proc.
+func procUID(t *testing.T, pid string) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+			return f[1]
+		}
+	}
+	return ""
 }
