@@ -21,6 +21,10 @@ metadata:
 spec:
   instances: 1
   enableSuperuserAccess: true
+  postgresql:
+    parameters:
+      # Every statement is logged: the role passwords must still not be.
+      log_statement: all
   bootstrap:
     initdb:
       database: shop
@@ -53,6 +57,25 @@ spec:
 	if _, err := os.Stat(filepath.Join(dir, "secrets", "single-superuser", "pgpass")); err != nil {
 		t.Fatalf("superuser secret: %v", err)
 	}
+	// With log_statement = all, the statements that set passwords are
+	// still kept out of the log (and carry only SCRAM verifiers anyway).
+	log, err := os.ReadFile(filepath.Join(dir, "instances", "single-1", "postgres.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "statement: SELECT current_user") {
+		t.Fatalf("log_statement=all did not take effect; the check below would prove nothing")
+	}
+	if strings.Contains(string(log), "SCRAM-SHA-256$") || strings.Contains(string(log), "PASSWORD") {
+		t.Error("a password statement reached the server log")
+	}
+	checkNoLeaks(t, dir)
+
+	// ALTER SYSTEM would override the declared configuration from
+	// postgresql.auto.conf; pgward empties that file at every start.
+	if out, err := psql(ctx, "", su, "ALTER SYSTEM SET work_mem = '77MB'"); err != nil {
+		t.Fatalf("ALTER SYSTEM: %v %s", err, out)
+	}
 
 	// One instance: a crash is followed by a restart, not a failover.
 	pid, err := os.ReadFile(filepath.Join(dir, "instances", "single-1", "data", "postmaster.pid"))
@@ -66,4 +89,7 @@ spec:
 		_, err := psql(ctx, "", app, "SELECT 1")
 		return err
 	})
+	if got, err := psql(ctx, "", su, "SHOW work_mem"); err != nil || got == "77MB" {
+		t.Errorf("ALTER SYSTEM survived a restart: %v %q", err, got)
+	}
 }
