@@ -18,7 +18,7 @@ func NewRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(NewLocalCmd(), NewInstanceCmd(), NewBenchCmd())
+	root.AddCommand(NewLocalCmd(), NewInstanceCmd(), NewBenchCmd(), NewOperatorCmd())
 	return root
 }
 

@@ -1,0 +1,390 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/instance"
+	"github.com/pgward/pgward/internal/instanceapi"
+	"github.com/pgward/pgward/internal/kube/build"
+	"github.com/pgward/pgward/internal/plan"
+)
+
+// Timing is the operator's side of the self-fencing argument (see
+// plan.FenceTiming) and how often it looks at each cluster.
+type Timing struct {
+	// RequestTimeout bounds one status request.
+	RequestTimeout time.Duration
+	// SelfFence is how long a primary accepts writes without a completed
+	// exchange with the operator; the pods get it in their config. It must
+	// outlast an operator restart or leader change, or every primary
+	// would fence itself during one.
+	SelfFence time.Duration
+	// StopTime bounds an instance's immediate shutdown once it fences.
+	StopTime time.Duration
+	// ClockStep is the largest forward jump of the operator's wall clock
+	// between two reconciles, including a move of leadership to another
+	// node whose clock differs.
+	ClockStep time.Duration
+	// Drift is the largest relative clock-rate error.
+	Drift float64
+	// CheckInterval is the longest a cluster goes unobserved.
+	CheckInterval time.Duration
+	// UnreachableTimeout is how long the primary may not answer before it
+	// counts as unhealthy.
+	UnreachableTimeout time.Duration
+}
+
+// DefaultTiming suits Kubernetes: a 30 s self-fencing window rides out an
+// operator restart (leader election takes ~15 s), at the price of a
+// failover of an unreachable primary after ~35 s.
+func DefaultTiming() Timing {
+	return Timing{
+		RequestTimeout:     2 * time.Second,
+		SelfFence:          30 * time.Second,
+		StopTime:           time.Second,
+		ClockStep:          2 * time.Second,
+		Drift:              1e-4,
+		CheckInterval:      2 * time.Second,
+		UnreachableTimeout: 5 * time.Second,
+	}
+}
+
+// planSpec is the planner's view of the cluster.
+func (r *ClusterReconciler) planSpec(c *v1.Cluster) (plan.Spec, error) {
+	t := r.Timing
+	bound, err := plan.FenceTiming{
+		SelfFence: t.SelfFence, RequestTimeout: t.RequestTimeout, CheckInterval: instance.FenceCheckInterval,
+		StopTime: t.StopTime, ClockStep: t.ClockStep, Drift: t.Drift,
+	}.Bound()
+	if err != nil {
+		return plan.Spec{}, fmt.Errorf("self-fencing timing: %w", err)
+	}
+	spec, err := plan.SpecFromCluster(c, build.InstanceNames(c))
+	if err != nil {
+		return spec, fmt.Errorf("planner spec: %w", err)
+	}
+	spec.SelfFenceBound = bound
+	spec.UnreachableTimeout = t.UnreachableTimeout
+	spec.CheckInterval = t.CheckInterval
+	return spec, spec.Validate()
+}
+
+// loadMemory reads the planner's Memory from the Cluster's status.
+func loadMemory(c *v1.Cluster) (plan.Memory, error) {
+	var m plan.Memory
+	if c.Status.PlannerMemory == nil || len(c.Status.PlannerMemory.Raw) == 0 {
+		return m, nil
+	}
+	if err := json.Unmarshal(c.Status.PlannerMemory.Raw, &m); err != nil {
+		return m, fmt.Errorf("cluster %s: status.plannerMemory: %w", c.Name, err)
+	}
+	return m, nil
+}
+
+// sameMemory compares memories by their JSON, the form they are stored
+// in, so that a round trip through the API server is not a change.
+func sameMemory(a, b plan.Memory) bool {
+	x, errA := json.Marshal(a)
+	y, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(x, y)
+}
+
+// targetOf is the instance that should be primary: the planner's target,
+// or, before the planner has chosen, the first instance (which bootstraps).
+func targetOf(c *v1.Cluster, mem plan.Memory) string {
+	if mem.TargetPrimary != "" {
+		return mem.TargetPrimary
+	}
+	return build.InstanceName(c, 1)
+}
+
+// observation is one instance's answer, kept in wire form for the status.
+type observation struct {
+	plan plan.InstanceStatus
+	wire *instanceapi.Status
+}
+
+// drive is the operator's half of the planner's Ready contract: observe
+// every instance, call plan.Next, persist its Memory in the status before
+// anything else, move the primary label to the target, run the actions in
+// order, and come back after RecheckAfter.
+func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, mem plan.Memory, pods map[string]*corev1.Pod, tlsm *tlsMaterial) (reconcile.Result, error) {
+	spec, err := r.planSpec(desired)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	obs := r.observe(ctx, desired, spec.Instances, pods, tlsm)
+	statuses := make([]plan.InstanceStatus, 0, len(obs))
+	for _, o := range obs {
+		statuses = append(statuses, o.plan)
+	}
+	ready := plan.Next(spec, mem, statuses, r.now())
+	if !sameMemory(ready.Memory, mem) {
+		if err := r.persistMemory(ctx, c, ready.Memory); err != nil {
+			// Never act on a decision that is not durable.
+			return reconcile.Result{}, fmt.Errorf("persisting the planner's memory (not acting): %w", err)
+		}
+	}
+	target := targetOf(desired, ready.Memory)
+	if err := r.relabel(ctx, pods, target); err != nil {
+		return reconcile.Result{}, err
+	}
+	r.publish(ctx, c, ready)
+	var actErr error
+	for _, a := range ready.Actions {
+		if a.Kind == plan.ActionHold {
+			continue
+		}
+		if actErr = r.execute(ctx, desired, ready.Memory, a, pods, tlsm); actErr != nil {
+			log.FromContext(ctx).Info("action failed; retrying after the next observation", "action", a.String(), "error", actErr.Error())
+			break
+		}
+	}
+	if err := r.updateStatus(ctx, c, desired, ready, obs, pods); err != nil {
+		return reconcile.Result{}, err
+	}
+	wait := min(max(ready.RecheckAfter, 100*time.Millisecond), r.Timing.CheckInterval)
+	return reconcile.Result{RequeueAfter: wait}, nil
+}
+
+// observe asks every instance for its status, in parallel, each within
+// RequestTimeout. ObservedAt is when the request was sent, as
+// plan.FenceTiming requires; an instance without a pod, or that does not
+// answer, is unreachable.
+func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []string, pods map[string]*corev1.Pod, tlsm *tlsMaterial) []observation {
+	key := client.ObjectKeyFromObject(c).String()
+	out := make([]observation, len(names))
+	ids := make([]uint64, len(names))
+	done := make(chan struct{}, len(names))
+	r.mu.Lock()
+	acks := map[string]uint64{}
+	for k, v := range r.acks[key] {
+		acks[k] = v
+	}
+	r.mu.Unlock()
+	for i, name := range names {
+		sent := r.now()
+		out[i] = observation{plan: plan.InstanceStatus{Name: name, ObservedAt: sent}}
+		pod := pods[name]
+		if pod == nil || !pod.DeletionTimestamp.IsZero() {
+			done <- struct{}{}
+			continue
+		}
+		in := r.instanceFor(c, pod, tlsm)
+		go func() {
+			defer func() { done <- struct{}{} }()
+			rctx, cancel := context.WithTimeout(ctx, r.Timing.RequestTimeout)
+			defer cancel()
+			st, err := r.Instances.Status(rctx, in, acks[name])
+			if err != nil || st.Name != name {
+				return
+			}
+			out[i] = observation{plan: toPlanStatus(st, sent), wire: st}
+			ids[i] = st.RequestID
+		}()
+	}
+	for range names {
+		<-done
+	}
+	r.mu.Lock()
+	if r.acks == nil {
+		r.acks = map[string]map[string]uint64{}
+	}
+	if r.acks[key] == nil {
+		r.acks[key] = map[string]uint64{}
+	}
+	for i, o := range out {
+		if o.plan.Reachable {
+			r.acks[key][o.plan.Name] = ids[i]
+		}
+	}
+	r.mu.Unlock()
+	return out
+}
+
+func (r *ClusterReconciler) instanceFor(c *v1.Cluster, pod *corev1.Pod, tlsm *tlsMaterial) Instance {
+	in := Instance{
+		Cluster:    client.ObjectKeyFromObject(c).String(),
+		Name:       pod.Name,
+		ServerName: build.ServerName(c),
+		TLS:        tlsm.client,
+	}
+	if ip := pod.Status.PodIP; ip != "" {
+		in.Addr = net.JoinHostPort(ip, strconv.Itoa(build.StatusPort))
+	}
+	return in
+}
+
+// toPlanStatus translates the wire status into the planner's observation
+// (as the local runtime does).
+func toPlanStatus(st *instanceapi.Status, sent time.Time) plan.InstanceStatus {
+	s := plan.InstanceStatus{
+		Name:              st.Name,
+		Reachable:         true,
+		ObservedAt:        sent,
+		Empty:             st.Empty,
+		PostmasterRunning: st.PostmasterRunning,
+		Fenced:            st.Fenced,
+		Role:              plan.Role(st.Role),
+		Epoch:             st.Epoch,
+		Timeline:          st.Timeline,
+		StreamingFrom:     st.StreamingFrom,
+		SyncStandbyNames:  st.SyncStandbyNames,
+		ReceivedLSN:       parseLSN(st.ReceivedLSN),
+		ReplayedLSN:       parseLSN(st.ReplayedLSN),
+		CurrentLSN:        parseLSN(st.CurrentLSN),
+	}
+	// A status that could not read PostgreSQL is not a working instance.
+	if st.PostmasterRunning && !st.Ready {
+		s.Role = plan.RoleUnknown
+	}
+	return s
+}
+
+func parseLSN(s string) plan.LSN {
+	l, err := plan.ParseLSN(s)
+	if err != nil {
+		return 0
+	}
+	return l
+}
+
+// persistMemory writes the planner's Memory (and the primaries it names)
+// to the status. The patch carries the resourceVersion the memory was
+// read at: if anything else wrote the Cluster meanwhile, it fails and the
+// decision is made again from fresh state.
+func (r *ClusterReconciler) persistMemory(ctx context.Context, c *v1.Cluster, mem plan.Memory) error {
+	raw, err := json.Marshal(mem)
+	if err != nil {
+		return fmt.Errorf("encoding planner memory: %w", err)
+	}
+	before := c.DeepCopy()
+	c.Status.PlannerMemory = &runtime.RawExtension{Raw: raw}
+	c.Status.TargetPrimary = targetOf(c, mem)
+	c.Status.CurrentPrimary = mem.CurrentPrimary
+	return r.Client.Status().Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+}
+
+// relabel moves the primary role label to target (and the replica label to
+// every other instance), which is what points the read-write Service at
+// the new primary after a failover.
+func (r *ClusterReconciler) relabel(ctx context.Context, pods map[string]*corev1.Pod, target string) error {
+	for name, pod := range pods {
+		want := roleOf(name, target)
+		if pod.Labels[build.RoleLabel] == want {
+			continue
+		}
+		before := pod.DeepCopy()
+		if pod.Labels == nil {
+			pod.Labels = map[string]string{}
+		}
+		pod.Labels[build.RoleLabel] = want
+		if err := r.Client.Patch(ctx, pod, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+			return fmt.Errorf("labelling pod %s %s: %w", name, want, err)
+		}
+	}
+	return nil
+}
+
+// execute sends one action to its instance as a command.
+func (r *ClusterReconciler) execute(ctx context.Context, c *v1.Cluster, mem plan.Memory, a plan.Action, pods map[string]*corev1.Pod, tlsm *tlsMaterial) error {
+	pod := pods[a.Instance]
+	if pod == nil {
+		return fmt.Errorf("%s: no pod %s", a.Kind, a.Instance)
+	}
+	cmd := instanceapi.Command{Epoch: mem.Epoch, SyncStandbys: a.SyncStandbys}
+	switch a.Kind {
+	case plan.ActionBootstrap:
+		cmd.Kind, cmd.Epoch = instanceapi.CommandBootstrap, a.Epoch
+	case plan.ActionPromote:
+		cmd.Kind, cmd.Epoch = instanceapi.CommandPromote, a.Epoch
+	case plan.ActionFollow:
+		cmd.Kind = instanceapi.CommandFollow
+	case plan.ActionFence:
+		cmd.Kind = instanceapi.CommandFence
+	case plan.ActionStart:
+		cmd.Kind = instanceapi.CommandStart
+	case plan.ActionDemote:
+		cmd.Kind = instanceapi.CommandDemote
+	case plan.ActionRejoin:
+		cmd.Kind = instanceapi.CommandRejoin
+	case plan.ActionRecreate:
+		cmd.Kind = instanceapi.CommandRecreate
+	case plan.ActionSetSyncStandbys:
+		cmd.Kind = instanceapi.CommandSetSyncStandbys
+	default:
+		return fmt.Errorf("unknown action %q", a.Kind)
+	}
+	if a.Primary != "" {
+		// Peers reach the primary through the read-write Service, which
+		// relabel has already pointed at it.
+		cmd.Primary = &instanceapi.Endpoint{Name: a.Primary, Host: build.ServerName(c), Port: build.PostgresPort}
+	}
+	rctx, cancel := context.WithTimeout(ctx, r.Timing.RequestTimeout)
+	defer cancel()
+	if err := r.Instances.Command(rctx, r.instanceFor(c, pod, tlsm), cmd); err != nil {
+		return err
+	}
+	log.FromContext(ctx).Info("action", "action", a.String())
+	return nil
+}
+
+// publish records the planner's events on the Cluster, each at most once
+// every ten minutes.
+func (r *ClusterReconciler) publish(ctx context.Context, c *v1.Cluster, ready plan.Ready) {
+	logger := log.FromContext(ctx)
+	for _, e := range ready.Events {
+		key := client.ObjectKeyFromObject(c).String() + " " + e.String()
+		if !r.firstIn(key, 10*time.Minute) {
+			continue
+		}
+		kind := corev1.EventTypeNormal
+		if e.Warning {
+			kind = corev1.EventTypeWarning
+		}
+		logger.Info("planner", "event", e.Reason, "message", e.Message)
+		if r.Recorder != nil {
+			r.Recorder.Eventf(c, nil, kind, e.Reason, "Plan", "%s", e.Message)
+		}
+	}
+	for _, a := range ready.Actions {
+		if a.Kind == plan.ActionHold && r.firstIn(client.ObjectKeyFromObject(c).String()+" hold", 30*time.Second) {
+			logger.V(1).Info("planner holds", "reason", a.Reason)
+		}
+	}
+}
+
+// firstIn reports whether key was not seen in the last period, and marks it.
+func (r *ClusterReconciler) firstIn(key string, period time.Duration) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if t, ok := r.said[key]; ok && now.Sub(t) < period {
+		return false
+	}
+	if r.said == nil {
+		r.said = map[string]time.Time{}
+	}
+	if len(r.said) > 10000 {
+		for k, t := range r.said {
+			if now.Sub(t) >= period {
+				delete(r.said, k)
+			}
+		}
+	}
+	r.said[key] = now
+	return true
+}

@@ -1,0 +1,103 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/kube/build"
+)
+
+// ensureInstances makes each instance's config secret, PVC and pod, with
+// the pod labelled primary if it is target and replica otherwise, and
+// removes the instances a scale-down left over (never the target primary,
+// which a switchover must move first). It returns the pods by name.
+//
+// A pod's spec is immutable: an existing pod only gets its labels updated.
+func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, target string) (map[string]*corev1.Pod, error) {
+	pods := map[string]*corev1.Pod{}
+	for _, name := range build.InstanceNames(c) {
+		cfg, err := build.InstanceConfigSecret(c, name, target, r.Options)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := ensure(ctx, r.Client, c, cfg, mutateSecret); err != nil {
+			return nil, err
+		}
+		pvc, err := build.PVC(c, name)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := ensure(ctx, r.Client, c, pvc, growPVC); err != nil {
+			return nil, err
+		}
+		pod, err := ensure(ctx, r.Client, c, build.Pod(c, name, roleOf(name, target), r.Options), func(_, _ *corev1.Pod) {})
+		if err != nil {
+			return nil, err
+		}
+		pods[name] = pod
+	}
+	if err := r.removeExtraInstances(ctx, c, target); err != nil {
+		return nil, err
+	}
+	return pods, nil
+}
+
+// growPVC asks for more storage when the spec grew; volumes never shrink
+// (the webhook refuses that) and nothing else of a bound claim may change.
+func growPVC(cur, want *corev1.PersistentVolumeClaim) {
+	w := want.Spec.Resources.Requests[corev1.ResourceStorage]
+	c := cur.Spec.Resources.Requests[corev1.ResourceStorage]
+	if w.Cmp(c) > 0 {
+		if cur.Spec.Resources.Requests == nil {
+			cur.Spec.Resources.Requests = corev1.ResourceList{}
+		}
+		cur.Spec.Resources.Requests[corev1.ResourceStorage] = w
+	}
+}
+
+// removeExtraInstances deletes the pods, PVCs and config secrets of
+// instances beyond spec.instances.
+func (r *ClusterReconciler) removeExtraInstances(ctx context.Context, c *v1.Cluster, target string) error {
+	sel := []client.ListOption{client.InNamespace(c.Namespace), client.MatchingLabels(build.ClusterLabels(c))}
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, sel...); err != nil {
+		return fmt.Errorf("listing pods of %s: %w", c.Name, err)
+	}
+	var pvcs corev1.PersistentVolumeClaimList
+	if err := r.Client.List(ctx, &pvcs, sel...); err != nil {
+		return fmt.Errorf("listing volumes of %s: %w", c.Name, err)
+	}
+	extra := map[string]bool{}
+	for _, p := range pods.Items {
+		extra[p.Name] = true
+	}
+	for _, p := range pvcs.Items {
+		extra[p.Name] = true
+	}
+	for name := range extra {
+		if idx := build.InstanceIndex(c, name); idx <= c.Spec.Instances || name == target {
+			continue
+		}
+		for _, obj := range []client.Object{
+			&corev1.Pod{ObjectMeta: objectKey(c, name)},
+			&corev1.PersistentVolumeClaim{ObjectMeta: objectKey(c, name)},
+			&corev1.Secret{ObjectMeta: objectKey(c, build.InstanceConfigSecretName(name))},
+		} {
+			if err := deleteOwned(ctx, r.Client, c, obj); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func roleOf(name, target string) string {
+	if name == target {
+		return build.RolePrimary
+	}
+	return build.RoleReplica
+}

@@ -1,0 +1,509 @@
+package kube_test
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/kube"
+	"github.com/pgward/pgward/internal/kube/build"
+	"github.com/pgward/pgward/internal/pki"
+)
+
+// reconcileOnce runs one reconcile of c and fails the test on error.
+func reconcileOnce(t *testing.T, r *kube.ClusterReconciler, c *v1.Cluster) reconcile.Result {
+	t.Helper()
+	res, err := r.Reconcile(ctxFor(t), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+	if err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	return res
+}
+
+// createCluster stores c as the admission webhook would have left it.
+func createCluster(t *testing.T, c *v1.Cluster) {
+	t.Helper()
+	v1.SetDefaults(c)
+	if err := admin.Create(ctxFor(t), c); err != nil {
+		t.Fatalf("creating cluster: %v", err)
+	}
+}
+
+// owned lists every object of the namespace, by "Kind/name", with its
+// resourceVersion.
+func snapshot(t *testing.T, ns string) map[string]string {
+	t.Helper()
+	ctx := ctxFor(t)
+	out := map[string]string{}
+	lists := []client.ObjectList{
+		&corev1.SecretList{}, &corev1.ServiceList{}, &corev1.PodList{}, &corev1.PersistentVolumeClaimList{},
+		&corev1.ServiceAccountList{}, &rbacv1.RoleList{}, &rbacv1.RoleBindingList{},
+		&policyv1.PodDisruptionBudgetList{}, &networkingv1.NetworkPolicyList{}, &v1.ClusterList{},
+	}
+	for _, l := range lists {
+		if err := admin.List(ctx, l, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		items, err := metaItems(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range items {
+			out[fmt.Sprintf("%T/%s", l, o.GetName())] = o.GetResourceVersion()
+		}
+	}
+	return out
+}
+
+func metaItems(l client.ObjectList) ([]metav1.Object, error) {
+	var out []metav1.Object
+	switch l := l.(type) {
+	case *corev1.SecretList:
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	case *corev1.ServiceList:
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	case *corev1.PodList:
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	case *corev1.PersistentVolumeClaimList:
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	case *corev1.ServiceAccountList:
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	case *rbacv1.RoleList:
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	case *rbacv1.RoleBindingList:
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	case *policyv1.PodDisruptionBudgetList:
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	case *networkingv1.NetworkPolicyList:
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	case *v1.ClusterList:
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
+	default:
+		return nil, fmt.Errorf("unhandled list %T", l)
+	}
+	return out, nil
+}
+
+// TestSampleCluster creates the sample Cluster in a namespace that enforces
+// the restricted Pod Security Standard and checks every object the operator
+// makes: existence, the parts of the spec that matter, and ownership.
+func TestSampleCluster(t *testing.T) {
+	ns := newNamespace(t, true)
+	ctx := ctxFor(t)
+	c := sampleCluster(t, ns)
+	createCluster(t, c)
+	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
+	res := reconcileOnce(t, r, c)
+	if res.RequeueAfter <= 0 || res.RequeueAfter > kube.DefaultTiming().CheckInterval {
+		t.Errorf("requeue after %v", res.RequeueAfter)
+	}
+
+	get := func(obj client.Object, name string) {
+		t.Helper()
+		if err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, obj); err != nil {
+			t.Fatalf("%T %s: %v", obj, name, err)
+		}
+	}
+	// The pods exist, so the API server's PodSecurity admission let them in.
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("cluster-example-%d", i)
+		var pod corev1.Pod
+		get(&pod, name)
+		wantRole := build.RoleReplica
+		if i == 1 {
+			wantRole = build.RolePrimary
+		}
+		if pod.Labels[build.RoleLabel] != wantRole {
+			t.Errorf("pod %s role %q, want %q", name, pod.Labels[build.RoleLabel], wantRole)
+		}
+		if *pod.Spec.AutomountServiceAccountToken || pod.Spec.ServiceAccountName != "cluster-example" {
+			t.Errorf("pod %s service account %q automount %v", name, pod.Spec.ServiceAccountName, *pod.Spec.AutomountServiceAccountToken)
+		}
+		var pvc corev1.PersistentVolumeClaim
+		get(&pvc, name)
+		if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "1Gi" {
+			t.Errorf("pvc %s size %s", name, q.String())
+		}
+		var cfg corev1.Secret
+		get(&cfg, name+"-config")
+	}
+	for _, name := range []string{"cluster-example-rw", "cluster-example-ro", "cluster-example-r"} {
+		var svc corev1.Service
+		get(&svc, name)
+		if svc.Spec.ClusterIP == "" || svc.Spec.Ports[0].Port != 5432 {
+			t.Errorf("service %s: %+v", name, svc.Spec)
+		}
+	}
+	var sa corev1.ServiceAccount
+	get(&sa, "cluster-example")
+	var role rbacv1.Role
+	get(&role, "cluster-example")
+	var rb rbacv1.RoleBinding
+	get(&rb, "cluster-example")
+	for _, name := range []string{"cluster-example-primary", "cluster-example"} {
+		var pdb policyv1.PodDisruptionBudget
+		get(&pdb, name)
+	}
+	secrets := map[string]corev1.SecretType{
+		"cluster-example-ca": corev1.SecretTypeOpaque, "cluster-example-server": corev1.SecretTypeTLS,
+		"cluster-example-replication": corev1.SecretTypeTLS, "cluster-example-controller": corev1.SecretTypeTLS,
+		"cluster-example-app": corev1.SecretTypeBasicAuth,
+	}
+	for name, typ := range secrets {
+		var s corev1.Secret
+		get(&s, name)
+		if s.Type != typ {
+			t.Errorf("secret %s type %s, want %s", name, s.Type, typ)
+		}
+	}
+	var super corev1.Secret
+	if err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: "cluster-example-superuser"}, &super); !apierrors.IsNotFound(err) {
+		t.Errorf("superuser secret exists without enableSuperuserAccess: %v", err)
+	}
+	var app corev1.Secret
+	get(&app, "cluster-example-app")
+	for _, k := range []string{"username", "password", "dbname", "host", "port", "pgpass", "uri", "jdbc-uri", "ca.crt"} {
+		if len(app.Data[k]) == 0 {
+			t.Errorf("app secret has no %s", k)
+		}
+	}
+	if h := string(app.Data["host"]); h != "cluster-example-rw."+ns+".svc" {
+		t.Errorf("app host %q", h)
+	}
+	if len(app.Data["password"]) < 20 {
+		t.Error("generated password is short")
+	}
+
+	var got v1.Cluster
+	get(&got, c.Name)
+	st := got.Status
+	if st.Instances != 3 || !slices.Equal(st.InstanceNames, []string{"cluster-example-1", "cluster-example-2", "cluster-example-3"}) ||
+		st.TargetPrimary != "cluster-example-1" || st.Phase != kube.PhaseWaiting {
+		t.Errorf("status %+v", st)
+	}
+	if cond := findCondition(st.Conditions, kube.ConditionReady); cond == nil || cond.Status != metav1.ConditionFalse {
+		t.Errorf("Ready condition %+v", cond)
+	}
+}
+
+func findCondition(cs []metav1.Condition, typ string) *metav1.Condition {
+	for i := range cs {
+		if cs[i].Type == typ {
+			return &cs[i]
+		}
+	}
+	return nil
+}
+
+// TestPodSecurityAdmissionIsActive shows that the API server itself
+// enforces the restricted standard in such a namespace: a privileged pod is
+// refused, so the operator's pods being admitted means something.
+func TestPodSecurityAdmissionIsActive(t *testing.T) {
+	ns := newNamespace(t, true)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "privileged", Namespace: ns},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "c", Image: "busybox",
+			SecurityContext: &corev1.SecurityContext{Privileged: new(true)},
+		}}},
+	}
+	err := admin.Create(ctxFor(t), pod)
+	if err == nil || !strings.Contains(err.Error(), "violates PodSecurity") {
+		t.Fatalf("privileged pod: got %v, want a PodSecurity violation", err)
+	}
+	// And the operator's pod, as built, dry-run in the same namespace.
+	c := sampleCluster(t, ns)
+	v1.SetDefaults(c)
+	p := build.Pod(c, "cluster-example-1", build.RolePrimary, testOptions())
+	p.OwnerReferences = nil
+	if err := admin.Create(ctxFor(t), p, client.DryRunAll); err != nil {
+		t.Fatalf("instance pod refused: %v", err)
+	}
+}
+
+// TestResyncWritesNothing: once a cluster is reconciled, reconciling it
+// again changes no object (every resourceVersion stays the same).
+func TestResyncWritesNothing(t *testing.T) {
+	ns := newNamespace(t, false)
+	c := sampleCluster(t, ns)
+	c.Spec.EnableSuperuserAccess = new(true)
+	c.Spec.NetworkPolicy = &v1.NetworkPolicyConfiguration{Enabled: true}
+	createCluster(t, c)
+	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
+	reconcileOnce(t, r, c)
+	before := snapshot(t, ns)
+	if len(before) < 20 {
+		t.Fatalf("only %d objects after the first reconcile: %v", len(before), before)
+	}
+	for range 2 {
+		reconcileOnce(t, r, c)
+	}
+	after := snapshot(t, ns)
+	var changed []string
+	for k, v := range after {
+		if before[k] != v {
+			changed = append(changed, k)
+		}
+	}
+	sort.Strings(changed)
+	if len(changed) > 0 || len(after) != len(before) {
+		t.Errorf("a resync wrote %v (objects %d -> %d)", changed, len(before), len(after))
+	}
+}
+
+// TestOwnerReferences: every object carries a controller reference to the
+// Cluster with blockOwnerDeletion, which is what makes the garbage
+// collector delete them with it. envtest runs no kube-controller-manager,
+// so the collection itself cannot be observed here; deleting the Cluster
+// then leaves the reconciler with nothing to do.
+func TestOwnerReferences(t *testing.T) {
+	ns := newNamespace(t, false)
+	c := sampleCluster(t, ns)
+	c.Spec.EnableSuperuserAccess = new(true)
+	c.Spec.NetworkPolicy = &v1.NetworkPolicyConfiguration{Enabled: true}
+	createCluster(t, c)
+	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
+	reconcileOnce(t, r, c)
+	var stored v1.Cluster
+	if err := admin.Get(ctxFor(t), client.ObjectKeyFromObject(c), &stored); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxFor(t)
+	count := 0
+	for _, l := range []client.ObjectList{
+		&corev1.SecretList{}, &corev1.ServiceList{}, &corev1.PodList{}, &corev1.PersistentVolumeClaimList{},
+		&corev1.ServiceAccountList{}, &rbacv1.RoleList{}, &rbacv1.RoleBindingList{},
+		&policyv1.PodDisruptionBudgetList{}, &networkingv1.NetworkPolicyList{},
+	} {
+		if err := admin.List(ctx, l, client.InNamespace(ns), client.MatchingLabels{build.ClusterLabel: c.Name}); err != nil {
+			t.Fatal(err)
+		}
+		items, err := metaItems(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range items {
+			count++
+			ref := metav1.GetControllerOf(o)
+			if ref == nil || ref.UID != stored.UID || ref.Kind != "Cluster" || ref.APIVersion != v1.APIVersion ||
+				ref.BlockOwnerDeletion == nil || !*ref.BlockOwnerDeletion {
+				t.Errorf("%T %s: controller reference %+v", o, o.GetName(), ref)
+			}
+		}
+	}
+	// 5 secrets + superuser + 3 instance configs, 3 services, 3 pods, 3
+	// PVCs, SA, Role, RoleBinding, 2 PDBs, 2 NetworkPolicies.
+	if count != 25 {
+		t.Errorf("%d owned objects, want 25", count)
+	}
+	if err := admin.Delete(ctx, &stored); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)}); err != nil {
+		t.Errorf("reconciling a deleted cluster: %v", err)
+	}
+}
+
+// TestCertificates checks the issued TLS material: the server certificate
+// carries every Service name and chains to the cluster CA, replication and
+// the operator have their client identities, and the pods can read none of
+// the CA key or the operator's certificate (Role).
+func TestCertificates(t *testing.T) {
+	ns := newNamespace(t, false)
+	c := sampleCluster(t, ns)
+	createCluster(t, c)
+	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
+	reconcileOnce(t, r, c)
+	ctx := ctxFor(t)
+	secret := func(name string) *corev1.Secret {
+		var s corev1.Secret
+		if err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &s); err != nil {
+			t.Fatal(err)
+		}
+		return &s
+	}
+	ca, err := pki.ParseKeyPair(secret("cluster-example-ca").Data["ca.crt"], secret("cluster-example-ca").Data["ca.key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	server := parseCert(t, secret("cluster-example-server").Data["tls.crt"])
+	for _, host := range []string{"cluster-example-rw", "cluster-example-ro." + ns, "cluster-example-r." + ns + ".svc",
+		"cluster-example-rw." + ns + ".svc.cluster.local"} {
+		if _, err := server.Verify(x509.VerifyOptions{DNSName: host, Roots: roots}); err != nil {
+			t.Errorf("server certificate for %s: %v", host, err)
+		}
+	}
+	for name, cn := range map[string]string{"cluster-example-replication": pki.ReplicationCommonName, "cluster-example-controller": pki.ControllerCommonName} {
+		cert := parseCert(t, secret(name).Data["tls.crt"])
+		if cert.Subject.CommonName != cn {
+			t.Errorf("%s CN %q", name, cert.Subject.CommonName)
+		}
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// Changing serverAltDNSNames reissues the server certificate.
+	var stored v1.Cluster
+	if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &stored); err != nil {
+		t.Fatal(err)
+	}
+	stored.Spec.Certificates = &v1.CertificatesConfiguration{ServerAltDNSNames: []string{"pg.example.com"}}
+	if err := admin.Update(ctx, &stored); err != nil {
+		t.Fatal(err)
+	}
+	reconcileOnce(t, r, c)
+	if s := parseCert(t, secret("cluster-example-server").Data["tls.crt"]); !slices.Contains(s.DNSNames, "pg.example.com") {
+		t.Errorf("server certificate names %v after adding pg.example.com", s.DNSNames)
+	}
+	// The CA was kept.
+	if again := parseCert(t, secret("cluster-example-ca").Data["ca.crt"]); !again.Equal(ca.Cert) {
+		t.Error("the CA changed")
+	}
+}
+
+func parseCert(t *testing.T, data []byte) *x509.Certificate {
+	t.Helper()
+	b, _ := pem.Decode(data)
+	if b == nil {
+		t.Fatal("no PEM block")
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestOptionalObjectsFollowTheSpec: NetworkPolicies and the generated
+// superuser secret come and go with their options.
+func TestOptionalObjectsFollowTheSpec(t *testing.T) {
+	ns := newNamespace(t, false)
+	c := sampleCluster(t, ns)
+	createCluster(t, c)
+	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
+	reconcileOnce(t, r, c)
+	ctx := ctxFor(t)
+	exists := func(obj client.Object, name string) bool {
+		err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, obj)
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	update := func(mutate func(*v1.Cluster)) {
+		var stored v1.Cluster
+		if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &stored); err != nil {
+			t.Fatal(err)
+		}
+		mutate(&stored)
+		if err := admin.Update(ctx, &stored); err != nil {
+			t.Fatal(err)
+		}
+		reconcileOnce(t, r, c)
+	}
+	update(func(s *v1.Cluster) {
+		s.Spec.EnableSuperuserAccess = new(true)
+		s.Spec.NetworkPolicy = &v1.NetworkPolicyConfiguration{Enabled: true, Clients: []v1.NetworkPolicyPeer{
+			{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+		}}
+	})
+	var np networkingv1.NetworkPolicy
+	if !exists(&np, "cluster-example-postgresql") || !exists(&networkingv1.NetworkPolicy{}, "cluster-example-status") {
+		t.Fatal("network policies missing")
+	}
+	if from := np.Spec.Ingress[0].From; len(from) != 2 || from[1].PodSelector.MatchLabels["app"] != "web" {
+		t.Errorf("postgresql policy peers %+v", from)
+	}
+	if !exists(&corev1.Secret{}, "cluster-example-superuser") {
+		t.Error("superuser secret missing")
+	}
+	var cfg corev1.Secret
+	exists(&cfg, "cluster-example-1-config")
+	if !strings.Contains(string(cfg.Data["config.json"]), `"superuser": "cluster-example-superuser"`) {
+		t.Errorf("instance config does not name the superuser secret: %s", cfg.Data["config.json"])
+	}
+	update(func(s *v1.Cluster) {
+		s.Spec.EnableSuperuserAccess = new(false)
+		s.Spec.NetworkPolicy = nil
+	})
+	if exists(&networkingv1.NetworkPolicy{}, "cluster-example-postgresql") || exists(&networkingv1.NetworkPolicy{}, "cluster-example-status") {
+		t.Error("network policies left after disabling them")
+	}
+	if exists(&corev1.Secret{}, "cluster-example-superuser") {
+		t.Error("superuser secret left after disabling superuser access")
+	}
+}
+
+// TestRefusesToAdopt: an object of the same name that the Cluster does not
+// control is neither modified nor taken over.
+func TestRefusesToAdopt(t *testing.T) {
+	ns := newNamespace(t, false)
+	ctx := ctxFor(t)
+	foreign := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "cluster-example-rw", Namespace: ns},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
+	}
+	if err := admin.Create(ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
+	c := sampleCluster(t, ns)
+	createCluster(t, c)
+	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
+	_, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+	if err == nil || !strings.Contains(err.Error(), "not controlled by cluster cluster-example") {
+		t.Fatalf("got %v, want a refusal", err)
+	}
+	var after corev1.Service
+	if err := admin.Get(ctx, client.ObjectKeyFromObject(foreign), &after); err != nil {
+		t.Fatal(err)
+	}
+	if len(after.OwnerReferences) > 0 || after.Spec.Ports[0].Port != 80 {
+		t.Errorf("foreign service changed: %+v", after)
+	}
+	var stored v1.Cluster
+	if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &stored); err != nil {
+		t.Fatal(err)
+	}
+	if cond := findCondition(stored.Status.Conditions, kube.ConditionReady); cond == nil || cond.Reason != "ReconcileError" ||
+		!strings.Contains(cond.Message, "refusing to take it over") {
+		t.Errorf("condition %+v", cond)
+	}
+}

@@ -1,0 +1,100 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/plan"
+)
+
+// updateStatus records what this reconcile saw and decided. Every field is
+// a function of the cluster's state (no timestamps, no durations), so a
+// resync of a settled cluster writes nothing.
+func (r *ClusterReconciler) updateStatus(ctx context.Context, c, desired *v1.Cluster, ready plan.Ready, obs []observation, pods map[string]*corev1.Pod) error {
+	before := c.DeepCopy()
+	st := &c.Status
+	mem := ready.Memory
+	st.Instances = len(pods)
+	names := make([]string, 0, len(pods))
+	for name := range pods {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	st.InstanceNames = names
+	st.ReadyInstances = 0
+	st.TimelineID = 0
+	for _, o := range obs {
+		if o.wire != nil && o.wire.Ready {
+			st.ReadyInstances++
+		}
+		if o.wire != nil && o.plan.Name == mem.CurrentPrimary {
+			st.TimelineID = int(o.wire.Timeline)
+		}
+	}
+	st.TargetPrimary = targetOf(desired, mem)
+	st.CurrentPrimary = mem.CurrentPrimary
+
+	phase, status, reason, msg := summarize(desired, mem, ready, st.ReadyInstances)
+	st.Phase = phase
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
+		Type: ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: c.Generation,
+	})
+	if equality.Semantic.DeepEqual(before.Status, c.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("writing status of %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// summarize turns the planner's state into a phase and the Ready condition.
+func summarize(c *v1.Cluster, mem plan.Memory, ready plan.Ready, readyCount int) (phase string, status metav1.ConditionStatus, reason, msg string) {
+	n := c.Spec.Instances
+	bootstrapping := slices.ContainsFunc(ready.Actions, func(a plan.Action) bool { return a.Kind == plan.ActionBootstrap })
+	switch {
+	case mem.Epoch == 0 && !bootstrapping:
+		return PhaseWaiting, metav1.ConditionFalse, "WaitingForInstances",
+			fmt.Sprintf("%d of %d instances ready; the first primary is created once every instance answers", readyCount, n)
+	case mem.CurrentPrimary == "":
+		return PhaseSettingUp, metav1.ConditionFalse, "SettingUpPrimary",
+			fmt.Sprintf("creating the first primary %s", mem.TargetPrimary)
+	case mem.CurrentPrimary != mem.TargetPrimary:
+		return PhaseFailingOver, metav1.ConditionFalse, "FailingOver",
+			fmt.Sprintf("promoting %s in place of %s (epoch %d)", mem.TargetPrimary, mem.CurrentPrimary, mem.Epoch)
+	case !mem.PrimaryUnhealthySince.IsZero():
+		return PhaseDegraded, metav1.ConditionFalse, "PrimaryUnhealthy",
+			fmt.Sprintf("primary %s is unhealthy", mem.TargetPrimary)
+	case readyCount < n:
+		return PhaseDegraded, metav1.ConditionFalse, "InstancesNotReady",
+			fmt.Sprintf("%d of %d instances ready, primary %s", readyCount, n, mem.CurrentPrimary)
+	}
+	return PhaseHealthy, metav1.ConditionTrue, "ClusterReady",
+		fmt.Sprintf("%d of %d instances ready, primary %s", readyCount, n, mem.CurrentPrimary)
+}
+
+// setCondition reports a reconcile that could not proceed. Messages come
+// from pgward's own errors, which name objects and fields, never secret
+// values.
+func (r *ClusterReconciler) setCondition(ctx context.Context, c *v1.Cluster, phase string, status metav1.ConditionStatus, reason, msg string) error {
+	before := c.DeepCopy()
+	c.Status.Phase = phase
+	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{
+		Type: ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: c.Generation,
+	})
+	if equality.Semantic.DeepEqual(before.Status, c.Status) {
+		return nil
+	}
+	if err := r.Client.Status().Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("writing status of %s: %w", c.Name, err)
+	}
+	return nil
+}

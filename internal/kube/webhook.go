@@ -1,0 +1,84 @@
+package kube
+
+import (
+	"context"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	v1 "github.com/pgward/pgward/api/v1"
+)
+
+// Webhook paths, as controller-runtime derives them from the group,
+// version and kind; the markers below generate config/webhook.
+const (
+	MutatePath   = "/mutate-postgresql-pgward-io-v1-cluster"
+	ValidatePath = "/validate-postgresql-pgward-io-v1-cluster"
+)
+
+// ClusterWebhook defaults and validates Clusters at admission with the very
+// functions the local runtime applies to a manifest (v1.SetDefaults,
+// Validate, ValidateUpdate), plus what only Kubernetes needs. Errors are a
+// field.ErrorList, so the API server's answer names every offending field.
+type ClusterWebhook struct{}
+
+// The webhook configurations (config/webhook) are generated from these.
+// failurePolicy=fail: a Cluster is never admitted unchecked.
+
+// +kubebuilder:webhook:path=/mutate-postgresql-pgward-io-v1-cluster,mutating=true,failurePolicy=fail,sideEffects=None,groups=postgresql.pgward.io,resources=clusters,verbs=create;update,versions=v1,name=mcluster.pgward.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-postgresql-pgward-io-v1-cluster,mutating=false,failurePolicy=fail,sideEffects=None,groups=postgresql.pgward.io,resources=clusters,verbs=create;update,versions=v1,name=vcluster.pgward.io,admissionReviewVersions=v1
+
+var (
+	_ admission.Defaulter[*v1.Cluster] = ClusterWebhook{}
+	_ admission.Validator[*v1.Cluster] = ClusterWebhook{}
+)
+
+// SetupWebhookWithManager serves both webhooks on the manager's webhook server.
+func SetupWebhookWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewWebhookManagedBy(mgr, &v1.Cluster{}).
+		WithDefaulter(ClusterWebhook{}).
+		WithValidator(ClusterWebhook{}).
+		Complete()
+}
+
+// Default implements admission.Defaulter.
+func (ClusterWebhook) Default(_ context.Context, c *v1.Cluster) error {
+	v1.SetDefaults(c)
+	return nil
+}
+
+// ValidateCreate implements admission.Validator.
+func (ClusterWebhook) ValidateCreate(_ context.Context, c *v1.Cluster) (admission.Warnings, error) {
+	d := c.DeepCopy()
+	v1.SetDefaults(d)
+	return nil, invalid(d, ValidateForKubernetes(d))
+}
+
+// ValidateUpdate implements admission.Validator: the new spec must be
+// valid and may not change what is fixed once the cluster exists.
+func (ClusterWebhook) ValidateUpdate(_ context.Context, oldC, newC *v1.Cluster) (admission.Warnings, error) {
+	o, n := oldC.DeepCopy(), newC.DeepCopy()
+	v1.SetDefaults(o)
+	v1.SetDefaults(n)
+	errs := v1.ValidateUpdate(o, n)
+	if n.Spec.StorageConfiguration.Size == "" && o.Spec.StorageConfiguration.Size == "" {
+		errs = append(errs, field.Required(field.NewPath("spec", "storage", "size"),
+			"each instance needs a persistent volume on Kubernetes, e.g. 1Gi"))
+	}
+	return nil, invalid(n, errs)
+}
+
+// ValidateDelete implements admission.Validator; deleting is always allowed.
+func (ClusterWebhook) ValidateDelete(context.Context, *v1.Cluster) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// invalid is the API's 422 Invalid error listing errs, or nil.
+func invalid(c *v1.Cluster, errs field.ErrorList) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return apierrors.NewInvalid(v1.SchemeGroupVersion.WithKind(v1.Kind).GroupKind(), c.Name, errs)
+}
