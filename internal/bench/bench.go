@@ -338,7 +338,7 @@ func summarize(mode string, rounds []Round) Summary {
 // signalInstance sends sig to the instance manager and every postgres
 // process of instance name.
 func signalInstance(dir, name string, sig syscall.Signal) error {
-	pids, err := instancePids(dir, name)
+	pids, err := local.InstanceProcesses(local.Layout{Dir: dir}, name)
 	if err != nil {
 		return err
 	}
@@ -349,57 +349,6 @@ func signalInstance(dir, name string, sig syscall.Signal) error {
 		_ = syscall.Kill(p, sig)
 	}
 	return nil
-}
-
-// instancePids finds the instance manager of name (by its config path on
-// the command line) and its descendants (the postmaster and its children).
-func instancePids(dir, name string) ([]int, error) {
-	cfg := filepath.Join(dir, "instances", name, "config.json")
-	entries, err := filepath.Glob("/proc/[0-9]*")
-	if err != nil {
-		return nil, err
-	}
-	parent := map[int]int{}
-	var manager int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(filepath.Base(e))
-		if err != nil {
-			continue
-		}
-		if b, err := os.ReadFile(e + "/stat"); err == nil { // #nosec G304 -- procfs
-			parent[pid] = ppidFromStat(string(b))
-		}
-		if b, err := os.ReadFile(e + "/cmdline"); err == nil && strings.Contains(string(b), cfg) { // #nosec G304 -- procfs
-			manager = pid
-		}
-	}
-	if manager == 0 {
-		return nil, nil
-	}
-	var out []int
-	for pid := range parent {
-		for p := pid; p > 1; p = parent[p] {
-			if p == manager {
-				out = append(out, pid)
-				break
-			}
-		}
-	}
-	return out, nil
-}
-
-func ppidFromStat(stat string) int {
-	// The command name is in parentheses and may hold spaces.
-	i := strings.LastIndex(stat, ")")
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[1])
-	return n
 }
 
 // postmasterPid reads an instance's postmaster.pid.

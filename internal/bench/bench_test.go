@@ -68,9 +68,3 @@ func TestSingleHost(t *testing.T) {
 		t.Fatalf("got %s", got)
 	}
 }
-
-func TestPpidFromStat(t *testing.T) {
-	if got := ppidFromStat("123 (postgres: app (x)) S 45 123 123"); got != 45 {
-		t.Fatalf("ppid %d", got)
-	}
-}

@@ -56,23 +56,12 @@ func newBenchFailoverCmd() *cobra.Command {
 		Use:   "failover",
 		Short: "Kill -9 (or freeze) the primary repeatedly under a writer; report time to the first write on the new primary",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(cmd)
-			if err != nil {
-				return err
-			}
-			if isRoot() {
-				return f.asOwner(cmd, args, o)
-			}
+		RunE: f.run(func() (bench.FailoverOptions, error) {
 			if mode != bench.ModeKill && mode != bench.ModeFreeze {
-				return fmt.Errorf("--mode must be %s or %s", bench.ModeKill, bench.ModeFreeze)
+				return bench.FailoverOptions{}, fmt.Errorf("--mode must be %s or %s", bench.ModeKill, bench.ModeFreeze)
 			}
-			s, err := bench.Run(cmd.Context(), bench.FailoverOptions{Options: o, Mode: mode, Rounds: kills, FreezeFor: freeze})
-			if err != nil {
-				return err
-			}
-			return verdict(s)
-		},
+			return bench.FailoverOptions{Mode: mode, Rounds: kills, FreezeFor: freeze}, nil
+		}),
 	}
 	f.register(c)
 	c.Flags().IntVar(&kills, "kills", 20, "number of failures to inject")
@@ -88,24 +77,37 @@ func newBenchSwitchoverCmd() *cobra.Command {
 		Use:   "switchover",
 		Short: "Switch over repeatedly under a writer; report the write-unavailability window",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(cmd)
-			if err != nil {
-				return err
-			}
-			if isRoot() {
-				return f.asOwner(cmd, args, o)
-			}
-			s, err := bench.Run(cmd.Context(), bench.FailoverOptions{Options: o, Mode: bench.ModeSwitchover, Rounds: rounds})
-			if err != nil {
-				return err
-			}
-			return verdict(s)
-		},
+		RunE: f.run(func() (bench.FailoverOptions, error) {
+			return bench.FailoverOptions{Mode: bench.ModeSwitchover, Rounds: rounds}, nil
+		}),
 	}
 	f.register(c)
 	c.Flags().IntVar(&rounds, "rounds", 20, "number of switchovers")
 	return c
+}
+
+// run builds a command body: read the manifest, drop privileges when
+// root, run the benchmark, and fail on a broken guarantee.
+func (f *benchFlags) run(mode func() (bench.FailoverOptions, error)) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		o, err := f.options(cmd)
+		if err != nil {
+			return err
+		}
+		if isRoot() {
+			return f.asOwner(cmd, args, o)
+		}
+		fo, err := mode()
+		if err != nil {
+			return err
+		}
+		fo.Options = o
+		s, err := bench.Run(cmd.Context(), fo)
+		if err != nil {
+			return err
+		}
+		return verdict(s)
+	}
 }
 
 // verdict turns a broken guarantee into a non-zero exit, so a script can

@@ -112,16 +112,9 @@ func newStatusCmd(dir *string) *cobra.Command {
 		Use:   "status",
 		Short: "Show each instance's role, state, timeline, LSN, lag and replication TLS",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := resolveDir(*dir)
-			if err != nil {
-				return err
-			}
-			if isRoot() {
-				return asDirOwner(cmd, args, d)
-			}
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, _ []string) error {
 			return local.Status(cmd.Context(), local.StatusOptions{Dir: d, Output: output, Out: cmd.OutOrStdout()})
-		},
+		}),
 	}
 	c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return c
@@ -133,21 +126,14 @@ func newURICmd(dir *string) *cobra.Command {
 		Use:   "uri USER",
 		Short: "Print a libpq URI for USER (verify-full TLS; the password stays in the pgpass file)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := resolveDir(*dir)
-			if err != nil {
-				return err
-			}
-			if isRoot() {
-				return asDirOwner(cmd, args, d)
-			}
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, args []string) error {
 			u, err := local.URI(local.URIOptions{Dir: d, User: args[0], ReadOnly: ro})
 			if err != nil {
 				return err
 			}
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), u)
 			return err
-		},
+		}),
 	}
 	c.Flags().BoolVar(&ro, "ro", false, "prefer standbys (read-only traffic)")
 	return c
@@ -159,16 +145,9 @@ func newPromoteCmd(dir *string) *cobra.Command {
 		Use:   "promote INSTANCE",
 		Short: "Switch over: shut the primary down cleanly, let INSTANCE catch up, promote it, the others follow",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			d, err := resolveDir(*dir)
-			if err != nil {
-				return err
-			}
-			if isRoot() {
-				return asDirOwner(cmd, args, d)
-			}
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, args []string) error {
 			return local.Promote(cmd.Context(), local.PromoteOptions{Dir: d, Instance: args[0], Timeout: timeout, Out: cmd.OutOrStdout()})
-		},
+		}),
 	}
 	c.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the switchover")
 	return c
@@ -218,6 +197,21 @@ func resolveDir(dir string) (string, error) {
 		return "", fmt.Errorf("no --dir given and ./.pgward holds %d clusters %v; pass --dir", len(found), found)
 	}
 	return filepath.Abs(filepath.Join(".pgward", found[0]))
+}
+
+// inStateDir resolves the state directory and, as root, reruns the command
+// as the directory's owner; otherwise it runs run.
+func inStateDir(dir *string, run func(cmd *cobra.Command, d string, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		d, err := resolveDir(*dir)
+		if err != nil {
+			return err
+		}
+		if isRoot() {
+			return asDirOwner(cmd, args, d)
+		}
+		return run(cmd, d, args)
+	}
 }
 
 // asDirOwner reruns cmd as the owner of the state directory dir.

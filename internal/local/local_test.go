@@ -181,3 +181,19 @@ func TestHASettings(t *testing.T) {
 		t.Fatalf("bound %s, %v", bound, err)
 	}
 }
+
+func TestPpidFromStat(t *testing.T) {
+	if got := ppidFromStat("123 (postgres: app (x)) S 45 123 123"); got != 45 {
+		t.Fatalf("ppid %d", got)
+	}
+}
+
+func TestIsManagerOf(t *testing.T) {
+	cfg := "/s/instances/c-1/config.json"
+	if !isManagerOf("/s/bin/pgward\x00instance\x00run\x00--config\x00"+cfg+"\x00", cfg) {
+		t.Fatal("manager not recognised")
+	}
+	if isManagerOf("/usr/bin/vi\x00--config\x00"+cfg+"\x00", cfg) || isManagerOf("/s/bin/pgward\x00instance\x00run\x00--config\x00/other\x00", cfg) {
+		t.Fatal("something else taken for the manager")
+	}
+}
