@@ -22,15 +22,15 @@ var allowed = map[string][]string{
 	"internal/plan":        {"api/v1"},
 	"internal/instanceapi": {},
 	"internal/instance":    {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi"},
-	"internal/local":       {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan"},
-	"internal/bench":       {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/local"},
-	"internal/cli":         {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/local", "internal/bench", "internal/kube", "internal/kube/build"},
+	"internal/local":       {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control"},
+	"internal/bench":       {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/local"},
+	"internal/cli":         {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build"},
 	// The operator's pure builders see the instance manager's Config type
 	// (and so what it imports), never the planner or a runtime.
 	"internal/kube/build": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance"},
 	// The operator drives the same planner as the local runtime but never
 	// imports it (nor the CLI).
-	"internal/kube": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/kube/build"},
+	"internal/kube": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/kube/build"},
 }
 
 // forbiddenExternal are imports a package must not pull in, even indirectly.

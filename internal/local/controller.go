@@ -73,7 +73,7 @@ func (c *Controller) Run(ctx context.Context) error {
 
 // superviseInstance keeps one instance manager running until ctx ends.
 func (c *Controller) superviseInstance(ctx context.Context, name string) {
-	backoff := 500 * time.Millisecond
+	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		started := time.Now()
 		err := c.runInstance(ctx, name)
@@ -82,7 +82,7 @@ func (c *Controller) superviseInstance(ctx context.Context, name string) {
 		}
 		c.Log.Warn("instance manager exited; restarting", "instance", name, "err", err)
 		if time.Since(started) > time.Minute {
-			backoff = 500 * time.Millisecond
+			backoff = 100 * time.Millisecond
 		}
 		select {
 		case <-ctx.Done():

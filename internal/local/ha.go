@@ -14,9 +14,11 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/control"
 	"github.com/pgward/pgward/internal/instance"
 	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/plan"
@@ -83,6 +85,8 @@ type haLoop struct {
 	acks map[string]uint64
 	// pkiChecked is when certificates were last checked for renewal.
 	pkiChecked time.Time
+	// silentSince is when each unreachable instance was first seen silent.
+	silentSince map[string]time.Time
 	// said dedupes repeated holds and events in the log.
 	said map[string]time.Time
 }
@@ -101,7 +105,7 @@ func newHALoop(l Layout, c *v1.Cluster, st *State, log *slog.Logger) (*haLoop, e
 		return nil, err
 	}
 	return &haLoop{layout: l, cluster: c, state: st, spec: spec, client: cl, log: log, mem: mem,
-		acks: map[string]uint64{}, said: map[string]time.Time{}}, nil
+		acks: map[string]uint64{}, said: map[string]time.Time{}, silentSince: map[string]time.Time{}}, nil
 }
 
 // run ticks until ctx ends.
@@ -118,6 +122,7 @@ func (h *haLoop) run(ctx context.Context) {
 func (h *haLoop) tick(ctx context.Context) time.Duration {
 	h.renewCertificates()
 	obs := h.observe(ctx)
+	h.powerOffSilent(obs)
 	if to := takeSwitchoverRequest(h.layout); to != "" {
 		h.log.Info("switchover requested", "to", to)
 		h.mem.Switchover = plan.Switchover{To: to}
@@ -145,6 +150,48 @@ func (h *haLoop) tick(ctx context.Context) time.Duration {
 		}
 	}
 	return min(ready.RecheckAfter, pollInterval)
+}
+
+// powerOffAfter is how long an instance may stay silent before the local
+// controller stops its processes for certain.
+func (h *haLoop) powerOffAfter() time.Duration {
+	return max(2*h.state.HA.UnreachableTimeout.Duration, 2*time.Second)
+}
+
+// powerOffSilent is the local runtime's fencing by power. Every instance is
+// a process tree on this machine that the controller's user owns, so one
+// that stops answering (frozen, wedged, or its manager alone stuck while
+// PostgreSQL keeps serving) can be stopped for certain: SIGKILL ends even a
+// SIGSTOPped process. The supervisor then restarts its manager, which never
+// starts PostgreSQL by itself and reports it down, so the planner can fail
+// over at once instead of waiting out the self-fencing bound, and no
+// primary is left running unsupervised whatever the replication mode.
+func (h *haLoop) powerOffSilent(obs []plan.InstanceStatus) {
+	now := time.Now()
+	for _, s := range obs {
+		if s.Reachable {
+			delete(h.silentSince, s.Name)
+			continue
+		}
+		since, ok := h.silentSince[s.Name]
+		if !ok {
+			h.silentSince[s.Name] = now
+			continue
+		}
+		if now.Sub(since) < h.powerOffAfter() {
+			continue
+		}
+		h.silentSince[s.Name] = now // once per silence period
+		pids, err := InstanceProcesses(h.layout, s.Name)
+		if err != nil || len(pids) == 0 {
+			continue
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		h.log.Warn("instance silent; stopped its processes (fencing by power)", "instance", s.Name,
+			"silent", now.Sub(since).Round(time.Millisecond), "processes", len(pids))
+	}
 }
 
 // pkiCheckInterval is how often the running controller looks for
@@ -201,10 +248,10 @@ func (h *haLoop) observe(ctx context.Context) []plan.InstanceStatus {
 			defer cancel()
 			st, err := h.client.Status(rctx, statusAddr(is), ack)
 			if err != nil {
-				out[i] = plan.InstanceStatus{Name: name, ObservedAt: sent}
+				out[i] = control.Unreachable(name, sent)
 				return
 			}
-			out[i], ids[i] = toPlanStatus(st, sent), st.RequestID
+			out[i], ids[i] = control.Observation(st, sent), st.RequestID
 		}()
 	}
 	for range out {
@@ -228,35 +275,13 @@ func (h *haLoop) execute(ctx context.Context, a plan.Action) error {
 	if !ok {
 		return fmt.Errorf("unknown instance %q", a.Instance)
 	}
-	cmd := instanceapi.Command{Epoch: h.mem.Epoch, SyncStandbys: a.SyncStandbys}
-	switch a.Kind {
-	case plan.ActionBootstrap:
-		cmd.Kind, cmd.Epoch = instanceapi.CommandBootstrap, a.Epoch
-	case plan.ActionPromote:
-		cmd.Kind, cmd.Epoch = instanceapi.CommandPromote, a.Epoch
-	case plan.ActionFollow:
-		cmd.Kind = instanceapi.CommandFollow
-	case plan.ActionFence:
-		cmd.Kind = instanceapi.CommandFence
-	case plan.ActionStart:
-		cmd.Kind = instanceapi.CommandStart
-	case plan.ActionDemote:
-		cmd.Kind = instanceapi.CommandDemote
-	case plan.ActionRejoin:
-		cmd.Kind = instanceapi.CommandRejoin
-	case plan.ActionRecreate:
-		cmd.Kind = instanceapi.CommandRecreate
-	case plan.ActionSetSyncStandbys:
-		cmd.Kind = instanceapi.CommandSetSyncStandbys
-	default:
-		return fmt.Errorf("unknown action %q", a.Kind)
+	var primary *instanceapi.Endpoint
+	if p, ok := h.state.Instance(a.Primary); ok {
+		primary = &instanceapi.Endpoint{Name: p.Name, Host: localhost, Port: p.Port}
 	}
-	if a.Primary != "" {
-		p, ok := h.state.Instance(a.Primary)
-		if !ok {
-			return fmt.Errorf("unknown primary %q", a.Primary)
-		}
-		cmd.Primary = &instanceapi.Endpoint{Name: p.Name, Host: localhost, Port: p.Port}
+	cmd, err := control.Command(a, h.mem.Epoch, primary)
+	if err != nil {
+		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
@@ -265,42 +290,6 @@ func (h *haLoop) execute(ctx context.Context, a plan.Action) error {
 	}
 	h.say(a.String(), func() { h.log.Info("action", "action", a.String()) })
 	return nil
-}
-
-// toPlanStatus translates the wire status into the planner's observation.
-func toPlanStatus(st *instanceapi.Status, sent time.Time) plan.InstanceStatus {
-	s := plan.InstanceStatus{
-		Name:              st.Name,
-		Reachable:         true,
-		ObservedAt:        sent,
-		Empty:             st.Empty,
-		PostmasterRunning: st.PostmasterRunning,
-		Fenced:            st.Fenced,
-		Role:              plan.Role(st.Role),
-		Epoch:             st.Epoch,
-		Timeline:          st.Timeline,
-		StreamingFrom:     st.StreamingFrom,
-		SyncStandbyNames:  st.SyncStandbyNames,
-	}
-	// A status that could not read PostgreSQL is not a working instance.
-	if st.PostmasterRunning && !st.Ready {
-		s.Role = plan.RoleUnknown
-	}
-	s.ReceivedLSN = parseLSN(st.ReceivedLSN)
-	s.ReplayedLSN = parseLSN(st.ReplayedLSN)
-	s.CurrentLSN = parseLSN(st.CurrentLSN)
-	return s
-}
-
-func parseLSN(s string) plan.LSN {
-	if s == "" {
-		return 0
-	}
-	l, err := plan.ParseLSN(s)
-	if err != nil {
-		return 0
-	}
-	return l
 }
 
 // targetPrimary is the instance the planner wants as primary, or, before

@@ -9,9 +9,7 @@ import (
 	"time"
 
 	v1 "github.com/pgward/pgward/api/v1"
-	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/pki"
-	"github.com/pgward/pgward/internal/plan"
 	"github.com/pgward/pgward/internal/secrets"
 )
 
@@ -120,20 +118,6 @@ func TestOrderForURI(t *testing.T) {
 	}
 	if got := names(orderForURI(st, "c-2", true)); got != "c-1,c-3,c-2" {
 		t.Errorf("read-only order %s", got)
-	}
-}
-
-func TestToPlanStatus(t *testing.T) {
-	st := &instanceapi.Status{Name: "c-2", Role: "replica", PostmasterRunning: true, Ready: true, Epoch: 3,
-		ReceivedLSN: "0/5000060", ReplayedLSN: "0/5000000", StreamingFrom: "c-1", Timeline: 2}
-	sent := time.Now()
-	p := toPlanStatus(st, sent)
-	if !p.Reachable || p.Role != plan.RoleReplica || p.ReceivedLSN != 0x5000060 || p.Epoch != 3 || p.StreamingFrom != "c-1" || !p.ObservedAt.Equal(sent) {
-		t.Fatalf("%+v", p)
-	}
-	st.Ready = false
-	if p := toPlanStatus(st, sent); p.Role != plan.RoleUnknown {
-		t.Fatalf("a running instance that cannot answer queries must not count as a replica: %+v", p)
 	}
 }
 

@@ -1,0 +1,53 @@
+package control
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pgward/pgward/internal/instanceapi"
+	"github.com/pgward/pgward/internal/plan"
+)
+
+func TestObservation(t *testing.T) {
+	st := &instanceapi.Status{Name: "c-2", Role: "replica", PostmasterRunning: true, Ready: true, Epoch: 3,
+		ReceivedLSN: "0/5000060", ReplayedLSN: "0/5000000", StreamingFrom: "c-1", Timeline: 2}
+	sent := time.Now()
+	p := Observation(st, sent)
+	if !p.Reachable || p.Role != plan.RoleReplica || p.ReceivedLSN != 0x5000060 || p.Epoch != 3 || p.StreamingFrom != "c-1" || !p.ObservedAt.Equal(sent) {
+		t.Fatalf("%+v", p)
+	}
+	st.Ready = false
+	if p := Observation(st, sent); p.Role != plan.RoleUnknown {
+		t.Fatalf("a running instance that cannot answer queries must not count as a replica: %+v", p)
+	}
+	if u := Unreachable("c-3", sent); u.Reachable || u.Name != "c-3" {
+		t.Fatalf("%+v", u)
+	}
+}
+
+func TestCommandCoversEveryAction(t *testing.T) {
+	ep := &instanceapi.Endpoint{Name: "c-1", Host: "localhost", Port: 5432}
+	for kind := range kinds {
+		a := plan.Action{Kind: kind, Instance: "c-2", Epoch: 9}
+		if kind == plan.ActionFollow || kind == plan.ActionRejoin || kind == plan.ActionRecreate {
+			a.Primary = "c-1"
+		}
+		cmd, err := Command(a, 7, ep)
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		want := uint64(7)
+		if kind == plan.ActionBootstrap || kind == plan.ActionPromote {
+			want = 9
+		}
+		if cmd.Epoch != want || (a.Primary != "") != (cmd.Primary != nil) {
+			t.Errorf("%s: %+v", kind, cmd)
+		}
+	}
+	if _, err := Command(plan.Action{Kind: plan.ActionHold}, 1, nil); err == nil {
+		t.Error("hold became a command")
+	}
+	if _, err := Command(plan.Action{Kind: plan.ActionFollow, Instance: "c-2", Primary: "c-3"}, 1, ep); err == nil {
+		t.Error("follow with the wrong endpoint accepted")
+	}
+}
