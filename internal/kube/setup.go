@@ -41,7 +41,9 @@ func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 		Owns(&rbacv1.RoleBinding{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&networkingv1.NetworkPolicy{}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		// Name validation guards against two controllers of one name in a
+		// process; the operator runs one manager, its tests several.
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers, SkipNameValidation: new(true)}).
 		Named("cluster").
 		Complete(r)
 }

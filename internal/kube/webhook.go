@@ -43,9 +43,16 @@ func SetupWebhookWithManager(mgr ctrl.Manager) error {
 		Complete()
 }
 
-// Default implements admission.Defaulter.
+// Default implements admission.Defaulter. An instances field left out was
+// already set to 1 by the CRD's schema default before this runs, so a 0
+// here was written by the user: it is kept for the schema's minimum to
+// refuse, rather than silently turned into 1.
 func (ClusterWebhook) Default(_ context.Context, c *v1.Cluster) error {
+	explicitZero := c.Spec.Instances == 0
 	v1.SetDefaults(c)
+	if explicitZero {
+		c.Spec.Instances = 0
+	}
 	return nil
 }
 
