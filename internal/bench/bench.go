@@ -246,22 +246,35 @@ func prepareTables(ctx context.Context, uri string) error {
 	return err
 }
 
-// missing counts acknowledged writes not found on the current primary.
-func missing(ctx context.Context, uri string, acks []ack) (int, error) {
+// missing returns the acknowledged writes not found on the current primary.
+func missing(ctx context.Context, uri string, acks []ack) ([]ack, error) {
 	conn, err := pgx.Connect(ctx, uri)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer func() { _ = conn.Close(context.Background()) }()
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	ids := make([]int64, len(acks))
 	for i, a := range acks {
 		ids[i] = a.id
 	}
-	var found int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM bench_writes WHERE id = ANY($1)", ids).Scan(&found); err != nil {
-		return 0, err
+	rows, err := conn.Query(ctx, "SELECT id FROM unnest($1::bigint[]) AS a(id) EXCEPT SELECT id FROM bench_writes", ids)
+	if err != nil {
+		return nil, err
 	}
-	return len(ids) - found, nil
+	lost, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]ack, len(acks))
+	for _, a := range acks {
+		byID[a.id] = a
+	}
+	out := make([]ack, 0, len(lost))
+	for _, id := range lost {
+		out = append(out, byID[id])
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out, nil
 }
 
 // splitBrain counts acknowledged writes (writer's or probes') in a round
@@ -311,6 +324,7 @@ type Summary struct {
 	Max             time.Duration `json:"maxNs"`
 	Acknowledged    int           `json:"acknowledged"`
 	MissingAcked    int           `json:"missingAcknowledged"`
+	MissingSample   []string      `json:"missingSample,omitempty"`
 	SplitBrain      int           `json:"splitBrainMoments"`
 	FailedRounds    int           `json:"failedRounds"`
 	SyncReplication bool          `json:"syncReplication"`

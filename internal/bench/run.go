@@ -87,8 +87,16 @@ func Run(ctx context.Context, o FailoverOptions) (Summary, error) {
 	if err := local.WaitHealthy(ctx, l, "", o.Settle); err != nil {
 		return s, err
 	}
-	if s.MissingAcked, err = missing(ctx, c.uri, acks); err != nil {
+	lost, err := missing(ctx, c.uri, acks)
+	if err != nil {
 		return s, fmt.Errorf("checking acknowledged writes: %w", err)
+	}
+	s.MissingAcked = len(lost)
+	for i, a := range lost {
+		if i == 10 {
+			break
+		}
+		s.MissingSample = append(s.MissingSample, fmt.Sprintf("id %d acknowledged by %s at %s", a.id, c.ports[a.port], a.at.Format("15:04:05.000")))
 	}
 	s.SplitBrain = splitBrain(rec, rounds, ports)
 	s.SyncReplication = syncOn(o.Manifest)
@@ -218,6 +226,9 @@ func printSummary(o FailoverOptions, s Summary) error {
 	_, _ = fmt.Fprintf(w, "max\t%s\n", s.Max.Round(time.Millisecond))
 	_, _ = fmt.Fprintf(w, "acknowledged writes\t%d\n", s.Acknowledged)
 	_, _ = fmt.Fprintf(w, "acknowledged writes missing\t%d\n", s.MissingAcked)
+	for _, m := range s.MissingSample {
+		_, _ = fmt.Fprintf(w, "  missing\t%s\n", m)
+	}
 	_, _ = fmt.Fprintf(w, "split-brain moments\t%d\n", s.SplitBrain)
 	_, _ = fmt.Fprintf(w, "synchronous replication\t%v\n", s.SyncReplication)
 	return w.Flush()

@@ -322,6 +322,7 @@ func (m *Manager) doRejoin(ctx context.Context, primary Endpoint) error {
 		m.setPhase(PhaseRewind)
 		err := m.rewind(ctx, primary)
 		if err == nil {
+			m.resetTimeline()
 			if err := setStandby(m.cfg.DataDir, true); err != nil {
 				return err
 			}
@@ -386,6 +387,7 @@ func (m *Manager) doRecreate(ctx context.Context, primary Endpoint) error {
 	if err := os.RemoveAll(m.cfg.DataDir); err != nil {
 		return fmt.Errorf("removing the old data directory: %w", err)
 	}
+	m.resetTimeline()
 	if err := promoteStaging(staging, m.cfg.DataDir); err != nil {
 		return err
 	}

@@ -89,3 +89,24 @@ func TestReplicationConnInfoUsesCertificatesNotPasswords(t *testing.T) {
 		t.Errorf("conninfo carries a password: %s", ci)
 	}
 }
+
+func TestReplicaTimelineNeverGoesBack(t *testing.T) {
+	m := &Manager{}
+	st := instanceapi.Status{Role: instanceapi.RoleReplica, Timeline: 5} // WAL receiver up
+	m.keepTimeline(&st)
+	// Receiver down: PostgreSQL falls back to the last restartpoint's timeline.
+	st = instanceapi.Status{Role: instanceapi.RoleReplica, Timeline: 3}
+	m.keepTimeline(&st)
+	if st.Timeline != 5 {
+		t.Fatalf("a replica fell back to timeline %d; the planner would rank it below a less advanced one", st.Timeline)
+	}
+	m.resetTimeline()
+	st = instanceapi.Status{Role: instanceapi.RoleReplica, Timeline: 6}
+	if m.keepTimeline(&st); st.Timeline != 6 {
+		t.Fatalf("after a new data directory: %d", st.Timeline)
+	}
+	primary := instanceapi.Status{Role: instanceapi.RolePrimary, Timeline: 2}
+	if m.keepTimeline(&primary); primary.Timeline != 2 {
+		t.Fatal("a primary's timeline was rewritten")
+	}
+}

@@ -70,6 +70,9 @@ type Manager struct {
 	gen    uint64
 	sample sample
 	tls    *tlsFiles
+	// replicaTLI is the highest timeline this data directory has reported
+	// as a replica.
+	replicaTLI uint32
 }
 
 // sample is PostgreSQL's part of the status, refreshed in the background so
@@ -156,6 +159,28 @@ func (m *Manager) Run(ctx context.Context) error {
 	return nil
 }
 
+// keepTimeline makes a replica's reported timeline monotonic: a WAL
+// receiver's timeline is exact, and a later sample taken while the receiver
+// is down (reconnecting to a dead primary, say) must not fall back to an
+// older one. A new data directory (clone or rewind) starts afresh.
+func (m *Manager) keepTimeline(st *instanceapi.Status) {
+	if st.Role != instanceapi.RoleReplica {
+		return
+	}
+	if st.Timeline > m.replicaTLI {
+		m.replicaTLI = st.Timeline
+	}
+	st.Timeline = m.replicaTLI
+}
+
+// resetTimeline forgets the reported timeline when the data directory is
+// replaced.
+func (m *Manager) resetTimeline() {
+	m.mu.Lock()
+	m.replicaTLI = 0
+	m.mu.Unlock()
+}
+
 // SampleInterval is how often PostgreSQL's state is read.
 const SampleInterval = 100 * time.Millisecond
 
@@ -185,6 +210,7 @@ func (m *Manager) sampler(ctx context.Context) {
 		m.mu.Lock()
 		if m.gen == gen {
 			if err == nil {
+				m.keepTimeline(&st)
 				m.sample = sample{gen: gen, at: time.Now(), st: st}
 			} else {
 				m.sample.err = err
@@ -406,6 +432,7 @@ func (m *Manager) startPostgres(ctx context.Context, primary bool) error {
 	m.phase = PhaseRunning
 	m.endLSN = ""
 	m.gen++
+	m.keepTimeline(&first)
 	m.sample = sample{gen: m.gen, at: time.Now(), st: first}
 	m.mu.Unlock()
 	m.log.Info("postgres is running", "pid", pm.Pid(), "primary", primary)

@@ -106,8 +106,16 @@ func queryPrimary(ctx context.Context, q pgxQuerier, st *instanceapi.Status) err
 func queryReplica(ctx context.Context, q pgxQuerier, st *instanceapi.Status) error {
 	var received, replayed *string
 	var tli int64
+	// A replica's timeline: the WAL receiver's while it runs; otherwise the
+	// best PostgreSQL offers (the last restartpoint's or the minimum
+	// recovery point's), which lags a timeline switch until the next
+	// restartpoint. The sampler keeps the highest value seen (see
+	// Manager.sampler): reporting an old timeline for a replica would make
+	// the planner rank it below a less advanced one.
 	if err := q.QueryRow(ctx, `SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,
-		coalesce((SELECT received_tli FROM pg_stat_wal_receiver), (SELECT timeline_id FROM pg_control_checkpoint()))::bigint`).Scan(&received, &replayed, &tli); err != nil {
+		coalesce((SELECT received_tli FROM pg_stat_wal_receiver),
+		         greatest((SELECT timeline_id FROM pg_control_checkpoint()),
+		                  (SELECT min_recovery_end_timeline FROM pg_control_recovery())))::bigint`).Scan(&received, &replayed, &tli); err != nil {
 		return fmt.Errorf("reading replay position: %w", err)
 	}
 	if received != nil {
