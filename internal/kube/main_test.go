@@ -35,6 +35,7 @@ var (
 	admin    client.Client // system:masters
 	operator client.Client // only the operator's generated RBAC
 	opCfg    *rest.Config
+	opUser   *envtest.AuthenticatedUser
 	scheme   *runtime.Scheme
 )
 
@@ -67,6 +68,9 @@ func run(m *testing.M) int {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}
+	// Room for the Services of the benchmark's 100 Clusters (envtest's
+	// default range has 254 addresses).
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
 	adminCfg, err = env.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL: starting kube-apiserver and etcd:", err)
@@ -171,11 +175,11 @@ func setupClients() error {
 			return fmt.Errorf("unexpected %s in config/rbac/role.yaml", probe.Kind)
 		}
 	}
-	u, err := env.AddUser(envtest.User{Name: user}, adminCfg)
+	opUser, err = env.AddUser(envtest.User{Name: user}, adminCfg)
 	if err != nil {
 		return fmt.Errorf("adding the operator's user: %w", err)
 	}
-	opCfg = u.Config()
+	opCfg = opUser.Config()
 	operator, err = client.New(opCfg, client.Options{Scheme: scheme})
 	return err
 }
@@ -189,7 +193,7 @@ func newNamespace(t *testing.T, restricted bool) string {
 		name = name[:50]
 	}
 	name = strings.Trim(name, "-")
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	ns := namespaceObj(name)
 	if restricted {
 		ns.Labels = map[string]string{
 			"pod-security.kubernetes.io/enforce":         "restricted",
@@ -200,6 +204,10 @@ func newNamespace(t *testing.T, restricted bool) string {
 		t.Fatalf("creating namespace %s: %v", name, err)
 	}
 	return name
+}
+
+func namespaceObj(name string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 }
 
 // sampleCluster is config/samples/cluster-example.yaml in namespace ns,

@@ -1,0 +1,254 @@
+package kube_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/kube"
+)
+
+// BenchmarkOperator runs the real `pgward operator` binary (as its own
+// process, with the generated RBAC only, against the real API server),
+// creates 100 three-instance Clusters, lets it reconcile them for a while,
+// and reports the operator's peak RSS, the latency of its Reconcile calls
+// (p50/p99, from its own debug log) and the time from creating a Cluster to
+// its first status. Without a kubelet no pod runs, so each reconcile also
+// finds every instance unreachable; that is the cost of the objects and
+// the status, not of talking to PostgreSQL.
+//
+//	make bench-operator
+func BenchmarkOperator(b *testing.B) {
+	const clusters = 100
+	steady := 30 * time.Second
+	if s := os.Getenv("PGWARD_BENCH_STEADY"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		steady = d
+	}
+	bin := filepath.Join(b.TempDir(), "pgward")
+	build := exec.CommandContext(context.Background(), "go", "build", "-o", bin, "../../cmd/pgward")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("building pgward: %v\n%s", err, out)
+	}
+	kubeconfig, err := opUser.KubeConfig()
+	if err != nil {
+		b.Fatal(err)
+	}
+	kc := filepath.Join(b.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, kubeconfig, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "operator", "--namespace", operatorNamespace,
+		"--leader-elect=false", "--webhooks=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
+		"--log-level=debug")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kc)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	var (
+		mu        sync.Mutex
+		durations []float64 // every reconcile
+		steadyDur []float64 // those after every Cluster was set up
+		inSteady  bool
+		failures  int
+	)
+	logDone := make(chan struct{})
+	var logs io.Reader = stderr
+	if path := os.Getenv("PGWARD_BENCH_LOG"); path != "" {
+		f, err := os.Create(path) // #nosec G304 G703 -- a path the developer chose
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = f.Close() }()
+		logs = io.TeeReader(stderr, f)
+	}
+	go func() {
+		defer close(logDone)
+		readReconciles(logs, func(d float64, failed bool) {
+			mu.Lock()
+			durations = append(durations, d)
+			if inSteady {
+				steadyDur = append(steadyDur, d)
+			}
+			if failed {
+				failures++
+			}
+			mu.Unlock()
+		})
+	}()
+	b.ResetTimer()
+
+	ns := fmt.Sprintf("bench-%d", time.Now().UnixNano()%100000)
+	createNamespace(b, ns)
+	created := make([]time.Time, clusters)
+	for i := range clusters {
+		c := sampleClusterB(b, ns)
+		c.Name = fmt.Sprintf("c%03d", i)
+		v1.SetDefaults(c)
+		created[i] = time.Now()
+		if err := admin.Create(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Time to first status: poll until every Cluster has one.
+	firstStatus := make([]time.Duration, clusters)
+	seen := 0
+	deadline := time.Now().Add(5 * time.Minute)
+	for seen < clusters {
+		var list v1.ClusterList
+		if err := admin.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			b.Fatal(err)
+		}
+		now := time.Now()
+		for _, c := range list.Items {
+			i, _ := strconv.Atoi(strings.TrimPrefix(c.Name, "c"))
+			if c.Status.Phase == kube.PhaseWaiting && firstStatus[i] == 0 {
+				firstStatus[i] = now.Sub(created[i])
+				seen++
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d clusters reconciled", seen, clusters)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	settled := time.Since(created[0])
+	mu.Lock()
+	inSteady = true
+	mu.Unlock()
+	cpuBefore := cpuSeconds(b, cmd.Process.Pid)
+	time.Sleep(steady)
+	cpuSteady := cpuSeconds(b, cmd.Process.Pid) - cpuBefore
+	hwm, rss := memory(b, cmd.Process.Pid)
+	b.StopTimer()
+	cancel()
+	_ = cmd.Wait()
+	<-logDone
+
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(durations)
+	slices.Sort(steadyDur)
+	fs := make([]float64, clusters)
+	for i, d := range firstStatus {
+		fs[i] = d.Seconds()
+	}
+	slices.Sort(fs)
+	b.ReportMetric(hwm/1024, "peak-RSS-MiB")
+	b.ReportMetric(percentile(durations, 50)*1000, "reconcile-p50-ms")
+	b.ReportMetric(percentile(durations, 99)*1000, "reconcile-p99-ms")
+	b.ReportMetric(percentile(steadyDur, 50)*1000, "steady-reconcile-p50-ms")
+	b.ReportMetric(percentile(steadyDur, 99)*1000, "steady-reconcile-p99-ms")
+	b.ReportMetric(percentile(fs, 50)*1000, "create-to-status-p50-ms")
+	b.ReportMetric(percentile(fs, 99)*1000, "create-to-status-p99-ms")
+	b.Logf("%d clusters (3 instances each): all reconciled %.1fs after the first was created; "+
+		"%d reconciles (%d failed, retried); steady state %.0fs: %d reconciles, %.2f CPU-s (%.1f%% of a core); RSS now %.0f MiB",
+		clusters, settled.Seconds(), len(durations), failures, steady.Seconds(), len(steadyDur), cpuSteady,
+		100*cpuSteady/steady.Seconds(), rss/1024)
+}
+
+// readReconciles parses the operator's JSON log for its "reconciled" lines.
+func readReconciles(r io.Reader, record func(seconds float64, failed bool)) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Msg      string  `json:"msg"`
+			Duration float64 `json:"duration"`
+			Error    bool    `json:"error"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "reconciled" {
+			record(line.Duration, line.Error)
+		}
+	}
+}
+
+func percentile(sorted []float64, p int) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := (len(sorted)*p + 99) / 100
+	return sorted[min(max(i-1, 0), len(sorted)-1)]
+}
+
+// memory returns the peak and current resident set size in KiB.
+func memory(b *testing.B, pid int) (hwm, rss float64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmHWM:":
+			hwm = v
+		case "VmRSS:":
+			rss = v
+		}
+	}
+	return hwm, rss
+}
+
+// cpuSeconds is the user+system CPU time the process has used.
+func cpuSeconds(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+func createNamespace(b *testing.B, name string) {
+	b.Helper()
+	if err := admin.Create(context.Background(), namespaceObj(name)); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func sampleClusterB(b *testing.B, ns string) *v1.Cluster {
+	b.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "cluster-example.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := v1.LoadAndValidate(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.Namespace = ns
+	return c
+}
