@@ -189,9 +189,11 @@ type BootstrapConfiguration struct {
 type BootstrapInitDB struct {
 	// Database is the application database (default "app").
 	// +optional
+	// +kubebuilder:validation:Pattern=`^[a-z_][a-z0-9_]{0,62}$`
 	Database string `json:"database,omitempty"`
 	// Owner is the application user owning Database (default: Database's name).
 	// +optional
+	// +kubebuilder:validation:Pattern=`^[a-z_][a-z0-9_]{0,62}$`
 	Owner string `json:"owner,omitempty"`
 	// Secret names a secret (keys username, password) for Owner; generated when absent.
 	// +optional
@@ -201,12 +203,15 @@ type BootstrapInitDB struct {
 	DataChecksums *bool `json:"dataChecksums,omitempty"`
 	// Encoding is the database encoding (default UTF8).
 	// +optional
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.@-]{1,64}$`
 	Encoding string `json:"encoding,omitempty"`
 	// LocaleCollate is LC_COLLATE (default C).
 	// +optional
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.@-]{1,64}$`
 	LocaleCollate string `json:"localeCollate,omitempty"`
 	// LocaleCType is LC_CTYPE (default C).
 	// +optional
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.@-]{1,64}$`
 	LocaleCType string `json:"localeCType,omitempty"`
 	// PostInitSQL runs as superuser in the postgres database after initdb.
 	// +optional
@@ -220,6 +225,9 @@ type BootstrapInitDB struct {
 // secret is a directory of that name under the state directory's secrets/,
 // holding one file per key.
 type LocalObjectReference struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Name string `json:"name"`
 }
 
@@ -228,18 +236,27 @@ type LocalObjectReference struct {
 type CertificatesConfiguration struct {
 	// ServerCASecret holds ca.crt (and ca.key if pgward should sign the server certificate).
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	ServerCASecret string `json:"serverCASecret,omitempty"`
 	// ServerTLSSecret holds tls.crt and tls.key for PostgreSQL and the status port.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	ServerTLSSecret string `json:"serverTLSSecret,omitempty"`
 	// ClientCASecret holds ca.crt (and ca.key if pgward should sign client certificates).
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	ClientCASecret string `json:"clientCASecret,omitempty"`
 	// ReplicationTLSSecret holds tls.crt and tls.key of the streaming_replica client certificate.
 	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	ReplicationTLSSecret string `json:"replicationTLSSecret,omitempty"`
 	// ServerAltDNSNames are extra DNS names for the generated server certificate.
 	// +optional
+	// +kubebuilder:validation:items:MaxLength=253
 	ServerAltDNSNames []string `json:"serverAltDNSNames,omitempty"`
 }
 
