@@ -5,7 +5,7 @@ SHELL := /bin/bash
 BIN   := bin/pgward
 PKGS  := ./...
 
-.PHONY: all build demo deps test lint unit e2e fuzz clean demo-down generate manifests kube-binaries bench-operator
+.PHONY: all build demo deps test lint unit e2e fuzz clean demo-down generate manifests kube-binaries bench bench-operator
 
 all: build
 
@@ -30,6 +30,14 @@ manifests: generate ## regenerate the CRD, RBAC, webhook configurations and dist
 
 kube-binaries: ## build kube-apiserver, etcd and kubectl for the operator tests (cached)
 	@hack/kube-binaries.sh >/dev/null
+
+# The HA benchmarks of docs/benchmarks.md (about 20 minutes): failover by
+# kill -9 and by a 30 s SIGSTOP, and switchover, 20 rounds each, with
+# synchronous replication.
+bench: deps build
+	$(BIN) bench failover -f config/samples/cluster-sync.yaml --kills 20
+	$(BIN) bench switchover -f config/samples/cluster-sync.yaml --rounds 20
+	$(BIN) bench failover -f config/samples/cluster-sync.yaml --mode freeze --freeze 30s --kills 20
 
 # The operator benchmark: 100 Clusters against a real API server; prints
 # the operator's peak RSS and reconcile latency (docs/benchmarks.md).
