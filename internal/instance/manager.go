@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -73,6 +74,8 @@ type Manager struct {
 	// replicaTLI is the highest timeline this data directory has reported
 	// as a replica.
 	replicaTLI uint32
+	// manifestMod is the manifest file's modification time when last read.
+	manifestMod time.Time
 }
 
 // sample is PostgreSQL's part of the status, refreshed in the background so
@@ -87,6 +90,10 @@ type sample struct {
 
 // NewManager loads the cluster spec the config points at.
 func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
+	fi, err := os.Stat(cfg.ClusterFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading cluster manifest: %w", err)
+	}
 	b, err := os.ReadFile(cfg.ClusterFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading cluster manifest: %w", err)
@@ -112,6 +119,9 @@ func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
 		wake:    make(chan struct{}, 1),
 		phase:   PhaseWaiting,
 		st:      st,
+		// The modification time from before the read: a change racing
+		// with it is picked up at the next check.
+		manifestMod: fi.ModTime(),
 	}
 	if c.Spec.Instances > 1 {
 		m.selfFence = cfg.SelfFence
@@ -245,7 +255,7 @@ func (m *Manager) loop(ctx context.Context) {
 		case <-tick.C:
 			m.checkSelfFence()
 		case <-tlsTick.C:
-			m.reloadTLSIfChanged(ctx)
+			m.reloadIfChanged(ctx)
 		}
 	}
 }
@@ -324,31 +334,69 @@ func (m *Manager) checkSelfFence() {
 	}
 }
 
-// TLSCheckInterval is how often the manager looks for renewed certificates.
+// TLSCheckInterval is how often the manager looks for renewed certificates
+// and a changed manifest.
 const TLSCheckInterval = 10 * time.Second
 
-// reloadTLSIfChanged makes PostgreSQL pick up renewed certificates (it
-// re-reads its SSL files on reload); the status port already does per
-// connection.
-func (m *Manager) reloadTLSIfChanged(ctx context.Context) {
-	changed, err := m.tls.load()
+// reloadIfChanged makes PostgreSQL pick up renewed certificates (it
+// re-reads its SSL files on reload; the status port already does per
+// connection) and a changed manifest (parameters, pg_hba, pg_ident are
+// re-rendered). Parameters that need a restart show as pendingRestart.
+func (m *Manager) reloadIfChanged(ctx context.Context) {
+	certs, err := m.tls.load()
 	if err != nil {
 		m.log.Error("TLS material", "err", err)
 		return
 	}
+	spec := m.reloadManifest()
 	m.mu.Lock()
-	pool := m.pool
+	pool, primary := m.pool, m.primary
 	m.mu.Unlock()
-	if !changed || pool == nil {
+	if (!certs && !spec) || pool == nil {
 		return
+	}
+	if spec {
+		if err := m.renderConfig(primary); err != nil {
+			m.log.Error("rendering the changed manifest", "err", err)
+			return
+		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := pool.Exec(rctx, "SELECT pg_reload_conf()"); err != nil {
-		m.log.Error("reloading renewed certificates", "err", err)
+		m.log.Error("reloading configuration", "err", err)
 		return
 	}
-	m.log.Info("certificates changed; PostgreSQL reloaded them")
+	m.log.Info("configuration reloaded", "certificates", certs, "manifest", spec)
+}
+
+// reloadManifest re-reads the cluster manifest when its file changed and
+// adopts it if it is valid and a valid update of the current one. It
+// reports whether the spec changed.
+func (m *Manager) reloadManifest() bool {
+	fi, err := os.Stat(m.cfg.ClusterFile)
+	if err != nil || fi.ModTime().Equal(m.manifestMod) {
+		return false
+	}
+	m.manifestMod = fi.ModTime()
+	b, err := os.ReadFile(m.cfg.ClusterFile)
+	if err != nil {
+		m.log.Error("reading the changed manifest", "err", err)
+		return false
+	}
+	c, err := v1.LoadAndValidate(b)
+	if err == nil {
+		err = v1.ValidateUpdate(m.cluster, c).ToAggregate()
+	}
+	if err != nil {
+		m.log.Error("ignoring an invalid manifest change", "err", err)
+		return false
+	}
+	if reflect.DeepEqual(c.Spec, m.cluster.Spec) {
+		return false
+	}
+	m.cluster = c
+	return true
 }
 
 // stopKind says how to stop postgres.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	v1 "github.com/pgward/pgward/api/v1"
 	"io"
 	"io/fs"
 	"os"
@@ -44,14 +45,20 @@ type HAOptions struct {
 func Up(ctx context.Context, o UpOptions) error {
 	l := Layout{Dir: o.Dir}
 	say := func(s string) { _, _ = fmt.Fprintln(o.Out, s) }
+	running := controllerRunning(l)
+	if running {
+		if err := checkLiveChange(l, o.Manifest); err != nil {
+			return err
+		}
+	}
 	p, err := prepare(l, o.Manifest, o.RunAs, o.PGBinDir, o.HA, say)
 	if err != nil {
 		return err
 	}
 	say(fmt.Sprintf("state directory %s (owner %s, mode 0700)", l.Dir, p.user.Name))
 	var exited <-chan struct{}
-	if controllerRunning(l) {
-		say("controller already running; checking the instances")
+	if running {
+		say("controller already running; instances reload a changed manifest within 10 s")
 	} else {
 		if exited, err = startController(l); err != nil {
 			return err
@@ -70,6 +77,35 @@ func Up(ctx context.Context, o UpOptions) error {
 	say("connect as the application owner (verify-full TLS, password from the generated pgpass):")
 	say(fmt.Sprintf("  psql \"$(pgward local uri %s --dir %s)\"", p.cluster.Spec.Bootstrap.InitDB.Owner, l.Dir))
 	say(fmt.Sprintf("status: pgward local status --dir %s    stop: pgward local down --dir %s", l.Dir, l.Dir))
+	return nil
+}
+
+// checkLiveChange refuses manifest changes a running cluster cannot take:
+// the controller's plan (instances, synchronous replication, failover
+// delay) is fixed while it runs. Everything else (parameters, pg_hba,
+// pg_ident) the instance managers reload.
+func checkLiveChange(l Layout, manifest []byte) error {
+	old, err := os.ReadFile(l.ClusterFile())
+	if err != nil {
+		return nil // nothing stored yet: prepare reports what is wrong
+	}
+	prev, err1 := v1.LoadAndValidate(old)
+	next, err2 := v1.LoadAndValidate(manifest)
+	if err1 != nil || err2 != nil {
+		return nil // prepare reports the validation errors
+	}
+	type planned struct {
+		instances, minSync, maxSync int
+		method                      string
+		delay                       int32
+	}
+	of := func(s *v1.ClusterSpec) planned {
+		lo, hi, m := s.SyncBounds()
+		return planned{s.Instances, lo, hi, m, s.FailoverDelay}
+	}
+	if of(&prev.Spec) != of(&next.Spec) {
+		return fmt.Errorf("instances, synchronous replication and failoverDelay cannot change while the cluster runs: run `pgward local down --dir %s`, then `up` again (data is kept)", l.Dir)
+	}
 	return nil
 }
 

@@ -217,6 +217,34 @@ func TestLocalCluster(t *testing.T) {
 		checkNoLeaks(t, dir)
 	})
 
+	t.Run("a changed manifest is applied to the running cluster", func(t *testing.T) {
+		orig, err := os.ReadFile(sample)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := filepath.Join(workRoot, "sample-changed.yaml")
+		text := strings.Replace(string(orig), `log_min_duration_statement: "1000"`, `log_min_duration_statement: "250"`, 1)
+		if err := os.WriteFile(changed, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mustPgward(t, "local", "up", "-f", changed, "--dir", dir)
+		eventually(t, 30*time.Second, "reloaded parameter", func() error {
+			got, err := psql(ctx, osUser, sock(0), "SHOW log_min_duration_statement")
+			if err != nil || got != "250ms" {
+				return fmt.Errorf("%w: %q", err, got)
+			}
+			return nil
+		})
+		scaled := filepath.Join(workRoot, "sample-scaled.yaml")
+		if err := os.WriteFile(scaled, []byte(strings.Replace(text, "instances: 3", "instances: 4", 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := pgward(ctx, "local", "up", "-f", scaled, "--dir", dir)
+		if err == nil || !strings.Contains(out, "cannot change while the cluster runs") {
+			t.Errorf("scaling a running cluster: want a clear refusal, got %v: %s", err, out)
+		}
+	})
+
 	t.Run("down stops every process and up resumes without data loss", func(t *testing.T) {
 		pids := clusterPids(t, dir)
 		if len(pids) < 7 { // controller, 3 instance managers, 3 postmasters (and their children)
