@@ -51,3 +51,27 @@ func (c *contactTracker) since(now time.Time) time.Duration {
 	defer c.mu.Unlock()
 	return now.Sub(c.last)
 }
+
+// FenceCheckInterval is how often a primary checks that it is still in
+// contact with the controller.
+const FenceCheckInterval = 100 * time.Millisecond
+
+// checkSelfFence stops a primary that has been out of contact with the
+// controller for longer than selfFence: the controller may promote another
+// instance after a longer, derived bound (plan.FenceTiming), so the two
+// never accept writes at the same time.
+func (m *Manager) checkSelfFence() {
+	if m.selfFence <= 0 {
+		return
+	}
+	m.mu.Lock()
+	primary, fenced := m.pm != nil && m.primary, m.st.Fenced
+	m.mu.Unlock()
+	if !primary || fenced {
+		return
+	}
+	if away := m.contact.since(time.Now()); away > m.selfFence {
+		m.log.Warn("no contact with the controller; fencing (immediate shutdown)", "away", away.Round(time.Millisecond))
+		m.fence()
+	}
+}

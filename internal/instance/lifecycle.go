@@ -1,0 +1,143 @@
+package instance
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgward/pgward/internal/instanceapi"
+)
+
+// onPostmasterExit records a crash. Nothing restarts postgres here: the
+// controller sees postmasterRunning=false at once and decides.
+func (m *Manager) onPostmasterExit() {
+	m.mu.Lock()
+	pm := m.pm
+	m.pm, m.primary = nil, false
+	pool := m.pool
+	m.pool = nil
+	m.phase = PhaseCrashed
+	if pm != nil {
+		m.lastErr = fmt.Sprintf("postgres exited unexpectedly: %v", pm.ExitErr())
+	}
+	m.mu.Unlock()
+	if pool != nil {
+		pool.Close()
+	}
+	m.log.Warn("postgres exited; waiting for the controller", "err", m.lastError())
+}
+
+// stopKind says how to stop postgres.
+type stopKind int
+
+const (
+	// fastStop rolls back sessions, sends remaining WAL to the standbys and
+	// checkpoints: a clean shutdown.
+	fastStop stopKind = iota
+	// immediateStop is the quickest way to stop accepting writes.
+	immediateStop
+)
+
+func (m *Manager) stopPostgres(kind stopKind) {
+	m.mu.Lock()
+	pm, pool := m.pm, m.pool
+	m.pm, m.pool, m.primary = nil, nil, false
+	m.phase = PhaseStopping
+	m.mu.Unlock()
+	if pool != nil {
+		pool.Close()
+	}
+	if pm == nil {
+		m.setPhase(PhaseStopped)
+		return
+	}
+	if kind == immediateStop {
+		pm.Kill()
+	} else {
+		pm.Stop(60 * time.Second)
+	}
+	m.setPhase(PhaseStopped)
+	m.log.Info("postgres stopped", "immediate", kind == immediateStop)
+}
+
+// startPostgres renders the configuration for the role the data directory
+// should run in and starts postgres, returning once it accepts connections.
+func (m *Manager) startPostgres(ctx context.Context, primary bool) error {
+	if m.postmaster() != nil {
+		return nil
+	}
+	m.setPhase(PhaseStarting)
+	if err := m.renderConfig(primary); err != nil {
+		return err
+	}
+	if err := setStandby(m.cfg.DataDir, !primary); err != nil {
+		return err
+	}
+	if err := resetAutoConf(m.cfg.DataDir); err != nil {
+		return err
+	}
+	pm, err := startPostgres(m.cfg.PGBinDir, m.cfg.DataDir, m.confFile(), m.cfg.LogFile)
+	if err != nil {
+		return err
+	}
+	conn, err := m.waitConnect(ctx, pm, "postgres")
+	if err != nil {
+		pm.Stop(10 * time.Second)
+		return err
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	if primary {
+		if err := m.reconcileRoles(ctx, conn); err != nil {
+			pm.Stop(10 * time.Second)
+			return err
+		}
+	}
+	pool, err := newLocalPool(ctx, m.cfg.SocketDir, m.cfg.Port)
+	if err != nil {
+		pm.Stop(10 * time.Second)
+		return err
+	}
+	var first instanceapi.Status
+	if err := queryStatus(ctx, pool, &first); err != nil {
+		pool.Close()
+		pm.Stop(10 * time.Second)
+		return err
+	}
+	m.mu.Lock()
+	m.pm, m.pool, m.primary = pm, pool, primary
+	m.phase = PhaseRunning
+	m.endLSN = ""
+	m.gen++
+	m.keepTimeline(&first)
+	m.sample = sample{gen: m.gen, at: time.Now(), st: first}
+	m.mu.Unlock()
+	m.log.Info("postgres is running", "pid", pm.Pid(), "primary", primary)
+	return nil
+}
+
+// waitConnect connects over the socket once PostgreSQL accepts connections.
+func (m *Manager) waitConnect(ctx context.Context, pm *postmaster, dbname string) (*pgx.Conn, error) {
+	cc, err := localConnConfig(m.cfg.SocketDir, m.cfg.Port, dbname)
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for {
+		if !pm.Running() {
+			return nil, fmt.Errorf("%w while starting: %w (see %s)", errPostmasterExited, pm.ExitErr(), m.cfg.LogFile)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := pgx.ConnectConfig(cctx, cc)
+		cancel()
+		if err == nil {
+			return conn, nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for postgres: %w (last error: %w)", ctx.Err(), lastErr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

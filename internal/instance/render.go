@@ -1,0 +1,122 @@
+package instance
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgward/pgward/internal/pgconf"
+)
+
+func (m *Manager) reconcileRoles(ctx context.Context, conn *pgx.Conn) error {
+	cred, err := m.credentials()
+	if err != nil {
+		return err
+	}
+	return reconcileRoles(ctx, conn, m.cluster, cred, rand.Reader)
+}
+
+func (m *Manager) credentials() (credentials, error) {
+	var cred credentials
+	app, err := m.store.Get(m.cfg.Secrets.App)
+	if err != nil {
+		return cred, fmt.Errorf("reading app secret %q: %w", m.cfg.Secrets.App, err)
+	}
+	cred.appUser, cred.appPassword = string(app["username"]), string(app["password"])
+	if cred.appPassword == "" {
+		return cred, fmt.Errorf("app secret %q has no password", m.cfg.Secrets.App)
+	}
+	if m.cfg.Secrets.Superuser != "" {
+		su, err := m.store.Get(m.cfg.Secrets.Superuser)
+		if err != nil {
+			return cred, fmt.Errorf("reading superuser secret %q: %w", m.cfg.Secrets.Superuser, err)
+		}
+		cred.superPassword = string(su["password"])
+		if cred.superPassword == "" {
+			return cred, fmt.Errorf("superuser secret %q has no password", m.cfg.Secrets.Superuser)
+		}
+	}
+	return cred, nil
+}
+
+// renderConfig writes postgresql.conf, pg_hba.conf and pg_ident.conf into
+// ConfDir. They live outside PGDATA: a clone or rewind copies the source's
+// files and must not replace this instance's port, paths or conninfo.
+func (m *Manager) renderConfig(primary bool) error {
+	m.mu.Lock()
+	st := m.st
+	m.mu.Unlock()
+	in := pgconf.Instance{
+		Name:            m.cfg.Name,
+		ClusterName:     m.cluster.Name,
+		Port:            m.cfg.Port,
+		ListenAddresses: m.cfg.ListenAddress,
+		SocketDir:       m.cfg.SocketDir,
+		HBAFile:         filepath.Join(m.cfg.ConfDir, "pg_hba.conf"),
+		IdentFile:       filepath.Join(m.cfg.ConfDir, "pg_ident.conf"),
+		ServerCertFile:  m.secretFile(m.cfg.Secrets.ServerTLS, "tls.crt"),
+		ServerKeyFile:   m.secretFile(m.cfg.Secrets.ServerTLS, "tls.key"),
+		ClientCAFile:    m.secretFile(m.cfg.Secrets.ClientCA, "ca.crt"),
+		OSUser:          m.cfg.OSUser,
+	}
+	if primary {
+		in.SynchronousStandbyNames = st.SyncStandbys
+	} else {
+		in.PrimaryConnInfo = m.replicationConnInfo(st.Primary, m.cfg.Name)
+	}
+	conf, err := pgconf.RenderPostgresConf(m.cluster, in)
+	if err != nil {
+		return fmt.Errorf("rendering postgresql.conf: %w", err)
+	}
+	hba, err := pgconf.RenderHBA(m.cluster, m.cfg.OSUser)
+	if err != nil {
+		return fmt.Errorf("rendering pg_hba.conf: %w", err)
+	}
+	ident, err := pgconf.RenderIdent(m.cluster, m.cfg.OSUser)
+	if err != nil {
+		return fmt.Errorf("rendering pg_ident.conf: %w", err)
+	}
+	for name, data := range map[string][]byte{"postgresql.conf": conf, "pg_hba.conf": hba, "pg_ident.conf": ident} {
+		if err := WriteFileAtomic(filepath.Join(m.cfg.ConfDir, name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Manager) confFile() string { return filepath.Join(m.cfg.ConfDir, "postgresql.conf") }
+
+func (m *Manager) secretFile(secret, key string) string {
+	return filepath.Join(m.cfg.SecretsRoot, secret, key)
+}
+
+// replicationConnInfo is how this instance reaches primary: TLS with full
+// verification of the primary's certificate, and streaming_replica's client
+// certificate instead of a password.
+func (m *Manager) replicationConnInfo(primary Endpoint, appName string) string {
+	kv := []string{
+		"host=" + quoteConnValue(primary.Host),
+		fmt.Sprintf("port=%d", primary.Port),
+		"user=" + replicationRole,
+		"dbname=postgres",
+		"sslmode=verify-full",
+		"sslrootcert=" + quoteConnValue(m.secretFile(m.cfg.Secrets.ServerCA, "ca.crt")),
+		"sslcert=" + quoteConnValue(m.secretFile(m.cfg.Secrets.Replication, "tls.crt")),
+		"sslkey=" + quoteConnValue(m.secretFile(m.cfg.Secrets.Replication, "tls.key")),
+		"ssl_min_protocol_version=TLSv1.3",
+		"connect_timeout=2",
+	}
+	if appName != "" {
+		kv = append(kv, "application_name="+quoteConnValue(appName))
+	}
+	return strings.Join(kv, " ")
+}
+
+// quoteConnValue quotes a libpq keyword/value conninfo value.
+func quoteConnValue(v string) string {
+	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+	return "'" + r.Replace(v) + "'"
+}
