@@ -10,7 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -27,11 +29,16 @@ func NewScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
-// SetupWithManager registers the reconciler: it runs on every change of a
-// Cluster or of an object a Cluster controls, and after each RequeueAfter.
+// SetupWithManager registers the reconciler: it runs when a Cluster is
+// created, deleted or its spec changes, when an object a Cluster controls
+// changes, and after each RequeueAfter. Status-only changes of a Cluster do
+// not trigger it: the reconciler writes the status itself (the planner's
+// memory at every observation of a healthy primary), and reacting to its
+// own writes would observe the instances in a tight loop instead of every
+// CheckInterval.
 func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1.Cluster{}).
+		For(&v1.Cluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.Secret{}).
 		Owns(&corev1.Service{}).
