@@ -14,14 +14,18 @@ import (
 	"github.com/pgward/pgward/internal/plan/plantest"
 )
 
-// countingInstances counts status requests.
+// countingInstances counts status requests to one cluster's instances
+// (the manager also reconciles the other tests' Clusters).
 type countingInstances struct {
 	*simInstances
-	polls atomic.Int64
+	cluster string
+	polls   atomic.Int64
 }
 
 func (c *countingInstances) Status(ctx context.Context, in kube.Instance, ack uint64) (*instanceapi.Status, error) {
-	c.polls.Add(1)
+	if in.Cluster == c.cluster {
+		c.polls.Add(1)
+	}
 	return c.simInstances.Status(ctx, in, ack)
 }
 
@@ -35,7 +39,7 @@ func TestHealthyClusterIsPolledAtItsInterval(t *testing.T) {
 	c := sampleCluster(t, ns)
 	c.Name = "steady"
 	sim := plantest.NewSim(time.Now(), kube.DefaultTiming().SelfFence, "steady-1", "steady-2", "steady-3")
-	counter := &countingInstances{simInstances: &simInstances{sim: sim}}
+	counter := &countingInstances{simInstances: &simInstances{sim: sim}, cluster: client.ObjectKeyFromObject(c).String()}
 
 	cfg := kube.DefaultConfig()
 	cfg.Namespace = operatorNamespace
