@@ -28,7 +28,9 @@ import (
 //
 // It returns the object as it now is on the server.
 func ensure[T client.Object](ctx context.Context, c client.Client, owner *v1.Cluster, desired T, mutate func(current, desired T)) (T, error) {
-	current := desired.DeepCopyObject().(T)
+	// A zero object to read into: decoding into a copy of desired would
+	// keep whatever the server's object lacks, and hide the difference.
+	current := reflect.New(reflect.TypeOf(desired).Elem()).Interface().(T)
 	err := c.Get(ctx, client.ObjectKeyFromObject(desired), current)
 	switch {
 	case apierrors.IsNotFound(err):

@@ -507,3 +507,72 @@ func TestRefusesToAdopt(t *testing.T) {
 		t.Errorf("condition %+v", cond)
 	}
 }
+
+// TestDriftIsRepaired: what someone changes in the objects the operator
+// manages is put back by the next reconcile (level-based, not event-based).
+func TestDriftIsRepaired(t *testing.T) {
+	ns := newNamespace(t, false)
+	c := sampleCluster(t, ns)
+	createCluster(t, c)
+	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
+	reconcileOnce(t, r, c)
+	ctx := ctxFor(t)
+	key := func(name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
+
+	var app corev1.Secret
+	if err := admin.Get(ctx, key("cluster-example-app"), &app); err != nil {
+		t.Fatal(err)
+	}
+	password := string(app.Data["password"])
+	delete(app.Data, "ca.crt")
+	app.Data["host"] = []byte("evil.example.com")
+	if err := admin.Update(ctx, &app); err != nil {
+		t.Fatal(err)
+	}
+	var svc corev1.Service
+	if err := admin.Get(ctx, key("cluster-example-rw"), &svc); err != nil {
+		t.Fatal(err)
+	}
+	svc.Spec.Selector = map[string]string{"app": "evil"}
+	if err := admin.Update(ctx, &svc); err != nil {
+		t.Fatal(err)
+	}
+	var pod corev1.Pod
+	if err := admin.Get(ctx, key("cluster-example-1"), &pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Labels[build.RoleLabel] = build.RoleReplica
+	if err := admin.Update(ctx, &pod); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cluster-example-ro"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	reconcileOnce(t, r, c)
+
+	if err := admin.Get(ctx, key("cluster-example-app"), &app); err != nil {
+		t.Fatal(err)
+	}
+	if len(app.Data["ca.crt"]) == 0 || string(app.Data["host"]) != "cluster-example-rw."+ns+".svc" {
+		t.Errorf("app secret not repaired: host %q, ca.crt %d bytes", app.Data["host"], len(app.Data["ca.crt"]))
+	}
+	if string(app.Data["password"]) != password {
+		t.Error("the password changed: existing credentials must be kept")
+	}
+	if err := admin.Get(ctx, key("cluster-example-rw"), &svc); err != nil {
+		t.Fatal(err)
+	}
+	if svc.Spec.Selector[build.RoleLabel] != build.RolePrimary || svc.Spec.Selector["app"] != "" {
+		t.Errorf("rw selector not repaired: %v", svc.Spec.Selector)
+	}
+	if err := admin.Get(ctx, key("cluster-example-1"), &pod); err != nil {
+		t.Fatal(err)
+	}
+	if pod.Labels[build.RoleLabel] != build.RolePrimary {
+		t.Errorf("primary label not repaired: %v", pod.Labels)
+	}
+	if err := admin.Get(ctx, key("cluster-example-ro"), &svc); err != nil {
+		t.Errorf("deleted service not recreated: %v", err)
+	}
+}
