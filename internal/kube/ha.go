@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/control"
 	"github.com/pgward/pgward/internal/instance"
 	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/kube/build"
@@ -177,7 +178,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	r.mu.Unlock()
 	for i, name := range names {
 		sent := r.now()
-		out[i] = observation{plan: plan.InstanceStatus{Name: name, ObservedAt: sent}}
+		out[i] = observation{plan: control.Unreachable(name, sent)}
 		pod := pods[name]
 		if pod == nil || !pod.DeletionTimestamp.IsZero() {
 			done <- struct{}{}
@@ -192,7 +193,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 			if err != nil || st.Name != name {
 				return
 			}
-			out[i] = observation{plan: toPlanStatus(st, sent), wire: st}
+			out[i] = observation{plan: control.Observation(st, sent), wire: st}
 			ids[i] = st.RequestID
 		}()
 	}
@@ -226,40 +227,6 @@ func (r *ClusterReconciler) instanceFor(c *v1.Cluster, pod *corev1.Pod, tlsm *tl
 		in.Addr = net.JoinHostPort(ip, strconv.Itoa(build.StatusPort))
 	}
 	return in
-}
-
-// toPlanStatus translates the wire status into the planner's observation
-// (as the local runtime does).
-func toPlanStatus(st *instanceapi.Status, sent time.Time) plan.InstanceStatus {
-	s := plan.InstanceStatus{
-		Name:              st.Name,
-		Reachable:         true,
-		ObservedAt:        sent,
-		Empty:             st.Empty,
-		PostmasterRunning: st.PostmasterRunning,
-		Fenced:            st.Fenced,
-		Role:              plan.Role(st.Role),
-		Epoch:             st.Epoch,
-		Timeline:          st.Timeline,
-		StreamingFrom:     st.StreamingFrom,
-		SyncStandbyNames:  st.SyncStandbyNames,
-		ReceivedLSN:       parseLSN(st.ReceivedLSN),
-		ReplayedLSN:       parseLSN(st.ReplayedLSN),
-		CurrentLSN:        parseLSN(st.CurrentLSN),
-	}
-	// A status that could not read PostgreSQL is not a working instance.
-	if st.PostmasterRunning && !st.Ready {
-		s.Role = plan.RoleUnknown
-	}
-	return s
-}
-
-func parseLSN(s string) plan.LSN {
-	l, err := plan.ParseLSN(s)
-	if err != nil {
-		return 0
-	}
-	return l
 }
 
 // persistMemory writes the planner's Memory (and the primaries it names)
@@ -305,33 +272,15 @@ func (r *ClusterReconciler) execute(ctx context.Context, c *v1.Cluster, mem plan
 	if pod == nil {
 		return fmt.Errorf("%s: no pod %s", a.Kind, a.Instance)
 	}
-	cmd := instanceapi.Command{Epoch: mem.Epoch, SyncStandbys: a.SyncStandbys}
-	switch a.Kind {
-	case plan.ActionBootstrap:
-		cmd.Kind, cmd.Epoch = instanceapi.CommandBootstrap, a.Epoch
-	case plan.ActionPromote:
-		cmd.Kind, cmd.Epoch = instanceapi.CommandPromote, a.Epoch
-	case plan.ActionFollow:
-		cmd.Kind = instanceapi.CommandFollow
-	case plan.ActionFence:
-		cmd.Kind = instanceapi.CommandFence
-	case plan.ActionStart:
-		cmd.Kind = instanceapi.CommandStart
-	case plan.ActionDemote:
-		cmd.Kind = instanceapi.CommandDemote
-	case plan.ActionRejoin:
-		cmd.Kind = instanceapi.CommandRejoin
-	case plan.ActionRecreate:
-		cmd.Kind = instanceapi.CommandRecreate
-	case plan.ActionSetSyncStandbys:
-		cmd.Kind = instanceapi.CommandSetSyncStandbys
-	default:
-		return fmt.Errorf("unknown action %q", a.Kind)
-	}
+	var primary *instanceapi.Endpoint
 	if a.Primary != "" {
 		// Peers reach the primary through the read-write Service, which
 		// relabel has already pointed at it.
-		cmd.Primary = &instanceapi.Endpoint{Name: a.Primary, Host: build.ServerName(c), Port: build.PostgresPort}
+		primary = &instanceapi.Endpoint{Name: a.Primary, Host: build.ServerName(c), Port: build.PostgresPort}
+	}
+	cmd, err := control.Command(a, mem.Epoch, primary)
+	if err != nil {
+		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, r.Timing.RequestTimeout)
 	defer cancel()
