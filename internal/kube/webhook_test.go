@@ -39,8 +39,10 @@ func startOperator(t *testing.T) {
 	cfg := kube.DefaultConfig()
 	cfg.Namespace = operatorNamespace
 	cfg.Build.OperatorNamespace = operatorNamespace
-	cfg.MetricsAddr = "0"
-	cfg.ProbeAddr = "0"
+	// Metrics (HTTPS, authorized through the API server) and probes on
+	// ephemeral ports: they start with the generated RBAC too.
+	cfg.MetricsAddr = "127.0.0.1:0"
+	cfg.ProbeAddr = "127.0.0.1:0"
 	cfg.WebhookHost = "127.0.0.1"
 	cfg.WebhookPort = port
 	cfg.WebhookCertDir = t.TempDir()
