@@ -57,9 +57,11 @@ fuzz: ## run each fuzz target briefly
 # real PostgreSQL (the e2e tests in test/e2e run the built binary as a user
 # would) and against a real kube-apiserver and etcd built from source (the
 # operator's tests; a cold build takes ~10 minutes, then it is cached), and a
-# short fuzzing pass.
+# short fuzzing pass. Packages run one at a time (-p 1): the end-to-end and
+# operator tests start real servers, and sharing two cores between them would
+# only make their timing noisier.
 test: deps lint kube-binaries
-	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" go test -count=1 -timeout 30m $(PKGS)
+	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" go test -p 1 -count=1 -timeout 30m $(PKGS)
 	hack/fuzz.sh 5s
 
 clean:
