@@ -28,7 +28,7 @@ generate: ## regenerate deep-copy code
 manifests: generate ## regenerate the CRD, RBAC, webhook configurations and dist/install.yaml
 	hack/manifests.sh
 
-kube-binaries: ## build kube-apiserver, etcd and kubectl for the operator tests (cached)
+kube-binaries: ## build kube-apiserver, kube-controller-manager, etcd and kubectl for the operator tests (cached)
 	@hack/kube-binaries.sh >/dev/null
 
 # The HA benchmarks of docs/benchmarks.md (about 20 minutes): failover by
@@ -55,11 +55,11 @@ fuzz: ## run each fuzz target briefly
 
 # Every test: lint (any finding fails), unit and integration tests against
 # real PostgreSQL (the e2e tests in test/e2e run the built binary as a user
-# would) and against a real kube-apiserver and etcd built from source (the
-# operator's tests; a cold build takes ~10 minutes, then it is cached), and a
-# short fuzzing pass. Packages run one at a time (-p 1): the end-to-end and
-# operator tests start real servers, and sharing two cores between them would
-# only make their timing noisier.
+# would) and against a real kube-apiserver, etcd and kube-controller-manager
+# built from source (the operator's tests; a cold build takes ~10 minutes,
+# then it is cached), and a short fuzzing pass. Packages run one at a time
+# (-p 1): the end-to-end and operator tests start real servers, and sharing
+# two cores between them would only make their timing noisier.
 test: deps lint kube-binaries
 	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" go test -p 1 -count=1 -timeout 30m $(PKGS)
 	hack/fuzz.sh 5s

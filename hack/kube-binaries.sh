@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane that pgward's operator tests run
-# against (kube-apiserver, kubectl and etcd) from the Go module proxy, into a
-# cache outside the repository keyed by version, and prints that directory
-# (use it as KUBEBUILDER_ASSETS). Release downloads (setup-envtest) cannot
+# against (kube-apiserver, kube-controller-manager, kubectl and etcd) from
+# the Go module proxy, into a cache outside the repository keyed by version,
+# and prints that directory (use it as KUBEBUILDER_ASSETS). Release downloads (setup-envtest) cannot
 # work on these machines, so the binaries come from source: the wrapper
 # modules under hack/kube/ pin every module version (their go.sum makes the
 # build reproducible). A warm cache makes this a no-op.
 #
-# A cold build takes ~10 minutes on 2 cores; it runs under `nice` so that it
+# kube-controller-manager runs only its garbage collector in the tests, so
+# that deleting a Cluster really deletes what it owns.
+#
+# A cold build takes ~10 minutes on 2 cores (kube-controller-manager adds
+# ~1 minute once kube-apiserver is built); it runs under `nice` so that it
 # does not starve whatever else the machine is doing.
 set -euo pipefail
 
@@ -18,7 +22,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cache="${PGWARD_CACHE:-$HOME/.cache/pgward}/kube/$KUBE_VERSION"
 
 have_all() {
-  [ -x "$cache/kube-apiserver" ] && [ -x "$cache/kubectl" ] && [ -x "$cache/etcd" ]
+  [ -x "$cache/kube-apiserver" ] && [ -x "$cache/kube-controller-manager" ] &&
+    [ -x "$cache/kubectl" ] && [ -x "$cache/etcd" ]
 }
 
 if have_all; then
@@ -61,7 +66,7 @@ if [ ! -x "$cache/etcd" ]; then
     -o "$work/etcd.bin" go.etcd.io/etcd/server/v3) >&2
   mv "$work/etcd.bin" "$cache/etcd"
 fi
-for cmd in kubectl kube-apiserver; do
+for cmd in kubectl kube-apiserver kube-controller-manager; do
   if [ ! -x "$cache/$cmd" ]; then
     echo "building $cmd $KUBE_VERSION into $cache (first run only)" >&2
     (cd "$work/kubernetes" && "${nice_cmd[@]}" go build -trimpath -ldflags "$ldflags" \
