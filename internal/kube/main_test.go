@@ -24,10 +24,10 @@ import (
 )
 
 // The tests run against a real kube-apiserver and etcd, built from source
-// by hack/kube-binaries.sh (KUBEBUILDER_ASSETS names their directory). No
-// kube-controller-manager runs, so garbage collection does not happen: the
-// tests check the owner references that would make it happen instead. No
-// kubelet runs either: pods are admitted and stored but never start, so the
+// by hack/kube-binaries.sh (KUBEBUILDER_ASSETS names their directory),
+// plus a kube-controller-manager running only the garbage collector and PVC
+// protection (controllermanager_test.go), so deleting a Cluster really
+// deletes what it owns. No kubelet runs: pods are admitted and stored but never start, so the
 // instances' statuses are simulated (see failover_test.go).
 var (
 	env      *envtest.Environment
@@ -85,10 +85,17 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		return 1
 	}
+	kcm, err := startControllerManager(assets)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		return 1
+	}
+	defer kcm.stop()
 	return m.Run()
 }
 
-// kubeAssets finds kube-apiserver, etcd and kubectl: KUBEBUILDER_ASSETS if
+// kubeAssets finds kube-apiserver, etcd, kubectl and
+// kube-controller-manager: KUBEBUILDER_ASSETS if
 // set, else hack/kube-binaries.sh's cache.
 func kubeAssets() (string, error) {
 	dir := os.Getenv("KUBEBUILDER_ASSETS")
@@ -103,7 +110,7 @@ func kubeAssets() (string, error) {
 		}
 		dir = filepath.Join(cache, "kube", kubeVersion)
 	}
-	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
+	for _, b := range []string{"kube-apiserver", "etcd", "kubectl", "kube-controller-manager"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil { // #nosec G703 -- the developer's own asset directory
 			return "", fmt.Errorf("no %s in %s: build the control plane with hack/kube-binaries.sh (make test does) and set KUBEBUILDER_ASSETS to the directory it prints", b, dir)
 		}

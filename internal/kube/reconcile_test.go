@@ -110,6 +110,10 @@ func metaItems(l client.ObjectList) ([]metav1.Object, error) {
 		for i := range l.Items {
 			out = append(out, &l.Items[i])
 		}
+	case *corev1.ConfigMapList:
+		for i := range l.Items {
+			out = append(out, &l.Items[i])
+		}
 	case *v1.ClusterList:
 		for i := range l.Items {
 			out = append(out, &l.Items[i])
@@ -288,10 +292,10 @@ func TestResyncWritesNothing(t *testing.T) {
 }
 
 // TestOwnerReferences: every object carries a controller reference to the
-// Cluster with blockOwnerDeletion, which is what makes the garbage
-// collector delete them with it. envtest runs no kube-controller-manager,
-// so the collection itself cannot be observed here; deleting the Cluster
-// then leaves the reconciler with nothing to do.
+// Cluster with blockOwnerDeletion, and deleting the Cluster makes the real
+// garbage collector (kube-controller-manager, see main_test.go) delete every
+// one of them. The deletion is in the foreground, so the Cluster itself
+// disappears only once each object that blocks its deletion is gone.
 func TestOwnerReferences(t *testing.T) {
 	ns := newNamespace(t, false)
 	c := sampleCluster(t, ns)
@@ -305,13 +309,15 @@ func TestOwnerReferences(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := ctxFor(t)
-	count := 0
+	// Every object of these kinds in the namespace, labelled or not: the
+	// namespace is the test's own and nothing else creates objects in it.
+	var owned []client.Object
 	for _, l := range []client.ObjectList{
 		&corev1.SecretList{}, &corev1.ServiceList{}, &corev1.PodList{}, &corev1.PersistentVolumeClaimList{},
 		&corev1.ServiceAccountList{}, &rbacv1.RoleList{}, &rbacv1.RoleBindingList{},
-		&policyv1.PodDisruptionBudgetList{}, &networkingv1.NetworkPolicyList{},
+		&policyv1.PodDisruptionBudgetList{}, &networkingv1.NetworkPolicyList{}, &corev1.ConfigMapList{},
 	} {
-		if err := admin.List(ctx, l, client.InNamespace(ns), client.MatchingLabels{build.ClusterLabel: c.Name}); err != nil {
+		if err := admin.List(ctx, l, client.InNamespace(ns)); err != nil {
 			t.Fatal(err)
 		}
 		items, err := metaItems(l)
@@ -319,21 +325,72 @@ func TestOwnerReferences(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, o := range items {
-			count++
 			ref := metav1.GetControllerOf(o)
 			if ref == nil || ref.UID != stored.UID || ref.Kind != "Cluster" || ref.APIVersion != v1.APIVersion ||
 				ref.BlockOwnerDeletion == nil || !*ref.BlockOwnerDeletion {
 				t.Errorf("%T %s: controller reference %+v", o, o.GetName(), ref)
 			}
+			if o.GetLabels()[build.ClusterLabel] != c.Name {
+				t.Errorf("%T %s: labels %v", o, o.GetName(), o.GetLabels())
+			}
+			obj, ok := o.(client.Object)
+			if !ok {
+				t.Fatalf("%T is not a client.Object", o)
+			}
+			owned = append(owned, obj)
 		}
 	}
 	// 5 secrets + superuser + 3 instance configs, 3 services, 3 pods, 3
 	// PVCs, SA, Role, RoleBinding, 2 PDBs, 2 NetworkPolicies.
-	if count != 25 {
-		t.Errorf("%d owned objects, want 25", count)
+	if len(owned) != 25 {
+		t.Errorf("%d owned objects, want 25", len(owned))
 	}
-	if err := admin.Delete(ctx, &stored); err != nil {
+	// The API server's StorageObjectInUseProtection admission plugin gives
+	// every PVC the protection finalizer; the PVC protection controller
+	// must remove it for the claims to go.
+	for _, o := range owned {
+		if pvc, ok := o.(*corev1.PersistentVolumeClaim); ok && !slices.Contains(pvc.Finalizers, "kubernetes.io/pvc-protection") {
+			t.Errorf("pvc %s finalizers %v: the protection the test means to exercise is missing", pvc.Name, pvc.Finalizers)
+		}
+	}
+
+	start := time.Now()
+	if err := admin.Delete(ctx, &stored, client.PropagationPolicy(metav1.DeletePropagationForeground)); err != nil {
 		t.Fatal(err)
+	}
+	// While the collector works the Cluster is still there, being deleted:
+	// the reconciler must leave it alone rather than recreate what goes.
+	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)}); err != nil {
+		t.Errorf("reconciling a cluster being deleted: %v", err)
+	}
+	const bound = 60 * time.Second
+	for _, o := range append(owned, &stored) {
+		key := client.ObjectKeyFromObject(o)
+		probe, ok := o.DeepCopyObject().(client.Object)
+		if !ok {
+			t.Fatalf("%T copy", o)
+		}
+		for {
+			err := admin.Get(ctx, key, probe)
+			if apierrors.IsNotFound(err) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%T %s: %v", o, key.Name, err)
+			}
+			if time.Since(start) > bound {
+				t.Errorf("%T %s still exists %v after the Cluster was deleted (deletionTimestamp %v, finalizers %v)",
+					o, key.Name, bound, probe.GetDeletionTimestamp(), probe.GetFinalizers())
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !t.Failed() {
+		t.Logf("the garbage collector deleted the Cluster and its %d objects in %v", len(owned), time.Since(start).Round(time.Millisecond))
+	}
+	if left := snapshot(t, ns); len(left) > 0 {
+		t.Errorf("left in the namespace: %v", left)
 	}
 	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)}); err != nil {
 		t.Errorf("reconciling a deleted cluster: %v", err)
