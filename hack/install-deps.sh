@@ -12,10 +12,15 @@ if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   echo "installing PostgreSQL 15 from Debian" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # policy-rc.d keeps the package from starting Debian's default cluster.
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-  chmod +x /usr/sbin/policy-rc.d
+  # policy-rc.d keeps the package from starting Debian's default cluster;
+  # an administrator's own policy is left as it is.
+  own_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
   apt-get install -y -qq --no-install-recommends postgresql-15 postgresql-client-15 >&2
-  rm -f /usr/sbin/policy-rc.d
+  if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
 "$(dirname "$0")/tools.sh" >/dev/null
