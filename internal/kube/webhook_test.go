@@ -405,3 +405,72 @@ func TestWebhookCertificate(t *testing.T) {
 		t.Error(errors.Join(errors.New("certificate not written"), err))
 	}
 }
+
+// conflictingClient lets another writer change each webhook configuration
+// right before the first patch of it, as a second operator replica starting
+// at the same moment does.
+type conflictingClient struct {
+	client.Client
+	interfered map[string]bool
+}
+
+func (c *conflictingClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	if _, ok := obj.(*admissionv1.MutatingWebhookConfiguration); ok && !c.interfered[obj.GetName()] {
+		c.interfered[obj.GetName()] = true
+		var m admissionv1.MutatingWebhookConfiguration
+		if err := admin.Get(ctx, types.NamespacedName{Name: obj.GetName()}, &m); err != nil {
+			return err
+		}
+		if m.Annotations == nil {
+			m.Annotations = map[string]string{}
+		}
+		m.Annotations["pgward.io/test-interference"] = time.Now().String()
+		if err := admin.Update(ctx, &m); err != nil {
+			return err
+		}
+	}
+	return c.Client.Patch(ctx, obj, patch, opts...)
+}
+
+// TestWebhookCertificateRacingReplicas: a replica whose CA-bundle patch
+// loses a race reads again and succeeds, instead of exiting (which made one
+// of two fresh replicas crash once on every install).
+func TestWebhookCertificateRacingReplicas(t *testing.T) {
+	startOperator(t)
+	ctx := ctxFor(t)
+	cfg := kube.DefaultConfig()
+	var m admissionv1.MutatingWebhookConfiguration
+	if err := admin.Get(ctx, types.NamespacedName{Name: cfg.MutatingWebhook}, &m); err != nil {
+		t.Fatal(err)
+	}
+	for i := range m.Webhooks {
+		m.Webhooks[i].ClientConfig.CABundle = []byte("stale")
+	}
+	if err := admin.Update(ctx, &m); err != nil {
+		t.Fatal(err)
+	}
+	cc := &conflictingClient{Client: operator, interfered: map[string]bool{}}
+	w := &kube.WebhookCerts{
+		Client: cc, Namespace: operatorNamespace, SecretName: cfg.WebhookSecret,
+		ServiceName: cfg.WebhookService, ClusterDomain: "cluster.local", Hosts: []string{"127.0.0.1"},
+		CertDir: t.TempDir(), MutatingName: cfg.MutatingWebhook, ValidatingName: cfg.ValidatingWebhook,
+	}
+	if err := w.Ensure(ctx); err != nil {
+		t.Fatalf("Ensure after a conflicting write: %v", err)
+	}
+	if !cc.interfered[cfg.MutatingWebhook] {
+		t.Fatal("the test did not interfere")
+	}
+	var s corev1.Secret
+	if err := admin.Get(ctx, types.NamespacedName{Namespace: operatorNamespace, Name: cfg.WebhookSecret}, &s); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Get(ctx, types.NamespacedName{Name: cfg.MutatingWebhook}, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, wh := range m.Webhooks {
+		if !bytes.Equal(wh.ClientConfig.CABundle, s.Data["ca.crt"]) {
+			t.Errorf("webhook %s: CA bundle not set after the conflict", wh.Name)
+		}
+	}
+}

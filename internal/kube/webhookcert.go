@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -245,17 +246,24 @@ func (w *WebhookCerts) patchBundles(ctx context.Context, bundle []byte) error {
 }
 
 func (w *WebhookCerts) patchConfig(ctx context.Context, name string, obj client.Object, set func() bool) error {
-	if err := w.Client.Get(ctx, types.NamespacedName{Name: name}, obj); err != nil {
-		if apierrors.IsNotFound(err) {
+	// Every replica runs this at start: two of them patching at once is
+	// the normal case, not an error. A conflict means another replica (or
+	// kubectl apply) wrote first: read again and see if anything is left
+	// to do.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := w.Client.Get(ctx, types.NamespacedName{Name: name}, obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("reading webhook configuration %s: %w", name, err)
+		}
+		before := obj.DeepCopyObject().(client.Object)
+		if !set() {
 			return nil
 		}
-		return fmt.Errorf("reading webhook configuration %s: %w", name, err)
-	}
-	before := obj.DeepCopyObject().(client.Object)
-	if !set() {
-		return nil
-	}
-	if err := w.Client.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return w.Client.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	})
+	if err != nil {
 		return fmt.Errorf("setting the CA bundle of %s: %w", name, err)
 	}
 	return nil
