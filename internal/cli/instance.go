@@ -1,14 +1,20 @@
 package cli
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pgward/pgward/internal/instance"
+	"github.com/pgward/pgward/internal/instanceapi"
 )
 
 // NewInstanceCmd returns `pgward instance`, the instance manager.
@@ -42,6 +48,57 @@ func NewInstanceCmd() *cobra.Command {
 	}
 	run.Flags().StringVar(&configPath, "config", "", "instance manager config file (JSON)")
 	_ = run.MarkFlagRequired("config")
-	cmd.AddCommand(run)
+	cmd.AddCommand(run, newInstanceStatusCmd())
+	return cmd
+}
+
+// newInstanceStatusCmd is `pgward instance status`: read one instance
+// manager's status port with the identity given, as the operator or the
+// local controller does with theirs. It is how a person (or a test) checks
+// which certificates the port accepts; it never sends commands.
+func newInstanceStatusCmd() *cobra.Command {
+	var addr, caFile, certFile, keyFile, serverName string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "status --addr HOST:PORT --ca CA.crt [--cert tls.crt --key tls.key]",
+		Short: "Read an instance manager's status over TLS with the given client certificate",
+		Example: `  # inside a pod holding the operator's client certificate of cluster c:
+  pgward instance status --addr 10.244.0.7:8000 --ca ca.crt --cert tls.crt --key tls.key --server-name c-rw`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			caPEM, err := os.ReadFile(caFile) // #nosec G304 -- a path the user names
+			if err != nil {
+				return fmt.Errorf("--ca: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(caPEM) {
+				return fmt.Errorf("--ca %s: no PEM certificate", caFile)
+			}
+			var cert tls.Certificate
+			if certFile != "" || keyFile != "" {
+				if cert, err = tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+					return fmt.Errorf("--cert/--key: %w", err)
+				}
+			}
+			c := instanceapi.NewClient(pool, cert, serverName, timeout)
+			defer c.CloseIdle()
+			st, err := c.Status(cmd.Context(), addr, 0)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(st)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", "", "the instance's status address (host:port)")
+	f.StringVar(&caFile, "ca", "", "CA that issued the instance's server certificate")
+	f.StringVar(&certFile, "cert", "", "client certificate to present (none if empty)")
+	f.StringVar(&keyFile, "key", "", "its private key")
+	f.StringVar(&serverName, "server-name", "", "name the server certificate is checked against (default: the host of --addr)")
+	f.DurationVar(&timeout, "timeout", 5*time.Second, "connection and request timeout")
+	_ = cmd.MarkFlagRequired("addr")
+	_ = cmd.MarkFlagRequired("ca")
 	return cmd
 }

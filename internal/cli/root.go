@@ -10,10 +10,15 @@ import (
 	"github.com/spf13/cobra"
 )
 
+// Version is pgward's version, set at build time from the VERSION file
+// (`make build`: -ldflags "-X github.com/pgward/pgward/internal/cli.Version=...").
+var Version = "unknown"
+
 // NewRootCmd returns the pgward command tree.
 func NewRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "pgward",
+		Version:       Version,
 		Short:         "A security-first PostgreSQL operator: highly available clusters on Kubernetes or locally",
 		SilenceUsage:  true,
 		SilenceErrors: true,
