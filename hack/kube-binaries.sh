@@ -1,29 +1,48 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes control plane that pgward's operator tests run
-# against (kube-apiserver, kube-controller-manager, kubectl and etcd) from
-# the Go module proxy, into a cache outside the repository keyed by version,
-# and prints that directory (use it as KUBEBUILDER_ASSETS). Release downloads (setup-envtest) cannot
-# work on these machines, so the binaries come from source: the wrapper
-# modules under hack/kube/ pin every module version (their go.sum makes the
-# build reproducible). A warm cache makes this a no-op.
+# Builds the real Kubernetes that pgward's tests run against, from the Go
+# module proxy, into a cache outside the repository keyed by version, and
+# prints that directory (use it as KUBEBUILDER_ASSETS). Release downloads
+# (setup-envtest, container registries) cannot work on these machines, so
+# every binary comes from source: the wrapper modules under hack/kube/ pin
+# every module version (their go.sum makes the build reproducible), the
+# others are pinned `go install`s. A warm cache makes this a no-op.
 #
-# kube-controller-manager runs only its garbage collector in the tests, so
-# that deleting a Cluster really deletes what it owns.
+#   kube-binaries.sh          the control plane of the operator's tests:
+#                             kube-apiserver, kube-controller-manager (its
+#                             garbage collector), kubectl, etcd
+#   kube-binaries.sh --node   also what hack/kube-up.sh needs to run pods:
+#                             kubelet, kube-scheduler, kube-proxy, CoreDNS,
+#                             and kube-router (its NetworkPolicy firewall only)
 #
-# A cold build takes ~10 minutes on 2 cores (kube-controller-manager adds
-# ~1 minute once kube-apiserver is built); it runs under `nice` so that it
-# does not starve whatever else the machine is doing.
+# Cold, on 2 cores: ~10 minutes for the control plane, ~12 more for --node
+# (CoreDNS and kube-router pull their own client-go). Builds run under `nice`
+# so that they do not starve whatever else the machine is doing.
 set -euo pipefail
 
 KUBE_VERSION=v1.37.2
 ETCD_VERSION=v3.7.3
+COREDNS_VERSION=v1.15.0
+KUBE_ROUTER_VERSION=v2.1.0
 
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${PGWARD_CACHE:-$HOME/.cache/pgward}/kube/$KUBE_VERSION"
 
+kube_cmds=(kubectl kube-apiserver kube-controller-manager)
+others=(etcd)
+case "${1:-}" in
+  "") ;;
+  --node)
+    kube_cmds+=(kubelet kube-scheduler kube-proxy)
+    others+=(coredns kube-router)
+    ;;
+  *) echo "usage: $0 [--node]" >&2; exit 2 ;;
+esac
+
 have_all() {
-  [ -x "$cache/kube-apiserver" ] && [ -x "$cache/kube-controller-manager" ] &&
-    [ -x "$cache/kubectl" ] && [ -x "$cache/etcd" ]
+  local b
+  for b in "${kube_cmds[@]}" "${others[@]}"; do
+    [ -x "$cache/$b" ] || return 1
+  done
 }
 
 if have_all; then
@@ -47,8 +66,9 @@ trap 'rm -rf "$work"' EXIT
 export CGO_ENABLED=0 GOFLAGS=-mod=readonly
 nice_cmd=(nice -n 10)
 
-# The version variables both binaries report (kubectl version, the API
-# server's /version); without them they say v0.0.0-master.
+# The version variables the binaries report (kubectl version, the API
+# server's /version, the kubelet's node status); without them they say
+# v0.0.0-master.
 major="${KUBE_VERSION#v}"; major="${major%%.*}"
 minor="${KUBE_VERSION#v*.}"; minor="${minor%%.*}"
 ldflags="-s -w"
@@ -66,13 +86,31 @@ if [ ! -x "$cache/etcd" ]; then
     -o "$work/etcd.bin" go.etcd.io/etcd/server/v3) >&2
   mv "$work/etcd.bin" "$cache/etcd"
 fi
-for cmd in kubectl kube-apiserver kube-controller-manager; do
+for cmd in "${kube_cmds[@]}"; do
   if [ ! -x "$cache/$cmd" ]; then
     echo "building $cmd $KUBE_VERSION into $cache (first run only)" >&2
     (cd "$work/kubernetes" && "${nice_cmd[@]}" go build -trimpath -ldflags "$ldflags" \
       -o "$work/$cmd.bin" "k8s.io/kubernetes/cmd/$cmd") >&2
     mv "$work/$cmd.bin" "$cache/$cmd"
   fi
+done
+
+# install NAME PACKAGE@VERSION: a pinned `go install` (these modules build
+# as published, with no replace directives to work around).
+install() {
+  local name=$1 pkg=$2
+  if [ ! -x "$cache/$name" ]; then
+    echo "building $name ($pkg) into $cache (first run only)" >&2
+    mkdir -p "$work/bin-$name"
+    (cd "$work" && GOFLAGS= GOBIN="$work/bin-$name" "${nice_cmd[@]}" go install -trimpath -ldflags "-s -w" "$pkg") >&2
+    mv "$work/bin-$name/$(basename "${pkg%@*}")" "$cache/$name"
+  fi
+}
+for b in "${others[@]}"; do
+  case "$b" in
+    coredns) install coredns "github.com/coredns/coredns@$COREDNS_VERSION" ;;
+    kube-router) install kube-router "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION" ;;
+  esac
 done
 
 echo "$cache"
