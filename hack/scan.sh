@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# `make scan`: a CVE scan of the images' SBOMs (written by make image-check)
+# with Grype, failing on any vulnerability of high severity or worse that
+# Debian or the Go module has a fix for. Grype downloads its vulnerability
+# database from the Internet (grype.anchore.io): run this where that is
+# reachable; these build machines cannot, so it is not part of make test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GRYPE_VERSION=v0.121.2
+dir="${PGWARD_CACHE:-$HOME/.cache/pgward}/tools/grype-$GRYPE_VERSION"
+if [ ! -x "$dir/grype" ]; then
+  echo "building grype $GRYPE_VERSION into $dir (first run only)" >&2
+  GOBIN="$dir" CGO_ENABLED=0 go install -trimpath "github.com/anchore/grype/cmd/grype@$GRYPE_VERSION"
+fi
+rc=0
+for sbom in bin/images/postgresql.spdx.json bin/images/pgward.spdx.json; do
+  echo "== $sbom" >&2
+  GRYPE_CHECK_FOR_APP_UPDATE=false "$dir/grype" "sbom:$sbom" --only-fixed --fail-on high || rc=1
+done
+exit $rc
