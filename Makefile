@@ -1,19 +1,22 @@
 # pgward: `make demo` runs a secure local cluster, `make test` runs every test.
 # Both install what a fresh Debian machine lacks (PostgreSQL 15, pinned Go tools).
 
-SHELL := /bin/bash
-BIN   := bin/pgward
-PKGS  := ./...
+SHELL   := /bin/bash
+BIN     := bin/pgward
+PKGS    := ./...
+VERSION := $(shell cat VERSION)
+LDFLAGS := -s -w -X github.com/pgward/pgward/internal/cli.Version=$(VERSION)
 
-.PHONY: all build demo deps test lint unit e2e fuzz clean demo-down generate manifests kube-binaries bench bench-operator
+.PHONY: all build demo deps test lint unit e2e e2e-smoke fuzz clean demo-down generate manifests kube-binaries bench bench-operator bench-kube images image-check scan kube-up kube-down
 
 all: build
 
 deps: ## install PostgreSQL from Debian if missing, and the pinned tools
 	@hack/install-deps.sh
 
+# Static and reproducible: the same binary goes into the images.
 build:
-	CGO_ENABLED=0 go build -trimpath -o $(BIN) ./cmd/pgward
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pgward
 
 demo: deps build ## start the 3-instance sample cluster locally
 	$(BIN) local up -f config/samples/cluster-example.yaml
@@ -31,6 +34,48 @@ manifests: generate ## regenerate the CRD, RBAC, webhook configurations and dist
 kube-binaries: ## build kube-apiserver, kube-controller-manager, etcd and kubectl for the operator tests (cached)
 	@hack/kube-binaries.sh >/dev/null
 
+# --- Images and a real one-node Kubernetes (root only) ---
+
+images: ## build pgward/postgresql:15, pgward/pgward:$(VERSION) and the test cluster's pause image into bin/images (no daemon)
+	@hack/install-deps.sh --kube
+	hack/images.sh
+
+image-check: ## pgward's image rules and Dockle (any finding fails), and SBOMs (SPDX, CycloneDX) next to each image
+	hack/image-check.sh
+
+# A CVE scan of the images' SBOMs with Grype. Its vulnerability database is
+# downloaded from the Internet, which these build machines cannot reach:
+# run it where it can (it is not part of make test).
+scan: image-check
+	hack/scan.sh
+
+kube-up: images ## start a one-node Kubernetes (containerd, kubelet, CoreDNS, kube-router) with the images imported
+	@hack/kube-binaries.sh --node >/dev/null
+	hack/kube-up.sh
+
+kube-down: ## stop it and restore the host
+	hack/kube-down.sh
+
+# End-to-end tests with real pods (test/kube): the operator installed from
+# dist/install.yaml, Clusters in namespaces that enforce the restricted Pod
+# Security Standard. The cluster is started fresh and always torn down.
+E2E_SMOKE = go test -tags e2e_kube -count=1 -v -timeout 20m -run '^(TestOperatorInstall|TestFailover)$$' ./test/kube/
+E2E_ENV = KUBECONFIG=$${PGWARD_KUBE_DIR:-/var/lib/pgward-kube}/kubeconfig PGWARD_KUBECTL=$$(hack/kube-binaries.sh --node)/kubectl
+e2e: kube-up
+	trap 'hack/kube-down.sh' EXIT; $(E2E_ENV) go test -tags e2e_kube -count=1 -v -timeout 30m ./test/kube/
+
+# What CI runs on every change: the operator installed, the synchronous
+# sample Ready, the app writing through <c>-rw over verify-full TLS, two
+# failovers, no acknowledged write lost.
+e2e-smoke: kube-up
+	trap 'hack/kube-down.sh' EXIT; $(E2E_ENV) $(E2E_SMOKE)
+
+# The Kubernetes numbers of docs/benchmarks.md: apply → 3 instances Ready,
+# kill -9 of the primary's postgres and deletion of the primary's pod →
+# first acknowledged write through <c>-rw (10 rounds each).
+bench-kube: kube-up
+	trap 'hack/kube-down.sh' EXIT; $(E2E_ENV) go test -tags e2e_kube -count=1 -v -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/kube/
+
 # The HA benchmarks of docs/benchmarks.md (about 20 minutes): failover by
 # kill -9 and by a 30 s SIGSTOP, and switchover, 20 rounds each, with
 # synchronous replication.
@@ -44,11 +89,15 @@ bench: deps build
 bench-operator: kube-binaries
 	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" go test -run '^$$' -bench BenchmarkOperator -benchtime 1x -timeout 20m ./internal/kube/
 
+# The image builder is a module of its own (hack/image): linted and tested
+# with the same rules.
 lint:
 	"$$(hack/tools.sh)/golangci-lint" run $(PKGS)
+	cd hack/image && "$$(../tools.sh)/golangci-lint" run --config ../../.golangci.yml ./...
 
 unit: kube-binaries
 	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" go test -count=1 $(PKGS)
+	cd hack/image && go test -count=1 ./...
 
 fuzz: ## run each fuzz target briefly
 	hack/fuzz.sh 10s
@@ -57,11 +106,21 @@ fuzz: ## run each fuzz target briefly
 # real PostgreSQL (the e2e tests in test/e2e run the built binary as a user
 # would) and against a real kube-apiserver, etcd and kube-controller-manager
 # built from source (the operator's tests; a cold build takes ~10 minutes,
-# then it is cached), and a short fuzzing pass. Packages run one at a time
-# (-p 1): the end-to-end and operator tests start real servers, and sharing
-# two cores between them would only make their timing noisier.
+# then it is cached), the container images built, checked (pgward's rules,
+# Dockle) and given SBOMs, the Kubernetes smoke test on a real one-node
+# cluster (real pods from those images), and a short fuzzing pass. Packages
+# run one at a time (-p 1): the end-to-end and operator tests start real
+# servers, and sharing two cores between them would only make their timing
+# noisier. Building images and running pods needs root, as CI has.
 test: deps lint kube-binaries
+	@hack/install-deps.sh --kube
 	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" go test -p 1 -count=1 -timeout 30m $(PKGS)
+	cd hack/image && go test -count=1 ./...
+	hack/images.sh
+	hack/image-check.sh
+	@hack/kube-binaries.sh --node >/dev/null
+	hack/kube-up.sh
+	trap 'hack/kube-down.sh' EXIT; $(E2E_ENV) $(E2E_SMOKE)
 	hack/fuzz.sh 5s
 
 clean:
