@@ -32,28 +32,46 @@ if [ ! -d "$KDIR" ] && ! ip netns list | grep -qw "$NETNS"; then
   exit 0
 fi
 
-# stop NAME: TERM the recorded daemon (only if that PID still runs what we
-# started, so a reused PID is never signalled), KILL it after 5 s.
-stop() {
-  local name=$1 pid
+# pidof NAME: the recorded PID of a daemon, if that PID still runs what we
+# started (a reused PID is never signalled).
+pidof_daemon() {
+  local name=$1 pid exe
   pid="$(awk -v n="$name" '$1 == n {print $2}' "$KDIR/pids" 2>/dev/null | tail -1)"
   [ -n "$pid" ] || return 0
-  local exe
   exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || return 0
   case "$exe" in
-    "$KDIR"/* | */"$name" | */sh | */dash | */bash | */containerd) ;;
-    *) return 0 ;;
+    "$KDIR"/* | */"$name" | */sh | */dash | */bash | */containerd) echo "$pid" ;;
   esac
-  kill -TERM "$pid" 2>/dev/null
+}
+
+# running PID: alive and not a zombie waiting for its reaper.
+running() {
+  local state
+  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# stop NAME...: TERM the daemons together, KILL whatever still runs 5 s later.
+stop() {
+  local name pid pids=()
+  for name in "$@"; do
+    pid="$(pidof_daemon "$name")"
+    [ -n "$pid" ] || continue
+    kill -TERM "$pid" 2>/dev/null
+    pids+=("$pid")
+  done
   for _ in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    local left=()
+    for pid in "${pids[@]}"; do running "$pid" && left+=("$pid"); done
+    [ "${#left[@]}" -gt 0 ] || return 0
+    pids=("${left[@]}")
     sleep 0.1
   done
-  kill -KILL "$pid" 2>/dev/null
+  kill -KILL "${pids[@]}" 2>/dev/null
 }
 
 # Node daemons first, so nothing restarts what is torn down next.
-for d in recycle kube-router coredns kubelet kube-proxy; do stop "$d"; done
+stop recycle kube-router coredns kubelet kube-proxy
 
 # Every container process lives in the kubelet's cgroups.
 for _ in 1 2 3; do
@@ -62,7 +80,10 @@ for _ in 1 2 3; do
   kill -KILL $pids 2>/dev/null
   sleep 0.3
 done
-for d in containerd kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$d"; done
+stop containerd kube-scheduler kube-controller-manager
+# The API server after its clients, etcd last.
+stop kube-apiserver
+stop etcd
 # Shims outlive containerd; only ours name our socket.
 for p in $(pgrep -f containerd-shim-runc-v2 2>/dev/null); do
   if tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q -- "$CONTAINERD_SOCK"; then
