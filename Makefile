@@ -7,7 +7,7 @@ PKGS    := ./...
 VERSION := $(shell cat VERSION)
 LDFLAGS := -s -w -X github.com/pgward/pgward/internal/cli.Version=$(VERSION)
 
-.PHONY: all build demo deps test lint unit e2e e2e-smoke fuzz clean demo-down generate manifests kube-binaries bench bench-operator bench-kube images image-check scan kube-up kube-down
+.PHONY: all build demo deps test lint unit e2e e2e-smoke fuzz clean demo-down generate manifests kube-binaries bench bench-operator bench-kube images images-reproduce image-check scan kube-up kube-down
 
 all: build
 
@@ -39,6 +39,11 @@ kube-binaries: ## build kube-apiserver, kube-controller-manager, etcd and kubect
 images: ## build pgward/postgresql:15, pgward/pgward:$(VERSION) and the test cluster's pause image into bin/images (no daemon)
 	@hack/install-deps.sh --kube
 	hack/images.sh
+
+# Rebuild the images from nothing (fresh root filesystem, empty Go build
+# cache) and compare digests with bin/images (a few minutes; not in make test).
+images-reproduce: images
+	hack/images.sh --reproduce
 
 image-check: ## pgward's image rules and Dockle (any finding fails), and SBOMs (SPDX, CycloneDX) next to each image
 	hack/image-check.sh

@@ -11,10 +11,16 @@
 #
 # Rebuilding daily picks up Debian's security updates: it is all the daily
 # job has to run (see README, "Images").
+#
+#   images.sh                  build into bin/images
+#   images.sh --reproduce      build everything again from nothing (a fresh
+#                              root filesystem, an empty Go build cache) in a
+#                              temporary directory, and fail unless the three
+#                              digests equal those in bin/images/images.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo="$(pwd)"
 
-out=bin/images
 version="$(cat VERSION)"
 epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || true)}"
 revision="$(git rev-parse HEAD 2>/dev/null || true)"
@@ -23,12 +29,38 @@ if [ -z "$epoch" ]; then
   exit 1
 fi
 
+# build OUT BINDIR: the three images into OUT, the binaries into BINDIR.
+build() {
+  local out=$1 bindir=$2 rootfs
+  rootfs="$(hack/rootfs.sh)"
+  mkdir -p "$out" "$bindir"
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/pgward/pgward/internal/cli.Version=$version" \
+    -o "$bindir/pgward" ./cmd/pgward
+  (cd hack/image && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bindir/pause" ./pause &&
+    CGO_ENABLED=0 go build -trimpath -o "$bindir/image" .)
+  "$bindir/image" build -out "$out" -rootfs "$rootfs" -pgward "$bindir/pgward" -pause "$bindir/pause" \
+    -version "$version" -revision "$revision" -epoch "$epoch" ${PGWARD_OCI:+-oci}
+}
+
+digests() { grep -o '"digest": "[^"]*"' "$1/images.json"; }
+
 start=$(date +%s)
-rootfs="$(hack/rootfs.sh)"
-export CGO_ENABLED=0
-make --no-print-directory build >&2
-(cd hack/image && go build -trimpath -ldflags "-s -w" -o ../../bin/pause ./pause)
-mkdir -p "$out"
-(cd hack/image && go run . build -out "../../$out" -rootfs "$rootfs" -pgward ../../bin/pgward \
-  -pause ../../bin/pause -version "$version" -revision "$revision" -epoch "$epoch" ${PGWARD_OCI:+-oci})
-echo "images built in $(( $(date +%s) - start )) s" >&2
+case "${1:-}" in
+  "")
+    build "$repo/bin/images" "$repo/bin"
+    echo "images built in $(( $(date +%s) - start )) s" >&2
+    ;;
+  --reproduce)
+    [ -f bin/images/images.json ] || { echo "no bin/images/images.json: run make images first" >&2; exit 1; }
+    tmp="$(mktemp -d /var/tmp/pgward-repro.XXXXXX)"
+    trap 'rm -rf "$tmp"' EXIT
+    echo "rebuilding from nothing in $tmp (fresh root filesystem, empty Go build cache)" >&2
+    PGWARD_CACHE="$tmp/cache" GOCACHE="$tmp/gocache" build "$tmp/images" "$tmp/bin"
+    if ! diff <(digests bin/images) <(digests "$tmp/images"); then
+      echo "NOT reproducible: the digests above differ (bin/images vs the rebuild)" >&2
+      exit 1
+    fi
+    echo "reproducible: the rebuild from nothing gave the same three digests ($(( $(date +%s) - start )) s)" >&2
+    ;;
+  *) echo "usage: $0 [--reproduce]" >&2; exit 2 ;;
+esac

@@ -39,4 +39,7 @@ if [ "${#packages[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${packages[@]}" >&2
   if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
 fi
-"$(dirname "$0")/tools.sh" >/dev/null
+# The linter the tests need (not for --kube, which only adds packages).
+if [ "${1:-}" != "--kube" ]; then
+  "$(dirname "$0")/tools.sh" >/dev/null
+fi

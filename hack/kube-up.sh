@@ -8,7 +8,10 @@
 # reachable from the host (a veth pair, host end 10.250.0.2); pods, Service
 # IPs and DNS exist inside the namespace only, which has no default route.
 #
-# It imports the images `make images` built (bin/images), provides a default
+# It installs the Debian packages it needs (containerd, runc, the CNI
+# plugins, iptables, ipset, conntrack), builds or reuses the pinned binaries
+# (hack/kube-binaries.sh --node), imports the images `make images` built
+# (bin/images), provides a default
 # StorageClass backed by static `local` PersistentVolumes (which the kubelet
 # gives the pods' fsGroup, unlike hostPath), and prints
 # `export KUBECONFIG=<path>` as its last line.
@@ -33,8 +36,9 @@ for img in postgresql pgward pause; do
     exit 1
   fi
 done
+"$repo/hack/install-deps.sh" --kube
 for cmd in containerd runc ctr iptables ipset conntrack openssl nsenter; do
-  command -v "$cmd" >/dev/null || { echo "$cmd is missing: run hack/install-deps.sh --kube" >&2; exit 1; }
+  command -v "$cmd" >/dev/null || { echo "$cmd is missing after hack/install-deps.sh --kube" >&2; exit 1; }
 done
 
 start_ms=$(($(date +%s%N) / 1000000))

@@ -4,6 +4,7 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/kube/build"
+	"github.com/pgward/pgward/internal/plan"
 )
 
 // writer is a client pod that inserts numbered rows through the cluster's
@@ -260,6 +262,17 @@ func waitStreaming(t testing.TB, ns, name string) *v1.Cluster {
 		}
 		if got := strings.TrimSpace(out); got != strconv.Itoa(c.Spec.Instances-1) {
 			return fmt.Errorf("%s of %d replicas streaming from %s", got, c.Spec.Instances-1, c.Status.CurrentPrimary)
+		}
+		// And the planner has settled: one synchronous_standby_names value
+		// (no older one whose standbys it must still account for) and no
+		// replica left on an old timeline. Until then it may rightly
+		// prefer restarting a crashed primary to promoting.
+		var mem plan.Memory
+		if c.Status.PlannerMemory == nil || json.Unmarshal(c.Status.PlannerMemory.Raw, &mem) != nil {
+			return fmt.Errorf("no planner memory in the status")
+		}
+		if len(mem.SyncStandbys) > 1 || len(mem.Diverged) > 0 {
+			return fmt.Errorf("planner not settled: %d synchronous_standby_names values, %d diverged replicas", len(mem.SyncStandbys), len(mem.Diverged))
 		}
 		return nil
 	})
