@@ -42,7 +42,7 @@ images: ## build pgward/postgresql:15, pgward/pgward:$(VERSION) and the test clu
 
 # Rebuild the images from nothing (fresh root filesystem, empty Go build
 # cache) and compare digests with bin/images (a few minutes; not in make test).
-images-reproduce: images
+images-reproduce:
 	hack/images.sh --reproduce
 
 image-check: ## pgward's image rules and Dockle (any finding fails), and SBOMs (SPDX, CycloneDX) next to each image
