@@ -40,7 +40,9 @@ pidof_daemon() {
   [ -n "$pid" ] || return 0
   exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || return 0
   case "$exe" in
-    "$KDIR"/* | */"$name" | */sh | */dash | */bash | */containerd) echo "$pid" ;;
+    "$KDIR"/* | */"$name") echo "$pid" ;;
+    */sh | */dash | */bash) # the volume recycler: a shell running our script
+      tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$KDIR/recycle.sh" && echo "$pid" ;;
   esac
 }
 

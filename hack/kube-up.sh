@@ -424,7 +424,7 @@ while sleep 2; do
 done
 EOF
 chmod 0755 recycle.sh
-setsid ./recycle.sh > logs/recycle.log 2>&1 < /dev/null &
+setsid "$KDIR/recycle.sh" > logs/recycle.log 2>&1 < /dev/null &
 echo "recycle $!" >> pids
 log "StorageClass local with $VOLUMES volumes"
 

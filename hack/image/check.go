@@ -104,7 +104,7 @@ func checkUser(user, want string) string {
 // unwantedPath names what a runtime image must not carry.
 func unwantedPath(name string) string {
 	switch {
-	case strings.HasSuffix(name, "/lock"):
+	case (strings.HasPrefix(name, "/var/lib/apt/") || strings.HasPrefix(name, "/var/cache/apt/")) && strings.HasSuffix(name, "/lock"):
 		return "" // apt's empty lock files
 	case strings.HasPrefix(name, "/var/lib/apt/lists/"):
 		return "apt index"

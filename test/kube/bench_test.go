@@ -72,9 +72,7 @@ func BenchmarkFailoverPodDeleted(b *testing.B) { benchFailover(b, "delete") }
 
 func benchFailover(b *testing.B, how string) {
 	ns := newNamespace(b, "bench-"+how)
-	c := loadSample(b, "cluster-sync.yaml")
-	createCluster(b, ns, c)
-	c = waitHealthy(b, ns, c.Name, 5*time.Minute)
+	c := newCluster(b, ns, "cluster-sync.yaml", nil)
 	w := startWriter(b, ns, c)
 	var ds []time.Duration
 	for range rounds(10) {

@@ -210,9 +210,7 @@ func failover(t testing.TB, w *writer, how string) time.Duration {
 // as a replica, and no acknowledged write is lost.
 func TestFailover(t *testing.T) {
 	ns := newNamespace(t, "e2e-failover")
-	c := loadSample(t, "cluster-sync.yaml")
-	createCluster(t, ns, c)
-	c = waitHealthy(t, ns, c.Name, 4*time.Minute)
+	c := newCluster(t, ns, "cluster-sync.yaml", nil)
 	w := startWriter(t, ns, c)
 	for _, how := range []string{"kill", "delete"} {
 		d := failover(t, w, how)

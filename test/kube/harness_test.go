@@ -273,6 +273,18 @@ func createCluster(t testing.TB, ns string, c *v1.Cluster) {
 	}
 }
 
+// newCluster creates a sample Cluster in ns, changed by edit if not nil,
+// and returns it once it is healthy.
+func newCluster(t testing.TB, ns, sample string, edit func(*v1.Cluster)) *v1.Cluster {
+	t.Helper()
+	c := loadSample(t, sample)
+	if edit != nil {
+		edit(c)
+	}
+	createCluster(t, ns, c)
+	return waitHealthy(t, ns, c.Name, 4*time.Minute)
+}
+
 func getCluster(t testing.TB, ns, name string) *v1.Cluster {
 	t.Helper()
 	var c v1.Cluster

@@ -24,15 +24,14 @@ import (
 // operator's pods in the operator's namespace, which still reach it.
 func TestNetworkPolicy(t *testing.T) {
 	ns := newNamespace(t, "e2e-netpol")
-	c := loadSample(t, "cluster-example.yaml")
-	c.Name = "np"
-	c.Spec.Instances = 2
-	c.Spec.NetworkPolicy = &v1.NetworkPolicyConfiguration{
-		Enabled: true,
-		Clients: []v1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "app"}}}},
-	}
-	createCluster(t, ns, c)
-	c = waitHealthy(t, ns, c.Name, 4*time.Minute)
+	c := newCluster(t, ns, "cluster-example.yaml", func(c *v1.Cluster) {
+		c.Name = "np"
+		c.Spec.Instances = 2
+		c.Spec.NetworkPolicy = &v1.NetworkPolicyConfiguration{
+			Enabled: true,
+			Clients: []v1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"role": "app"}}}},
+		}
+	})
 	rw := build.ClientHost(c)
 
 	// A new pod's first packets may pass before its policy is programmed

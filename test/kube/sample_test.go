@@ -68,9 +68,7 @@ func TestOperatorInstall(t *testing.T) {
 // security model promises against the running pods.
 func TestSampleCluster(t *testing.T) {
 	ns := newNamespace(t, "e2e-sample")
-	c := loadSample(t, "cluster-example.yaml")
-	createCluster(t, ns, c)
-	c = waitHealthy(t, ns, c.Name, 4*time.Minute)
+	c := newCluster(t, ns, "cluster-example.yaml", nil)
 	primary := c.Status.CurrentPrimary
 	replicas := []string{}
 	for _, n := range c.Status.InstanceNames {
