@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Inputs are everything an image is made of; the same Inputs give the same
@@ -193,15 +194,18 @@ type layer struct {
 }
 
 // assemble stacks layers on an empty image and sets the config, every
-// timestamp at the epoch.
+// timestamp at the epoch. The image uses OCI media types (what an OCI
+// layout and registries expect; the docker-archive tarball carries no media
+// types, so tools that read it do not care).
 func assemble(in Inputs, layers []layer, cfg v1.Config) (v1.Image, error) {
-	img := empty.Image
+	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 	created := v1.Time{Time: in.Epoch}
 	for _, l := range layers {
 		var err error
 		img, err = mutate.Append(img, mutate.Addendum{
-			Layer:   l.l,
-			History: v1.History{Created: created, CreatedBy: l.createdBy, Author: "pgward"},
+			Layer:     l.l,
+			MediaType: types.OCILayer,
+			History:   v1.History{Created: created, CreatedBy: l.createdBy, Author: "pgward"},
 		})
 		if err != nil {
 			return nil, err

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // fixture writes a small root filesystem tarball and two "binaries".
@@ -239,6 +240,26 @@ func TestControlFailsCheck(t *testing.T) {
 	for _, want := range []string{"runs as root", "/usr/bin/escalate: setuid", "/root/.aws/credentials", "/etc/ssl/private/server.key: holds a private key"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("control image: missing %q in:\n%s", want, got)
+		}
+	}
+}
+
+// The images are OCI images: manifest, config and layers.
+func TestMediaTypes(t *testing.T) {
+	img, err := Operand(fixture(t, t.TempDir(), []byte("binary")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MediaType != types.OCIManifestSchema1 || m.Config.MediaType != types.OCIConfigJSON {
+		t.Errorf("manifest %s, config %s", m.MediaType, m.Config.MediaType)
+	}
+	for _, l := range m.Layers {
+		if l.MediaType != types.OCILayer {
+			t.Errorf("layer %s", l.MediaType)
 		}
 	}
 }
