@@ -446,5 +446,5 @@ done < pids
 wait_for "kube-router's firewall" 60 "${N[@]}" sh -c "iptables-save -t filter 2>/dev/null | grep -q KUBE-ROUTER"
 
 cp admin.kubeconfig kubeconfig
-log "ready in $(elapsed) s"
+log "ready in $(elapsed) s; kubectl: $bin/kubectl; pods and Services are reachable from the node's namespace only (ip netns exec $NETNS ...)"
 echo "export KUBECONFIG=$KDIR/kubeconfig"
