@@ -33,6 +33,12 @@ func Observation(st *instanceapi.Status, sent time.Time) plan.InstanceStatus {
 		ReplayedLSN:       lsn(st.ReplayedLSN),
 		CurrentLSN:        lsn(st.CurrentLSN),
 	}
+	// WAL a standby has replayed it has received, whatever a restarted WAL
+	// receiver says (it counts again from a segment start): never rank a
+	// standby by less than it holds.
+	if s.ReplayedLSN > s.ReceivedLSN {
+		s.ReceivedLSN = s.ReplayedLSN
+	}
 	// A running postgres that cannot answer status queries is not a
 	// working primary or replica, whatever it last said.
 	if st.PostmasterRunning && !st.Ready {
@@ -74,12 +80,12 @@ var kinds = map[plan.ActionKind]string{
 // Command translates an action into the command for its instance. epoch is
 // the memory's epoch after Next (bootstrap and promote carry their own);
 // primary locates the action's Primary, when it names one.
-func Command(a plan.Action, epoch uint64, primary *instanceapi.Endpoint) (instanceapi.Command, error) {
+func Command(a plan.Action, epoch, ack uint64, primary *instanceapi.Endpoint) (instanceapi.Command, error) {
 	kind, ok := kinds[a.Kind]
 	if !ok {
 		return instanceapi.Command{}, fmt.Errorf("action %q is not a command", a.Kind)
 	}
-	cmd := instanceapi.Command{Kind: kind, Epoch: epoch, SyncStandbys: a.SyncStandbys}
+	cmd := instanceapi.Command{Kind: kind, Epoch: epoch, Ack: ack, SyncStandbys: a.SyncStandbys}
 	if a.Kind == plan.ActionBootstrap || a.Kind == plan.ActionPromote {
 		cmd.Epoch = a.Epoch
 	}

@@ -32,7 +32,7 @@ func TestCommandCoversEveryAction(t *testing.T) {
 		if kind == plan.ActionFollow || kind == plan.ActionRejoin || kind == plan.ActionRecreate {
 			a.Primary = "c-1"
 		}
-		cmd, err := Command(a, 7, ep)
+		cmd, err := Command(a, 7, 42, ep)
 		if err != nil {
 			t.Fatalf("%s: %v", kind, err)
 		}
@@ -40,14 +40,29 @@ func TestCommandCoversEveryAction(t *testing.T) {
 		if kind == plan.ActionBootstrap || kind == plan.ActionPromote {
 			want = 9
 		}
-		if cmd.Epoch != want || (a.Primary != "") != (cmd.Primary != nil) {
+		if cmd.Epoch != want || cmd.Ack != 42 || (a.Primary != "") != (cmd.Primary != nil) {
 			t.Errorf("%s: %+v", kind, cmd)
 		}
 	}
-	if _, err := Command(plan.Action{Kind: plan.ActionHold}, 1, nil); err == nil {
+	if _, err := Command(plan.Action{Kind: plan.ActionHold}, 1, 0, nil); err == nil {
 		t.Error("hold became a command")
 	}
-	if _, err := Command(plan.Action{Kind: plan.ActionFollow, Instance: "c-2", Primary: "c-3"}, 1, ep); err == nil {
+	if _, err := Command(plan.Action{Kind: plan.ActionFollow, Instance: "c-2", Primary: "c-3"}, 1, 0, ep); err == nil {
 		t.Error("follow with the wrong endpoint accepted")
+	}
+}
+
+// A standby whose WAL receiver restarted reports a received position at a
+// segment start, behind what it has replayed: the planner must see at least
+// the replayed position, or it could rank a less advanced standby first.
+func TestObservationNeverRanksAStandbyBelowWhatItReplayed(t *testing.T) {
+	st := &instanceapi.Status{Name: "c-2", Role: instanceapi.RoleReplica, PostmasterRunning: true, Ready: true,
+		ReceivedLSN: "0/6000000", ReplayedLSN: "0/16000190"}
+	if got := Observation(st, time.Now()).ReceivedLSN; got != 0x16000190 {
+		t.Fatalf("received %s, want the replayed 0/16000190", got)
+	}
+	st.ReceivedLSN = "0/16000200"
+	if got := Observation(st, time.Now()).ReceivedLSN; got != 0x16000200 {
+		t.Fatalf("received %s, want 0/16000200", got)
 	}
 }

@@ -45,6 +45,17 @@ func (c *contactTracker) receive(now time.Time, ack uint64) uint64 {
 	return c.nextID
 }
 
+// acknowledge records that the controller received answer ack (a command
+// names the answer its decision was made on), without starting a new
+// exchange.
+func (c *contactTracker) acknowledge(ack uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t, ok := c.sent[ack]; ok && t.After(c.last) {
+		c.last = t
+	}
+}
+
 // since is how long ago the last completed exchange began.
 func (c *contactTracker) since(now time.Time) time.Duration {
 	c.mu.Lock()

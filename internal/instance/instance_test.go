@@ -25,6 +25,36 @@ func TestContactCountsOnlyCompletedExchanges(t *testing.T) {
 	}
 }
 
+// A command carries the ID of the status answer its decision was made on:
+// accepting it closes that exchange, so a replica promoted right after a
+// controller pause is in contact as of the status request that preceded the
+// promotion, not as of before the pause. A refused command (stale epoch)
+// closes nothing.
+func TestCommandAcknowledgesTheAnswerItWasDecidedOn(t *testing.T) {
+	t0 := time.Now().Add(-time.Minute)
+	m := &Manager{cfg: &Config{Name: "c-2"}, wake: make(chan struct{}, 1), contact: newContactTracker(t0)}
+	// The controller was away for a minute; its first request after the
+	// pause acknowledges an answer from before it.
+	stale := m.contact.receive(t0, 0)
+	fresh := m.contact.receive(time.Now(), stale)
+	if away := m.contact.since(time.Now()); away < 50*time.Second {
+		t.Fatalf("contact %s ago, want about a minute (only the stale exchange is complete)", away)
+	}
+	m.st.SeenEpoch = 5
+	if err := m.Submit(instanceapi.Command{Kind: instanceapi.CommandPromote, Epoch: 4, Ack: fresh}); err == nil {
+		t.Fatal("a command from an older epoch was accepted")
+	}
+	if away := m.contact.since(time.Now()); away < 50*time.Second {
+		t.Fatalf("a refused command counted as contact (%s ago)", away)
+	}
+	if err := m.Submit(instanceapi.Command{Kind: instanceapi.CommandPromote, Epoch: 6, Ack: fresh}); err != nil {
+		t.Fatal(err)
+	}
+	if away := m.contact.since(time.Now()); away > 5*time.Second {
+		t.Fatalf("the promote command did not close the exchange it acknowledges: contact %s ago", away)
+	}
+}
+
 func TestParseControlData(t *testing.T) {
 	out := "Database cluster state:               shut down\nLatest checkpoint location:           0/3000028\n"
 	got, err := parseControlData(out)
@@ -47,7 +77,7 @@ func TestQuoteConnValue(t *testing.T) {
 }
 
 func TestSubmitValidatesCommands(t *testing.T) {
-	m := &Manager{cfg: &Config{Name: "c-1"}, wake: make(chan struct{}, 1)}
+	m := &Manager{cfg: &Config{Name: "c-1"}, wake: make(chan struct{}, 1), contact: newContactTracker(time.Now())}
 	m.st.SeenEpoch = 5
 	cases := []struct {
 		cmd  instanceapi.Command

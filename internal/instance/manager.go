@@ -188,6 +188,8 @@ func (m *Manager) submit(cmd instanceapi.Command) error {
 	}
 	m.pending = &cmd
 	m.mu.Unlock()
+	// Only an accepted command (current epoch) closes an exchange.
+	m.contact.acknowledge(cmd.Ack)
 	select {
 	case m.wake <- struct{}{}:
 	default:

@@ -112,7 +112,12 @@ func queryReplica(ctx context.Context, q pgxQuerier, st *instanceapi.Status) err
 	// restartpoint. The sampler keeps the highest value seen (see
 	// Manager.sampler): reporting an old timeline for a replica would make
 	// the planner rank it below a less advanced one.
-	if err := q.QueryRow(ctx, `SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,
+	//
+	// The received position is never reported below the replayed one: a
+	// restarted WAL receiver starts pg_last_wal_receive_lsn() over at the
+	// start of the segment it asks for, behind WAL this standby already has
+	// (and has replayed), and the planner ranks candidates by it first.
+	if err := q.QueryRow(ctx, `SELECT greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text, pg_last_wal_replay_lsn()::text,
 		coalesce((SELECT received_tli FROM pg_stat_wal_receiver),
 		         greatest((SELECT timeline_id FROM pg_control_checkpoint()),
 		                  (SELECT min_recovery_end_timeline FROM pg_control_recovery())))::bigint`).Scan(&received, &replayed, &tli); err != nil {

@@ -40,9 +40,17 @@ const (
 // Command asks an instance manager to reach a state. Epoch is the
 // controller's fencing epoch; an instance refuses commands from an older
 // epoch than the one it has seen, so a stale controller cannot act.
+//
+// Ack, like a status request's ack, names the RequestID of the last status
+// answer the controller received from this instance: the decision the
+// command carries out was made on that answer, so the exchange it closes
+// counts as contact. A replica promoted right after the controller comes
+// back from a pause would otherwise start as a primary that has not heard
+// from the controller for the whole pause, and fence itself at once.
 type Command struct {
 	Kind         string    `json:"kind"`
 	Epoch        uint64    `json:"epoch"`
+	Ack          uint64    `json:"ack,omitempty"`
 	Primary      *Endpoint `json:"primary,omitempty"`
 	SyncStandbys string    `json:"syncStandbys,omitempty"`
 }

@@ -278,7 +278,10 @@ func (r *ClusterReconciler) execute(ctx context.Context, c *v1.Cluster, mem plan
 		// relabel has already pointed at it.
 		primary = &instanceapi.Endpoint{Name: a.Primary, Host: build.ServerName(c), Port: build.PostgresPort}
 	}
-	cmd, err := control.Command(a, mem.Epoch, primary)
+	r.mu.Lock()
+	ack := r.acks[client.ObjectKeyFromObject(c).String()][a.Instance]
+	r.mu.Unlock()
+	cmd, err := control.Command(a, mem.Epoch, ack, primary)
 	if err != nil {
 		return err
 	}

@@ -279,7 +279,7 @@ func (h *haLoop) execute(ctx context.Context, a plan.Action) error {
 	if p, ok := h.state.Instance(a.Primary); ok {
 		primary = &instanceapi.Endpoint{Name: p.Name, Host: localhost, Port: p.Port}
 	}
-	cmd, err := control.Command(a, h.mem.Epoch, primary)
+	cmd, err := control.Command(a, h.mem.Epoch, h.acks[a.Instance], primary)
 	if err != nil {
 		return err
 	}
