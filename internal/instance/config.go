@@ -57,6 +57,9 @@ type Config struct {
 	// with the controller before it stops accepting writes (clusters of
 	// more than one instance). Zero disables it.
 	SelfFence time.Duration `json:"selfFence,omitempty"`
+	// Supervisor is the controller this manager keeps alive (local
+	// runtime only); see Supervisor.
+	Supervisor *Supervisor `json:"supervisor,omitempty"`
 }
 
 // Secrets names the secrets (under SecretsRoot) the instance reads.

@@ -40,6 +40,8 @@ type Manager struct {
 	store   secrets.Store
 	log     *slog.Logger
 	contact *contactTracker
+	// sup watches the controller, when this manager must keep one alive.
+	sup *supervisorWatch
 	// selfFence is how long a primary may go without contact before it
 	// stops accepting writes; zero disables self-fencing (single instance).
 	selfFence time.Duration
@@ -106,6 +108,7 @@ func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
 	if c.Spec.Instances > 1 {
 		m.selfFence = cfg.SelfFence
 	}
+	m.sup = newSupervisorWatch(cfg.Supervisor, log)
 	return m, nil
 }
 
@@ -143,19 +146,26 @@ func (m *Manager) Run(ctx context.Context) error {
 		defer close(samplerDone)
 		m.sampler(sctx)
 	}()
-	m.loop(ctx)
+	err := m.loop(ctx)
 	stopSampler()
 	<-samplerDone
-	return nil
+	return err
 }
 
-// loop runs commands one at a time and watches the postmaster and the
-// self-fencing timer.
-func (m *Manager) loop(ctx context.Context) {
+// loop runs commands one at a time and watches the postmaster, the
+// self-fencing timer and, in the local runtime, the controller. It returns
+// an error only when the manager must exit without a controller.
+func (m *Manager) loop(ctx context.Context) error {
 	tick := time.NewTicker(FenceCheckInterval)
 	defer tick.Stop()
 	tlsTick := time.NewTicker(TLSCheckInterval)
 	defer tlsTick.Stop()
+	var supTick <-chan time.Time
+	if m.sup != nil {
+		t := time.NewTicker(SupervisorCheckInterval)
+		defer t.Stop()
+		supTick = t.C
+	}
 	for {
 		var pmDone <-chan struct{}
 		if pm := m.postmaster(); pm != nil {
@@ -164,7 +174,14 @@ func (m *Manager) loop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			m.stopPostgres(fastStop)
-			return
+			return nil
+		case <-supTick:
+			now := time.Now()
+			if err := m.sup.check(now, m.contact.since(now)); err != nil {
+				m.log.Error("stopping postgres and exiting", "err", err)
+				m.stopPostgres(fastStop)
+				return err
+			}
 		case <-m.wake:
 			if cmd := m.takePending(); cmd != nil {
 				m.execute(ctx, *cmd)

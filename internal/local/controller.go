@@ -15,9 +15,16 @@ import (
 	v1 "github.com/pgward/pgward/api/v1"
 )
 
-// Controller supervises a local cluster's instance managers: it starts them
-// (the primary first, since replicas clone it), restarts any that exit, and
-// stops them all when its context ends. It runs as the unprivileged user.
+// Controller supervises a local cluster's instance managers: it starts
+// them, restarts any that exits, drives the planner, and stops them all
+// when its context ends. It runs as the unprivileged user.
+//
+// Managers outlive the controller (no parent-death signal): a controller
+// that crashes takes no instance down, and the managers start a new one
+// (instance.Supervisor), which adopts the managers it finds running and
+// resumes from the planner's persisted memory. Only one controller runs per
+// state directory (an exclusive flock); another one started meanwhile exits
+// at once.
 type Controller struct {
 	Layout Layout
 	Log    *slog.Logger
@@ -28,6 +35,12 @@ type Controller struct {
 // Run holds the state directory's lock until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	unlock, err := lockDir(c.Layout)
+	if errors.Is(err, errAlreadyRunning) {
+		// Several managers may start a controller at the same moment;
+		// the first to lock the directory is the controller.
+		c.Log.Info("another controller holds the lock; exiting")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -53,15 +66,22 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	running := managers(c.Layout)
 	var wg sync.WaitGroup
 	for _, is := range st.Instances[:cluster.Spec.Instances] {
 		wg.Add(1)
+		adopt, ok := running[is.Name]
 		go func() {
 			defer wg.Done()
-			c.superviseInstance(ctx, is.Name)
+			var p *proc
+			if ok {
+				c.Log.Info("adopting running instance manager", "instance", is.Name, "pid", adopt.pid)
+				p = &adopt
+			}
+			c.superviseInstance(ctx, is.Name, p)
 		}()
 	}
-	c.Log.Info("controller running", "cluster", cluster.Name, "instances", cluster.Spec.Instances)
+	c.Log.Info("controller running", "cluster", cluster.Name, "instances", cluster.Spec.Instances, "adopted", len(running))
 	// The instance managers start with postgres down; the planner decides
 	// what each one does (bootstrap, clone, start, promote...).
 	ha.run(ctx)
@@ -71,16 +91,30 @@ func (c *Controller) Run(ctx context.Context) error {
 	return nil
 }
 
-// superviseInstance keeps one instance manager running until ctx ends.
-func (c *Controller) superviseInstance(ctx context.Context, name string) {
+// superviseInstance keeps one instance manager running until ctx ends, then
+// stops it. running is a manager found running at start (adopted), if any.
+func (c *Controller) superviseInstance(ctx context.Context, name string, running *proc) {
 	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
+	for {
+		p := running
+		running = nil
+		if p == nil {
+			started, err := c.startManager(name)
+			if err != nil {
+				c.Log.Error("starting instance manager", "instance", name, "err", err)
+			} else {
+				p = started
+			}
+		}
 		started := time.Now()
-		err := c.runInstance(ctx, name)
+		if p != nil && waitGone(ctx, *p) {
+			c.stopManager(name, *p)
+			return
+		}
 		if ctx.Err() != nil {
 			return
 		}
-		c.Log.Warn("instance manager exited; restarting", "instance", name, "err", err)
+		c.Log.Warn("instance manager exited; restarting", "instance", name, "ran", time.Since(started).Round(time.Millisecond))
 		if time.Since(started) > time.Minute {
 			backoff = 100 * time.Millisecond
 		}
@@ -93,37 +127,59 @@ func (c *Controller) superviseInstance(ctx context.Context, name string) {
 	}
 }
 
-// runInstance runs `pgward instance run` and, when ctx ends, asks it to shut
-// down (SIGTERM: fast shutdown of PostgreSQL) and waits for it.
-func (c *Controller) runInstance(ctx context.Context, name string) error {
+// waitGone returns false when p exits, true when ctx ends first. Managers
+// a previous controller started are not our children: exit is seen in /proc.
+func waitGone(ctx context.Context, p proc) bool {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for p.alive() {
+		select {
+		case <-ctx.Done():
+			return true
+		case <-t.C:
+		}
+	}
+	return false
+}
+
+// startManager runs `pgward instance run`, reaped by a goroutine when it
+// exits. It has no parent-death signal: it outlives this controller.
+func (c *Controller) startManager(name string) (*proc, error) {
 	logf, err := os.OpenFile(c.Layout.InstanceLog(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = logf.Close() }()
-	// Stopped by SIGTERM below (a clean shutdown), not killed by ctx.
+	// Stopped by SIGTERM in stopManager (a clean shutdown), not by a context.
 	cmd := exec.Command(c.Binary, "instance", "run", "--config", c.Layout.InstanceConfig(name)) //nolint:noctx // see above
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = minimalEnv()
-	// A controller that dies must not leave instance managers behind.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting instance manager %s: %w", name, err)
+		return nil, fmt.Errorf("starting instance manager %s: %w", name, err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(90 * time.Second):
-			_ = cmd.Process.Kill()
-			return <-done
+	p, ok := procOf(cmd.Process.Pid)
+	go func() { _ = cmd.Wait() }()
+	if !ok {
+		return nil, fmt.Errorf("instance manager %s exited at once", name)
+	}
+	return &p, nil
+}
+
+// stopManager asks a manager to shut down (SIGTERM: fast shutdown of
+// PostgreSQL) and waits, killing it after 90 s.
+func (c *Controller) stopManager(name string, p proc) {
+	if !p.alive() {
+		return
+	}
+	_ = syscall.Kill(p.pid, syscall.SIGTERM)
+	deadline := time.Now().Add(90 * time.Second)
+	for p.alive() {
+		if time.Now().After(deadline) {
+			c.Log.Error("instance manager did not stop; killing it", "instance", name, "pid", p.pid)
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			return
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -158,6 +214,39 @@ func lockDir(l Layout) (func(), error) {
 }
 
 var errAlreadyRunning = errors.New("a controller is already running for this cluster")
+
+// lockUp takes the state directory's up/down lock, waiting (and saying so)
+// while another `up` or `down` holds it, until ctx ends. Nothing in the
+// directory is written before it is held, so two `up`s on a new directory
+// never both generate its PKI or credentials.
+func lockUp(ctx context.Context, l Layout, say func(string)) (func(), error) {
+	f, err := os.OpenFile(l.UpLockFile(), os.O_CREATE|os.O_RDONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", l.UpLockFile(), err)
+	}
+	fd := int(f.Fd()) // #nosec G115 -- fd fits in int
+	waiting := false
+	for {
+		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			_ = f.Close()
+			return nil, fmt.Errorf("locking %s: %w", l.UpLockFile(), err)
+		}
+		if !waiting {
+			say("another `pgward local up` or `down` is working on " + l.Dir + "; waiting for it")
+			waiting = true
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("another `pgward local up` or `down` still holds %s: %w", l.UpLockFile(), ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
 
 // controllerRunning reports whether a controller holds the lock.
 func controllerRunning(l Layout) bool {

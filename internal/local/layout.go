@@ -8,6 +8,7 @@
 //	cluster.yaml         the desired spec
 //	state.json           ports and the run-as user, fixed at first `up`
 //	controller.pid/.lock the supervising controller
+//	up.lock, stopping    `up`/`down` serialization; a stop in progress
 //	bin/pgward           the binary the unprivileged user executes
 //	secrets/<name>/<key> secrets, one directory each (0700), one file per key (0600)
 //	instances/<name>/    config.json, data/, conf/, run/ (socket), and logs
@@ -39,6 +40,20 @@ func (l Layout) PidFile() string { return filepath.Join(l.Dir, "controller.pid")
 
 // LockFile is held (flock) by the running controller.
 func (l Layout) LockFile() string { return filepath.Join(l.Dir, "controller.lock") }
+
+// UpLockFile is held (flock) by `up` while it prepares the directory and
+// starts the controller, and by `down`: the two never interleave.
+func (l Layout) UpLockFile() string { return filepath.Join(l.Dir, "up.lock") }
+
+// StopFile exists while the cluster is being stopped: managers do not
+// restart a controller then.
+func (l Layout) StopFile() string { return filepath.Join(l.Dir, "stopping") }
+
+// ControllerCommand is how `up`, and any instance manager that finds no
+// controller running, start one.
+func (l Layout) ControllerCommand() []string {
+	return []string{filepath.Join(l.BinDir(), "pgward"), "local", "controller", "--dir", l.Dir}
+}
 
 // LogDir holds the controller's log.
 func (l Layout) LogDir() string { return filepath.Join(l.Dir, "log") }

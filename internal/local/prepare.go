@@ -27,6 +27,12 @@ const (
 	localhost = "localhost"
 )
 
+// orphanAfter is how long an instance manager runs on without any
+// controller (none answering, none that can be started) before it stops
+// PostgreSQL and exits: a controller crash costs nothing, a cluster whose
+// controller cannot run does not linger unsupervised.
+const orphanAfter = time.Minute
+
 // prepared is a state directory ready for the controller to start.
 type prepared struct {
 	layout  Layout
@@ -276,6 +282,13 @@ func (p *prepared) writeInstanceConfigs() error {
 			},
 			Primary:   instance.Endpoint{Name: primary.Name, Host: localhost, Port: primary.Port},
 			SelfFence: p.state.HA.SelfFence.Duration,
+			Supervisor: &instance.Supervisor{
+				Command:     p.layout.ControllerCommand(),
+				PidFile:     p.layout.PidFile(),
+				StopFile:    p.layout.StopFile(),
+				LogFile:     p.layout.ControllerLog(),
+				OrphanAfter: orphanAfter,
+			},
 		}
 		if err := cfg.Save(p.layout.InstanceConfig(is.Name)); err != nil {
 			return err

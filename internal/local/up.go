@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgward/pgward/internal/instance"
 	"github.com/pgward/pgward/internal/instanceapi"
 )
 
@@ -45,25 +46,23 @@ type HAOptions struct {
 func Up(ctx context.Context, o UpOptions) error {
 	l := Layout{Dir: o.Dir}
 	say := func(s string) { _, _ = fmt.Fprintln(o.Out, s) }
-	running := controllerRunning(l)
-	if running {
-		if err := checkLiveChange(l, o.Manifest); err != nil {
-			return err
-		}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Minute
 	}
-	p, err := prepare(l, o.Manifest, o.RunAs, o.PGBinDir, o.HA, say)
+	// A manifest that is refused creates nothing, not even the directory.
+	if _, err := v1.LoadAndValidate(o.Manifest); err != nil {
+		return err
+	}
+	owner, err := currentOwner(o.RunAs)
 	if err != nil {
 		return err
 	}
-	say(fmt.Sprintf("state directory %s (owner %s, mode 0700)", l.Dir, p.user.Name))
-	var exited <-chan struct{}
-	if running {
-		say("controller already running; instances reload a changed manifest within 10 s")
-	} else {
-		if exited, err = startController(l); err != nil {
-			return err
-		}
-		say("controller started (log: " + l.ControllerLog() + ")")
+	if err := ClaimDir(l.Dir, owner); err != nil {
+		return err
+	}
+	p, exited, err := prepareAndStart(ctx, l, o, say)
+	if err != nil {
+		return err
 	}
 	if err := waitReady(ctx, l, p, o.Timeout, exited, say); err != nil {
 		return err
@@ -78,6 +77,44 @@ func Up(ctx context.Context, o UpOptions) error {
 	say(fmt.Sprintf("  psql \"$(pgward local uri %s --dir %s)\"", p.cluster.Spec.Bootstrap.InitDB.Owner, l.Dir))
 	say(fmt.Sprintf("status: pgward local status --dir %s    stop: pgward local down --dir %s", l.Dir, l.Dir))
 	return nil
+}
+
+// prepareAndStart does, under the up/down lock, everything `up` writes:
+// the state directory's contents and the controller's start.
+func prepareAndStart(ctx context.Context, l Layout, o UpOptions, say func(string)) (*prepared, <-chan struct{}, error) {
+	lctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	unlock, err := lockUp(lctx, l, say)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+	running := controllerRunning(l)
+	if running {
+		if err := checkLiveChange(l, o.Manifest); err != nil {
+			return nil, nil, err
+		}
+	}
+	p, err := prepare(l, o.Manifest, o.RunAs, o.PGBinDir, o.HA, say)
+	if err != nil {
+		return nil, nil, err
+	}
+	say(fmt.Sprintf("state directory %s (owner %s, mode 0700)", l.Dir, p.user.Name))
+	if running {
+		say("controller already running; instances reload a changed manifest within 10 s")
+		return p, nil, nil
+	}
+	// A stop that finished (or was interrupted) left its mark: this run
+	// wants the managers to keep a controller alive again.
+	if err := os.Remove(l.StopFile()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, err
+	}
+	exited, err := startController(l)
+	if err != nil {
+		return nil, nil, err
+	}
+	say("controller started (log: " + l.ControllerLog() + ")")
+	return p, exited, nil
 }
 
 // checkLiveChange refuses manifest changes a running cluster cannot take:
@@ -119,7 +156,8 @@ func startController(l Layout) (<-chan struct{}, error) {
 	}
 	defer func() { _ = logf.Close() }()
 	// The controller outlives this command, so no context may end it.
-	cmd := exec.Command(filepath.Join(l.BinDir(), "pgward"), "local", "controller", "--dir", l.Dir) //nolint:noctx // see above
+	argv := l.ControllerCommand()
+	cmd := exec.Command(argv[0], argv[1:]...) //nolint:noctx // see above
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = l.Dir
 	cmd.Env = minimalEnv()
@@ -140,9 +178,6 @@ func startController(l Layout) (<-chan struct{}, error) {
 // waitReady polls the instances until the cluster is fully up, printing
 // each instance's progress as it changes.
 func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration, exited <-chan struct{}, say func(string)) error {
-	if timeout == 0 {
-		timeout = 5 * time.Minute
-	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cl, err := newStatusClient(l, p.cluster.Name, 2*time.Second)
@@ -170,6 +205,15 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 		}
 		select {
 		case <-exited:
+			if _, err := os.Stat(l.StopFile()); err == nil {
+				return errors.New("the cluster was stopped (`pgward local down`) while `up` waited for it")
+			}
+			// Another controller (started by an instance manager) may have
+			// taken over; only a cluster without one is a failure.
+			if controllerRunning(l) {
+				exited = nil
+				continue
+			}
 			return fmt.Errorf("the controller exited; see %s:\n%s", l.ControllerLog(), tail(l.ControllerLog(), 20))
 		case <-ctx.Done():
 			return fmt.Errorf("cluster not ready after %s; instance logs are in %s/instances/*/: %w", timeout, l.Dir, ctx.Err())
@@ -248,52 +292,106 @@ type DownOptions struct {
 
 // Down stops the controller, which stops every instance (fast shutdown),
 // and waits until no process of the cluster is left. With Purge it then
-// deletes the state directory.
-func Down(_ context.Context, o DownOptions) error {
+// deletes the state directory. It works on a broken directory too (a
+// corrupt state.json, a controller that died): it finds the cluster's
+// processes and data directories by looking, not by trusting state files.
+func Down(ctx context.Context, o DownOptions) error {
 	if os.Geteuid() == 0 {
 		return errRoot
 	}
 	l := Layout{Dir: o.Dir}
-	if _, err := os.Stat(l.StateFile()); err != nil {
-		return fmt.Errorf("no cluster in %s: %w", l.Dir, err)
+	if !isStateDir(l) {
+		return fmt.Errorf("no cluster in %s", l.Dir)
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Minute
 	}
-	if controllerRunning(l) {
-		pid, err := readPid(l)
-		if err != nil {
-			return fmt.Errorf("controller running but its pid is unknown: %w", err)
-		}
-		if !isController(pid, l) {
-			return fmt.Errorf("pid %d in %s is not this cluster's controller; not signalling it", pid, l.PidFile())
-		}
-		_, _ = fmt.Fprintf(o.Out, "stopping controller (pid %d) and its instances\n", pid)
-		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("signalling the controller: %w", err)
-		}
-		deadline := time.Now().Add(o.Timeout)
-		for controllerRunning(l) {
-			if time.Now().After(deadline) {
-				// Last resort: the whole session (controller, instance
-				// managers, postgres) goes.
-				_ = syscall.Kill(-pid, syscall.SIGKILL)
-				return fmt.Errorf("controller did not stop within %s; killed its process group", o.Timeout)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+	say := func(s string) { _, _ = fmt.Fprintln(o.Out, s) }
+	lctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	unlock, err := lockUp(lctx, l, say)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// First, so that no instance manager starts a controller again.
+	if err := instance.WriteFileAtomic(l.StopFile(), []byte("stopping\n"), 0o600); err != nil {
+		return err
+	}
+	if err := stopController(l, o.Timeout, say); err != nil {
+		return err
+	}
+	// Managers left without a controller (it died, or was stopped before
+	// it stopped them) are stopped here.
+	for name, p := range managers(l) {
+		say(fmt.Sprintf("stopping instance manager %s (pid %d) left without a controller", name, p.pid))
+		stopProc(p, o.Timeout)
 	}
 	if err := checkNoPostmaster(l); err != nil {
 		return err
 	}
-	_, _ = fmt.Fprintln(o.Out, "all instances stopped")
+	say("all instances stopped")
 	if o.Purge {
 		if err := purge(l.Dir); err != nil {
 			return err
 		}
-		_, _ = fmt.Fprintln(o.Out, "purged "+l.Dir)
+		say("purged " + l.Dir)
 	}
 	return nil
+}
+
+// isStateDir reports whether dir looks like a pgward state directory, even
+// a damaged one: purge must work when the state files do not parse, and
+// must not empty a directory that is not one.
+func isStateDir(l Layout) bool {
+	for _, f := range []string{l.StateFile(), l.ClusterFile(), l.LockFile(), filepath.Join(l.Dir, "instances")} {
+		if _, err := os.Lstat(f); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// stopController signals this cluster's controller and waits for its lock.
+func stopController(l Layout, timeout time.Duration, say func(string)) error {
+	if !controllerRunning(l) {
+		return nil
+	}
+	pid, err := readPid(l)
+	if err != nil {
+		return fmt.Errorf("controller running but its pid is unknown: %w", err)
+	}
+	if !isController(pid, l) {
+		return fmt.Errorf("pid %d in %s is not this cluster's controller; not signalling it", pid, l.PidFile())
+	}
+	say(fmt.Sprintf("stopping controller (pid %d) and its instances", pid))
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signalling the controller: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	for controllerRunning(l) {
+		if time.Now().After(deadline) {
+			// Last resort: the whole session (controller, instance
+			// managers, postgres) goes.
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			return fmt.Errorf("controller did not stop within %s; killed its process group", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
+// stopProc asks a process to stop (SIGTERM), and kills it after timeout.
+func stopProc(p proc, timeout time.Duration) {
+	_ = syscall.Kill(p.pid, syscall.SIGTERM)
+	deadline := time.Now().Add(timeout)
+	for p.alive() {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // purge deletes everything in dir, then dir itself if we may: when root
@@ -315,21 +413,19 @@ func purge(dir string) error {
 	return nil
 }
 
-// checkNoPostmaster verifies that no postmaster of the cluster is alive.
+// checkNoPostmaster verifies that no postmaster of the cluster is alive,
+// looking at every instance directory there is.
 func checkNoPostmaster(l Layout) error {
-	st, err := LoadState(l)
-	if err != nil {
-		return err
-	}
+	pidFiles, _ := filepath.Glob(filepath.Join(l.Dir, "instances", "*", "data", "postmaster.pid"))
 	var alive []string
-	for _, is := range st.Instances {
-		b, err := os.ReadFile(filepath.Join(l.InstanceDir(is.Name), "data", "postmaster.pid"))
+	for _, f := range pidFiles {
+		b, err := os.ReadFile(f) // #nosec G304 -- inside the state dir
 		if err != nil {
 			continue
 		}
 		var pid int
 		if _, err := fmt.Sscanf(string(b), "%d", &pid); err == nil && pid > 0 && processAlive(pid) {
-			alive = append(alive, fmt.Sprintf("%s (pid %d)", is.Name, pid))
+			alive = append(alive, fmt.Sprintf("%s (pid %d)", filepath.Base(filepath.Dir(filepath.Dir(f))), pid))
 		}
 	}
 	if len(alive) > 0 {
