@@ -13,6 +13,7 @@ import (
 )
 
 func main() {
+	cli.DropExecImage()
 	if err := cli.NewRootCmd().ExecuteContext(context.Background()); err != nil {
 		var exit *cli.ExitCodeError
 		if errors.As(err, &exit) {

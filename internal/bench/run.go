@@ -136,7 +136,7 @@ func runRound(ctx context.Context, o FailoverOptions, c *cluster, ports map[stri
 	case ModeSwitchover:
 		to := nextReplica(cs, old)
 		r.Start = time.Now()
-		if err := local.RequestSwitchover(l, to); err != nil {
+		if _, err := local.RequestSwitchover(l, to); err != nil {
 			r.Err = err.Error()
 			return r
 		}

@@ -7,12 +7,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 
 	"github.com/pgward/pgward/internal/local"
 )
@@ -29,11 +30,11 @@ func (e *ExitCodeError) Error() string { return fmt.Sprintf("exit status %d", e.
 // the only one able to read, is passed on stdin (-f -), and the state
 // directory as an absolute --dir.
 func asOwner(cmd *cobra.Command, args []string, owner *local.Owner, dir string, manifest []byte) error {
-	bin, cleanup, err := exportBinary()
+	image, err := execImage()
 	if err != nil {
 		return err
 	}
-	defer cleanup()
+	defer func() { _ = image.Close() }()
 	argv := strings.Fields(cmd.CommandPath())[1:]
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		switch f.Name {
@@ -48,7 +49,10 @@ func asOwner(cmd *cobra.Command, args []string, owner *local.Owner, dir string, 
 		argv = append(argv, "--dir="+dir)
 	}
 	argv = append(argv, args...)
-	child := exec.CommandContext(cmd.Context(), bin, argv...)
+	// The child executes the image through its own descriptor 3 (our
+	// binary may live where the user cannot read it, e.g. under /root).
+	child := exec.CommandContext(cmd.Context(), "/proc/self/fd/3", argv...)
+	child.ExtraFiles = []*os.File{image}
 	child.Stdout, child.Stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
 	child.Stdin = os.Stdin
 	if manifest != nil {
@@ -58,7 +62,7 @@ func asOwner(cmd *cobra.Command, args []string, owner *local.Owner, dir string, 
 	if fi, err := os.Stat(dir); err == nil && fi.IsDir() {
 		child.Dir = dir
 	}
-	child.Env = dropEnv()
+	child.Env = append(dropEnv(), execImageEnv+"=3")
 	child.SysProcAttr = &syscall.SysProcAttr{Credential: owner.Credential()}
 	err = child.Run()
 	var exit *exec.ExitError
@@ -68,44 +72,46 @@ func asOwner(cmd *cobra.Command, args []string, owner *local.Owner, dir string, 
 	return err
 }
 
-// exportBinary copies pgward where the unprivileged user can execute it
-// (ours may live under /root): a fresh root-owned directory, removed after.
-func exportBinary() (string, func(), error) {
-	self, err := os.Executable()
+// execImageEnv names, in the unprivileged child, the descriptor its own
+// binary arrived on, which it closes at start (see DropExecImage).
+const execImageEnv = "PGWARD_EXEC_FD"
+
+// execImage returns a copy of pgward that the unprivileged user can
+// execute: an anonymous in-memory file (memfd). Nothing is written to disk,
+// and the copy is gone when its last descriptor closes, on every exit path
+// of this process, SIGKILL included (a temporary file left an 82 MB copy
+// behind each time a root run was killed).
+func execImage() (*os.File, error) {
+	fd, err := unix.MemfdCreate("pgward", unix.MFD_CLOEXEC)
 	if err != nil {
-		return "", nil, fmt.Errorf("locating pgward: %w", err)
+		return nil, fmt.Errorf("creating an in-memory copy of pgward: %w", err)
 	}
-	dir, err := os.MkdirTemp("", "pgward-exec-")
+	image := os.NewFile(uintptr(fd), "memfd:pgward")
+	self, err := os.Open("/proc/self/exe")
 	if err != nil {
-		return "", nil, err
+		_ = image.Close()
+		return nil, fmt.Errorf("reading pgward: %w", err)
 	}
-	cleanup := func() { _ = os.RemoveAll(dir) }
-	if err := os.Chmod(dir, 0o755); err != nil { // #nosec G302 -- the user must execute the copy; it holds no secret
-		cleanup()
-		return "", nil, err
+	defer func() { _ = self.Close() }()
+	if _, err := io.Copy(image, self); err != nil {
+		_ = image.Close()
+		return nil, fmt.Errorf("copying pgward: %w", err)
 	}
-	src, err := os.Open(self) // #nosec G304 -- our own executable
-	if err != nil {
-		cleanup()
-		return "", nil, err
+	return image, nil
+}
+
+// DropExecImage closes the descriptor a root parent passed its binary on
+// (asOwner), so it neither lingers in this process nor leaks into the
+// processes it starts (the controller would keep the 82 MB copy alive).
+func DropExecImage() {
+	v, ok := os.LookupEnv(execImageEnv)
+	if !ok {
+		return
 	}
-	defer func() { _ = src.Close() }()
-	bin := filepath.Join(dir, "pgward")
-	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755) // #nosec G302 G304 -- see above
-	if err != nil {
-		cleanup()
-		return "", nil, err
+	_ = os.Unsetenv(execImageEnv)
+	if fd, err := strconv.Atoi(v); err == nil && fd > 2 {
+		_ = syscall.Close(fd)
 	}
-	if _, err := io.Copy(dst, src); err != nil {
-		_ = dst.Close()
-		cleanup()
-		return "", nil, err
-	}
-	if err := dst.Close(); err != nil {
-		cleanup()
-		return "", nil, err
-	}
-	return bin, cleanup, nil
 }
 
 // dropEnv passes the child nothing of root's environment but what it needs.

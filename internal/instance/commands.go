@@ -54,6 +54,7 @@ func (m *Manager) execute(ctx context.Context, cmd instanceapi.Command) {
 	}
 	m.mu.Lock()
 	m.busy = ""
+	m.retry.done(cmd.Kind, err, time.Now())
 	m.mu.Unlock()
 	if err != nil {
 		m.setErr(fmt.Errorf("%s: %w", cmd.Kind, err))

@@ -140,3 +140,56 @@ func TestReplicaTimelineNeverGoesBack(t *testing.T) {
 		t.Fatal("a primary's timeline was rewritten")
 	}
 }
+
+// Commands that restart PostgreSQL back off when they keep failing (a full
+// disk restarted postgres 46 times in 12 s), a success resets the wait, and
+// fencing is never delayed.
+func TestRestartBackoff(t *testing.T) {
+	now := time.Now()
+	var b backoff
+	if w := b.wait(instanceapi.CommandStart, now); w != 0 {
+		t.Fatalf("no failure yet, wait %s", w)
+	}
+	var waits []time.Duration
+	for range 10 {
+		b.done(instanceapi.CommandStart, errors.New("No space left on device"), now)
+		waits = append(waits, b.wait(instanceapi.CommandRejoin, now))
+	}
+	want := []time.Duration{200, 400, 800, 1600, 3200, 6400, 12800, 15000, 15000, 15000}
+	for i, w := range waits {
+		if w != want[i]*time.Millisecond {
+			t.Fatalf("waits %v, want %v ms", waits, want)
+		}
+	}
+	if w := b.wait(instanceapi.CommandFence, now); w != 0 {
+		t.Fatalf("fence delayed by %s", w)
+	}
+	b.done(instanceapi.CommandFence, errors.New("x"), now)
+	b.done(instanceapi.CommandStart, nil, now)
+	if w := b.wait(instanceapi.CommandStart, now); w != 0 || b.failures != 0 {
+		t.Fatalf("after a success: wait %s, %d failures", w, b.failures)
+	}
+	m := &Manager{cfg: &Config{Name: "c-1"}, wake: make(chan struct{}, 1), contact: newContactTracker(now)}
+	m.retry.done(instanceapi.CommandStart, errors.New("boom"), time.Now())
+	m.lastErr = "start: postgres exited while starting: exit status 1: FATAL: could not write lock file"
+	err := m.Submit(instanceapi.Command{Kind: instanceapi.CommandStart})
+	if !errors.Is(err, errBackingOff) || !strings.Contains(err.Error(), "FATAL: could not write lock file") {
+		t.Fatalf("start during the backoff: %v", err)
+	}
+	if err := m.Submit(instanceapi.Command{Kind: instanceapi.CommandFence}); err != nil {
+		t.Fatalf("fence during the backoff: %v", err)
+	}
+}
+
+// The cause a failed start reports is the server's own last FATAL or PANIC.
+func TestLastFatal(t *testing.T) {
+	log := "2026-11-30 04:10:00.1 UTC [12] LOG:  starting PostgreSQL 15\n" +
+		"2026-11-30 04:10:00.2 UTC [12] FATAL:  could not write lock file \"postmaster.pid\": No space left on device\n" +
+		"2026-11-30 04:10:00.3 UTC [12] LOG:  database system is shut down\n"
+	if got := lastFatal(log); got != `FATAL: could not write lock file "postmaster.pid": No space left on device` {
+		t.Fatalf("got %q", got)
+	}
+	if got := lastFatal("LOG: all fine\n"); got != "" {
+		t.Fatalf("got %q from a log without errors", got)
+	}
+}

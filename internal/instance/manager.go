@@ -51,6 +51,8 @@ type Manager struct {
 	mu      sync.Mutex
 	phase   string
 	lastErr string
+	// retry backs off commands that (re)start PostgreSQL after failures.
+	retry   backoff
 	busy    string
 	pending *instanceapi.Command
 	pm      *postmaster
@@ -203,6 +205,12 @@ func (m *Manager) submit(cmd instanceapi.Command) error {
 		m.mu.Unlock()
 		return fmt.Errorf("%w: command at epoch %d, this instance has seen epoch %d", errStaleEpoch, cmd.Epoch, m.st.SeenEpoch)
 	}
+	if wait := m.retry.wait(cmd.Kind, time.Now()); wait > 0 {
+		err := fmt.Errorf("%w: %s refused for another %s after %d failures in a row (last: %s)",
+			errBackingOff, cmd.Kind, wait.Round(100*time.Millisecond), m.retry.failures, m.lastErr)
+		m.mu.Unlock()
+		return err
+	}
 	m.pending = &cmd
 	m.mu.Unlock()
 	// Only an accepted command (current epoch) closes an exchange.
@@ -215,6 +223,47 @@ func (m *Manager) submit(cmd instanceapi.Command) error {
 }
 
 var errStaleEpoch = errors.New("stale epoch")
+
+var errBackingOff = errors.New("backing off")
+
+// backoff spaces out commands that (re)start PostgreSQL when they keep
+// failing: on a full disk, postgres that dies at start, or a pg_rewind or
+// pg_basebackup that cannot succeed, the controller asks again at every
+// observation (5 times a second locally). The first retry waits 200 ms,
+// each failure doubles the wait, up to 15 s; a success resets it. Other
+// commands (fence above all) are never delayed.
+type backoff struct {
+	failures int
+	until    time.Time
+}
+
+// restarting lists the commands backoff applies to.
+var restarting = map[string]bool{
+	instanceapi.CommandStart: true, instanceapi.CommandBootstrap: true,
+	instanceapi.CommandRejoin: true, instanceapi.CommandRecreate: true,
+}
+
+// wait is how long a command of this kind must still wait.
+func (b *backoff) wait(kind string, now time.Time) time.Duration {
+	if !restarting[kind] || now.After(b.until) {
+		return 0
+	}
+	return b.until.Sub(now)
+}
+
+// done records a command's result.
+func (b *backoff) done(kind string, err error, now time.Time) {
+	if !restarting[kind] {
+		return
+	}
+	if err == nil {
+		*b = backoff{}
+		return
+	}
+	b.failures++
+	d := 200 * time.Millisecond << min(b.failures-1, 7)
+	b.until = now.Add(min(d, 15*time.Second))
+}
 
 func (m *Manager) takePending() *instanceapi.Command {
 	m.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,10 @@ import (
 type postmaster struct {
 	cmd  *exec.Cmd
 	done chan struct{}
+	// logFile and logStart locate this run's output when the log is a
+	// regular file (the local runtime; in a pod it is stderr).
+	logFile  string
+	logStart int64
 
 	mu  sync.Mutex
 	err error
@@ -31,6 +36,10 @@ func startPostgres(binDir, dataDir, confFile, logFile string) (*postmaster, erro
 	logf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600) // #nosec G304 -- path from our own config
 	if err != nil {
 		return nil, fmt.Errorf("opening postgres log: %w", err)
+	}
+	logStart := int64(-1)
+	if fi, err := logf.Stat(); err == nil && fi.Mode().IsRegular() {
+		logStart = fi.Size()
 	}
 	// No context: postgres is stopped by explicit signals (Stop), never
 	// killed outright when some caller's context ends.
@@ -45,7 +54,7 @@ func startPostgres(binDir, dataDir, confFile, logFile string) (*postmaster, erro
 		_ = logf.Close()
 		return nil, fmt.Errorf("starting postgres: %w", err)
 	}
-	p := &postmaster{cmd: cmd, done: make(chan struct{})}
+	p := &postmaster{cmd: cmd, done: make(chan struct{}), logFile: logFile, logStart: logStart}
 	go func() {
 		err := cmd.Wait()
 		_ = logf.Close()
@@ -55,6 +64,61 @@ func startPostgres(binDir, dataDir, confFile, logFile string) (*postmaster, erro
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// Cause is the server's own account of why this run failed: the last FATAL
+// or PANIC line it logged (e.g. "FATAL: could not write lock file
+// "postmaster.pid": No space left on device"), or "" when there is none or
+// the log is not a file we can read back.
+func (p *postmaster) Cause() string {
+	if p.logStart < 0 {
+		return ""
+	}
+	f, err := os.Open(p.logFile)
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = f.Close() }()
+	const window = 64 << 10
+	start := p.logStart
+	if fi, err := f.Stat(); err == nil && fi.Size()-window > start {
+		start = fi.Size() - window
+	}
+	if _, err := f.Seek(start, io.SeekStart); err != nil {
+		return ""
+	}
+	b, err := io.ReadAll(io.LimitReader(f, window))
+	if err != nil {
+		return ""
+	}
+	return lastFatal(string(b))
+}
+
+// lastFatal picks the last FATAL or PANIC message out of log text.
+func lastFatal(log string) string {
+	lines := strings.Split(log, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		for _, level := range []string{"PANIC:", "FATAL:"} {
+			if j := strings.Index(lines[i], level); j >= 0 {
+				msg := strings.Join(strings.Fields(lines[i][j:]), " ")
+				if len(msg) > 300 {
+					msg = msg[:300] + "..."
+				}
+				return msg
+			}
+		}
+	}
+	return ""
+}
+
+// exitReason describes how a postmaster ended: its exit status and the
+// server's own message when it left one.
+func (p *postmaster) exitReason() string {
+	reason := fmt.Sprint(p.ExitErr())
+	if c := p.Cause(); c != "" {
+		reason += ": " + c
+	}
+	return reason
 }
 
 // Done is closed when the postmaster has exited and been reaped.

@@ -71,8 +71,11 @@ func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Serve
 		}
 		if err := src.Submit(cmd); err != nil {
 			code := http.StatusBadRequest
-			if errors.Is(err, errStaleEpoch) {
+			switch {
+			case errors.Is(err, errStaleEpoch):
 				code = http.StatusConflict
+			case errors.Is(err, errBackingOff):
+				code = http.StatusServiceUnavailable
 			}
 			http.Error(w, err.Error(), code)
 			return

@@ -2,17 +2,21 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/instance"
 )
 
 // Controller supervises a local cluster's instance managers: it starts
@@ -95,6 +99,7 @@ func (c *Controller) Run(ctx context.Context) error {
 // stops it. running is a manager found running at start (adopted), if any.
 func (c *Controller) superviseInstance(ctx context.Context, name string, running *proc) {
 	backoff := 100 * time.Millisecond
+	exits := 0
 	for {
 		p := running
 		running = nil
@@ -114,8 +119,18 @@ func (c *Controller) superviseInstance(ctx context.Context, name string, running
 		if ctx.Err() != nil {
 			return
 		}
-		c.Log.Warn("instance manager exited; restarting", "instance", name, "ran", time.Since(started).Round(time.Millisecond))
-		if time.Since(started) > time.Minute {
+		ran := time.Since(started)
+		if ran > managerStableAfter {
+			exits = 0
+		}
+		exits++
+		rec := managerExit{At: time.Now(), InARow: exits, Message: lastError(c.Layout.InstanceLog(name))}
+		c.Log.Warn("instance manager exited; restarting", "instance", name, "ran", ran.Round(time.Millisecond),
+			"inARow", exits, "error", rec.Message)
+		if err := rec.save(c.Layout, name); err != nil {
+			c.Log.Error("recording the manager's exit", "instance", name, "err", err)
+		}
+		if ran > time.Minute {
 			backoff = 100 * time.Millisecond
 		}
 		select {
@@ -125,6 +140,54 @@ func (c *Controller) superviseInstance(ctx context.Context, name string, running
 		}
 		backoff = min(2*backoff, 15*time.Second)
 	}
+}
+
+// managerStableAfter: a manager that ran this long before exiting starts a
+// new count of exits in a row.
+const managerStableAfter = 10 * time.Second
+
+// managerExit records why an instance manager last exited, for `up` and
+// `status`: a manager that cannot start (a corrupt state file, a bad
+// config) exits again and again, and only its own log would say why.
+type managerExit struct {
+	At time.Time `json:"at"`
+	// InARow counts exits within managerStableAfter of their start.
+	InARow  int    `json:"inARow"`
+	Message string `json:"message"`
+}
+
+func managerExitFile(l Layout, name string) string {
+	return filepath.Join(l.InstanceDir(name), "manager-exit.json")
+}
+
+func (r managerExit) save(l Layout, name string) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return instance.WriteFileAtomic(managerExitFile(l, name), b, 0o600)
+}
+
+// crashLooping returns why an instance's manager keeps exiting, if it
+// exited at least 3 times in a row, the last within 30 s.
+func crashLooping(l Layout, name string) (string, bool) {
+	var r managerExit
+	if !readJSON(managerExitFile(l, name), &r) || r.InARow < 3 || time.Since(r.At) > 30*time.Second {
+		return "", false
+	}
+	return fmt.Sprintf("its instance manager exited %d times in a row: %s (log: %s)", r.InARow, r.Message, l.InstanceLog(name)), true
+}
+
+// lastError is the last "error: ..." line of a manager's log (what main
+// prints before exiting), or its last line.
+func lastError(logFile string) string {
+	lines := strings.Split(strings.TrimRight(tail(logFile, 50), "\n"), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if msg, ok := strings.CutPrefix(lines[i], "error: "); ok {
+			return msg
+		}
+	}
+	return lines[len(lines)-1]
 }
 
 // waitGone returns false when p exits, true when ctx ends first. Managers

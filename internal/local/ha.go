@@ -123,18 +123,26 @@ func (h *haLoop) tick(ctx context.Context) time.Duration {
 	h.renewCertificates()
 	obs := h.observe(ctx)
 	h.powerOffSilent(obs)
-	if to := takeSwitchoverRequest(h.layout); to != "" {
-		h.log.Info("switchover requested", "to", to)
-		h.mem.Switchover = plan.Switchover{To: to}
-	}
+	req, taken := h.takeSwitchoverRequest()
 	ready := plan.Next(h.spec, h.mem, obs, time.Now())
-	if !reflect.DeepEqual(ready.Memory, h.mem) {
+	if taken || !reflect.DeepEqual(ready.Memory, h.mem) {
 		if err := saveMemory(h.layout, ready.Memory); err != nil {
 			// The contract: never act on a decision that is not durable.
 			h.log.Error("persisting planner memory; not acting", "err", err)
 			return pollInterval
 		}
 		h.mem = ready.Memory
+	}
+	if o := ready.SwitchoverOutcome; o != nil {
+		h.log.Info("switchover request ended", "id", o.ID, "to", o.To, "result", o.Result, "reason", o.Reason)
+		if err := writeSwitchoverResult(h.layout, o); err != nil {
+			h.log.Error("recording the switchover outcome", "err", err)
+		}
+	}
+	// The request is in the persisted memory (or has its outcome) now: a
+	// controller that crashes from here on finds it there.
+	if req != nil {
+		_ = os.Remove(switchoverFile(h.layout))
 	}
 	for _, e := range ready.Events {
 		h.say(e.String(), func() { h.log.Info("event", "warning", e.Warning, "reason", e.Reason, "msg", e.Message) })
@@ -301,9 +309,8 @@ func targetPrimary(l Layout, st *State) string {
 	return st.TargetPrimary
 }
 
-// memoryFile holds the planner's Memory; switchoverFile a pending request.
-func memoryFile(l Layout) string     { return filepath.Join(l.Dir, "plan.json") }
-func switchoverFile(l Layout) string { return filepath.Join(l.Dir, "switchover.request") }
+// memoryFile holds the planner's Memory.
+func memoryFile(l Layout) string { return filepath.Join(l.Dir, "plan.json") }
 
 func loadMemory(l Layout) (plan.Memory, error) {
 	var m plan.Memory
@@ -326,14 +333,4 @@ func saveMemory(l Layout, m plan.Memory) error {
 		return err
 	}
 	return instance.WriteFileAtomic(memoryFile(l), b, 0o600)
-}
-
-// takeSwitchoverRequest reads and removes a switchover request.
-func takeSwitchoverRequest(l Layout) string {
-	b, err := os.ReadFile(switchoverFile(l))
-	if err != nil {
-		return ""
-	}
-	_ = os.Remove(switchoverFile(l))
-	return strings.TrimSpace(string(b))
 }

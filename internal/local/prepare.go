@@ -300,13 +300,11 @@ func (p *prepared) writeInstanceConfigs() error {
 // installBinary copies the running pgward into the state directory, so the
 // controller runs the same binary whatever happens to the one we run.
 func installBinary(l Layout) error {
-	self, err := os.Executable()
+	// /proc/self/exe, not the path: run as root's child we execute from
+	// an in-memory copy that has no path (see cli.execImage).
+	src, err := os.ReadFile("/proc/self/exe")
 	if err != nil {
-		return fmt.Errorf("locating pgward: %w", err)
-	}
-	src, err := os.ReadFile(self) // #nosec G304 -- our own executable
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", self, err)
+		return fmt.Errorf("reading pgward's own binary: %w", err)
 	}
 	dst := filepath.Join(l.BinDir(), "pgward")
 	if cur, err := os.ReadFile(dst); err == nil && bytes.Equal(cur, src) { // #nosec G304 -- inside the state dir

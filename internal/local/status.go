@@ -113,6 +113,9 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 			if errs[i] != nil {
 				r.Error = errs[i].Error()
 			}
+			if why, ok := crashLooping(l, is.Name); ok {
+				r.Error = why
+			}
 		}
 		cs.Instances = append(cs.Instances, r)
 	}

@@ -2,13 +2,90 @@ package local
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/pgward/pgward/internal/instance"
+	"github.com/pgward/pgward/internal/plan"
 )
+
+// A switchover request travels through two files in the state directory:
+// switchover.request ({id, to}), which the controller removes only once the
+// request is in its persisted memory, so that a controller crash loses
+// nothing; and switchover.result, the outcome of the last request, which
+// `pgward local promote` waits for.
+
+func switchoverFile(l Layout) string       { return filepath.Join(l.Dir, "switchover.request") }
+func switchoverResultFile(l Layout) string { return filepath.Join(l.Dir, "switchover.result") }
+
+// switchoverRequest is the content of switchover.request.
+type switchoverRequest struct {
+	ID string `json:"id"`
+	To string `json:"to"`
+}
+
+// switchoverResult is the content of switchover.result.
+type switchoverResult struct {
+	ID     string                `json:"id"`
+	To     string                `json:"to"`
+	Result plan.SwitchoverResult `json:"result"`
+	Reason string                `json:"reason,omitempty"`
+	At     time.Time             `json:"at"`
+}
+
+func readJSON(path string, v any) bool {
+	b, err := os.ReadFile(path) // #nosec G304 -- inside the state dir
+	return err == nil && json.Unmarshal(b, v) == nil
+}
+
+// takeSwitchoverRequest puts a pending request into the planner's memory,
+// unless it is already there or already has an outcome. A request cannot
+// replace one whose shutdown is under way; it waits for it. It returns the
+// request (nil if none), which the caller removes once the memory holding
+// it is saved, and whether the memory changed (it must be saved even if the
+// planner changes nothing else).
+func (h *haLoop) takeSwitchoverRequest() (*switchoverRequest, bool) {
+	var req switchoverRequest
+	if !readJSON(switchoverFile(h.layout), &req) || req.ID == "" {
+		return nil, false
+	}
+	var res switchoverResult
+	if readJSON(switchoverResultFile(h.layout), &res) && res.ID == req.ID {
+		return &req, false // handled before a crash: only the file is left
+	}
+	sw := &h.mem.Switchover
+	switch {
+	case sw.ID == req.ID:
+		return &req, false
+	case sw.From != "":
+		return nil, false
+	default:
+		if sw.ID != "" {
+			_ = writeSwitchoverResult(h.layout, &plan.SwitchoverOutcome{ID: sw.ID, To: sw.To,
+				Result: plan.SwitchoverSuperseded, Reason: "a newer switchover request (to " + req.To + ") replaced it"})
+		}
+		h.log.Info("switchover requested", "id", req.ID, "to", req.To)
+		*sw = plan.Switchover{ID: req.ID, To: req.To}
+		return &req, true
+	}
+}
+
+func writeSwitchoverResult(l Layout, o *plan.SwitchoverOutcome) error {
+	b, err := json.Marshal(switchoverResult{ID: o.ID, To: o.To, Result: o.Result, Reason: o.Reason, At: time.Now()})
+	if err != nil {
+		return err
+	}
+	return instance.WriteFileAtomic(switchoverResultFile(l), b, 0o600)
+}
 
 // PromoteOptions configure `pgward local promote`.
 type PromoteOptions struct {
@@ -20,8 +97,9 @@ type PromoteOptions struct {
 
 // Promote asks the controller for a switchover to o.Instance (clean
 // shutdown of the primary, the target catches up, is promoted, the others
-// follow) and waits until the target is the working primary and every other
-// instance streams from it.
+// follow) and waits for its outcome: an error as soon as the controller
+// refuses or aborts it, or a failover supersedes it; success once the
+// target is the working primary and every other instance streams from it.
 func Promote(ctx context.Context, o PromoteOptions) error {
 	l := Layout{Dir: o.Dir}
 	st, err := LoadState(l)
@@ -34,28 +112,62 @@ func Promote(ctx context.Context, o PromoteOptions) error {
 	if !controllerRunning(l) {
 		return fmt.Errorf("the controller is not running (pgward local up first)")
 	}
-	if err := RequestSwitchover(l, o.Instance); err != nil {
-		return err
-	}
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Minute
 	}
-	_, _ = fmt.Fprintf(o.Out, "switchover to %s requested\n", o.Instance)
-	start := time.Now()
-	if err := WaitHealthy(ctx, l, o.Instance, o.Timeout); err != nil {
+	id, err := RequestSwitchover(l, o.Instance)
+	if err != nil {
 		return err
 	}
-	_, _ = fmt.Fprintf(o.Out, "%s is primary; every replica streams from it (%s)\n", o.Instance, time.Since(start).Round(time.Millisecond))
-	return nil
+	_, _ = fmt.Fprintf(o.Out, "switchover to %s requested\n", o.Instance)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	for {
+		var res switchoverResult
+		if readJSON(switchoverResultFile(l), &res) && res.ID == id {
+			switch res.Result {
+			case plan.SwitchoverDone:
+				_, _ = fmt.Fprintf(o.Out, "%s already is the primary\n", o.Instance)
+				return nil
+			case plan.SwitchoverPromoting:
+				if err := WaitHealthy(ctx, l, o.Instance, time.Until(start.Add(o.Timeout))); err != nil {
+					return err
+				}
+				_, _ = fmt.Fprintf(o.Out, "%s is primary; every replica streams from it (%s)\n", o.Instance, time.Since(start).Round(time.Millisecond))
+				return nil
+			default:
+				return fmt.Errorf("switchover to %s %s: %s", o.Instance, res.Result, res.Reason)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			pending := "the controller has not taken the request yet (is it running?)"
+			if _, err := os.Stat(switchoverFile(l)); errors.Is(err, fs.ErrNotExist) {
+				pending = "it is still in progress: waiting for " + o.Instance + " to be a streaming replica and catch up"
+			}
+			return fmt.Errorf("switchover to %s: no outcome after %s; %s", o.Instance, o.Timeout, pending)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // RequestSwitchover leaves a request the controller picks up on its next
-// tick.
-func RequestSwitchover(l Layout, to string) error {
+// tick, and returns its ID.
+func RequestSwitchover(l Layout, to string) (string, error) {
 	if os.Geteuid() == 0 {
-		return errRoot
+		return "", errRoot
 	}
-	return instance.WriteFileAtomic(switchoverFile(l), []byte(to+"\n"), 0o600)
+	var r [4]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	id := strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + hex.EncodeToString(r[:])
+	b, err := json.Marshal(switchoverRequest{ID: id, To: to})
+	if err != nil {
+		return "", err
+	}
+	return id, instance.WriteFileAtomic(switchoverFile(l), b, 0o600)
 }
 
 // WaitHealthy waits until primary (or, when empty, the planner's target) is

@@ -199,6 +199,11 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 			if !instanceUp(sts[i], target == is.Name, sts, p.state, target) {
 				done = false
 			}
+			if sts[i] == nil {
+				if why, ok := crashLooping(l, is.Name); ok {
+					return fmt.Errorf("instance %s cannot start: %s", is.Name, why)
+				}
+			}
 		}
 		if done {
 			return nil

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"fmt"
 	"sort"
 	"time"
 )
@@ -154,6 +155,11 @@ func (p *planner) promote(c InstanceStatus, olds ...string) {
 		return
 	}
 	m := &p.mem
+	// A switchover requested but not started is moot once another
+	// promotion happens (its own promotion cleared it first).
+	if m.Switchover.To != "" {
+		p.endSwitchover(SwitchoverSuperseded, fmt.Sprintf("a failover promoted %s first", c.Name))
+	}
 	m.Epoch++
 	m.TargetPrimary = c.Name
 	m.PrimaryUnhealthySince = time.Time{}

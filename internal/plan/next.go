@@ -43,6 +43,7 @@ type planner struct {
 	actions []Action
 	events  []Event
 	recheck time.Duration
+	outcome *SwitchoverOutcome
 }
 
 func newPlanner(spec Spec, mem Memory, observed []InstanceStatus, now time.Time) *planner {
@@ -102,7 +103,7 @@ func (p *planner) ready() Ready {
 	if len(p.mem.Diverged) == 0 {
 		p.mem.Diverged = nil
 	}
-	return Ready{Memory: p.mem, Actions: p.actions, RecheckAfter: r, Events: p.events}
+	return Ready{Memory: p.mem, Actions: p.actions, RecheckAfter: r, Events: p.events, SwitchoverOutcome: p.outcome}
 }
 
 // status returns name's observation; an instance not observed is unreachable.
@@ -126,6 +127,13 @@ func (p *planner) act(a Action) {
 
 func (p *planner) hold(format string, args ...any) {
 	p.act(Action{Kind: ActionHold, Reason: fmt.Sprintf(format, args...)})
+}
+
+// endSwitchover clears the switchover request and reports how it ended.
+func (p *planner) endSwitchover(result SwitchoverResult, reason string) {
+	sw := p.mem.Switchover
+	p.outcome = &SwitchoverOutcome{ID: sw.ID, To: sw.To, Result: result, Reason: reason}
+	p.mem.Switchover = Switchover{}
 }
 
 func (p *planner) event(reason, format string, args ...any) {

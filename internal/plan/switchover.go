@@ -18,11 +18,12 @@ func (p *planner) startSwitchover(pr InstanceStatus) bool {
 	switch {
 	case to == pr.Name:
 		p.event(ReasonSwitchover, "%s is already the primary", to)
-		*sw = Switchover{}
+		p.endSwitchover(SwitchoverDone, to+" is already the primary")
 		return false
 	case !p.spec.has(to):
-		p.warn(ReasonSwitchover, "switchover refused: %s is not an instance of this cluster", to)
-		*sw = Switchover{}
+		why := to + " is not an instance of this cluster"
+		p.warn(ReasonSwitchover, "switchover refused: %s", why)
+		p.endSwitchover(SwitchoverRefused, why)
 		return false
 	}
 	if r := p.status(to); !r.readyReplica() || r.StreamingFrom != pr.Name {
@@ -42,11 +43,12 @@ func (p *planner) continueSwitchover() {
 	late := p.now.Sub(sw.Since) >= p.spec.SwitchoverTimeout
 	switch {
 	case sw.From != p.mem.TargetPrimary:
-		p.mem.Switchover = Switchover{}
+		p.endSwitchover(SwitchoverSuperseded, fmt.Sprintf("%s is no longer the target primary (%s is)", sw.From, p.mem.TargetPrimary))
 		p.hold("dropped a switchover from %s, which is no longer the target primary", sw.From)
 	case !from.Reachable:
-		p.mem.Switchover = Switchover{}
-		p.warn(ReasonSwitchover, "switchover to %s aborted: %s stopped answering during its shutdown", sw.To, sw.From)
+		why := fmt.Sprintf("%s stopped answering during its shutdown", sw.From)
+		p.endSwitchover(SwitchoverAborted, why+"; failing over instead")
+		p.warn(ReasonSwitchover, "switchover to %s aborted: %s", sw.To, why)
 		p.failover(from)
 	case sw.To == "":
 		p.abortSwitchover(from, "the request was withdrawn")
@@ -60,7 +62,7 @@ func (p *planner) continueSwitchover() {
 		p.hold("switchover: %s has received %s of %s's final %s", to.Name, to.ReceivedLSN, from.Name, from.CurrentLSN)
 		p.recheckIn(sw.Since.Add(p.spec.SwitchoverTimeout).Sub(p.now))
 	default:
-		p.mem.Switchover = Switchover{}
+		p.endSwitchover(SwitchoverPromoting, "")
 		p.event(ReasonSwitchover, "%s has received all of %s's WAL (%s): promoting it at epoch %d",
 			to.Name, from.Name, from.CurrentLSN, p.mem.Epoch+1)
 		p.promote(to, from.Name)
@@ -70,7 +72,7 @@ func (p *planner) continueSwitchover() {
 // abortSwitchover gives up and starts the old primary again. Nothing was
 // promoted, so it is still the only primary.
 func (p *planner) abortSwitchover(from InstanceStatus, why string) {
-	p.mem.Switchover = Switchover{}
+	p.endSwitchover(SwitchoverAborted, why+"; "+from.Name+" stays the primary")
 	p.warn(ReasonSwitchover, "switchover aborted: %s; restarting %s", why, from.Name)
 	if w, ok := p.writableOther(from.Name); ok {
 		p.hold("not restarting %s while %s may accept writes", from.Name, w)

@@ -183,3 +183,54 @@ func TestSwitchoverWithdrawn(t *testing.T) {
 		t.Fatalf("actions %q, switchover %+v", got, r.Memory.Switchover)
 	}
 }
+
+// Every way a switchover request ends is reported, with the request's ID,
+// so that whoever asked learns the outcome instead of waiting it out.
+func TestSwitchoverOutcomes(t *testing.T) {
+	healthy := []plan.InstanceStatus{pt.Primary("c-1", 1, l5), pt.Replica("c-2", "c-1", l5), pt.Replica("c-3", "c-1", l5)}
+	stopped := plan.InstanceStatus{Name: "c-1", Reachable: true, Fenced: true, Role: plan.RolePrimary, Epoch: 1, Timeline: 1, CurrentLSN: l9}
+	started := func(m plan.Memory) plan.Memory {
+		m.Switchover.From, m.Switchover.Since = "c-1", t0
+		return m
+	}
+	req := func(to string) plan.Memory {
+		m := pt.Steady("c-1", 1, t0)
+		m.Switchover = plan.Switchover{ID: "req-1", To: to}
+		return m
+	}
+	for _, tc := range []struct {
+		name   string
+		mem    plan.Memory
+		obs    []plan.InstanceStatus
+		at     time.Duration
+		result plan.SwitchoverResult
+	}{
+		{"to the primary itself", req("c-1"), healthy, time.Second, plan.SwitchoverDone},
+		{"to no such instance", req("c-9"), healthy, time.Second, plan.SwitchoverRefused},
+		{"target caught up", started(req("c-2")), []plan.InstanceStatus{stopped, pt.Replica("c-2", "", l9), pt.Replica("c-3", "", l5)},
+			time.Second, plan.SwitchoverPromoting},
+		{"target never caught up", started(req("c-2")), []plan.InstanceStatus{stopped, pt.Replica("c-2", "", l5), pt.Replica("c-3", "", l5)},
+			time.Minute, plan.SwitchoverAborted},
+		{"a failover first", req("c-3"), []plan.InstanceStatus{pt.Dead(pt.Primary("c-1", 1, l5)), pt.Replica("c-2", "c-1", l5), pt.Replica("c-3", "c-1", l4)},
+			time.Second, plan.SwitchoverSuperseded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := plan.Next(three(), tc.mem, tc.obs, t0.Add(tc.at))
+			o := r.SwitchoverOutcome
+			if o == nil || o.ID != "req-1" || o.Result != tc.result {
+				t.Fatalf("outcome %+v, want %s for req-1 (actions %q)", o, tc.result, pt.Strings(r.Actions))
+			}
+			if o.Result != plan.SwitchoverPromoting && o.Reason == "" {
+				t.Errorf("no reason for %s", o.Result)
+			}
+			if r.Memory.Switchover != (plan.Switchover{}) {
+				t.Errorf("request kept after its outcome: %+v", r.Memory.Switchover)
+			}
+		})
+	}
+	// A request still waiting for its target has no outcome yet.
+	r := plan.Next(three(), req("c-2"), []plan.InstanceStatus{pt.Primary("c-1", 1, l5), pt.Replica("c-2", "", l5), pt.Replica("c-3", "c-1", l5)}, t0.Add(time.Second))
+	if r.SwitchoverOutcome != nil || r.Memory.Switchover.ID != "req-1" {
+		t.Fatalf("waiting request: outcome %+v, memory %+v", r.SwitchoverOutcome, r.Memory.Switchover)
+	}
+}

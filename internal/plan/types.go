@@ -113,8 +113,12 @@ type Memory struct {
 
 // Switchover is a planned change of primary. A user requests one by setting
 // To (for example through "pgward local promote"); Next fills the rest and
-// clears the whole value when the switchover is done, refused or aborted.
+// clears the whole value when the switchover is done, refused or aborted,
+// saying so in Ready.SwitchoverOutcome.
 type Switchover struct {
+	// ID identifies the request (chosen by whoever asked), so its outcome
+	// can be reported to the one who asked.
+	ID string `json:",omitempty"`
 	// To is the replica that should become primary.
 	To string
 	// From is the primary being shut down; set when the shutdown is issued.
@@ -153,7 +157,37 @@ type Ready struct {
 	Actions      []Action
 	RecheckAfter time.Duration
 	Events       []Event
+	// SwitchoverOutcome is set when this step ended a switchover request.
+	SwitchoverOutcome *SwitchoverOutcome
 }
+
+// SwitchoverOutcome is how a switchover request ended.
+type SwitchoverOutcome struct {
+	ID     string
+	To     string
+	Result SwitchoverResult
+	// Reason says why, in words, for every result but SwitchoverPromoting.
+	Reason string
+}
+
+// SwitchoverResult is how a switchover request ended.
+type SwitchoverResult string
+
+// Switchover results.
+const (
+	// SwitchoverPromoting: the target received all of the old primary's
+	// WAL and is being promoted; it is done once it is the healthy primary.
+	SwitchoverPromoting SwitchoverResult = "promoting"
+	// SwitchoverDone: the target already was the primary.
+	SwitchoverDone SwitchoverResult = "done"
+	// SwitchoverRefused: the request cannot be carried out (no such instance).
+	SwitchoverRefused SwitchoverResult = "refused"
+	// SwitchoverAborted: started, then given up; the old primary runs on.
+	SwitchoverAborted SwitchoverResult = "aborted"
+	// SwitchoverSuperseded: a failover (or another change of primary)
+	// happened first.
+	SwitchoverSuperseded SwitchoverResult = "superseded"
+)
 
 // ActionKind says what an Action does.
 type ActionKind string
