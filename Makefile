@@ -7,7 +7,7 @@ PKGS    := ./...
 VERSION := $(shell cat VERSION)
 LDFLAGS := -s -w -X github.com/pgward/pgward/internal/cli.Version=$(VERSION)
 
-.PHONY: all build demo deps test lint unit e2e e2e-smoke fuzz clean demo-down generate manifests kube-binaries bench bench-operator bench-kube images images-reproduce image-check scan kube-up kube-down
+.PHONY: all build demo deps test lint unit e2e e2e-smoke e2e-faults fuzz clean demo-down generate manifests kube-binaries bench bench-operator bench-kube images images-reproduce image-check scan kube-up kube-down
 
 all: build
 
@@ -103,6 +103,13 @@ lint:
 unit: kube-binaries
 	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" go test -count=1 $(PKGS)
 	cd hack/image && go test -count=1 ./...
+
+# The local runtime's fault suite with 5 rounds of each process fault
+# (make test runs it with 1): controller killed or frozen, managers killed,
+# a replica's data deleted, a switchover interrupted, a full disk (root:
+# tmpfs), damaged state files, racing and interrupted up/down.
+e2e-faults: deps build
+	PGWARD_FAULT_ROUNDS=5 go test -count=1 -v -timeout 30m -run '^(TestFaults|TestDiskFull|TestCorruptStateFiles|TestConcurrentUp|TestDownDuringUp|TestInterruptedUp|TestSwitchoverOutcome)$$' ./test/e2e/
 
 fuzz: ## run each fuzz target briefly
 	hack/fuzz.sh 10s

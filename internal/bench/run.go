@@ -23,7 +23,47 @@ const (
 	ModeFreeze = "freeze"
 	// ModeSwitchover asks for planned switchovers.
 	ModeSwitchover = "switchover"
+
+	// Faults of the local runtime's own processes and files (pgward bench
+	// fault). The writer must not notice most of them.
+
+	// ModeControllerKill SIGKILLs the controller: the managers start
+	// another, which adopts them; the primary keeps writing.
+	ModeControllerKill = "controller-kill"
+	// ModeControllerStop SIGSTOPs the controller for FreezeFor: a manager
+	// kills it after a second and starts another.
+	ModeControllerStop = "controller-stop"
+	// ModeManagerKill SIGKILLs the primary's instance manager: its postgres
+	// shuts down (parent-death signal) and a replica takes over.
+	ModeManagerKill = "manager-kill"
+	// ModeReplicaManagerKill SIGKILLs a replica's instance manager.
+	ModeReplicaManagerKill = "replica-manager-kill"
+	// ModeReplicaDataLoss deletes a replica's data directory under its
+	// running postgres: it is cloned afresh.
+	ModeReplicaDataLoss = "replica-data-loss"
+	// ModeSwitchoverControllerKill asks for a switchover and SIGKILLs the
+	// controller once the old primary has been told to shut down: the next
+	// controller finishes it from the persisted memory.
+	ModeSwitchoverControllerKill = "switchover-controller-kill"
+	// ModeDiskFull fills the filesystem of the primary's instance directory
+	// (which must be a small one, e.g. a tmpfs the caller mounted), then
+	// frees it once another instance took over.
+	ModeDiskFull = "disk-full"
 )
+
+// FaultModes are the modes of `pgward bench fault`.
+var FaultModes = []string{ModeControllerKill, ModeControllerStop, ModeManagerKill, ModeReplicaManagerKill,
+	ModeReplicaDataLoss, ModeSwitchoverControllerKill, ModeDiskFull}
+
+// keepsPrimary reports whether a mode leaves the primary where it is: its
+// cost is the longest gap in acknowledged writes, not a failover time.
+func keepsPrimary(mode string) bool {
+	switch mode {
+	case ModeControllerKill, ModeControllerStop, ModeReplicaManagerKill, ModeReplicaDataLoss:
+		return true
+	}
+	return false
+}
 
 // FailoverOptions configure `pgward bench failover` and `bench switchover`.
 type FailoverOptions struct {
@@ -141,8 +181,15 @@ func runRound(ctx context.Context, o FailoverOptions, c *cluster, ports map[stri
 			return r
 		}
 	default:
-		r.Err = "unknown mode " + o.Mode
-		return r
+		controller, _ := controllerPid(l)
+		r.Start = time.Now()
+		if err := injectFault(ctx, o, c, cs, old); err != nil {
+			r.Err = err.Error()
+			return r
+		}
+		if keepsPrimary(o.Mode) {
+			return measureGap(ctx, o, c, ports, rec, r, controller)
+		}
 	}
 	deadline := r.Start.Add(90 * time.Second)
 	for time.Now().Before(deadline) {
@@ -156,7 +203,10 @@ func runRound(ctx context.Context, o FailoverOptions, c *cluster, ports map[stri
 	if r.FirstWrite.IsZero() {
 		r.Err = "no write acknowledged by a new primary within 90s"
 	}
-	if o.Mode == ModeSwitchover && r.Err == "" {
+	if o.Mode == ModeDiskFull {
+		freeDisk(c, old)
+	}
+	if (o.Mode == ModeSwitchover || o.Mode == ModeSwitchoverControllerKill) && r.Err == "" {
 		// The switchover's cost is the longest gap in acknowledged writes.
 		r.Duration = longestGap(rec, r.Start.Add(-time.Second), r.FirstWrite.Add(time.Second))
 	}
@@ -206,9 +256,9 @@ func printRound(o FailoverOptions, r Round) {
 		_, _ = fmt.Fprintf(o.Out, "round %2d  %s  FAILED: %s\n", r.N, r.OldPrimary, r.Err)
 		return
 	}
-	what := "kill to first write on the new primary"
-	if o.Mode == ModeSwitchover {
-		what = "write-unavailability window"
+	what := "fault to first write on the new primary"
+	if o.Mode == ModeSwitchover || o.Mode == ModeSwitchoverControllerKill || keepsPrimary(o.Mode) {
+		what = "longest time without an acknowledged write"
 	}
 	_, _ = fmt.Fprintf(o.Out, "round %2d  %s -> %s  %s: %s\n", r.N, r.OldPrimary, r.NewPrimary, what, r.Duration.Round(time.Millisecond))
 }

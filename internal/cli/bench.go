@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,7 +19,7 @@ func NewBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure failover and switchover on a local cluster (numbers, not pass/fail)",
 	}
-	cmd.AddCommand(newBenchFailoverCmd(), newBenchSwitchoverCmd())
+	cmd.AddCommand(newBenchFailoverCmd(), newBenchSwitchoverCmd(), newBenchFaultCmd())
 	return cmd
 }
 
@@ -83,6 +85,41 @@ func newBenchSwitchoverCmd() *cobra.Command {
 	}
 	f.register(c)
 	c.Flags().IntVar(&rounds, "rounds", 20, "number of switchovers")
+	return c
+}
+
+func newBenchFaultCmd() *cobra.Command {
+	var f benchFlags
+	var rounds int
+	var mode string
+	var freeze time.Duration
+	c := &cobra.Command{
+		Use:   "fault --mode MODE",
+		Short: "Inject a fault into the local runtime's own processes or files under a writer; report the write window",
+		Long: `Inject a fault into the local runtime's own processes or files, under a writer
+that records every acknowledged row, and report the longest time without an
+acknowledged write (or, when the primary changes, the time to the first
+write on the new one). Modes:
+  controller-kill             SIGKILL the controller (the managers start another)
+  controller-stop             SIGSTOP the controller for --freeze (a manager kills it)
+  manager-kill                SIGKILL the primary's instance manager
+  replica-manager-kill        SIGKILL a replica's instance manager
+  replica-data-loss           delete a replica's data directory under it
+  switchover-controller-kill  SIGKILL the controller in the middle of a switchover
+  disk-full                   fill the primary's filesystem (a small one you mounted)`,
+		Example: `  pgward bench fault --mode controller-kill --rounds 5`,
+		Args:    cobra.NoArgs,
+		RunE: f.run(func() (bench.FailoverOptions, error) {
+			if !slices.Contains(bench.FaultModes, mode) {
+				return bench.FailoverOptions{}, fmt.Errorf("--mode must be one of %s", strings.Join(bench.FaultModes, ", "))
+			}
+			return bench.FailoverOptions{Mode: mode, Rounds: rounds, FreezeFor: freeze}, nil
+		}),
+	}
+	f.register(c)
+	c.Flags().IntVar(&rounds, "rounds", 5, "number of faults to inject")
+	c.Flags().StringVar(&mode, "mode", "", "the fault (see above)")
+	c.Flags().DurationVar(&freeze, "freeze", 10*time.Second, "how long controller-stop keeps the controller stopped")
 	return c
 }
 

@@ -38,13 +38,15 @@ func asOwner(cmd *cobra.Command, args []string, owner *local.Owner, dir string, 
 	argv := strings.Fields(cmd.CommandPath())[1:]
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		switch f.Name {
-		case "dir":
-		case "file":
-			argv = append(argv, "--file=-")
+		case "dir", "file":
 		default:
 			argv = append(argv, "--"+f.Name+"="+f.Value.String())
 		}
 	})
+	// The manifest root read (a default path included) goes on stdin.
+	if manifest != nil {
+		argv = append(argv, "--file=-")
+	}
 	if dir != "" {
 		argv = append(argv, "--dir="+dir)
 	}

@@ -19,7 +19,7 @@ func (m *Manager) onPostmasterExit() {
 	m.pool = nil
 	m.phase = PhaseCrashed
 	if pm != nil {
-		m.lastErr = "postgres exited unexpectedly: " + pm.exitReason()
+		m.lastErr = "postgres exited unexpectedly: " + pm.exitReason(m.cfg.DataDir)
 	}
 	m.mu.Unlock()
 	if pool != nil {
@@ -125,7 +125,7 @@ func (m *Manager) waitConnect(ctx context.Context, pm *postmaster, dbname string
 	var lastErr error
 	for {
 		if !pm.Running() {
-			return nil, fmt.Errorf("%w while starting: %s (see %s)", errPostmasterExited, pm.exitReason(), m.cfg.LogFile)
+			return nil, fmt.Errorf("%w while starting: %s (see %s)", errPostmasterExited, pm.exitReason(m.cfg.DataDir), m.cfg.LogFile)
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		conn, err := pgx.ConnectConfig(cctx, cc)

@@ -111,12 +111,17 @@ func lastFatal(log string) string {
 	return ""
 }
 
-// exitReason describes how a postmaster ended: its exit status and the
-// server's own message when it left one.
-func (p *postmaster) exitReason() string {
+// exitReason describes how a postmaster on dataDir ended: its exit status
+// and the server's own message when it left one. A full filesystem may not
+// even let it log (the log often lives on it too): that is checked directly.
+func (p *postmaster) exitReason(dataDir string) string {
 	reason := fmt.Sprint(p.ExitErr())
 	if c := p.Cause(); c != "" {
-		reason += ": " + c
+		return reason + ": " + c
+	}
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dataDir, &fs); err == nil && fs.Bavail*uint64(fs.Bsize) < 1<<20 { // #nosec G115 -- block size is positive
+		reason += ": No space left on device (the data directory's filesystem is full)"
 	}
 	return reason
 }

@@ -311,6 +311,9 @@ func lockUp(ctx context.Context, l Layout, say func(string)) (func(), error) {
 	}
 }
 
+// ControllerRunning reports whether a controller supervises the cluster in l.
+func ControllerRunning(l Layout) bool { return controllerRunning(l) }
+
 // controllerRunning reports whether a controller holds the lock.
 func controllerRunning(l Layout) bool {
 	unlock, err := lockDir(l)

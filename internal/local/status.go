@@ -19,6 +19,9 @@ type ClusterStatus struct {
 	TargetPrimary     string           `json:"targetPrimary"`
 	CurrentPrimary    string           `json:"currentPrimary"`
 	Instances         []InstanceReport `json:"instances"`
+	// Error says what is wrong with the cluster as a whole (a damaged
+	// state file), if anything.
+	Error string `json:"error,omitempty"`
 }
 
 // InstanceReport is one instance's line of the status.
@@ -85,6 +88,9 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 	defer cl.CloseIdle()
 	sts, errs := observe(ctx, cl, st)
 	cs := &ClusterStatus{Cluster: st.Cluster, Dir: l.Dir, ControllerRunning: controllerRunning(l), TargetPrimary: targetPrimary(l, st)}
+	if _, err := loadMemory(l); err != nil {
+		cs.Error = err.Error() + " (the controller cannot start until it is fixed or removed)"
+	}
 	peers := map[string]instanceapi.Peer{}
 	for _, s := range sts {
 		if s != nil && s.Role == instanceapi.RolePrimary && s.PostmasterRunning && !s.Fenced {
@@ -154,6 +160,9 @@ func printTable(out io.Writer, cs *ClusterStatus) {
 		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.Name, r.Role, r.State, r.Timeline, orDash(lsn), lag, orDash(r.TLS), r.Port)
 	}
 	_ = w.Flush()
+	if cs.Error != "" {
+		_, _ = fmt.Fprintf(out, "\ncluster: %s", cs.Error)
+	}
 	for _, r := range cs.Instances {
 		if r.Error != "" {
 			_, _ = fmt.Fprintf(out, "\n%s: %s", r.Name, r.Error)
