@@ -241,6 +241,8 @@ type backoff struct {
 var restarting = map[string]bool{
 	instanceapi.CommandStart: true, instanceapi.CommandBootstrap: true,
 	instanceapi.CommandRejoin: true, instanceapi.CommandRecreate: true,
+	// follow starts a stopped replica too.
+	instanceapi.CommandFollow: true,
 }
 
 // wait is how long a command of this kind must still wait.

@@ -181,3 +181,40 @@ func TestIsManagerOf(t *testing.T) {
 		t.Fatal("something else taken for the manager")
 	}
 }
+
+// Every instance gets ports of its own: new ones are allocated together
+// (one at a time, the kernel handed two instances the same port), ports
+// already fixed are kept, and a clash left by that bug is repaired.
+func TestAssignPortsAreDistinct(t *testing.T) {
+	c := cluster(t, nil)
+	c.Spec.Instances = 3
+	for range 20 {
+		st := &State{}
+		if err := st.assignPorts(c); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[int]bool{}
+		for _, is := range st.Instances {
+			for _, p := range []int{is.Port, is.StatusPort} {
+				if p == 0 || seen[p] {
+					t.Fatalf("ports %+v", st.Instances)
+				}
+				seen[p] = true
+			}
+		}
+	}
+	st := &State{Instances: []InstanceState{
+		{Name: "demo-1", Port: 35637, StatusPort: 39687},
+		{Name: "demo-2", Port: 42035, StatusPort: 43675},
+		{Name: "demo-3", Port: 35637, StatusPort: 35231},
+	}}
+	if err := st.assignPorts(c); err != nil {
+		t.Fatal(err)
+	}
+	if st.Instances[0].Port != 35637 || st.Instances[1].Port != 42035 || st.Instances[2].StatusPort != 35231 {
+		t.Errorf("fixed ports changed: %+v", st.Instances)
+	}
+	if p := st.Instances[2].Port; p == 35637 || p == 0 {
+		t.Errorf("the clash was not repaired: %+v", st.Instances)
+	}
+}

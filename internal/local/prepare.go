@@ -143,14 +143,8 @@ func ensureState(l Layout, c *v1.Cluster, u *Owner, pgBin string, ha HAOptions) 
 		return nil, fmt.Errorf("no postgres in %s: %w", pgBin, err)
 	}
 	st.PGBinDir = pgBin
-	for i := len(st.Instances); i < c.Spec.Instances; i++ {
-		ports, err := freePorts(2)
-		if err != nil {
-			return nil, err
-		}
-		st.Instances = append(st.Instances, InstanceState{
-			Name: fmt.Sprintf("%s-%d", c.Name, i+1), Port: ports[0], StatusPort: ports[1],
-		})
+	if err := st.assignPorts(c); err != nil {
+		return nil, err
 	}
 	if st.TargetPrimary == "" {
 		st.TargetPrimary = st.Instances[0].Name
@@ -159,6 +153,47 @@ func ensureState(l Layout, c *v1.Cluster, u *Owner, pgBin string, ha HAOptions) 
 		return nil, err
 	}
 	return st, st.Save(l)
+}
+
+// assignPorts gives every instance of c its two ports, keeping those
+// already fixed. All new ports come from one call that holds every listener
+// until it has them all: ports asked for one at a time can come back the
+// same (the kernel reuses a port just released), and two instances then
+// fight over one (seen: two of three instances on one port). A state file
+// that already has such a clash is repaired the same way.
+func (st *State) assignPorts(c *v1.Cluster) error {
+	for i := len(st.Instances); i < c.Spec.Instances; i++ {
+		st.Instances = append(st.Instances, InstanceState{Name: fmt.Sprintf("%s-%d", c.Name, i+1)})
+	}
+	seen := map[int]bool{}
+	need := 0
+	for _, is := range st.Instances {
+		for _, p := range []int{is.Port, is.StatusPort} {
+			if p == 0 || seen[p] {
+				need++
+			}
+			seen[p] = true
+		}
+	}
+	if need == 0 {
+		return nil
+	}
+	fresh, err := freePorts(need, seen)
+	if err != nil {
+		return err
+	}
+	used := map[int]bool{}
+	take := func(p *int) {
+		if *p == 0 || used[*p] {
+			*p, fresh = fresh[0], fresh[1:]
+		}
+		used[*p] = true
+	}
+	for i := range st.Instances {
+		take(&st.Instances[i].Port)
+		take(&st.Instances[i].StatusPort)
+	}
+	return nil
 }
 
 // findPGBinDir picks the newest supported PostgreSQL under /usr/lib/postgresql.
@@ -177,7 +212,8 @@ func findPGBinDir() (string, error) {
 	return best, nil
 }
 
-func freePorts(n int) ([]int, error) {
+// freePorts returns n distinct free ports on loopback, none in taken.
+func freePorts(n int, taken map[int]bool) ([]int, error) {
 	var ports []int
 	var lns []net.Listener
 	defer func() {
@@ -185,13 +221,18 @@ func freePorts(n int) ([]int, error) {
 			_ = ln.Close()
 		}
 	}()
-	for range n {
+	for len(ports) < n {
 		ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", loopback+":0")
 		if err != nil {
 			return nil, fmt.Errorf("finding a free port: %w", err)
 		}
 		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		if p := ln.Addr().(*net.TCPAddr).Port; !taken[p] {
+			ports = append(ports, p)
+		}
+		if len(lns) > 10*n+100 {
+			return nil, errors.New("finding free ports: the kernel keeps returning ports already taken")
+		}
 	}
 	return ports, nil
 }
