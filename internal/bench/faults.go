@@ -38,11 +38,17 @@ func injectFault(ctx context.Context, o FailoverOptions, c *cluster, cs *local.C
 	case ModeReplicaManagerKill:
 		return killManager(l, nextReplica(cs, old))
 	case ModeReplicaDataLoss:
+		// The running postgres may create files while they are deleted
+		// ("directory not empty"): try again until the directory is gone.
 		data := filepath.Join(l.InstanceDir(nextReplica(cs, old)), "data")
-		if err := os.RemoveAll(data); err != nil {
-			return fmt.Errorf("deleting %s: %w", data, err)
+		var err error
+		for range 50 {
+			if err = os.RemoveAll(data); err == nil {
+				return nil
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		return nil
+		return fmt.Errorf("deleting %s: %w", data, err)
 	case ModeSwitchoverControllerKill:
 		if _, err := local.RequestSwitchover(l, nextReplica(cs, old)); err != nil {
 			return err
