@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -159,7 +160,157 @@ func parseHBAFields(fields []string) (HBARule, error) {
 		}
 		rule.Options = append(rule.Options, opt)
 	}
+	if err := checkHBAOptions(rule); err != nil {
+		return HBARule{}, err
+	}
 	return rule, nil
+}
+
+// hbaOptionMethods says, for the options that belong to particular
+// methods, which ones (PostgreSQL refuses the whole file otherwise).
+var hbaOptionMethods = map[string][]string{
+	"map":                 {"ident", "peer", "gss", "cert"},
+	"pamservice":          {"pam"},
+	"pam_use_hostname":    {"pam"},
+	"ldapurl":             {"ldap"},
+	"ldaptls":             {"ldap"},
+	"ldapscheme":          {"ldap"},
+	"ldapserver":          {"ldap"},
+	"ldapport":            {"ldap"},
+	"ldapbinddn":          {"ldap"},
+	"ldapbindpasswd":      {"ldap"},
+	"ldapsearchattribute": {"ldap"},
+	"ldapsearchfilter":    {"ldap"},
+	"ldapbasedn":          {"ldap"},
+	"ldapprefix":          {"ldap"},
+	"ldapsuffix":          {"ldap"},
+	"krb_realm":           {"gss"},
+	"include_realm":       {"gss"},
+	"compat_realm":        {"sspi"},
+	"upn_username":        {"sspi"},
+	"radiusservers":       {"radius"},
+	"radiussecrets":       {"radius"},
+	"radiusports":         {"radius"},
+	"radiusidentifiers":   {"radius"},
+}
+
+// checkHBAOptions applies PostgreSQL's own rules about options (which
+// method each belongs to, the values it takes, what a method requires), so
+// that a rule PostgreSQL would refuse, making it refuse the whole file at the
+// next reload or start, is refused here, naming the reason.
+func checkHBAOptions(r HBARule) error {
+	opts := map[string]string{}
+	for _, o := range r.Options {
+		name, value, _ := strings.Cut(o, "=")
+		if _, dup := opts[name]; dup {
+			return fmt.Errorf("option %q is given twice", name)
+		}
+		opts[name] = strings.Trim(value, `"`)
+	}
+	for name, value := range opts {
+		if methods, ok := hbaOptionMethods[name]; ok && !slices.Contains(methods, r.Method) {
+			return fmt.Errorf("option %q only applies to method %s, not %q", name, strings.Join(methods, " or "), r.Method)
+		}
+		switch name {
+		case "clientcert":
+			if r.Type != hbaHostSSL {
+				return errors.New(`option "clientcert" only applies to hostssl rules`)
+			}
+			if value != "verify-ca" && value != "verify-full" {
+				return fmt.Errorf(`option "clientcert" takes verify-ca or verify-full, not %q`, value)
+			}
+			if r.Method == "cert" && value != "verify-full" {
+				return errors.New(`method "cert" always verifies the full certificate: clientcert may only be verify-full`)
+			}
+		case "clientname":
+			if r.Type != hbaHostSSL {
+				return errors.New(`option "clientname" only applies to hostssl rules`)
+			}
+			if value != "CN" && value != "DN" {
+				return fmt.Errorf(`option "clientname" takes CN or DN, not %q`, value)
+			}
+		case "ldapscheme":
+			if value != "ldap" && value != "ldaps" {
+				return fmt.Errorf(`option "ldapscheme" takes ldap or ldaps, not %q`, value)
+			}
+		case "ldapport":
+			if p, err := strconv.Atoi(value); err != nil || p < 1 || p > 65535 {
+				return fmt.Errorf(`option "ldapport" must be a port number (1-65535), not %q`, value)
+			}
+		case "radiusports":
+			for _, v := range strings.Split(value, ",") {
+				if p, err := strconv.Atoi(strings.TrimSpace(v)); err != nil || p < 1 || p > 65535 {
+					return fmt.Errorf(`option "radiusports" must list port numbers (1-65535), not %q`, value)
+				}
+			}
+		case "include_realm", "compat_realm", "upn_username", "ldaptls", "pam_use_hostname":
+			if value != "0" && value != "1" {
+				return fmt.Errorf(`option %q takes 0 or 1, not %q`, name, value)
+			}
+		}
+	}
+	switch r.Method {
+	case "ldap":
+		return checkLDAPOptions(opts)
+	case "radius":
+		return checkRADIUSOptions(opts)
+	}
+	return nil
+}
+
+// checkLDAPOptions checks that an ldap rule has one complete mode: simple
+// bind (ldapprefix/ldapsuffix) or search+bind (ldapbasedn), and a server.
+func checkLDAPOptions(opts map[string]string) error {
+	has := func(names ...string) bool {
+		for _, n := range names {
+			if _, ok := opts[n]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	if _, ok := opts["ldapurl"]; ok {
+		if has("ldapserver", "ldapport", "ldapbasedn", "ldapsearchattribute", "ldapsearchfilter", "ldapscheme") {
+			return errors.New(`option "ldapurl" holds the server, port, scheme, base DN and search: do not give them separately too`)
+		}
+		return nil
+	}
+	switch {
+	case !has("ldapserver"):
+		return errors.New(`method "ldap" needs option "ldapserver" (or "ldapurl")`)
+	case has("ldapprefix", "ldapsuffix") && has("ldapbasedn", "ldapbinddn", "ldapbindpasswd", "ldapsearchattribute", "ldapsearchfilter"):
+		return errors.New(`method "ldap": ldapprefix/ldapsuffix (simple bind) cannot be combined with ldapbasedn, ldapbinddn, ldapbindpasswd, ldapsearchattribute or ldapsearchfilter (search+bind)`)
+	case !has("ldapprefix", "ldapsuffix", "ldapbasedn"):
+		return errors.New(`method "ldap" needs "ldapbasedn" (search+bind) or "ldapprefix"/"ldapsuffix" (simple bind)`)
+	case has("ldapsearchattribute") && has("ldapsearchfilter"):
+		return errors.New(`method "ldap": use ldapsearchattribute or ldapsearchfilter, not both`)
+	}
+	return nil
+}
+
+// checkRADIUSOptions checks that a radius rule has its servers and secrets,
+// and as many ports and identifiers as servers (or one, or none).
+func checkRADIUSOptions(opts map[string]string) error {
+	count := func(name string) int {
+		v, ok := opts[name]
+		if !ok {
+			return 0
+		}
+		return len(strings.Split(v, ","))
+	}
+	servers := count("radiusservers")
+	switch {
+	case servers == 0:
+		return errors.New(`method "radius" needs option "radiusservers"`)
+	case count("radiussecrets") == 0:
+		return errors.New(`method "radius" needs option "radiussecrets"`)
+	}
+	for _, n := range []string{"radiussecrets", "radiusports", "radiusidentifiers"} {
+		if c := count(n); c > 1 && c != servers {
+			return fmt.Errorf(`option %q lists %d values for %d servers (give one, or one per server)`, n, c, servers)
+		}
+	}
+	return nil
 }
 
 // hbaShape describes the fields a rule of connection type t has.
@@ -324,8 +475,13 @@ func parseHBAMethod(connType, field string) (string, error) {
 	switch {
 	case field == "trust" && network:
 		return "", fmt.Errorf(`method "trust" is not allowed on %s rules: it lets anyone who reaches the server log in without a password (use it only on local)`, connType)
-	case field == "password" && maybeCleartext:
-		return "", fmt.Errorf(`method "password" is not allowed on %s rules: it sends the password in clear text (use scram-sha-256, or password on hostssl)`, connType)
+	case field == "ident" && network:
+		// The client's own identd answers who the client is: anyone who
+		// runs one (a few lines of code on port 113) is whoever they say.
+		return "", fmt.Errorf(`method "ident" is not allowed on %s rules: over the network the client's own ident server decides who it is (use cert, scram-sha-256 or gss; ident/peer only on local)`, connType)
+	case (field == "password" || field == "pam" || field == "ldap" || field == "radius") && maybeCleartext:
+		// These methods receive the password itself from the client.
+		return "", fmt.Errorf(`method %q is not allowed on %s rules: the client sends its password in clear text (use it on hostssl, or use scram-sha-256)`, field, connType)
 	case field == "sspi":
 		return "", errors.New(`method "sspi" is only available on Windows`)
 	case field == "peer" && network:
@@ -358,6 +514,10 @@ func checkHBAOption(opt string) error {
 		return fmt.Errorf("option %q has no value", name)
 	case strings.Contains(inner, `"`):
 		return fmt.Errorf("option %q: double quotes must enclose the whole value", name)
+	case !quoted && strings.Contains(value, ","):
+		// PostgreSQL splits an unquoted field at commas: the rest would
+		// be read as another option.
+		return fmt.Errorf(`option %q: a value with a comma must be in double quotes (%s="%s")`, name, name, value)
 	}
 	return nil
 }

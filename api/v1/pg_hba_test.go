@@ -83,10 +83,10 @@ var validHBALines = []struct {
 		text: `host "all" "sameuser" samehost md5`,
 	},
 	{
-		line: `hostssl all all all ldap ldapserver=ldap.example.com ldapbinddn="cn=admin, dc=example" ldapbindpasswd="s e"`,
+		line: `hostssl all all all ldap ldapserver=ldap.example.com ldapbasedn="dc=example" ldapbinddn="cn=admin, dc=example" ldapbindpasswd="s e"`,
 		want: HBARule{Type: "hostssl", Database: "all", User: "all", Address: "all", Method: "ldap",
-			Options: []string{"ldapserver=ldap.example.com", `ldapbinddn="cn=admin, dc=example"`, `ldapbindpasswd="s e"`}},
-		text: `hostssl all all all ldap ldapserver=ldap.example.com ldapbinddn="cn=admin, dc=example" ldapbindpasswd="s e"`,
+			Options: []string{"ldapserver=ldap.example.com", `ldapbasedn="dc=example"`, `ldapbinddn="cn=admin, dc=example"`, `ldapbindpasswd="s e"`}},
+		text: `hostssl all all all ldap ldapserver=ldap.example.com ldapbasedn="dc=example" ldapbinddn="cn=admin, dc=example" ldapbindpasswd="s e"`,
 	},
 	{
 		line: `hostgssenc all all all gss include_realm=0 krb_realm=EXAMPLE.COM`,
@@ -100,10 +100,27 @@ var validHBALines = []struct {
 		text: "hostssl all all all password",
 	},
 	{
-		line: `hostnogssenc "ünïcode db" "Mixed Case" all pam pamservice=postgresql`,
-		want: HBARule{Type: "hostnogssenc", Database: `"ünïcode db"`, User: `"Mixed Case"`, Address: "all",
+		line: `hostssl "ünïcode db" "Mixed Case" all pam pamservice=postgresql`,
+		want: HBARule{Type: "hostssl", Database: `"ünïcode db"`, User: `"Mixed Case"`, Address: "all",
 			Method: "pam", Options: []string{"pamservice=postgresql"}},
-		text: `hostnogssenc "ünïcode db" "Mixed Case" all pam pamservice=postgresql`,
+		text: `hostssl "ünïcode db" "Mixed Case" all pam pamservice=postgresql`,
+	},
+	{
+		line: "hostssl all all all scram-sha-256 clientcert=verify-ca",
+		want: HBARule{Type: "hostssl", Database: "all", User: "all", Address: "all", Method: "scram-sha-256", Options: []string{"clientcert=verify-ca"}},
+		text: "hostssl all all all scram-sha-256 clientcert=verify-ca",
+	},
+	{
+		line: `hostssl all all all ldap ldapserver=ldap ldapprefix=uid= ldapsuffix=",dc=example" ldapport=636 ldapscheme=ldaps`,
+		want: HBARule{Type: "hostssl", Database: "all", User: "all", Address: "all", Method: "ldap",
+			Options: []string{"ldapserver=ldap", "ldapprefix=uid=", `ldapsuffix=",dc=example"`, "ldapport=636", "ldapscheme=ldaps"}},
+		text: `hostssl all all all ldap ldapserver=ldap ldapprefix=uid= ldapsuffix=",dc=example" ldapport=636 ldapscheme=ldaps`,
+	},
+	{
+		line: `hostssl all all all radius radiusservers="a,b" radiussecrets=s radiusports="1812,1813"`,
+		want: HBARule{Type: "hostssl", Database: "all", User: "all", Address: "all", Method: "radius",
+			Options: []string{`radiusservers="a,b"`, "radiussecrets=s", `radiusports="1812,1813"`}},
+		text: `hostssl all all all radius radiusservers="a,b" radiussecrets=s radiusports="1812,1813"`,
 	},
 }
 
@@ -195,6 +212,38 @@ func TestParseHBARuleInvalid(t *testing.T) {
 		{"local all all gss", `method "gss" is not supported on local rules`},
 		{"host all all all cert", `method "cert" is only supported on hostssl rules`},
 		{"local all all cert", "only supported on hostssl rules"},
+		// Methods where the client vouches for itself, or sends its password.
+		{"host all postgres samenet ident map=m", `method "ident" is not allowed on host rules`},
+		{"hostssl all all all ident", `method "ident" is not allowed on hostssl rules`},
+		{"host all all all pam", `method "pam" is not allowed on host rules: the client sends its password in clear text`},
+		{"hostnogssenc all all all pam", "clear text"},
+		{"host all all all ldap ldapserver=l ldapbasedn=dc=x", `method "ldap" is not allowed on host rules`},
+		{"hostnossl all all all radius radiusservers=r radiussecrets=s", `method "radius" is not allowed`},
+		{"hostssl all all all bsd", `unknown method "bsd"`},
+		// Options PostgreSQL refuses: the whole file would fail to load.
+		{"hostssl all all all scram-sha-256 map=m", `option "map" only applies to method ident or peer or gss or cert, not "scram-sha-256"`},
+		{"hostssl all all all md5 pamservice=x", `option "pamservice" only applies to method pam`},
+		{"hostssl all all all cert krb_realm=X", `option "krb_realm" only applies to method gss`},
+		{"host all all all scram-sha-256 clientcert=verify-full", `option "clientcert" only applies to hostssl rules`},
+		{"hostssl all all all scram-sha-256 clientcert=1", `option "clientcert" takes verify-ca or verify-full, not "1"`},
+		{"hostssl all all all cert clientcert=verify-ca", `clientcert may only be verify-full`},
+		{"hostssl all all all cert clientname=UID", `option "clientname" takes CN or DN`},
+		{"hostssl all all all ldap", `method "ldap" needs option "ldapserver"`},
+		{"hostssl all all all ldap ldapserver=l", `needs "ldapbasedn" (search+bind) or "ldapprefix"/"ldapsuffix" (simple bind)`},
+		{"hostssl all all all ldap ldapserver=l ldapprefix=uid= ldapbasedn=dc=x", "cannot be combined"},
+		{"hostssl all all all ldap ldapserver=l ldapbasedn=dc=x ldapsearchattribute=uid ldapsearchfilter=(uid=$username)", "not both"},
+		{"hostssl all all all ldap ldapserver=l ldapbasedn=dc=x ldapport=0", `option "ldapport" must be a port number`},
+		{"hostssl all all all ldap ldapserver=l ldapbasedn=dc=x ldapport=ldaps", `option "ldapport" must be a port number`},
+		{"hostssl all all all ldap ldapserver=l ldapbasedn=dc=x ldapscheme=http", `option "ldapscheme" takes ldap or ldaps`},
+		{"hostssl all all all ldap ldapurl=ldap://l/dc=x ldapserver=l", `option "ldapurl" holds the server`},
+		{"hostssl all all all radius radiussecrets=s", `method "radius" needs option "radiusservers"`},
+		{"hostssl all all all radius radiusservers=r", `method "radius" needs option "radiussecrets"`},
+		{`hostssl all all all radius radiusservers="a,b,c" radiussecrets="s,t"`, `lists 2 values for 3 servers`},
+		{"hostssl all all all radius radiusservers=r radiussecrets=s radiusports=99999", `option "radiusports" must list port numbers`},
+		{"hostgssenc all all all gss include_realm=yes", `option "include_realm" takes 0 or 1`},
+		{"hostssl all all all cert map=a map=b", `option "map" is given twice`},
+		{"hostssl all all all ldap ldapserver=ldap ldapprefix=uid= ldapsuffix=,dc=example", `a value with a comma must be in double quotes`},
+		{"hostssl all all all radius radiusservers=a,b radiussecrets=s", `a value with a comma must be in double quotes`},
 	}
 	for _, tt := range tests {
 		_, err := ParseHBARule(tt.line)
