@@ -180,8 +180,8 @@ func TestHBAValidationAgainstPostgreSQL(t *testing.T) {
 	// are unsafe) when a client connects.
 	for _, line := range []string{
 		"hostssl all all all ldap ldapserver=l ldapbasedn=dc=x ldapscheme=http", // PostgreSQL 16 refuses it too
-		"host all postgres samenet ident map=m",                                  // the client's identd decides
-		"host all all all pam",                                                   // password in clear text
+		"host all postgres samenet ident map=m",                                 // the client's identd decides
+		"host all all all pam",                                                  // password in clear text
 	} {
 		if _, err := v1.ParseHBARule(line); err == nil {
 			t.Errorf("pgward accepts %q", line)
