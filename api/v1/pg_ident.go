@@ -3,6 +3,7 @@ package v1
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 )
 
@@ -36,8 +37,52 @@ func ValidateIdentLine(line string) error {
 		}
 	}
 	pgUser := strings.TrimPrefix(strings.Trim(fields[2], `"`), "+")
-	if strings.EqualFold(pgUser, ReplicationUser) {
+	switch {
+	case strings.EqualFold(pgUser, ReplicationUser):
 		return fmt.Errorf("mapping to %q is not allowed: pgward owns its authentication", ReplicationUser)
+	case strings.EqualFold(pgUser, SuperuserRole):
+		// A map onto postgres turns another identity (a certificate, a
+		// Kerberos principal) into a superuser login. With superuser
+		// access on, the superuser's own certificate (CN=postgres) logs
+		// in without any map.
+		return fmt.Errorf("mapping to the superuser %q is not allowed: it would make another identity a superuser", SuperuserRole)
+	}
+	return checkIdentSystemUser(strings.Trim(fields[1], `"`))
+}
+
+// SuperuserRole is PostgreSQL's superuser, which pgward creates and guards.
+const SuperuserRole = "postgres"
+
+// ControllerIdentity is the certificate common name of the controller (the
+// operator or the local controller) on the status port.
+const ControllerIdentity = "pgward-controller"
+
+// reservedIdentities are the names pgward's own processes and certificates
+// go by: a user map matching any of them would let whoever holds that
+// identity (every instance holds the replication certificate, the OS user
+// runs PostgreSQL) log in as another role.
+var reservedIdentities = []string{ReplicationUser, ControllerIdentity, SuperuserRole, "root"}
+
+// checkIdentSystemUser refuses a system user (a name, or a regular
+// expression starting with "/") that matches one of pgward's identities.
+func checkIdentSystemUser(sys string) error {
+	expr, isRegexp := strings.CutPrefix(sys, "/")
+	if !isRegexp {
+		for _, id := range reservedIdentities {
+			if strings.EqualFold(sys, id) {
+				return fmt.Errorf("system user %q is not allowed: it is one of pgward's own identities", sys)
+			}
+		}
+		return nil
+	}
+	re, err := regexp.Compile("(?i)" + expr)
+	if err != nil {
+		return fmt.Errorf("system user %q: a regular expression pgward cannot check (%w): simplify it", sys, err)
+	}
+	for _, id := range reservedIdentities {
+		if re.MatchString(id) {
+			return fmt.Errorf("system user %q is not allowed: the expression matches %q, one of pgward's own identities", sys, id)
+		}
 	}
 	return nil
 }

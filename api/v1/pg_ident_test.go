@@ -33,6 +33,21 @@ func TestValidateIdentLine(t *testing.T) {
 		{"mymap alice streaming_replica", `mapping to "streaming_replica" is not allowed`},
 		{`mymap alice "streaming_replica"`, "is not allowed"},
 		{"mymap alice +streaming_replica", "is not allowed"},
+		// Maps may not turn pgward's own identities into logins, nor make
+		// anyone the superuser.
+		{"certs streaming_replica postgres", "mapping to the superuser"},
+		{"certs alice postgres", "mapping to the superuser"},
+		{`certs alice "Postgres"`, "mapping to the superuser"},
+		{"certs streaming_replica app", `system user "streaming_replica" is not allowed`},
+		{"certs pgward-controller app", `system user "pgward-controller" is not allowed`},
+		{"certs PGWARD-CONTROLLER app", "not allowed"},
+		{"local postgres app", `system user "postgres" is not allowed`},
+		{"local root app", `system user "root" is not allowed`},
+		{`certs /^(.*)$ \1`, `the expression matches "streaming_replica"`},
+		{`certs /replica app`, `the expression matches "streaming_replica"`},
+		{`certs "/^pgward-.*" app`, `matches "pgward-controller"`},
+		{`certs /^(?<x>a app`, "a regular expression pgward cannot check"},
+		{`certs /^[a-z]+@example\.com$ app`, ""},
 	}
 	for _, tt := range tests {
 		err := ValidateIdentLine(tt.line)

@@ -40,6 +40,7 @@ func (c *Cluster) Validate() field.ErrorList {
 	errs = append(errs, c.validateTypeMeta()...)
 	errs = append(errs, c.validateMetadata(field.NewPath("metadata"))...)
 	errs = append(errs, c.Spec.validate(field.NewPath("spec"))...)
+	errs = append(errs, c.validateSecretReferences()...)
 	return errs
 }
 
@@ -437,3 +438,92 @@ func validateAltDNSNames(names []string, path *field.Path) field.ErrorList {
 	}
 	return errs
 }
+
+// GeneratedSecretNames are the secrets pgward makes for cluster name in
+// both runtimes (plus one <name>-<N>-config per instance on Kubernetes).
+func GeneratedSecretNames(name string) []string {
+	out := make([]string, 0, len(generatedSecretSuffixes))
+	for _, s := range generatedSecretSuffixes {
+		out = append(out, name+s)
+	}
+	return out
+}
+
+var generatedSecretSuffixes = []string{"-ca", "-server", "-replication", "-controller", "-app", "-superuser"}
+
+// secretRef is one secret a manifest names, and what it is for.
+type secretRef struct {
+	path *field.Path
+	name string
+	// kind groups references that may name the same secret: a TLS
+	// secret may also hold the CA that signed it (as cert-manager's do).
+	kind string
+}
+
+// validateSecretReferences refuses a secret reference that names one of
+// the secrets pgward generates for this cluster, or the same secret as
+// another reference for something else. Either would make pgward write
+// credentials over a CA (or the reverse) and break the cluster for good,
+// or hand the pods a secret they must never hold (the CA's key, the
+// operator's certificate). Another cluster's secrets are refused where they
+// can be seen: the operator checks their owner when it reads them.
+func (c *Cluster) validateSecretReferences() field.ErrorList {
+	spec := field.NewPath("spec")
+	var refs []secretRef
+	if b := c.Spec.Bootstrap; b != nil && b.InitDB != nil && b.InitDB.Secret != nil {
+		refs = append(refs, secretRef{spec.Child("bootstrap", "initdb", "secret", "name"), b.InitDB.Secret.Name, "app credentials"})
+	}
+	if s := c.Spec.SuperuserSecret; s != nil {
+		refs = append(refs, secretRef{spec.Child("superuserSecret", "name"), s.Name, "superuser credentials"})
+	}
+	if cert := c.Spec.Certificates; cert != nil {
+		p := spec.Child("certificates")
+		// A certificate's secret may hold the CA that signed it too (as
+		// cert-manager's do), and one CA may sign both kinds.
+		clientCA := "client CA"
+		if cert.ClientCASecret == cert.ServerCASecret {
+			clientCA = "server TLS"
+		}
+		replication := "replication TLS"
+		if cert.ReplicationTLSSecret == cert.ClientCASecret {
+			replication = clientCA
+		}
+		for _, r := range []secretRef{
+			{p.Child("serverCASecret"), cert.ServerCASecret, "server TLS"},
+			{p.Child("serverTLSSecret"), cert.ServerTLSSecret, "server TLS"},
+			{p.Child("clientCASecret"), cert.ClientCASecret, clientCA},
+			{p.Child("replicationTLSSecret"), cert.ReplicationTLSSecret, replication},
+		} {
+			if r.name != "" {
+				refs = append(refs, r)
+			}
+		}
+	}
+	var errs field.ErrorList
+	generated := GeneratedSecretNames(c.Name)
+	instanceConfig := regexp.MustCompile("^" + regexp.QuoteMeta(c.Name) + `-[0-9]+-config$`)
+	first := map[string]secretRef{}
+	for _, r := range refs {
+		switch {
+		case slices.Contains(generated, r.name) || instanceConfig.MatchString(r.name):
+			errs = append(errs, field.Invalid(r.path, r.name,
+				"is the name of a secret pgward generates for this cluster: name your secret differently"))
+			continue
+		case r.name == WebhookSecretName:
+			errs = append(errs, field.Invalid(r.path, r.name, "is the operator's own secret"))
+			continue
+		}
+		if f, ok := first[r.name]; ok && f.kind != r.kind {
+			errs = append(errs, field.Invalid(r.path, r.name,
+				fmt.Sprintf("is also %s (%s): one secret cannot hold both", f.path, f.kind)))
+			continue
+		}
+		if _, ok := first[r.name]; !ok {
+			first[r.name] = r
+		}
+	}
+	return errs
+}
+
+// WebhookSecretName is the operator's webhook certificate secret.
+const WebhookSecretName = "pgward-webhook-cert" // #nosec G101 -- a Secret's name, not a credential

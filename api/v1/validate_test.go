@@ -288,3 +288,67 @@ func TestValidateUpdateComparesDefaulted(t *testing.T) {
 		}
 	}
 }
+
+// Secret references may not name the secrets pgward generates for the
+// cluster, nor one secret for two different things.
+func TestValidateSecretReferences(t *testing.T) {
+	base := func() *Cluster {
+		c := &Cluster{}
+		c.APIVersion, c.Kind = APIVersion, Kind
+		c.Name = "c"
+		c.Spec.Instances = 2
+		SetDefaults(c)
+		return c
+	}
+	for _, tc := range []struct {
+		name    string
+		edit    func(c *Cluster)
+		wantErr string
+	}{
+		{"initdb secret is the CA", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Secret = &LocalObjectReference{Name: "c-ca"} },
+			"spec.bootstrap.initdb.secret.name: Invalid value: \"c-ca\": is the name of a secret pgward generates"},
+		{"superuser secret is the replication certificate", func(c *Cluster) { c.Spec.SuperuserSecret = &LocalObjectReference{Name: "c-replication"} },
+			"spec.superuserSecret.name"},
+		{"client CA is the controller's certificate", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{ClientCASecret: "c-controller", ReplicationTLSSecret: "r"}
+		}, "spec.certificates.clientCASecret"},
+		{"server TLS secret is an instance's config", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{ServerCASecret: "ca", ServerTLSSecret: "c-12-config"} // #nosec G101 -- secret names
+		}, "spec.certificates.serverTLSSecret"},
+		{"app secret is the generated app secret", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Secret = &LocalObjectReference{Name: "c-app"} },
+			"spec.bootstrap.initdb.secret.name"},
+		{"the operator's webhook secret", func(c *Cluster) { c.Spec.SuperuserSecret = &LocalObjectReference{Name: "pgward-webhook-cert"} },
+			"is the operator's own secret"},
+		{"app and superuser credentials in one secret", func(c *Cluster) {
+			c.Spec.Bootstrap.InitDB.Secret = &LocalObjectReference{Name: "creds"}
+			c.Spec.SuperuserSecret = &LocalObjectReference{Name: "creds"}
+		}, "spec.superuserSecret.name: Invalid value: \"creds\": is also spec.bootstrap.initdb.secret.name"},
+		{"credentials in the server CA", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{ServerCASecret: "tls", ServerTLSSecret: "tls"}
+			c.Spec.SuperuserSecret = &LocalObjectReference{Name: "tls"}
+		}, "one secret cannot hold both"},
+		{"replication certificate in the server certificate", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{ServerCASecret: "ca", ServerTLSSecret: "tls", ClientCASecret: "cca", ReplicationTLSSecret: "tls"}
+		}, "spec.certificates.replicationTLSSecret"},
+		// Allowed: a certificate with its CA in one secret, one CA for all.
+		{"cert-manager style secrets", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{ServerCASecret: "srv", ServerTLSSecret: "srv", ClientCASecret: "repl", ReplicationTLSSecret: "repl"}
+		}, ""},
+		{"one CA for server and clients", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{ServerCASecret: "ca", ServerTLSSecret: "srv", ClientCASecret: "ca", ReplicationTLSSecret: "repl"}
+		}, ""},
+		{"another cluster's app secret name is just a name here", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Secret = &LocalObjectReference{Name: "d-app"} }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			tc.edit(c)
+			errs := c.Validate().ToAggregate()
+			switch {
+			case tc.wantErr == "" && errs != nil:
+				t.Fatalf("refused: %v", errs)
+			case tc.wantErr != "" && (errs == nil || !strings.Contains(errs.Error(), tc.wantErr)):
+				t.Fatalf("got %v, want %q", errs, tc.wantErr)
+			}
+		})
+	}
+}

@@ -71,9 +71,9 @@ func (r *ClusterReconciler) ensureGeneratedCredentials(ctx context.Context, c *v
 // checkUserCredentials refuses a user's secret that the instance manager
 // could not use.
 func (r *ClusterReconciler) checkUserCredentials(ctx context.Context, c *v1.Cluster, name, user string) error {
-	var s corev1.Secret
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: name}, &s); err != nil {
-		return fmt.Errorf("reading credentials secret %s: %w", name, err)
+	s, err := r.userSecret(ctx, c, name, "credentials")
+	if err != nil {
+		return err
 	}
 	if got := string(s.Data[secrets.KeyUsername]); got != user {
 		return fmt.Errorf("credentials secret %s is for user %q, not %q", name, got, user)
@@ -105,4 +105,26 @@ func (s *oneSecret) Put(name string, data map[string][]byte) error {
 	}
 	s.data = maps.Clone(data)
 	return nil
+}
+
+// userSecret reads a secret the Cluster's spec names, directly from the API
+// server (user secrets are not in the cache). A secret that pgward made for
+// a Cluster (labelled with it, or owned by one) is not the user's to hand
+// over: naming another cluster's CA or credentials would have this
+// cluster's pods mount them and its Role grant them.
+func (r *ClusterReconciler) userSecret(ctx context.Context, c *v1.Cluster, name, what string) (*corev1.Secret, error) {
+	var s corev1.Secret
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: name}, &s); err != nil {
+		return nil, fmt.Errorf("reading %s secret %s: %w", what, name, err)
+	}
+	owner := s.Labels[build.ClusterLabel]
+	for _, ref := range s.OwnerReferences {
+		if ref.Kind == v1.Kind && ref.APIVersion == v1.APIVersion {
+			owner = ref.Name
+		}
+	}
+	if owner != "" {
+		return nil, fmt.Errorf("%s secret %s belongs to cluster %q (pgward generated it): refer to a secret of your own", what, name, owner)
+	}
+	return &s, nil
 }

@@ -112,9 +112,9 @@ func (r *ClusterReconciler) caFor(ctx context.Context, c *v1.Cluster, name strin
 	if name == build.Secrets(c).CA && generated != nil {
 		return &caRef{secret: name, cert: generated.CertPEM, parsed: generated}, nil
 	}
-	var s corev1.Secret
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: name}, &s); err != nil {
-		return nil, fmt.Errorf("reading CA secret %s: %w", name, err)
+	s, err := r.userSecret(ctx, c, name, "CA")
+	if err != nil {
+		return nil, err
 	}
 	cert := s.Data[build.KeyCACert]
 	if _, err := pki.ParseCertificatePEM(cert); err != nil {
@@ -174,9 +174,9 @@ func (r *ClusterReconciler) ensureLeaf(ctx context.Context, c *v1.Cluster, name,
 // mismatch shows in the Cluster's status rather than as TLS errors between
 // instances.
 func (r *ClusterReconciler) checkUserLeaf(ctx context.Context, c *v1.Cluster, name string, ca *caRef) error {
-	var s corev1.Secret
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: name}, &s); err != nil {
-		return fmt.Errorf("reading certificate secret %s: %w", name, err)
+	s, err := r.userSecret(ctx, c, name, "certificate")
+	if err != nil {
+		return err
 	}
 	kp, err := pki.ParseKeyPair(s.Data[build.KeyTLSCert], s.Data[build.KeyTLSKey])
 	if err != nil {

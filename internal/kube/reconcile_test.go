@@ -633,3 +633,34 @@ func TestDriftIsRepaired(t *testing.T) {
 		t.Errorf("deleted service not recreated: %v", err)
 	}
 }
+
+// TestRefusesAnotherClustersSecrets: a Cluster whose spec names a secret
+// pgward generated for another Cluster (its CA, with the key) is refused
+// when the operator reads it, and nothing of the other cluster is mounted.
+func TestRefusesAnotherClustersSecrets(t *testing.T) {
+	ns := newNamespace(t, false)
+	ctx := ctxFor(t)
+	other := sampleCluster(t, ns)
+	other.Name = "other"
+	createCluster(t, other)
+	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
+	reconcileOnce(t, r, other)
+	var ca corev1.Secret
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "other-ca"}, &ca); err != nil {
+		t.Fatal(err)
+	}
+	c := sampleCluster(t, ns)
+	c.Spec.Certificates = &v1.CertificatesConfiguration{ClientCASecret: "other-ca"}
+	createCluster(t, c)
+	_, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+	if err == nil || !strings.Contains(err.Error(), `CA secret other-ca belongs to cluster "other"`) {
+		t.Fatalf("got %v, want a refusal naming the other cluster", err)
+	}
+	var pods corev1.PodList
+	if err := admin.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{build.ClusterLabel: c.Name}); err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) > 0 {
+		t.Errorf("%d pods created with another cluster's CA", len(pods.Items))
+	}
+}

@@ -31,6 +31,15 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			[]string{`unknown field "spec.postgresql.parameterz"`}},
 		{"unsupported Cloud Native PostgreSQL field", "  backup:\n    retentionPolicy: 30d\n",
 			[]string{`"spec.backup"`, "not support yet"}},
+		{"ident over the network", "  postgresql:\n    pg_hba:\n      - host all postgres samenet ident map=m\n",
+			[]string{"spec.postgresql.pg_hba[0]", `"ident" is not allowed on host rules`}},
+		{"a map making the replication certificate a superuser", "  postgresql:\n    pg_hba:\n      - hostssl all postgres all cert map=certs\n" +
+			"    pg_ident:\n      - certs streaming_replica postgres\n",
+			[]string{"spec.postgresql.pg_ident[0]", "mapping to the superuser"}},
+		{"credentials over the cluster's CA", "  bootstrap:\n    initdb:\n      database: app\n      owner: app\n      secret:\n        name: bad-ca\n",
+			[]string{"spec.bootstrap.initdb.secret.name", "is the name of a secret pgward generates"}},
+		{"an option PostgreSQL would refuse", "  postgresql:\n    pg_hba:\n      - hostssl all all all scram-sha-256 map=m\n",
+			[]string{"spec.postgresql.pg_hba[0]", `option "map" only applies to method`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
