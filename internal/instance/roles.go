@@ -33,10 +33,21 @@ type credentials struct {
 }
 
 // quietSession keeps the statements that carry password verifiers out of
-// the server log whatever log_statement the user chose, and lets them
-// commit without waiting for synchronous standbys that may not be there yet
-// (a primary starting alone must not hang on its own role reconciliation).
-const quietSession = "SET log_statement = 'none'; SET log_min_duration_statement = -1; SET log_min_error_statement = 'panic'; SET synchronous_commit = local"
+// the server log whatever logging the manifest turned on, through every path
+// a statement's text takes to the log: statement logging and its duration
+// and sampling variants (log_min_duration_sample, log_transaction_sample_rate
+// log a statement whatever log_statement says), the text of a failing
+// statement, bind parameters, the DEBUG2 "parse" message of the extended
+// protocol, and the debug_print_* parse trees (printed at LOG level). And it
+// lets them commit without waiting for synchronous standbys that may not be
+// there yet (a primary starting alone must not hang on its own role
+// reconciliation). Every one of these is settable in a superuser session.
+const quietSession = "SET log_statement = 'none'; SET log_min_duration_statement = -1; " +
+	"SET log_min_duration_sample = -1; SET log_statement_sample_rate = 0; SET log_transaction_sample_rate = 0; " +
+	"SET log_duration = off; SET log_min_error_statement = 'panic'; SET log_min_messages = 'warning'; " +
+	"SET log_parameter_max_length = 0; SET log_parameter_max_length_on_error = 0; " +
+	"SET debug_print_parse = off; SET debug_print_rewritten = off; SET debug_print_plan = off; " +
+	"SET synchronous_commit = local"
 
 // reconcileRoles makes the roles and the application database match the
 // spec. Every statement is idempotent, so it runs on every primary start.

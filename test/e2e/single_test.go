@@ -23,8 +23,21 @@ spec:
   enableSuperuserAccess: true
   postgresql:
     parameters:
-      # Every statement is logged: the role passwords must still not be.
+      # Every statement is logged, by every path PostgreSQL has: the role
+      # passwords (their SCRAM verifiers) must still not be.
       log_statement: all
+      log_min_duration_statement: "0"
+      log_min_duration_sample: "0"
+      log_statement_sample_rate: "1"
+      log_transaction_sample_rate: "1"
+      log_duration: "on"
+      log_min_messages: debug5
+      log_min_error_statement: debug5
+      log_parameter_max_length: "-1"
+      log_parameter_max_length_on_error: "-1"
+      debug_print_parse: "on"
+      debug_print_rewritten: "on"
+      debug_print_plan: "on"
   bootstrap:
     initdb:
       database: shop
