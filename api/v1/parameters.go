@@ -81,12 +81,40 @@ var fixedParameters = map[string]struct{}{
 	"password_encryption": {},
 	// Catalog safety.
 	"allow_system_table_mods": {},
+	// Integrity: data_sync_retry on retries a failed fsync, which may have
+	// dropped the data it was writing; zero_damaged_pages destroys the
+	// pages it cannot read.
+	"data_sync_retry":    {},
+	"zero_damaged_pages": {},
+	// Advertising the server on the network.
+	"bonjour":      {},
+	"bonjour_name": {},
+	// Logging to places other than pgward's (the Windows event log, syslog)
+	// or rotation of a log file pgward does not keep: accepted, they would
+	// do nothing.
+	"event_source":             {},
+	"log_rotation_age":         {},
+	"log_rotation_size":        {},
+	"log_truncate_on_rotation": {},
+	"syslog_facility":          {},
+	"syslog_ident":             {},
+	"syslog_sequence_numbers":  {},
+	"syslog_split_messages":    {},
+	// Code that procedural languages run when their interpreter starts,
+	// as the role that loaded it.
+	"plperl.on_init":         {},
+	"plperl.on_plperl_init":  {},
+	"plperl.on_plperlu_init": {},
+	"pltcl.start_proc":       {},
+	"pltclu.start_proc":      {},
 }
 
 // fixedParameterPrefixes are families of settings that are fixed as a whole:
 // recovery_* steers how a standby replays WAL (targets, delays, end
-// commands) and unix_socket_* places and protects the local socket.
-var fixedParameterPrefixes = []string{"recovery_", "unix_socket_"}
+// commands), unix_socket_* places and protects the local socket, and ssl_*
+// is pgward's TLS design (certificates, TLS 1.3 only, so no cipher list or
+// curve choice either).
+var fixedParameterPrefixes = []string{"recovery_", "unix_socket_", "ssl_"}
 
 // IsFixedParameter reports whether the PostgreSQL parameter name is managed
 // by pgward and may not be set by users. The comparison ignores case, as

@@ -133,7 +133,8 @@ func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 	if s.Instances < 1 {
 		errs = append(errs, field.Invalid(path.Child("instances"), s.Instances, "must be at least 1"))
 	}
-	errs = append(errs, s.PostgresConfiguration.validate(path.Child("postgresql"), s.Instances)...)
+	minSync, _, _ := s.SyncBounds()
+	errs = append(errs, s.PostgresConfiguration.validate(path.Child("postgresql"), s.Instances, minSync > 0)...)
 	errs = append(errs, validateBootstrap(s.Bootstrap, path.Child("bootstrap"))...)
 	if s.SuperuserSecret != nil {
 		errs = append(errs, validateSecretName(path.Child("superuserSecret", "name"), s.SuperuserSecret.Name)...)
@@ -235,9 +236,9 @@ func validateStorage(s StorageConfiguration, path *field.Path) field.ErrorList {
 
 // validate checks parameters, pg_hba and pg_ident lines; instances decides
 // which settings replication needs.
-func (p *PostgresConfiguration) validate(path *field.Path, instances int) field.ErrorList {
+func (p *PostgresConfiguration) validate(path *field.Path, instances int, syncRequired bool) field.ErrorList {
 	var errs field.ErrorList
-	errs = append(errs, validateParameters(p.Parameters, path.Child("parameters"), instances)...)
+	errs = append(errs, validateParameters(p.Parameters, path.Child("parameters"), instances, syncRequired)...)
 	for i, line := range p.PgHBA {
 		if _, err := ParseHBARule(line); err != nil {
 			// The line is not echoed: its options may hold an LDAP or
@@ -255,7 +256,7 @@ func (p *PostgresConfiguration) validate(path *field.Path, instances int) field.
 
 // validateParameters checks each parameter in name order, so the errors
 // come out in a stable order.
-func validateParameters(params map[string]string, path *field.Path, instances int) field.ErrorList {
+func validateParameters(params map[string]string, path *field.Path, instances int, syncRequired bool) field.ErrorList {
 	var errs field.ErrorList
 	names := make([]string, 0, len(params))
 	for name := range params {
@@ -280,6 +281,9 @@ func validateParameters(params map[string]string, path *field.Path, instances in
 		if msg := replicationConflict(name, value, instances); msg != "" {
 			errs = append(errs, field.Invalid(p, value, msg))
 		}
+		if msg := weakens(name, value, syncRequired); msg != "" {
+			errs = append(errs, field.Invalid(p, value, msg))
+		}
 	}
 	return errs
 }
@@ -299,9 +303,31 @@ func replicationConflict(name, value string, instances int) string {
 		if isPostgresFalse(value) {
 			return "wal_log_hints must stay on when instances > 1: pg_rewind needs it to rejoin a failed primary"
 		}
+	}
+	return ""
+}
+
+// weakens explains why a value breaks a promise pgward makes (durability,
+// integrity, no acknowledged write lost), or returns "". Names that can
+// only weaken, whatever their value, are fixed parameters instead.
+func weakens(name, value string, syncRequired bool) string {
+	v := strings.ToLower(strings.TrimSpace(value))
+	switch name {
+	case "fsync":
+		if isPostgresFalse(value) {
+			return "fsync off loses committed data, and can corrupt the cluster, on any crash of the machine"
+		}
 	case "full_page_writes":
 		if isPostgresFalse(value) {
-			return "full_page_writes must stay on when instances > 1: pg_rewind needs it to rejoin a failed primary"
+			return "full_page_writes must stay on: off can leave torn pages after a crash, which no WAL can repair, and pg_rewind needs it to rejoin a failed primary"
+		}
+	case "ignore_checksum_failure":
+		if !isPostgresFalse(value) {
+			return "ignore_checksum_failure on reads corrupted pages as if they were sound"
+		}
+	case "synchronous_commit":
+		if syncRequired && (v == "local" || isPostgresFalse(value)) {
+			return "with synchronous replicas, synchronous_commit " + v + " acknowledges commits no standby has: a failover would lose them (use on, remote_write or remote_apply)"
 		}
 	}
 	return ""

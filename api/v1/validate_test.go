@@ -352,3 +352,46 @@ func TestValidateSecretReferences(t *testing.T) {
 		})
 	}
 }
+
+// Values that break a promise pgward makes are refused, naming the field;
+// the safe values of the same parameters are accepted.
+func TestValidateWeakeningParameters(t *testing.T) {
+	for _, tc := range []struct {
+		name, value string
+		sync        bool
+		wantErr     string
+	}{
+		{"fsync", "off", false, "loses committed data"},
+		{"fsync", "on", false, ""},
+		{"full_page_writes", "false", false, "torn pages"},
+		{"ignore_checksum_failure", "on", false, "corrupted pages"},
+		{"ignore_checksum_failure", "off", false, ""},
+		{"synchronous_commit", "off", true, "a failover would lose them"},
+		{"synchronous_commit", "local", true, "a failover would lose them"},
+		{"synchronous_commit", "remote_write", true, ""},
+		{"synchronous_commit", "off", false, ""}, // asynchronous: the user's choice
+		{"data_sync_retry", "on", false, "managed by pgward"},
+		{"ssl_ciphers", "ALL", false, "managed by pgward"},
+		{"plperl.on_init", "system('x')", false, "managed by pgward"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			c := &Cluster{}
+			c.APIVersion, c.Kind = APIVersion, Kind
+			c.Name = "c"
+			c.Spec.Instances = 3
+			if tc.sync {
+				c.Spec.MinSyncReplicas, c.Spec.MaxSyncReplicas = 1, 1
+			}
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{tc.name: tc.value}
+			SetDefaults(c)
+			errs := c.Validate().ToAggregate()
+			switch {
+			case tc.wantErr == "" && errs != nil:
+				t.Fatalf("refused: %v", errs)
+			case tc.wantErr != "" && (errs == nil || !strings.Contains(errs.Error(), tc.wantErr) ||
+				!strings.Contains(errs.Error(), "spec.postgresql.parameters["+tc.name+"]")):
+				t.Fatalf("got %v, want %q naming the field", errs, tc.wantErr)
+			}
+		})
+	}
+}

@@ -84,7 +84,7 @@ func TestRenderHBARefuses(t *testing.T) {
 		{"line continuation", `host all all all scram-sha-256 \`, "backslash"},
 		{"pgward map over cert", "hostssl all all all cert map=pgward", `"pgward" is reserved`},
 		{"pgward map quoted", `hostssl all all all cert map="pgward"`, `"pgward" is reserved`},
-		{"pgward map over ident", "host all all 10.0.0.0/8 ident map=PGWARD", `"pgward" is reserved`},
+		{"pgward map over gss", "hostgssenc all all 10.0.0.0/8 gss map=PGWARD", `"pgward" is reserved`},
 		{"replication role", "hostssl all streaming_replica all scram-sha-256", "streaming_replica"},
 		{"trust over TCP", "host all all all trust", "trust"},
 		{"empty", "   ", "empty"},
