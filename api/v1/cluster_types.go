@@ -45,6 +45,7 @@ type ClusterList struct {
 type ClusterSpec struct {
 	// Instances is the number of PostgreSQL instances: one primary, the rest replicas.
 	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=32
 	// +kubebuilder:default=1
 	Instances int `json:"instances"`
 
@@ -135,15 +136,18 @@ type PostgresConfiguration struct {
 	// Parameters are postgresql.conf settings. Parameters that pgward must
 	// control (ports, files, TLS, replication) are refused.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=1000
 	Parameters map[string]string `json:"parameters,omitempty"`
 
 	// PgHBA lines are inserted after pgward's fixed rules and before the
 	// final catch-all "host all all all scram-sha-256".
 	// +optional
+	// +kubebuilder:validation:MaxItems=1000
 	PgHBA []string `json:"pg_hba,omitempty"`
 
 	// PgIdent lines are appended to pg_ident.conf.
 	// +optional
+	// +kubebuilder:validation:MaxItems=1000
 	PgIdent []string `json:"pg_ident,omitempty"`
 }
 
@@ -257,6 +261,7 @@ type CertificatesConfiguration struct {
 	// ServerAltDNSNames are extra DNS names for the generated server certificate.
 	// +optional
 	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:MaxItems=100
 	ServerAltDNSNames []string `json:"serverAltDNSNames,omitempty"`
 }
 

@@ -80,6 +80,13 @@ func LoadCluster(data []byte) (*Cluster, error) {
 		errs = append(errs, errors.New(`field "status" is written by pgward and cannot be set in a manifest`))
 		delete(obj, "status")
 	}
+	// SetDefaults makes a missing instances 1; an explicit 0 is a mistake
+	// to report, not to turn into 1.
+	if spec, ok := obj["spec"].(map[string]any); ok {
+		if n, ok := spec["instances"].(json.Number); ok && n.String() == "0" {
+			errs = append(errs, errors.New(`spec.instances: must be at least 1 (leave it out for one instance)`))
+		}
+	}
 	var w fieldWalker
 	w.walk("", obj, reflect.TypeFor[Cluster]())
 	errs = append(errs, w.errs...)

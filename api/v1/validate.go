@@ -11,6 +11,19 @@ import (
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"golang.org/x/net/publicsuffix"
+)
+
+// Bounds on what a manifest may ask for: each is far above any real use and
+// keeps a mistaken (or hostile) manifest from creating thousands of
+// directories, objects or certificate names before anything fails.
+const (
+	MaxInstances   = 32
+	MaxParameters  = 1000
+	MaxHBALines    = 1000
+	MaxIdentLines  = 1000
+	MaxAltDNSNames = 100
 )
 
 // MaxClusterNameLength leaves room in 63-character DNS labels for the
@@ -130,8 +143,12 @@ func dnsErrors(path *field.Path, value string, check func(string) []string) fiel
 
 func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	if s.Instances < 1 {
+	switch {
+	case s.Instances < 1:
 		errs = append(errs, field.Invalid(path.Child("instances"), s.Instances, "must be at least 1"))
+	case s.Instances > MaxInstances:
+		errs = append(errs, field.Invalid(path.Child("instances"), s.Instances,
+			fmt.Sprintf("must be at most %d (one primary and its replicas)", MaxInstances)))
 	}
 	minSync, _, _ := s.SyncBounds()
 	errs = append(errs, s.PostgresConfiguration.validate(path.Child("postgresql"), s.Instances, minSync > 0)...)
@@ -237,6 +254,14 @@ func validateStorage(s StorageConfiguration, path *field.Path) field.ErrorList {
 // validate checks parameters, pg_hba and pg_ident lines; instances decides
 // which settings replication needs.
 func (p *PostgresConfiguration) validate(path *field.Path, instances int, syncRequired bool) field.ErrorList {
+	for _, b := range []struct {
+		name     string
+		n, limit int
+	}{{"parameters", len(p.Parameters), MaxParameters}, {"pg_hba", len(p.PgHBA), MaxHBALines}, {"pg_ident", len(p.PgIdent), MaxIdentLines}} {
+		if b.n > b.limit {
+			return field.ErrorList{field.TooMany(path.Child(b.name), b.n, b.limit)}
+		}
+	}
 	var errs field.ErrorList
 	errs = append(errs, validateParameters(p.Parameters, path.Child("parameters"), instances, syncRequired)...)
 	for i, line := range p.PgHBA {
@@ -448,13 +473,21 @@ func validateCertificates(c *CertificatesConfiguration, path *field.Path) field.
 
 // validateAltDNSNames accepts DNS names and wildcard names (*.example.com).
 func validateAltDNSNames(names []string, path *field.Path) field.ErrorList {
+	if len(names) > MaxAltDNSNames {
+		return field.ErrorList{field.TooMany(path, len(names), MaxAltDNSNames)}
+	}
 	var errs field.ErrorList
 	seen := make(map[string]bool, len(names))
 	for i, name := range names {
 		p := path.Index(i)
 		check := validation.IsDNS1123Subdomain
-		if strings.HasPrefix(name, "*.") {
+		if domain, ok := strings.CutPrefix(name, "*."); ok {
 			check = validation.IsWildcardDNS1123Subdomain
+			// A wildcard over a public suffix (*.com, *.co.uk) would name
+			// every host under it.
+			if ps, _ := publicsuffix.PublicSuffix(domain); ps == domain {
+				errs = append(errs, field.Invalid(p, name, "a wildcard directly under a public suffix ("+domain+") covers other people's hosts"))
+			}
 		}
 		errs = append(errs, dnsErrors(p, name, check)...)
 		if seen[name] {

@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -391,6 +392,68 @@ func TestValidateWeakeningParameters(t *testing.T) {
 			case tc.wantErr != "" && (errs == nil || !strings.Contains(errs.Error(), tc.wantErr) ||
 				!strings.Contains(errs.Error(), "spec.postgresql.parameters["+tc.name+"]")):
 				t.Fatalf("got %v, want %q naming the field", errs, tc.wantErr)
+			}
+		})
+	}
+}
+
+// Every count a manifest sets is bounded, with an error naming the field;
+// an explicit instances: 0 is refused rather than turned into 1; a wildcard
+// certificate name cannot cover a public suffix.
+func TestValidateBounds(t *testing.T) {
+	head := "apiVersion: postgresql.pgward.io/v1\nkind: Cluster\nmetadata:\n  name: c\nspec:\n"
+	if _, err := LoadAndValidate([]byte(head + "  instances: 0\n")); err == nil || !strings.Contains(err.Error(), "spec.instances: must be at least 1") {
+		t.Errorf("instances 0: %v", err)
+	}
+	if c, err := LoadAndValidate([]byte(head + "  storage:\n    size: 1Gi\n")); err != nil || c.Spec.Instances != 1 {
+		t.Errorf("instances left out: %v, %d", err, c.Spec.Instances)
+	}
+	many := func(n int, line string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = line
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name    string
+		edit    func(c *Cluster)
+		wantErr string
+	}{
+		{"instances", func(c *Cluster) { c.Spec.Instances = 100000 }, "spec.instances: Invalid value: 100000: must be at most 32"},
+		{"pg_hba", func(c *Cluster) { c.Spec.PostgresConfiguration.PgHBA = many(1001, "host all all all scram-sha-256") }, "spec.postgresql.pg_hba: Too many: 1001"},
+		{"pg_ident", func(c *Cluster) { c.Spec.PostgresConfiguration.PgIdent = many(1001, "m alice app") }, "spec.postgresql.pg_ident: Too many"},
+		{"parameters", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{}
+			for i := range 1001 {
+				c.Spec.PostgresConfiguration.Parameters[fmt.Sprintf("x.p%d", i)] = "1"
+			}
+		}, "spec.postgresql.parameters: Too many"},
+		{"SANs", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{ServerAltDNSNames: many(101, "db.example.com")}
+		}, "spec.certificates.serverAltDNSNames: Too many"},
+		{"wildcard over a TLD", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{ServerAltDNSNames: []string{"*.com"}}
+		}, "covers other people's hosts"},
+		{"wildcard over a two-label public suffix", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{ServerAltDNSNames: []string{"*.co.uk"}}
+		}, "covers other people's hosts"},
+		{"a wildcard of one's own", func(c *Cluster) {
+			c.Spec.Certificates = &CertificatesConfiguration{ServerAltDNSNames: []string{"*.db.example.co.uk"}}
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Cluster{}
+			c.APIVersion, c.Kind = APIVersion, Kind
+			c.Name = "c"
+			SetDefaults(c)
+			tc.edit(c)
+			errs := c.Validate().ToAggregate()
+			switch {
+			case tc.wantErr == "" && errs != nil:
+				t.Fatalf("refused: %v", errs)
+			case tc.wantErr != "" && (errs == nil || !strings.Contains(errs.Error(), tc.wantErr)):
+				t.Fatalf("got %v, want %q", errs, tc.wantErr)
 			}
 		})
 	}
