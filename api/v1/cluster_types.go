@@ -140,10 +140,19 @@ type PostgresConfiguration struct {
 	Parameters map[string]string `json:"parameters,omitempty"`
 
 	// PgHBA lines are inserted after pgward's fixed rules and before the
-	// final catch-all "host all all all scram-sha-256".
+	// final catch-all: "hostssl all all all scram-sha-256", then
+	// "host all all all reject".
 	// +optional
 	// +kubebuilder:validation:MaxItems=1000
 	PgHBA []string `json:"pg_hba,omitempty"`
+
+	// CatchAllNetworks restricts the final catch-all (a SCRAM password over
+	// TLS) to clients in these CIDRs; everyone else not let in by pgward's
+	// rules or pg_hba is rejected. Empty means every address. A pgward
+	// field: CloudNativePG has no equivalent.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	CatchAllNetworks []string `json:"catchAllNetworks,omitempty"`
 
 	// PgIdent lines are appended to pg_ident.conf.
 	// +optional

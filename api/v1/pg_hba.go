@@ -372,6 +372,35 @@ func parseHBAUsers(field string) (string, error) {
 	return field, nil
 }
 
+// CheckCIDR checks a network written as a CIDR in its canonical form
+// (10.0.0.0/8, not 10.1.2.3/8, which PostgreSQL would accept and read as
+// the whole /8: a user who wrote it probably meant something narrower).
+func CheckCIDR(s string) error {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return errors.New("must be a CIDR such as 10.0.0.0/8 or fd00::/8")
+	}
+	if m := p.Masked(); m != p {
+		return fmt.Errorf("has host bits set: the network is %s", m)
+	}
+	return nil
+}
+
+// NamesUser reports whether the rule's user list names role itself (not
+// through "all" or a group).
+func (r HBARule) NamesUser(role string) bool {
+	names, err := splitConfList(r.User)
+	if err != nil {
+		return false
+	}
+	for _, n := range names {
+		if strings.EqualFold(n.text, role) {
+			return true
+		}
+	}
+	return false
+}
+
 // checkHBAName checks one database or role name.
 func checkHBAName(n confName) error {
 	switch {

@@ -24,6 +24,9 @@ const (
 	MaxHBALines    = 1000
 	MaxIdentLines  = 1000
 	MaxAltDNSNames = 100
+	// MaxCatchAllNetworks bounds spec.postgresql.catchAllNetworks (one
+	// pg_hba rule each).
+	MaxCatchAllNetworks = 64
 )
 
 // MaxClusterNameLength leaves room in 63-character DNS labels for the
@@ -151,7 +154,8 @@ func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 			fmt.Sprintf("must be at most %d (one primary and its replicas)", MaxInstances)))
 	}
 	minSync, _, _ := s.SyncBounds()
-	errs = append(errs, s.PostgresConfiguration.validate(path.Child("postgresql"), s.Instances, minSync > 0)...)
+	superuser := s.EnableSuperuserAccess != nil && *s.EnableSuperuserAccess
+	errs = append(errs, s.PostgresConfiguration.validate(path.Child("postgresql"), s.Instances, minSync > 0, superuser)...)
 	errs = append(errs, validateBootstrap(s.Bootstrap, path.Child("bootstrap"))...)
 	if s.SuperuserSecret != nil {
 		errs = append(errs, validateSecretName(path.Child("superuserSecret", "name"), s.SuperuserSecret.Name)...)
@@ -253,11 +257,14 @@ func validateStorage(s StorageConfiguration, path *field.Path) field.ErrorList {
 
 // validate checks parameters, pg_hba and pg_ident lines; instances decides
 // which settings replication needs.
-func (p *PostgresConfiguration) validate(path *field.Path, instances int, syncRequired bool) field.ErrorList {
+func (p *PostgresConfiguration) validate(path *field.Path, instances int, syncRequired, superuser bool) field.ErrorList {
 	for _, b := range []struct {
 		name     string
 		n, limit int
-	}{{"parameters", len(p.Parameters), MaxParameters}, {"pg_hba", len(p.PgHBA), MaxHBALines}, {"pg_ident", len(p.PgIdent), MaxIdentLines}} {
+	}{
+		{"parameters", len(p.Parameters), MaxParameters}, {"pg_hba", len(p.PgHBA), MaxHBALines},
+		{"pg_ident", len(p.PgIdent), MaxIdentLines}, {"catchAllNetworks", len(p.CatchAllNetworks), MaxCatchAllNetworks},
+	} {
 		if b.n > b.limit {
 			return field.ErrorList{field.TooMany(path.Child(b.name), b.n, b.limit)}
 		}
@@ -265,10 +272,23 @@ func (p *PostgresConfiguration) validate(path *field.Path, instances int, syncRe
 	var errs field.ErrorList
 	errs = append(errs, validateParameters(p.Parameters, path.Child("parameters"), instances, syncRequired)...)
 	for i, line := range p.PgHBA {
-		if _, err := ParseHBARule(line); err != nil {
+		r, err := ParseHBARule(line)
+		switch {
+		case err != nil:
 			// The line is not echoed: its options may hold an LDAP or
 			// RADIUS secret, and errors end up in events and logs.
 			errs = append(errs, field.Invalid(path.Child("pg_hba").Index(i), field.OmitValueType{}, err.Error()))
+		case !superuser && r.Method != "reject" && r.NamesUser(SuperuserRole):
+			// Whatever the method, a rule for postgres is a way in that
+			// enableSuperuserAccess: false promises does not exist (a
+			// certificate with CN=postgres, a Kerberos principal).
+			errs = append(errs, field.Invalid(path.Child("pg_hba").Index(i), field.OmitValueType{},
+				fmt.Sprintf("a rule letting %q in needs enableSuperuserAccess: true", SuperuserRole)))
+		}
+	}
+	for i, cidr := range p.CatchAllNetworks {
+		if err := CheckCIDR(cidr); err != nil {
+			errs = append(errs, field.Invalid(path.Child("catchAllNetworks").Index(i), cidr, err.Error()))
 		}
 	}
 	for i, line := range p.PgIdent {

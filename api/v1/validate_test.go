@@ -137,6 +137,25 @@ func TestValidate(t *testing.T) {
 			[]string{"spec.bootstrap.initdb.owner|identifier"}},
 		{"reserved database", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Database = "template1" },
 			[]string{"spec.bootstrap.initdb.database|reserved"}},
+		{"catch-all networks", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.CatchAllNetworks = []string{"10.0.0.0/8", "10.1.2.3/8", "samenet", "fd00::/8"}
+		}, []string{"spec.postgresql.catchAllNetworks[1]|host bits set: the network is 10.0.0.0/8",
+			"spec.postgresql.catchAllNetworks[2]|must be a CIDR"}},
+		{"too many catch-all networks", func(c *Cluster) {
+			for i := range MaxCatchAllNetworks + 1 {
+				c.Spec.PostgresConfiguration.CatchAllNetworks = append(c.Spec.PostgresConfiguration.CatchAllNetworks, fmt.Sprintf("10.%d.0.0/16", i))
+			}
+		}, []string{"spec.postgresql.catchAllNetworks|Too many"}},
+		{"a way in for postgres without superuser access", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.PgHBA = []string{
+				"hostssl all postgres all cert", "hostssl app app,Postgres 10.0.0.0/8 scram-sha-256",
+				"host all postgres all reject", "hostssl all +postgres all cert",
+			}
+		}, []string{"spec.postgresql.pg_hba[0]|enableSuperuserAccess: true", "spec.postgresql.pg_hba[1]|enableSuperuserAccess: true"}},
+		{"a way in for postgres with superuser access", func(c *Cluster) {
+			c.Spec.EnableSuperuserAccess = new(true)
+			c.Spec.PostgresConfiguration.PgHBA = []string{"hostssl all postgres 10.0.0.0/8 cert"}
+		}, nil},
 		{"owner postgres", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Owner = "postgres" },
 			[]string{"spec.bootstrap.initdb.owner|reserved role"}},
 		{"owner streaming_replica", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Owner = "streaming_replica" },

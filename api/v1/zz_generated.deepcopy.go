@@ -319,6 +319,11 @@ func (in *PostgresConfiguration) DeepCopyInto(out *PostgresConfiguration) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.CatchAllNetworks != nil {
+		in, out := &in.CatchAllNetworks, &out.CatchAllNetworks
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.PgIdent != nil {
 		in, out := &in.PgIdent, &out.PgIdent
 		*out = make([]string, len(*in))

@@ -46,8 +46,9 @@ const (
 	// controller finishes it from the persisted memory.
 	ModeSwitchoverControllerKill = "switchover-controller-kill"
 	// ModeDiskFull fills the filesystem of the primary's instance directory
-	// (which must be a small one, e.g. a tmpfs the caller mounted), then
-	// frees it once another instance took over.
+	// (which must be a small one, e.g. a tmpfs the caller mounted), keeps
+	// it full for FullFor after another instance took over (the full one's
+	// restarts fail and must back off, not loop), then frees it.
 	ModeDiskFull = "disk-full"
 )
 
@@ -71,6 +72,8 @@ type FailoverOptions struct {
 	Mode      string
 	Rounds    int
 	FreezeFor time.Duration
+	// FullFor is how long ModeDiskFull keeps the disk full after the failover.
+	FullFor time.Duration
 	// Settle bounds the wait for the cluster to be fully healthy between rounds.
 	Settle time.Duration
 }
@@ -204,6 +207,9 @@ func runRound(ctx context.Context, o FailoverOptions, c *cluster, ports map[stri
 		r.Err = "no write acknowledged by a new primary within 90s"
 	}
 	if o.Mode == ModeDiskFull {
+		if !r.FirstWrite.IsZero() {
+			time.Sleep(time.Until(r.FirstWrite.Add(o.FullFor)))
+		}
 		freeDisk(c, old)
 	}
 	if (o.Mode == ModeSwitchover || o.Mode == ModeSwitchoverControllerKill) && r.Err == "" {

@@ -92,7 +92,7 @@ func newBenchFaultCmd() *cobra.Command {
 	var f benchFlags
 	var rounds int
 	var mode string
-	var freeze time.Duration
+	var freeze, full time.Duration
 	c := &cobra.Command{
 		Use:   "fault --mode MODE",
 		Short: "Inject a fault into the local runtime's own processes or files under a writer; report the write window",
@@ -106,18 +106,20 @@ write on the new one). Modes:
   replica-manager-kill        SIGKILL a replica's instance manager
   replica-data-loss           delete a replica's data directory under it
   switchover-controller-kill  SIGKILL the controller in the middle of a switchover
-  disk-full                   fill the primary's filesystem (a small one you mounted)`,
+  disk-full                   fill the primary's filesystem (a small one you mounted)
+                              and keep it full for --full-for after the failover`,
 		Example: `  pgward bench fault --mode controller-kill --rounds 5`,
 		Args:    cobra.NoArgs,
 		RunE: f.run(func() (bench.FailoverOptions, error) {
 			if !slices.Contains(bench.FaultModes, mode) {
 				return bench.FailoverOptions{}, fmt.Errorf("--mode must be one of %s", strings.Join(bench.FaultModes, ", "))
 			}
-			return bench.FailoverOptions{Mode: mode, Rounds: rounds, FreezeFor: freeze}, nil
+			return bench.FailoverOptions{Mode: mode, Rounds: rounds, FreezeFor: freeze, FullFor: full}, nil
 		}),
 	}
 	f.register(c)
 	c.Flags().IntVar(&rounds, "rounds", 5, "number of faults to inject")
+	c.Flags().DurationVar(&full, "full-for", 3*time.Second, "how long disk-full keeps the disk full after another instance took over")
 	c.Flags().StringVar(&mode, "mode", "", "the fault (see above)")
 	c.Flags().DurationVar(&freeze, "freeze", 10*time.Second, "how long controller-stop keeps the controller stopped")
 	return c

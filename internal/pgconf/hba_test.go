@@ -44,7 +44,8 @@ func TestRenderHBAOrder(t *testing.T) {
 		"host replication all all reject",
 		"hostssl app app 10.0.0.0/8 scram-sha-256",
 		"local app all scram-sha-256",
-		"host all all all scram-sha-256",
+		"hostssl all all all scram-sha-256",
+		"host all all all reject",
 	}
 	if got := rules(out); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -60,12 +61,37 @@ func TestRenderHBAManifestLineBeforeCatchAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := lines(out)
-	if got, want := l[len(l)-1], "host all all all scram-sha-256"; got != want {
+	if got, want := l[len(l)-1], "host all all all reject"; got != want {
 		t.Errorf("last line %q, want %q", got, want)
 	}
 	// Re-rendered from the parsed fields: single spaces, canonical address.
-	if got, want := l[len(l)-2], "hostssl app app 2001:db8::/32 scram-sha-256"; got != want {
+	if got, want := l[len(l)-3], "hostssl app app 2001:db8::/32 scram-sha-256"; got != want {
 		t.Errorf("line before the catch-all %q, want %q", got, want)
+	}
+}
+
+// TestRenderHBACatchAllNetworks checks that catchAllNetworks narrows the
+// catch-all and that the final reject still follows it.
+func TestRenderHBACatchAllNetworks(t *testing.T) {
+	c := sampleCluster()
+	c.Spec.PostgresConfiguration.CatchAllNetworks = []string{"10.0.0.0/8", "fd00::/8"}
+	out, err := RenderHBA(c, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rules(out)
+	want := []string{
+		"hostssl all all 10.0.0.0/8 scram-sha-256",
+		"hostssl all all fd00::/8 scram-sha-256",
+		"host all all all reject",
+	}
+	if got := r[len(r)-3:]; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("catch-all:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, bad := range []string{"10.1.2.3/8", "samenet", "all", "10.0.0.0/8 trust"} {
+		c.Spec.PostgresConfiguration.CatchAllNetworks = []string{bad}
+		_, err := RenderHBA(c, "postgres")
+		wantError(t, err, "pgconf: spec.postgresql.catchAllNetworks[0]: ")
 	}
 }
 

@@ -147,10 +147,11 @@ func TestLocalCluster(t *testing.T) {
 		}
 		lines := ruleLines(string(hba))
 		n := len(lines)
-		if n < 3 || !strings.HasPrefix(strings.Join(strings.Fields(lines[n-1]), " "), "host all all all scram-sha-256") {
-			t.Fatalf("last rule is not the catch-all:\n%s", hba)
+		if n < 4 || strings.Join(strings.Fields(lines[n-2]), " ") != "hostssl all all all scram-sha-256" ||
+			strings.Join(strings.Fields(lines[n-1]), " ") != "host all all all reject" {
+			t.Fatalf("last rules are not the catch-all:\n%s", hba)
 		}
-		if got := strings.Join(strings.Fields(lines[n-2]), " "); got != "host all app all reject" {
+		if got := strings.Join(strings.Fields(lines[n-3]), " "); got != "host all app all reject" {
 			t.Errorf("rule before the catch-all = %q, want the manifest's last line", got)
 		}
 		// The manifest admits app only over TLS and only to its database.

@@ -36,6 +36,8 @@ func TestUpRefusesBadManifests(t *testing.T) {
 		{"a map making the replication certificate a superuser", "  postgresql:\n    pg_hba:\n      - hostssl all postgres all cert map=certs\n" +
 			"    pg_ident:\n      - certs streaming_replica postgres\n",
 			[]string{"spec.postgresql.pg_ident[0]", "mapping to the superuser"}},
+		{"a way in for postgres without superuser access", "  postgresql:\n    pg_hba:\n      - hostssl all postgres all cert\n",
+			[]string{"spec.postgresql.pg_hba[0]", "needs enableSuperuserAccess: true"}},
 		{"credentials over the cluster's CA", "  bootstrap:\n    initdb:\n      database: app\n      owner: app\n      secret:\n        name: bad-ca\n",
 			[]string{"spec.bootstrap.initdb.secret.name", "is the name of a secret pgward generates"}},
 		{"an option PostgreSQL would refuse", "  postgresql:\n    pg_hba:\n      - hostssl all all all scram-sha-256 map=m\n",

@@ -62,6 +62,15 @@ spec:
 	if err != nil || got != "postgres|1" {
 		t.Fatalf("superuser over TLS with the generated password: %v: %q", err, got)
 	}
+	// The manifest has no pg_hba lines: the default refuses a session
+	// without TLS even with the right password.
+	plain := strings.Replace(su, "sslmode=verify-full", "sslmode=disable", 1)
+	if plain == su {
+		t.Fatalf("superuser URI %q has no sslmode=verify-full to replace", su)
+	}
+	if out, err := psql(ctx, "", plain, "SELECT 1"); err == nil || !strings.Contains(out, "no encryption") {
+		t.Errorf("superuser without TLS: want refused by pg_hba, got %v: %s", err, out)
+	}
 	app := strings.TrimSpace(mustPgward(t, "local", "uri", "shopper", "--dir", dir))
 	got, err = psql(ctx, "", app, "SELECT current_user, x FROM seeded")
 	if err != nil || got != "shopper|42" {
