@@ -18,6 +18,8 @@
 #                              build cache) in a temporary directory, and fail
 #                              unless the three digests are the same
 set -euo pipefail
+# Shipped binaries are built with the pinned toolchain (see the Makefile).
+export GOTOOLCHAIN=go1.27.3
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
 

@@ -6,12 +6,7 @@
 # reachable; these build machines cannot, so it is not part of make test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-GRYPE_VERSION=v0.121.2
-dir="${PGWARD_CACHE:-$HOME/.cache/pgward}/tools/grype-$GRYPE_VERSION"
-if [ ! -x "$dir/grype" ]; then
-  echo "building grype $GRYPE_VERSION into $dir (first run only)" >&2
-  GOBIN="$dir" CGO_ENABLED=0 go install -trimpath "github.com/anchore/grype/cmd/grype@$GRYPE_VERSION"
-fi
+dir="$(hack/tools.sh grype)" # pinned in hack/tools/grype
 export GRYPE_CHECK_FOR_APP_UPDATE=false
 if ! "$dir/grype" db update >/dev/null 2>&1 && ! "$dir/grype" db status >/dev/null 2>&1; then
   echo "grype has no vulnerability database and cannot download one (grype.anchore.io unreachable):" >&2

@@ -1,65 +1,64 @@
 #!/usr/bin/env bash
-# Builds a pinned developer tool from the Go module proxy into a cache outside
-# the repository, keyed by version, and prints the directory that holds it.
-# A warm cache makes this a no-op.
+# Builds a pinned developer tool into a cache outside the repository and
+# prints the directory that holds it. A warm cache makes this a no-op.
+#
+# Each tool has a wrapper module, hack/tools/NAME, whose go.mod names the
+# tool's version (a `tool` directive) and whose go.sum pins the checksum of
+# the tool's module and of every dependency it builds with: a module that
+# does not match fails the build (-mod=readonly). The cache is keyed by the
+# hash of go.mod, go.sum and the Go version, so changing any rebuilds.
 #
 #   tools.sh [golangci-lint]  the linter (the default)
 #   tools.sh controller-gen   CRD/RBAC/deep-copy generation
-#   tools.sh dockle           the container image linter (built from the
-#                             wrapper module hack/dockle)
+#   tools.sh dockle           the container image linter
 #   tools.sh syft             the SBOM generator
-#   tools.sh all              every one of them (prints nothing)
+#   tools.sh govulncheck      the Go vulnerability checker (make vulncheck)
+#   tools.sh grype            the image CVE scanner (make scan; needs the Internet)
+#   tools.sh all              every one CI uses (prints nothing)
+#
+# To move a tool to another version:
+#   cd hack/tools/NAME && go get -tool PACKAGE@VERSION && go mod tidy
 set -euo pipefail
-
-GOLANGCI_LINT_VERSION=v2.15.0
-CONTROLLER_GEN_VERSION=v0.23.0
-DOCKLE_VERSION=v0.4.15 # keep in step with hack/dockle/go.mod
-SYFT_VERSION=v1.57.1
 
 here="$(cd "$(dirname "$0")" && pwd)"
 cache="${PGWARD_CACHE:-$HOME/.cache/pgward}/tools"
 
-# build NAME VERSION PACKAGE [LDFLAGS] installs PACKAGE@VERSION into
-# $cache/NAME-VERSION unless the binary NAME is already there, and sets $dir
-# to that directory.
+# package NAME prints the tool's main package, from its `tool` directive.
+package() {
+  awk '$1 == "tool" { print $2; exit }' "$here/tools/$1/go.mod"
+}
+
+# build NAME builds the tool from its wrapper module into $cache and sets
+# $dir to the directory that holds it.
 build() {
-  local name=$1 version=$2 pkg=$3 ldflags=${4:-}
-  dir="$cache/$name-$version"
+  local name=$1 mod="$here/tools/$1" pkg key
+  [ -f "$mod/go.mod" ] || { echo "tools.sh: no wrapper module $mod" >&2; exit 2; }
+  pkg="$(package "$name")"
+  # The Go version is part of the key: analysers (golangci-lint,
+  # govulncheck) built by an older Go cannot load newer code.
+  key="$( (cat "$mod/go.mod" "$mod/go.sum"; go env GOVERSION) | sha256sum | cut -c1-12)"
+  dir="$cache/$name-$key"
   if [ ! -x "$dir/$name" ]; then
+    local version
+    version="$(cd "$mod" && GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' "$(cd "$mod" && GOFLAGS=-mod=readonly go list -f '{{.Module.Path}}' "$pkg")")"
     echo "building $name $version into $dir (first run only)" >&2
     mkdir -p "$dir"
-    GOBIN="$dir" CGO_ENABLED=0 go install -trimpath ${ldflags:+-ldflags "$ldflags"} "$pkg@$version" >&2
+    (cd "$mod" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath \
+      -ldflags "-s -w -X main.version=$version" -o "$dir/$name.tmp" "$pkg") >&2
+    mv "$dir/$name.tmp" "$dir/$name"
   fi
-}
-
-# Dockle: built from the wrapper module, whose go.sum pins every dependency.
-build_dockle() {
-  dir="$cache/dockle-$DOCKLE_VERSION"
-  if [ ! -x "$dir/dockle" ]; then
-    echo "building dockle $DOCKLE_VERSION into $dir (first run only)" >&2
-    mkdir -p "$dir"
-    (cd "$here/dockle" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w" \
-      -o "$dir/dockle.tmp" github.com/goodwithtech/dockle/cmd/dockle) >&2
-    mv "$dir/dockle.tmp" "$dir/dockle"
-  fi
-}
-
-one() {
-  case "$1" in
-    golangci-lint) build golangci-lint "$GOLANGCI_LINT_VERSION" github.com/golangci/golangci-lint/v2/cmd/golangci-lint ;;
-    controller-gen) build controller-gen "$CONTROLLER_GEN_VERSION" sigs.k8s.io/controller-tools/cmd/controller-gen ;;
-    dockle) build_dockle ;;
-    syft) build syft "$SYFT_VERSION" github.com/anchore/syft/cmd/syft "-s -w -X main.version=$SYFT_VERSION" ;;
-    *) echo "usage: $0 [golangci-lint|controller-gen|dockle|syft|all]" >&2; exit 2 ;;
-  esac
 }
 
 case "${1:-golangci-lint}" in
   all)
-    for t in golangci-lint controller-gen dockle syft; do one "$t"; done
+    for t in golangci-lint controller-gen dockle syft govulncheck; do build "$t"; done
+    ;;
+  golangci-lint | controller-gen | dockle | syft | govulncheck | grype)
+    build "${1:-golangci-lint}"
+    echo "$dir"
     ;;
   *)
-    one "${1:-golangci-lint}"
-    echo "$dir"
+    echo "usage: $0 [golangci-lint|controller-gen|dockle|syft|govulncheck|grype|all]" >&2
+    exit 2
     ;;
 esac

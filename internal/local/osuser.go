@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Owner is the unprivileged OS account a cluster's processes run as.
@@ -104,23 +106,42 @@ func ClaimDir(dir string, o *Owner) error {
 	if err := o.canTraverse(dir); err != nil {
 		return err
 	}
-	err := os.Mkdir(dir, 0o700)
-	switch {
-	case err == nil:
-		// Lchown: dir was just created by us, but never follow a link.
-		return os.Lchown(dir, int(o.UID), int(o.GID))
-	case errors.Is(err, fs.ErrExist):
-		owner, err := DirOwner(dir)
-		if err != nil {
-			return err
-		}
-		if owner.UID != o.UID {
-			return fmt.Errorf("%s belongs to OS user %q, not %q", dir, owner.Name, o.Name)
-		}
-		return nil
-	default:
+	if _, err := os.Lstat(dir); err == nil {
+		return o.owns(dir)
+	}
+	// The directory appears already owned by o: it is made and chowned
+	// under a temporary name, then renamed into place unless dir exists.
+	// A concurrent `up` thus never sees it owned by root, and exactly one
+	// claim wins.
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".claim-")
+	if err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
+	if err := os.Lchown(tmp, int(o.UID), int(o.GID)); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	err = unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dir, unix.RENAME_NOREPLACE)
+	if err == nil {
+		return nil
+	}
+	_ = os.Remove(tmp)
+	if !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	return o.owns(dir)
+}
+
+// owns checks that the existing state directory dir is o's.
+func (o *Owner) owns(dir string) error {
+	owner, err := DirOwner(dir)
+	if err != nil {
+		return err
+	}
+	if owner.UID != o.UID {
+		return fmt.Errorf("%s belongs to OS user %q, not %q", dir, owner.Name, o.Name)
+	}
+	return nil
 }
 
 // DirOwner returns the owner of a state directory, refusing a symlink and

@@ -2,11 +2,11 @@
 // image-check` runs. `go install github.com/goodwithtech/dockle/cmd/dockle@v0.4.15`
 // does not work through the module proxy (it asks for a version list the
 // proxy refuses), so hack/tools.sh builds it from this module instead.
-module github.com/pgward/pgward/hack/dockle
+module github.com/pgward/pgward/hack/tools/dockle
 
 go 1.26.8
 
-require github.com/goodwithtech/dockle v0.4.15
+require github.com/goodwithtech/dockle v0.4.15 // indirect
 
 require (
 	cloud.google.com/go/auth v0.10.0 // indirect
@@ -99,3 +99,5 @@ require (
 	google.golang.org/protobuf v1.35.2 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
+
+tool github.com/goodwithtech/dockle/cmd/dockle
