@@ -150,7 +150,7 @@ func ValidateParameter(name, value string) error {
 	if err := checkText(value); err != nil {
 		return fmt.Errorf("parameter %q: value %w", name, err)
 	}
-	return nil
+	return checkSettingValue(name, value)
 }
 
 // validateParameterName checks the syntax of a parameter name and that

@@ -44,7 +44,9 @@ var (
 
 // reservedOwners cannot own the application database: postgres is the
 // superuser and streaming_replica is pgward's replication role.
-var reservedOwners = []string{"postgres", ReplicationUser}
+// PostgreSQL itself refuses to create roles named public, none,
+// current_user, session_user or current_role.
+var reservedOwners = []string{"postgres", ReplicationUser, "public", "none", "current_user", "session_user", "current_role"}
 
 // reservedDatabases exist after initdb; creating one of them would fail.
 var reservedDatabases = []string{"postgres", "template0", "template1"}
@@ -330,6 +332,80 @@ func validateParameters(params map[string]string, path *field.Path, instances in
 			errs = append(errs, field.Invalid(p, value, msg))
 		}
 	}
+	if len(errs) == 0 {
+		errs = append(errs, connectionSlots(params, path)...)
+	}
+	return errs
+}
+
+// pgwardSessions is how many connections an instance manager may hold at
+// once (its status pool of two, and one for role or checkpoint work). They
+// come from superuser_reserved_connections, so that clients filling
+// max_connections cannot lock the manager out and get a healthy instance
+// declared dead.
+const pgwardSessions = 3
+
+// maxBackends is PostgreSQL's MAX_BACKENDS: the sum of the process slots
+// must stay below it.
+const maxBackends = 0x3FFFF
+
+// CrossParameterConflicts returns the parameters whose values PostgreSQL
+// refuses in combination with others (its check hooks), by name.
+func CrossParameterConflicts(params map[string]string) map[string]string {
+	num := func(name string, def int) int {
+		v, ok := params[name]
+		if !ok {
+			return def
+		}
+		n, _, _ := scanInteger(v)
+		return int(n)
+	}
+	on := func(name string) bool {
+		b, _ := parseBool(params[name])
+		return b
+	}
+	out := map[string]string{}
+	slots := num("max_connections", 100) + num("autovacuum_max_workers", 3) + 1 + num("max_worker_processes", 8) + num("max_wal_senders", 10)
+	if slots > maxBackends {
+		for _, n := range []string{"max_connections", "autovacuum_max_workers", "max_worker_processes", "max_wal_senders"} {
+			if _, set := params[n]; set {
+				out[n] = fmt.Sprintf("max_connections + autovacuum_max_workers + 1 + max_worker_processes + max_wal_senders is %d, above PostgreSQL's limit of %d", slots, maxBackends)
+			}
+		}
+	}
+	if on("log_statement_stats") && (on("log_parser_stats") || on("log_planner_stats") || on("log_executor_stats")) {
+		out["log_statement_stats"] = "cannot be on while log_parser_stats, log_planner_stats or log_executor_stats is on"
+	}
+	return out
+}
+
+// connectionSlots checks what PostgreSQL checks only at start:
+// superuser_reserved_connections must be less than max_connections. And
+// it keeps room for pgward's own sessions.
+func connectionSlots(params map[string]string, path *field.Path) field.ErrorList {
+	intParam := func(name string, def int) int {
+		v, ok := params[name]
+		if !ok {
+			return def
+		}
+		n, _, _ := scanInteger(v)
+		return int(n)
+	}
+	reserved := intParam("superuser_reserved_connections", 3)
+	maxConns := intParam("max_connections", 100)
+	var errs field.ErrorList
+	for name, msg := range CrossParameterConflicts(params) {
+		errs = append(errs, field.Invalid(path.Key(name), field.OmitValueType{}, msg))
+	}
+	slices.SortFunc(errs, func(a, b *field.Error) int { return strings.Compare(a.Field, b.Field) })
+	if reserved < pgwardSessions {
+		errs = append(errs, field.Invalid(path.Key("superuser_reserved_connections"), reserved, fmt.Sprintf(
+			"must be at least %d: pgward's instance manager uses that many superuser sessions, which clients must not be able to take", pgwardSessions)))
+	}
+	if maxConns <= reserved {
+		errs = append(errs, field.Invalid(path.Key("max_connections"), maxConns, fmt.Sprintf(
+			"must be greater than superuser_reserved_connections (%d): PostgreSQL would not start", reserved)))
+	}
 	return errs
 }
 
@@ -418,11 +494,16 @@ func validateInitDB(in *BootstrapInitDB, path *field.Path) field.ErrorList {
 	locales := []struct{ name, value string }{
 		{"encoding", in.Encoding}, {"localeCollate", in.LocaleCollate}, {"localeCType", in.LocaleCType},
 	}
+	bad := false
 	for _, l := range locales {
 		if l.value != "" && !localeRE.MatchString(l.value) {
 			errs = append(errs, field.Invalid(path.Child(l.name), l.value,
 				"must be 1-64 letters, digits, '_', '.', '@' or '-'"))
+			bad = true
 		}
+	}
+	if !bad {
+		errs = append(errs, validateEncoding(in, path)...)
 	}
 	errs = append(errs, validateSQL(in.PostInitSQL, path.Child("postInitSQL"))...)
 	errs = append(errs, validateSQL(in.PostInitApplicationSQL, path.Child("postInitApplicationSQL"))...)

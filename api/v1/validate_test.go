@@ -103,7 +103,7 @@ func TestValidate(t *testing.T) {
 			`spec.postgresql.parameters[work_mem]|duplicates "Work_Mem"`,
 		}},
 		{"minimal WAL with replicas", func(c *Cluster) {
-			c.Spec.PostgresConfiguration.Parameters = map[string]string{"wal_level": " Minimal "}
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"wal_level": "Minimal"}
 		}, []string{"spec.postgresql.parameters[wal_level]|cannot feed replicas"}},
 		{"wal_log_hints off with replicas", func(c *Cluster) {
 			c.Spec.PostgresConfiguration.Parameters = map[string]string{"wal_log_hints": "OFF"}
@@ -137,6 +137,23 @@ func TestValidate(t *testing.T) {
 			[]string{"spec.bootstrap.initdb.owner|identifier"}},
 		{"reserved database", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Database = "template1" },
 			[]string{"spec.bootstrap.initdb.database|reserved"}},
+		{"connection slots PostgreSQL refuses", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"max_connections": "5", "superuser_reserved_connections": "5"}
+		}, []string{"spec.postgresql.parameters[max_connections]|must be greater than superuser_reserved_connections (5)"}},
+		{"process slots and stats PostgreSQL refuses together", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"max_connections": "262000", "max_wal_senders": "200",
+				"log_statement_stats": "on", "log_parser_stats": "on"}
+		}, []string{
+			"spec.postgresql.parameters[log_statement_stats]|cannot be on while",
+			"spec.postgresql.parameters[max_connections]|above PostgreSQL's limit of 262143",
+			"spec.postgresql.parameters[max_wal_senders]|above PostgreSQL's limit",
+		}},
+		{"no room for pgward's sessions", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"superuser_reserved_connections": "1"}
+		}, []string{"spec.postgresql.parameters[superuser_reserved_connections]|must be at least 3"}},
+		{"unknown and bad parameters", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"work_mem": "4XB", "shared_bufers": "1GB", "pg_stat_statements.max": "x"}
+		}, []string{"spec.postgresql.parameters[shared_bufers]|did you mean \"shared_buffers\"", "spec.postgresql.parameters[work_mem]|invalid unit"}},
 		{"catch-all networks", func(c *Cluster) {
 			c.Spec.PostgresConfiguration.CatchAllNetworks = []string{"10.0.0.0/8", "10.1.2.3/8", "samenet", "fd00::/8"}
 		}, []string{"spec.postgresql.catchAllNetworks[1]|host bits set: the network is 10.0.0.0/8",
@@ -155,6 +172,20 @@ func TestValidate(t *testing.T) {
 		{"a way in for postgres with superuser access", func(c *Cluster) {
 			c.Spec.EnableSuperuserAccess = new(true)
 			c.Spec.PostgresConfiguration.PgHBA = []string{"hostssl all postgres 10.0.0.0/8 cert"}
+		}, nil},
+		{"owner public", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Owner = "public" },
+			[]string{"spec.bootstrap.initdb.owner|reserved role"}},
+		{"encoding initdb refuses", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Encoding = "BOGUS" },
+			[]string{"spec.bootstrap.initdb.encoding|not a valid server encoding"}},
+		{"encoding and locale mismatch", func(c *Cluster) {
+			c.Spec.Bootstrap.InitDB.Encoding = "latin1"
+			c.Spec.Bootstrap.InitDB.LocaleCollate = "C.UTF-8"
+			c.Spec.Bootstrap.InitDB.LocaleCType = "de_DE.ISO-8859-1"
+		}, []string{"spec.bootstrap.initdb.localeCollate|uses encoding UTF8, which does not match the database encoding LATIN1"}},
+		{"encodings that match", func(c *Cluster) {
+			c.Spec.Bootstrap.InitDB.Encoding = "Unicode"
+			c.Spec.Bootstrap.InitDB.LocaleCollate = "C"
+			c.Spec.Bootstrap.InitDB.LocaleCType = "en_US.utf8"
 		}, nil},
 		{"owner postgres", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Owner = "postgres" },
 			[]string{"spec.bootstrap.initdb.owner|reserved role"}},
