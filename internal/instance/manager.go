@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"reflect"
 	"sync"
 	"time"
 
@@ -70,6 +73,8 @@ type Manager struct {
 	replicaTLI uint32
 	// manifestMod is the manifest file's modification time when last read.
 	manifestMod time.Time
+	// configErr says why the latest manifest was not applied (see reload.go).
+	configErr string
 }
 
 // NewManager loads the cluster spec the config points at.
@@ -82,15 +87,15 @@ func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading cluster manifest: %w", err)
 	}
-	c, err := v1.LoadAndValidate(b)
+	if err := os.MkdirAll(cfg.ConfDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", cfg.ConfDir, err)
+	}
+	c, configErr, err := startingManifest(cfg, b)
 	if err != nil {
-		return nil, fmt.Errorf("cluster manifest %s: %w", cfg.ClusterFile, err)
+		return nil, err
 	}
 	if c.Spec.Bootstrap == nil || c.Spec.Bootstrap.InitDB == nil {
 		return nil, errNoBootstrap
-	}
-	if err := os.MkdirAll(cfg.ConfDir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", cfg.ConfDir, err)
 	}
 	st, err := loadPersisted(cfg.ConfDir, cfg.Primary)
 	if err != nil {
@@ -106,12 +111,52 @@ func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
 		// The modification time from before the read: a change racing
 		// with it is picked up at the next check.
 		manifestMod: fi.ModTime(),
+		configErr:   configErr,
+	}
+	if configErr != "" {
+		// Checked against the running server at the first reload check.
+		m.manifestMod = time.Time{}
 	}
 	if c.Spec.Instances > 1 {
 		m.selfFence = cfg.SelfFence
 	}
 	m.sup = newSupervisorWatch(cfg.Supervisor, log)
 	return m, nil
+}
+
+// appliedFile keeps the manifest the instance last applied.
+func appliedFile(cfg *Config) string { return filepath.Join(cfg.ConfDir, "applied-cluster.yaml") }
+
+func (m *Manager) appliedFile() string { return appliedFile(m.cfg) }
+
+// startingManifest picks the manifest to start with. The first time, it is
+// the manifest file. After that, a manifest that changed while the manager
+// was not running (a pod restarted with a new Secret) is not trusted to
+// start PostgreSQL: the instance starts on the last manifest it applied,
+// and the new one is then checked against the running server and applied
+// like any live change (reload.go), or refused with the reason in status,
+// instead of leaving an instance that cannot start.
+func startingManifest(cfg *Config, manifest []byte) (*v1.Cluster, string, error) {
+	c, err := v1.LoadAndValidate(manifest)
+	prevBytes, prevErr := os.ReadFile(appliedFile(cfg))
+	if errors.Is(prevErr, fs.ErrNotExist) {
+		if err != nil {
+			return nil, "", fmt.Errorf("cluster manifest %s: %w", cfg.ClusterFile, err)
+		}
+		return c, "", WriteFileAtomic(appliedFile(cfg), manifest, 0o600)
+	}
+	prev, prevErr := v1.LoadAndValidate(prevBytes)
+	switch {
+	case prevErr != nil && err != nil:
+		return nil, "", fmt.Errorf("cluster manifest %s: %w", cfg.ClusterFile, err)
+	case prevErr != nil:
+		return c, "", WriteFileAtomic(appliedFile(cfg), manifest, 0o600)
+	case err != nil:
+		return prev, "manifest change refused: " + err.Error(), nil
+	case reflect.DeepEqual(prev.Spec, c.Spec):
+		return c, "", nil
+	}
+	return prev, "manifest changed while the instance was down: starting on the last applied one until PostgreSQL has checked the new one", nil
 }
 
 // Run serves the status port and executes commands until ctx ends, then

@@ -2,9 +2,13 @@ package instance
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -23,41 +27,127 @@ func (m *Manager) reloadIfChanged(ctx context.Context) {
 		m.log.Error("TLS material", "err", err)
 		return
 	}
-	spec := m.reloadManifest()
 	m.mu.Lock()
 	pool, primary := m.pool, m.primary
 	m.mu.Unlock()
-	if (!certs && !spec) || pool == nil {
+	if pool == nil {
+		// Nothing to reload, and a changed manifest waits for a server
+		// that can check it.
 		return
 	}
-	if spec {
-		if err := m.renderConfig(primary); err != nil {
-			m.log.Error("rendering the changed manifest", "err", err)
-			return
+	next, raw := m.reloadManifest()
+	if !certs && next == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if next != nil {
+		if err := m.applyManifest(rctx, pool, next, raw, primary); err != nil {
+			m.log.Error("refusing a manifest change; the instance keeps its running configuration", "err", err)
+			m.mu.Lock()
+			m.configErr = err.Error()
+			m.mu.Unlock()
+			if !certs {
+				return
+			}
 		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
 	if _, err := pool.Exec(rctx, "SELECT pg_reload_conf()"); err != nil {
 		m.log.Error("reloading configuration", "err", err)
 		return
 	}
-	m.log.Info("configuration reloaded", "certificates", certs, "manifest", spec)
+	m.log.Info("configuration reloaded", "certificates", certs, "manifest", next != nil)
+}
+
+// applyManifest makes next the running configuration if PostgreSQL
+// accepts it, and leaves everything as it was if not: postgresql.conf is
+// checked by the server's own parser (postgres -C) before it replaces the
+// current file, pg_hba.conf and pg_ident.conf by the running server
+// (pg_hba_file_rules and pg_ident_file_mappings read the files on disk
+// without loading them) and put back if refused. A refused file must never
+// stay on disk: the next start, a failover or a crash, would fail on it.
+func (m *Manager) applyManifest(ctx context.Context, pool *pgxpool.Pool, next *v1.Cluster, raw []byte, primary bool) error {
+	files, err := m.renderFiles(next, primary)
+	if err != nil {
+		return err
+	}
+	scratch := filepath.Join(m.cfg.ConfDir, "check")
+	defer func() { _ = os.RemoveAll(scratch) }()
+	if err := CheckConfig(ctx, m.cfg.PGBinDir, scratch, next, files["postgresql.conf"], nil); err != nil {
+		return err
+	}
+	old := map[string][]byte{}
+	for _, name := range []string{"pg_hba.conf", "pg_ident.conf"} {
+		path := filepath.Join(m.cfg.ConfDir, name)
+		b, err := os.ReadFile(path) // #nosec G304 -- pgward's own file
+		if err != nil {
+			return err
+		}
+		old[name] = b
+		if err := WriteFileAtomic(path, files[name], 0o600); err != nil {
+			return err
+		}
+	}
+	restore := func() {
+		for name, b := range old {
+			if err := WriteFileAtomic(filepath.Join(m.cfg.ConfDir, name), b, 0o600); err != nil {
+				m.log.Error("restoring the last good file", "file", name, "err", err)
+			}
+		}
+	}
+	var refused RefusedError
+	for _, q := range []struct{ field, sql string }{
+		{"spec.postgresql.pg_hba", `SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL ORDER BY line_number`},
+		{"spec.postgresql.pg_ident", `SELECT line_number, error FROM pg_ident_file_mappings WHERE error IS NOT NULL ORDER BY line_number`},
+	} {
+		rows, err := pool.Query(ctx, q.sql)
+		if err != nil {
+			restore()
+			return fmt.Errorf("checking %s: %w", q.field, err)
+		}
+		for rows.Next() {
+			var line int
+			var msg string
+			if err := rows.Scan(&line, &msg); err != nil {
+				rows.Close()
+				restore()
+				return err
+			}
+			refused = append(refused, Refusal{Field: q.field, Message: fmt.Sprintf("line %d of the rendered file: %s", line, msg)})
+		}
+		rows.Close()
+	}
+	if len(refused) > 0 {
+		restore()
+		return refused
+	}
+	if err := WriteFileAtomic(m.confFile(), files["postgresql.conf"], 0o600); err != nil {
+		restore()
+		return err
+	}
+	m.mu.Lock()
+	m.cluster = next
+	m.configErr = ""
+	m.mu.Unlock()
+	if err := WriteFileAtomic(m.appliedFile(), raw, 0o600); err != nil {
+		m.log.Error("recording the applied manifest", "err", err)
+	}
+	return nil
 }
 
 // reloadManifest re-reads the cluster manifest when its file changed and
-// adopts it if it is valid and a valid update of the current one. It
-// reports whether the spec changed.
-func (m *Manager) reloadManifest() bool {
+// returns it (and its text) if it is valid, a valid update of the current
+// one, and different from it; nil otherwise.
+func (m *Manager) reloadManifest() (*v1.Cluster, []byte) {
 	fi, err := os.Stat(m.cfg.ClusterFile)
 	if err != nil || fi.ModTime().Equal(m.manifestMod) {
-		return false
+		return nil, nil
 	}
 	m.manifestMod = fi.ModTime()
 	b, err := os.ReadFile(m.cfg.ClusterFile)
 	if err != nil {
 		m.log.Error("reading the changed manifest", "err", err)
-		return false
+		return nil, nil
 	}
 	c, err := v1.LoadAndValidate(b)
 	if err == nil {
@@ -65,11 +155,13 @@ func (m *Manager) reloadManifest() bool {
 	}
 	if err != nil {
 		m.log.Error("ignoring an invalid manifest change", "err", err)
-		return false
+		m.mu.Lock()
+		m.configErr = "manifest change refused: " + err.Error()
+		m.mu.Unlock()
+		return nil, nil
 	}
 	if reflect.DeepEqual(c.Spec, m.cluster.Spec) {
-		return false
+		return nil, nil
 	}
-	m.cluster = c
-	return true
+	return c, b
 }

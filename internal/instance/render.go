@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/pgconf"
 )
 
@@ -46,12 +47,27 @@ func (m *Manager) credentials() (credentials, error) {
 // ConfDir. They live outside PGDATA: a clone or rewind copies the source's
 // files and must not replace this instance's port, paths or conninfo.
 func (m *Manager) renderConfig(primary bool) error {
+	files, err := m.renderFiles(m.cluster, primary)
+	if err != nil {
+		return err
+	}
+	for name, data := range files {
+		if err := WriteFileAtomic(filepath.Join(m.cfg.ConfDir, name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// renderFiles renders c's postgresql.conf, pg_hba.conf and pg_ident.conf
+// for this instance.
+func (m *Manager) renderFiles(c *v1.Cluster, primary bool) (map[string][]byte, error) {
 	m.mu.Lock()
 	st := m.st
 	m.mu.Unlock()
 	in := pgconf.Instance{
 		Name:            m.cfg.Name,
-		ClusterName:     m.cluster.Name,
+		ClusterName:     c.Name,
 		Port:            m.cfg.Port,
 		ListenAddresses: m.cfg.ListenAddress,
 		SocketDir:       m.cfg.SocketDir,
@@ -67,24 +83,19 @@ func (m *Manager) renderConfig(primary bool) error {
 	} else {
 		in.PrimaryConnInfo = m.replicationConnInfo(st.Primary, m.cfg.Name)
 	}
-	conf, err := pgconf.RenderPostgresConf(m.cluster, in)
+	conf, err := pgconf.RenderPostgresConf(c, in)
 	if err != nil {
-		return fmt.Errorf("rendering postgresql.conf: %w", err)
+		return nil, fmt.Errorf("rendering postgresql.conf: %w", err)
 	}
-	hba, err := pgconf.RenderHBA(m.cluster, m.cfg.OSUser)
+	hba, err := pgconf.RenderHBA(c, m.cfg.OSUser)
 	if err != nil {
-		return fmt.Errorf("rendering pg_hba.conf: %w", err)
+		return nil, fmt.Errorf("rendering pg_hba.conf: %w", err)
 	}
-	ident, err := pgconf.RenderIdent(m.cluster, m.cfg.OSUser)
+	ident, err := pgconf.RenderIdent(c, m.cfg.OSUser)
 	if err != nil {
-		return fmt.Errorf("rendering pg_ident.conf: %w", err)
+		return nil, fmt.Errorf("rendering pg_ident.conf: %w", err)
 	}
-	for name, data := range map[string][]byte{"postgresql.conf": conf, "pg_hba.conf": hba, "pg_ident.conf": ident} {
-		if err := WriteFileAtomic(filepath.Join(m.cfg.ConfDir, name), data, 0o600); err != nil {
-			return err
-		}
-	}
-	return nil
+	return map[string][]byte{"postgresql.conf": conf, "pg_hba.conf": hba, "pg_ident.conf": ident}, nil
 }
 
 func (m *Manager) confFile() string { return filepath.Join(m.cfg.ConfDir, "postgresql.conf") }

@@ -99,17 +99,18 @@ func (m *Manager) Ready() bool {
 func (m *Manager) Status(requestID uint64) instanceapi.Status {
 	m.mu.Lock()
 	st := instanceapi.Status{
-		Name:      m.cfg.Name,
-		Role:      instanceapi.RoleUnknown,
-		Phase:     m.phase,
-		Error:     m.lastErr,
-		Busy:      m.busy,
-		Host:      m.cfg.Host,
-		Port:      m.cfg.Port,
-		SocketDir: m.cfg.SocketDir,
-		Epoch:     m.st.Epoch,
-		Fenced:    m.st.Fenced,
-		RequestID: requestID,
+		Name:        m.cfg.Name,
+		Role:        instanceapi.RoleUnknown,
+		Phase:       m.phase,
+		Error:       m.lastErr,
+		ConfigError: m.configErr,
+		Busy:        m.busy,
+		Host:        m.cfg.Host,
+		Port:        m.cfg.Port,
+		SocketDir:   m.cfg.SocketDir,
+		Epoch:       m.st.Epoch,
+		Fenced:      m.st.Fenced,
+		RequestID:   requestID,
 	}
 	pool, pm, primary, endLSN, follow := m.pool, m.pm, m.primary, m.endLSN, m.st.Primary
 	if primary {

@@ -115,8 +115,12 @@ type Status struct {
 	// RequestID identifies this answer; the next request acknowledges it.
 	RequestID uint64 `json:"requestID"`
 	// Error carries the last error the instance manager hit, if any.
-	Error      string    `json:"error,omitempty"`
-	ObservedAt time.Time `json:"observedAt"`
+	Error string `json:"error,omitempty"`
+	// ConfigError says why the instance still runs an older configuration:
+	// PostgreSQL refused the manifest's latest (in its words, with the
+	// manifest's field).
+	ConfigError string    `json:"configError,omitempty"`
+	ObservedAt  time.Time `json:"observedAt"`
 }
 
 // WALReceiver is a replica's view of its upstream (pg_stat_wal_receiver).

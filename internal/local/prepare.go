@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"syscall"
 	"time"
 
 	v1 "github.com/pgward/pgward/api/v1"
@@ -375,4 +376,24 @@ func touch(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// Preflight asks PostgreSQL on this machine whether it accepts the
+// manifest (see instance.PreflightCluster), as the OS user it will run as,
+// before anything is written. pgBin "" means the newest installed.
+func Preflight(ctx context.Context, manifest []byte, pgBin string, owner *Owner) error {
+	c, err := v1.LoadAndValidate(manifest)
+	if err != nil {
+		return err
+	}
+	if pgBin == "" {
+		if pgBin, err = findPGBinDir(); err != nil {
+			return err
+		}
+	}
+	var cred *syscall.Credential
+	if os.Geteuid() == 0 {
+		cred = &syscall.Credential{Uid: owner.UID, Gid: owner.GID}
+	}
+	return instance.PreflightCluster(ctx, pgBin, c, cred)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -104,6 +105,9 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 		r := InstanceReport{Name: is.Name, Host: localhost, Port: is.Port, StatusPort: is.StatusPort, Role: instanceapi.RoleUnknown}
 		if s := sts[i]; s != nil {
 			r.Role, r.Timeline, r.SocketDir, r.Error = s.Role, s.Timeline, s.SocketDir, s.Error
+			if s.ConfigError != "" {
+				r.Error = strings.TrimSpace(r.Error + " " + s.ConfigError)
+			}
 			r.CurrentLSN, r.ReceivedLSN, r.ReplayedLSN = s.CurrentLSN, s.ReceivedLSN, s.ReplayedLSN
 			r.State = stateOf(s)
 			if p, ok := peers[is.Name]; ok {

@@ -38,6 +38,16 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			[]string{"spec.postgresql.pg_ident[0]", "mapping to the superuser"}},
 		{"a way in for postgres without superuser access", "  postgresql:\n    pg_hba:\n      - hostssl all postgres all cert\n",
 			[]string{"spec.postgresql.pg_hba[0]", "needs enableSuperuserAccess: true"}},
+		{"a parameter PostgreSQL does not have", "  postgresql:\n    parameters:\n      shared_bufers: 1GB\n",
+			[]string{"spec.postgresql.parameters[shared_bufers]", `did you mean "shared_buffers"`}},
+		{"a value out of range", "  postgresql:\n    parameters:\n      shared_buffers: 64kB\n",
+			[]string{"spec.postgresql.parameters[shared_buffers]", "outside the valid range"}},
+		// Only the server can tell these: pgward asks it (postgres -C)
+		// before writing anything, and names the field.
+		{"a time zone the server does not know", "  postgresql:\n    parameters:\n      timezone: Mars/Olympus\n",
+			[]string{"spec.postgresql.parameters[timezone]", `invalid value for parameter "TimeZone": "Mars/Olympus"`}},
+		{"a locale this machine does not have", "  bootstrap:\n    initdb:\n      database: app\n      owner: app\n      localeCType: xx_YY.UTF-8\n",
+			[]string{"spec.bootstrap.initdb.localeCType", "locale not installed on this machine"}},
 		{"credentials over the cluster's CA", "  bootstrap:\n    initdb:\n      database: app\n      owner: app\n      secret:\n        name: bad-ca\n",
 			[]string{"spec.bootstrap.initdb.secret.name", "is the name of a secret pgward generates"}},
 		{"an option PostgreSQL would refuse", "  postgresql:\n    pg_hba:\n      - hostssl all all all scram-sha-256 map=m\n",
