@@ -393,6 +393,7 @@ func TestNamespacedOperator(t *testing.T) {
 			!strings.Contains(err.Error(), "namespace "+other+" is not watched by the pgward operator") {
 			t.Fatalf("got %v, want a refusal naming metadata.namespace", err)
 		}
+		t.Log(err)
 	})
 
 	t.Run("an existing one there can change, with a warning", func(t *testing.T) {
