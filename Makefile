@@ -12,7 +12,7 @@ PKGS    := ./...
 VERSION := $(shell cat VERSION)
 LDFLAGS := -s -w -X github.com/pgward/pgward/internal/cli.Version=$(VERSION)
 
-.PHONY: all build demo deps test lint unit e2e e2e-smoke e2e-faults fuzz clean demo-down generate manifests kube-binaries bench bench-operator bench-kube images images-reproduce image-check scan vulncheck kube-up kube-down
+.PHONY: all build demo deps test lint unit e2e e2e-smoke e2e-faults fuzz clean demo-down generate manifests install-namespaced kube-binaries bench bench-operator bench-kube images images-reproduce image-check scan vulncheck kube-up kube-down
 
 all: build
 
@@ -35,6 +35,16 @@ generate: ## regenerate deep-copy code
 
 manifests: generate ## regenerate the CRD, RBAC, webhook configurations and dist/install.yaml
 	hack/manifests.sh
+
+# The namespaced install for your namespaces (docs/operator.md): the RBAC of
+# dist/install.yaml, from the same markers, as a Role in each of them, and
+# the operator told to watch only those. dist/install-namespaced.yaml is the
+# same for namespace db.
+install-namespaced: ## write bin/install-namespaced.yaml for NAMESPACES=a,b
+	@test -n "$(NAMESPACES)" || { echo 'usage: make install-namespaced NAMESPACES=a,b' >&2; exit 1; }
+	@mkdir -p bin
+	go run ./hack/genmanifests -namespaces "$(NAMESPACES)" -out bin/install-namespaced.yaml
+	@echo "wrote bin/install-namespaced.yaml (the namespaces must exist): kubectl apply -f bin/install-namespaced.yaml"
 
 kube-binaries: ## build kube-apiserver, kube-controller-manager, etcd and kubectl for the operator tests (cached)
 	@hack/kube-binaries.sh >/dev/null

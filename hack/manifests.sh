@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Generates the operator's manifests: the CRD, RBAC and webhook
 # configurations from the kubebuilder markers in api/ and internal/kube/
-# (controller-gen), then dist/install.yaml (hack/genmanifests). With an
+# (controller-gen), then dist/install.yaml and dist/install-namespaced.yaml
+# (hack/genmanifests). With an
 # argument, writes the same tree under that directory instead of the
 # repository, which is how the staleness test compares them.
 set -euo pipefail
@@ -17,3 +18,6 @@ if [ "$out" != "." ]; then
   cp config/manager/operator.yaml "$out/config/manager/operator.yaml"
 fi
 go run ./hack/genmanifests -config "$out/config" -out "$out/dist/install.yaml"
+# The namespaced install, for the namespace the README's walkthrough uses;
+# `make install-namespaced NAMESPACES=...` writes one for yours.
+go run ./hack/genmanifests -config "$out/config" -namespaces db -out "$out/dist/install-namespaced.yaml"

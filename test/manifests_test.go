@@ -15,7 +15,7 @@ import (
 )
 
 // TestManifestsUpToDate regenerates the CRD, RBAC and webhook
-// configurations from the kubebuilder markers, and dist/install.yaml, into a
+// configurations from the kubebuilder markers, and both installs, into a
 // temporary directory, and fails if the committed files differ: a marker or
 // type changed without `make manifests`.
 func TestManifestsUpToDate(t *testing.T) {
@@ -31,6 +31,7 @@ func TestManifestsUpToDate(t *testing.T) {
 		"config/rbac/role.yaml",
 		"config/webhook/manifests.yaml",
 		"dist/install.yaml",
+		"dist/install-namespaced.yaml",
 	} {
 		want, err := os.ReadFile(filepath.Join(out, f))
 		if err != nil {

@@ -26,6 +26,7 @@ func NewOperatorCmd() *cobra.Command {
 		webhooks   = true
 		selfFence  = cfg.Timing.SelfFence
 		webhookIPs string
+		watch      = os.Getenv(kube.WatchNamespacesEnv)
 	)
 	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
 		cfg.Namespace = ns
@@ -47,6 +48,11 @@ func NewOperatorCmd() *cobra.Command {
 			if webhookIPs != "" {
 				cfg.WebhookHosts = strings.Split(webhookIPs, ",")
 			}
+			namespaces, err := kube.ParseNamespaces(watch)
+			if err != nil {
+				return fmt.Errorf("--watch-namespaces: %w", err)
+			}
+			cfg.WatchNamespaces = namespaces
 			rest, err := ctrl.GetConfig()
 			if err != nil {
 				return fmt.Errorf("finding the API server (in-cluster or KUBECONFIG): %w", err)
@@ -58,6 +64,7 @@ func NewOperatorCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Namespace, "namespace", cfg.Namespace, "the operator's namespace ($POD_NAMESPACE when set)")
+	f.StringVar(&watch, "watch-namespaces", watch, "comma-separated namespaces whose Clusters are reconciled, for the namespaced install (default every namespace; $"+kube.WatchNamespacesEnv+" when set)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-bind-address", cfg.MetricsAddr, "HTTPS metrics address, authenticated and authorized through the API server (0 disables)")
 	f.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", cfg.ProbeAddr, "address of /healthz and /readyz")
 	f.BoolVar(&cfg.LeaderElect, "leader-elect", cfg.LeaderElect, "elect one active reconciler among replicas")

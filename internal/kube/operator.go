@@ -38,6 +38,11 @@ type Config struct {
 	// Namespace is the operator's own namespace (leader election lease,
 	// webhook certificate secret, NetworkPolicies' status-port peer).
 	Namespace string
+	// WatchNamespaces, when not empty, are the only namespaces whose
+	// Clusters the operator reconciles (the namespaced install, which
+	// grants it Roles there only); empty means every namespace (the
+	// cluster-wide install's ClusterRole).
+	WatchNamespaces []string
 	// MetricsAddr serves Prometheus metrics over HTTPS with authentication
 	// and authorization ("0" disables them).
 	MetricsAddr string
@@ -116,6 +121,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("cache selector: %w", err)
 	}
+	// Namespaces are left to DefaultNamespaces below.
 	owned := cache.ByObject{Label: labels.NewSelector().Add(*ours)}
 	byObject := map[client.Object]cache.ByObject{}
 	for _, o := range []client.Object{
@@ -130,9 +136,29 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		metrics.SecureServing = true
 		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
+	cacheOpts := cache.Options{ByObject: byObject}
+	if len(cfg.WatchNamespaces) == 0 {
+		ctrl.Log.Info("reconciling Clusters in every namespace")
+	} else {
+		ctrl.Log.Info("reconciling Clusters in these namespaces only", "namespaces", cfg.WatchNamespaces)
+		// Every informer (Clusters and what they own) lists and watches
+		// these namespaces only, which is all the namespaced install's
+		// Roles allow.
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range cfg.WatchNamespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	direct, err := client.New(restCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("API client: %w", err)
+	}
+	if err := checkAccess(ctx, direct, cfg.WatchNamespaces); err != nil {
+		return err
+	}
 	opts := ctrl.Options{
 		Scheme:                        scheme,
-		Cache:                         cache.Options{ByObject: byObject},
+		Cache:                         cacheOpts,
 		Metrics:                       metrics,
 		HealthProbeBindAddress:        cfg.ProbeAddr,
 		LeaderElection:                cfg.LeaderElect,
@@ -145,10 +171,6 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		opts.WebhookServer = webhook.NewServer(webhook.Options{
 			Host: cfg.WebhookHost, Port: cfg.WebhookPort, CertDir: cfg.WebhookCertDir,
 		})
-		direct, err := client.New(restCfg, client.Options{Scheme: scheme})
-		if err != nil {
-			return fmt.Errorf("API client: %w", err)
-		}
 		certs = &WebhookCerts{
 			Client: direct, Namespace: cfg.Namespace, SecretName: cfg.WebhookSecret,
 			ServiceName: cfg.WebhookService, ClusterDomain: cfg.Build.ClusterDomain, Hosts: cfg.WebhookHosts,
@@ -183,7 +205,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		return err
 	}
 	if cfg.Webhooks {
-		if err := SetupWebhookWithManager(mgr); err != nil {
+		if err := SetupWebhookWithManager(mgr, cfg.WatchNamespaces); err != nil {
 			return fmt.Errorf("registering the webhooks: %w", err)
 		}
 		if err := mgr.Add(certs); err != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -180,7 +181,7 @@ func TestSampleCluster(t *testing.T) {
 	get(&role, "cluster-example")
 	var rb rbacv1.RoleBinding
 	get(&rb, "cluster-example")
-	for _, name := range []string{"cluster-example-primary", "cluster-example"} {
+	for _, name := range []string{"cluster-example-primary", "cluster-example-replicas"} {
 		var pdb policyv1.PodDisruptionBudget
 		get(&pdb, name)
 	}
@@ -562,6 +563,60 @@ func TestRefusesToAdopt(t *testing.T) {
 	if cond := findCondition(stored.Status.Conditions, kube.ConditionReady); cond == nil || cond.Reason != "ReconcileError" ||
 		!strings.Contains(cond.Message, "refusing to take it over") {
 		t.Errorf("condition %+v", cond)
+	}
+}
+
+// TestLegacyReplicaPDBIsReplaced: the replica budget used to be named
+// after its Cluster, so Cluster "a-primary"'s replica budget held the name
+// of Cluster "a"'s primary budget, and "a" could not be reconciled. After
+// the upgrade, reconciling "a-primary" deletes its old budget (it controls
+// it) and makes the new ones, and then "a" gets its primary budget; a later
+// reconcile of "a-primary" leaves "a"'s budget, of its old name, alone.
+func TestLegacyReplicaPDBIsReplaced(t *testing.T) {
+	ns := newNamespace(t, false)
+	ctx := ctxFor(t)
+	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
+	long := sampleCluster(t, ns)
+	long.Name = "a-primary"
+	createCluster(t, long)
+	// What the previous operator made for it: a replica budget named
+	// a-primary, controlled by Cluster a-primary.
+	legacy := build.PodDisruptionBudgets(long)[1]
+	legacy.Name = build.LegacyReplicaPDBName(long)
+	if err := admin.Create(ctx, legacy); err != nil {
+		t.Fatal(err)
+	}
+	short := sampleCluster(t, ns)
+	short.Name = "a"
+	createCluster(t, short)
+	req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(short)}
+	if _, err := r.Reconcile(ctx, req); err == nil || !strings.Contains(err.Error(), "PodDisruptionBudget a-primary exists and is not controlled by cluster a") {
+		t.Fatalf("cluster a before a-primary's upgrade: got %v, want the old collision", err)
+	}
+	reconcileOnce(t, r, long)
+	reconcileOnce(t, r, short)
+	reconcileOnce(t, r, long)
+
+	var pdbs policyv1.PodDisruptionBudgetList
+	if err := admin.List(ctx, &pdbs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range pdbs.Items {
+		owner := ""
+		if ref := metav1.GetControllerOf(&p); ref != nil {
+			owner = ref.Name
+		}
+		got[p.Name] = owner + " " + p.Spec.Selector.MatchLabels[build.ClusterLabel] + "/" + p.Spec.Selector.MatchLabels[build.RoleLabel]
+	}
+	want := map[string]string{
+		"a-primary":          "a a/primary",
+		"a-replicas":         "a a/replica",
+		"a-primary-primary":  "a-primary a-primary/primary",
+		"a-primary-replicas": "a-primary a-primary/replica",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("budgets (name: owner selector) %v, want %v", got, want)
 	}
 }
 

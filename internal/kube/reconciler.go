@@ -181,6 +181,11 @@ func (r *ClusterReconciler) ensureClusterObjects(ctx context.Context, c *v1.Clus
 	}); err != nil {
 		return err
 	}
+	// Before the budget it is replaced by, so that the name is free when
+	// another Cluster's primary budget needs it.
+	if err := deleteOwned(ctx, r.Client, c, &policyv1.PodDisruptionBudget{ObjectMeta: objectKey(c, build.LegacyReplicaPDBName(c))}); err != nil {
+		return err
+	}
 	pdbs := build.PodDisruptionBudgets(c)
 	for _, p := range pdbs {
 		if _, err := ensure(ctx, r.Client, c, p, func(cur, want *policyv1.PodDisruptionBudget) {

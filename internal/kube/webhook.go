@@ -22,7 +22,18 @@ const (
 // functions the local runtime applies to a manifest (v1.SetDefaults,
 // Validate, ValidateUpdate), plus what only Kubernetes needs. Errors are a
 // field.ErrorList, so the API server's answer names every offending field.
-type ClusterWebhook struct{}
+//
+// The webhooks are called for Clusters of every namespace (their
+// configurations are cluster-scoped and select none), also when the
+// operator watches only some: a Cluster created where the operator holds no
+// permission would never be reconciled, so it is refused, with the reason.
+// Updates there are allowed, with a warning, so that such a Cluster can
+// still be edited and deleted (the garbage collector's own updates go
+// through these webhooks too).
+type ClusterWebhook struct {
+	// Namespaces are the namespaces the operator watches; empty is all.
+	Namespaces []string
+}
 
 // The webhook configurations (config/webhook) are generated from these.
 // failurePolicy=fail: a Cluster is never admitted unchecked.
@@ -35,11 +46,12 @@ var (
 	_ admission.Validator[*v1.Cluster] = ClusterWebhook{}
 )
 
-// SetupWebhookWithManager serves both webhooks on the manager's webhook server.
-func SetupWebhookWithManager(mgr ctrl.Manager) error {
+// SetupWebhookWithManager serves both webhooks on the manager's webhook
+// server, for an operator that watches namespaces (every one when empty).
+func SetupWebhookWithManager(mgr ctrl.Manager, namespaces []string) error {
 	return ctrl.NewWebhookManagedBy(mgr, &v1.Cluster{}).
-		WithDefaulter(ClusterWebhook{}).
-		WithValidator(ClusterWebhook{}).
+		WithDefaulter(ClusterWebhook{Namespaces: namespaces}).
+		WithValidator(ClusterWebhook{Namespaces: namespaces}).
 		Complete()
 }
 
@@ -57,15 +69,19 @@ func (ClusterWebhook) Default(_ context.Context, c *v1.Cluster) error {
 }
 
 // ValidateCreate implements admission.Validator.
-func (ClusterWebhook) ValidateCreate(_ context.Context, c *v1.Cluster) (admission.Warnings, error) {
+func (w ClusterWebhook) ValidateCreate(_ context.Context, c *v1.Cluster) (admission.Warnings, error) {
 	d := c.DeepCopy()
 	v1.SetDefaults(d)
-	return nil, invalid(d, ValidateForKubernetes(d))
+	errs := ValidateForKubernetes(d)
+	if !watches(w.Namespaces, c.Namespace) {
+		errs = append(errs, field.Forbidden(field.NewPath("metadata", "namespace"), notWatched(w.Namespaces, c.Namespace)))
+	}
+	return nil, invalid(d, errs)
 }
 
 // ValidateUpdate implements admission.Validator: the new spec must be
 // valid and may not change what is fixed once the cluster exists.
-func (ClusterWebhook) ValidateUpdate(_ context.Context, oldC, newC *v1.Cluster) (admission.Warnings, error) {
+func (w ClusterWebhook) ValidateUpdate(_ context.Context, oldC, newC *v1.Cluster) (admission.Warnings, error) {
 	o, n := oldC.DeepCopy(), newC.DeepCopy()
 	v1.SetDefaults(o)
 	v1.SetDefaults(n)
@@ -74,7 +90,11 @@ func (ClusterWebhook) ValidateUpdate(_ context.Context, oldC, newC *v1.Cluster) 
 		errs = append(errs, field.Required(field.NewPath("spec", "storage", "size"),
 			"each instance needs a persistent volume on Kubernetes, e.g. 1Gi"))
 	}
-	return nil, invalid(n, errs)
+	var warnings admission.Warnings
+	if !watches(w.Namespaces, n.Namespace) {
+		warnings = append(warnings, notWatched(w.Namespaces, n.Namespace))
+	}
+	return warnings, invalid(n, errs)
 }
 
 // ValidateDelete implements admission.Validator; deleting is always allowed.

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -31,6 +32,14 @@ import (
 // its CA into the installed configurations: the API server then calls it
 // over TLS exactly as in a cluster.
 func startOperator(t *testing.T) {
+	t.Helper()
+	startOperatorAs(t, opCfg, operatorNamespace, nil)
+}
+
+// startOperatorAs is startOperator acting with restCfg's identity, its
+// configuration changed by edit; it is ready once a Cluster in probeNS
+// passes both webhooks.
+func startOperatorAs(t *testing.T, restCfg *rest.Config, probeNS string, edit func(*kube.Config)) {
 	t.Helper()
 	port := freePort(t)
 	base := fmt.Sprintf("https://127.0.0.1:%d", port)
@@ -47,10 +56,13 @@ func startOperator(t *testing.T) {
 	cfg.WebhookPort = port
 	cfg.WebhookCertDir = t.TempDir()
 	cfg.WebhookHosts = []string{"127.0.0.1"}
+	if edit != nil {
+		edit(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var runErr error
-	go func() { defer close(done); runErr = kube.Run(ctx, opCfg, cfg) }()
+	go func() { defer close(done); runErr = kube.Run(ctx, restCfg, cfg) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -69,7 +81,7 @@ func startOperator(t *testing.T) {
 	// Ready once a valid Cluster passes both webhooks (dry run).
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		c := sampleCluster(t, operatorNamespace)
+		c := sampleCluster(t, probeNS)
 		c.Name = "probe"
 		err := admin.Create(context.Background(), c, client.DryRunAll)
 		if err == nil {

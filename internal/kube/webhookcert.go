@@ -31,6 +31,14 @@ import (
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,resourceNames=pgward-mutating-webhook,verbs=update;patch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,resourceNames=pgward-validating-webhook,verbs=update;patch
+//
+// Its certificate is a Secret of the operator's namespace, which the
+// namespaced install may not otherwise reach. A create cannot be limited to
+// a name (the name is not known when it is authorized); reads and updates
+// are.
+//
+// +kubebuilder:rbac:groups="",namespace=pgward-system,resources=secrets,verbs=create
+// +kubebuilder:rbac:groups="",namespace=pgward-system,resources=secrets,resourceNames=pgward-webhook-cert,verbs=get;update
 
 // WebhookCerts keeps the admission webhooks' serving certificate: a CA and
 // a certificate for the webhook Service, kept in a Secret of the operator's

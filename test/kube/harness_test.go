@@ -88,9 +88,16 @@ func setup() error {
 }
 
 func installOperator() error {
+	return installOperatorFrom(filepath.Join(repoRoot, "dist", "install.yaml"), "default")
+}
+
+// installOperatorFrom applies an install manifest and waits until every
+// replica of the operator runs what it describes and its webhooks admit a
+// Cluster in probeNS (a namespace it watches).
+func installOperatorFrom(manifest, probeNS string) error {
 	start := time.Now()
-	if out, err := kubectl("apply", "--server-side", "-f", filepath.Join(repoRoot, "dist", "install.yaml")); err != nil {
-		return fmt.Errorf("kubectl apply -f dist/install.yaml: %w\n%s", err, out)
+	if out, err := kubectl("apply", "--server-side", "-f", manifest); err != nil {
+		return fmt.Errorf("kubectl apply -f %s: %w\n%s", manifest, err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -99,12 +106,16 @@ func installOperator() error {
 		if err := cl.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: "pgward-operator"}, &d); err != nil {
 			return err
 		}
-		if d.Status.AvailableReplicas != *d.Spec.Replicas || d.Status.UpdatedReplicas != *d.Spec.Replicas {
-			return fmt.Errorf("operator: %d of %d replicas available", d.Status.AvailableReplicas, *d.Spec.Replicas)
+		// No replica of a previous version left either (a change of the
+		// Deployment rolls them).
+		if d.Status.ObservedGeneration < d.Generation || d.Status.Replicas != *d.Spec.Replicas ||
+			d.Status.AvailableReplicas != *d.Spec.Replicas || d.Status.UpdatedReplicas != *d.Spec.Replicas {
+			return fmt.Errorf("operator: %d of %d replicas available and updated (%d running)",
+				d.Status.AvailableReplicas, *d.Spec.Replicas, d.Status.Replicas)
 		}
 		// The webhook answers through its Service: a server-side dry run
 		// of a Cluster goes through both webhooks.
-		probe := `{"apiVersion":"postgresql.pgward.io/v1","kind":"Cluster","metadata":{"name":"probe","namespace":"default"},` +
+		probe := `{"apiVersion":"postgresql.pgward.io/v1","kind":"Cluster","metadata":{"name":"probe","namespace":"` + probeNS + `"},` +
 			`"spec":{"instances":1,"storage":{"size":"1Gi"}}}`
 		if out, err := kubectlIn(probe, "create", "--dry-run=server", "-f", "-"); err != nil {
 			return fmt.Errorf("webhook not answering yet: %s", out)
@@ -115,7 +126,7 @@ func installOperator() error {
 		out, _ := kubectl("-n", operatorNamespace, "get", "pods,events", "-o", "wide")
 		return fmt.Errorf("%w\n%s", err, out)
 	}
-	fmt.Fprintf(os.Stderr, "operator installed and serving in %.1fs\n", time.Since(start).Seconds())
+	fmt.Fprintf(os.Stderr, "operator installed from %s and serving in %.1fs\n", filepath.Base(manifest), time.Since(start).Seconds())
 	return nil
 }
 

@@ -117,11 +117,22 @@ func InstanceConfigSecretName(instance string) string { return instance + "-conf
 // its Role and RoleBinding).
 func ServiceAccountName(c *v1.Cluster) string { return c.Name }
 
-// PrimaryPDBName and ReplicaPDBName are the PodDisruptionBudgets.
+// PrimaryPDBName and ReplicaPDBName are the PodDisruptionBudgets. Every
+// object name of a Cluster is its name plus a suffix, and no suffix may end
+// with another suffix of the same kind: a replica budget named <c> made
+// Cluster "a-primary"'s replica budget Cluster "a"'s primary budget, and
+// whichever Cluster came second could not be reconciled
+// (TestObjectNamesNeverCollideAcrossClusters proves there is no such pair).
 func PrimaryPDBName(c *v1.Cluster) string { return c.Name + "-primary" }
 
 // ReplicaPDBName is the replicas' PodDisruptionBudget.
-func ReplicaPDBName(c *v1.Cluster) string { return c.Name }
+func ReplicaPDBName(c *v1.Cluster) string { return c.Name + "-replicas" }
+
+// LegacyReplicaPDBName is what ReplicaPDBName was before it had a suffix:
+// the reconciler deletes a budget of that name that the Cluster controls,
+// so an upgraded operator leaves no stale budget behind (nor one that holds
+// the name another Cluster's primary budget needs).
+func LegacyReplicaPDBName(c *v1.Cluster) string { return c.Name }
 
 // PostgresPolicyName and StatusPolicyName are the NetworkPolicies.
 func PostgresPolicyName(c *v1.Cluster) string { return c.Name + "-postgresql" }
