@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -42,7 +41,7 @@ func (f *benchFlags) options(c *cobra.Command) (bench.Options, error) {
 	}
 	dir := f.dir
 	if dir != "" {
-		if dir, err = filepath.Abs(dir); err != nil {
+		if dir, err = absDir(dir); err != nil {
 			return bench.Options{}, err
 		}
 	}
@@ -171,9 +170,12 @@ func (f *benchFlags) asOwner(cmd *cobra.Command, args []string, o bench.Options)
 		return err
 	}
 	if o.Dir != "" {
-		if err := local.ClaimDir(o.Dir, owner); err != nil {
+		sd, err := local.ClaimStateDir(o.Dir, owner)
+		if err != nil {
 			return err
 		}
+		defer func() { _ = sd.Close() }()
+		o.Dir = sd.Path
 	}
 	return asOwner(cmd, args, owner, o.Dir, o.Manifest)
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/local"
@@ -49,7 +49,7 @@ func newUpCmd(dir *string) *cobra.Command {
 			if d == "" {
 				d = filepath.Join(".pgward", c.Name)
 			}
-			abs, err := filepath.Abs(d)
+			abs, err := absDir(d)
 			if err != nil {
 				return err
 			}
@@ -61,10 +61,12 @@ func newUpCmd(dir *string) *cobra.Command {
 				if err := local.Preflight(cmd.Context(), manifest, pgBin, owner); err != nil {
 					return err
 				}
-				if err := local.ClaimDir(abs, owner); err != nil {
+				sd, err := local.ClaimStateDir(abs, owner)
+				if err != nil {
 					return err
 				}
-				return asOwner(cmd, args, owner, abs, manifest)
+				defer func() { _ = sd.Close() }()
+				return asOwner(cmd, args, sd.Owner, sd.Path, manifest)
 			}
 			return local.Up(cmd.Context(), local.UpOptions{
 				Dir: abs, Manifest: manifest, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, HA: ha, Out: cmd.OutOrStdout(),
@@ -93,14 +95,18 @@ func newDownCmd(dir *string) *cobra.Command {
 				return err
 			}
 			if isRoot() {
-				if err := asDirOwner(cmd, args, d); err != nil || !purge {
+				sd, err := local.OpenStateDir(d)
+				if err != nil {
 					return err
 				}
-				// The owner emptied it; the directory's parent may be root's.
-				if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return fmt.Errorf("removing %s: %w", d, err)
+				defer func() { _ = sd.Close() }()
+				if err := asOwner(cmd, args, sd.Owner, sd.Path, nil); err != nil || !purge {
+					return err
 				}
-				return nil
+				// The owner emptied it; the directory's parent may be
+				// root's, so root removes the empty directory, through
+				// the parent it pinned before the owner ran.
+				return sd.RemoveEmpty()
 			}
 			return local.Down(cmd.Context(), local.DownOptions{Dir: d, Purge: purge, Out: cmd.OutOrStdout()})
 		},
@@ -184,7 +190,14 @@ func newControllerCmd(dir *string) *cobra.Command {
 // resolveDir finds the state directory: --dir, or the only cluster under ./.pgward.
 func resolveDir(dir string) (string, error) {
 	if dir != "" {
-		return filepath.Abs(dir)
+		return absDir(dir)
+	}
+	if isRoot() {
+		// Root lists no directory through a symlink (OpenStateDir then
+		// checks the whole path of the one it picks).
+		if fi, err := os.Lstat(".pgward"); err == nil && !fi.IsDir() {
+			return "", errors.New("no --dir given and ./.pgward is not a directory (a symbolic link?); pass --dir with the real path")
+		}
 	}
 	entries, err := os.ReadDir(".pgward")
 	if err != nil {
@@ -199,7 +212,21 @@ func resolveDir(dir string) (string, error) {
 	if len(found) != 1 {
 		return "", fmt.Errorf("no --dir given and ./.pgward holds %d clusters %v; pass --dir", len(found), found)
 	}
-	return filepath.Abs(filepath.Join(".pgward", found[0]))
+	return absDir(filepath.Join(".pgward", found[0]))
+}
+
+// absDir makes a state directory path absolute. As root it starts from
+// the kernel's name for the working directory (getcwd), not $PWD, which
+// may go through symlinks that root's walk would refuse (OpenStateDir).
+func absDir(dir string) (string, error) {
+	if filepath.IsAbs(dir) || !isRoot() {
+		return filepath.Abs(dir)
+	}
+	wd, err := unix.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("working directory: %w", err)
+	}
+	return filepath.Join(wd, dir), nil
 }
 
 // inStateDir resolves the state directory and, as root, reruns the command
@@ -211,17 +238,13 @@ func inStateDir(dir *string, run func(cmd *cobra.Command, d string, args []strin
 			return err
 		}
 		if isRoot() {
-			return asDirOwner(cmd, args, d)
+			sd, err := local.OpenStateDir(d)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = sd.Close() }()
+			return asOwner(cmd, args, sd.Owner, sd.Path, nil)
 		}
 		return run(cmd, d, args)
 	}
-}
-
-// asDirOwner reruns cmd as the owner of the state directory dir.
-func asDirOwner(cmd *cobra.Command, args []string, dir string) error {
-	owner, err := local.DirOwner(dir)
-	if err != nil {
-		return err
-	}
-	return asOwner(cmd, args, owner, dir, nil)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,8 +66,16 @@ func asOwner(cmd *cobra.Command, args []string, owner *local.Owner, dir string, 
 		child.Dir = dir
 	}
 	child.Env = append(dropEnv(), execImageEnv+"=3")
-	child.SysProcAttr = &syscall.SysProcAttr{Credential: owner.Credential()}
+	// The child dies with this process (Pdeathsig, set after the switch
+	// of user, which would clear it): a root run that is killed, SIGKILL
+	// included, leaves no unprivileged half running on, nor the in-memory
+	// copy of pgward that half executes. The signal follows the thread
+	// that started the child, so this goroutine keeps it until the child
+	// is gone.
+	child.SysProcAttr = &syscall.SysProcAttr{Credential: owner.Credential(), Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread()
 	err = child.Run()
+	runtime.UnlockOSThread()
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
 		return &ExitCodeError{Code: exit.ExitCode()}

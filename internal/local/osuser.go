@@ -17,8 +17,9 @@ import (
 // Owner is the unprivileged OS account a cluster's processes run as.
 //
 // pgward does as little as possible as root: it claims the state directory
-// for the owner (create, chown) and then runs the requested command as the
-// owner (see cli's privilege drop). Everything that reads or writes inside
+// for the owner (create, chown; through pinned directory handles, see
+// rootdir.go) and then runs the requested command as the owner (see cli's
+// privilege drop). Everything that reads or writes inside
 // the state directory, which the owner controls, runs unprivileged, so a
 // symlink or a forged pid file planted there cannot make root write to or
 // signal anything else.
@@ -96,8 +97,9 @@ func ownerFrom(u *user.User) (*Owner, error) {
 	return out, nil
 }
 
-// ClaimDir is root's whole part of `up`: it creates the state directory
-// (mode 0700, parents 0711) for o, or checks that an existing one is o's.
+// ClaimDir is the unprivileged side of claiming a state directory (root's
+// is ClaimStateDir): run as o, it creates the state directory (mode 0700,
+// parents 0711), or checks that an existing one is o's.
 func ClaimDir(dir string, o *Owner) error {
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o711); err != nil { // #nosec G301 -- search-only for others
@@ -145,7 +147,8 @@ func (o *Owner) owns(dir string) error {
 }
 
 // DirOwner returns the owner of a state directory, refusing a symlink and
-// a directory owned by root (root never runs a cluster).
+// a directory owned by root (root never runs a cluster). Root uses
+// OpenStateDir instead, which also checks the directories above.
 func DirOwner(dir string) (*Owner, error) {
 	fi, err := os.Lstat(dir)
 	if err != nil {

@@ -340,7 +340,11 @@ func (p *prepared) writeInstanceConfigs() error {
 }
 
 // installBinary copies the running pgward into the state directory, so the
-// controller runs the same binary whatever happens to the one we run.
+// controller runs the same binary whatever happens to the one we run. It
+// is the only copy of pgward on disk (a root run hands its unprivileged
+// child an in-memory one), it is reused when its content is the same, and
+// anything else in bin/ is what a killed run left half-written, removed
+// here: copies never pile up. up.lock is held, so no other run is writing.
 func installBinary(l Layout) error {
 	// /proc/self/exe, not the path: run as root's child we execute from
 	// an in-memory copy that has no path (see cli.execImage).
@@ -348,12 +352,23 @@ func installBinary(l Layout) error {
 	if err != nil {
 		return fmt.Errorf("reading pgward's own binary: %w", err)
 	}
+	if err := os.MkdirAll(l.BinDir(), 0o700); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(l.BinDir())
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() != "pgward" {
+			if err := os.RemoveAll(filepath.Join(l.BinDir(), e.Name())); err != nil {
+				return fmt.Errorf("removing what a killed run left: %w", err)
+			}
+		}
+	}
 	dst := filepath.Join(l.BinDir(), "pgward")
 	if cur, err := os.ReadFile(dst); err == nil && bytes.Equal(cur, src) { // #nosec G304 -- inside the state dir
 		return nil
-	}
-	if err := os.MkdirAll(l.BinDir(), 0o700); err != nil {
-		return err
 	}
 	return instance.WriteFileAtomic(dst, src, 0o700)
 }
