@@ -58,6 +58,9 @@ func newUpCmd(dir *string) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if err := local.CheckStateDirPath(abs, owner); err != nil {
+					return err
+				}
 				if err := local.Preflight(cmd.Context(), manifest, pgBin, owner); err != nil {
 					return err
 				}

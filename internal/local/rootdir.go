@@ -380,3 +380,27 @@ func (o *Owner) maySearch(st *unix.Stat_t) bool {
 		return perm&0o001 != 0
 	}
 }
+
+// CheckStateDirPath applies ClaimStateDir's rules to the part of path that
+// exists, creating nothing: root calls it first, so that a refused path is
+// reported before slower checks, and ClaimStateDir checks again as it
+// creates.
+func CheckStateDirPath(path string, o *Owner) error {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path || path == "/" {
+		return fmt.Errorf("state directory %q: want an absolute, clean path below /", path)
+	}
+	existing := filepath.Dir(path)
+	for existing != "/" {
+		if _, err := os.Lstat(existing); err == nil {
+			break
+		}
+		existing = filepath.Dir(existing)
+	}
+	// walkParents checks every directory above its argument, so hand it a
+	// name inside the deepest existing one.
+	parent, _, _, err := walkParents(filepath.Join(existing, "pgward-probe"), o, false)
+	if err != nil {
+		return err
+	}
+	return parent.Close()
+}
