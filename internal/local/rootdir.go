@@ -88,10 +88,10 @@ func claimIn(parent *os.File, name, path string, o *Owner) (*StateDir, error) {
 		return nil, err
 	}
 	defer func() { _ = d.Close() }()
-	switch {
-	case st.Uid == o.UID:
+	switch st.Uid {
+	case o.UID:
 		// The run-as user's: made just now, or an existing state directory.
-	case st.Uid == 0:
+	case 0:
 		return nil, fmt.Errorf("%s is owned by root; pgward state directories belong to the unprivileged user (%q)", path, o.Name)
 	default:
 		return nil, fmt.Errorf("%s belongs to %s, not %q (the run-as user); refusing to use it", path, describeUID(st.Uid), o.Name)
