@@ -53,8 +53,11 @@ var fixedParameters = map[string]struct{}{
 	"local_preload_libraries":   {},
 	"restore_command":           {},
 	"session_preload_libraries": {},
-	"shared_preload_libraries":  {},
-	"ssl_passphrase_command":    {},
+	// An allowlist of the libraries a REPLICATION user may load as logical
+	// decoding output plugins: widening it loads code.
+	"output_plugin_libraries":  {},
+	"shared_preload_libraries": {},
+	"ssl_passphrase_command":   {},
 	// Replication and high availability.
 	"archive_mode":              {},
 	"cluster_name":              {},

@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -155,4 +156,82 @@ func FuzzValidateParameter(f *testing.F) {
 			t.Fatalf("accepted parameter %q = %q", name, value)
 		}
 	})
+}
+
+// mustBeFixed is the whole list of parameters pgward renders itself, kept
+// here on its own so that dropping one from parameters.go fails this test:
+// each points PostgreSQL at files, programs, sockets or code, or belongs to
+// pgward's replication, TLS, authentication or logging design.
+var mustBeFixed = []string{
+	// Files and places.
+	"config_file", "data_directory", "external_pid_file", "hba_file", "ident_file",
+	"include", "include_dir", "include_if_exists", "listen_addresses", "port", "krb_server_keyfile",
+	"log_destination", "log_directory", "log_filename", "log_file_mode", "logging_collector",
+	"log_rotation_age", "log_rotation_size", "log_truncate_on_rotation",
+	"syslog_facility", "syslog_ident", "syslog_sequence_numbers", "syslog_split_messages", "event_source",
+	// Programs and code.
+	"archive_cleanup_command", "archive_command", "archive_library", "dynamic_library_path", "jit_provider",
+	"local_preload_libraries", "restore_command", "session_preload_libraries", "shared_preload_libraries", "output_plugin_libraries",
+	"ssl_passphrase_command", "plperl.on_init", "plperl.on_plperl_init", "plperl.on_plperlu_init",
+	"pltcl.start_proc", "pltclu.start_proc",
+	// Replication and high availability.
+	"archive_mode", "cluster_name", "hot_standby", "primary_conninfo", "primary_slot_name",
+	"promote_trigger_file", "restart_after_crash", "synchronous_standby_names",
+	// TLS and authentication.
+	"ssl", "ssl_ca_file", "ssl_cert_file", "ssl_crl_dir", "ssl_crl_file", "ssl_dh_params_file", "ssl_key_file",
+	"ssl_max_protocol_version", "ssl_min_protocol_version", "ssl_passphrase_command_supports_reload",
+	"password_encryption",
+	// Integrity and exposure.
+	"allow_alter_system", "allow_system_table_mods", "data_sync_retry", "zero_damaged_pages", "bonjour", "bonjour_name",
+}
+
+// mustBeFixedFamilies are prefixes fixed as a whole.
+var mustBeFixedFamilies = []string{"recovery_", "unix_socket_", "ssl_"}
+
+func TestEveryFixedParameterIsRefused(t *testing.T) {
+	for _, name := range mustBeFixed {
+		if !IsFixedParameter(name) {
+			t.Errorf("%s is no longer fixed", name)
+		}
+		if err := ValidateParameter(name, "x"); err == nil || !strings.Contains(err.Error(), "managed by pgward") {
+			t.Errorf("ValidateParameter(%q) = %v, want it refused as managed by pgward", name, err)
+		}
+	}
+	for _, prefix := range mustBeFixedFamilies {
+		if !IsFixedParameter(prefix + "anything_new") {
+			t.Errorf("the %s* family is no longer fixed", prefix)
+		}
+	}
+	// And the other way round: every fixed name is listed above (so that
+	// this list stays the whole truth), and is a real parameter (a typo
+	// would fix nothing).
+	for name := range fixedParameters {
+		if !slices.Contains(mustBeFixed, name) {
+			t.Errorf("%s is fixed in parameters.go but missing from mustBeFixed", name)
+		}
+		_, known := settings[name]
+		if !known && !strings.Contains(name, ".") && !slices.Contains([]string{"include", "include_dir", "include_if_exists", "allow_alter_system", "event_source"}, name) {
+			t.Errorf("%s is fixed but PostgreSQL 15 has no such parameter", name)
+		}
+	}
+	// Every PostgreSQL parameter that names a file, a directory or a
+	// program must be fixed, whatever its name.
+	for name, s := range settings {
+		if s.vartype != "string" || s.context == "internal" {
+			continue
+		}
+		for _, hint := range []string{"_file", "_dir", "_directory", "_command", "_library", "_libraries", "_path", "_prefix"} {
+			if strings.HasSuffix(name, hint) && !IsFixedParameter(name) && !pathLikeAllowed[name] {
+				t.Errorf("%s looks like a file, program or code setting and is not fixed", name)
+			}
+		}
+	}
+}
+
+// pathLikeAllowed are parameters whose names look like files or code but
+// are neither: each is harmless for a user to set.
+var pathLikeAllowed = map[string]bool{
+	"search_path":          true, // schemas, not files
+	"log_line_prefix":      true, // a format string
+	"stats_temp_directory": true, // ignored since PostgreSQL 15
 }

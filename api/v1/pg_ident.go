@@ -70,18 +70,18 @@ func checkIdentSystemUser(sys string) error {
 	if !isRegexp {
 		for _, id := range reservedIdentities {
 			if strings.EqualFold(sys, id) {
-				return fmt.Errorf("system user %q is not allowed: it is one of pgward's own identities", sys)
+				return fmt.Errorf("system user %q is not allowed: it is one of pgward's own identities", id)
 			}
 		}
 		return nil
 	}
 	re, err := regexp.Compile("(?i)" + expr)
 	if err != nil {
-		return fmt.Errorf("system user %q: a regular expression pgward cannot check (%w): simplify it", sys, err)
+		return errors.New("system user: a regular expression pgward cannot check (Go's syntax, a subset of PostgreSQL's): simplify it")
 	}
 	for _, id := range reservedIdentities {
 		if re.MatchString(id) {
-			return fmt.Errorf("system user %q is not allowed: the expression matches %q, one of pgward's own identities", sys, id)
+			return fmt.Errorf("system user: the regular expression matches %q, one of pgward's own identities", id)
 		}
 	}
 	return nil
@@ -97,10 +97,10 @@ func checkIdentField(field string) error {
 		return err
 	}
 	if len(names) != 1 {
-		return fmt.Errorf("%q: put a value containing a comma in double quotes", field)
+		return errors.New("put a value containing a comma in double quotes")
 	}
 	if strings.HasPrefix(names[0].text, "@") {
-		return fmt.Errorf("%q: @file inclusions are not allowed: they read other files of the server", field)
+		return errors.New("@file inclusions are not allowed: they read other files of the server")
 	}
 	return nil
 }

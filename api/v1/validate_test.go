@@ -252,10 +252,31 @@ func TestValidate(t *testing.T) {
 }
 
 func TestValidateOmitsSecrets(t *testing.T) {
-	c := validCluster()
-	c.Spec.PostgresConfiguration.PgHBA = []string{"hostssl all all all ldap ldapbindpasswd=hunter2 oops"}
-	if msg := c.Validate().ToAggregate().Error(); strings.Contains(msg, "hunter2") {
-		t.Fatalf("error echoes the pg_hba line: %s", msg)
+	for name, mutate := range map[string]func(c *Cluster){
+		"pg_hba line": func(c *Cluster) {
+			c.Spec.PostgresConfiguration.PgHBA = []string{"hostssl all all all ldap ldapbindpasswd=hunter2 oops"}
+		},
+		"pg_ident line":     func(c *Cluster) { c.Spec.PostgresConfiguration.PgIdent = []string{"m hunter2 app extra"} },
+		"pg_ident regexp":   func(c *Cluster) { c.Spec.PostgresConfiguration.PgIdent = []string{`m "/hunter2(" app`} },
+		"numeric parameter": func(c *Cluster) { c.Spec.PostgresConfiguration.Parameters = map[string]string{"work_mem": "hunter2"} },
+		"boolean parameter": func(c *Cluster) { c.Spec.PostgresConfiguration.Parameters = map[string]string{"fsync": "hunter2"} },
+		"enum parameter":    func(c *Cluster) { c.Spec.PostgresConfiguration.Parameters = map[string]string{"wal_level": "hunter2"} },
+		"unit":              func(c *Cluster) { c.Spec.PostgresConfiguration.Parameters = map[string]string{"work_mem": "1hunter2"} },
+		"value with newline": func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"application_name": "hunter2\n"}
+		},
+		"extension parameter": func(c *Cluster) { c.Spec.PostgresConfiguration.Parameters = map[string]string{"x.y": "hunter2\n"} },
+	} {
+		c := validCluster()
+		mutate(c)
+		errs := c.Validate()
+		if len(errs) == 0 {
+			t.Errorf("%s: accepted, the check below proves nothing", name)
+			continue
+		}
+		if msg := errs.ToAggregate().Error(); strings.Contains(msg, "hunter2") {
+			t.Errorf("%s: the error echoes the value: %s", name, msg)
+		}
 	}
 }
 

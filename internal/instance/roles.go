@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -142,12 +143,16 @@ func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 // with NUL are rejected by validation before they get here.
 func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// redact hides password verifiers from error messages.
+// redact hides password verifiers from error messages: everything from
+// the first PASSWORD followed by a string constant (any case, any spacing)
+// to the end of the statement.
 func redact(stmt string) string {
-	if i := strings.Index(stmt, "PASSWORD '"); i >= 0 {
-		return stmt[:i] + "PASSWORD <redacted>"
+	if loc := passwordLiteralRE.FindStringIndex(stmt); loc != nil {
+		return stmt[:loc[0]] + "PASSWORD <redacted>"
 	}
 	return stmt
 }
+
+var passwordLiteralRE = regexp.MustCompile(`(?is)\bpassword\s*(e)?'`)
 
 var errNoBootstrap = errors.New("spec.bootstrap.initdb is missing (defaults not applied?)")

@@ -34,13 +34,13 @@ func TestEnsurePKIGeneratesOnceAndRenewsWhenDue(t *testing.T) {
 		t.Fatalf("names %+v notes %v", names, notes)
 	}
 	first, _ := store.Get("demo-server")
-	if _, notes, _ = ensurePKI(store, cluster(t, nil), rand.Reader, now.Add(time.Hour)); len(notes) != 0 {
-		t.Fatalf("a second run reissued %v", notes)
+	if _, notes, err = ensurePKI(store, cluster(t, nil), rand.Reader, now.Add(time.Hour)); err != nil || len(notes) != 0 {
+		t.Fatalf("a second run reissued %v (%v)", notes, err)
 	}
 	// Within RenewBefore of expiry every leaf is reissued; the CA too.
 	later := now.Add(pki.Validity - pki.RenewBefore + time.Hour)
-	if _, notes, _ = ensurePKI(store, cluster(t, nil), rand.Reader, later); len(notes) != 4 {
-		t.Fatalf("renewal reissued %v", notes)
+	if _, notes, err = ensurePKI(store, cluster(t, nil), rand.Reader, later); err != nil || len(notes) != 4 {
+		t.Fatalf("renewal reissued %v (%v)", notes, err)
 	}
 	second, _ := store.Get("demo-server")
 	if string(first["tls.crt"]) == string(second["tls.crt"]) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,8 +36,24 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := newStateDir(t, "catchall")
-	mustPgward(t, "local", "up", "-f", manifest, "--dir", dir)
+	// Without --dir, from a directory of its own: the state goes to
+	// ./.pgward/narrow, whose parent must let the run-as user through and
+	// nobody else in or write (0711).
+	cwd := newStateDir(t, "catchall")
+	if err := os.Mkdir(cwd, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	up := exec.CommandContext(context.Background(), pgwardBin, "local", "up", "-f", manifest)
+	up.Dir = cwd
+	if out, err := up.CombinedOutput(); err != nil {
+		t.Fatalf("up: %v\n%s", err, out)
+	}
+	dir := filepath.Join(cwd, ".pgward", "narrow")
+	if fi, err := os.Stat(filepath.Join(cwd, ".pgward")); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o711 {
+		t.Errorf("./.pgward: mode %v, want 0711", fi.Mode().Perm())
+	}
 	t.Cleanup(func() { _, _ = pgward(context.Background(), "local", "down", "--purge", "--dir", dir) })
 	if st := status(t, dir); len(st.Instances) != 2 {
 		t.Fatalf("want 2 instances (a replica streaming), got %+v", st)

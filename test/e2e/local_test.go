@@ -296,8 +296,12 @@ func checkStatusAPI(t *testing.T, dir string, port int) {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(secret("cluster-example-ca", "ca.crt"))
+	var request func(method, path string, version uint16, certs ...tls.Certificate) (int, string, error)
 	get := func(path string, certs ...tls.Certificate) (int, string, error) {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, ServerName: "localhost"}
+		return request(http.MethodGet, path, tls.VersionTLS13, certs...)
+	}
+	request = func(method, path string, version uint16, certs ...tls.Certificate) (int, string, error) {
+		cfg := &tls.Config{MinVersion: version, MaxVersion: version, RootCAs: roots, ServerName: "localhost"}
 		if len(certs) > 0 {
 			// Always present the certificate, even one the server's list of
 			// acceptable CAs does not name, so the server has to judge it.
@@ -305,7 +309,7 @@ func checkStatusAPI(t *testing.T, dir string, port int) {
 		}
 		cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 		defer cl.CloseIdleConnections()
-		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, "https://127.0.0.1:"+strconv.Itoa(port)+path, nil)
+		req, _ := http.NewRequestWithContext(context.Background(), method, "https://127.0.0.1:"+strconv.Itoa(port)+path, strings.NewReader("{}"))
 		resp, err := cl.Do(req)
 		if err != nil {
 			return 0, "", err
@@ -332,6 +336,24 @@ func checkStatusAPI(t *testing.T, dir string, port int) {
 	}
 	if code, body, err := get("/pg/status", pair("cluster-example-controller")); err != nil || code != http.StatusOK || !strings.Contains(body, `"role":"primary"`) {
 		t.Errorf("/pg/status as the controller: want 200 primary, got %d %q %v", code, body, err)
+	}
+	// /pg/command executes what it is told: the same certificate rules.
+	// (An empty command is refused as bad input, which proves the
+	// controller's certificate reached the handler, and changes nothing.)
+	if code, body, err := request(http.MethodPost, "/pg/command", tls.VersionTLS13); err != nil || code != http.StatusUnauthorized {
+		t.Errorf("/pg/command without a certificate: want 401, got %d %q %v", code, body, err)
+	}
+	if code, body, err := request(http.MethodPost, "/pg/command", tls.VersionTLS13, pair("cluster-example-replication")); err != nil || code != http.StatusForbidden {
+		t.Errorf("/pg/command with streaming_replica's certificate: want 403, got %d %q %v", code, body, err)
+	}
+	if code, body, err := request(http.MethodPost, "/pg/command", tls.VersionTLS13, pair("cluster-example-controller")); err != nil || code != http.StatusBadRequest {
+		t.Errorf("/pg/command as the controller with an empty command: want 400, got %d %q %v", code, body, err)
+	}
+	// TLS 1.3 only: a client that offers at most TLS 1.2 gets no answer.
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS11} {
+		if _, _, err := request(http.MethodGet, "/healthz", v); err == nil || !strings.Contains(err.Error(), "protocol version") {
+			t.Errorf("TLS version %x accepted by the status port (%v)", v, err)
+		}
 	}
 	foreign := foreignClientCert(t)
 	if _, _, err := get("/pg/status", foreign); err == nil || !strings.Contains(err.Error(), "certificate") {
@@ -363,6 +385,16 @@ func checkModes(t *testing.T, dir string) {
 		case !d.IsDir() && strings.HasPrefix(rel, "secrets"):
 			if mode&0o077 != 0 {
 				t.Errorf("%s: mode %v, want no group/other access", rel, mode)
+			}
+		case !d.IsDir() && d.Type().IsRegular():
+			// Logs, state, manifests, rendered configuration: they hold
+			// statements, names and the cluster's layout.
+			if mode&0o077 != 0 {
+				t.Errorf("%s: mode %v, want 0600 (no group/other access)", rel, mode)
+			}
+		case d.IsDir():
+			if mode&0o022 != 0 {
+				t.Errorf("%s: mode %v, want no group/other write", rel, mode)
 			}
 		}
 		return nil
