@@ -1,7 +1,9 @@
 package v1
 
 import (
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -234,4 +236,45 @@ var pathLikeAllowed = map[string]bool{
 	"search_path":          true, // schemas, not files
 	"log_line_prefix":      true, // a format string
 	"stats_temp_directory": true, // ignored since PostgreSQL 15
+}
+
+// FuzzSettingValue drives the PostgreSQL value parser (numbers, units,
+// Booleans, enums) with arbitrary values for real parameters: it must not
+// panic, must be deterministic, must never echo the value in its error,
+// and must accept a number only if it is within the parameter's bounds
+// once converted (re-checked here from the table by another route).
+func FuzzSettingValue(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"work_mem", "4MB"}, {"work_mem", "0x10zz9secret"}, {"shared_buffers", " 1.5GB "}, {"statement_timeout", "1.5min"},
+		{"enable_seqscan", "tr"}, {"synchronous_commit", "True"}, {"vacuum_cost_delay", "2e1ms"}, {"max_connections", "010"},
+		{"seq_page_cost", "-0.5"}, {"work_mem", "1e400"}, {"work_mem", "-"}, {"work_mem", "9223372036854775808"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, name, value string) {
+		s, ok := settings[name]
+		if !ok || s.context == "internal" {
+			return
+		}
+		err := checkSettingValue(name, value)
+		if again := checkSettingValue(name, value); (err == nil) != (again == nil) {
+			t.Fatalf("%s = %q: not deterministic", name, value)
+		}
+		if err != nil && len(value) >= 4 && strings.Contains(err.Error(), value) && !strings.Contains(s.name+strings.Join(s.enumvals, ", "), value) {
+			t.Fatalf("%s = %q: the error echoes the value: %v", name, value, err)
+		}
+		if err != nil || (s.vartype != "integer" && s.vartype != "real") {
+			return
+		}
+		// An accepted plain decimal number without a unit must lie within
+		// the bounds as written.
+		if v, perr := strconv.ParseFloat(strings.TrimSpace(value), 64); perr == nil && !strings.ContainsAny(value, "xX") {
+			if s.vartype == "integer" {
+				v = math.RoundToEven(v)
+			}
+			if v < s.min || v > s.max {
+				t.Fatalf("%s = %q accepted outside %v..%v", name, value, s.min, s.max)
+			}
+		}
+	})
 }
