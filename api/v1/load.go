@@ -34,7 +34,7 @@ var cnpOnlyFields = specPaths(
 	"managed", "monitoring", "nodeMaintenanceWindow", "plugins",
 	"podSecurityContext", "postgresGID", "postgresUID", "primaryUpdateMethod",
 	"primaryUpdateStrategy", "priorityClassName", "probes",
-	"projectedVolumeTemplate", "replica", "replicationSlots", "resources",
+	"podSelectorRefs", "projectedVolumeTemplate", "replica", "replicationSlots", "resources",
 	"schedulerName", "seccompProfile", "securityContext",
 	"serviceAccountTemplate", "smartShutdownTimeout", "startDelay", "stopDelay",
 	"switchoverDelay", "tablespaces", "topologySpreadConstraints", "walStorage",
@@ -49,6 +49,7 @@ var cnpOnlyFields = specPaths(
 	"postgresql.promotionTimeout", "postgresql.shared_preload_libraries",
 	"postgresql.syncReplicaElectionConstraint",
 	"postgresql.synchronous.failoverQuorum", "postgresql.synchronous.maxStandbyNamesFromCluster",
+	"postgresql.synchronous.nodeFailureDomainKeys", "postgresql.synchronous.podFailureDomainKeys",
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",
 	"storage.pvcTemplate", "storage.resizeInUseVolumes", "storage.storageClass",
 )

@@ -61,7 +61,11 @@ func TestValidateParameter(t *testing.T) {
 		{"search_path", `"$user", public`, ""},
 		{"application_name", "", ""},
 		{"log_line_prefix", "%m [%p] 'quoted' \\ back", ""},
-		{"pg_stat_statements.track", "all", ""},
+		{"pg_trgm.similarity_threshold", "0.5", ""},
+		{"plpgsql.variable_conflict", "use_column", ""},
+		{"pg_stat_statements.track", "all", "belongs to pg_stat_statements, which pgward does not load"},
+		{"auto_explain.log_min_duration", "0", "it would have no effect"},
+		{"pgaudit.log", "all", "it would have no effect"},
 		{"application_name", "héllo wörld", ""},
 		{"search_path", strings.Repeat("9", MaxParameterValueLength), ""},
 

@@ -65,8 +65,8 @@ func parseSettings(tsv string) map[string]setting {
 func checkSettingValue(name, value string) error {
 	s, ok := settings[name]
 	if !ok {
-		if strings.Contains(name, ".") {
-			return nil
+		if module, _, dotted := strings.Cut(name, "."); dotted {
+			return checkModuleParameter(name, module)
 		}
 		if near := nearestSetting(name); near != "" {
 			return fmt.Errorf("PostgreSQL 15 has no parameter %q (did you mean %q?)", name, near)
@@ -295,4 +295,21 @@ func editDistance(a, b string) int {
 		prev = cur
 	}
 	return prev[len(b)]
+}
+
+// loadedOnUse are the modules shipped with PostgreSQL whose parameters take
+// effect without shared_preload_libraries: the server loads them when a
+// function of theirs is first called.
+var loadedOnUse = map[string]bool{"plpgsql": true, "pg_trgm": true}
+
+// checkModuleParameter refuses a module's parameter that would do nothing:
+// pgward manages shared_preload_libraries (it loads code) and preloads no
+// library yet, so pg_stat_statements.*, auto_explain.*, pgaudit.* and any
+// other module's settings would be accepted by the server as placeholders
+// and ignored.
+func checkModuleParameter(name, module string) error {
+	if loadedOnUse[module] {
+		return nil
+	}
+	return fmt.Errorf("parameter %q belongs to %s, which pgward does not load (shared_preload_libraries is managed and empty): it would have no effect", name, module)
 }

@@ -134,7 +134,38 @@ func (c *Cluster) validateMetadata(path *field.Path) field.ErrorList {
 	if c.Namespace != "" {
 		errs = append(errs, dnsErrors(path.Child("namespace"), c.Namespace, validation.IsDNS1123Label)...)
 	}
+	keys := make([]string, 0, len(c.Annotations))
+	for k := range c.Annotations {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if msg := operatorAnnotation(k); msg != "" {
+			errs = append(errs, field.Invalid(path.Child("annotations").Key(k), field.OmitValueType{}, msg))
+		}
+	}
 	return errs
+}
+
+// operatorAnnotation explains why an annotation addressed to an operator
+// is refused, or returns "". CloudNativePG drives operations through
+// annotations (cnpg.io/hibernation, cnpg.io/fencedInstances,
+// cnpg.io/reconciliationLoop...); pgward implements none of them, and
+// accepting one would let a user believe an instance is fenced or a
+// cluster hibernated when nothing happened. pgward reads no annotation of
+// its own either, so any under its prefix is a mistake too.
+func operatorAnnotation(key string) string {
+	prefix, _, ok := strings.Cut(key, "/")
+	if !ok {
+		return ""
+	}
+	switch {
+	case prefix == "cnpg.io" || strings.HasSuffix(prefix, ".cnpg.io") || prefix == "k8s.enterprisedb.io":
+		return "a CloudNativePG annotation that pgward does not implement: it would be ignored (remove it)"
+	case prefix == "pgward.io" || strings.HasSuffix(prefix, ".pgward.io"):
+		return "pgward reads no annotation: it would be ignored (remove it)"
+	}
+	return ""
 }
 
 // dnsErrors turns the messages of an apimachinery name check into errors.

@@ -153,7 +153,18 @@ func TestValidate(t *testing.T) {
 		}, []string{"spec.postgresql.parameters[superuser_reserved_connections]|must be at least 3"}},
 		{"unknown and bad parameters", func(c *Cluster) {
 			c.Spec.PostgresConfiguration.Parameters = map[string]string{"work_mem": "4XB", "shared_bufers": "1GB", "pg_stat_statements.max": "x"}
-		}, []string{"spec.postgresql.parameters[shared_bufers]|did you mean \"shared_buffers\"", "spec.postgresql.parameters[work_mem]|invalid unit"}},
+		}, []string{
+			"spec.postgresql.parameters[pg_stat_statements.max]|which pgward does not load",
+			"spec.postgresql.parameters[shared_bufers]|did you mean \"shared_buffers\"", "spec.postgresql.parameters[work_mem]|invalid unit",
+		}},
+		{"operator annotations", func(c *Cluster) {
+			c.Annotations = map[string]string{"cnpg.io/hibernation": "on", "cnpg.io/fencedInstances": `["*"]`,
+				"pgward.io/anything": "x", "kubectl.kubernetes.io/last-applied-configuration": "{}", "team": "db"}
+		}, []string{
+			"metadata.annotations[cnpg.io/fencedInstances]|CloudNativePG annotation that pgward does not implement",
+			"metadata.annotations[cnpg.io/hibernation]|CloudNativePG annotation",
+			"metadata.annotations[pgward.io/anything]|pgward reads no annotation",
+		}},
 		{"catch-all networks", func(c *Cluster) {
 			c.Spec.PostgresConfiguration.CatchAllNetworks = []string{"10.0.0.0/8", "10.1.2.3/8", "samenet", "fd00::/8"}
 		}, []string{"spec.postgresql.catchAllNetworks[1]|host bits set: the network is 10.0.0.0/8",

@@ -21,12 +21,12 @@ func sampleCluster() *v1.Cluster {
 		Instances: 3,
 		PostgresConfiguration: v1.PostgresConfiguration{
 			Parameters: map[string]string{
-				"shared_buffers":             "256MB",
-				"max_connections":            "200",
-				"log_min_duration_statement": "250ms",
-				"search_path":                `"$user", public`,
-				"pg_stat_statements.track":   "all",
-				"application_name":           `it's a \ test`,
+				"shared_buffers":               "256MB",
+				"max_connections":              "200",
+				"log_min_duration_statement":   "250ms",
+				"search_path":                  `"$user", public`,
+				"pg_trgm.similarity_threshold": "0.4",
+				"application_name":             `it's a \ test`,
 			},
 			PgHBA: []string{
 				"hostssl app app 10.0.0.0/8 scram-sha-256",

@@ -36,17 +36,17 @@ func TestQuoteConfigString(t *testing.T) {
 
 func TestIsParameterName(t *testing.T) {
 	for name, want := range map[string]bool{
-		"work_mem":                 true,
-		"pg_stat_statements.track": true,
-		"_x9":                      true,
-		"":                         false,
-		"9lives":                   false,
-		"Work_Mem":                 false,
-		"a.b.c":                    false,
-		"a.":                       false,
-		"a b":                      false,
-		"a=b":                      false,
-		"work_mem\n":               false,
+		"work_mem":                     true,
+		"pg_trgm.similarity_threshold": true,
+		"_x9":                          true,
+		"":                             false,
+		"9lives":                       false,
+		"Work_Mem":                     false,
+		"a.b.c":                        false,
+		"a.":                           false,
+		"a b":                          false,
+		"a=b":                          false,
+		"work_mem\n":                   false,
 	} {
 		if got := isParameterName(name); got != want {
 			t.Errorf("isParameterName(%q) = %v, want %v", name, got, want)
