@@ -164,6 +164,19 @@ func decodeCluster(obj map[string]any) (*Cluster, error) {
 // rest, so a second document must be detected here: it would otherwise be
 // a part of the file that is never validated.
 func singleDocument(data []byte) ([]byte, error) {
+	docs := SplitDocuments(data)
+	switch len(docs) {
+	case 0:
+		return nil, errors.New("the manifest is empty")
+	case 1:
+		return docs[0], nil
+	}
+	return nil, fmt.Errorf("the manifest holds %d YAML documents: give exactly one Cluster", len(docs))
+}
+
+// SplitDocuments returns the YAML documents of data that have content, in
+// order ("---" and "..." markers in the first column).
+func SplitDocuments(data []byte) [][]byte {
 	var (
 		docs       [][]byte
 		current    []byte
@@ -190,13 +203,7 @@ func singleDocument(data []byte) ([]byte, error) {
 		}
 	}
 	flush()
-	switch len(docs) {
-	case 0:
-		return nil, errors.New("the manifest is empty")
-	case 1:
-		return docs[0], nil
-	}
-	return nil, fmt.Errorf("the manifest holds %d YAML documents: give exactly one Cluster", len(docs))
+	return docs
 }
 
 // isDocumentMarker reports whether a line starts or ends a YAML document.

@@ -23,7 +23,7 @@ func NewRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(NewLocalCmd(), NewInstanceCmd(), NewBenchCmd(), NewOperatorCmd())
+	root.AddCommand(NewLocalCmd(), NewInstanceCmd(), NewBenchCmd(), NewOperatorCmd(), newValidateCmd())
 	return root
 }
 

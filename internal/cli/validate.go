@@ -1,0 +1,192 @@
+package cli
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	v1 "github.com/pgward/pgward/api/v1"
+)
+
+// newValidateCmd is `pgward validate`: the validation both runtimes run on
+// a manifest, with no side effect (no directory, no server, no API call).
+func newValidateCmd() *cobra.Command {
+	var file string
+	c := &cobra.Command{
+		Use:   "validate -f MANIFEST",
+		Short: "Check a Cluster manifest (and the Secrets in the same file) as both runtimes would, changing nothing",
+		Long: `Check a Cluster manifest as pgward local up and the operator's admission
+webhook do, without creating anything. The file may hold, besides the
+Cluster, the Secrets it refers to (its app or superuser credentials, its
+certificates), as CloudNativePG's samples do; each is checked for what pgward
+reads from it. CloudNativePG's apiVersion (postgresql.cnpg.io/v1) is read
+too. Exit status 0 when valid, 1 with every problem named otherwise.`,
+		Example: `  pgward validate -f cluster.yaml
+  pgward validate -f - < cluster.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			data, err := readManifest(file)
+			if err != nil {
+				return err
+			}
+			summary, err := validateManifestFile(data)
+			if err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintln(cmd.OutOrStdout(), summary)
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&file, "file", "f", "", "the manifest (YAML or JSON; - for standard input)")
+	_ = c.MarkFlagRequired("file")
+	return c
+}
+
+// typeMeta is what tells documents apart.
+type typeMeta struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+}
+
+// secretDoc is what pgward reads from a Secret in the same file.
+type secretDoc struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name        string            `json:"name"`
+		Namespace   string            `json:"namespace"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Type       string            `json:"type"`
+	Data       map[string]string `json:"data"`
+	StringData map[string]string `json:"stringData"`
+}
+
+func (s secretDoc) has(key string) bool {
+	_, a := s.Data[key]
+	_, b := s.StringData[key]
+	return a || b
+}
+
+// username is the Secret's username, from stringData or data (base64).
+func (s secretDoc) username() (string, bool) {
+	if u, ok := s.StringData["username"]; ok {
+		return u, true
+	}
+	if b64, ok := s.Data["username"]; ok {
+		if u, err := base64.StdEncoding.DecodeString(b64); err == nil {
+			return string(u), true
+		}
+	}
+	return "", false
+}
+
+// validateManifestFile checks every document: exactly one Cluster, any
+// number of Secrets, nothing else.
+func validateManifestFile(data []byte) (string, error) {
+	docs := v1.SplitDocuments(data)
+	if len(docs) == 0 {
+		return "", errors.New("the manifest is empty")
+	}
+	var (
+		problems, skipped []string
+		cluster           *v1.Cluster
+		secrets           = map[string]secretDoc{}
+	)
+	for i, doc := range docs {
+		var tm typeMeta
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			problems = append(problems, fmt.Sprintf("document %d: %v", i+1, err))
+			continue
+		}
+		switch {
+		case tm.Kind == v1.Kind:
+			if cluster != nil {
+				problems = append(problems, fmt.Sprintf("document %d: a second Cluster: give one per file", i+1))
+				continue
+			}
+			c, err := v1.LoadAndValidate(doc)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("document %d (Cluster %q): %v", i+1, tm.Metadata.Name, err))
+				continue
+			}
+			cluster = c
+		case tm.Kind == "Secret" && tm.APIVersion == "v1":
+			var s secretDoc
+			if err := yaml.UnmarshalStrict(doc, &s); err != nil {
+				problems = append(problems, fmt.Sprintf("document %d (Secret %q): %v", i+1, tm.Metadata.Name, err))
+				continue
+			}
+			secrets[s.Metadata.Name] = s
+		default:
+			// Issuers, Certificates, PodMonitors... are applied with
+			// kubectl; pgward reads only the Cluster and its Secrets.
+			skipped = append(skipped, fmt.Sprintf("skipped: %s %q (not read by pgward)", tm.Kind, tm.Metadata.Name))
+		}
+	}
+	if cluster == nil && len(problems) == 0 {
+		problems = append(problems, "no Cluster in the file")
+	}
+	if cluster != nil {
+		problems = append(problems, checkSecretDocs(cluster, secrets)...)
+	}
+	if len(problems) > 0 {
+		return "", fmt.Errorf("invalid:\n  %s", strings.Join(problems, "\n  "))
+	}
+	summary := fmt.Sprintf("Cluster %q is valid (%d instance(s)); %d Secret(s) checked", cluster.Name, cluster.Spec.Instances, len(secrets))
+	return strings.Join(append([]string{summary}, skipped...), "\n"), nil
+}
+
+// checkSecretDocs checks the Secrets of the file that the Cluster names:
+// credentials need a username (the role they are for) and a password,
+// certificates a certificate and, except a CA given without its key, a key.
+func checkSecretDocs(c *v1.Cluster, secrets map[string]secretDoc) []string {
+	type need struct {
+		name, what string
+		keys       []string
+		user       string
+	}
+	var needs []need
+	if b := c.Spec.Bootstrap; b != nil && b.InitDB != nil && b.InitDB.Secret != nil {
+		needs = append(needs, need{b.InitDB.Secret.Name, "spec.bootstrap.initdb.secret", []string{"username", "password"}, b.InitDB.Owner})
+	}
+	if s := c.Spec.SuperuserSecret; s != nil {
+		needs = append(needs, need{s.Name, "spec.superuserSecret", []string{"username", "password"}, v1.SuperuserRole})
+	}
+	if cert := c.Spec.Certificates; cert != nil {
+		for _, n := range []need{
+			{cert.ServerTLSSecret, "spec.certificates.serverTLSSecret", []string{"tls.crt", "tls.key"}, ""},
+			{cert.ReplicationTLSSecret, "spec.certificates.replicationTLSSecret", []string{"tls.crt", "tls.key"}, ""},
+			{cert.ServerCASecret, "spec.certificates.serverCASecret", []string{"ca.crt"}, ""},
+			{cert.ClientCASecret, "spec.certificates.clientCASecret", []string{"ca.crt"}, ""},
+		} {
+			if n.name != "" {
+				needs = append(needs, n)
+			}
+		}
+	}
+	var problems []string
+	for _, n := range needs {
+		s, ok := secrets[n.name]
+		if !ok {
+			continue // it must exist where the cluster runs; not this file's business
+		}
+		for _, k := range n.keys {
+			if !s.has(k) {
+				problems = append(problems, fmt.Sprintf("Secret %q (%s) has no key %q", n.name, n.what, k))
+			}
+		}
+		if u, ok := s.username(); ok && n.user != "" && u != n.user {
+			problems = append(problems, fmt.Sprintf("Secret %q (%s) is for user %q, not %q", n.name, n.what, u, n.user))
+		}
+	}
+	return problems
+}

@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+const validCluster = `apiVersion: postgresql.pgward.io/v1
+kind: Cluster
+metadata:
+  name: shop
+spec:
+  instances: 2
+  bootstrap:
+    initdb:
+      database: app
+      owner: app
+      secret:
+        name: app-creds
+`
+
+func TestValidateManifestFile(t *testing.T) {
+	for _, tc := range []struct {
+		name, file, want string
+	}{
+		{"a Cluster alone", validCluster, `Cluster "shop" is valid (2 instance(s)); 0 Secret(s) checked`},
+		{"with its Secret", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: app-creds\ntype: kubernetes.io/basic-auth\nstringData:\n  username: app\n  password: s3cret-s3cret\n",
+			"1 Secret(s) checked"},
+		{"a Secret for another user", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: app-creds\ndata:\n  username: b3RoZXI=\n  password: eA==\n",
+			`Secret "app-creds" (spec.bootstrap.initdb.secret) is for user "other", not "app"`},
+		{"a Secret without a password", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: app-creds\nstringData:\n  username: app\n",
+			`Secret "app-creds" (spec.bootstrap.initdb.secret) has no key "password"`},
+		{"an unknown field in a Secret", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: x\nstrngData:\n  a: b\n", `unknown field "strngData"`},
+		{"another kind", validCluster + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n", `skipped: ConfigMap "c" (not read by pgward)`},
+		{"a labelled Secret", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  namespace: db\n  labels:\n    a: b\n  annotations:\n    c: d\n", "1 Secret(s) checked"},
+		{"two Clusters", validCluster + "---\n" + validCluster, "a second Cluster"},
+		{"no Cluster", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n", "no Cluster in the file"},
+		{"an invalid Cluster", strings.Replace(validCluster, "instances: 2", "instances: 0", 1), "spec.instances: must be at least 1"},
+		{"empty", "# nothing\n", "the manifest is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := validateManifestFile([]byte(tc.file))
+			got := out
+			if err != nil {
+				got = err.Error()
+			}
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("got %q, want it to contain %q", got, tc.want)
+			}
+		})
+	}
+}
