@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -269,11 +270,11 @@ func checkLDAPOptions(opts map[string]string) error {
 		}
 		return false
 	}
-	if _, ok := opts["ldapurl"]; ok {
+	if raw, ok := opts["ldapurl"]; ok {
 		if has("ldapserver", "ldapport", "ldapbasedn", "ldapsearchattribute", "ldapsearchfilter", "ldapscheme") {
 			return errors.New(`option "ldapurl" holds the server, port, scheme, base DN and search: do not give them separately too`)
 		}
-		return nil
+		return checkLDAPURL(strings.Trim(raw, `"`))
 	}
 	switch {
 	case !has("ldapserver"):
@@ -290,6 +291,29 @@ func checkLDAPOptions(opts map[string]string) error {
 
 // checkRADIUSOptions checks that a radius rule has its servers and secrets,
 // and as many ports and identifiers as servers (or one, or none).
+// checkLDAPURL refuses what PostgreSQL's LDAP library cannot parse when
+// it loads pg_hba.conf: an RFC 4516 URL, ldap:// or ldaps://, a port
+// number, and a scope of base, one or sub (ldap://host:port/basedn?attribute?scope?filter).
+func checkLDAPURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "ldap" && u.Scheme != "ldaps") || u.Host == "" {
+		return errors.New(`option "ldapurl" must be an ldap:// or ldaps:// URL with a host`)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return errors.New(`option "ldapurl": the port must be a number from 1 to 65535`)
+		}
+	}
+	parts := strings.Split(u.RawQuery, "?")
+	if len(parts) > 3 {
+		return errors.New(`option "ldapurl": too many "?" parts (attribute?scope?filter)`)
+	}
+	if len(parts) >= 2 && !slices.Contains([]string{"", "base", "one", "sub"}, parts[1]) {
+		return errors.New(`option "ldapurl": the scope must be base, one or sub`)
+	}
+	return nil
+}
+
 func checkRADIUSOptions(opts map[string]string) error {
 	count := func(name string) int {
 		v, ok := opts[name]

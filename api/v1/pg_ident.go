@@ -75,6 +75,11 @@ func checkIdentSystemUser(sys string) error {
 		}
 		return nil
 	}
+	for _, c := range goOnlyRegexp {
+		if strings.Contains(expr, c.syntax) {
+			return fmt.Errorf("system user: the regular expression uses %s, which PostgreSQL's regular expressions do not have", c.what)
+		}
+	}
 	re, err := regexp.Compile("(?i)" + expr)
 	if err != nil {
 		return errors.New("system user: a regular expression pgward cannot check (Go's syntax, a subset of PostgreSQL's): simplify it")
@@ -85,6 +90,20 @@ func checkIdentSystemUser(sys string) error {
 		}
 	}
 	return nil
+}
+
+// goOnlyRegexp is syntax Go's regular expressions accept and PostgreSQL's
+// (Spencer's ARE) refuse: pgward checks the expression with Go's engine, so
+// it must not let through what the server cannot load.
+var goOnlyRegexp = []struct{ syntax, what string }{
+	{"(?P<", "a named group (?P<name>...)"},
+	{"(?<", "a named group (?<name>...)"},
+	{`\p`, `a Unicode class \p{...}`},
+	{`\P`, `a Unicode class \P{...}`},
+	{`\z`, `\z (use $)`},
+	{`\Q`, `\Q...\E quoting`},
+	{`\C`, `\C (any byte)`},
+	{"(?U", "the flag U (ungreedy)"},
 }
 
 var identFieldNames = [3]string{"map", "system user", "PostgreSQL user"}

@@ -46,7 +46,8 @@ func TestValidateIdentLine(t *testing.T) {
 		{`certs /^(.*)$ \1`, `the regular expression matches "streaming_replica"`},
 		{`certs /replica app`, `the regular expression matches "streaming_replica"`},
 		{`certs "/^pgward-.*" app`, `matches "pgward-controller"`},
-		{`certs /^(?<x>a app`, "a regular expression pgward cannot check"},
+		{`certs /^(?<x>a app`, "a named group"},
+		{`certs /^(a app`, "a regular expression pgward cannot check"},
 		{`certs /^[a-z]+@example\.com$ app`, ""},
 	}
 	for _, tt := range tests {

@@ -121,6 +121,8 @@ func TestHBAValidationAgainstPostgreSQL(t *testing.T) {
 	}
 	refusedByPostgres := []string{
 		"hostssl all all all scram-sha-256 map=m",
+		`hostssl all all all ldap ldapurl="ldap://x/dc=x?uid?bogus"`,
+		`hostssl all all all ldap ldapurl="http://x/dc=x"`,
 		"hostssl all all all md5 pamservice=x",
 		"hostssl all all all cert krb_realm=X",
 		"host all all all scram-sha-256 clientcert=verify-full",
@@ -188,6 +190,40 @@ func TestHBAValidationAgainstPostgreSQL(t *testing.T) {
 		}
 	}
 	t.Logf("%d accepted and %d refused lines agree with PostgreSQL %s", len(accepted), len(refusedByPostgres), serverVersion(t, sql))
+
+	// pg_ident: pgward checks system-user expressions with Go's engine;
+	// each one it accepts must load in PostgreSQL's.
+	ident := filepath.Join(dir, "data", "pg_ident.conf")
+	identCheck := func(line string) string {
+		t.Helper()
+		if err := os.WriteFile(ident, []byte(line+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if os.Geteuid() == 0 {
+			_ = exec.CommandContext(context.Background(), "chown", runAsUser(t), ident).Run()
+		}
+		out, err := sql("SELECT coalesce(string_agg(error, '; '), '') FROM pg_ident_file_mappings WHERE error IS NOT NULL")
+		if err != nil {
+			t.Fatalf("pg_ident_file_mappings: %v %s", err, out)
+		}
+		return out
+	}
+	for _, line := range []string{`m "/^(.*)@example\.com$" \1`, `m /^[a-z]+@corp$ app`, `m "/^(alice|bob)$" app`, `m "/^x{2,3}$" app`, `m "/(?i)^ab$" app`} {
+		if err := v1.ValidateIdentLine(line); err != nil {
+			t.Errorf("pgward refuses %q: %v", line, err)
+		}
+		if e := identCheck(line); e != "" {
+			t.Errorf("PostgreSQL refuses %q (%s), which pgward accepts", line, e)
+		}
+	}
+	for _, line := range []string{`m "/^(?P<n>alice)$" app`, `m "/^(?<n>alice)$" app`, `m /^\p{L}+$ app`, `m /^alice\z app`, `m /^\Qa.b\E$ app`, `m "/(?U)^ab$" app`} {
+		if err := v1.ValidateIdentLine(line); err == nil {
+			t.Errorf("pgward accepts %q", line)
+		}
+		if e := identCheck(line); e == "" {
+			t.Logf("PostgreSQL loads %q; pgward refuses it anyway", line)
+		}
+	}
 }
 
 func serverVersion(t *testing.T, sql func(string) (string, error)) string {
