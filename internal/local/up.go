@@ -4,17 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	v1 "github.com/pgward/pgward/api/v1"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/instance"
 	"github.com/pgward/pgward/internal/instanceapi"
 )
@@ -192,6 +193,7 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 	}
 	defer cl.CloseIdle()
 	last := map[string]string{}
+	refusing := map[string]refusal{}
 	for {
 		sts, _ := observe(ctx, cl, p.state)
 		target := targetPrimary(l, p.state)
@@ -202,6 +204,10 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 				say(fmt.Sprintf("  %-24s %s", is.Name, line))
 				last[is.Name] = line
 			}
+			if err := refusing[is.Name].update(sts[i], time.Now()); err != nil {
+				return fmt.Errorf("instance %s cannot start: %w", is.Name, explainStartFailure(p.cluster, err))
+			}
+			refusing[is.Name] = refusing[is.Name].next(sts[i], time.Now())
 			if !instanceUp(sts[i], target == is.Name, sts, p.state, target) {
 				done = false
 			}
@@ -231,6 +237,82 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
+}
+
+// startRefusedFor is how long the server may keep refusing to start with
+// the same message before `up` gives up: long enough for the manager's
+// backoff to have tried several times (200 ms, 400 ms, 800 ms, 1.6 s,
+// 3.2 s), far shorter than a timeout.
+const startRefusedFor = 8 * time.Second
+
+// refusal tracks one instance's latest failure to start PostgreSQL.
+type refusal struct {
+	msg   string
+	since time.Time
+}
+
+// serverRefusal returns the server's own message when st says postgres
+// exited while starting, or "".
+func serverRefusal(st *instanceapi.Status) string {
+	if st == nil || !strings.Contains(st.Error, "postgres exited while starting") {
+		return ""
+	}
+	if i := strings.Index(st.Error, "FATAL:"); i >= 0 {
+		msg := st.Error[i:]
+		if j := strings.Index(msg, " (see "); j >= 0 {
+			msg = msg[:j]
+		}
+		return msg
+	}
+	return ""
+}
+
+// next records what st says now.
+func (r refusal) next(st *instanceapi.Status, now time.Time) refusal {
+	msg := serverRefusal(st)
+	switch {
+	case msg == "":
+		return refusal{}
+	case msg != r.msg:
+		return refusal{msg: msg, since: now}
+	}
+	return r
+}
+
+// update returns the server's message once it has refused to start with
+// it for startRefusedFor.
+func (r refusal) update(st *instanceapi.Status, now time.Time) error {
+	if r.msg != "" && serverRefusal(st) == r.msg && now.Sub(r.since) >= startRefusedFor {
+		return errors.New(r.msg)
+	}
+	return nil
+}
+
+// explainStartFailure names the manifest's fields a start failure is
+// about: a parameter the message names, or the memory settings the
+// manifest sets when shared memory could not be had.
+func explainStartFailure(c *v1.Cluster, err error) error {
+	msg := err.Error()
+	params := c.Spec.PostgresConfiguration.Parameters
+	var fields []string
+	for name := range params {
+		if strings.Contains(strings.ToLower(msg), `"`+strings.ToLower(name)+`"`) {
+			fields = append(fields, fmt.Sprintf("spec.postgresql.parameters[%s]", name))
+		}
+	}
+	if len(fields) == 0 && strings.Contains(msg, "shared memory") {
+		for _, name := range []string{"shared_buffers", "max_connections", "max_locks_per_transaction", "max_pred_locks_per_transaction",
+			"max_prepared_transactions", "max_wal_senders", "max_worker_processes", "wal_buffers", "huge_pages", "min_dynamic_shared_memory"} {
+			if _, ok := params[name]; ok {
+				fields = append(fields, fmt.Sprintf("spec.postgresql.parameters[%s]", name))
+			}
+		}
+	}
+	sort.Strings(fields)
+	if len(fields) == 0 {
+		return fmt.Errorf("PostgreSQL refuses to start: %s", msg)
+	}
+	return fmt.Errorf("%s: PostgreSQL refuses to start: %s", strings.Join(fields, ", "), msg)
 }
 
 func progressLine(st *instanceapi.Status, primary bool) string {

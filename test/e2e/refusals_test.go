@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestUpRefusesBadManifests runs `pgward local up` on manifests a careless
@@ -74,4 +75,34 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUpFailsFastWhenTheServerWillNotStart: a manifest that passes every
+// check but whose PostgreSQL cannot start (shared memory it cannot have)
+// makes `up` fail in seconds with the server's message and the field, not
+// wait for its timeout.
+func TestUpFailsFastWhenTheServerWillNotStart(t *testing.T) {
+	runAsUser(t)
+	manifest := filepath.Join(workRoot, "too-big.yaml")
+	if err := os.WriteFile(manifest, []byte("apiVersion: postgresql.pgward.io/v1\nkind: Cluster\nmetadata:\n  name: big\nspec:\n"+
+		"  instances: 1\n  postgresql:\n    parameters:\n      max_locks_per_transaction: \"2147483647\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := newStateDir(t, "too-big")
+	t.Cleanup(func() { _, _ = pgward(context.Background(), "local", "down", "--purge", "--dir", dir) })
+	start := time.Now()
+	out, err := pgward(context.Background(), "local", "up", "-f", manifest, "--dir", dir, "--timeout", "2m")
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("up succeeded:\n%s", out)
+	}
+	for _, want := range []string{"spec.postgresql.parameters[max_locks_per_transaction]", "FATAL:", "shared memory"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("up's error lacks %q:\n%s", want, out)
+		}
+	}
+	if took > 40*time.Second {
+		t.Errorf("up took %s to give up", took.Round(time.Second))
+	}
+	t.Logf("up gave up after %s", took.Round(100*time.Millisecond))
 }
