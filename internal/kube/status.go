@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -47,6 +48,9 @@ func (r *ClusterReconciler) updateStatus(ctx context.Context, c, desired *v1.Clu
 	meta.SetStatusCondition(&st.Conditions, metav1.Condition{
 		Type: ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: c.Generation,
 	})
+	if cond, ok := configCondition(obs, c.Generation); ok {
+		meta.SetStatusCondition(&st.Conditions, cond)
+	}
 	if equality.Semantic.DeepEqual(before.Status, c.Status) {
 		return nil
 	}
@@ -54,6 +58,42 @@ func (r *ClusterReconciler) updateStatus(ctx context.Context, c, desired *v1.Clu
 		return fmt.Errorf("writing status of %s: %w", c.Name, err)
 	}
 	return nil
+}
+
+// ConditionConfigurationApplied says whether every instance runs the
+// manifest's configuration, or which one PostgreSQL refused and why (the
+// admission webhook cannot run the server's own checks; each instance
+// manager does, and keeps its last good configuration).
+const ConditionConfigurationApplied = "ConfigurationApplied"
+
+// configCondition sums up the instances' configuration errors; ok is false
+// when no instance answered (nothing is known).
+func configCondition(obs []observation, generation int64) (metav1.Condition, bool) {
+	var refused []string
+	answered := false
+	for _, o := range obs {
+		if o.wire == nil {
+			continue
+		}
+		answered = true
+		if o.wire.ConfigError != "" {
+			refused = append(refused, o.plan.Name+": "+o.wire.ConfigError)
+		}
+	}
+	if !answered {
+		return metav1.Condition{}, false
+	}
+	slices.Sort(refused)
+	if len(refused) == 0 {
+		return metav1.Condition{Type: ConditionConfigurationApplied, Status: metav1.ConditionTrue, Reason: "Applied",
+			Message: "every answering instance runs the manifest's configuration", ObservedGeneration: generation}, true
+	}
+	msg := strings.Join(refused, "; ")
+	if len(msg) > 4096 {
+		msg = msg[:4096]
+	}
+	return metav1.Condition{Type: ConditionConfigurationApplied, Status: metav1.ConditionFalse, Reason: "RefusedByPostgreSQL",
+		Message: msg, ObservedGeneration: generation}, true
 }
 
 // summarize turns the planner's state into a phase and the Ready condition.
