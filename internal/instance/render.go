@@ -17,7 +17,11 @@ func (m *Manager) reconcileRoles(ctx context.Context, conn *pgx.Conn) error {
 	if err != nil {
 		return err
 	}
-	return reconcileRoles(ctx, conn, m.cluster, cred, rand.Reader)
+	if err := reconcileRoles(ctx, conn, m.cluster, cred, rand.Reader); err != nil {
+		return err
+	}
+	m.appliedCreds = credentialsDigest(cred)
+	return nil
 }
 
 func (m *Manager) credentials() (credentials, error) {
