@@ -1,0 +1,118 @@
+package kube_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/kube"
+)
+
+// TestPasswordChangeInSecret: a password changed in the app Secret, the
+// generated one or the user's own (bootstrap.initdb.secret), reaches the
+// pods through their projected volume (the kubelet updates it in place),
+// where the primary's instance manager applies it (TestRotatePassword in
+// test/e2e runs that code against real PostgreSQL). The operator must
+// therefore only keep the derived keys in step and leave the pods alone:
+// nothing that would restart one (pod, instance config) is written.
+func TestPasswordChangeInSecret(t *testing.T) {
+	ns := newNamespace(t, false)
+	ctx := ctxFor(t)
+	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
+
+	t.Run("generated secret", func(t *testing.T) {
+		c := sampleCluster(t, ns)
+		createCluster(t, c)
+		reconcileOnce(t, r, c)
+		before := snapshot(t, ns)
+		const fresh = "rotated-By-The-User-1"
+		setPassword(ctx, t, ns, c.Name+"-app", fresh)
+		reconcileOnce(t, r, c)
+		app := getSecret(ctx, t, ns, c.Name+"-app")
+		if string(app.Data["password"]) != fresh {
+			t.Fatal("the operator replaced the password the user set")
+		}
+		for _, k := range []string{"pgpass", "uri", "jdbc-uri"} {
+			if !strings.Contains(string(app.Data[k]), fresh) {
+				t.Errorf("key %s was not brought in step with the new password", k)
+			}
+		}
+		assertNoRestart(t, before, snapshot(t, ns), c.Name+"-app")
+	})
+
+	t.Run("user-provided secret", func(t *testing.T) {
+		user := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "my-app-creds"},
+			Type:       corev1.SecretTypeBasicAuth,
+			Data:       map[string][]byte{"username": []byte("app"), "password": []byte("first-Password-1")},
+		}
+		if err := admin.Create(ctx, user); err != nil {
+			t.Fatal(err)
+		}
+		c := sampleCluster(t, ns)
+		c.Name = "mine"
+		c.Spec.Bootstrap = &v1.BootstrapConfiguration{InitDB: &v1.BootstrapInitDB{
+			Database: "app", Owner: "app", Secret: &v1.LocalObjectReference{Name: user.Name},
+		}}
+		createCluster(t, c)
+		reconcileOnce(t, r, c)
+		before := snapshot(t, ns)
+		setPassword(ctx, t, ns, user.Name, "second-Password-2")
+		reconcileOnce(t, r, c)
+		after := snapshot(t, ns)
+		assertNoRestart(t, before, after, user.Name)
+		if got := getSecret(ctx, t, ns, user.Name); string(got.Data["password"]) != "second-Password-2" {
+			t.Error("the operator wrote the user's secret")
+		}
+		// A password the manager could not set is refused by name, never
+		// echoed, and still restarts nothing.
+		setPassword(ctx, t, ns, user.Name, "bad\npassword")
+		_, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
+		if err == nil || !strings.Contains(err.Error(), "my-app-creds") || strings.Contains(err.Error(), "bad\npassword") {
+			t.Errorf("an invalid password: %v", err)
+		}
+		assertNoRestart(t, after, snapshot(t, ns), user.Name)
+	})
+}
+
+func setPassword(ctx context.Context, t *testing.T, ns, name, password string) {
+	t.Helper()
+	var s corev1.Secret
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+		t.Fatal(err)
+	}
+	s.Data["password"] = []byte(password)
+	if err := admin.Update(ctx, &s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func getSecret(ctx context.Context, t *testing.T, ns, name string) *corev1.Secret {
+	t.Helper()
+	var s corev1.Secret
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+// assertNoRestart fails if a pod or an instance's config secret changed
+// between two snapshots (the changed credentials secret may).
+func assertNoRestart(t *testing.T, before, after map[string]string, credentials string) {
+	t.Helper()
+	for k, v := range after {
+		if strings.HasSuffix(k, "/"+credentials) || before[k] == v {
+			continue
+		}
+		if strings.HasPrefix(k, "*v1.PodList/") || strings.HasSuffix(k, "-config") {
+			t.Errorf("%s was rewritten: a password change must not restart an instance", k)
+		}
+	}
+}
