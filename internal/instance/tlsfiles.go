@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -23,7 +24,11 @@ type tlsFiles struct {
 	clients *x509.CertPool
 }
 
-// stampOf identifies the files' current contents by their modification times.
+// stampOf identifies the files' current contents by what stat says of
+// them, through any symbolic links (the kubelet's "..data"): modification
+// time, size and inode, so that a file replaced by a rename (the kubelet,
+// cert-manager, an atomic writer) counts as changed even if a tool kept its
+// modification time.
 func (f *tlsFiles) stampOf() (string, error) {
 	var stamp string
 	for _, p := range []string{f.certFile, f.keyFile, f.clientCAFile} {
@@ -31,7 +36,11 @@ func (f *tlsFiles) stampOf() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("TLS material: %w", err)
 		}
-		stamp += fi.ModTime().Format(time.RFC3339Nano) + "|"
+		var ino uint64
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			ino = st.Ino
+		}
+		stamp += fmt.Sprintf("%s/%d/%d|", fi.ModTime().Format(time.RFC3339Nano), fi.Size(), ino)
 	}
 	return stamp, nil
 }
@@ -67,12 +76,17 @@ func (f *tlsFiles) load() (bool, error) {
 // serverConfig is tls.Config.GetConfigForClient: TLS 1.3, the current
 // server certificate, and client certificates verified against the current
 // client CA when offered (the probes need none; /pg/ checks the identity).
+// Files that do not load (a user's certificate replaced one key at a time
+// and caught half-way, a key that does not match) leave the last good
+// material in use: the status port stays up, and the next connection reads
+// the files again.
 func (f *tlsFiles) serverConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
-	if _, err := f.load(); err != nil {
-		return nil, err
-	}
+	_, err := f.load()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.cert == nil {
+		return nil, err
+	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{*f.cert},

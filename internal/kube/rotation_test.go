@@ -2,6 +2,7 @@ package kube_test
 
 import (
 	"context"
+	"crypto/rand"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/kube"
+	"github.com/pgward/pgward/internal/pki"
 )
 
 // TestPasswordChangeInSecret: a password changed in the app Secret, the
@@ -115,4 +117,78 @@ func assertNoRestart(t *testing.T, before, after map[string]string, credentials 
 			t.Errorf("%s was rewritten: a password change must not restart an instance", k)
 		}
 	}
+}
+
+// TestUserCertificateChangeInSecret: a user-provided server certificate
+// replaced in its Secret (cert-manager's renewal) reaches the pods through
+// their projected volume; the instance managers re-read it (see
+// TestUserCertificateReplacedInPlace in test/e2e for the local runtime,
+// the same code). The operator accepts the new certificate, writes
+// nothing of the user's, and restarts nothing.
+func TestUserCertificateChangeInSecret(t *testing.T) {
+	ns := newNamespace(t, false)
+	ctx := ctxFor(t)
+	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
+	ca, err := pki.NewCA(rand.Reader, time.Now(), "user CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := func() map[string][]byte {
+		kp, err := ca.IssueServer(rand.Reader, time.Now(), "cluster-example-rw", []string{"cluster-example-rw"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string][]byte{"tls.crt": kp.CertPEM, "tls.key": kp.KeyPEM}
+	}
+	for _, s := range []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-ca"}, Data: map[string][]byte{"ca.crt": ca.CertPEM}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "user-tls"}, Type: corev1.SecretTypeTLS, Data: leaf()},
+	} {
+		if err := admin.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := sampleCluster(t, ns)
+	c.Spec.Certificates = &v1.CertificatesConfiguration{ServerCASecret: "user-ca", ServerTLSSecret: "user-tls"}
+	createCluster(t, c)
+	reconcileOnce(t, r, c)
+	var pod corev1.Pod
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: c.Name + "-1"}, &pod); err != nil {
+		t.Fatal(err)
+	}
+	if !projectsKey(&pod, "user-tls", "tls.crt") || !projectsKey(&pod, "user-tls", "tls.key") {
+		t.Fatal("the pod does not project the user's certificate and key (the kubelet could not update them in place)")
+	}
+	before := snapshot(t, ns)
+
+	renewed := getSecret(ctx, t, ns, "user-tls")
+	renewed.Data = leaf()
+	if err := admin.Update(ctx, renewed); err != nil {
+		t.Fatal(err)
+	}
+	reconcileOnce(t, r, c)
+	assertNoRestart(t, before, snapshot(t, ns), "user-tls")
+	if got := getSecret(ctx, t, ns, "user-tls"); got.ResourceVersion != renewed.ResourceVersion {
+		t.Error("the operator wrote the user's certificate secret")
+	}
+}
+
+// projectsKey reports whether pod projects key of secret as a file.
+func projectsKey(pod *corev1.Pod, secret, key string) bool {
+	for _, v := range pod.Spec.Volumes {
+		if v.Projected == nil {
+			continue
+		}
+		for _, src := range v.Projected.Sources {
+			if src.Secret == nil || src.Secret.Name != secret {
+				continue
+			}
+			for _, item := range src.Secret.Items {
+				if item.Key == key {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
