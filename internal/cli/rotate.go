@@ -61,3 +61,23 @@ func readPassword(r io.Reader) (string, error) {
 	}
 	return string(b), nil
 }
+
+func newRotateCACmd(dir *string) *cobra.Command {
+	var finish bool
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "rotate-ca",
+		Short: "Replace the cluster's CA in two steps with no restart (start, then --finish once clients have the new ca.crt)",
+		Long: "Without --finish: a new CA signs from now on, ca.crt trusts the new CA and the old one, and once every PostgreSQL " +
+			"has reloaded it the replication and controller certificates are reissued; the server certificate stays on the old CA, " +
+			"so clients holding the old ca.crt keep working. With --finish: the server certificate is reissued under the new CA, " +
+			"then the old CA is trusted nowhere. Each step waits until every running instance confirms it.",
+		Args: cobra.NoArgs,
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, _ []string) error {
+			return local.RotateCA(cmd.Context(), local.RotateCAOptions{Dir: d, Finish: finish, Timeout: timeout, Out: cmd.OutOrStdout()})
+		}),
+	}
+	c.Flags().BoolVar(&finish, "finish", false, "end the rotation: the server certificate moves to the new CA and the old CA is dropped")
+	c.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long to wait for the instances at each step")
+	return c
+}

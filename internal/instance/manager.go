@@ -80,6 +80,8 @@ type Manager struct {
 	// Both belong to the loop's goroutine.
 	appliedCreds [32]byte
 	secretErr    string
+	// pgTLS is the TLS material PostgreSQL last read, at start or reload.
+	pgTLS tlsState
 }
 
 // NewManager loads the cluster spec the config points at.

@@ -1,8 +1,11 @@
 package instance
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -22,6 +25,47 @@ type tlsFiles struct {
 	stamp   string
 	cert    *tls.Certificate
 	clients *x509.CertPool
+	// loaded describes what the last successful load read.
+	loaded tlsState
+}
+
+// tlsState identifies loaded TLS material: gen counts successful loads of
+// changed files, server is the server certificate's fingerprint and cas the
+// client CA certificates'. The manager keeps the one PostgreSQL last read
+// (at start or reload), so a load by the status port cannot hide a change
+// from PostgreSQL, and reports it in its status (CA rotation waits on it).
+type tlsState struct {
+	gen    uint64
+	server string
+	cas    []string
+}
+
+// fingerprint is the hex SHA-256 of a certificate's DER.
+func fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// caFingerprints lists the fingerprints of every certificate in a PEM bundle.
+func caFingerprints(bundle []byte) []string {
+	var out []string
+	for {
+		var block *pem.Block
+		block, bundle = pem.Decode(bundle)
+		if block == nil {
+			return out
+		}
+		if block.Type == "CERTIFICATE" {
+			out = append(out, fingerprint(block.Bytes))
+		}
+	}
+}
+
+// state returns what the last successful load read.
+func (f *tlsFiles) state() tlsState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.loaded
 }
 
 // stampOf identifies the files' current contents by what stat says of
@@ -60,16 +104,17 @@ func (f *tlsFiles) load() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("server certificate: %w", err)
 	}
-	pem, err := os.ReadFile(f.clientCAFile)
+	caPEM, err := os.ReadFile(f.clientCAFile)
 	if err != nil {
 		return false, fmt.Errorf("client CA: %w", err)
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
+	if !pool.AppendCertsFromPEM(caPEM) {
 		return false, errors.New("client CA holds no PEM certificate")
 	}
 	changed := f.cert != nil
 	f.stamp, f.cert, f.clients = stamp, &cert, pool
+	f.loaded = tlsState{gen: f.loaded.gen + 1, server: fingerprint(cert.Certificate[0]), cas: caFingerprints(caPEM)}
 	return changed, nil
 }
 
