@@ -154,6 +154,15 @@ spec:
 		reconnectsWith("finished", "rotca-replication")
 		replicates("finished")
 	})
+	t.Run("the running controller switched to its reissued certificate", func(t *testing.T) {
+		log, err := os.ReadFile(filepath.Join(dir, "log", "controller.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(log), "status client rebuilt") {
+			t.Error("the controller never rebuilt its status client")
+		}
+	})
 	t.Run("nothing restarted, no failover", func(t *testing.T) {
 		if got := postmasterPids(t, dir, "rotca-1", "rotca-2"); got != pids {
 			t.Errorf("postmaster pids changed from %q to %q", pids, got)

@@ -84,6 +84,12 @@ spec:
 	time.Sleep(200 * time.Millisecond)
 	writeKey(t, dir, "my-server-tls", "tls.key", second.KeyPEM)
 	want := second.Cert.SerialNumber.String()
+	// A handshake on each status port right away makes it load the new
+	// files before the manager's own check: that must not hide the change
+	// from PostgreSQL (it once did).
+	for _, is := range cs.Instances {
+		statusSerialWithCA(t, caFile, is.StatusPort)
+	}
 	eventually(t, 30*time.Second, "the replaced certificate served by PostgreSQL and the status port", func() error {
 		for _, is := range cs.Instances {
 			if got := postgresCertSerial(t, is.Port); got != want {
