@@ -29,24 +29,27 @@ func TestPasswordChangeInSecret(t *testing.T) {
 	ctx := ctxFor(t)
 	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
 
-	t.Run("generated secret", func(t *testing.T) {
+	t.Run("generated secrets", func(t *testing.T) {
 		c := sampleCluster(t, ns)
+		c.Spec.EnableSuperuserAccess = new(true)
 		createCluster(t, c)
 		reconcileOnce(t, r, c)
-		before := snapshot(t, ns)
-		const fresh = "rotated-By-The-User-1"
-		setPassword(ctx, t, ns, c.Name+"-app", fresh)
-		reconcileOnce(t, r, c)
-		app := getSecret(ctx, t, ns, c.Name+"-app")
-		if string(app.Data["password"]) != fresh {
-			t.Fatal("the operator replaced the password the user set")
-		}
-		for _, k := range []string{"pgpass", "uri", "jdbc-uri"} {
-			if !strings.Contains(string(app.Data[k]), fresh) {
-				t.Errorf("key %s was not brought in step with the new password", k)
+		for _, name := range []string{c.Name + "-app", c.Name + "-superuser"} {
+			before := snapshot(t, ns)
+			fresh := "rotated-By-The-User-" + name
+			setPassword(ctx, t, ns, name, fresh)
+			reconcileOnce(t, r, c)
+			got := getSecret(ctx, t, ns, name)
+			if string(got.Data["password"]) != fresh {
+				t.Fatalf("%s: the operator replaced the password the user set", name)
 			}
+			for _, k := range []string{"pgpass", "uri", "jdbc-uri"} {
+				if !strings.Contains(string(got.Data[k]), fresh) {
+					t.Errorf("%s: key %s was not brought in step with the new password", name, k)
+				}
+			}
+			assertNoRestart(t, before, snapshot(t, ns), name)
 		}
-		assertNoRestart(t, before, snapshot(t, ns), c.Name+"-app")
 	})
 
 	t.Run("user-provided secret", func(t *testing.T) {
