@@ -77,6 +77,13 @@ func (m *Manager) startPostgres(ctx context.Context, primary bool) error {
 	if err := resetAutoConf(m.cfg.DataDir); err != nil {
 		return err
 	}
+	var tlsLoadedBefore tlsState
+	if m.tls != nil {
+		if _, err := m.tls.load(); err != nil {
+			return err
+		}
+		tlsLoadedBefore = m.tls.state()
+	}
 	pm, err := startPostgres(m.cfg.PGBinDir, m.cfg.DataDir, m.confFile(), m.cfg.LogFile)
 	if err != nil {
 		return err
@@ -106,6 +113,11 @@ func (m *Manager) startPostgres(ctx context.Context, primary bool) error {
 	}
 	m.mu.Lock()
 	m.pm, m.pool, m.primary = pm, pool, primary
+	if m.tls != nil {
+		// Loaded before postgres started, so never newer than what it read:
+		// a change in between shows as a newer load and a reload.
+		m.pgTLS = tlsLoadedBefore
+	}
 	m.phase = PhaseRunning
 	m.endLSN = ""
 	m.gen++

@@ -75,6 +75,13 @@ type Manager struct {
 	manifestMod time.Time
 	// configErr says why the latest manifest was not applied (see reload.go).
 	configErr string
+	// appliedCreds identifies the credentials last set on the roles, and
+	// secretErr the last failure to read or apply them (passwords.go).
+	// Both belong to the loop's goroutine.
+	appliedCreds [32]byte
+	secretErr    string
+	// pgTLS is the TLS material PostgreSQL last read, at start or reload.
+	pgTLS tlsState
 }
 
 // NewManager loads the cluster spec the config points at.
@@ -207,6 +214,8 @@ func (m *Manager) loop(ctx context.Context) error {
 	defer tick.Stop()
 	tlsTick := time.NewTicker(TLSCheckInterval)
 	defer tlsTick.Stop()
+	secretTick := time.NewTicker(SecretCheckInterval)
+	defer secretTick.Stop()
 	var supTick <-chan time.Time
 	if m.sup != nil {
 		t := time.NewTicker(SupervisorCheckInterval)
@@ -239,6 +248,8 @@ func (m *Manager) loop(ctx context.Context) error {
 			m.checkSelfFence()
 		case <-tlsTick.C:
 			m.reloadIfChanged(ctx)
+		case <-secretTick.C:
+			m.applyChangedPasswords(ctx)
 		}
 	}
 }

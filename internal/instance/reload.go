@@ -22,13 +22,16 @@ const TLSCheckInterval = 10 * time.Second
 // connection) and a changed manifest (parameters, pg_hba, pg_ident are
 // re-rendered). Parameters that need a restart show as pendingRestart.
 func (m *Manager) reloadIfChanged(ctx context.Context) {
-	certs, err := m.tls.load()
-	if err != nil {
+	if _, err := m.tls.load(); err != nil {
 		m.log.Error("TLS material", "err", err)
 		return
 	}
+	// Compared with what PostgreSQL last read, not with the previous load:
+	// the status port loads the files at every handshake.
+	loaded := m.tls.state()
 	m.mu.Lock()
 	pool, primary := m.pool, m.primary
+	certs := loaded.gen != m.pgTLS.gen
 	m.mu.Unlock()
 	if pool == nil {
 		// Nothing to reload, and a changed manifest waits for a server
@@ -55,6 +58,11 @@ func (m *Manager) reloadIfChanged(ctx context.Context) {
 	if _, err := pool.Exec(rctx, "SELECT pg_reload_conf()"); err != nil {
 		m.log.Error("reloading configuration", "err", err)
 		return
+	}
+	if certs {
+		m.mu.Lock()
+		m.pgTLS = loaded
+		m.mu.Unlock()
 	}
 	m.log.Info("configuration reloaded", "certificates", certs, "manifest", next != nil)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/pgconf"
+	"github.com/pgward/pgward/internal/secrets"
 )
 
 func (m *Manager) reconcileRoles(ctx context.Context, conn *pgx.Conn) error {
@@ -17,7 +18,11 @@ func (m *Manager) reconcileRoles(ctx context.Context, conn *pgx.Conn) error {
 	if err != nil {
 		return err
 	}
-	return reconcileRoles(ctx, conn, m.cluster, cred, rand.Reader)
+	if err := reconcileRoles(ctx, conn, m.cluster, cred, rand.Reader); err != nil {
+		return err
+	}
+	m.appliedCreds = credentialsDigest(cred)
+	return nil
 }
 
 func (m *Manager) credentials() (credentials, error) {
@@ -27,8 +32,10 @@ func (m *Manager) credentials() (credentials, error) {
 		return cred, fmt.Errorf("reading app secret %q: %w", m.cfg.Secrets.App, err)
 	}
 	cred.appUser, cred.appPassword = string(app["username"]), string(app["password"])
-	if cred.appPassword == "" {
-		return cred, fmt.Errorf("app secret %q has no password", m.cfg.Secrets.App)
+	// A password that cannot be set faithfully (empty, control
+	// characters) is refused by name, never echoed.
+	if err := secrets.ValidatePassword(cred.appPassword); err != nil {
+		return cred, fmt.Errorf("app secret %q: %w", m.cfg.Secrets.App, err)
 	}
 	if m.cfg.Secrets.Superuser != "" {
 		su, err := m.store.Get(m.cfg.Secrets.Superuser)
@@ -36,8 +43,8 @@ func (m *Manager) credentials() (credentials, error) {
 			return cred, fmt.Errorf("reading superuser secret %q: %w", m.cfg.Secrets.Superuser, err)
 		}
 		cred.superPassword = string(su["password"])
-		if cred.superPassword == "" {
-			return cred, fmt.Errorf("superuser secret %q has no password", m.cfg.Secrets.Superuser)
+		if err := secrets.ValidatePassword(cred.superPassword); err != nil {
+			return cred, fmt.Errorf("superuser secret %q: %w", m.cfg.Secrets.Superuser, err)
 		}
 	}
 	return cred, nil

@@ -116,7 +116,7 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 	if primary {
 		st.SyncStandbyNames = m.st.SyncStandbys
 	}
-	smp, gen := m.sample, m.gen
+	smp, gen, pgTLS := m.sample, m.gen, m.pgTLS
 	m.mu.Unlock()
 	st.ObservedAt = time.Now().UTC()
 	st.PostmasterRunning = pm != nil && pm.Running()
@@ -131,6 +131,7 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 		}
 		return st
 	}
+	st.ServerCertSHA256, st.ClientCAsSHA256 = pgTLS.server, pgTLS.cas
 	if smp.gen != gen {
 		return st
 	}

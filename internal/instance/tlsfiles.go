@@ -1,12 +1,16 @@
 package instance
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -21,9 +25,54 @@ type tlsFiles struct {
 	stamp   string
 	cert    *tls.Certificate
 	clients *x509.CertPool
+	// loaded describes what the last successful load read.
+	loaded tlsState
 }
 
-// stampOf identifies the files' current contents by their modification times.
+// tlsState identifies loaded TLS material: gen counts successful loads of
+// changed files, server is the server certificate's fingerprint and cas the
+// client CA certificates'. The manager keeps the one PostgreSQL last read
+// (at start or reload), so a load by the status port cannot hide a change
+// from PostgreSQL, and reports it in its status (CA rotation waits on it).
+type tlsState struct {
+	gen    uint64
+	server string
+	cas    []string
+}
+
+// fingerprint is the hex SHA-256 of a certificate's DER.
+func fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:])
+}
+
+// caFingerprints lists the fingerprints of every certificate in a PEM bundle.
+func caFingerprints(bundle []byte) []string {
+	var out []string
+	for {
+		var block *pem.Block
+		block, bundle = pem.Decode(bundle)
+		if block == nil {
+			return out
+		}
+		if block.Type == "CERTIFICATE" {
+			out = append(out, fingerprint(block.Bytes))
+		}
+	}
+}
+
+// state returns what the last successful load read.
+func (f *tlsFiles) state() tlsState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.loaded
+}
+
+// stampOf identifies the files' current contents by what stat says of
+// them, through any symbolic links (the kubelet's "..data"): modification
+// time, size and inode, so that a file replaced by a rename (the kubelet,
+// cert-manager, an atomic writer) counts as changed even if a tool kept its
+// modification time.
 func (f *tlsFiles) stampOf() (string, error) {
 	var stamp string
 	for _, p := range []string{f.certFile, f.keyFile, f.clientCAFile} {
@@ -31,7 +80,11 @@ func (f *tlsFiles) stampOf() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("TLS material: %w", err)
 		}
-		stamp += fi.ModTime().Format(time.RFC3339Nano) + "|"
+		var ino uint64
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			ino = st.Ino
+		}
+		stamp += fmt.Sprintf("%s/%d/%d|", fi.ModTime().Format(time.RFC3339Nano), fi.Size(), ino)
 	}
 	return stamp, nil
 }
@@ -51,28 +104,34 @@ func (f *tlsFiles) load() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("server certificate: %w", err)
 	}
-	pem, err := os.ReadFile(f.clientCAFile)
+	caPEM, err := os.ReadFile(f.clientCAFile)
 	if err != nil {
 		return false, fmt.Errorf("client CA: %w", err)
 	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
+	if !pool.AppendCertsFromPEM(caPEM) {
 		return false, errors.New("client CA holds no PEM certificate")
 	}
 	changed := f.cert != nil
 	f.stamp, f.cert, f.clients = stamp, &cert, pool
+	f.loaded = tlsState{gen: f.loaded.gen + 1, server: fingerprint(cert.Certificate[0]), cas: caFingerprints(caPEM)}
 	return changed, nil
 }
 
 // serverConfig is tls.Config.GetConfigForClient: TLS 1.3, the current
 // server certificate, and client certificates verified against the current
 // client CA when offered (the probes need none; /pg/ checks the identity).
+// Files that do not load (a user's certificate replaced one key at a time
+// and caught half-way, a key that does not match) leave the last good
+// material in use: the status port stays up, and the next connection reads
+// the files again.
 func (f *tlsFiles) serverConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
-	if _, err := f.load(); err != nil {
-		return nil, err
-	}
+	_, err := f.load()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.cert == nil {
+		return nil, err
+	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{*f.cert},

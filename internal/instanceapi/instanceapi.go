@@ -119,8 +119,14 @@ type Status struct {
 	// ConfigError says why the instance still runs an older configuration:
 	// PostgreSQL refused the manifest's latest (in its words, with the
 	// manifest's field).
-	ConfigError string    `json:"configError,omitempty"`
-	ObservedAt  time.Time `json:"observedAt"`
+	ConfigError string `json:"configError,omitempty"`
+	// ServerCertSHA256 and ClientCAsSHA256 identify (hex SHA-256 of the DER)
+	// the server certificate and the client CA certificates PostgreSQL last
+	// read, at its start or a reload; empty while it does not run. CA
+	// rotation waits on them before it goes on.
+	ServerCertSHA256 string    `json:"serverCertSHA256,omitempty"`
+	ClientCAsSHA256  []string  `json:"clientCAsSHA256,omitempty"`
+	ObservedAt       time.Time `json:"observedAt"`
 }
 
 // WALReceiver is a replica's view of its upstream (pg_stat_wal_receiver).

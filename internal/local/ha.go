@@ -85,6 +85,8 @@ type haLoop struct {
 	acks map[string]uint64
 	// pkiChecked is when certificates were last checked for renewal.
 	pkiChecked time.Time
+	// clientFiles identifies the files the status client was built from.
+	clientFiles string
 	// silentSince is when each unreachable instance was first seen silent.
 	silentSince map[string]time.Time
 	// said dedupes repeated holds and events in the log.
@@ -105,7 +107,51 @@ func newHALoop(l Layout, c *v1.Cluster, st *State, log *slog.Logger) (*haLoop, e
 		return nil, err
 	}
 	return &haLoop{layout: l, cluster: c, state: st, spec: spec, client: cl, log: log, mem: mem,
-		acks: map[string]uint64{}, said: map[string]time.Time{}, silentSince: map[string]time.Time{}}, nil
+		clientFiles: clientFilesStamp(l, c.Name),
+		acks:        map[string]uint64{}, said: map[string]time.Time{}, silentSince: map[string]time.Time{}}, nil
+}
+
+// clientFilesStamp identifies the controller's certificate, key and the
+// server CA it trusts by what stat says of them ("" if one is missing).
+func clientFilesStamp(l Layout, cluster string) string {
+	dir := l.SecretsDir()
+	var stamp string
+	for _, p := range []string{
+		filepath.Join(dir, cluster+"-controller", keyTLSCert),
+		filepath.Join(dir, cluster+"-controller", keyTLSKey),
+		filepath.Join(dir, serverCASecretName(l, cluster), keyCACert),
+	} {
+		fi, err := os.Stat(p) // #nosec G703 -- secrets of this state directory, names from its own configs
+		if err != nil {
+			return ""
+		}
+		var ino uint64
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			ino = st.Ino
+		}
+		stamp += fmt.Sprintf("%d/%d/%d|", fi.ModTime().UnixNano(), fi.Size(), ino)
+	}
+	return stamp
+}
+
+// refreshClient rebuilds the status client when its files changed: `rotate-ca`
+// reissues the controller's certificate and changes the CAs it must trust
+// while this controller runs, and a controller holding the old ones would
+// lose contact with every instance (and the primary fence itself).
+func (h *haLoop) refreshClient() {
+	stamp := clientFilesStamp(h.layout, h.cluster.Name)
+	if stamp == "" || stamp == h.clientFiles {
+		return
+	}
+	cl, err := newStatusClient(h.layout, h.cluster.Name, requestTimeout)
+	if err != nil {
+		h.say("client-files", func() {
+			h.log.Error("rebuilding the status client from changed certificates; keeping the old one", "err", err)
+		})
+		return
+	}
+	h.client, h.clientFiles = cl, stamp
+	h.log.Info("status client rebuilt: the controller's certificate or the server CA changed")
 }
 
 // run ticks until ctx ends.
@@ -121,6 +167,7 @@ func (h *haLoop) run(ctx context.Context) {
 
 func (h *haLoop) tick(ctx context.Context) time.Duration {
 	h.renewCertificates()
+	h.refreshClient()
 	obs := h.observe(ctx)
 	h.powerOffSilent(obs)
 	req, taken := h.takeSwitchoverRequest()

@@ -1,6 +1,8 @@
 package local
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -37,17 +39,7 @@ var (
 // generating what the user did not provide. A user-provided certificate is
 // never replaced; a user-provided CA is used to sign only if its key is given.
 func ensurePKI(store secrets.Store, c *v1.Cluster, rnd io.Reader, now time.Time) (tlsSecrets, []string, error) {
-	certs := c.Spec.Certificates
-	if certs == nil {
-		certs = &v1.CertificatesConfiguration{}
-	}
-	names := tlsSecrets{
-		ServerCA:    orDefault(certs.ServerCASecret, c.Name+"-ca"),
-		ServerTLS:   orDefault(certs.ServerTLSSecret, c.Name+"-server"),
-		ClientCA:    orDefault(certs.ClientCASecret, c.Name+"-ca"),
-		Replication: orDefault(certs.ReplicationTLSSecret, c.Name+"-replication"),
-		Controller:  c.Name + "-controller",
-	}
+	names := tlsNamesFor(c)
 	var notes []string
 	generatedCA := c.Name + "-ca"
 	caRenewed := false
@@ -61,16 +53,7 @@ func ensurePKI(store secrets.Store, c *v1.Cluster, rnd io.Reader, now time.Time)
 			notes = append(notes, "generated CA "+generatedCA)
 		}
 	}
-	leaves := []struct {
-		secret, ca, cn string
-		userGiven      bool
-		server         bool
-		dns            []string
-	}{
-		{names.ServerTLS, names.ServerCA, c.Name + "-rw", certs.ServerTLSSecret != "", true, append(append([]string{}, serverDNSNames...), certs.ServerAltDNSNames...)},
-		{names.Replication, names.ClientCA, pki.ReplicationCommonName, certs.ReplicationTLSSecret != "", false, nil},
-		{names.Controller, names.ClientCA, pki.ControllerCommonName, false, false, nil},
-	}
+	leaves := leafSpecs(c, names)
 	for _, l := range leaves {
 		if l.userGiven {
 			if err := checkUserLeaf(store, l.secret, l.ca, now); err != nil {
@@ -87,6 +70,45 @@ func ensurePKI(store secrets.Store, c *v1.Cluster, rnd io.Reader, now time.Time)
 		}
 	}
 	return names, notes, nil
+}
+
+// tlsNamesFor names the secrets holding c's TLS material: the user's where
+// the spec names them, pgward's otherwise.
+func tlsNamesFor(c *v1.Cluster) tlsSecrets {
+	certs := certificatesOf(c)
+	return tlsSecrets{
+		ServerCA:    orDefault(certs.ServerCASecret, c.Name+"-ca"),
+		ServerTLS:   orDefault(certs.ServerTLSSecret, c.Name+"-server"),
+		ClientCA:    orDefault(certs.ClientCASecret, c.Name+"-ca"),
+		Replication: orDefault(certs.ReplicationTLSSecret, c.Name+"-replication"),
+		Controller:  c.Name + "-controller",
+	}
+}
+
+func certificatesOf(c *v1.Cluster) *v1.CertificatesConfiguration {
+	if c.Spec.Certificates == nil {
+		return &v1.CertificatesConfiguration{}
+	}
+	return c.Spec.Certificates
+}
+
+// leafSpec describes one leaf certificate of the cluster.
+type leafSpec struct {
+	secret, ca, cn string
+	userGiven      bool
+	server         bool
+	dns            []string
+}
+
+// leafSpecs lists the cluster's leaf certificates: the server's, the
+// replication client's and the controller's.
+func leafSpecs(c *v1.Cluster, names tlsSecrets) []leafSpec {
+	certs := certificatesOf(c)
+	return []leafSpec{
+		{names.ServerTLS, names.ServerCA, c.Name + "-rw", certs.ServerTLSSecret != "", true, append(append([]string{}, serverDNSNames...), certs.ServerAltDNSNames...)},
+		{names.Replication, names.ClientCA, pki.ReplicationCommonName, certs.ReplicationTLSSecret != "", false, nil},
+		{names.Controller, names.ClientCA, pki.ControllerCommonName, false, false, nil},
+	}
 }
 
 // ensureCA creates the cluster CA, or renews it when it is due. It reports
@@ -130,7 +152,9 @@ func ensureLeaf(store secrets.Store, name, caSecret, cn string, server bool, dns
 	if !force {
 		if data, err := store.Get(name); err == nil {
 			kp, perr := pki.ParseKeyPair(data[keyTLSCert], data[keyTLSKey])
-			if perr == nil && !pki.NeedsRenewal(kp.Cert, now) && kp.Cert.CheckSignatureFrom(ca.Cert) == nil {
+			// Any CA of the bundle will do: during a CA rotation the
+			// server certificate stays on the old CA (see rotate-ca).
+			if perr == nil && !pki.NeedsRenewal(kp.Cert, now) && signedByOneOf(kp.Cert, caData[keyCACert]) {
 				return false, nil
 			}
 		}
@@ -144,7 +168,7 @@ func ensureLeaf(store secrets.Store, name, caSecret, cn string, server bool, dns
 	if err != nil {
 		return false, fmt.Errorf("issuing %q: %w", name, err)
 	}
-	if err := store.Put(name, map[string][]byte{keyTLSCert: kp.CertPEM, keyTLSKey: kp.KeyPEM, keyCACert: ca.CertPEM}); err != nil {
+	if err := putWhole(store, name, map[string][]byte{keyTLSCert: kp.CertPEM, keyTLSKey: kp.KeyPEM, keyCACert: ca.CertPEM}); err != nil {
 		return false, fmt.Errorf("storing %q: %w", name, err)
 	}
 	return true, nil
@@ -183,4 +207,43 @@ func orDefault(v, def string) string {
 		return v
 	}
 	return def
+}
+
+// signedByOneOf reports whether cert is signed by a certificate of the PEM
+// bundle.
+func signedByOneOf(cert *x509.Certificate, bundle []byte) bool {
+	for _, ca := range bundleCerts(bundle) {
+		if cert.CheckSignatureFrom(ca) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// bundleCerts parses every certificate of a PEM bundle, skipping what does
+// not parse.
+func bundleCerts(bundle []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, bundle = pem.Decode(bundle)
+		if block == nil {
+			return out
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil && block.Type == "CERTIFICATE" {
+			out = append(out, c)
+		}
+	}
+}
+
+// putWhole writes a secret so that readers never see part of the old
+// version and part of the new (a certificate with another one's key): an
+// existing secret is replaced as a whole when the store can.
+func putWhole(store secrets.Store, name string, data map[string][]byte) error {
+	if r, ok := store.(secrets.Replacer); ok {
+		if _, err := store.Get(name); err == nil {
+			return r.Replace(name, data)
+		}
+	}
+	return store.Put(name, data)
 }

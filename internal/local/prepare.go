@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -271,15 +270,7 @@ func (p *prepared) ensureCredentials(store secrets.Store, progress func(string))
 // pgpass line matches any port so it serves every instance (and so the
 // multi-host URI); TLS is verified against the cluster CA.
 func (p *prepared) connectionInfo() secrets.ConnectionInfo {
-	q := url.Values{}
-	q.Set("sslmode", "verify-full")
-	q.Set("sslrootcert", filepath.Join(p.layout.SecretsDir(), p.tlsServerCA(), keyCACert))
-	return secrets.ConnectionInfo{
-		Host:       localhost,
-		Port:       p.primaryPort(),
-		PgpassPort: "*",
-		Query:      q,
-	}
+	return connectionInfoFor(p.layout, p.tlsServerCA(), p.primaryPort())
 }
 
 func (p *prepared) tlsServerCA() string {

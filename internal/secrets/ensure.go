@@ -62,3 +62,39 @@ func EnsureCredentials(store Store, name, username, dbname string, info Connecti
 	}
 	return creds, created, nil
 }
+
+// Replacer is a Store that can replace a whole secret at once, so that a
+// reader never sees some keys of the old value and some of the new.
+type Replacer interface {
+	Store
+	// Replace swaps the existing secret called name for exactly data.
+	Replace(name string, data map[string][]byte) error
+}
+
+// RotatePassword gives the existing connection secret called name a new
+// password and rewrites every key derived from it (pgpass, uri, jdbc-uri)
+// to match, all at once when store is a Replacer. The secret must exist and
+// be for username: rotation never creates credentials nobody set on a role.
+// The password is validated like any other; errors never carry it.
+func RotatePassword(store Store, name, username, dbname, password string, info ConnectionInfo) error {
+	existing, err := store.Get(name)
+	if err != nil {
+		return fmt.Errorf("secrets: read secret %q: %w", name, err)
+	}
+	if u := string(existing[KeyUsername]); u != username {
+		return fmt.Errorf("secrets: secret %q is for user %q, not %q", name, u, username)
+	}
+	data, err := ConnectionSecretData(info.credentials(username, password, dbname), info.Port, info.Query)
+	if err != nil {
+		return fmt.Errorf("secrets: secret %q: %w", name, err)
+	}
+	if r, ok := store.(Replacer); ok {
+		err = r.Replace(name, data)
+	} else {
+		err = store.Put(name, data)
+	}
+	if err != nil {
+		return fmt.Errorf("secrets: write secret %q: %w", name, err)
+	}
+	return nil
+}

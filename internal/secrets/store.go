@@ -7,7 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"regexp"
+
+	"golang.org/x/sys/unix"
 )
 
 // Store keeps named secrets, each a map of keys to values, like Kubernetes
@@ -74,7 +77,7 @@ type DirStore struct {
 	Root string
 }
 
-var _ Store = DirStore{}
+var _ Replacer = DirStore{}
 
 // Get implements Store.
 func (s DirStore) Get(name string) (map[string][]byte, error) {
@@ -266,4 +269,77 @@ func syncDir(root *os.Root, path string) error {
 	}
 	defer func() { _ = d.Close() }()
 	return d.Sync()
+}
+
+// Replace implements Replacer: the new secret is written in full to a
+// temporary directory beside the old one, and the two are exchanged with
+// one renameat2(RENAME_EXCHANGE), so a reader opening the secret's files
+// sees only old keys or only new ones (a rotated password and its pgpass
+// line never disagree). The old directory is then removed. The secret must
+// exist and be a directory; the exchange does not follow a symbolic link.
+func (s DirStore) Replace(name string, data map[string][]byte) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if err := validateData(data); err != nil {
+		return fmt.Errorf("secrets: secret %q: %w", name, err)
+	}
+	root, err := os.OpenRoot(s.Root)
+	if err != nil {
+		return fmt.Errorf("secrets: open store: %w", err)
+	}
+	defer func() { _ = root.Close() }()
+	if info, err := root.Lstat(name); err != nil {
+		return fmt.Errorf("secrets: secret %q: %w", name, err)
+	} else if !info.IsDir() {
+		return fmt.Errorf("secrets: secret %q: exists and is not a directory", name)
+	}
+	tmp := tempPrefix + rand.Text()
+	defer func() { _ = root.RemoveAll(tmp) }()
+	if err := writeSecretDir(root, tmp, data); err != nil {
+		return fmt.Errorf("secrets: secret %q: %w", name, err)
+	}
+	// Root is the trusted store path; tmp and name are single components
+	// checked above, and renameat2 never follows the last one.
+	if err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(s.Root, tmp), unix.AT_FDCWD, filepath.Join(s.Root, name), unix.RENAME_EXCHANGE); err != nil {
+		return fmt.Errorf("secrets: secret %q: exchanging with the new version: %w", name, err)
+	}
+	if err := syncDir(root, "."); err != nil {
+		return fmt.Errorf("secrets: secret %q: %w", name, err)
+	}
+	return nil
+}
+
+// validateData checks keys and the total size of a secret.
+func validateData(data map[string][]byte) error {
+	total := 0
+	for key, value := range data {
+		if err := ValidateKey(key); err != nil {
+			return err
+		}
+		total += len(value)
+	}
+	if total > MaxSecretSize {
+		return fmt.Errorf("larger than %d bytes", MaxSecretSize)
+	}
+	return nil
+}
+
+// writeSecretDir creates the directory dir under root holding exactly
+// data, every file and the directory itself synced.
+func writeSecretDir(root *os.Root, dir string, data map[string][]byte) error {
+	if _, err := ensureDir(root, dir); err != nil {
+		return err
+	}
+	d, err := root.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = d.Close() }()
+	for key, value := range data {
+		if err := writeAtomic(d, key, value); err != nil {
+			return fmt.Errorf("key %q: %w", key, err)
+		}
+	}
+	return syncDir(d, ".")
 }
