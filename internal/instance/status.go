@@ -40,7 +40,9 @@ func newLocalPool(ctx context.Context, socketDir string, port int) (*pgxpool.Poo
 		return nil, fmt.Errorf("building pool config: %w", err)
 	}
 	pc.ConnConfig = cc
-	pc.MaxConns = 2
+	// One connection each for the sampler, Ready and commands, and a
+	// metrics scrape (which holds one for its duration).
+	pc.MaxConns = 3
 	return pgxpool.NewWithConfig(ctx, pc)
 }
 

@@ -16,6 +16,8 @@ import (
 // tlsSecrets are the names of the secrets holding the cluster's TLS material.
 type tlsSecrets struct {
 	ServerCA, ServerTLS, ClientCA, Replication, Controller string
+	// Metrics is the scraper's client certificate (pki.MetricsCommonName).
+	Metrics string
 }
 
 // Keys of TLS secrets, as in Kubernetes' kubernetes.io/tls secrets.
@@ -47,6 +49,7 @@ func ensurePKI(store secrets.Store, c *v1.Cluster, rnd io.Reader, now time.Time)
 		ClientCA:    orDefault(certs.ClientCASecret, c.Name+"-ca"),
 		Replication: orDefault(certs.ReplicationTLSSecret, c.Name+"-replication"),
 		Controller:  c.Name + "-controller",
+		Metrics:     c.Name + "-metrics",
 	}
 	var notes []string
 	generatedCA := c.Name + "-ca"
@@ -70,6 +73,7 @@ func ensurePKI(store secrets.Store, c *v1.Cluster, rnd io.Reader, now time.Time)
 		{names.ServerTLS, names.ServerCA, c.Name + "-rw", certs.ServerTLSSecret != "", true, append(append([]string{}, serverDNSNames...), certs.ServerAltDNSNames...)},
 		{names.Replication, names.ClientCA, pki.ReplicationCommonName, certs.ReplicationTLSSecret != "", false, nil},
 		{names.Controller, names.ClientCA, pki.ControllerCommonName, false, false, nil},
+		{names.Metrics, names.ClientCA, pki.MetricsCommonName, false, false, nil},
 	}
 	for _, l := range leaves {
 		if l.userGiven {
