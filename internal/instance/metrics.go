@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -17,11 +16,17 @@ import (
 // MetricsPath is where the exporter serves the exposition format.
 const MetricsPath = "/metrics"
 
-// metricsTimeout bounds the PostgreSQL queries of one scrape. A scrape
-// never holds the manager's lock while it queries, and takes one pooled
-// connection of its own (newLocalPool keeps one for the sampler), so a
-// slow server delays the scrape, never the control loop or the status.
-const metricsTimeout = 5 * time.Second
+// A scrape queries PostgreSQL through the manager's pool (the instance's
+// socket, peer authentication: no session beyond the manager's budget,
+// see api/v1 pgwardSessions), one query at a time, each bounded by
+// metricsQueryTimeout: stopping or fencing PostgreSQL closes the pool
+// first, which waits for connections in use, so no query may hold one
+// longer than the sampler's own (2 s). The manager's lock is never held
+// while querying. metricsTimeout bounds the whole scrape.
+const (
+	metricsQueryTimeout = time.Second
+	metricsTimeout      = 5 * time.Second
+)
 
 // newMetricsServer builds the exporter: HTTPS, TLS 1.3 only, the cluster's
 // server certificate (re-read per connection, like the status port's), a
@@ -206,32 +211,29 @@ const (
 
 var collectors = []string{collectorRecovery, collectorWAL, collectorReplication, collectorConnections, collectorLocks, collectorDatabases, collectorBgwriter}
 
-// querySnapshot asks PostgreSQL, on one pooled socket connection, within
-// ctx. Each collector's failure is recorded and the others still run.
-func querySnapshot(ctx context.Context, pool *pgxpool.Pool) *pgSnapshot {
+// querySnapshot asks PostgreSQL within ctx, each collector's queries
+// within metricsQueryTimeout. Each collector's failure is recorded and the
+// others still run.
+func querySnapshot(ctx context.Context, q pgxQuerier) *pgSnapshot {
 	s := &pgSnapshot{failed: map[string]error{}}
-	conn, err := pool.Acquire(ctx)
+	first, cancel := context.WithTimeout(ctx, metricsQueryTimeout)
+	err := q.QueryRow(first, `SELECT pg_is_in_recovery()`).Scan(&s.inRecovery)
+	cancel()
 	if err != nil {
 		for _, c := range collectors {
 			s.failed[c] = err
 		}
 		return s
 	}
-	defer conn.Release()
-	q := conn.Conn()
-	if err := q.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&s.inRecovery); err != nil {
-		for _, c := range collectors {
-			s.failed[c] = err
-		}
-		return s
-	}
 	s.answered = true
-	run := func(name string, f func() error) {
-		if err := f(); err != nil {
+	run := func(name string, f func(ctx context.Context) error) {
+		cctx, cancel := context.WithTimeout(ctx, metricsQueryTimeout)
+		defer cancel()
+		if err := f(cctx); err != nil {
 			s.failed[name] = err
 		}
 	}
-	run(collectorRecovery, func() error {
+	run(collectorRecovery, func(ctx context.Context) error {
 		if !s.inRecovery {
 			return nil
 		}
@@ -245,7 +247,7 @@ func querySnapshot(ctx context.Context, pool *pgxpool.Pool) *pgSnapshot {
 			EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')`).
 			Scan(&s.receivedLSN, &s.replayedLSN, &s.replayLagSeconds, &s.walReceiverUp)
 	})
-	run(collectorWAL, func() error {
+	run(collectorWAL, func(ctx context.Context) error {
 		if !s.inRecovery {
 			if err := q.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8`).Scan(&s.currentLSN); err != nil {
 				return err
@@ -253,7 +255,7 @@ func querySnapshot(ctx context.Context, pool *pgxpool.Pool) *pgSnapshot {
 		}
 		return q.QueryRow(ctx, `SELECT wal_bytes::float8 FROM pg_stat_wal`).Scan(&s.walBytes)
 	})
-	run(collectorReplication, func() error {
+	run(collectorReplication, func(ctx context.Context) error {
 		if s.inRecovery {
 			return nil
 		}
@@ -276,23 +278,23 @@ func querySnapshot(ctx context.Context, pool *pgxpool.Pool) *pgSnapshot {
 		}
 		return rows.Err()
 	})
-	run(collectorConnections, func() error {
+	run(collectorConnections, func(ctx context.Context) error {
 		var err error
 		s.connections, err = countRows(ctx, q, `SELECT coalesce(datname, ''), coalesce(state, 'unknown'), count(*)::float8
 			FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1, 2 ORDER BY 1, 2`)
 		return err
 	})
-	run(collectorLocks, func() error {
+	run(collectorLocks, func(ctx context.Context) error {
 		var err error
 		s.locks, err = countRows(ctx, q, `SELECT mode, granted::text, count(*)::float8 FROM pg_locks GROUP BY 1, 2 ORDER BY 1, 2`)
 		return err
 	})
-	run(collectorDatabases, func() error {
+	run(collectorDatabases, func(ctx context.Context) error {
 		var err error
 		s.databases, err = countRows(ctx, q, `SELECT datname, '', pg_database_size(oid)::float8 FROM pg_database WHERE datallowconn ORDER BY 1`)
 		return err
 	})
-	run(collectorBgwriter, func() error {
+	run(collectorBgwriter, func(ctx context.Context) error {
 		var b bgwriter
 		if err := q.QueryRow(ctx, `SELECT checkpoints_timed::float8, checkpoints_req::float8, checkpoint_write_time, checkpoint_sync_time,
 			buffers_checkpoint::float8, buffers_clean::float8, buffers_backend::float8 FROM pg_stat_bgwriter`).

@@ -40,9 +40,7 @@ func newLocalPool(ctx context.Context, socketDir string, port int) (*pgxpool.Poo
 		return nil, fmt.Errorf("building pool config: %w", err)
 	}
 	pc.ConnConfig = cc
-	// One connection each for the sampler, Ready and commands, and a
-	// metrics scrape (which holds one for its duration).
-	pc.MaxConns = 3
+	pc.MaxConns = 2
 	return pgxpool.NewWithConfig(ctx, pc)
 }
 
