@@ -228,6 +228,27 @@ func TestMetrics(t *testing.T) {
 			return nil
 		})
 	})
+
+	t.Run("a switchover moves role, timeline and the last promotion", func(t *testing.T) {
+		start := time.Now()
+		mustPgward(t, "local", "promote", "cluster-example-2", "--dir", dir)
+		eventually(t, 60*time.Second, "cluster-example-2 reports itself primary", func() error {
+			m := scrape("cluster-example-2")
+			promoted, _ := sampleValue(m, "pgward_last_promotion_timestamp_seconds")
+			tl, _ := sampleValue(m, "pgward_timeline")
+			if !strings.Contains(m, `pgward_role{role="primary"} 1`) || tl < 2 || promoted < float64(start.Unix()-1) {
+				return fmt.Errorf("role/timeline/promotion:\n%s", grepLines(m, "pgward_role{")+"\n"+grepLines(m, "pgward_timeline ")+"\n"+grepLines(m, "promotion_timestamp_seconds "))
+			}
+			return nil
+		})
+		eventually(t, 60*time.Second, "cluster-example-1 reports itself a streaming replica", func() error {
+			m := scrape("cluster-example-1")
+			if !strings.Contains(m, `pgward_role{role="replica"} 1`) || !strings.Contains(m, "pg_replication_is_wal_receiver_up 1") {
+				return fmt.Errorf("old primary:\n%s", grepLines(m, "pgward_role{")+"\n"+grepLines(m, "wal_receiver_up"))
+			}
+			return nil
+		})
+	})
 }
 
 // sampleValue finds the sample "series value" in exposition text.
