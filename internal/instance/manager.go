@@ -186,13 +186,17 @@ func (m *Manager) Run(ctx context.Context) error {
 	}()
 	if m.cfg.MetricsAddress != "" {
 		msrv := newMetricsServer(m.cfg.MetricsAddress, files, m)
-		mDone := make(chan error, 1)
-		go func() { mDone <- serveHTTPS(srvCtx, msrv, "metrics exporter") }()
-		defer func() {
-			stopSrv()
-			if err := <-mDone; err != nil {
+		mDone := make(chan struct{})
+		go func() {
+			defer close(mDone)
+			if err := serveHTTPS(srvCtx, msrv, "metrics exporter"); err != nil {
+				// Said at once: the instance runs on without metrics.
 				m.log.Error("metrics exporter", "err", err)
 			}
+		}()
+		defer func() {
+			stopSrv()
+			<-mDone
 		}()
 	}
 	if !hasDataDir(m.cfg.DataDir) {

@@ -36,12 +36,9 @@ func newMetricsServer(addr string, files *tlsFiles, m *Manager) *http.Server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&exporter{m: m})
 	mux := http.NewServeMux()
-	mux.Handle(MetricsPath, requireMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		// Scrapes are serialized: a second one waits for PostgreSQL
-		// neither twice as long nor on a second connection.
-		MaxRequestsInFlight: 1,
-		ErrorHandling:       promhttp.ContinueOnError,
-	})))
+	mux.Handle(MetricsPath, requireMetrics(oneAtATime(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+	}), metricsTimeout)))
 	return &http.Server{
 		Addr:    addr,
 		Handler: mux,
@@ -74,6 +71,27 @@ func requireMetrics(next http.Handler) http.Handler {
 			http.Error(w, "GET only", http.StatusMethodNotAllowed)
 			return
 		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// oneAtATime runs scrapes one after the other, so PostgreSQL never answers
+// two at once (an HA pair of Prometheus servers scrapes every target
+// twice). A scrape waits up to wait for the one before it, then gets 503.
+func oneAtATime(next http.Handler, wait time.Duration) http.Handler {
+	slot := make(chan struct{}, 1)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case slot <- struct{}{}:
+		case <-t.C:
+			http.Error(w, "another scrape is still running", http.StatusServiceUnavailable)
+			return
+		case <-r.Context().Done():
+			return
+		}
+		defer func() { <-slot }()
 		next.ServeHTTP(w, r)
 	})
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/pki"
+	"github.com/pgward/pgward/internal/secrets"
 )
 
 // fixed emits what it is given, so emit's decisions can be gathered.
@@ -238,5 +239,111 @@ func TestMetricsTLSRequiresAClientCertificate(t *testing.T) {
 	}
 	if s, _ := f.serverConfig(nil); s.ClientAuth != tls.VerifyClientCertIfGiven {
 		t.Errorf("the status port's configuration changed: %v", s.ClientAuth)
+	}
+}
+
+// A second scrape waits for the first rather than querying PostgreSQL at
+// the same time, and gives up with 503 after the wait.
+func TestOneAtATime(t *testing.T) {
+	release := make(chan struct{})
+	running := make(chan struct{}, 2)
+	h := oneAtATime(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		running <- struct{}{}
+		<-release
+		w.WriteHeader(http.StatusOK)
+	}), 2*time.Second)
+	serve := func() chan int {
+		done := make(chan int, 1)
+		go func() {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequestWithContext(t.Context(), http.MethodGet, MetricsPath, nil))
+			done <- w.Code
+		}()
+		return done
+	}
+	first := serve()
+	<-running
+	if code := <-serve(); code != http.StatusServiceUnavailable {
+		t.Errorf("a scrape during a long one: %d, want 503 after the wait", code)
+	}
+	second := serve()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-running:
+		t.Fatal("two scrapes ran at once")
+	default:
+	}
+	close(release)
+	if a, b := <-first, <-second; a != http.StatusOK || b != http.StatusOK {
+		t.Errorf("codes %d %d", a, b)
+	}
+}
+
+// Without PostgreSQL the exporter still says what the manager knows and
+// when its certificates expire, read from the secret files.
+func TestExporterWithoutPostgres(t *testing.T) {
+	now := time.Now()
+	ca, err := pki.NewCA(rand.Reader, now, "test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ca.IssueServer(rand.Reader, now, "c-rw", []string{"localhost"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	for name, files := range map[string]map[string][]byte{
+		"c-server": {"tls.crt": srv.CertPEM}, "c-ca": {"ca.crt": ca.CertPEM},
+	} {
+		if err := os.MkdirAll(filepath.Join(root, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range files {
+			if err := os.WriteFile(filepath.Join(root, name, k), v, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	m := &Manager{
+		cfg: &Config{Name: "c-1", DataDir: filepath.Join(root, "data"), SecretsRoot: root, Secrets: Secrets{
+			ServerTLS: "c-server", ServerCA: "c-ca", ClientCA: "c-ca", Replication: "c-missing",
+		}},
+		store: secrets.DirStore{Root: root},
+		st:    persisted{Epoch: 4, Fenced: true},
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(&exporter{m: m})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf
+	}
+	if v := got["pgward_up"].GetMetric()[0].GetGauge().GetValue(); v != 0 {
+		t.Errorf("pgward_up = %v without PostgreSQL", v)
+	}
+	if v := got["pgward_fenced"].GetMetric()[0].GetGauge().GetValue(); v != 1 {
+		t.Errorf("pgward_fenced = %v", v)
+	}
+	if v := got["pgward_epoch"].GetMetric()[0].GetGauge().GetValue(); v != 4 {
+		t.Errorf("pgward_epoch = %v", v)
+	}
+	certs := map[string]float64{}
+	for _, mt := range got["pgward_certificate_expiry_seconds"].GetMetric() {
+		certs[mt.GetLabel()[0].GetValue()] = mt.GetGauge().GetValue()
+	}
+	want := pki.Validity.Seconds()
+	for _, name := range []string{"server", "server-ca", "client-ca"} {
+		if v, ok := certs[name]; !ok || v > want || v < want-60 {
+			t.Errorf("%s expires in %v s, want about %v", name, v, want)
+		}
+	}
+	if _, ok := certs["replication"]; ok {
+		t.Error("an expiry for a certificate that does not exist")
+	}
+	if _, ok := got["pg_replication_in_recovery"]; ok {
+		t.Error("PostgreSQL's families without PostgreSQL")
 	}
 }
