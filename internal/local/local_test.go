@@ -201,7 +201,7 @@ func TestAssignPortsAreDistinct(t *testing.T) {
 		}
 		seen := map[int]bool{}
 		for _, is := range st.Instances {
-			for _, p := range []int{is.Port, is.StatusPort} {
+			for _, p := range []int{is.Port, is.StatusPort, is.MetricsPort} {
 				if p == 0 || seen[p] {
 					t.Fatalf("ports %+v", st.Instances)
 				}
@@ -222,5 +222,27 @@ func TestAssignPortsAreDistinct(t *testing.T) {
 	}
 	if p := st.Instances[2].Port; p == 35637 || p == 0 {
 		t.Errorf("the clash was not repaired: %+v", st.Instances)
+	}
+	// A state written before the metrics exporter existed gets a metrics
+	// port for every instance and keeps every other port.
+	before := append([]InstanceState(nil), st.Instances...)
+	for i := range st.Instances {
+		st.Instances[i].MetricsPort = 0
+		before[i].MetricsPort = 0
+	}
+	if err := st.assignPorts(c); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for i, is := range st.Instances {
+		if is.Port != before[i].Port || is.StatusPort != before[i].StatusPort {
+			t.Errorf("resuming moved a port: %+v, was %+v", is, before[i])
+		}
+		for _, p := range []int{is.Port, is.StatusPort, is.MetricsPort} {
+			if p == 0 || seen[p] {
+				t.Fatalf("ports %+v", st.Instances)
+			}
+			seen[p] = true
+		}
 	}
 }
