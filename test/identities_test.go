@@ -16,4 +16,7 @@ func TestIdentityNamesAgree(t *testing.T) {
 	if v1.ReplicationUser != pki.ReplicationCommonName {
 		t.Errorf("api/v1 reserves %q, the replication certificate says %q", v1.ReplicationUser, pki.ReplicationCommonName)
 	}
+	if v1.MetricsIdentity != pki.MetricsCommonName {
+		t.Errorf("api/v1 reserves %q, the metrics certificate says %q", v1.MetricsIdentity, pki.MetricsCommonName)
+	}
 }

@@ -102,8 +102,9 @@ type ClusterSpec struct {
 // NetworkPolicyConfiguration describes the least-privilege NetworkPolicies
 // the operator generates: PostgreSQL's port only from Clients and from the
 // cluster's own instances (replication), the status port only from the
-// operator's namespace. Everything else is denied, since a pod selected by
-// a NetworkPolicy only accepts what some policy allows.
+// operator's namespace, the metrics exporter only from MetricsClients.
+// Everything else is denied, since a pod selected by a NetworkPolicy only
+// accepts what some policy allows.
 type NetworkPolicyConfiguration struct {
 	// Enabled turns the policies on.
 	Enabled bool `json:"enabled"`
@@ -114,6 +115,12 @@ type NetworkPolicyConfiguration struct {
 	// cluster's own instances.
 	// +optional
 	Clients []NetworkPolicyPeer `json:"clients,omitempty"`
+	// MetricsClients are the peers allowed to reach the metrics exporter
+	// (port 9187, named metrics), typically Prometheus's pods; they also
+	// need the <cluster>-metrics client certificate. An empty list admits
+	// nobody.
+	// +optional
+	MetricsClients []NetworkPolicyPeer `json:"metricsClients,omitempty"`
 }
 
 // NetworkPolicyPeer selects clients by labels, with the meaning of a

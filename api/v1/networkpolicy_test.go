@@ -24,6 +24,11 @@ func TestValidateNetworkPolicy(t *testing.T) {
 			[]string{"spec.networkPolicy.clients|no effect unless networkPolicy.enabled"}},
 		{"peer without selector", &NetworkPolicyConfiguration{Enabled: true, Clients: []NetworkPolicyPeer{{}}},
 			[]string{"spec.networkPolicy.clients[0]|podSelector"}},
+		{"metrics clients", &NetworkPolicyConfiguration{Enabled: true, MetricsClients: []NetworkPolicyPeer{{PodSelector: app}}}, nil},
+		{"metrics clients while disabled", &NetworkPolicyConfiguration{MetricsClients: []NetworkPolicyPeer{{PodSelector: app}}},
+			[]string{"spec.networkPolicy.metricsClients|no effect unless networkPolicy.enabled"}},
+		{"metrics peer without selector", &NetworkPolicyConfiguration{Enabled: true, MetricsClients: []NetworkPolicyPeer{{}}},
+			[]string{"spec.networkPolicy.metricsClients[0]|podSelector"}},
 		{"bad label key", &NetworkPolicyConfiguration{Enabled: true, Clients: []NetworkPolicyPeer{
 			{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"bad key!": "x"}}},
 		}}, []string{"spec.networkPolicy.clients[0].podSelector.matchLabels"}},

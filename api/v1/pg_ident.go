@@ -57,11 +57,16 @@ const SuperuserRole = "postgres"
 // operator or the local controller) on the status port.
 const ControllerIdentity = "pgward-controller"
 
+// MetricsIdentity is the certificate common name that may scrape the
+// instances' metrics exporters; a map onto a role would turn a scraper's
+// certificate into a login.
+const MetricsIdentity = "pgward-metrics"
+
 // reservedIdentities are the names pgward's own processes and certificates
 // go by: a user map matching any of them would let whoever holds that
 // identity (every instance holds the replication certificate, the OS user
 // runs PostgreSQL) log in as another role.
-var reservedIdentities = []string{ReplicationUser, ControllerIdentity, SuperuserRole, "root"}
+var reservedIdentities = []string{ReplicationUser, ControllerIdentity, MetricsIdentity, SuperuserRole, "root"}
 
 // checkIdentSystemUser refuses a system user (a name, or a regular
 // expression starting with "/") that matches one of pgward's identities.

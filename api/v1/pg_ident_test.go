@@ -40,6 +40,7 @@ func TestValidateIdentLine(t *testing.T) {
 		{`certs alice "Postgres"`, "mapping to the superuser"},
 		{"certs streaming_replica app", `system user "streaming_replica" is not allowed`},
 		{"certs pgward-controller app", `system user "pgward-controller" is not allowed`},
+		{"certs pgward-metrics app", `system user "pgward-metrics" is not allowed`},
 		{"certs PGWARD-CONTROLLER app", "not allowed"},
 		{"local postgres app", `system user "postgres" is not allowed`},
 		{"local root app", `system user "root" is not allowed`},

@@ -213,8 +213,19 @@ func validateNetworkPolicy(np *NetworkPolicyConfiguration, path *field.Path) fie
 		errs = append(errs, field.Forbidden(clients,
 			"has no effect unless networkPolicy.enabled is true: PostgreSQL would stay open to every pod"))
 	}
-	for i, peer := range np.Clients {
-		p := clients.Index(i)
+	errs = append(errs, validatePeers(np.Clients, clients)...)
+	metrics := path.Child("metricsClients")
+	if !np.Enabled && len(np.MetricsClients) > 0 {
+		errs = append(errs, field.Forbidden(metrics,
+			"has no effect unless networkPolicy.enabled is true: the metrics port would stay open to every pod"))
+	}
+	return append(errs, validatePeers(np.MetricsClients, metrics)...)
+}
+
+func validatePeers(peers []NetworkPolicyPeer, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for i, peer := range peers {
+		p := path.Index(i)
 		if peer.PodSelector == nil && peer.NamespaceSelector == nil {
 			errs = append(errs, field.Required(p, "a podSelector, a namespaceSelector or both"))
 			continue
@@ -640,7 +651,7 @@ func GeneratedSecretNames(name string) []string {
 	return out
 }
 
-var generatedSecretSuffixes = []string{"-ca", "-server", "-replication", "-controller", "-app", "-superuser"}
+var generatedSecretSuffixes = []string{"-ca", "-server", "-replication", "-controller", "-app", "-superuser", "-metrics"}
 
 // secretRef is one secret a manifest names, and what it is for.
 type secretRef struct {

@@ -398,6 +398,8 @@ func TestValidateSecretReferences(t *testing.T) {
 		{"server TLS secret is an instance's config", func(c *Cluster) {
 			c.Spec.Certificates = &CertificatesConfiguration{ServerCASecret: "ca", ServerTLSSecret: "c-12-config"} // #nosec G101 -- secret names
 		}, "spec.certificates.serverTLSSecret"},
+		{"superuser secret is the metrics certificate", func(c *Cluster) { c.Spec.SuperuserSecret = &LocalObjectReference{Name: "c-metrics"} },
+			"spec.superuserSecret.name"},
 		{"app secret is the generated app secret", func(c *Cluster) { c.Spec.Bootstrap.InitDB.Secret = &LocalObjectReference{Name: "c-app"} },
 			"spec.bootstrap.initdb.secret.name"},
 		{"the operator's webhook secret", func(c *Cluster) { c.Spec.SuperuserSecret = &LocalObjectReference{Name: "pgward-webhook-cert"} },

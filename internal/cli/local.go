@@ -24,7 +24,7 @@ func NewLocalCmd() *cobra.Command {
 	}
 	var dir string
 	cmd.PersistentFlags().StringVar(&dir, "dir", "", "state directory (default ./.pgward/<cluster>)")
-	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newControllerCmd(&dir))
+	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newControllerCmd(&dir))
 	return cmd
 }
 
@@ -148,6 +148,24 @@ func newURICmd(dir *string) *cobra.Command {
 		}),
 	}
 	c.Flags().BoolVar(&ro, "ro", false, "prefer standbys (read-only traffic)")
+	return c
+}
+
+func newMetricsCmd(dir *string) *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "metrics [INSTANCE]",
+		Short: "Scrape each instance's metrics exporter once (TLS 1.3, the pgward-metrics client certificate) and print the exposition text",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, args []string) error {
+			o := local.MetricsOptions{Dir: d, Timeout: timeout, Out: cmd.OutOrStdout()}
+			if len(args) == 1 {
+				o.Instance = args[0]
+			}
+			return local.Metrics(cmd.Context(), o)
+		}),
+	}
+	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for each instance")
 	return c
 }
 

@@ -227,6 +227,9 @@ func (m *Manager) doPromote(ctx context.Context, cmd instanceapi.Command) error 
 	m.primary = true
 	m.mu.Unlock()
 	m.log.Info("promoted", "epoch", cmd.Epoch)
+	if err := m.update(func(p *persisted) { p.PromotedAt = time.Now().UTC() }); err != nil {
+		m.log.Warn("recording the promotion's time", "err", err)
+	}
 	// A checkpoint moves pg_control to the new timeline, which pg_rewind
 	// reads when the old primary rejoins (otherwise it finds no divergence).
 	go func() {

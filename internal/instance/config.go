@@ -44,6 +44,9 @@ type Config struct {
 	Port          int    `json:"port"`
 	// StatusAddress is host:port of the HTTPS status server.
 	StatusAddress string `json:"statusAddress"`
+	// MetricsAddress is host:port of the metrics exporter (HTTPS, a client
+	// certificate named pki.MetricsCommonName required); empty: none.
+	MetricsAddress string `json:"metricsAddress,omitempty"`
 	// OSUser is the operating-system user PostgreSQL runs as; the peer map
 	// lets exactly this user in as the postgres role over the socket.
 	OSUser string `json:"osUser"`

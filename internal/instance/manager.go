@@ -184,13 +184,28 @@ func (m *Manager) Run(ctx context.Context) error {
 	srv := newStatusServer(m.cfg.StatusAddress, files, m)
 	srvCtx, stopSrv := context.WithCancel(context.Background())
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- serveStatus(srvCtx, srv) }()
+	go func() { srvDone <- serveHTTPS(srvCtx, srv, "status server") }()
 	defer func() {
 		stopSrv()
 		if err := <-srvDone; err != nil {
 			m.log.Error("status server", "err", err)
 		}
 	}()
+	if m.cfg.MetricsAddress != "" {
+		msrv := newMetricsServer(m.cfg.MetricsAddress, files, m)
+		mDone := make(chan struct{})
+		go func() {
+			defer close(mDone)
+			if err := serveHTTPS(srvCtx, msrv, "metrics exporter"); err != nil {
+				// Said at once: the instance runs on without metrics.
+				m.log.Error("metrics exporter", "err", err)
+			}
+		}()
+		defer func() {
+			stopSrv()
+			<-mDone
+		}()
+	}
 	if !hasDataDir(m.cfg.DataDir) {
 		_ = os.RemoveAll(stagingDir(m.cfg.DataDir))
 	}

@@ -116,11 +116,12 @@ func requireController(next http.Handler) http.Handler {
 	})
 }
 
-// serveStatus runs srv until ctx ends.
-func serveStatus(ctx context.Context, srv *http.Server) error {
+// serveHTTPS runs srv (the status server or the metrics exporter, named
+// by what) until ctx ends.
+func serveHTTPS(ctx context.Context, srv *http.Server, what string) error {
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", srv.Addr)
 	if err != nil {
-		return fmt.Errorf("status server: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
@@ -134,6 +135,6 @@ func serveStatus(ctx context.Context, srv *http.Server) error {
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}
-		return fmt.Errorf("status server: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 }

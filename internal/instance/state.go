@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // persisted is what the instance manager must remember across its own
@@ -25,6 +26,9 @@ type persisted struct {
 	Primary Endpoint `json:"primary"`
 	// SyncStandbys is synchronous_standby_names when running as primary.
 	SyncStandbys string `json:"syncStandbys"`
+	// PromotedAt is when this instance last completed a promotion (a
+	// failover or switchover onto it); zero if never.
+	PromotedAt time.Time `json:"promotedAt,omitzero"`
 }
 
 func statePath(confDir string) string { return filepath.Join(confDir, "instance-state.json") }

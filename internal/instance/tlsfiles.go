@@ -139,3 +139,16 @@ func (f *tlsFiles) serverConfig(*tls.ClientHelloInfo) (*tls.Config, error) {
 		ClientCAs:    f.clients,
 	}, nil
 }
+
+// metricsConfig is the metrics exporter's GetConfigForClient: like
+// serverConfig, but a client certificate verified against the current
+// client CA is required in the handshake; which identity may scrape is
+// checked per request (requireMetrics).
+func (f *tlsFiles) metricsConfig(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	c, err := f.serverConfig(hello)
+	if err != nil {
+		return nil, err
+	}
+	c.ClientAuth = tls.RequireAndVerifyClientCert
+	return c, nil
+}

@@ -24,8 +24,8 @@ type tlsMaterial struct {
 
 // ensurePKI makes sure every certificate of the cluster exists, chains to
 // its CA, carries the right names and is not due for renewal. It generates
-// what the user did not provide (the cluster CA, the server, replication
-// and operator certificates) and only checks what the user did: a
+// what the user did not provide (the cluster CA, the server, replication,
+// operator and metrics scraper certificates) and only checks what the user did: a
 // user-provided Secret is never written.
 func (r *ClusterReconciler) ensurePKI(ctx context.Context, c *v1.Cluster) (*tlsMaterial, error) {
 	n := build.Secrets(c)
@@ -62,6 +62,10 @@ func (r *ClusterReconciler) ensurePKI(ctx context.Context, c *v1.Cluster) (*tlsM
 	}
 	ctl, err := r.ensureLeaf(ctx, c, n.Controller, "controller", clientCA, pki.ControllerCommonName, nil)
 	if err != nil {
+		return nil, err
+	}
+	// The scraper's certificate: the metrics exporters admit only it.
+	if _, err := r.ensureLeaf(ctx, c, n.Metrics, "metrics", clientCA, pki.MetricsCommonName, nil); err != nil {
 		return nil, err
 	}
 	return &tlsMaterial{

@@ -188,7 +188,7 @@ func TestSampleCluster(t *testing.T) {
 	secrets := map[string]corev1.SecretType{
 		"cluster-example-ca": corev1.SecretTypeOpaque, "cluster-example-server": corev1.SecretTypeTLS,
 		"cluster-example-replication": corev1.SecretTypeTLS, "cluster-example-controller": corev1.SecretTypeTLS,
-		"cluster-example-app": corev1.SecretTypeBasicAuth,
+		"cluster-example-metrics": corev1.SecretTypeTLS, "cluster-example-app": corev1.SecretTypeBasicAuth,
 	}
 	for name, typ := range secrets {
 		var s corev1.Secret
@@ -341,10 +341,11 @@ func TestOwnerReferences(t *testing.T) {
 			owned = append(owned, obj)
 		}
 	}
-	// 5 secrets + superuser + 3 instance configs, 3 services, 3 pods, 3
-	// PVCs, SA, Role, RoleBinding, 2 PDBs, 2 NetworkPolicies.
-	if len(owned) != 25 {
-		t.Errorf("%d owned objects, want 25", len(owned))
+	// 6 secrets (CA, server, replication, controller, metrics, app) +
+	// superuser + 3 instance configs, 3 services, 3 pods, 3 PVCs, SA,
+	// Role, RoleBinding, 2 PDBs, 3 NetworkPolicies.
+	if len(owned) != 27 {
+		t.Errorf("%d owned objects, want 27", len(owned))
 	}
 	// The API server's StorageObjectInUseProtection admission plugin gives
 	// every PVC the protection finalizer; the PVC protection controller
@@ -429,7 +430,10 @@ func TestCertificates(t *testing.T) {
 			t.Errorf("server certificate for %s: %v", host, err)
 		}
 	}
-	for name, cn := range map[string]string{"cluster-example-replication": pki.ReplicationCommonName, "cluster-example-controller": pki.ControllerCommonName} {
+	for name, cn := range map[string]string{
+		"cluster-example-replication": pki.ReplicationCommonName, "cluster-example-controller": pki.ControllerCommonName,
+		"cluster-example-metrics": pki.MetricsCommonName,
+	} {
 		cert := parseCert(t, secret(name).Data["tls.crt"])
 		if cert.Subject.CommonName != cn {
 			t.Errorf("%s CN %q", name, cert.Subject.CommonName)
@@ -501,8 +505,18 @@ func TestOptionalObjectsFollowTheSpec(t *testing.T) {
 		s.Spec.EnableSuperuserAccess = new(true)
 		s.Spec.NetworkPolicy = &v1.NetworkPolicyConfiguration{Enabled: true, Clients: []v1.NetworkPolicyPeer{
 			{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+		}, MetricsClients: []v1.NetworkPolicyPeer{
+			{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}},
 		}}
 	})
+	var mp networkingv1.NetworkPolicy
+	if !exists(&mp, "cluster-example-metrics") {
+		t.Fatal("metrics network policy missing")
+	}
+	if r := mp.Spec.Ingress; len(r) != 1 || r[0].Ports[0].Port.IntVal != 9187 || len(r[0].From) != 1 ||
+		r[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+		t.Errorf("metrics policy %+v", r)
+	}
 	var np networkingv1.NetworkPolicy
 	if !exists(&np, "cluster-example-postgresql") || !exists(&networkingv1.NetworkPolicy{}, "cluster-example-status") {
 		t.Fatal("network policies missing")
@@ -522,7 +536,8 @@ func TestOptionalObjectsFollowTheSpec(t *testing.T) {
 		s.Spec.EnableSuperuserAccess = new(false)
 		s.Spec.NetworkPolicy = nil
 	})
-	if exists(&networkingv1.NetworkPolicy{}, "cluster-example-postgresql") || exists(&networkingv1.NetworkPolicy{}, "cluster-example-status") {
+	if exists(&networkingv1.NetworkPolicy{}, "cluster-example-postgresql") || exists(&networkingv1.NetworkPolicy{}, "cluster-example-status") ||
+		exists(&networkingv1.NetworkPolicy{}, "cluster-example-metrics") {
 		t.Error("network policies left after disabling them")
 	}
 	if exists(&corev1.Secret{}, "cluster-example-superuser") {

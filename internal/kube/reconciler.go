@@ -208,7 +208,7 @@ func (r *ClusterReconciler) ensureClusterObjects(ctx context.Context, c *v1.Clus
 		}
 	}
 	if len(nps) == 0 {
-		for _, name := range []string{build.PostgresPolicyName(c), build.StatusPolicyName(c)} {
+		for _, name := range []string{build.PostgresPolicyName(c), build.StatusPolicyName(c), build.MetricsPolicyName(c)} {
 			if err := deleteOwned(ctx, r.Client, c, &networkingv1.NetworkPolicy{ObjectMeta: objectKey(c, name)}); err != nil {
 				return err
 			}

@@ -147,6 +147,9 @@ type InstanceState struct {
 	Name       string `json:"name"`
 	Port       int    `json:"port"`
 	StatusPort int    `json:"statusPort"`
+	// MetricsPort is the metrics exporter's (added to a resumed state
+	// that has none).
+	MetricsPort int `json:"metricsPort,omitempty"`
 }
 
 // Instance returns the named instance's state.

@@ -30,7 +30,7 @@ func TestEnsurePKIGeneratesOnceAndRenewsWhenDue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if names.ServerCA != "demo-ca" || names.ClientCA != "demo-ca" || names.Replication != "demo-replication" || len(notes) != 4 {
+	if names.ServerCA != "demo-ca" || names.ClientCA != "demo-ca" || names.Replication != "demo-replication" || names.Metrics != "demo-metrics" || len(notes) != 5 {
 		t.Fatalf("names %+v notes %v", names, notes)
 	}
 	first, _ := store.Get("demo-server")
@@ -39,7 +39,7 @@ func TestEnsurePKIGeneratesOnceAndRenewsWhenDue(t *testing.T) {
 	}
 	// Within RenewBefore of expiry every leaf is reissued; the CA too.
 	later := now.Add(pki.Validity - pki.RenewBefore + time.Hour)
-	if _, notes, err = ensurePKI(store, cluster(t, nil), rand.Reader, later); err != nil || len(notes) != 4 {
+	if _, notes, err = ensurePKI(store, cluster(t, nil), rand.Reader, later); err != nil || len(notes) != 5 {
 		t.Fatalf("renewal reissued %v (%v)", notes, err)
 	}
 	second, _ := store.Get("demo-server")
@@ -50,6 +50,12 @@ func TestEnsurePKIGeneratesOnceAndRenewsWhenDue(t *testing.T) {
 	kp, err := pki.ParseKeyPair(repl["tls.crt"], repl["tls.key"])
 	if err != nil || kp.Cert.Subject.CommonName != "streaming_replica" {
 		t.Fatalf("replication certificate: %v %v", kp, err)
+	}
+	// The scraper's identity: a client certificate of the client CA.
+	mc, _ := store.Get("demo-metrics")
+	kp, err = pki.ParseKeyPair(mc["tls.crt"], mc["tls.key"])
+	if err != nil || kp.Cert.Subject.CommonName != pki.MetricsCommonName {
+		t.Fatalf("metrics certificate: %v %v", kp, err)
 	}
 }
 
@@ -195,7 +201,7 @@ func TestAssignPortsAreDistinct(t *testing.T) {
 		}
 		seen := map[int]bool{}
 		for _, is := range st.Instances {
-			for _, p := range []int{is.Port, is.StatusPort} {
+			for _, p := range []int{is.Port, is.StatusPort, is.MetricsPort} {
 				if p == 0 || seen[p] {
 					t.Fatalf("ports %+v", st.Instances)
 				}
@@ -216,5 +222,27 @@ func TestAssignPortsAreDistinct(t *testing.T) {
 	}
 	if p := st.Instances[2].Port; p == 35637 || p == 0 {
 		t.Errorf("the clash was not repaired: %+v", st.Instances)
+	}
+	// A state written before the metrics exporter existed gets a metrics
+	// port for every instance and keeps every other port.
+	before := append([]InstanceState(nil), st.Instances...)
+	for i := range st.Instances {
+		st.Instances[i].MetricsPort = 0
+		before[i].MetricsPort = 0
+	}
+	if err := st.assignPorts(c); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for i, is := range st.Instances {
+		if is.Port != before[i].Port || is.StatusPort != before[i].StatusPort {
+			t.Errorf("resuming moved a port: %+v, was %+v", is, before[i])
+		}
+		for _, p := range []int{is.Port, is.StatusPort, is.MetricsPort} {
+			if p == 0 || seen[p] {
+				t.Fatalf("ports %+v", st.Instances)
+			}
+			seen[p] = true
+		}
 	}
 }

@@ -18,6 +18,8 @@ import (
 // tlsSecrets are the names of the secrets holding the cluster's TLS material.
 type tlsSecrets struct {
 	ServerCA, ServerTLS, ClientCA, Replication, Controller string
+	// Metrics is the scraper's client certificate (pki.MetricsCommonName).
+	Metrics string
 }
 
 // Keys of TLS secrets, as in Kubernetes' kubernetes.io/tls secrets.
@@ -82,6 +84,7 @@ func tlsNamesFor(c *v1.Cluster) tlsSecrets {
 		ClientCA:    orDefault(certs.ClientCASecret, c.Name+"-ca"),
 		Replication: orDefault(certs.ReplicationTLSSecret, c.Name+"-replication"),
 		Controller:  c.Name + "-controller",
+		Metrics:     c.Name + "-metrics",
 	}
 }
 
@@ -108,6 +111,7 @@ func leafSpecs(c *v1.Cluster, names tlsSecrets) []leafSpec {
 		{names.ServerTLS, names.ServerCA, c.Name + "-rw", certs.ServerTLSSecret != "", true, append(append([]string{}, serverDNSNames...), certs.ServerAltDNSNames...)},
 		{names.Replication, names.ClientCA, pki.ReplicationCommonName, certs.ReplicationTLSSecret != "", false, nil},
 		{names.Controller, names.ClientCA, pki.ControllerCommonName, false, false, nil},
+		{names.Metrics, names.ClientCA, pki.MetricsCommonName, false, false, nil},
 	}
 }
 

@@ -155,7 +155,7 @@ func ensureState(l Layout, c *v1.Cluster, u *Owner, pgBin string, ha HAOptions) 
 	return st, st.Save(l)
 }
 
-// assignPorts gives every instance of c its two ports, keeping those
+// assignPorts gives every instance of c its three ports, keeping those
 // already fixed. All new ports come from one call that holds every listener
 // until it has them all: ports asked for one at a time can come back the
 // same (the kernel reuses a port just released), and two instances then
@@ -168,7 +168,7 @@ func (st *State) assignPorts(c *v1.Cluster) error {
 	seen := map[int]bool{}
 	need := 0
 	for _, is := range st.Instances {
-		for _, p := range []int{is.Port, is.StatusPort} {
+		for _, p := range []int{is.Port, is.StatusPort, is.MetricsPort} {
 			if p == 0 || seen[p] {
 				need++
 			}
@@ -192,6 +192,7 @@ func (st *State) assignPorts(c *v1.Cluster) error {
 	for i := range st.Instances {
 		take(&st.Instances[i].Port)
 		take(&st.Instances[i].StatusPort)
+		take(&st.Instances[i].MetricsPort)
 	}
 	return nil
 }
@@ -307,8 +308,11 @@ func (p *prepared) writeInstanceConfigs() error {
 			Host:          localhost,
 			Port:          is.Port,
 			StatusAddress: net.JoinHostPort(loopback, strconv.Itoa(is.StatusPort)),
-			OSUser:        p.user.Name,
-			SecretsRoot:   p.layout.SecretsDir(),
+			// The exporter listens on loopback like the status port;
+			// scraping needs the pgward-metrics certificate.
+			MetricsAddress: net.JoinHostPort(loopback, strconv.Itoa(is.MetricsPort)),
+			OSUser:         p.user.Name,
+			SecretsRoot:    p.layout.SecretsDir(),
 			Secrets: instance.Secrets{
 				ServerTLS: p.tls.ServerTLS, ServerCA: p.tls.ServerCA, ClientCA: p.tls.ClientCA,
 				Replication: p.tls.Replication, App: p.app, Superuser: p.super,

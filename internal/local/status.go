@@ -34,6 +34,8 @@ type InstanceReport struct {
 	Port       int    `json:"port"`
 	SocketDir  string `json:"socketDir"`
 	StatusPort int    `json:"statusPort"`
+	// MetricsURL is the instance's metrics exporter.
+	MetricsURL string `json:"metricsURL,omitempty"`
 	Timeline   uint32 `json:"timeline,omitempty"`
 	// CurrentLSN is the primary's write position; ReceivedLSN and
 	// ReplayedLSN a replica's.
@@ -103,6 +105,9 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 	}
 	for i, is := range st.Instances {
 		r := InstanceReport{Name: is.Name, Host: localhost, Port: is.Port, StatusPort: is.StatusPort, Role: instanceapi.RoleUnknown}
+		if is.MetricsPort != 0 {
+			r.MetricsURL = MetricsURL(is)
+		}
 		if s := sts[i]; s != nil {
 			r.Role, r.Timeline, r.SocketDir, r.Error = s.Role, s.Timeline, s.SocketDir, s.Error
 			if s.ConfigError != "" {

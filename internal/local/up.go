@@ -18,6 +18,7 @@ import (
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/instance"
 	"github.com/pgward/pgward/internal/instanceapi"
+	"github.com/pgward/pgward/internal/pki"
 )
 
 // UpOptions configure `pgward local up`.
@@ -83,6 +84,11 @@ func Up(ctx context.Context, o UpOptions) error {
 	say("connect as the application owner (verify-full TLS, password from the generated pgpass):")
 	say(fmt.Sprintf("  psql \"$(pgward local uri %s --dir %s)\"", p.cluster.Spec.Bootstrap.InitDB.Owner, l.Dir))
 	say(fmt.Sprintf("status: pgward local status --dir %s    stop: pgward local down --dir %s", l.Dir, l.Dir))
+	say(fmt.Sprintf("metrics (TLS 1.3; client certificate %s, CN %s):", filepath.Join(l.SecretsDir(), p.tls.Metrics), pki.MetricsCommonName))
+	for _, is := range p.state.Instances[:p.cluster.Spec.Instances] {
+		say(fmt.Sprintf("  %s  %s", is.Name, MetricsURL(is)))
+	}
+	say(fmt.Sprintf("scrape once: pgward local metrics --dir %s [INSTANCE]", l.Dir))
 	return nil
 }
 

@@ -38,6 +38,12 @@ const (
 	// requires it to equal the role name, so it is also the role's name.
 	ReplicationCommonName = "streaming_replica"
 
+	// MetricsCommonName is the subject common name of the client
+	// certificate that may scrape an instance manager's metrics exporter,
+	// and nothing else: the status port refuses it, and so does
+	// PostgreSQL (no role of that name, and pg_ident may not map it).
+	MetricsCommonName = "pgward-metrics"
+
 	// Organization is the subject organization of CA and server
 	// certificates, which makes them recognisable in a chain dump. Client
 	// certificates carry the identity (CN) alone.

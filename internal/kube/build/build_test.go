@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/yaml"
@@ -59,7 +60,10 @@ func everything(t *testing.T) *v1.Cluster {
 	c.Spec.NetworkPolicy = &v1.NetworkPolicyConfiguration{Enabled: true, Clients: []v1.NetworkPolicyPeer{
 		{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
 		{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "payments"}}},
-	}}
+	}, MetricsClients: []v1.NetworkPolicyPeer{{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}},
+		PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "prometheus"}},
+	}}}
 	if errs := c.Validate(); len(errs) > 0 {
 		t.Fatal(errs.ToAggregate())
 	}
@@ -80,6 +84,7 @@ func allObjects(t *testing.T, c *v1.Cluster) []runtime.Object {
 		TLSSecret(c, n.ServerTLS, "server", fakeKeyPair("server"), []byte("ca CERT PEM\n")),
 		TLSSecret(c, n.Replication, "replication", fakeKeyPair("replication"), []byte("ca CERT PEM\n")),
 		TLSSecret(c, n.Controller, "controller", fakeKeyPair("controller"), []byte("ca CERT PEM\n")),
+		TLSSecret(c, n.Metrics, "metrics", fakeKeyPair("metrics"), []byte("ca CERT PEM\n")),
 		CredentialsSecret(c, n.App, map[string][]byte{"username": []byte("app"), "password": []byte("redacted")}),
 	}
 	for _, s := range Services(c) {
@@ -229,8 +234,8 @@ func TestPodsNeverHoldCAKeyOrControllerCert(t *testing.T) {
 			if src.Secret == nil {
 				continue
 			}
-			if src.Secret.Name == n.Controller {
-				t.Errorf("pod mounts the operator's certificate %s", n.Controller)
+			if src.Secret.Name == n.Controller || src.Secret.Name == n.Metrics {
+				t.Errorf("pod mounts the client certificate %s", src.Secret.Name)
 			}
 			for _, it := range src.Secret.Items {
 				if it.Key == KeyCAKey {
@@ -269,7 +274,7 @@ func TestPodsNeverHoldCAKeyOrControllerCert(t *testing.T) {
 				t.Errorf("rule %+v grants %s", r, v)
 			}
 		}
-		if slices.Contains(r.ResourceNames, n.CA) || slices.Contains(r.ResourceNames, n.Controller) {
+		if slices.Contains(r.ResourceNames, n.CA) || slices.Contains(r.ResourceNames, n.Controller) || slices.Contains(r.ResourceNames, n.Metrics) {
 			t.Errorf("role grants %v", r.ResourceNames)
 		}
 	}
@@ -309,10 +314,10 @@ func TestNetworkPolicies(t *testing.T) {
 	}
 	c := everything(t)
 	nps := NetworkPolicies(c, testOpts)
-	if len(nps) != 2 {
+	if len(nps) != 3 {
 		t.Fatalf("%d policies", len(nps))
 	}
-	pg, status := nps[0], nps[1]
+	pg, status, metrics := nps[0], nps[1], nps[2]
 	if r := pg.Spec.Ingress; len(r) != 1 || r[0].Ports[0].Port.IntVal != PostgresPort || len(r[0].From) != 3 {
 		t.Errorf("postgresql policy %+v", r)
 	} else if r[0].From[0].PodSelector.MatchLabels[ClusterLabel] != c.Name {
@@ -321,6 +326,42 @@ func TestNetworkPolicies(t *testing.T) {
 	if r := status.Spec.Ingress; len(r) != 1 || r[0].Ports[0].Port.IntVal != StatusPort || len(r[0].From) != 1 ||
 		r[0].From[0].NamespaceSelector.MatchLabels[corev1.LabelMetadataName] != "pgward-system" {
 		t.Errorf("status policy %+v", r)
+	}
+	// The metrics port: only the listed scrapers, on 9187 only.
+	if r := metrics.Spec.Ingress; metrics.Name != "cluster-example-metrics" || len(r) != 1 || len(r[0].Ports) != 1 ||
+		r[0].Ports[0].Port.IntVal != MetricsPort || len(r[0].From) != 1 ||
+		r[0].From[0].PodSelector.MatchLabels["app.kubernetes.io/name"] != "prometheus" ||
+		r[0].From[0].NamespaceSelector.MatchLabels[corev1.LabelMetadataName] != "monitoring" {
+		t.Errorf("metrics policy %s %+v", metrics.Name, r)
+	}
+	// Without metrics clients the policy admits nobody (an Ingress policy
+	// with no rule), not everybody.
+	c.Spec.NetworkPolicy.MetricsClients = nil
+	m := NetworkPolicies(c, testOpts)[2]
+	if len(m.Spec.Ingress) != 0 || len(m.Spec.PolicyTypes) != 1 || m.Spec.PolicyTypes[0] != networkingv1.PolicyTypeIngress {
+		t.Errorf("metrics policy without clients: %+v", m.Spec)
+	}
+}
+
+// The pod exposes the exporter on CloudNativePG's port, named metrics, and
+// the instance manager listens there.
+func TestMetricsPort(t *testing.T) {
+	c := sample(t)
+	p := Pod(c, InstanceName(c, 1), RolePrimary, testOpts)
+	if !slices.ContainsFunc(p.Spec.Containers[0].Ports, func(cp corev1.ContainerPort) bool {
+		return cp.Name == "metrics" && cp.ContainerPort == 9187 && cp.Protocol == corev1.ProtocolTCP
+	}) {
+		t.Errorf("container ports %+v", p.Spec.Containers[0].Ports)
+	}
+	if cfg := InstanceConfig(c, InstanceName(c, 1), InstanceName(c, 1), testOpts); cfg.MetricsAddress != ":9187" {
+		t.Errorf("metrics address %q", cfg.MetricsAddress)
+	}
+	for _, s := range Services(c) {
+		for _, sp := range s.Spec.Ports {
+			if sp.Port == MetricsPort {
+				t.Errorf("Service %s exposes the metrics port: scrapers reach each pod", s.Name)
+			}
+		}
 	}
 }
 

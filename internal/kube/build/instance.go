@@ -108,6 +108,7 @@ func instanceContainer(opts Options) corev1.Container {
 		Ports: []corev1.ContainerPort{
 			{Name: postgresPortName, ContainerPort: PostgresPort, Protocol: corev1.ProtocolTCP},
 			{Name: statusPortName, ContainerPort: StatusPort, Protocol: corev1.ProtocolTCP},
+			{Name: MetricsPortName, ContainerPort: MetricsPort, Protocol: corev1.ProtocolTCP},
 		},
 		// HOME points at the only writable scratch place, for libpq's
 		// ~/.postgresql lookups.

@@ -32,10 +32,14 @@ const OperatorName = "pgward-operator"
 
 // Ports every instance listens on.
 const (
-	PostgresPort     = 5432
-	StatusPort       = 8000
+	PostgresPort = 5432
+	StatusPort   = 8000
+	// MetricsPort is the metrics exporter's, CloudNativePG's port.
+	MetricsPort      = 9187
 	postgresPortName = "postgresql"
 	statusPortName   = "status"
+	// MetricsPortName names MetricsPort in the pod, for a PodMonitor.
+	MetricsPortName = "metrics"
 )
 
 // Paths inside an instance's container. The root filesystem is read-only:
@@ -140,6 +144,9 @@ func PostgresPolicyName(c *v1.Cluster) string { return c.Name + "-postgresql" }
 // StatusPolicyName is the NetworkPolicy of the status port.
 func StatusPolicyName(c *v1.Cluster) string { return c.Name + "-status" }
 
+// MetricsPolicyName is the NetworkPolicy of the metrics port.
+func MetricsPolicyName(c *v1.Cluster) string { return c.Name + "-metrics" }
+
 // SecretNames are the names of the secrets a cluster uses: generated ones
 // unless the spec names the user's own.
 type SecretNames struct {
@@ -157,6 +164,10 @@ type SecretNames struct {
 	// Controller is the operator's client certificate for the status port.
 	// No pod mounts it.
 	Controller string
+	// Metrics is the scraper's client certificate (CN pgward-metrics),
+	// the only one the metrics exporter admits. No pod of the cluster
+	// mounts it: the scraper's does.
+	Metrics string
 	// App holds the application owner's credentials.
 	App string
 	// Superuser holds postgres's credentials; "" when superuser access is off.
@@ -176,6 +187,7 @@ func Secrets(c *v1.Cluster) SecretNames {
 		ClientCA:    orDefault(certs.ClientCASecret, c.Name+"-ca"),
 		Replication: orDefault(certs.ReplicationTLSSecret, c.Name+"-replication"),
 		Controller:  c.Name + "-controller",
+		Metrics:     c.Name + "-metrics",
 		App:         c.Name + "-app",
 	}
 	if init := initDB(c); init != nil && init.Secret != nil {

@@ -82,12 +82,13 @@ func RoleBinding(c *v1.Cluster) *rbacv1.RoleBinding {
 	}
 }
 
-// NetworkPolicies returns, when c enables them, the two policies that
+// NetworkPolicies returns, when c enables them, the three policies that
 // select every instance: PostgreSQL's port admits the listed clients and
 // the cluster's own instances (replication), the status port admits only
-// the operator's pods in the operator's namespace. Since a pod selected by
-// any policy accepts only what some policy allows, everything else is
-// denied. Without the option it returns nil.
+// the operator's pods in the operator's namespace, the metrics port only
+// the listed metrics clients (nobody when there are none). Since a pod
+// selected by any policy accepts only what some policy allows, everything
+// else is denied. Without the option it returns nil.
 func NetworkPolicies(c *v1.Cluster, opts Options) []*networkingv1.NetworkPolicy {
 	if !NetworkPolicyEnabled(c) {
 		return nil
@@ -102,6 +103,16 @@ func NetworkPolicies(c *v1.Cluster, opts Options) []*networkingv1.NetworkPolicy 
 		peers = append(peers, networkingv1.NetworkPolicyPeer{
 			PodSelector: cl.PodSelector.DeepCopy(), NamespaceSelector: cl.NamespaceSelector.DeepCopy(),
 		})
+	}
+	var metricsIngress []networkingv1.NetworkPolicyIngressRule
+	if mc := c.Spec.NetworkPolicy.MetricsClients; len(mc) > 0 {
+		rule := networkingv1.NetworkPolicyIngressRule{Ports: port(MetricsPort)}
+		for _, cl := range mc {
+			rule.From = append(rule.From, networkingv1.NetworkPolicyPeer{
+				PodSelector: cl.PodSelector.DeepCopy(), NamespaceSelector: cl.NamespaceSelector.DeepCopy(),
+			})
+		}
+		metricsIngress = append(metricsIngress, rule)
 	}
 	ingress := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}
 	return []*networkingv1.NetworkPolicy{
@@ -127,6 +138,14 @@ func NetworkPolicies(c *v1.Cluster, opts Options) []*networkingv1.NetworkPolicy 
 						PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{nameLabel: OperatorName}},
 					}},
 				}},
+			},
+		},
+		{
+			ObjectMeta: objectMeta(c, MetricsPolicyName(c), nil),
+			Spec: networkingv1.NetworkPolicySpec{
+				PodSelector: *pods.DeepCopy(),
+				PolicyTypes: ingress,
+				Ingress:     metricsIngress,
 			},
 		},
 	}

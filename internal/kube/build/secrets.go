@@ -63,8 +63,11 @@ func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instance.
 		Host:          ServerName(c),
 		Port:          PostgresPort,
 		StatusAddress: ":" + strconv.Itoa(StatusPort),
-		OSUser:        "postgres",
-		SecretsRoot:   SecretsRoot,
+		// TLS with the server certificate; only the <c>-metrics client
+		// certificate may scrape (see Secrets).
+		MetricsAddress: ":" + strconv.Itoa(MetricsPort),
+		OSUser:         "postgres",
+		SecretsRoot:    SecretsRoot,
 		Secrets: instance.Secrets{
 			ServerTLS: n.ServerTLS, ServerCA: n.ServerCA, ClientCA: n.ClientCA,
 			Replication: n.Replication, App: n.App, Superuser: n.Superuser,
