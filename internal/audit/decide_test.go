@@ -1,0 +1,228 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"io/fs"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgward/pgward/internal/pki"
+)
+
+func TestDecideRefusal(t *testing.T) {
+	cases := []struct {
+		name string
+		a    Attempt
+		want []string
+		st   Status
+	}{
+		{"accepted", Attempt{Accepted: true, Refusal: "logged in"}, []string{"certificate"}, Fail},
+		{"refused for the reason", Attempt{Refusal: "connection requires a valid client certificate"}, []string{"certificate"}, Pass},
+		{"refused for another reason", Attempt{Refusal: "password authentication failed"}, []string{"certificate"}, Fail},
+		{"any refusal", Attempt{Refusal: "password authentication failed"}, nil, Pass},
+		{"could not tell", Attempt{Unknown: "connection refused"}, []string{"certificate"}, Warn},
+	}
+	for _, c := range cases {
+		if got := DecideRefusal("x", c.a, c.want...); got.Status != c.st {
+			t.Errorf("%s: %v, want %v (%s)", c.name, got.Status, c.st, got.Evidence)
+		}
+	}
+}
+
+const renderedHBA = `# generated
+local all all peer map=pgward
+hostssl postgres,replication streaming_replica all cert
+host all streaming_replica all reject
+host replication all all reject
+hostssl app app all scram-sha-256
+hostssl all all all scram-sha-256
+host    all all all reject
+`
+
+func TestDecideHBA(t *testing.T) {
+	if p := DecideHBA("i", renderedHBA, renderedHBA); p.Status != Pass {
+		t.Fatalf("as rendered: %v %s", p.Status, p.Evidence)
+	}
+	cases := map[string]string{
+		"catch-all replaced by trust": strings.Replace(renderedHBA, "host    all all all reject", "host all all all trust", 1),
+		"a rule before pgward's":      "host all all all trust\n" + renderedHBA,
+		"catch-all removed":           strings.Replace(renderedHBA, "host    all all all reject\n", "", 1),
+		"a rule changed in between":   strings.Replace(renderedHBA, "hostssl app app all scram-sha-256", "hostssl app app all md5", 1),
+		"empty":                       "# nothing\n",
+	}
+	for name, text := range cases {
+		p := DecideHBA("i", text, renderedHBA)
+		if p.Status != Fail {
+			t.Errorf("%s: %v %s", name, p.Status, p.Evidence)
+		}
+		if strings.Contains(p.Evidence, "md5") && !strings.Contains(p.Evidence, "... md5") {
+			t.Errorf("%s: evidence shows more than the rule's type and method: %s", name, p.Evidence)
+		}
+	}
+	// A manifest line's options (an LDAP bind password) never reach the output.
+	secret := strings.Replace(renderedHBA, "hostssl app app all scram-sha-256", `hostssl app app all ldap ldapserver=l ldapbinddn=x ldapbindpasswd=s3cret ldapbasedn=y`, 1)
+	if p := DecideHBA("i", secret, renderedHBA); p.Status != Fail || strings.Contains(p.Evidence, "s3cret") {
+		t.Errorf("ldap line: %v %s", p.Status, p.Evidence)
+	}
+}
+
+func TestDecidePostgresConf(t *testing.T) {
+	want := map[string]string{"ssl": "on", "ssl_min_protocol_version": "TLSv1.3", "password_encryption": "scram-sha-256", "port": "5432"} // #nosec G101 -- setting names
+	good := "# pgward defaults\nwal_level = 'logical'\n# spec\nwork_mem = '4MB'\n# Enforced by pgward\nport = '5432'\nssl = 'on'\nssl_min_protocol_version = 'TLSv1.3'\npassword_encryption = 'scram-sha-256'\n"
+	if p := DecidePostgresConf("i", good, want); p.Status != Pass {
+		t.Fatalf("as rendered: %s", p.Evidence)
+	}
+	bad := map[string]string{
+		"ssl off at the end":          good + "ssl = off\n",
+		"TLS 1.2 allowed":             strings.Replace(good, "'TLSv1.3'", "'TLSv1.2'", 1),
+		"fixed parameter set earlier": strings.Replace(good, "work_mem = '4MB'", "archive_command = 'curl evil'", 1) + "archive_command = ''\n",
+		"include":                     good + "include '/tmp/x.conf'\n",
+		"md5":                         strings.Replace(good, "scram-sha-256", "md5", 1),
+		"enforced setting missing":    strings.Replace(good, "port = '5432'\n", "", 1),
+	}
+	for name, text := range bad {
+		if p := DecidePostgresConf("i", text, want); p.Status != Fail {
+			t.Errorf("%s: %v %s", name, p.Status, p.Evidence)
+		}
+	}
+}
+
+func TestDecideLiveSettings(t *testing.T) {
+	want := map[string]string{"ssl": "on"}
+	rows := []LiveSetting{{"ssl", "on", "configuration file", "/c/postgresql.conf"}, {"work_mem", "8MB", "configuration file", "/d/postgresql.auto.conf"}}
+	if p := DecideLiveSettings("i", rows, want, "/c/postgresql.conf"); p.Status != Pass {
+		t.Errorf("healthy: %s", p.Evidence)
+	}
+	rows = append(rows, LiveSetting{"ssl_ciphers", "NULL", "configuration file", "/d/postgresql.auto.conf"})
+	if p := DecideLiveSettings("i", rows, want, "/c/postgresql.conf"); p.Status != Fail || !strings.Contains(p.Evidence, "ssl_ciphers") {
+		t.Errorf("fixed parameter from auto.conf: %v %s", p.Status, p.Evidence)
+	}
+	if p := DecideLiveSettings("i", []LiveSetting{{"ssl", "off", "configuration file", "/c/postgresql.conf"}}, want, "/c/postgresql.conf"); p.Status != Fail {
+		t.Errorf("ssl off: %s", p.Evidence)
+	}
+}
+
+func TestDecideAutoConf(t *testing.T) {
+	if p := DecideAutoConf("i", "# Managed by pgward: ALTER SYSTEM settings are reset at every start.\n"); p.Status != Pass {
+		t.Errorf("header only: %s", p.Evidence)
+	}
+	p := DecideAutoConf("i", "# Do not edit\nwork_mem = '64MB'\n")
+	if p.Status != Fail || !strings.Contains(p.Evidence, "work_mem") || strings.Contains(p.Evidence, "64MB") {
+		t.Errorf("ALTER SYSTEM: %v %s", p.Status, p.Evidence)
+	}
+}
+
+func TestDecideFileModes(t *testing.T) {
+	good := []FileEntry{
+		{".", fs.ModeDir | 0o700}, {"secrets", fs.ModeDir | 0o700}, {"secrets/c-ca", fs.ModeDir | 0o700},
+		{"secrets/c-ca/ca.key", 0o600}, {"secrets/c-ca/ca.crt", 0o600}, {"secrets/c-app/pgpass", 0o600},
+		{"instances/c-1", fs.ModeDir | 0o755}, {"instances/c-1/data", fs.ModeDir | 0o700}, {"instances/c-1/instance.log", 0o600},
+		{"instances/c-1/run/.s.PGSQL.5432", fs.ModeSocket | 0o777},
+	}
+	if p := DecideFileModes(good); p.Status != Pass {
+		t.Fatalf("healthy: %s", p.Evidence)
+	}
+	for _, e := range []FileEntry{
+		{"secrets/c-ca/ca.key", 0o644}, {"secrets/c-app/pgpass", 0o640}, {"instances/c-1/instance.log", 0o644},
+		{"instances/c-1/data", fs.ModeDir | 0o750}, {".", fs.ModeDir | 0o711}, {"instances/c-1", fs.ModeDir | 0o777},
+		{"secrets/c-ca/ca.crt", fs.ModeSymlink | 0o777},
+	} {
+		entries := append(append([]FileEntry(nil), good...), e)
+		if p := DecideFileModes(entries); p.Status != Fail || !strings.Contains(p.Evidence, e.Rel) {
+			t.Errorf("%s %v: %v %s", e.Rel, e.Mode, p.Status, p.Evidence)
+		}
+	}
+}
+
+func TestDecideCertificates(t *testing.T) {
+	now := time.Now()
+	ca, err := pki.NewCA(rand.Reader, now, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	life := ca.Cert.NotAfter.Sub(ca.Cert.NotBefore)
+	// A leaf never outlives its CA: old leaves come from CAs as old.
+	leaf := func(issued time.Time) (*x509.Certificate, *x509.Certificate) {
+		ca, err := pki.NewCA(rand.Reader, issued, "c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		kp, err := ca.IssueClient(rand.Reader, issued, pki.ReplicationCommonName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kp.Cert, ca.Cert
+	}
+	cases := []struct {
+		name  string
+		issue time.Time
+		want  Status
+	}{
+		{"fresh", now, Pass},
+		{"within the renewal window", now.Add(-life + pki.RenewBefore/2), Warn},
+		{"expired", now.Add(-life - time.Hour), Fail},
+	}
+	for _, c := range cases {
+		cert, caCert := leaf(c.issue)
+		if p := DecideExpiry(Cert{Name: "r", Cert: cert, CA: caCert}, now); p.Status != c.want {
+			t.Errorf("%s: %v, want %v (%s)", c.name, p.Status, c.want, p.Evidence)
+		}
+		if p := DecideChain(Cert{Name: "r", Cert: cert, CA: caCert, Usage: x509.ExtKeyUsageClientAuth}); p.Status != Pass {
+			t.Errorf("%s: does not chain: %s", c.name, p.Evidence)
+		}
+	}
+	fresh, freshCA := leaf(now)
+	other, _ := pki.NewCA(rand.Reader, now, "other")
+	if p := DecideChain(Cert{Name: "r", Cert: fresh, CA: other.Cert, Usage: x509.ExtKeyUsageClientAuth}); p.Status != Fail {
+		t.Errorf("another CA: %s", p.Evidence)
+	}
+	if p := DecideChain(Cert{Name: "r", Cert: fresh, CA: freshCA, Usage: x509.ExtKeyUsageServerAuth}); p.Status != Fail {
+		t.Errorf("client certificate as a server's: %s", p.Evidence)
+	}
+}
+
+func TestDecideProcesses(t *testing.T) {
+	if p := DecideProcesses([]Proc{{1, 101, "pgward"}, {2, 101, "postgres"}}); p.Status != Pass {
+		t.Error(p.Evidence)
+	}
+	if p := DecideProcesses([]Proc{{1, 101, "pgward"}, {2, 0, "postgres"}}); p.Status != Fail || !strings.Contains(p.Evidence, "pid 2") {
+		t.Error(p.Evidence)
+	}
+	if p := DecideProcesses(nil); p.Status != Warn {
+		t.Error(p.Evidence)
+	}
+}
+
+func TestReport(t *testing.T) {
+	checks := []Check{
+		Func{Name: "b", Fix: "do b", Fn: func(context.Context) Result { return Result{Status: Fail, Evidence: "bad"} }},
+		Func{Name: "a", Fix: "do a", Fn: func(context.Context) Result { return Result{Status: Pass, Evidence: "good"} }},
+	}
+	rs := Run(context.Background(), checks)
+	if !Failed(rs) || rs[0].Control != "b" || rs[1].Fix != "" {
+		t.Fatalf("%+v", rs)
+	}
+	var text, js bytes.Buffer
+	if err := Print(&text, rs, "text"); err != nil {
+		t.Fatal(err)
+	}
+	if got := text.String(); got != "FAIL  b  bad  fix: do b\nPASS  a  good\n" {
+		t.Errorf("text:\n%s", got)
+	}
+	if err := Print(&js, rs, "json"); err != nil {
+		t.Fatal(err)
+	}
+	var back []Result
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back) != 2 || back[0] != rs[0] {
+		t.Errorf("json: %v %+v", err, back)
+	}
+	c := Combine([]Part{{"x", Pass, "ok"}, {"y", Warn, "hmm"}, {"z", Fail, "no"}})
+	if c.Status != Fail || c.Evidence != "z: no; y: hmm" {
+		t.Errorf("combine: %+v", c)
+	}
+}
