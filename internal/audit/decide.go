@@ -145,6 +145,27 @@ func DecideHBA(subject, actual, expected string) Part {
 	return Part{subject, Pass, fmt.Sprintf("%d rules as rendered: %q first, %q last", len(got), HBAFirstRule, HBALastRule)}
 }
 
+// DecideIdent checks an instance's pg_ident.conf against what pgward
+// renders for the manifest: the reserved map pgward (the instance's OS
+// user to postgres, which the peer rule relies on) and the manifest's
+// maps, nothing else. Only line numbers and map names are shown.
+func DecideIdent(subject, actual, expected string) Part {
+	got, want := RuleLines(actual), RuleLines(expected)
+	if strings.Join(got, "\n") == strings.Join(want, "\n") {
+		return Part{subject, Pass, fmt.Sprintf("%d mappings as rendered", len(got))}
+	}
+	i := 0
+	for i < len(got) && i < len(want) && got[i] == want[i] {
+		i++
+	}
+	what := "mappings missing at the end"
+	if i < len(got) {
+		f := strings.Fields(got[i])
+		what = fmt.Sprintf("line %d maps onto %s in map %s", i+1, f[len(f)-1], f[0])
+	}
+	return Part{subject, Fail, fmt.Sprintf("differs from what pgward renders for the manifest from mapping %d on (%s)", i+1, what)}
+}
+
 func containsField(f []string, s string) bool {
 	for _, x := range f {
 		if x == s {

@@ -226,3 +226,17 @@ func TestReport(t *testing.T) {
 		t.Errorf("combine: %+v", c)
 	}
 }
+
+func TestDecideIdent(t *testing.T) {
+	rendered := "# generated\npgward postgres postgres\n"
+	if p := DecideIdent("i", rendered, rendered); p.Status != Pass {
+		t.Errorf("as rendered: %s", p.Evidence)
+	}
+	p := DecideIdent("i", rendered+"certs streaming_replica postgres\n", rendered)
+	if p.Status != Fail || !strings.Contains(p.Evidence, "maps onto postgres in map certs") {
+		t.Errorf("added map: %v %s", p.Status, p.Evidence)
+	}
+	if p := DecideIdent("i", "# emptied\n", rendered); p.Status != Fail {
+		t.Errorf("emptied: %s", p.Evidence)
+	}
+}

@@ -113,6 +113,7 @@ func (a *auditor) checks() []audit.Check {
 		audit.Func{Name: "certificate-expiry", Fix: "run `pgward local up` again: it renews generated certificates due within the renewal window; replace user-provided ones", Fn: a.certExpiry},
 		audit.Func{Name: "certificate-chain", Fix: "replace the certificate with one issued by the cluster's CA (remove the generated secret and run `pgward local up` to issue it again)", Fn: a.certChain},
 		audit.Func{Name: "pg-hba-rules", Fix: "find who edited pg_hba.conf, then " + fixRestart, Fn: a.hbaRules},
+		audit.Func{Name: "pg-ident-maps", Fix: "find who edited pg_ident.conf, then " + fixRestart, Fn: a.identMaps},
 		audit.Func{Name: "postgresql-conf-enforced", Fix: "find who edited postgresql.conf, then " + fixRestart, Fn: a.confEnforced},
 		audit.Func{Name: "settings-running", Fix: "empty postgresql.auto.conf (ALTER SYSTEM RESET ALL) and reload, or restart the instance", Fn: a.liveSettings},
 		audit.Func{Name: "alter-system-drift", Fix: "run ALTER SYSTEM RESET ALL (then SELECT pg_reload_conf()) and put the setting in spec.postgresql.parameters; pgward also empties the file at the next start", Fn: a.autoConf},
@@ -333,6 +334,24 @@ func (a *auditor) hbaRules(context.Context) audit.Result {
 			continue
 		}
 		parts = append(parts, audit.DecideHBA(cfg.Name, string(got), string(want)))
+	}
+	return audit.Combine(parts)
+}
+
+func (a *auditor) identMaps(context.Context) audit.Result {
+	var parts []audit.Part
+	for _, cfg := range a.cfgs {
+		want, err := pgconf.RenderIdent(a.cluster, cfg.OSUser)
+		if err != nil {
+			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Warn, Evidence: "rendering the expected pg_ident.conf: " + err.Error()})
+			continue
+		}
+		got, err := os.ReadFile(filepath.Join(cfg.ConfDir, "pg_ident.conf")) // #nosec G304 -- the instance's config dir, read as its owner
+		if err != nil {
+			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Fail, Evidence: err.Error()})
+			continue
+		}
+		parts = append(parts, audit.DecideIdent(cfg.Name, string(got), string(want)))
 	}
 	return audit.Combine(parts)
 }
@@ -576,7 +595,7 @@ func (a *auditor) superuser(ctx context.Context) audit.Result {
 
 // statusRequest makes a request to an instance's status port as an
 // anonymous client (no certificate) offering at most maxVersion.
-func (a *auditor) statusRequest(ctx context.Context, port int, method, path string, maxVersion uint16) audit.Attempt {
+func (a *auditor) statusRequest(ctx context.Context, port int, method, path string, maxVersion uint16, cert ...tls.Certificate) audit.Attempt {
 	caPEM, err := os.ReadFile(a.serverCAFile())
 	if err != nil {
 		return audit.Attempt{Unknown: err.Error()}
@@ -584,6 +603,10 @@ func (a *auditor) statusRequest(ctx context.Context, port int, method, path stri
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
 	cfg := &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: maxVersion, RootCAs: roots, ServerName: localhost} // #nosec G402 -- an attack: offering old TLS is the point
+	if len(cert) > 0 {
+		// Presented even if the server's list of CAs does not name its issuer.
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert[0], nil }
+	}
 	cl := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
 	defer cl.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, method, "https://"+loopback+":"+strconv.Itoa(port)+path, bytes.NewReader([]byte("{}")))
@@ -607,10 +630,26 @@ func (a *auditor) statusRequest(ctx context.Context, port int, method, path stri
 
 func (a *auditor) statusAnonymous(ctx context.Context) audit.Result {
 	var parts []audit.Part
+	// A certificate of the cluster's client CA that is not the
+	// controller's: every instance holds streaming_replica's.
+	var repl []tls.Certificate
+	data, err := a.store.Get(a.cfgs[0].Secrets.Replication)
+	if err == nil {
+		var c tls.Certificate
+		if c, err = tls.X509KeyPair(data[keyTLSCert], data[keyTLSKey]); err == nil {
+			repl = append(repl, c)
+		}
+	}
+	if err != nil {
+		parts = append(parts, audit.Part{Status: audit.Warn, Evidence: "streaming_replica's certificate not tried: " + err.Error()})
+	}
 	for _, is := range a.st.Instances {
 		parts = append(parts,
 			audit.DecideRefusal(is.Name+" GET /pg/status without a certificate", a.statusRequest(ctx, is.StatusPort, http.MethodGet, "/pg/status", tls.VersionTLS13), "HTTP 401"),
 			audit.DecideRefusal(is.Name+" POST /pg/command without a certificate", a.statusRequest(ctx, is.StatusPort, http.MethodPost, "/pg/command", tls.VersionTLS13), "HTTP 401"))
+		if len(repl) > 0 {
+			parts = append(parts, audit.DecideRefusal(is.Name+" POST /pg/command with streaming_replica's certificate", a.statusRequest(ctx, is.StatusPort, http.MethodPost, "/pg/command", tls.VersionTLS13, repl...), "HTTP 403"))
+		}
 	}
 	return audit.Combine(parts)
 }

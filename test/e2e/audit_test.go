@@ -33,7 +33,7 @@ type auditLine struct {
 // auditControls is the audit's stable order of controls.
 var auditControls = []string{
 	"processes-not-root", "file-modes", "certificate-expiry", "certificate-chain",
-	"pg-hba-rules", "postgresql-conf-enforced", "settings-running", "alter-system-drift",
+	"pg-hba-rules", "pg-ident-maps", "postgresql-conf-enforced", "settings-running", "alter-system-drift",
 	"postgres-tls-1.3-only", "replication-needs-certificate", "replication-needs-tls",
 	"superuser-no-password", "status-port-needs-certificate", "status-port-tls-1.3-only",
 }
@@ -162,7 +162,7 @@ spec:
 		expectAudit(t, dir, nil, map[string]string{
 			"replication-needs-certificate": "requires a valid client certificate",
 			"postgres-tls-1.3-only":         "protocol version",
-			"status-port-needs-certificate": "HTTP 401",
+			"status-port-needs-certificate": "with streaming_replica's certificate: refused: HTTP 403",
 		})
 		// The text form: one line per control, in the same order.
 		out := mustPgward(t, "local", "audit", "--dir", dir)
@@ -253,6 +253,13 @@ spec:
 			})
 	})
 
+	t.Run("pg_ident.conf maps a certificate onto postgres", func(t *testing.T) {
+		tamper(t, filepath.Join(conf, "pg_ident.conf"), func(s string) string {
+			return s + "certs streaming_replica postgres\n"
+		})
+		expectAudit(t, dir, map[string]string{"pg-ident-maps": "FAIL"}, map[string]string{"pg-ident-maps": "maps onto postgres in map certs"})
+	})
+
 	t.Run("postgresql.conf weakened after rendering", func(t *testing.T) {
 		tamper(t, filepath.Join(conf, "postgresql.conf"), func(s string) string {
 			return s + "password_encryption = 'md5'\n"
@@ -274,14 +281,18 @@ spec:
 		tamper(t, repl, func(string) string {
 			return string(leafFromClusterCA(t, dir, time.Now().Add(-time.Hour), time.Now().Add(48*time.Hour)))
 		})
-		expectAudit(t, dir, map[string]string{"certificate-expiry": "WARN"}, map[string]string{"certificate-expiry": "audited-replication/tls.crt: expires in"})
+		// The status port check cannot present streaming_replica's
+		// certificate any more (its key no longer matches): it says so.
+		expectAudit(t, dir, map[string]string{"certificate-expiry": "WARN", "status-port-needs-certificate": "WARN"},
+			map[string]string{"certificate-expiry": "audited-replication/tls.crt: expires in", "status-port-needs-certificate": "certificate not tried"})
 	})
 
 	t.Run("an expired certificate", func(t *testing.T) {
 		tamper(t, repl, func(string) string {
 			return string(leafFromClusterCA(t, dir, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour)))
 		})
-		expectAudit(t, dir, map[string]string{"certificate-expiry": "FAIL"}, map[string]string{"certificate-expiry": "audited-replication/tls.crt: expired"})
+		expectAudit(t, dir, map[string]string{"certificate-expiry": "FAIL", "status-port-needs-certificate": "WARN"},
+			map[string]string{"certificate-expiry": "audited-replication/tls.crt: expired"})
 	})
 
 	t.Run("a certificate from another CA", func(t *testing.T) {
@@ -294,7 +305,7 @@ spec:
 			t.Fatal(err)
 		}
 		tamper(t, repl, func(string) string { return string(kp.CertPEM) })
-		expectAudit(t, dir, map[string]string{"certificate-chain": "FAIL"}, map[string]string{"certificate-chain": "audited-replication/tls.crt: not signed by its CA"})
+		expectAudit(t, dir, map[string]string{"certificate-chain": "FAIL", "status-port-needs-certificate": "WARN"}, map[string]string{"certificate-chain": "audited-replication/tls.crt: not signed by its CA"})
 	})
 
 	t.Run("a process of the cluster running as root", func(t *testing.T) {
