@@ -190,7 +190,11 @@ func (a *auditor) processes(context.Context) audit.Result {
 			}
 		}
 	}
-	return audit.Combine([]audit.Part{audit.DecideProcesses(procs)})
+	r := audit.Combine([]audit.Part{audit.DecideProcesses(procs)})
+	if r.Status == audit.Warn {
+		r.Fix = "start the cluster (`pgward local up`) and audit it again"
+	}
+	return r
 }
 
 // procUID returns the lowest of the real, effective and saved uids of pid
