@@ -443,6 +443,82 @@ func DecideProcesses(procs []Proc) Part {
 	return Part{"", Pass, fmt.Sprintf("%d processes, none as root (uid %d)", len(procs), procs[0].UID)}
 }
 
+// AllowedEnvironment is every variable pgward passes to the processes it
+// starts (the controller, the instance managers, PostgreSQL): nothing a
+// user's shell had (PGPASSWORD, PGSSLMODE, LD_PRELOAD...) reaches them.
+var AllowedEnvironment = []string{"LC_ALL", "LANG", "PATH", "TZ", "PGWARD_LOG_LEVEL"}
+
+// ProcEnv is the environment a process of the cluster started with
+// (/proc/<pid>/environ): names only, values may be secrets.
+type ProcEnv struct {
+	PID  int
+	Name string
+	Vars []string
+}
+
+// DecideEnvironment checks that no process of the cluster started with a
+// variable pgward does not pass on (only the names are shown).
+func DecideEnvironment(procs []ProcEnv) Part {
+	if len(procs) == 0 {
+		return Part{"", Warn, "no readable environment of a process of the cluster (is it running?)"}
+	}
+	allowed := map[string]bool{}
+	for _, v := range AllowedEnvironment {
+		allowed[v] = true
+	}
+	var bad []string
+	for _, p := range procs {
+		var extra []string
+		for _, v := range p.Vars {
+			if !allowed[v] {
+				extra = append(extra, v)
+			}
+		}
+		if len(extra) > 0 {
+			sort.Strings(extra)
+			bad = append(bad, fmt.Sprintf("pid %d (%s) has %s", p.PID, p.Name, strings.Join(extra, ", ")))
+		}
+	}
+	if len(bad) > 0 {
+		return Part{"", Fail, strings.Join(bad, "; ")}
+	}
+	return Part{"", Pass, fmt.Sprintf("%d processes started with only %s", len(procs), strings.Join(AllowedEnvironment, ", "))}
+}
+
+// Stream is a replication connection as the primary sees it
+// (pg_stat_replication joined with pg_stat_ssl).
+type Stream struct {
+	Application string
+	SSL         bool
+	Version     string
+	ClientDN    string
+}
+
+// DecideStreams checks that every replication connection to an instance
+// uses TLS 1.3 and streaming_replica's certificate.
+func DecideStreams(subject string, streams []Stream) Part {
+	var bad, good []string
+	for _, s := range streams {
+		switch {
+		case !s.SSL:
+			bad = append(bad, s.Application+" streams without TLS")
+		case s.Version != "TLSv1.3":
+			bad = append(bad, s.Application+" streams over "+s.Version)
+		case s.ClientDN != "/CN="+pki.ReplicationCommonName:
+			bad = append(bad, fmt.Sprintf("%s streams with client certificate %q", s.Application, s.ClientDN))
+		default:
+			good = append(good, s.Application)
+		}
+	}
+	switch {
+	case len(bad) > 0:
+		return Part{subject, Fail, strings.Join(bad, ", ")}
+	case len(good) == 0:
+		return Part{subject, Pass, "no replication connection"}
+	}
+	return Part{subject, Pass, strings.Join(good, ", ") + ": TLSv1.3, /CN=" + pki.ReplicationCommonName}
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {

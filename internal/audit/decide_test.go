@@ -240,3 +240,35 @@ func TestDecideIdent(t *testing.T) {
 		t.Errorf("emptied: %s", p.Evidence)
 	}
 }
+
+func TestDecideEnvironment(t *testing.T) {
+	if p := DecideEnvironment([]ProcEnv{{1, "pgward", []string{"LC_ALL", "PATH"}}, {2, "postgres", []string{"LC_ALL", "LANG", "PATH", "TZ"}}}); p.Status != Pass {
+		t.Error(p.Evidence)
+	}
+	p := DecideEnvironment([]ProcEnv{{1, "pgward", []string{"PATH"}}, {7, "postgres", []string{"PGSSLMODE", "PATH", "PGPASSWORD"}}})
+	if p.Status != Fail || p.Evidence != "pid 7 (postgres) has PGPASSWORD, PGSSLMODE" {
+		t.Errorf("%v %s", p.Status, p.Evidence)
+	}
+	if p := DecideEnvironment(nil); p.Status != Warn {
+		t.Error(p.Evidence)
+	}
+}
+
+func TestDecideStreams(t *testing.T) {
+	good := Stream{"c-2", true, "TLSv1.3", "/CN=streaming_replica"}
+	if p := DecideStreams("c-1", []Stream{good}); p.Status != Pass {
+		t.Error(p.Evidence)
+	}
+	if p := DecideStreams("c-2", nil); p.Status != Pass {
+		t.Error(p.Evidence)
+	}
+	for _, s := range []Stream{
+		{"c-3", false, "", ""},
+		{"c-3", true, "TLSv1.2", "/CN=streaming_replica"},
+		{"c-3", true, "TLSv1.3", "/CN=app"},
+	} {
+		if p := DecideStreams("c-1", []Stream{good, s}); p.Status != Fail || !strings.Contains(p.Evidence, "c-3") {
+			t.Errorf("%+v: %v %s", s, p.Status, p.Evidence)
+		}
+	}
+}

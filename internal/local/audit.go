@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -109,6 +110,7 @@ const (
 func (a *auditor) checks() []audit.Check {
 	return []audit.Check{
 		audit.Func{Name: "processes-not-root", Fix: "stop the cluster and start it again with `pgward local up` (as root it runs everything as the run-as user)", Fn: a.processes},
+		audit.Func{Name: "process-environment", Fix: "find what started the process named; `pgward local up` starts every process of the cluster with a minimal environment", Fn: a.environment},
 		audit.Func{Name: "file-modes", Fix: "chmod the files named 0600 and the directories 0700 (pgward's secret store tightens secrets on the next `up`)", Fn: a.fileModes},
 		audit.Func{Name: "certificate-expiry", Fix: "run `pgward local up` again: it renews generated certificates due within the renewal window; replace user-provided ones", Fn: a.certExpiry},
 		audit.Func{Name: "certificate-chain", Fix: "replace the certificate with one issued by the cluster's CA (remove the generated secret and run `pgward local up` to issue it again)", Fn: a.certChain},
@@ -117,6 +119,7 @@ func (a *auditor) checks() []audit.Check {
 		audit.Func{Name: "postgresql-conf-enforced", Fix: "find who edited postgresql.conf, then " + fixRestart, Fn: a.confEnforced},
 		audit.Func{Name: "settings-running", Fix: "empty postgresql.auto.conf (ALTER SYSTEM RESET ALL) and reload, or restart the instance", Fn: a.liveSettings},
 		audit.Func{Name: "alter-system-drift", Fix: "run ALTER SYSTEM RESET ALL (then SELECT pg_reload_conf()) and put the setting in spec.postgresql.parameters; pgward also empties the file at the next start", Fn: a.autoConf},
+		audit.Func{Name: "replication-streams", Fix: "restart the replica named (`pgward local down` then `up`): its primary_conninfo is rendered with TLS 1.3 and streaming_replica's certificate", Fn: a.streams},
 		audit.Func{Name: "postgres-tls-1.3-only", Fix: fixRestart + " (ssl_min_protocol_version is enforced)", Fn: a.postgresTLS12},
 		audit.Func{Name: "replication-needs-certificate", Fix: "restore pgward's pg_hba.conf (" + fixRestart + "); streaming_replica must authenticate with cert only", Fn: a.replicationPassword},
 		audit.Func{Name: "replication-needs-tls", Fix: "restore pgward's pg_hba.conf (" + fixRestart + "): replication is hostssl only", Fn: a.replicationNoTLS},
@@ -133,9 +136,61 @@ func (a *auditor) checks() []audit.Check {
 // anything else started for it) and everything below them (postgres and
 // its children), except this audit and the processes that started it.
 func (a *auditor) processes(context.Context) audit.Result {
-	entries, err := filepath.Glob("/proc/[0-9]*")
+	pids, err := a.clusterProcs()
 	if err != nil {
 		return audit.Result{Status: audit.Warn, Evidence: "listing /proc: " + err.Error()}
+	}
+	var procs []audit.Proc
+	for _, pid := range pids {
+		uid, name := procUID(pid)
+		procs = append(procs, audit.Proc{PID: pid, UID: uid, Name: name})
+	}
+	r := audit.Combine([]audit.Part{audit.DecideProcesses(procs)})
+	if r.Status == audit.Warn {
+		r.Fix = "start the cluster (`pgward local up`) and audit it again"
+	}
+	return r
+}
+
+// environment reads the environment every process of the cluster started
+// with. PostgreSQL's children overwrite theirs with their title and
+// show none; another user's (root's) cannot be read and is skipped (the
+// process check reports it).
+func (a *auditor) environment(context.Context) audit.Result {
+	pids, err := a.clusterProcs()
+	if err != nil {
+		return audit.Result{Status: audit.Warn, Evidence: "listing /proc: " + err.Error()}
+	}
+	var envs []audit.ProcEnv
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ") // #nosec G304 -- procfs
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		_, name := procUID(pid)
+		pe := audit.ProcEnv{PID: pid, Name: name}
+		for _, kv := range strings.Split(strings.TrimRight(string(b), "\x00"), "\x00") {
+			if k, _, ok := strings.Cut(kv, "="); ok {
+				pe.Vars = append(pe.Vars, k)
+			}
+		}
+		envs = append(envs, pe)
+	}
+	r := audit.Combine([]audit.Part{audit.DecideEnvironment(envs)})
+	if r.Status == audit.Warn {
+		r.Fix = "start the cluster (`pgward local up`) and audit it again"
+	}
+	return r
+}
+
+// clusterProcs lists every process of the cluster: those whose command
+// line names the state directory (the controller, the instance managers,
+// anything else started for it) and everything below them (postgres and
+// its children), except this audit and the processes that started it.
+func (a *auditor) clusterProcs() ([]int, error) {
+	entries, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		return nil, err
 	}
 	type pinfo struct {
 		ppid int
@@ -174,15 +229,14 @@ func (a *auditor) processes(context.Context) audit.Result {
 			}
 		}
 	}
-	var procs []audit.Proc
+	var out []int
 	for pid := range all {
 		if self[pid] {
 			continue
 		}
 		for p := pid; p > 1; p = all[p].ppid {
 			if seed[p] {
-				uid, name := procUID(pid)
-				procs = append(procs, audit.Proc{PID: pid, UID: uid, Name: name})
+				out = append(out, pid)
 				break
 			}
 			if _, ok := all[p]; !ok {
@@ -190,11 +244,8 @@ func (a *auditor) processes(context.Context) audit.Result {
 			}
 		}
 	}
-	r := audit.Combine([]audit.Part{audit.DecideProcesses(procs)})
-	if r.Status == audit.Warn {
-		r.Fix = "start the cluster (`pgward local up`) and audit it again"
-	}
-	return r
+	sort.Ints(out)
+	return out, nil
 }
 
 // procUID returns the lowest of the real, effective and saved uids of pid
@@ -454,6 +505,35 @@ func (a *auditor) liveSettings(ctx context.Context) audit.Result {
 		want := enforced(cfg)
 		delete(want, "unix_socket_permissions") // shown as a number by pg_settings
 		parts = append(parts, audit.DecideLiveSettings(cfg.Name, rows, want, filepath.Join(cfg.ConfDir, "postgresql.conf")))
+	}
+	return audit.Combine(parts)
+}
+
+func (a *auditor) streams(ctx context.Context) audit.Result {
+	var parts []audit.Part
+	for _, cfg := range a.cfgs {
+		streams, err := func() ([]audit.Stream, error) {
+			conn, err := superuserConn(ctx, cfg)
+			if err != nil {
+				return nil, err
+			}
+			defer func() { _ = conn.Close(context.Background()) }()
+			r, err := conn.Query(ctx, `SELECT coalesce(r.application_name, ''), coalesce(s.ssl, false), coalesce(s.version, ''), coalesce(s.client_dn, '')
+				FROM pg_stat_replication r LEFT JOIN pg_stat_ssl s USING (pid) ORDER BY 1`)
+			if err != nil {
+				return nil, err
+			}
+			return pgx.CollectRows(r, func(row pgx.CollectableRow) (audit.Stream, error) {
+				var s audit.Stream
+				err := row.Scan(&s.Application, &s.SSL, &s.Version, &s.ClientDN)
+				return s, err
+			})
+		}()
+		if err != nil {
+			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Warn, Evidence: "could not read pg_stat_replication: " + err.Error()})
+			continue
+		}
+		parts = append(parts, audit.DecideStreams(cfg.Name, streams))
 	}
 	return audit.Combine(parts)
 }

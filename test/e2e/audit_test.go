@@ -14,8 +14,11 @@ import (
 	"math/big"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,9 +35,9 @@ type auditLine struct {
 
 // auditControls is the audit's stable order of controls.
 var auditControls = []string{
-	"processes-not-root", "file-modes", "certificate-expiry", "certificate-chain",
+	"processes-not-root", "process-environment", "file-modes", "certificate-expiry", "certificate-chain",
 	"pg-hba-rules", "pg-ident-maps", "postgresql-conf-enforced", "settings-running", "alter-system-drift",
-	"postgres-tls-1.3-only", "replication-needs-certificate", "replication-needs-tls",
+	"replication-streams", "postgres-tls-1.3-only", "replication-needs-certificate", "replication-needs-tls",
 	"superuser-no-password", "status-port-needs-certificate", "status-port-tls-1.3-only",
 }
 
@@ -321,6 +324,29 @@ spec:
 		defer func() { _ = probe.Process.Kill(); _ = probe.Wait() }()
 		expectAudit(t, dir, map[string]string{"processes-not-root": "FAIL"}, map[string]string{
 			"processes-not-root": fmt.Sprintf("pid %d (sh) runs as root", probe.Process.Pid),
+		})
+	})
+
+	t.Run("a process of the cluster started with a password in its environment", func(t *testing.T) {
+		// Started as the run-as user, as a careless wrapper around
+		// pgward would, with the command line naming the state directory.
+		probe := exec.CommandContext(ctx, "/bin/sh", "-c", "sleep 120; :", "helper", filepath.Join(dir, "instances"))
+		probe.Env = []string{"PATH=/usr/bin:/bin", "PGPASSWORD=" + randomHex(t), "PGSSLMODE=disable"}
+		if os.Geteuid() == 0 {
+			u, err := user.Lookup(osUser)
+			if err != nil {
+				t.Fatal(err)
+			}
+			uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+			gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+			probe.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		}
+		if err := probe.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = probe.Process.Kill(); _ = probe.Wait() }()
+		expectAudit(t, dir, map[string]string{"process-environment": "FAIL"}, map[string]string{
+			"process-environment": fmt.Sprintf("pid %d (sh) has PGPASSWORD, PGSSLMODE", probe.Process.Pid),
 		})
 	})
 
