@@ -368,7 +368,17 @@ func (a *auditor) certChain(context.Context) audit.Result {
 			parts = append(parts, audit.Part{Subject: c.Name, Status: audit.Fail, Evidence: "its CA could not be read"})
 			continue
 		}
-		parts = append(parts, audit.DecideChain(c))
+		p := audit.DecideChain(c)
+		if c.CA != nil && p.Status == audit.Pass {
+			// The key beside the certificate must be its own.
+			secret, _, _ := strings.Cut(c.Name, "/")
+			if data, err := a.store.Get(secret); err != nil {
+				p = audit.Part{Subject: c.Name, Status: audit.Fail, Evidence: err.Error()}
+			} else if _, err := tls.X509KeyPair(data[keyTLSCert], data[keyTLSKey]); err != nil {
+				p = audit.Part{Subject: c.Name, Status: audit.Fail, Evidence: "does not match " + keyTLSKey + ": " + err.Error()}
+			}
+		}
+		parts = append(parts, p)
 	}
 	return audit.Combine(parts)
 }
@@ -732,7 +742,7 @@ func (a *auditor) statusAnonymous(ctx context.Context) audit.Result {
 			audit.DecideRefusal(is.Name+" GET /pg/status without a certificate", a.statusRequest(ctx, is.StatusPort, http.MethodGet, "/pg/status", tls.VersionTLS13), "HTTP 401"),
 			audit.DecideRefusal(is.Name+" POST /pg/command without a certificate", a.statusRequest(ctx, is.StatusPort, http.MethodPost, "/pg/command", tls.VersionTLS13), "HTTP 401"))
 		if len(repl) > 0 {
-			parts = append(parts, audit.DecideRefusal(is.Name+" POST /pg/command with streaming_replica's certificate", a.statusRequest(ctx, is.StatusPort, http.MethodPost, "/pg/command", tls.VersionTLS13, repl...), "HTTP 403"))
+			parts = append(parts, audit.DecideRefusal(is.Name+" POST /pg/command with streaming_replica's certificate", a.statusRequest(ctx, is.StatusPort, http.MethodPost, "/pg/command", tls.VersionTLS13, repl...), "HTTP 403", "tls: "))
 		}
 	}
 	return audit.Combine(parts)

@@ -279,23 +279,24 @@ spec:
 			map[string]string{"superuser-no-password": "postgres has a password"}) // #nosec G101 -- evidence text, no credential
 	})
 
-	repl := filepath.Join(dir, "secrets", "audited-replication", "tls.crt")
+	replDir := filepath.Join(dir, "secrets", "audited-replication")
+	// replace puts a certificate and its key in the replication secret.
+	replace := func(t *testing.T, certPEM, keyPEM []byte) {
+		t.Helper()
+		tamper(t, filepath.Join(replDir, "tls.crt"), func(string) string { return string(certPEM) })
+		tamper(t, filepath.Join(replDir, "tls.key"), func(string) string { return string(keyPEM) })
+	}
 	t.Run("a certificate within the renewal window", func(t *testing.T) {
-		tamper(t, repl, func(string) string {
-			return string(leafFromClusterCA(t, dir, time.Now().Add(-time.Hour), time.Now().Add(48*time.Hour)))
-		})
-		// The status port check cannot present streaming_replica's
-		// certificate any more (its key no longer matches): it says so.
-		expectAudit(t, dir, map[string]string{"certificate-expiry": "WARN", "status-port-needs-certificate": "WARN"},
-			map[string]string{"certificate-expiry": "audited-replication/tls.crt: expires in", "status-port-needs-certificate": "certificate not tried"})
+		c, k := leafFromClusterCA(t, dir, time.Now().Add(-time.Hour), time.Now().Add(48*time.Hour))
+		replace(t, c, k)
+		// A WARN alone leaves the exit status 0.
+		expectAudit(t, dir, map[string]string{"certificate-expiry": "WARN"}, map[string]string{"certificate-expiry": "audited-replication/tls.crt: expires in"})
 	})
 
 	t.Run("an expired certificate", func(t *testing.T) {
-		tamper(t, repl, func(string) string {
-			return string(leafFromClusterCA(t, dir, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour)))
-		})
-		expectAudit(t, dir, map[string]string{"certificate-expiry": "FAIL", "status-port-needs-certificate": "WARN"},
-			map[string]string{"certificate-expiry": "audited-replication/tls.crt: expired"})
+		c, k := leafFromClusterCA(t, dir, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+		replace(t, c, k)
+		expectAudit(t, dir, map[string]string{"certificate-expiry": "FAIL"}, map[string]string{"certificate-expiry": "audited-replication/tls.crt: expired"})
 	})
 
 	t.Run("a certificate from another CA", func(t *testing.T) {
@@ -307,8 +308,16 @@ spec:
 		if err != nil {
 			t.Fatal(err)
 		}
-		tamper(t, repl, func(string) string { return string(kp.CertPEM) })
-		expectAudit(t, dir, map[string]string{"certificate-chain": "FAIL", "status-port-needs-certificate": "WARN"}, map[string]string{"certificate-chain": "audited-replication/tls.crt: not signed by its CA"})
+		replace(t, kp.CertPEM, kp.KeyPEM)
+		expectAudit(t, dir, map[string]string{"certificate-chain": "FAIL"}, map[string]string{"certificate-chain": "audited-replication/tls.crt: not signed by its CA"})
+	})
+
+	t.Run("a certificate beside another key", func(t *testing.T) {
+		_, otherKey := leafFromClusterCA(t, dir, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour*30))
+		tamper(t, filepath.Join(replDir, "tls.key"), func(string) string { return string(otherKey) })
+		// The status port check cannot present the pair any more: it says so.
+		expectAudit(t, dir, map[string]string{"certificate-chain": "FAIL", "status-port-needs-certificate": "WARN"},
+			map[string]string{"certificate-chain": "audited-replication/tls.crt: does not match tls.key", "status-port-needs-certificate": "certificate not tried"})
 	})
 
 	t.Run("a process of the cluster running as root", func(t *testing.T) {
@@ -366,7 +375,7 @@ func randomHex(t *testing.T) string {
 
 // leafFromClusterCA issues a streaming_replica certificate with the given
 // validity from the cluster's own CA (pki refuses such dates on purpose).
-func leafFromClusterCA(t *testing.T, dir string, notBefore, notAfter time.Time) []byte {
+func leafFromClusterCA(t *testing.T, dir string, notBefore, notAfter time.Time) (certPEM, keyPEM []byte) {
 	t.Helper()
 	read := func(key string) []byte {
 		b, err := os.ReadFile(filepath.Join(dir, "secrets", "audited-ca", key))
@@ -399,5 +408,9 @@ func leafFromClusterCA(t *testing.T, dir string, notBefore, notAfter time.Time) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 }
