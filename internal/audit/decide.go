@@ -257,10 +257,19 @@ type LiveSetting struct {
 	Name, Setting, Source, SourceFile string
 }
 
-// DecideLiveSettings checks what the running server uses: want's values,
-// and every fixed parameter set from a file comes from pgward's rendered
-// configuration (confFile), not postgresql.auto.conf or any other file.
-func DecideLiveSettings(subject string, rows []LiveSetting, want map[string]string, confFile string) Part {
+// RoleSetting is a parameter set for a role or a database (ALTER ROLE
+// ... SET, ALTER DATABASE ... SET: pg_db_role_setting). Database and Role
+// are empty for "all".
+type RoleSetting struct {
+	Database, Role, Name string
+}
+
+// DecideLiveSettings checks what the running server uses: want's values;
+// every fixed parameter set from a file comes from pgward's rendered
+// configuration (confFile), not postgresql.auto.conf or any other file;
+// and no fixed parameter is set on the command line or for a role or a
+// database (a role may set its own password_encryption, for one).
+func DecideLiveSettings(subject string, rows []LiveSetting, roles []RoleSetting, want map[string]string, confFile string) Part {
 	var bad []string
 	seen := map[string]bool{}
 	for _, r := range rows {
@@ -268,8 +277,20 @@ func DecideLiveSettings(subject string, rows []LiveSetting, want map[string]stri
 		if w, ok := want[r.Name]; ok && !strings.EqualFold(r.Setting, w) {
 			bad = append(bad, fmt.Sprintf("%s = %s (want %s)", r.Name, r.Setting, w))
 		}
-		if v1.IsFixedParameter(r.Name) && r.SourceFile != "" && r.SourceFile != confFile {
+		if !v1.IsFixedParameter(r.Name) {
+			continue
+		}
+		if r.SourceFile != "" && r.SourceFile != confFile {
 			bad = append(bad, fmt.Sprintf("fixed parameter %s comes from %s", r.Name, r.SourceFile))
+		}
+		switch r.Source {
+		case "command line", "database", "user", "database user", "environment variable":
+			bad = append(bad, fmt.Sprintf("fixed parameter %s set by %s", r.Name, r.Source))
+		}
+	}
+	for _, r := range roles {
+		if v1.IsFixedParameter(r.Name) {
+			bad = append(bad, fmt.Sprintf("fixed parameter %s set for role %s in database %s", r.Name, orAll(r.Role), orAll(r.Database)))
 		}
 	}
 	for _, name := range sortedKeys(want) {
@@ -280,7 +301,7 @@ func DecideLiveSettings(subject string, rows []LiveSetting, want map[string]stri
 	if len(bad) > 0 {
 		return Part{subject, Fail, strings.Join(bad, ", ")}
 	}
-	return Part{subject, Pass, "the running server uses the enforced values; every fixed parameter comes from pgward's postgresql.conf"}
+	return Part{subject, Pass, "the running server uses the enforced values; every fixed parameter comes from pgward's postgresql.conf, none is set for a role or a database"}
 }
 
 // DecideAutoConf checks postgresql.auto.conf: pgward empties it at every
@@ -517,6 +538,13 @@ func DecideStreams(subject string, streams []Stream) Part {
 		return Part{subject, Pass, "no replication connection"}
 	}
 	return Part{subject, Pass, strings.Join(good, ", ") + ": TLSv1.3, /CN=" + pki.ReplicationCommonName}
+}
+
+func orAll(s string) string {
+	if s == "" {
+		return "(all)"
+	}
+	return s
 }
 
 func sortedKeys[V any](m map[string]V) []string {

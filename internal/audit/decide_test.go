@@ -95,15 +95,31 @@ func TestDecidePostgresConf(t *testing.T) {
 func TestDecideLiveSettings(t *testing.T) {
 	want := map[string]string{"ssl": "on"}
 	rows := []LiveSetting{{"ssl", "on", "configuration file", "/c/postgresql.conf"}, {"work_mem", "8MB", "configuration file", "/d/postgresql.auto.conf"}}
-	if p := DecideLiveSettings("i", rows, want, "/c/postgresql.conf"); p.Status != Pass {
+	if p := DecideLiveSettings("i", rows, nil, want, "/c/postgresql.conf"); p.Status != Pass {
 		t.Errorf("healthy: %s", p.Evidence)
 	}
 	rows = append(rows, LiveSetting{"ssl_ciphers", "NULL", "configuration file", "/d/postgresql.auto.conf"})
-	if p := DecideLiveSettings("i", rows, want, "/c/postgresql.conf"); p.Status != Fail || !strings.Contains(p.Evidence, "ssl_ciphers") {
+	if p := DecideLiveSettings("i", rows, nil, want, "/c/postgresql.conf"); p.Status != Fail || !strings.Contains(p.Evidence, "ssl_ciphers") {
 		t.Errorf("fixed parameter from auto.conf: %v %s", p.Status, p.Evidence)
 	}
-	if p := DecideLiveSettings("i", []LiveSetting{{"ssl", "off", "configuration file", "/c/postgresql.conf"}}, want, "/c/postgresql.conf"); p.Status != Fail {
+	if p := DecideLiveSettings("i", []LiveSetting{{"ssl", "off", "configuration file", "/c/postgresql.conf"}}, nil, want, "/c/postgresql.conf"); p.Status != Fail {
 		t.Errorf("ssl off: %s", p.Evidence)
+	}
+}
+
+func TestDecideLiveSettingsPerRole(t *testing.T) {
+	want := map[string]string{"ssl": "on"}
+	rows := []LiveSetting{{"ssl", "on", "configuration file", "/c/postgresql.conf"}}
+	if p := DecideLiveSettings("i", rows, []RoleSetting{{"", "app", "work_mem"}}, want, "/c/postgresql.conf"); p.Status != Pass {
+		t.Errorf("work_mem for a role: %s", p.Evidence)
+	}
+	p := DecideLiveSettings("i", rows, []RoleSetting{{"", "app", "password_encryption"}}, want, "/c/postgresql.conf")
+	if p.Status != Fail || !strings.Contains(p.Evidence, "password_encryption set for role app in database (all)") {
+		t.Errorf("password_encryption for a role: %v %s", p.Status, p.Evidence)
+	}
+	rows = append(rows, LiveSetting{"password_encryption", "md5", "database", ""})
+	if p := DecideLiveSettings("i", rows, nil, want, "/c/postgresql.conf"); p.Status != Fail || !strings.Contains(p.Evidence, "set by database") {
+		t.Errorf("password_encryption for the database: %v %s", p.Status, p.Evidence)
 	}
 }
 

@@ -117,7 +117,7 @@ func (a *auditor) checks() []audit.Check {
 		audit.Func{Name: "pg-hba-rules", Fix: "find who edited pg_hba.conf, then " + fixRestart, Fn: a.hbaRules},
 		audit.Func{Name: "pg-ident-maps", Fix: "find who edited pg_ident.conf, then " + fixRestart, Fn: a.identMaps},
 		audit.Func{Name: "postgresql-conf-enforced", Fix: "find who edited postgresql.conf, then " + fixRestart, Fn: a.confEnforced},
-		audit.Func{Name: "settings-running", Fix: "empty postgresql.auto.conf (ALTER SYSTEM RESET ALL) and reload, or restart the instance", Fn: a.liveSettings},
+		audit.Func{Name: "settings-running", Fix: "empty postgresql.auto.conf (ALTER SYSTEM RESET ALL) and reload, or restart the instance; ALTER ROLE/DATABASE ... RESET a fixed parameter set for a role or database", Fn: a.liveSettings},
 		audit.Func{Name: "alter-system-drift", Fix: "run ALTER SYSTEM RESET ALL (then SELECT pg_reload_conf()) and put the setting in spec.postgresql.parameters; pgward also empties the file at the next start", Fn: a.autoConf},
 		audit.Func{Name: "replication-streams", Fix: "restart the replica named (`pgward local down` then `up`): its primary_conninfo is rendered with TLS 1.3 and streaming_replica's certificate", Fn: a.streams},
 		audit.Func{Name: "postgres-tls-1.3-only", Fix: fixRestart + " (ssl_min_protocol_version is enforced)", Fn: a.postgresTLS12},
@@ -492,29 +492,47 @@ func superuserConn(ctx context.Context, cfg *instance.Config) (*pgx.Conn, error)
 func (a *auditor) liveSettings(ctx context.Context) audit.Result {
 	var parts []audit.Part
 	for _, cfg := range a.cfgs {
-		rows, err := func() ([]audit.LiveSetting, error) {
+		var rows []audit.LiveSetting
+		var roles []audit.RoleSetting
+		err := func() error {
 			conn, err := superuserConn(ctx, cfg)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			defer func() { _ = conn.Close(context.Background()) }()
 			r, err := conn.Query(ctx, `SELECT name, setting, source, coalesce(sourcefile, '') FROM pg_settings`)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			return pgx.CollectRows(r, func(row pgx.CollectableRow) (audit.LiveSetting, error) {
+			rows, err = pgx.CollectRows(r, func(row pgx.CollectableRow) (audit.LiveSetting, error) {
 				var s audit.LiveSetting
 				err := row.Scan(&s.Name, &s.Setting, &s.Source, &s.SourceFile)
 				return s, err
 			})
+			if err != nil {
+				return err
+			}
+			// Names only: the values may be anything a role chose.
+			r, err = conn.Query(ctx, `SELECT coalesce(d.datname, ''), coalesce(r.rolname, ''), lower(split_part(c, '=', 1))
+				FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) AS c
+				LEFT JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole ORDER BY 1, 2, 3`)
+			if err != nil {
+				return err
+			}
+			roles, err = pgx.CollectRows(r, func(row pgx.CollectableRow) (audit.RoleSetting, error) {
+				var s audit.RoleSetting
+				err := row.Scan(&s.Database, &s.Role, &s.Name)
+				return s, err
+			})
+			return err
 		}()
 		if err != nil {
-			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Warn, Evidence: "could not read pg_settings: " + err.Error()})
+			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Warn, Evidence: "could not read pg_settings and pg_db_role_setting: " + err.Error()})
 			continue
 		}
 		want := enforced(cfg)
 		delete(want, "unix_socket_permissions") // shown as a number by pg_settings
-		parts = append(parts, audit.DecideLiveSettings(cfg.Name, rows, want, filepath.Join(cfg.ConfDir, "postgresql.conf")))
+		parts = append(parts, audit.DecideLiveSettings(cfg.Name, rows, roles, want, filepath.Join(cfg.ConfDir, "postgresql.conf")))
 	}
 	return audit.Combine(parts)
 }

@@ -233,6 +233,14 @@ spec:
 			})
 	})
 
+	t.Run("a role sets a fixed parameter for itself", func(t *testing.T) {
+		sql(t, "ALTER ROLE app SET password_encryption = 'md5'")
+		defer sql(t, "ALTER ROLE app RESET password_encryption")
+		expectAudit(t, dir, map[string]string{"settings-running": "FAIL"}, map[string]string{
+			"settings-running": "fixed parameter password_encryption set for role app in database (all)",
+		})
+	})
+
 	t.Run("pg_hba.conf's catch-all replaced by trust", func(t *testing.T) {
 		tamper(t, filepath.Join(conf, "pg_hba.conf"), func(s string) string {
 			return strings.Replace(s, "host all all all reject", "host all all all trust", 1)
