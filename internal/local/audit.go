@@ -131,10 +131,8 @@ func (a *auditor) checks() []audit.Check {
 
 // --- processes ---
 
-// processes lists every process of the cluster: those whose command line
-// names the state directory (the controller, the instance managers,
-// anything else started for it) and everything below them (postgres and
-// its children), except this audit and the processes that started it.
+// processes checks that no process of the cluster (clusterProcs) runs
+// with a uid of 0.
 func (a *auditor) processes(context.Context) audit.Result {
 	pids, err := a.clusterProcs()
 	if err != nil {
