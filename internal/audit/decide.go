@@ -328,7 +328,8 @@ type FileEntry struct {
 }
 
 // DecideFileModes checks the state directory's modes: the directory
-// itself, secrets' directories and data directories 0700; private keys,
+// itself, secrets' directories, data directories and socket directories
+// (run) 0700, sockets nothing for group or others; private keys,
 // pgpass and password files 0600; every other regular file (secrets,
 // logs, state, manifests, rendered configuration) no access for group or
 // others; no directory writable by group or others. Symbolic links are
@@ -343,7 +344,7 @@ func DecideFileModes(entries []FileEntry) Part {
 		switch {
 		case e.Mode&fs.ModeSymlink != 0:
 			bad = append(bad, e.Rel+" is a symbolic link")
-		case isDir && (e.Rel == "." || e.Rel == "secrets" || strings.HasPrefix(e.Rel, "secrets/") || strings.HasSuffix(e.Rel, "/data")):
+		case isDir && (e.Rel == "." || e.Rel == "secrets" || strings.HasPrefix(e.Rel, "secrets/") || strings.HasSuffix(e.Rel, "/data") || strings.HasSuffix(e.Rel, "/run")):
 			n++
 			if perm != 0o700 {
 				bad = append(bad, fmt.Sprintf("%s is %04o (want 0700)", e.Rel, perm))
@@ -353,8 +354,14 @@ func DecideFileModes(entries []FileEntry) Part {
 			if perm&0o022 != 0 {
 				bad = append(bad, fmt.Sprintf("%s is %04o (want no write for group or others)", e.Rel, perm))
 			}
+		case e.Mode&fs.ModeSocket != 0:
+			// PostgreSQL's socket: the peer rule trusts whoever reaches it.
+			n++
+			if perm&0o077 != 0 {
+				bad = append(bad, fmt.Sprintf("%s is %04o (want 0700: unix_socket_permissions)", e.Rel, perm))
+			}
 		case !e.Mode.IsRegular():
-			// Sockets (in 0700 directories) and the like.
+			// Lock files of sockets are regular; nothing else is expected.
 		case strings.HasSuffix(base, ".key") || base == "pgpass" || base == "password":
 			n++
 			if perm != 0o600 {
@@ -371,7 +378,7 @@ func DecideFileModes(entries []FileEntry) Part {
 		sort.Strings(bad)
 		return Part{"", Fail, strings.Join(bad, ", ")}
 	}
-	return Part{"", Pass, fmt.Sprintf("%d files and directories: keys, pgpass and password files 0600, secrets and data directories 0700, nothing open to group or others", n)}
+	return Part{"", Pass, fmt.Sprintf("%d files and directories: keys, pgpass and password files 0600, secrets, data and socket directories 0700, nothing open to group or others", n)}
 }
 
 // Cert is a certificate found in a secret, with the CA it must chain to.

@@ -138,7 +138,7 @@ func TestDecideFileModes(t *testing.T) {
 		{".", fs.ModeDir | 0o700}, {"secrets", fs.ModeDir | 0o700}, {"secrets/c-ca", fs.ModeDir | 0o700},
 		{"secrets/c-ca/ca.key", 0o600}, {"secrets/c-ca/ca.crt", 0o600}, {"secrets/c-app/pgpass", 0o600},
 		{"instances/c-1", fs.ModeDir | 0o755}, {"instances/c-1/data", fs.ModeDir | 0o700}, {"instances/c-1/instance.log", 0o600},
-		{"instances/c-1/run/.s.PGSQL.5432", fs.ModeSocket | 0o777},
+		{"instances/c-1/run", fs.ModeDir | 0o700}, {"instances/c-1/run/.s.PGSQL.5432", fs.ModeSocket | 0o700},
 	}
 	if p := DecideFileModes(good); p.Status != Pass {
 		t.Fatalf("healthy: %s", p.Evidence)
@@ -147,6 +147,7 @@ func TestDecideFileModes(t *testing.T) {
 		{"secrets/c-ca/ca.key", 0o644}, {"secrets/c-app/pgpass", 0o640}, {"instances/c-1/instance.log", 0o644},
 		{"instances/c-1/data", fs.ModeDir | 0o750}, {".", fs.ModeDir | 0o711}, {"instances/c-1", fs.ModeDir | 0o777},
 		{"secrets/c-ca/ca.crt", fs.ModeSymlink | 0o777},
+		{"instances/c-1/run", fs.ModeDir | 0o711}, {"instances/c-1/run/.s.PGSQL.5432", fs.ModeSocket | 0o777},
 	} {
 		entries := append(append([]FileEntry(nil), good...), e)
 		if p := DecideFileModes(entries); p.Status != Fail || !strings.Contains(p.Evidence, e.Rel) {

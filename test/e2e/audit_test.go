@@ -198,6 +198,14 @@ spec:
 		expectAudit(t, dir, map[string]string{"file-modes": "FAIL"}, map[string]string{"file-modes": "instances/audited-1/data is 0750 (want 0700)"})
 	})
 
+	t.Run("the socket directory opened to others", func(t *testing.T) {
+		if err := os.Chmod(inst.SocketDir, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = os.Chmod(inst.SocketDir, 0o700) }()
+		expectAudit(t, dir, map[string]string{"file-modes": "FAIL"}, map[string]string{"file-modes": "instances/audited-1/run is 0711 (want 0700)"})
+	})
+
 	t.Run("ALTER SYSTEM drift", func(t *testing.T) {
 		sql(t, "ALTER SYSTEM SET work_mem = '8MB'")
 		defer sql(t, "ALTER SYSTEM RESET ALL")
