@@ -15,7 +15,10 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Status is the outcome of one control.
@@ -114,9 +117,9 @@ func Print(w io.Writer, rs []Result, format string) error {
 		return enc.Encode(rs)
 	case "", "text", "table":
 		for _, r := range rs {
-			line := fmt.Sprintf("%-4s  %s  %s", r.Status, r.Control, r.Evidence)
+			line := fmt.Sprintf("%-4s  %s  %s", r.Status, r.Control, oneLine(r.Evidence))
 			if r.Fix != "" {
-				line += "  fix: " + r.Fix
+				line += "  fix: " + oneLine(r.Fix)
 			}
 			if _, err := fmt.Fprintln(w, line); err != nil {
 				return err
@@ -126,6 +129,36 @@ func Print(w io.Writer, rs []Result, format string) error {
 	default:
 		return fmt.Errorf("unknown output format %q (text or json)", format)
 	}
+}
+
+// oneLine escapes control characters: evidence may carry names the
+// cluster's owner chose (a file called "x\nPASS  ..."), which must not
+// start a line of their own or rewrite the terminal. JSON escapes them
+// by itself.
+func oneLine(s string) string {
+	if strings.IndexFunc(s, unsafeRune) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case unsafeRune(r):
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// unsafeRune: control characters, line and paragraph separators, and
+// format characters (bidi overrides, zero-width characters), which can
+// make a line read differently from what it holds.
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
 // Part is what one check found about one subject (an instance, a secret).

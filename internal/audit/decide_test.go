@@ -289,3 +289,25 @@ func TestDecideStreams(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintKeepsOneLinePerControl(t *testing.T) {
+	rs := []Result{{Status: Fail, Control: "file-modes", Evidence: "x\nPASS  file-modes  all good\x1b[2K is 0644", Fix: "chmod\r"}}
+	var b bytes.Buffer
+	if err := Print(&b, rs, "text"); err != nil {
+		t.Fatal(err)
+	}
+	got := b.String()
+	if strings.Count(got, "\n") != 1 || strings.ContainsAny(strings.TrimSuffix(got, "\n"), "\n\r\x1b") {
+		t.Errorf("control characters reached the output: %q", got)
+	}
+	if !strings.Contains(got, `x\nPASS`) {
+		t.Errorf("not escaped: %q", got)
+	}
+	b.Reset()
+	if err := Print(&b, []Result{{Status: Pass, Control: "c", Evidence: "a\u202eb\u2028c\xffd \u00e9"}}, "text"); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.String(); got != "PASS  c  a\\u202eb\\u2028c\\xffd \u00e9\n" {
+		t.Errorf("bidi, separators, invalid UTF-8: %q", got)
+	}
+}
