@@ -21,10 +21,12 @@ var allowed = map[string][]string{
 	"internal/secrets":     {},
 	"internal/plan":        {"api/v1"},
 	"internal/instanceapi": {},
-	"internal/instance":    {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi"},
-	"internal/local":       {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control"},
-	"internal/bench":       {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/local"},
-	"internal/cli":         {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build"},
+	// The audit's decisions are pure; each runtime observes for it.
+	"internal/audit":    {"api/v1", "internal/pki"},
+	"internal/instance": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi"},
+	"internal/local":    {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control"},
+	"internal/bench":    {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/local"},
+	"internal/cli":      {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build"},
 	// The operator's pure builders see the instance manager's Config type
 	// (and so what it imports), never the planner or a runtime.
 	"internal/kube/build": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance"},
@@ -37,6 +39,7 @@ var allowed = map[string][]string{
 var forbiddenExternal = map[string][]string{
 	"internal/plan":   {"net", "os", "os/exec", "math/rand", "context", "log/slog"},
 	"internal/pgconf": {"os", "os/exec", "net"},
+	"internal/audit":  {"os", "os/exec", "net", "net/http", "github.com/jackc/pgx/v5"},
 	"internal/local":  {"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
 	// Builders are pure: no client, no context, no randomness, no files.
 	"internal/kube/build": {"context", "k8s.io/client-go", "sigs.k8s.io/controller-runtime", "crypto/rand", "math/rand", "os", "net/http"},

@@ -24,7 +24,7 @@ func NewLocalCmd() *cobra.Command {
 	}
 	var dir string
 	cmd.PersistentFlags().StringVar(&dir, "dir", "", "state directory (default ./.pgward/<cluster>)")
-	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newControllerCmd(&dir))
+	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newAuditCmd(&dir), newControllerCmd(&dir))
 	return cmd
 }
 
@@ -129,6 +129,38 @@ func newStatusCmd(dir *string) *cobra.Command {
 		}),
 	}
 	c.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return c
+}
+
+func newAuditCmd(dir *string) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "audit",
+		Short: "Check the running cluster against pgward's security controls: one PASS/WARN/FAIL line per control (exit status 1 on any FAIL)",
+		Long: `Audit tries, from the outside where it can, what each control must refuse
+(a replication login with a password or without TLS, TLS 1.2, an anonymous
+status request), reads the rendered configuration, postgresql.auto.conf,
+the file modes and certificates of the state directory and the owners of
+the cluster's processes, and prints one line per control:
+
+  PASS|WARN|FAIL  <control>  <evidence>  [fix: ...]
+
+Run as root, it reruns itself as the state directory's owner, like every
+other local verb. The exit status is 1 when any control fails.`,
+		Args: cobra.NoArgs,
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, _ []string) error {
+			failed, err := local.Audit(cmd.Context(), local.AuditOptions{Dir: d, Output: output, Out: cmd.OutOrStdout()})
+			if err != nil {
+				return err
+			}
+			if failed {
+				// The report says which control failed.
+				return &ExitCodeError{Code: 1}
+			}
+			return nil
+		}),
+	}
+	c.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return c
 }
 

@@ -214,6 +214,14 @@ func TestLocalCluster(t *testing.T) {
 		checkModes(t, dir)
 	})
 
+	t.Run("pgward local audit passes every control", func(t *testing.T) {
+		// Three instances, replicas streaming, the sample's own pg_hba lines.
+		expectAudit(t, dir, nil, map[string]string{
+			"pg-hba-rules":        "cluster-example-3: ",
+			"replication-streams": "cluster-example-1: cluster-example-2, cluster-example-3: TLSv1.3, /CN=streaming_replica",
+		})
+	})
+
 	t.Run("no generated password in logs or command lines", func(t *testing.T) {
 		checkNoLeaks(t, dir)
 	})

@@ -109,7 +109,7 @@ func TestRootRefusesUntrustedPaths(t *testing.T) {
 	}
 	// ... holding a cluster of the run-as user: status and down refuse it too.
 	mkdirOwned(t, filepath.Join(cwd, ".pgward", "c"), 0o700, uid, gid)
-	for _, verb := range [][]string{{"status"}, {"down", "--purge"}} {
+	for _, verb := range [][]string{{"status"}, {"audit"}, {"down", "--purge"}} {
 		out, err := pgwardIn(ctx, cwd, append([]string{"local"}, verb...)...)
 		if err == nil || !strings.Contains(out, `belongs to OS user "daemon"`) {
 			t.Errorf("%s with another user's ./.pgward: %v: %s", verb[0], err, out)
@@ -129,7 +129,7 @@ func TestRootRefusesUntrustedPaths(t *testing.T) {
 	if err := os.Symlink(real, filepath.Join(base, "link")); err != nil {
 		t.Fatal(err)
 	}
-	for _, verb := range [][]string{{"status"}, {"down", "--purge"}, {"up", "-f", sample, noPG}} {
+	for _, verb := range [][]string{{"status"}, {"audit"}, {"down", "--purge"}, {"up", "-f", sample, noPG}} {
 		args := append(append([]string{"local"}, verb...), "--dir", filepath.Join(base, "link", "c"))
 		out, err := pgward(ctx, args...)
 		if err == nil || !strings.Contains(out, filepath.Join(base, "link")+" is a symbolic link") {

@@ -92,12 +92,15 @@ spec:
 		t.Error("a password statement reached the server log")
 	}
 	checkNoLeaks(t, dir)
+	// With superuser access on, postgres's password is by choice.
+	expectAudit(t, dir, nil, map[string]string{"superuser-no-password": "superuser access is on"})
 
 	// ALTER SYSTEM would override the declared configuration from
 	// postgresql.auto.conf; pgward empties that file at every start.
 	if out, err := psql(ctx, "", su, "ALTER SYSTEM SET work_mem = '77MB'"); err != nil {
 		t.Fatalf("ALTER SYSTEM: %v %s", err, out)
 	}
+	expectAudit(t, dir, map[string]string{"alter-system-drift": "FAIL"}, map[string]string{"alter-system-drift": "sets work_mem"})
 
 	// One instance: a crash is followed by a restart, not a failover.
 	pid, err := os.ReadFile(filepath.Join(dir, "instances", "single-1", "data", "postmaster.pid"))
@@ -114,4 +117,6 @@ spec:
 	if got, err := psql(ctx, "", su, "SHOW work_mem"); err != nil || got == "77MB" {
 		t.Errorf("ALTER SYSTEM survived a restart: %v %q", err, got)
 	}
+	// The restart emptied postgresql.auto.conf: no drift left.
+	expectAudit(t, dir, nil, nil)
 }
