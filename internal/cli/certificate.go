@@ -37,3 +37,31 @@ as root, the files belong to the cluster's OS user.`,
 	_ = c.MarkFlagRequired("out")
 	return c
 }
+
+// newReportCmd is `pgward local report --out FILE.zip`.
+func newReportCmd(dir *string) *cobra.Command {
+	var out string
+	c := &cobra.Command{
+		Use:   "report --out FILE.zip",
+		Short: "Write a zip to attach to a bug report: manifest, state, status, logs, rendered configuration; secrets redacted",
+		Long: `Write a zip of what a maintainer needs to understand a problem: the stored
+manifest, state and planner memory, the cluster's status, the controller's and
+every instance's logs (their last 4 MiB), the rendered configuration, and a
+listing of the secrets (names, sizes and modes, never their content). Every
+value of every secret pgward holds is replaced wherever it appears, and so are
+private keys, SCRAM verifiers and pg_hba secrets whatever their source.`,
+		Example: `  pgward local report --out /tmp/pgward-report.zip`,
+		Args:    cobra.NoArgs,
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, _ []string) error {
+			n, err := local.WriteReport(cmd.Context(), local.Layout{Dir: d}, out, time.Now())
+			if err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "%s: %d files, secrets redacted\n", out, n)
+			return nil
+		}),
+	}
+	c.Flags().StringVar(&out, "out", "", "the zip to write (must not exist)")
+	_ = c.MarkFlagRequired("out")
+	return c
+}
