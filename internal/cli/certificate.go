@@ -2,10 +2,15 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/local"
 )
 
@@ -35,6 +40,7 @@ as root, the files belong to the cluster's OS user.`,
 	}
 	c.Flags().StringVar(&out, "out", "", "a new directory for tls.crt, tls.key and ca.crt")
 	_ = c.MarkFlagRequired("out")
+	c.PreRunE = absoluteFlag("out")
 	return c
 }
 
@@ -63,5 +69,85 @@ private keys, SCRAM verifiers and pg_hba secrets whatever their source.`,
 	}
 	c.Flags().StringVar(&out, "out", "", "the zip to write (must not exist)")
 	_ = c.MarkFlagRequired("out")
+	c.PreRunE = absoluteFlag("out")
 	return c
+}
+
+// newPsqlCmd is `pgward local psql [-- PSQL_ARGS]`: psql as the app owner
+// (or postgres with --superuser, when superuser access is on), over
+// verify-full TLS to whichever instance is primary, the password read by
+// libpq from the secret's pgpass (never on a command line).
+func newPsqlCmd(dir *string) *cobra.Command {
+	var superuser, readOnly bool
+	c := &cobra.Command{
+		Use:   "psql [-- PSQL_ARGS]",
+		Short: "Run psql as the app owner (or postgres with --superuser) over verify-full TLS to the primary",
+		Example: `  pgward local psql
+  pgward local psql -- -c 'SELECT now()'
+  pgward local psql --ro -- -c 'SELECT pg_is_in_recovery()'`,
+		RunE: inStateDir(dir, func(_ *cobra.Command, d string, args []string) error {
+			st, err := local.LoadState(local.Layout{Dir: d})
+			if err != nil {
+				return err
+			}
+			c, err := loadStoredCluster(d)
+			if err != nil {
+				return err
+			}
+			user := c.Spec.Bootstrap.InitDB.Owner
+			if superuser {
+				user = v1.SuperuserRole
+			}
+			uri, err := local.URI(local.URIOptions{Dir: d, User: user, ReadOnly: readOnly})
+			if err != nil {
+				return err
+			}
+			bin := filepath.Join(st.PGBinDir, "psql")
+			argv := append([]string{"psql", "-d", uri}, args...)
+			// #nosec G204 -- PostgreSQL's own psql, the user's arguments
+			return syscall.Exec(bin, argv, psqlEnv())
+		}),
+	}
+	c.Flags().BoolVar(&superuser, "superuser", false, "connect as postgres (needs enableSuperuserAccess: true)")
+	c.Flags().BoolVar(&readOnly, "ro", false, "prefer a standby (read-only)")
+	return c
+}
+
+// psqlEnv passes psql what a terminal session needs and nothing that
+// could redirect it (PGHOST, PGPASSWORD...).
+func psqlEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "PATH", "HOME", "TERM", "LANG", "LC_ALL", "LC_CTYPE", "PAGER", "PSQL_PAGER", "COLUMNS", "LINES", "TZ":
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// loadStoredCluster reads the manifest the cluster runs with.
+func loadStoredCluster(d string) (*v1.Cluster, error) {
+	b, err := os.ReadFile(local.Layout{Dir: d}.ClusterFile())
+	if err != nil {
+		return nil, err
+	}
+	return v1.LoadAndValidate(b)
+}
+
+// absoluteFlag makes a path flag absolute before anything runs: as root,
+// the command is rerun as the cluster's OS user from another directory.
+func absoluteFlag(name string) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		v, err := cmd.Flags().GetString(name)
+		if err != nil || v == "" {
+			return err
+		}
+		abs, err := filepath.Abs(v)
+		if err != nil {
+			return err
+		}
+		return cmd.Flags().Set(name, abs)
+	}
 }

@@ -24,7 +24,7 @@ func NewLocalCmd() *cobra.Command {
 	}
 	var dir string
 	cmd.PersistentFlags().StringVar(&dir, "dir", "", "state directory (default ./.pgward/<cluster>)")
-	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newAuditCmd(&dir), newCertificateCmd(&dir), newReportCmd(&dir), newControllerCmd(&dir))
+	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newAuditCmd(&dir), newCertificateCmd(&dir), newReportCmd(&dir), newPsqlCmd(&dir), newControllerCmd(&dir))
 	return cmd
 }
 

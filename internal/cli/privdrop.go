@@ -51,7 +51,11 @@ func asOwner(cmd *cobra.Command, args []string, owner *local.Owner, dir string, 
 	if dir != "" {
 		argv = append(argv, "--dir="+dir)
 	}
-	argv = append(argv, args...)
+	if len(args) > 0 {
+		// Positional arguments stay positional ("--"), even ones that
+		// look like flags (psql's, after `pgward local psql --`).
+		argv = append(append(argv, "--"), args...)
+	}
 	// The child executes the image through its own descriptor 3 (our
 	// binary may live where the user cannot read it, e.g. under /root).
 	child := exec.CommandContext(cmd.Context(), "/proc/self/fd/3", argv...)

@@ -45,6 +45,18 @@ spec:
 	if _, err := psql(context.Background(), "", su, "SELECT 1"); err != nil {
 		t.Fatal(err)
 	}
+	// pgward local psql: the app owner, and postgres on request, with no
+	// password on any command line.
+	for args, want := range map[string]string{"": "app", "--superuser": "postgres"} {
+		full := []string{"local", "psql", "--dir", dir}
+		if args != "" {
+			full = append(full, args)
+		}
+		out, err := pgward(context.Background(), append(full, "--", "-XAtc", "SELECT current_user")...)
+		if err != nil || strings.TrimSpace(out) != want {
+			t.Errorf("pgward local psql %s: %v %q, want %q", args, err, out, want)
+		}
+	}
 	outs := filepath.Join(workRoot, "reports")
 	if err := os.Mkdir(outs, 0o700); err != nil {
 		t.Fatal(err)
