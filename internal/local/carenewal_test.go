@@ -77,7 +77,9 @@ type renewal struct {
 	now     time.Time
 	// unconfirmed makes every wait for the instances fail.
 	unconfirmed bool
-	waits       []string
+	// refuse makes the waits whose description contains it fail.
+	refuse string
+	waits  []string
 }
 
 func (rn *renewal) step() (time.Duration, error) {
@@ -90,7 +92,7 @@ func (rn *renewal) step() (time.Duration, error) {
 	r.clock = func() time.Time { return rn.now }
 	r.confirm = func(_ context.Context, what string, _ func(*instanceapi.Status) bool) error {
 		rn.waits = append(rn.waits, what)
-		if rn.unconfirmed {
+		if rn.unconfirmed || (rn.refuse != "" && strings.Contains(what, rn.refuse)) {
 			return errors.New("not confirmed")
 		}
 		return nil
@@ -279,6 +281,42 @@ func TestAutoRenewCALeavesUserCAs(t *testing.T) {
 	if cas := rn.cas(); len(cas) != 1 || cas[0].Equal(old) || !signedBy(rn.leaf("demo-replication"), cas[0]) {
 		t.Error("the generated client CA was not renewed")
 	}
+
+	// The user provides the client CA; the generated CA is the server CA
+	// alone. PostgreSQL never loads it as a client CA, so the renewal must
+	// not wait for that (it would never come).
+	clientOnly := &v1.CertificatesConfiguration{ClientCASecret: "my-ca", ReplicationTLSSecret: "my-replication"}
+	repl, err := ca.IssueClient(rand.Reader, t0, "streaming_replica")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put("my-replication", map[string][]byte{"tls.crt": repl.CertPEM, "tls.key": repl.KeyPEM}); err != nil {
+		t.Fatal(err)
+	}
+	rn = &renewal{t: t, store: secrets.DirStore{Root: t.TempDir()}, cluster: cluster(t, clientOnly), now: t0, refuse: "trusting"}
+	for _, name := range []string{"my-ca", "my-replication"} {
+		data, _ := store.Get(name)
+		if err := rn.store.Put(name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := ensurePKI(rn.store, rn.cluster, rand.Reader, t0); err != nil {
+		t.Fatal(err)
+	}
+	old = rn.cas()[0]
+	for _, at := range []time.Time{old.NotAfter.Add(-pki.RenewBefore), old.NotAfter.Add(-caFinishMargin)} {
+		rn.now = at
+		if _, err := rn.step(); err != nil {
+			t.Fatalf("generated server CA alone: %v (waits %q)", err, rn.waits)
+		}
+	}
+	if cas := rn.cas(); len(cas) != 1 || cas[0].Equal(old) || !signedBy(rn.leaf("demo-server"), cas[0]) {
+		t.Error("the generated server CA was not renewed")
+	}
+	if !strings.Contains(strings.Join(rn.waits, "; "), "serving the new server certificate") {
+		t.Errorf("the finish did not wait for the new server certificate: %q", rn.waits)
+	}
+
 	for name, want := range map[string][]byte{"my-ca": ca.CertPEM, "my-server": srv.CertPEM} {
 		got, err := store.Get(name)
 		key := "ca.crt"

@@ -155,7 +155,7 @@ func (r *caRotation) reissueClients(ctx context.Context) error {
 		return fmt.Errorf("CA secret %q: %w", r.caSecret, err)
 	}
 	newFP := fingerprintDER(ca.Cert.Raw)
-	if err := r.wait(ctx, "every PostgreSQL trusting the new CA", func(s *instanceapi.Status) bool {
+	if err := r.waitClientCA(ctx, "every PostgreSQL trusting the new CA", func(s *instanceapi.Status) bool {
 		return slices.Contains(s.ClientCAsSHA256, newFP)
 	}); err != nil {
 		return err
@@ -186,7 +186,7 @@ func (r *caRotation) finish(ctx context.Context) error {
 	}
 	newFP := fingerprintDER(ca.Cert.Raw)
 	// Again, in case the start stopped before its confirmation.
-	if err := r.wait(ctx, "every PostgreSQL trusting the new CA", func(s *instanceapi.Status) bool {
+	if err := r.waitClientCA(ctx, "every PostgreSQL trusting the new CA", func(s *instanceapi.Status) bool {
 		return slices.Contains(s.ClientCAsSHA256, newFP)
 	}); err != nil {
 		return err
@@ -212,13 +212,24 @@ func (r *caRotation) finish(ctx context.Context) error {
 	if err := r.store.Replace(r.caSecret, map[string][]byte{keyCACert: only, keyCAKey: data[keyCAKey]}); err != nil {
 		return fmt.Errorf("dropping the old CA: %w", err)
 	}
-	if err := r.wait(ctx, "every PostgreSQL trusting the new CA alone", func(s *instanceapi.Status) bool {
+	if err := r.waitClientCA(ctx, "every PostgreSQL trusting the new CA alone", func(s *instanceapi.Status) bool {
 		return slices.Equal(s.ClientCAsSHA256, []string{newFP})
 	}); err != nil {
 		return err
 	}
 	r.say("CA rotation finished: every certificate is under CA " + newFP[:16] + ", and the old CA is trusted nowhere")
 	return nil
+}
+
+// waitClientCA waits for what PostgreSQL reports of its client CAs
+// (ssl_ca_file): only when the generated CA is one. When it is the server CA
+// alone (the user provides the client CA), PostgreSQL never loads it, no
+// client certificate comes from it, and the status has nothing to confirm.
+func (r *caRotation) waitClientCA(ctx context.Context, what string, ok func(*instanceapi.Status) bool) error {
+	if r.names.ClientCA != r.caSecret {
+		return nil
+	}
+	return r.wait(ctx, what, ok)
 }
 
 // generatedLeaves lists the leaves pgward issues from the generated CA.

@@ -22,7 +22,8 @@ import (
 // controller finishes the overlap caOverlap after the test starts. During
 // the overlap a client holding the old ca.crt verifies the server and the
 // replica streams with its reissued certificate; after the finish the new
-// CA alone is trusted; nothing restarts.
+// CA alone is trusted; nothing restarts. The controller is killed during
+// the overlap: the one the instance managers start instead finishes it.
 func TestAutomaticCARenewal(t *testing.T) {
 	const caOverlap = 3 * time.Minute
 	osUser := runAsUser(t)
@@ -129,6 +130,21 @@ spec:
 		if n := strings.Count(secretKey(t, dir, "carenew-ca", "ca.crt"), "BEGIN CERTIFICATE"); n != 2 {
 			t.Fatalf("the overlap ended before its checks did (%d CAs): this machine is too slow for caOverlap", n)
 		}
+	})
+
+	t.Run("a controller killed during the overlap: its successor resumes from the secrets", func(t *testing.T) {
+		before, err := os.ReadFile(filepath.Join(dir, "controller.pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		killController(t, dir)
+		eventually(t, 30*time.Second, "a new controller", func() error {
+			b, err := os.ReadFile(filepath.Join(dir, "controller.pid"))
+			if err != nil || string(b) == string(before) {
+				return fmt.Errorf("controller.pid %q (was %q): %w", b, before, err)
+			}
+			return nil
+		})
 	})
 
 	eventually(t, caOverlap+2*time.Minute, "the controller finishes the renewal", func() error {
