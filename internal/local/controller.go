@@ -279,35 +279,44 @@ func lockDir(l Layout) (func(), error) {
 var errAlreadyRunning = errors.New("a controller is already running for this cluster")
 
 // lockUp takes the state directory's up/down lock, waiting (and saying so)
-// while another `up` or `down` holds it, until ctx ends. Nothing in the
-// directory is written before it is held, so two `up`s on a new directory
-// never both generate its PKI or credentials.
+// while another command or the controller's certificate check holds it.
 func lockUp(ctx context.Context, l Layout, say func(string)) (func(), error) {
-	f, err := os.OpenFile(l.UpLockFile(), os.O_CREATE|os.O_RDONLY, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", l.UpLockFile(), err)
-	}
-	fd := int(f.Fd()) // #nosec G115 -- fd fits in int
 	waiting := false
 	for {
-		err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return func() { _ = f.Close() }, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			_ = f.Close()
-			return nil, fmt.Errorf("locking %s: %w", l.UpLockFile(), err)
+		unlock, ok, err := tryLockUp(l)
+		if err != nil || ok {
+			return unlock, err
 		}
 		if !waiting {
-			say("another `pgward local up` or `down` is working on " + l.Dir + "; waiting for it")
+			say("another `pgward local up`, `down` or `rotate-ca`, or the controller's certificate check, is working on " + l.Dir + "; waiting for it")
 			waiting = true
 		}
 		select {
 		case <-ctx.Done():
-			_ = f.Close()
-			return nil, fmt.Errorf("another `pgward local up` or `down` still holds %s: %w", l.UpLockFile(), ctx.Err())
+			return nil, fmt.Errorf("another `pgward local up`, `down` or `rotate-ca`, or the controller's certificate check, still holds %s: %w", l.UpLockFile(), ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// tryLockUp takes up.lock if nobody holds it; ok is false if someone does.
+// The controller's certificate check uses it, so that it never runs beside
+// `up`, `down` or `rotate-ca`, and never blocks the HA loop.
+func tryLockUp(l Layout) (unlock func(), ok bool, err error) {
+	f, err := os.OpenFile(l.UpLockFile(), os.O_CREATE|os.O_RDONLY, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("opening %s: %w", l.UpLockFile(), err)
+	}
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) // #nosec G115 -- fd fits in int
+	switch {
+	case err == nil:
+		return func() { _ = f.Close() }, true, nil
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		_ = f.Close()
+		return nil, false, nil
+	default:
+		_ = f.Close()
+		return nil, false, fmt.Errorf("locking %s: %w", l.UpLockFile(), err)
 	}
 }
 

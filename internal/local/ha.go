@@ -14,6 +14,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -83,8 +85,11 @@ type haLoop struct {
 
 	mem  plan.Memory
 	acks map[string]uint64
-	// pkiChecked is when certificates were last checked for renewal.
-	pkiChecked time.Time
+	// pkiNext is when certificates are checked next (Unix ns), pkiRunning
+	// whether a check runs; pkiWG waits for it.
+	pkiNext    atomic.Int64
+	pkiRunning atomic.Bool
+	pkiWG      sync.WaitGroup
 	// clientFiles identifies the files the status client was built from.
 	clientFiles string
 	// silentSince is when each unreachable instance was first seen silent.
@@ -163,10 +168,11 @@ func (h *haLoop) run(ctx context.Context) {
 		case <-time.After(wait):
 		}
 	}
+	h.pkiWG.Wait()
 }
 
 func (h *haLoop) tick(ctx context.Context) time.Duration {
-	h.renewCertificates()
+	h.renewCertificates(ctx)
 	h.refreshClient()
 	obs := h.observe(ctx)
 	h.powerOffSilent(obs)
@@ -249,33 +255,63 @@ func (h *haLoop) powerOffSilent(obs []plan.InstanceStatus) {
 	}
 }
 
-// pkiCheckInterval is how often the running controller looks for
-// certificates within pki.RenewBefore of expiry.
-const pkiCheckInterval = time.Hour
-
-// renewCertificates reissues what is due. The instance managers pick the new
-// files up by themselves (status port per connection, PostgreSQL by
-// reload); the controller's own client certificate is reloaded here.
-func (h *haLoop) renewCertificates() {
-	if time.Since(h.pkiChecked) < pkiCheckInterval {
+// renewCertificates starts a certificate check when one is due and none is
+// running. The check runs beside the HA loop, which keeps observing and
+// commanding the instances meanwhile; the status client follows the files
+// it changes (refreshClient).
+func (h *haLoop) renewCertificates(ctx context.Context) {
+	if h.pkiRunning.Load() || time.Now().UnixNano() < h.pkiNext.Load() {
 		return
 	}
-	h.pkiChecked = time.Now()
-	_, notes, err := ensurePKI(secrets.DirStore{Root: h.layout.SecretsDir()}, h.cluster, rand.Reader, time.Now())
+	h.pkiRunning.Store(true)
+	h.pkiWG.Add(1)
+	go func() {
+		defer h.pkiWG.Done()
+		defer h.pkiRunning.Store(false)
+		next := h.checkCertificates(ctx)
+		h.pkiNext.Store(time.Now().Add(next).UnixNano())
+	}()
+}
+
+// checkCertificates renews what is due and returns when to check again.
+// It runs only under up.lock, which `up`, `down` and `rotate-ca` hold while
+// they write secrets: if one of them holds it, the check is tried again
+// shortly, without waiting. The generated CA is renewed with an overlap
+// (autoRenewCA), then leaves due are renewed (ensurePKI). The instance
+// managers pick the new files up by themselves (status port per
+// connection, PostgreSQL by reload).
+func (h *haLoop) checkCertificates(ctx context.Context) time.Duration {
+	unlock, ok, err := tryLockUp(h.layout)
 	if err != nil {
 		h.log.Error("checking certificates", "err", err)
-		return
+		return pkiRetryInterval
 	}
-	if len(notes) == 0 {
-		return
+	if !ok {
+		h.log.Info("certificate check postponed: `up`, `down` or `rotate-ca` holds the lock", "retry", pkiRetryInterval)
+		return pkiRetryInterval
 	}
-	h.log.Info("certificates renewed", "what", strings.Join(notes, "; "))
-	cl, err := newStatusClient(h.layout, h.cluster.Name, requestTimeout)
+	defer unlock()
+	ctx, cancel := context.WithTimeout(ctx, pkiCheckTimeout)
+	defer cancel()
+	store := secrets.DirStore{Root: h.layout.SecretsDir()}
+	next := pkiCheckInterval
+	if r := generatedCARotation(h.layout, h.cluster, h.state, store); r != nil {
+		r.timeout, r.say = pkiCheckTimeout, func(s string) { h.log.Info("CA renewal: " + s) }
+		d, err := r.autoRenewCA(ctx)
+		if err != nil {
+			h.log.Warn("CA renewal: step not completed; retrying", "err", err, "retry", d)
+		}
+		next = d
+	}
+	_, notes, err := ensurePKI(store, h.cluster, rand.Reader, time.Now())
 	if err != nil {
-		h.log.Error("reloading the controller's certificate", "err", err)
-		return
+		h.log.Error("checking certificates", "err", err)
+		return pkiRetryInterval
 	}
-	h.client = cl
+	if len(notes) > 0 {
+		h.log.Info("certificates renewed", "what", strings.Join(notes, "; "))
+	}
+	return next
 }
 
 // say logs a message unless it was logged in the last ten seconds.

@@ -37,14 +37,26 @@ func TestEnsurePKIGeneratesOnceAndRenewsWhenDue(t *testing.T) {
 	if _, notes, err = ensurePKI(store, cluster(t, nil), rand.Reader, now.Add(time.Hour)); err != nil || len(notes) != 0 {
 		t.Fatalf("a second run reissued %v (%v)", notes, err)
 	}
-	// Within RenewBefore of expiry every leaf is reissued; the CA too.
+	// Within RenewBefore of expiry every leaf is reissued. The CA is kept:
+	// replacing it at once would break clients holding its ca.crt; the
+	// running controller renews it with an overlap (autoRenewCA).
+	caBefore, _ := store.Get("demo-ca")
 	later := now.Add(pki.Validity - pki.RenewBefore + time.Hour)
-	if _, notes, err = ensurePKI(store, cluster(t, nil), rand.Reader, later); err != nil || len(notes) != 5 {
+	if _, notes, err = ensurePKI(store, cluster(t, nil), rand.Reader, later); err != nil || len(notes) != 4 {
 		t.Fatalf("renewal reissued %v (%v)", notes, err)
 	}
 	second, _ := store.Get("demo-server")
 	if string(first["tls.crt"]) == string(second["tls.crt"]) {
 		t.Fatal("server certificate not renewed")
+	}
+	if caAfter, _ := store.Get("demo-ca"); string(caAfter["ca.crt"]) != string(caBefore["ca.crt"]) {
+		t.Fatal("a CA due for renewal was replaced at once")
+	}
+	// An expired CA verifies nothing any more: it is replaced at once,
+	// with every leaf.
+	expired := now.Add(pki.Validity + time.Minute)
+	if _, notes, err = ensurePKI(store, cluster(t, nil), rand.Reader, expired); err != nil || len(notes) != 5 {
+		t.Fatalf("an expired CA: %v (%v)", notes, err)
 	}
 	repl, _ := store.Get("demo-replication")
 	kp, err := pki.ParseKeyPair(repl["tls.crt"], repl["tls.key"])

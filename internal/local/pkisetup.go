@@ -115,8 +115,13 @@ func leafSpecs(c *v1.Cluster, names tlsSecrets) []leafSpec {
 	}
 }
 
-// ensureCA creates the cluster CA, or renews it when it is due. It reports
-// whether a new CA was made, in which case every leaf must be reissued.
+// ensureCA creates the cluster CA, or replaces it when nothing can verify
+// against it any more (expired, or not valid yet). It reports whether a new
+// CA was made, in which case every leaf must be reissued.
+//
+// A CA that is merely due for renewal is kept: replacing it here would
+// break every client holding the old ca.crt at once. The running
+// controller renews it with an overlap (see autoRenewCA).
 func ensureCA(store secrets.Store, name, cluster string, rnd io.Reader, now time.Time) (bool, error) {
 	data, err := store.Get(name)
 	if err == nil {
@@ -124,7 +129,7 @@ func ensureCA(store secrets.Store, name, cluster string, rnd io.Reader, now time
 		if perr != nil {
 			return false, fmt.Errorf("secret %q: %w", name, perr)
 		}
-		if !pki.NeedsRenewal(kp.Cert, now) {
+		if !now.Before(kp.Cert.NotBefore) && now.Before(kp.Cert.NotAfter) {
 			return false, nil
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -158,7 +163,8 @@ func ensureLeaf(store secrets.Store, name, caSecret, cn string, server bool, dns
 			kp, perr := pki.ParseKeyPair(data[keyTLSCert], data[keyTLSKey])
 			// Any CA of the bundle will do: during a CA rotation the
 			// server certificate stays on the old CA (see rotate-ca).
-			if perr == nil && !pki.NeedsRenewal(kp.Cert, now) && signedByOneOf(kp.Cert, caData[keyCACert]) {
+			if perr == nil && signedByOneOf(kp.Cert, caData[keyCACert]) &&
+				(!pki.NeedsRenewal(kp.Cert, now) || heldForRotation(kp.Cert, caData[keyCACert], now)) {
 				return false, nil
 			}
 		}
@@ -250,4 +256,18 @@ func putWhole(store secrets.Store, name string, data map[string][]byte) error {
 		}
 	}
 	return store.Put(name, data)
+}
+
+// heldForRotation reports whether a leaf due for renewal is left as it is
+// because a CA rotation is under way and the leaf is still on an old CA of
+// the bundle: reissued now, it would come from the new CA before every
+// PostgreSQL trusts it (a client certificate), or before clients hold the
+// new ca.crt (the server certificate). The rotation's steps reissue it;
+// only within caFinishMargin of its expiry is it renewed regardless.
+func heldForRotation(cert *x509.Certificate, bundle []byte, now time.Time) bool {
+	cas := bundleCerts(bundle)
+	if len(cas) < 2 || cert.CheckSignatureFrom(cas[0]) == nil {
+		return false
+	}
+	return !now.Before(cert.NotBefore) && now.Before(cert.NotAfter.Add(-caFinishMargin))
 }

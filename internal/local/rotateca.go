@@ -86,9 +86,39 @@ type caRotation struct {
 	store    secrets.DirStore
 	timeout  time.Duration
 	say      func(string)
+	// clock and confirm replace time.Now and waitAll in tests.
+	clock   func() time.Time
+	confirm func(ctx context.Context, what string, ok func(*instanceapi.Status) bool) error
+}
+
+func (r *caRotation) now() time.Time {
+	if r.clock != nil {
+		return r.clock()
+	}
+	return time.Now()
+}
+
+func (r *caRotation) wait(ctx context.Context, what string, ok func(*instanceapi.Status) bool) error {
+	if r.confirm != nil {
+		return r.confirm(ctx, what, ok)
+	}
+	return r.waitAll(ctx, what, ok)
 }
 
 func (r *caRotation) start(ctx context.Context) error {
+	if err := r.begin(); err != nil {
+		return err
+	}
+	if err := r.reissueClients(ctx); err != nil {
+		return err
+	}
+	r.say("the server certificate stays on the old CA: clients holding the old ca.crt keep working. Give clients " +
+		r.layout.SecretsDir() + "/" + r.caSecret + "/ca.crt (both CAs), then run `pgward local rotate-ca --finish`")
+	return nil
+}
+
+// begin makes a new CA sign, with the trust bundle new + old.
+func (r *caRotation) begin() error {
 	data, err := r.store.Get(r.caSecret)
 	if err != nil {
 		return fmt.Errorf("CA secret %q: %w", r.caSecret, err)
@@ -97,7 +127,7 @@ func (r *caRotation) start(ctx context.Context) error {
 	if len(old) != 1 {
 		return fmt.Errorf("a CA rotation is under way (%s holds %d CAs): finish it with `pgward local rotate-ca --finish`", r.caSecret, len(old))
 	}
-	now := time.Now()
+	now := r.now()
 	// A name of its own, so that nothing can take one CA for the other.
 	ca, err := pki.NewCA(rand.Reader, now, r.cluster.Name+" CA "+now.UTC().Format("20060102T150405Z"))
 	if err != nil {
@@ -107,9 +137,25 @@ func (r *caRotation) start(ctx context.Context) error {
 	if err := r.store.Replace(r.caSecret, map[string][]byte{keyCACert: bundle, keyCAKey: ca.KeyPEM}); err != nil {
 		return fmt.Errorf("storing the new CA: %w", err)
 	}
+	r.say("new CA " + fingerprintDER(ca.Cert.Raw)[:16] + " signs from now on; " + r.caSecret + "/ca.crt trusts it and the old one")
+	return nil
+}
+
+// reissueClients waits until every PostgreSQL trusts the new CA, then
+// moves the client certificates (replication, controller) to it. Leaves
+// already signed by it are kept, so that it can run again after an
+// interruption.
+func (r *caRotation) reissueClients(ctx context.Context) error {
+	data, err := r.store.Get(r.caSecret)
+	if err != nil {
+		return fmt.Errorf("CA secret %q: %w", r.caSecret, err)
+	}
+	ca, err := pki.ParseKeyPair(data[keyCACert], data[keyCAKey])
+	if err != nil {
+		return fmt.Errorf("CA secret %q: %w", r.caSecret, err)
+	}
 	newFP := fingerprintDER(ca.Cert.Raw)
-	r.say("new CA " + newFP[:16] + " signs from now on; " + r.caSecret + "/ca.crt trusts it and the old one")
-	if err := r.waitAll(ctx, "every PostgreSQL trusting the new CA", func(s *instanceapi.Status) bool {
+	if err := r.waitClientCA(ctx, "every PostgreSQL trusting the new CA", func(s *instanceapi.Status) bool {
 		return slices.Contains(s.ClientCAsSHA256, newFP)
 	}); err != nil {
 		return err
@@ -118,13 +164,10 @@ func (r *caRotation) start(ctx context.Context) error {
 		if leaf.server {
 			continue // clients holding the old ca.crt must still verify it
 		}
-		if _, err := ensureLeaf(r.store, leaf.secret, leaf.ca, leaf.cn, false, nil, true, rand.Reader, time.Now()); err != nil {
+		if _, err := r.reissueUnder(leaf, ca); err != nil {
 			return err
 		}
-		r.say("reissued " + leaf.secret + " (" + leaf.cn + ") under the new CA")
 	}
-	r.say("the server certificate stays on the old CA: clients holding the old ca.crt keep working. Give clients " +
-		r.layout.SecretsDir() + "/" + r.caSecret + "/ca.crt (both CAs), then run `pgward local rotate-ca --finish`")
 	return nil
 }
 
@@ -143,7 +186,7 @@ func (r *caRotation) finish(ctx context.Context) error {
 	}
 	newFP := fingerprintDER(ca.Cert.Raw)
 	// Again, in case the start stopped before its confirmation.
-	if err := r.waitAll(ctx, "every PostgreSQL trusting the new CA", func(s *instanceapi.Status) bool {
+	if err := r.waitClientCA(ctx, "every PostgreSQL trusting the new CA", func(s *instanceapi.Status) bool {
 		return slices.Contains(s.ClientCAsSHA256, newFP)
 	}); err != nil {
 		return err
@@ -159,7 +202,7 @@ func (r *caRotation) finish(ctx context.Context) error {
 		}
 	}
 	if serverFP != "" {
-		if err := r.waitAll(ctx, "every PostgreSQL serving the new server certificate", func(s *instanceapi.Status) bool {
+		if err := r.wait(ctx, "every PostgreSQL serving the new server certificate", func(s *instanceapi.Status) bool {
 			return s.ServerCertSHA256 == serverFP
 		}); err != nil {
 			return err
@@ -169,13 +212,24 @@ func (r *caRotation) finish(ctx context.Context) error {
 	if err := r.store.Replace(r.caSecret, map[string][]byte{keyCACert: only, keyCAKey: data[keyCAKey]}); err != nil {
 		return fmt.Errorf("dropping the old CA: %w", err)
 	}
-	if err := r.waitAll(ctx, "every PostgreSQL trusting the new CA alone", func(s *instanceapi.Status) bool {
+	if err := r.waitClientCA(ctx, "every PostgreSQL trusting the new CA alone", func(s *instanceapi.Status) bool {
 		return slices.Equal(s.ClientCAsSHA256, []string{newFP})
 	}); err != nil {
 		return err
 	}
 	r.say("CA rotation finished: every certificate is under CA " + newFP[:16] + ", and the old CA is trusted nowhere")
 	return nil
+}
+
+// waitClientCA waits for what PostgreSQL reports of its client CAs
+// (ssl_ca_file): only when the generated CA is one. When it is the server CA
+// alone (the user provides the client CA), PostgreSQL never loads it, no
+// client certificate comes from it, and the status has nothing to confirm.
+func (r *caRotation) waitClientCA(ctx context.Context, what string, ok func(*instanceapi.Status) bool) error {
+	if r.names.ClientCA != r.caSecret {
+		return nil
+	}
+	return r.wait(ctx, what, ok)
 }
 
 // generatedLeaves lists the leaves pgward issues from the generated CA.
@@ -197,7 +251,7 @@ func (r *caRotation) reissueUnder(leaf leafSpec, ca *pki.KeyPair) (string, error
 			return fingerprintDER(kp.Cert.Raw), nil
 		}
 	}
-	if _, err := ensureLeaf(r.store, leaf.secret, leaf.ca, leaf.cn, leaf.server, leaf.dns, true, rand.Reader, time.Now()); err != nil {
+	if _, err := ensureLeaf(r.store, leaf.secret, leaf.ca, leaf.cn, leaf.server, leaf.dns, true, rand.Reader, r.now()); err != nil {
 		return "", err
 	}
 	r.say("reissued " + leaf.secret + " (" + leaf.cn + ") under the new CA")

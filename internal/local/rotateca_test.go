@@ -42,8 +42,14 @@ func TestEnsurePKIKeepsTheOverlap(t *testing.T) {
 	if string(after["tls.crt"]) != string(before["tls.crt"]) {
 		t.Error("the server certificate left the old CA before --finish")
 	}
-	// A leaf due for renewal during the overlap is issued by the new CA.
-	later := now.Add(pki.Validity - pki.RenewBefore + time.Hour)
+	// A leaf due for renewal during the overlap is left to the rotation's
+	// steps while it has more than caFinishMargin left...
+	due := now.Add(pki.Validity - pki.RenewBefore + time.Hour)
+	if issued, err := ensureLeaf(store, "demo-server", "demo-ca", "demo-rw", true, []string{"localhost"}, false, rand.Reader, due); err != nil || issued {
+		t.Fatalf("a leaf on the old CA, due, during the overlap: issued %v (%v)", issued, err)
+	}
+	// ...and issued by the new CA when it nears its expiry.
+	later := now.Add(pki.Validity - caFinishMargin + time.Hour)
 	if _, err := ensureLeaf(store, "demo-server", "demo-ca", "demo-rw", true, []string{"localhost"}, false, rand.Reader, later); err != nil {
 		t.Fatal(err)
 	}
