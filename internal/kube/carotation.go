@@ -235,6 +235,9 @@ func (r *ClusterReconciler) advanceCARotation(ctx context.Context, c *v1.Cluster
 	step, why := decideCARotation(s, insts, serverFP, serverOnNew, r.now())
 	logger := log.FromContext(ctx)
 	before := sec.DeepCopy()
+	if sec.Annotations == nil {
+		sec.Annotations = map[string]string{}
+	}
 	switch step {
 	case caWait:
 		if r.firstIn(client.ObjectKeyFromObject(c).String()+" ca "+why, 10*time.Minute) {
@@ -246,7 +249,7 @@ func (r *ClusterReconciler) advanceCARotation(ctx context.Context, c *v1.Cluster
 	case caToServer:
 		sec.Annotations[caRotationAnnotation] = string(caServer)
 	case caDropOld:
-		sec.Data[build.KeyCACert] = kp.CertPEM
+		sec.Data[build.KeyCACert] = certPEM(kp.Cert) // kp.CertPEM is the bundle it was read from
 		delete(sec.Annotations, caRotationAnnotation)
 		delete(sec.Annotations, caRotationStartedAnnotation)
 	}
@@ -286,6 +289,11 @@ func bundleCerts(bundle []byte) []*x509.Certificate {
 			out = append(out, c)
 		}
 	}
+}
+
+// certPEM encodes one certificate.
+func certPEM(c *x509.Certificate) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
 
 // fingerprint is the hex SHA-256 of a certificate's DER, as the instance

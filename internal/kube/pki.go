@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -125,7 +124,7 @@ func (r *ClusterReconciler) ensureCA(ctx context.Context, c *v1.Cluster) (*pki.K
 		// Nothing valid to overlap with: the CA is replaced at once.
 		return kp, kp.CertPEM, nil, r.ensureCASecret(ctx, c, kp, kp.CertPEM, nil)
 	}
-	bundle := append(append([]byte{}, kp.CertPEM...), old.CertPEM...)
+	bundle := append(certPEM(kp.Cert), certPEM(old.Cert)...)
 	ann := map[string]string{caRotationAnnotation: string(caTrust), caRotationStartedAnnotation: now.UTC().Format(time.RFC3339)}
 	if err := r.ensureCASecret(ctx, c, kp, bundle, ann); err != nil {
 		return nil, nil, nil, err
@@ -212,8 +211,9 @@ func (r *ClusterReconciler) ensureLeaf(ctx context.Context, c *v1.Cluster, name,
 			!r.now().Before(kp.Cert.NotBefore) && r.now().Before(kp.Cert.NotAfter) {
 			current = true
 		}
-		if current && kp.Cert.Subject.CommonName == cn && slices.Equal(kp.Cert.DNSNames, dns) &&
-			bytes.Equal(cur.Data[build.KeyCACert], ca.cert) {
+		// A ca.crt that changed (a rotation's bundle) is rewritten beside
+		// the same certificate: the certificate moves only when it must.
+		if current && kp.Cert.Subject.CommonName == cn && slices.Equal(kp.Cert.DNSNames, dns) {
 			if _, err := ensure(ctx, r.Client, c, build.TLSSecret(c, name, component, kp, ca.cert), mutateSecret); err != nil {
 				return nil, err
 			}
