@@ -41,12 +41,17 @@ import (
 // The state is the CA secret itself: its ca.crt holds two CAs during a
 // rotation, and two annotations say which step it is at and when it
 // started, so an operator restart resumes it. A user-provided CA lives in
-// another secret and is never touched.
+// another secret and is never touched. A new value of the Cluster's
+// annotation pgward.io/rotate-ca starts the same rotation before the CA is
+// due (the overlap is the same).
 const (
 	// caRotationAnnotation holds the step of a rotation under way.
 	caRotationAnnotation = "pgward.io/ca-rotation"
 	// caRotationStartedAnnotation is when it started (RFC 3339).
 	caRotationStartedAnnotation = "pgward.io/ca-rotation-started"
+	// caRotateHandledAnnotation is the last value of the Cluster's
+	// v1.RotateCAAnnotation acted on.
+	caRotateHandledAnnotation = "pgward.io/rotate-ca-handled"
 
 	// MinCAOverlap is how long clients have to fetch the new ca.crt before
 	// the server certificate moves to the new CA. Three days of the

@@ -248,4 +248,37 @@ func TestCARotationOverlap(t *testing.T) {
 		t.Errorf("after the rotation: %+v", st)
 	}
 	assertNoRestart(t, before, snapshot(t, ns), "rot-ca")
+
+	// The manual trigger: a new value of pgward.io/rotate-ca starts the
+	// same rotation although the CA is not due, once.
+	annotate := func(v string) {
+		var got v1.Cluster
+		if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &got); err != nil {
+			t.Fatal(err)
+		}
+		before := got.DeepCopy()
+		if got.Annotations == nil {
+			got.Annotations = map[string]string{}
+		}
+		got.Annotations[v1.RotateCAAnnotation] = v
+		if err := admin.Patch(ctx, &got, client.MergeFrom(before)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	annotate("first")
+	reconcileOnce(t, r, c)
+	cas = caCerts()
+	if len(cas) != 2 || !cas[1].Equal(newCA) || phase() != "trust" {
+		t.Fatalf("after pgward.io/rotate-ca: ca.crt holds %d certificates, step %q", len(cas), phase())
+	}
+	if got := secret("rot-ca").Annotations["pgward.io/rotate-ca-handled"]; got != "first" {
+		t.Errorf("the request was recorded as %q", got)
+	}
+	third := cas[0]
+	for range 2 {
+		reconcileOnce(t, r, c)
+	}
+	if cas := caCerts(); len(cas) != 2 || !cas[0].Equal(third) {
+		t.Error("one request started more than one rotation")
+	}
 }

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -94,18 +95,32 @@ func (r *ClusterReconciler) ensureCA(ctx context.Context, c *v1.Cluster) (*pki.K
 	var cur corev1.Secret
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: name}, &cur)
 	var old *pki.KeyPair
+	// A request on the Cluster (v1.RotateCAAnnotation) is handled once:
+	// its value is recorded in the CA secret with the write that acts on
+	// it, and a request made during a rotation is taken as met by it.
+	req := c.Annotations[v1.RotateCAAnnotation]
+	handled := map[string]string{}
+	if req != "" {
+		handled[caRotateHandledAnnotation] = req
+	}
 	switch {
 	case err == nil:
+		if v, ok := cur.Annotations[caRotateHandledAnnotation]; ok && req == "" {
+			handled[caRotateHandledAnnotation] = v
+		}
 		kp, st, perr := readCAState(&cur)
 		if perr == nil && st != nil {
 			// A rotation under way: keep the bundle and its state as they are.
-			return kp, cur.Data[build.KeyCACert], st, r.ensureCASecret(ctx, c, kp, cur.Data[build.KeyCACert], cur.Annotations)
+			ann := map[string]string{caRotationAnnotation: string(st.phase), caRotationStartedAnnotation: cur.Annotations[caRotationStartedAnnotation]}
+			maps.Copy(ann, handled)
+			return kp, cur.Data[build.KeyCACert], st, r.ensureCASecret(ctx, c, kp, cur.Data[build.KeyCACert], ann)
 		}
-		if perr == nil && !pki.NeedsRenewal(kp.Cert, r.now()) {
-			return kp, kp.CertPEM, nil, r.ensureCASecret(ctx, c, kp, kp.CertPEM, nil)
+		requested := req != "" && req != cur.Annotations[caRotateHandledAnnotation]
+		if perr == nil && !requested && !pki.NeedsRenewal(kp.Cert, r.now()) {
+			return kp, kp.CertPEM, nil, r.ensureCASecret(ctx, c, kp, kp.CertPEM, handled)
 		}
 		if perr == nil && r.now().Before(kp.Cert.NotAfter) && !r.now().Before(kp.Cert.NotBefore) {
-			old = kp // due but still valid: rotate with an overlap
+			old = kp // due (or asked for) but still valid: rotate with an overlap
 		}
 	case !apierrors.IsNotFound(err):
 		return nil, nil, nil, fmt.Errorf("reading secret %s: %w", name, err)
@@ -122,10 +137,11 @@ func (r *ClusterReconciler) ensureCA(ctx context.Context, c *v1.Cluster) (*pki.K
 	}
 	if old == nil {
 		// Nothing valid to overlap with: the CA is replaced at once.
-		return kp, kp.CertPEM, nil, r.ensureCASecret(ctx, c, kp, kp.CertPEM, nil)
+		return kp, kp.CertPEM, nil, r.ensureCASecret(ctx, c, kp, kp.CertPEM, handled)
 	}
 	bundle := append(certPEM(kp.Cert), certPEM(old.Cert)...)
 	ann := map[string]string{caRotationAnnotation: string(caTrust), caRotationStartedAnnotation: now.UTC().Format(time.RFC3339)}
+	maps.Copy(ann, handled)
 	if err := r.ensureCASecret(ctx, c, kp, bundle, ann); err != nil {
 		return nil, nil, nil, err
 	}
@@ -134,20 +150,23 @@ func (r *ClusterReconciler) ensureCA(ctx context.Context, c *v1.Cluster) (*pki.K
 	return kp, bundle, &caState{phase: caTrust, started: now, old: old.Cert, newFP: fingerprint(kp.Cert)}, nil
 }
 
+// caAnnotations are the CA secret's annotations pgward manages.
+var caAnnotations = []string{caRotationAnnotation, caRotationStartedAnnotation, caRotateHandledAnnotation}
+
 // ensureCASecret writes the CA secret: kp's key, the trust bundle, and the
 // rotation's annotations (nil: none).
 func (r *ClusterReconciler) ensureCASecret(ctx context.Context, c *v1.Cluster, kp *pki.KeyPair, bundle []byte, ann map[string]string) error {
 	want := build.CASecret(c, kp)
 	want.Data[build.KeyCACert] = bundle
 	want.Annotations = map[string]string{}
-	for _, k := range []string{caRotationAnnotation, caRotationStartedAnnotation} {
+	for _, k := range caAnnotations {
 		if v, ok := ann[k]; ok {
 			want.Annotations[k] = v
 		}
 	}
 	_, err := ensure(ctx, r.Client, c, want, func(cur, want *corev1.Secret) {
 		mutateSecret(cur, want)
-		for _, k := range []string{caRotationAnnotation, caRotationStartedAnnotation} {
+		for _, k := range caAnnotations {
 			if v, ok := want.Annotations[k]; ok {
 				if cur.Annotations == nil {
 					cur.Annotations = map[string]string{}
