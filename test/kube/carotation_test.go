@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/kube"
 	"github.com/pgward/pgward/internal/pki"
 )
 
@@ -23,8 +24,10 @@ import (
 // stays: a client holding only the old ca.crt still connects with
 // verify-full, a replica cut off reconnects with the new replication
 // certificate (its serial in pg_stat_ssl) and rows replicate, and no
-// container restarts. (The last step waits MinCAOverlap, three days: it is
-// covered against the API server by TestCARotationOverlap.)
+// container restarts. Then, with the overlap's start moved back by
+// MinCAOverlap (three days), the server certificate moves and the old CA
+// is dropped: the new ca.crt works, the old one fails verification, rows
+// still replicate, and the primary is the same.
 func TestCARotationOnPods(t *testing.T) {
 	ns := newNamespace(t, "carotation")
 	c := newCluster(t, ns, "cluster-example.yaml", func(c *v1.Cluster) {
@@ -136,8 +139,54 @@ echo "old-ca: $(psql -h carot-rw -XAt -c "select (select ssl from pg_stat_ssl wh
 		})
 	})
 
+	if t.Failed() {
+		return
+	}
+
+	// The overlap lasts MinCAOverlap (three days): the test moves the
+	// rotation's recorded start back by that much, as if the days had
+	// passed, and the operator goes on to the last step.
+	ca := secret("carot-ca")
+	patched := ca.DeepCopy()
+	patched.Annotations["pgward.io/ca-rotation-started"] = time.Now().Add(-kube.MinCAOverlap - time.Minute).UTC().Format(time.RFC3339)
+	if err := cl.Patch(ctx, patched, client.MergeFrom(ca)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 4*time.Minute, "the server certificate under the new CA and the old CA dropped", func() error {
+		if err := cert("carot-server").CheckSignatureFrom(newCA); err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		s := secret("carot-ca")
+		if step := s.Annotations["pgward.io/ca-rotation"]; step != "" {
+			return fmt.Errorf("rotation step %q", step)
+		}
+		if n := strings.Count(string(s.Data["ca.crt"]), "BEGIN CERTIFICATE"); n != 1 {
+			return fmt.Errorf("ca.crt holds %d certificates", n)
+		}
+		return nil
+	})
+	if got, err := pki.ParseCertificatePEM(secret("carot-ca").Data["ca.crt"]); err != nil || !got.Equal(newCA) {
+		t.Fatalf("ca.crt after the rotation is not the new CA (%v)", err)
+	}
+
+	t.Run("after the rotation the old ca.crt fails and the new one works", func(t *testing.T) {
+		script := pgClientScript(c.Name+"-app", `echo "new: $(psql -h carot-rw -XAt -c "insert into carot values (4) returning v" 2>&1)"
+export PGSSLROOTCERT=/secrets/old-ca/ca.crt
+echo "old: $(psql -h carot-rw -XAt -c "select 1" 2>&1)"`)
+		out, _ := runPod(t, clientPod(ns, "after-client", nil, script, c.Name+"-app", "old-ca"), 2*time.Minute)
+		if !strings.Contains(out, "new: 4") || !strings.Contains(out, "certificate verify failed") {
+			t.Fatalf("want the new ca.crt to work and the old one to fail verification:\n%s", out)
+		}
+		eventually(t, time.Minute, "rows on the replica", func() error {
+			if got := psqlLocal(t, ns, replica, "app", "select count(*) from carot"); got != "4" {
+				return fmt.Errorf("%s rows", got)
+			}
+			return nil
+		})
+	})
+
 	if got := getCluster(t, ns, c.Name); got.Status.CurrentPrimary != primary || healthy(got) != nil {
-		t.Errorf("after the rotation's first steps: primary %s, %v", got.Status.CurrentPrimary, healthy(got))
+		t.Errorf("after the rotation: primary %s, %v", got.Status.CurrentPrimary, healthy(got))
 	}
 	if after := restarts(); after != before {
 		t.Errorf("containers restarted %d times during the rotation", after-before)
