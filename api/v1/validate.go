@@ -147,13 +147,20 @@ func (c *Cluster) validateMetadata(path *field.Path) field.ErrorList {
 	return errs
 }
 
+// RotateCAAnnotation asks the Kubernetes operator to rotate the cluster's
+// generated CA now, with the same overlap as its automatic renewal; each
+// new value is one request. It is the only pgward.io annotation a Cluster
+// may carry.
+const RotateCAAnnotation = "pgward.io/rotate-ca"
+
 // operatorAnnotation explains why an annotation addressed to an operator
 // is refused, or returns "". CloudNativePG drives operations through
 // annotations (cnpg.io/hibernation, cnpg.io/fencedInstances,
 // cnpg.io/reconciliationLoop...); pgward implements none of them, and
 // accepting one would let a user believe an instance is fenced or a
 // cluster hibernated when nothing happened. pgward reads no annotation of
-// its own either, so any under its prefix is a mistake too.
+// its own but RotateCAAnnotation, so any other under its prefix is a mistake
+// too.
 func operatorAnnotation(key string) string {
 	prefix, _, ok := strings.Cut(key, "/")
 	if !ok {
@@ -162,8 +169,10 @@ func operatorAnnotation(key string) string {
 	switch {
 	case prefix == "cnpg.io" || strings.HasSuffix(prefix, ".cnpg.io") || prefix == "k8s.enterprisedb.io":
 		return "a CloudNativePG annotation that pgward does not implement: it would be ignored (remove it)"
+	case key == RotateCAAnnotation:
+		return ""
 	case prefix == "pgward.io" || strings.HasSuffix(prefix, ".pgward.io"):
-		return "pgward reads no annotation: it would be ignored (remove it)"
+		return "pgward reads no annotation but " + RotateCAAnnotation + ": it would be ignored (remove it)"
 	}
 	return ""
 }

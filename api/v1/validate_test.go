@@ -159,11 +159,14 @@ func TestValidate(t *testing.T) {
 		}},
 		{"operator annotations", func(c *Cluster) {
 			c.Annotations = map[string]string{"cnpg.io/hibernation": "on", "cnpg.io/fencedInstances": `["*"]`,
-				"pgward.io/anything": "x", "kubectl.kubernetes.io/last-applied-configuration": "{}", "team": "db"}
+				"pgward.io/anything": "x", "kubectl.kubernetes.io/last-applied-configuration": "{}", "team": "db",
+				"pgward.io/rotate-ca": "2026-11-30", "x.pgward.io/rotate-ca": "1", "pgward.io/rotate-ca-now": "1"}
 		}, []string{
 			"metadata.annotations[cnpg.io/fencedInstances]|CloudNativePG annotation that pgward does not implement",
 			"metadata.annotations[cnpg.io/hibernation]|CloudNativePG annotation",
-			"metadata.annotations[pgward.io/anything]|pgward reads no annotation",
+			"metadata.annotations[pgward.io/anything]|pgward reads no annotation but pgward.io/rotate-ca",
+			"metadata.annotations[pgward.io/rotate-ca-now]|pgward reads no annotation",
+			"metadata.annotations[x.pgward.io/rotate-ca]|pgward reads no annotation",
 		}},
 		{"catch-all networks", func(c *Cluster) {
 			c.Spec.PostgresConfiguration.CatchAllNetworks = []string{"10.0.0.0/8", "10.1.2.3/8", "samenet", "fd00::/8"}

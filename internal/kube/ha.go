@@ -128,6 +128,10 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 		return reconcile.Result{}, err
 	}
 	obs := r.observe(ctx, desired, spec.Instances, pods, tlsm)
+	if err := r.advanceCARotation(ctx, desired, obs); err != nil {
+		// The next observation tries again; nothing else depends on it.
+		log.FromContext(ctx).Info("CA rotation", "error", err.Error())
+	}
 	statuses := make([]plan.InstanceStatus, 0, len(obs))
 	for _, o := range obs {
 		statuses = append(statuses, o.plan)

@@ -1,14 +1,16 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/kube/build"
@@ -29,19 +31,19 @@ type tlsMaterial struct {
 // user-provided Secret is never written.
 func (r *ClusterReconciler) ensurePKI(ctx context.Context, c *v1.Cluster) (*tlsMaterial, error) {
 	n := build.Secrets(c)
-	var generatedCA *pki.KeyPair
+	var generated *caRef
 	if n.ServerCA == n.CA || n.ClientCA == n.CA {
-		ca, err := r.ensureCA(ctx, c)
+		ca, bundle, st, err := r.ensureCA(ctx, c)
 		if err != nil {
 			return nil, err
 		}
-		generatedCA = ca
+		generated = &caRef{secret: n.CA, cert: bundle, parsed: ca, rotation: st}
 	}
-	serverCA, err := r.caFor(ctx, c, n.ServerCA, generatedCA)
+	serverCA, err := r.caFor(ctx, c, n.ServerCA, generated)
 	if err != nil {
 		return nil, err
 	}
-	clientCA, err := r.caFor(ctx, c, n.ClientCA, generatedCA)
+	clientCA, err := r.caFor(ctx, c, n.ClientCA, generated)
 	if err != nil {
 		return nil, err
 	}
@@ -80,41 +82,110 @@ type caRef struct {
 	secret string
 	cert   []byte
 	parsed *pki.KeyPair // nil without a key
+	// rotation is the state of a rotation of the generated CA under way:
+	// leaves the old CA signed are kept for a while (see caState.keepsOld).
+	rotation *caState
 }
 
-// ensureCA creates the cluster CA, renews it when it is due, and returns it.
-func (r *ClusterReconciler) ensureCA(ctx context.Context, c *v1.Cluster) (*pki.KeyPair, error) {
+// ensureCA creates the cluster CA, starts its rotation when it is due
+// (see carotation.go), and returns it with the trust bundle (ca.crt) and
+// the state of a rotation under way.
+func (r *ClusterReconciler) ensureCA(ctx context.Context, c *v1.Cluster) (*pki.KeyPair, []byte, *caState, error) {
 	name := build.Secrets(c).CA
 	var cur corev1.Secret
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: name}, &cur)
+	var old *pki.KeyPair
+	// A request on the Cluster (v1.RotateCAAnnotation) is handled once:
+	// its value is recorded in the CA secret with the write that acts on
+	// it, and a request made during a rotation is taken as met by it.
+	req := c.Annotations[v1.RotateCAAnnotation]
+	handled := map[string]string{}
+	if req != "" {
+		handled[caRotateHandledAnnotation] = req
+	}
 	switch {
 	case err == nil:
-		kp, perr := pki.ParseKeyPair(cur.Data[build.KeyCACert], cur.Data[build.KeyCAKey])
-		if perr == nil && !pki.NeedsRenewal(kp.Cert, r.now()) {
-			if _, err := ensure(ctx, r.Client, c, build.CASecret(c, kp), mutateSecret); err != nil {
-				return nil, err
-			}
-			return kp, nil
+		if v, ok := cur.Annotations[caRotateHandledAnnotation]; ok && req == "" {
+			handled[caRotateHandledAnnotation] = v
+		}
+		kp, st, perr := readCAState(&cur)
+		if perr == nil && st != nil {
+			// A rotation under way: keep the bundle and its state as they are.
+			ann := map[string]string{caRotationAnnotation: string(st.phase), caRotationStartedAnnotation: cur.Annotations[caRotationStartedAnnotation]}
+			maps.Copy(ann, handled)
+			return kp, cur.Data[build.KeyCACert], st, r.ensureCASecret(ctx, c, kp, cur.Data[build.KeyCACert], ann)
+		}
+		requested := req != "" && req != cur.Annotations[caRotateHandledAnnotation]
+		if perr == nil && !requested && !pki.NeedsRenewal(kp.Cert, r.now()) {
+			return kp, kp.CertPEM, nil, r.ensureCASecret(ctx, c, kp, kp.CertPEM, handled)
+		}
+		if perr == nil && r.now().Before(kp.Cert.NotAfter) && !r.now().Before(kp.Cert.NotBefore) {
+			old = kp // due (or asked for) but still valid: rotate with an overlap
 		}
 	case !apierrors.IsNotFound(err):
-		return nil, fmt.Errorf("reading secret %s: %w", name, err)
+		return nil, nil, nil, fmt.Errorf("reading secret %s: %w", name, err)
 	}
-	kp, err := pki.NewCA(r.rand(), r.now(), c.Name+" CA")
+	now := r.now()
+	cn := c.Name + " CA"
+	if old != nil {
+		// A name of its own, so that nothing can take one CA for the other.
+		cn += " " + now.UTC().Format("20060102T150405Z")
+	}
+	kp, err := pki.NewCA(r.rand(), now, cn)
 	if err != nil {
-		return nil, fmt.Errorf("creating the CA of cluster %s: %w", c.Name, err)
+		return nil, nil, nil, fmt.Errorf("creating the CA of cluster %s: %w", c.Name, err)
 	}
-	if _, err := ensure(ctx, r.Client, c, build.CASecret(c, kp), mutateSecret); err != nil {
-		return nil, err
+	if old == nil {
+		// Nothing valid to overlap with: the CA is replaced at once.
+		return kp, kp.CertPEM, nil, r.ensureCASecret(ctx, c, kp, kp.CertPEM, handled)
 	}
-	return kp, nil
+	bundle := append(certPEM(kp.Cert), certPEM(old.Cert)...)
+	ann := map[string]string{caRotationAnnotation: string(caTrust), caRotationStartedAnnotation: now.UTC().Format(time.RFC3339)}
+	maps.Copy(ann, handled)
+	if err := r.ensureCASecret(ctx, c, kp, bundle, ann); err != nil {
+		return nil, nil, nil, err
+	}
+	log.FromContext(ctx).Info("CA rotation", "step", "the CA is due: a new CA signs from now on; ca.crt trusts it and the old one")
+	r.event(c, "CARotation", "the CA is due: a new CA signs from now on, and ca.crt trusts it and the old one")
+	return kp, bundle, &caState{phase: caTrust, started: now, old: old.Cert, newFP: fingerprint(kp.Cert)}, nil
+}
+
+// caAnnotations are the CA secret's annotations pgward manages.
+var caAnnotations = []string{caRotationAnnotation, caRotationStartedAnnotation, caRotateHandledAnnotation}
+
+// ensureCASecret writes the CA secret: kp's key, the trust bundle, and the
+// rotation's annotations (nil: none).
+func (r *ClusterReconciler) ensureCASecret(ctx context.Context, c *v1.Cluster, kp *pki.KeyPair, bundle []byte, ann map[string]string) error {
+	want := build.CASecret(c, kp)
+	want.Data[build.KeyCACert] = bundle
+	want.Annotations = map[string]string{}
+	for _, k := range caAnnotations {
+		if v, ok := ann[k]; ok {
+			want.Annotations[k] = v
+		}
+	}
+	_, err := ensure(ctx, r.Client, c, want, func(cur, want *corev1.Secret) {
+		mutateSecret(cur, want)
+		for _, k := range caAnnotations {
+			if v, ok := want.Annotations[k]; ok {
+				if cur.Annotations == nil {
+					cur.Annotations = map[string]string{}
+				}
+				cur.Annotations[k] = v
+			} else {
+				delete(cur.Annotations, k)
+			}
+		}
+	})
+	return err
 }
 
 // caFor returns the CA in secret name: the generated one, or the user's,
 // read directly from the API server (user secrets are not in the cache,
 // which holds only pgward's own objects).
-func (r *ClusterReconciler) caFor(ctx context.Context, c *v1.Cluster, name string, generated *pki.KeyPair) (*caRef, error) {
+func (r *ClusterReconciler) caFor(ctx context.Context, c *v1.Cluster, name string, generated *caRef) (*caRef, error) {
 	if name == build.Secrets(c).CA && generated != nil {
-		return &caRef{secret: name, cert: generated.CertPEM, parsed: generated}, nil
+		return generated, nil
 	}
 	s, err := r.userSecret(ctx, c, name, "CA")
 	if err != nil {
@@ -137,7 +208,11 @@ func (r *ClusterReconciler) caFor(ctx context.Context, c *v1.Cluster, name strin
 
 // ensureLeaf issues (or reissues) the certificate in secret name, signed by
 // ca: when it is missing, unparsable, due for renewal, signed by another CA,
-// or (for the server) missing a DNS name.
+// or (for the server) missing a DNS name. During a rotation of the
+// generated CA, a leaf of the old CA is kept while it is valid and the
+// rotation's step keeps it (its validity ends with the old CA's, so it is
+// always "due" then: renewing it under the new CA would outrun the
+// instances' trust).
 func (r *ClusterReconciler) ensureLeaf(ctx context.Context, c *v1.Cluster, name, component string, ca *caRef, cn string, dns []string) (*pki.KeyPair, error) {
 	if ca.parsed == nil {
 		return nil, fmt.Errorf("CA secret %s has no %s, so pgward cannot issue %s; provide it yourself or include the CA key",
@@ -150,9 +225,14 @@ func (r *ClusterReconciler) ensureLeaf(ctx context.Context, c *v1.Cluster, name,
 	}
 	if err == nil {
 		kp, perr := pki.ParseKeyPair(cur.Data[build.KeyTLSCert], cur.Data[build.KeyTLSKey])
-		if perr == nil && !pki.NeedsRenewal(kp.Cert, r.now()) && kp.Cert.CheckSignatureFrom(ca.parsed.Cert) == nil &&
-			kp.Cert.Subject.CommonName == cn && slices.Equal(kp.Cert.DNSNames, dns) &&
-			bytes.Equal(cur.Data[build.KeyCACert], ca.cert) {
+		current := perr == nil && !pki.NeedsRenewal(kp.Cert, r.now()) && kp.Cert.CheckSignatureFrom(ca.parsed.Cert) == nil
+		if perr == nil && !current && ca.rotation.keepsOld(dns != nil) && kp.Cert.CheckSignatureFrom(ca.rotation.old) == nil &&
+			!r.now().Before(kp.Cert.NotBefore) && r.now().Before(kp.Cert.NotAfter) {
+			current = true
+		}
+		// A ca.crt that changed (a rotation's bundle) is rewritten beside
+		// the same certificate: the certificate moves only when it must.
+		if current && kp.Cert.Subject.CommonName == cn && slices.Equal(kp.Cert.DNSNames, dns) {
 			if _, err := ensure(ctx, r.Client, c, build.TLSSecret(c, name, component, kp, ca.cert), mutateSecret); err != nil {
 				return nil, err
 			}

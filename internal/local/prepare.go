@@ -396,6 +396,10 @@ func Preflight(ctx context.Context, manifest []byte, pgBin string, owner *Owner)
 	if err != nil {
 		return err
 	}
+	if _, ok := c.Annotations[v1.RotateCAAnnotation]; ok {
+		// The operator's trigger; here it would be accepted and ignored.
+		return fmt.Errorf("metadata.annotations[%s]: the operator's trigger for a CA rotation; locally, run `pgward local rotate-ca`", v1.RotateCAAnnotation)
+	}
 	if pgBin == "" {
 		if pgBin, err = findPGBinDir(); err != nil {
 			return err

@@ -106,3 +106,22 @@ func TestUpFailsFastWhenTheServerWillNotStart(t *testing.T) {
 	}
 	t.Logf("up gave up after %s", took.Round(100*time.Millisecond))
 }
+
+// TestUpRefusesTheOperatorsCATrigger: pgward.io/rotate-ca means something to
+// the operator only; locally it is refused, not ignored.
+func TestUpRefusesTheOperatorsCATrigger(t *testing.T) {
+	runAsUser(t)
+	manifest := filepath.Join(workRoot, "rotate-ca-annotation.yaml")
+	if err := os.WriteFile(manifest, []byte("apiVersion: postgresql.pgward.io/v1\nkind: Cluster\nmetadata:\n  name: rot\n"+
+		"  annotations:\n    pgward.io/rotate-ca: \"1\"\nspec:\n  instances: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := newStateDir(t, "rotate-ca-annotation")
+	out, err := pgward(context.Background(), "local", "up", "-f", manifest, "--dir", dir)
+	if err == nil || !strings.Contains(out, "metadata.annotations[pgward.io/rotate-ca]") || !strings.Contains(out, "pgward local rotate-ca") {
+		t.Fatalf("up with pgward.io/rotate-ca: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a refused manifest created %s", dir)
+	}
+}
