@@ -252,6 +252,7 @@ func FuzzSettingValue(f *testing.F) {
 		{"work_mem", "4MB"}, {"work_mem", "0x10zz9secret"}, {"shared_buffers", " 1.5GB "}, {"statement_timeout", "1.5min"},
 		{"enable_seqscan", "tr"}, {"synchronous_commit", "True"}, {"vacuum_cost_delay", "2e1ms"}, {"max_connections", "010"},
 		{"seq_page_cost", "-0.5"}, {"work_mem", "1e400"}, {"work_mem", "-"}, {"work_mem", "9223372036854775808"},
+		{"work_mem", "010000000000"}, {"work_mem", "-010"},
 	} {
 		f.Add(seed[0], seed[1])
 	}
@@ -271,8 +272,11 @@ func FuzzSettingValue(f *testing.F) {
 			return
 		}
 		// An accepted plain decimal number without a unit must lie within
-		// the bounds as written.
-		if v, perr := strconv.ParseFloat(strings.TrimSpace(value), 64); perr == nil && !strings.ContainsAny(value, "xX") {
+		// the bounds as written (a leading 0 makes an integer octal, as
+		// C's strtol reads it: not decimal).
+		trimmed := strings.TrimLeft(strings.TrimSpace(value), "+-")
+		octal := s.vartype == "integer" && len(trimmed) > 1 && trimmed[0] == '0' && trimmed[1] >= '0' && trimmed[1] <= '9'
+		if v, perr := strconv.ParseFloat(strings.TrimSpace(value), 64); perr == nil && !strings.ContainsAny(value, "xX") && !octal {
 			if s.vartype == "integer" {
 				v = math.RoundToEven(v)
 			}
