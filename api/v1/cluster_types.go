@@ -161,6 +161,15 @@ type PostgresConfiguration struct {
 	// +kubebuilder:validation:MaxItems=64
 	CatchAllNetworks []string `json:"catchAllNetworks,omitempty"`
 
+	// SharedPreloadLibraries are the libraries PostgreSQL loads at start,
+	// from those pgward knows to ship with PostgreSQL and to be safe to
+	// preload (pg_stat_statements, auto_explain); their parameters
+	// (pg_stat_statements.*, auto_explain.*) are then accepted. A change
+	// takes effect at the next restart.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	SharedPreloadLibraries []string `json:"shared_preload_libraries,omitempty"`
+
 	// PgIdent lines are appended to pg_ident.conf.
 	// +optional
 	// +kubebuilder:validation:MaxItems=1000

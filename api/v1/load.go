@@ -46,7 +46,7 @@ var cnpOnlyFields = specPaths(
 	"bootstrap.initdb.postInitTemplateSQL", "bootstrap.initdb.postInitTemplateSQLRefs",
 	"bootstrap.initdb.walSegmentSize",
 	"postgresql.enableAlterSystem", "postgresql.extensions", "postgresql.ldap",
-	"postgresql.promotionTimeout", "postgresql.shared_preload_libraries",
+	"postgresql.promotionTimeout",
 	"postgresql.syncReplicaElectionConstraint",
 	"postgresql.synchronous.failoverQuorum", "postgresql.synchronous.maxStandbyNamesFromCluster",
 	"postgresql.synchronous.nodeFailureDomainKeys", "postgresql.synchronous.podFailureDomainKeys",

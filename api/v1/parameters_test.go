@@ -63,9 +63,7 @@ func TestValidateParameter(t *testing.T) {
 		{"log_line_prefix", "%m [%p] 'quoted' \\ back", ""},
 		{"pg_trgm.similarity_threshold", "0.5", ""},
 		{"plpgsql.variable_conflict", "use_column", ""},
-		{"pg_stat_statements.track", "all", "belongs to pg_stat_statements, which pgward does not load"},
-		{"auto_explain.log_min_duration", "0", "it would have no effect"},
-		{"pgaudit.log", "all", "it would have no effect"},
+		{"pg_stat_statements.track", "all", ""}, // whether it is loaded: CheckModuleParameter
 		{"application_name", "héllo wörld", ""},
 		{"search_path", strings.Repeat("9", MaxParameterValueLength), ""},
 
@@ -193,6 +191,27 @@ var mustBeFixed = []string{
 
 // mustBeFixedFamilies are prefixes fixed as a whole.
 var mustBeFixedFamilies = []string{"recovery_", "unix_socket_", "ssl_"}
+
+func TestCheckModuleParameter(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		preloaded []string
+		want      string
+	}{
+		{"work_mem", nil, ""},
+		{"plpgsql.variable_conflict", nil, ""},
+		{"pg_trgm.similarity_threshold", nil, ""},
+		{"pg_stat_statements.track", []string{"pg_stat_statements"}, ""},
+		{"pg_stat_statements.track", nil, "which is not loaded: add it to spec.postgresql.shared_preload_libraries"},
+		{"auto_explain.log_min_duration", []string{"pg_stat_statements"}, "which is not loaded"},
+		{"pgaudit.log", nil, "which pgward does not load (shared_preload_libraries takes pg_stat_statements, auto_explain): it would have no effect"},
+	} {
+		err := CheckModuleParameter(tc.name, tc.preloaded)
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("CheckModuleParameter(%q, %v) = %v, want %q", tc.name, tc.preloaded, err, tc.want)
+		}
+	}
+}
 
 func TestEveryFixedParameterIsRefused(t *testing.T) {
 	for _, name := range mustBeFixed {

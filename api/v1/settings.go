@@ -65,8 +65,10 @@ func parseSettings(tsv string) map[string]setting {
 func checkSettingValue(name, value string) error {
 	s, ok := settings[name]
 	if !ok {
-		if module, _, dotted := strings.Cut(name, "."); dotted {
-			return checkModuleParameter(name, module)
+		if strings.Contains(name, ".") {
+			// A module's: whether the module is loaded is the Cluster's
+			// business (CheckModuleParameter).
+			return nil
 		}
 		if near := nearestSetting(name); near != "" {
 			return fmt.Errorf("PostgreSQL 15 has no parameter %q (did you mean %q?)", name, near)
@@ -302,14 +304,22 @@ func editDistance(a, b string) int {
 // function of theirs is first called.
 var loadedOnUse = map[string]bool{"plpgsql": true, "pg_trgm": true}
 
-// checkModuleParameter refuses a module's parameter that would do nothing:
-// pgward manages shared_preload_libraries (it loads code) and preloads no
-// library yet, so pg_stat_statements.*, auto_explain.*, pgaudit.* and any
-// other module's settings would be accepted by the server as placeholders
-// and ignored.
-func checkModuleParameter(name, module string) error {
-	if loadedOnUse[module] {
+// PreloadableLibraries are the libraries spec.postgresql.shared_preload_libraries
+// may name: shipped with PostgreSQL 15 (the operand image and Debian's
+// postgresql-15 have them), and harmless to load in every backend.
+var PreloadableLibraries = []string{"pg_stat_statements", "auto_explain"}
+
+// CheckModuleParameter refuses a module's parameter that would do nothing:
+// the module must load on use, or be preloaded by the manifest; otherwise
+// the server would accept the setting as a placeholder and ignore it.
+func CheckModuleParameter(name string, preloaded []string) error {
+	module, _, dotted := strings.Cut(name, ".")
+	if !dotted || loadedOnUse[module] || slices.Contains(preloaded, module) {
 		return nil
 	}
-	return fmt.Errorf("parameter %q belongs to %s, which pgward does not load (shared_preload_libraries is managed and empty): it would have no effect", name, module)
+	if slices.Contains(PreloadableLibraries, module) {
+		return fmt.Errorf("parameter %q belongs to %s, which is not loaded: add it to spec.postgresql.shared_preload_libraries", name, module)
+	}
+	return fmt.Errorf("parameter %q belongs to %s, which pgward does not load (shared_preload_libraries takes %s): it would have no effect",
+		name, module, strings.Join(PreloadableLibraries, ", "))
 }

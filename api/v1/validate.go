@@ -323,7 +323,22 @@ func (p *PostgresConfiguration) validate(path *field.Path, instances int, syncRe
 		}
 	}
 	var errs field.ErrorList
+	seen := map[string]bool{}
+	for i, lib := range p.SharedPreloadLibraries {
+		switch {
+		case !slices.Contains(PreloadableLibraries, lib):
+			errs = append(errs, field.NotSupported(path.Child("shared_preload_libraries").Index(i), lib, PreloadableLibraries))
+		case seen[lib]:
+			errs = append(errs, field.Duplicate(path.Child("shared_preload_libraries").Index(i), lib))
+		}
+		seen[lib] = true
+	}
 	errs = append(errs, validateParameters(p.Parameters, path.Child("parameters"), instances, syncRequired)...)
+	for _, name := range sortedParamNames(p.Parameters) {
+		if err := CheckModuleParameter(name, p.SharedPreloadLibraries); err != nil {
+			errs = append(errs, field.Invalid(path.Child("parameters").Key(name), field.OmitValueType{}, err.Error()))
+		}
+	}
 	for i, line := range p.PgHBA {
 		r, err := ParseHBARule(line)
 		switch {
@@ -350,6 +365,15 @@ func (p *PostgresConfiguration) validate(path *field.Path, instances int, syncRe
 		}
 	}
 	return errs
+}
+
+func sortedParamNames(params map[string]string) []string {
+	names := make([]string, 0, len(params))
+	for name := range params {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 // validateParameters checks each parameter in name order, so the errors

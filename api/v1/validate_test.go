@@ -154,9 +154,16 @@ func TestValidate(t *testing.T) {
 		{"unknown and bad parameters", func(c *Cluster) {
 			c.Spec.PostgresConfiguration.Parameters = map[string]string{"work_mem": "4XB", "shared_bufers": "1GB", "pg_stat_statements.max": "x"}
 		}, []string{
-			"spec.postgresql.parameters[pg_stat_statements.max]|which pgward does not load",
 			"spec.postgresql.parameters[shared_bufers]|did you mean \"shared_buffers\"", "spec.postgresql.parameters[work_mem]|invalid unit",
+			"spec.postgresql.parameters[pg_stat_statements.max]|which is not loaded",
 		}},
+		{"preloaded libraries", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.SharedPreloadLibraries = []string{"pg_stat_statements", "auto_explain"}
+			c.Spec.PostgresConfiguration.Parameters = map[string]string{"pg_stat_statements.track": "all", "auto_explain.log_min_duration": "0"}
+		}, nil},
+		{"libraries pgward does not preload", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.SharedPreloadLibraries = []string{"pg_stat_statements", "/tmp/evil", "pg_stat_statements"}
+		}, []string{"spec.postgresql.shared_preload_libraries[1]|Unsupported value", "spec.postgresql.shared_preload_libraries[2]|Duplicate value"}},
 		{"operator annotations", func(c *Cluster) {
 			c.Annotations = map[string]string{"cnpg.io/hibernation": "on", "cnpg.io/fencedInstances": `["*"]`,
 				"pgward.io/anything": "x", "kubectl.kubernetes.io/last-applied-configuration": "{}", "team": "db",

@@ -331,6 +331,11 @@ func (in *PostgresConfiguration) DeepCopyInto(out *PostgresConfiguration) {
 		*out = make([]string, len(*in))
 		copy(*out, *in)
 	}
+	if in.SharedPreloadLibraries != nil {
+		in, out := &in.SharedPreloadLibraries, &out.SharedPreloadLibraries
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.PgIdent != nil {
 		in, out := &in.PgIdent, &out.PgIdent
 		*out = make([]string, len(*in))

@@ -48,6 +48,11 @@ const quietSession = "SET log_statement = 'none'; SET log_min_duration_statement
 	"SET log_duration = off; SET log_min_error_statement = 'panic'; SET log_min_messages = 'warning'; " +
 	"SET log_parameter_max_length = 0; SET log_parameter_max_length_on_error = 0; " +
 	"SET debug_print_parse = off; SET debug_print_rewritten = off; SET debug_print_plan = off; " +
+	// Preloaded modules keep statement texts too: pg_stat_statements (a
+	// utility statement's text as written) and auto_explain. Set for a
+	// module that is not loaded, these are harmless placeholders.
+	"SET pg_stat_statements.track = 'none'; SET pg_stat_statements.track_utility = off; " +
+	"SET auto_explain.log_min_duration = -1; " +
 	"SET synchronous_commit = local"
 
 // reconcileRoles makes the roles and the application database match the

@@ -120,6 +120,14 @@ func RenderPostgresConf(c *v1.Cluster, in Instance) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgconf: instance %q: %w", in.Name, err)
 	}
+	for _, lib := range c.Spec.PostgresConfiguration.SharedPreloadLibraries {
+		if !slices.Contains(v1.PreloadableLibraries, lib) {
+			return nil, fmt.Errorf("pgconf: spec.postgresql.shared_preload_libraries: %q is not a library pgward preloads", lib)
+		}
+	}
+	// Always written, even empty, so that removing a library takes effect
+	// at the next restart.
+	forced = append(forced, setting{"shared_preload_libraries", strings.Join(c.Spec.PostgresConfiguration.SharedPreloadLibraries, ",")})
 	user, err := userSettings(c.Spec.PostgresConfiguration.Parameters, forced)
 	if err != nil {
 		return nil, fmt.Errorf("pgconf: %w", err)
