@@ -380,11 +380,7 @@ func sortedParamNames(params map[string]string) []string {
 // come out in a stable order.
 func validateParameters(params map[string]string, path *field.Path, instances int, syncRequired bool) field.ErrorList {
 	var errs field.ErrorList
-	names := make([]string, 0, len(params))
-	for name := range params {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+	names := sortedParamNames(params)
 	folded := make(map[string]string, len(names))
 	for _, name := range names {
 		value := params[name]
@@ -424,17 +420,21 @@ const pgwardSessions = 3
 // must stay below it.
 const maxBackends = 0x3FFFF
 
+// intParam is an integer parameter as PostgreSQL reads it, or def when
+// the manifest does not set it.
+func intParam(params map[string]string, name string, def int) int {
+	v, ok := params[name]
+	if !ok {
+		return def
+	}
+	n, _, _ := scanInteger(v)
+	return int(n)
+}
+
 // CrossParameterConflicts returns the parameters whose values PostgreSQL
 // refuses in combination with others (its check hooks), by name.
 func CrossParameterConflicts(params map[string]string) map[string]string {
-	num := func(name string, def int) int {
-		v, ok := params[name]
-		if !ok {
-			return def
-		}
-		n, _, _ := scanInteger(v)
-		return int(n)
-	}
+	num := func(name string, def int) int { return intParam(params, name, def) }
 	on := func(name string) bool {
 		b, _ := parseBool(params[name])
 		return b
@@ -458,16 +458,8 @@ func CrossParameterConflicts(params map[string]string) map[string]string {
 // superuser_reserved_connections must be less than max_connections. And
 // it keeps room for pgward's own sessions.
 func connectionSlots(params map[string]string, path *field.Path) field.ErrorList {
-	intParam := func(name string, def int) int {
-		v, ok := params[name]
-		if !ok {
-			return def
-		}
-		n, _, _ := scanInteger(v)
-		return int(n)
-	}
-	reserved := intParam("superuser_reserved_connections", 3)
-	maxConns := intParam("max_connections", 100)
+	reserved := intParam(params, "superuser_reserved_connections", 3)
+	maxConns := intParam(params, "max_connections", 100)
 	var errs field.ErrorList
 	for name, msg := range CrossParameterConflicts(params) {
 		errs = append(errs, field.Invalid(path.Key(name), field.OmitValueType{}, msg))

@@ -22,13 +22,15 @@ func rootDirFixture(t *testing.T) (base string, runAs, other *Owner) {
 	if os.Geteuid() != 0 {
 		t.Skip("root's path resolution runs as root; CI runs as root")
 	}
+	// Debian has both users on every machine: missing, the test must fail,
+	// not pass silently.
 	runAs, err := lookupOwner("nobody")
 	if err != nil {
-		t.Skip(err)
+		t.Fatalf("the OS user nobody: %v", err)
 	}
 	other, err = lookupOwner("daemon")
 	if err != nil {
-		t.Skip(err)
+		t.Fatalf("the OS user daemon: %v", err)
 	}
 	base, err = os.MkdirTemp("/tmp", "pgward-rootdir-")
 	if err != nil {

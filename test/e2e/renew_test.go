@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
@@ -85,19 +84,5 @@ func postgresCertSerial(t *testing.T, port int) string {
 // statusCertSerial returns the serial of the status port's certificate.
 func statusCertSerial(t *testing.T, dir string, port int) string {
 	t.Helper()
-	roots := x509.NewCertPool()
-	b, err := os.ReadFile(filepath.Join(dir, "secrets", "cluster-example-ca", "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots.AppendCertsFromPEM(b)
-	d := tls.Dialer{Config: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, ServerName: "localhost"}}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := d.DialContext(ctx, "tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		return err.Error()
-	}
-	defer func() { _ = conn.Close() }()
-	return conn.(*tls.Conn).ConnectionState().PeerCertificates[0].SerialNumber.String()
+	return statusSerialWithCA(t, filepath.Join(dir, "secrets", "cluster-example-ca", "ca.crt"), port)
 }
