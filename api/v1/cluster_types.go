@@ -92,6 +92,15 @@ type ClusterSpec struct {
 	// +optional
 	StorageConfiguration StorageConfiguration `json:"storage,omitempty"`
 
+	// Backup archives WAL and keeps base backups in an object store.
+	// +optional
+	Backup *BackupConfiguration `json:"backup,omitempty"`
+
+	// ExternalClusters are other clusters this one can bootstrap from.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	ExternalClusters []ExternalCluster `json:"externalClusters,omitempty"`
+
 	// NetworkPolicy, when enabled, makes the operator restrict who may reach
 	// the instances on Kubernetes. It is a pgward extension (Cloud Native
 	// PostgreSQL has no such field); the local runtime ignores it.
@@ -212,6 +221,26 @@ type BootstrapConfiguration struct {
 	// InitDB creates a new cluster with initdb.
 	// +optional
 	InitDB *BootstrapInitDB `json:"initdb,omitempty"`
+	// Recovery creates the cluster from another cluster's backups.
+	// +optional
+	Recovery *BootstrapRecovery `json:"recovery,omitempty"`
+}
+
+// Application returns the application database, its owner and the
+// owner's secret, from whichever bootstrap method is set (after
+// SetDefaults, exactly one is). Only InitDB's initdb options are
+// meaningful for initdb; a recovered cluster has the backup's.
+func (b *BootstrapConfiguration) Application() *BootstrapInitDB {
+	if b == nil {
+		return &BootstrapInitDB{Database: DefaultDatabase, Owner: DefaultDatabase}
+	}
+	if r := b.Recovery; r != nil && b.InitDB == nil {
+		return &BootstrapInitDB{Database: r.Database, Owner: r.Owner, Secret: r.Secret}
+	}
+	if b.InitDB == nil {
+		return &BootstrapInitDB{Database: DefaultDatabase, Owner: DefaultDatabase}
+	}
+	return b.InitDB
 }
 
 // BootstrapInitDB configures initdb and the application database.

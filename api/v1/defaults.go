@@ -31,11 +31,21 @@ func SetDefaults(c *Cluster) {
 	if c.Spec.Bootstrap == nil {
 		c.Spec.Bootstrap = &BootstrapConfiguration{}
 	}
-	// initdb is the only bootstrap method so far, so it is the default.
-	if c.Spec.Bootstrap.InitDB == nil {
-		c.Spec.Bootstrap.InitDB = &BootstrapInitDB{}
+	if r := c.Spec.Bootstrap.Recovery; r != nil && c.Spec.Bootstrap.InitDB == nil {
+		if r.Database == "" {
+			r.Database = DefaultDatabase
+		}
+		if r.Owner == "" {
+			r.Owner = r.Database
+		}
+	} else {
+		// initdb is the default bootstrap method.
+		if c.Spec.Bootstrap.InitDB == nil {
+			c.Spec.Bootstrap.InitDB = &BootstrapInitDB{}
+		}
+		setInitDBDefaults(c.Spec.Bootstrap.InitDB)
 	}
-	setInitDBDefaults(c.Spec.Bootstrap.InitDB)
+	setBackupDefaults(c)
 }
 
 // setInitDBDefaults fills in the application database and initdb options.

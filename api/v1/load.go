@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,8 +28,8 @@ var foreignAPIVersions = []string{"postgresql.cnpg.io/v1", "postgresql.k8s.enter
 // not implement yet. Naming them in errors tells a user bringing a manifest
 // that the field is understood but unsupported, not misspelled.
 var cnpOnlyFields = specPaths(
-	"affinity", "backup", "description", "enablePDB", "env", "envFrom",
-	"ephemeralVolumeSource", "ephemeralVolumesSizeLimit", "externalClusters",
+	"affinity", "description", "enablePDB", "env", "envFrom",
+	"ephemeralVolumeSource", "ephemeralVolumesSizeLimit",
 	"imageCatalogRef", "imageName", "imagePullPolicy",
 	"imagePullSecrets", "inheritedMetadata", "livenessProbeTimeout", "logLevel",
 	"managed", "monitoring", "nodeMaintenanceWindow", "plugins",
@@ -38,7 +39,25 @@ var cnpOnlyFields = specPaths(
 	"schedulerName", "seccompProfile", "securityContext",
 	"serviceAccountTemplate", "smartShutdownTimeout", "startDelay", "stopDelay",
 	"switchoverDelay", "tablespaces", "topologySpreadConstraints", "walStorage",
-	"bootstrap.recovery", "bootstrap.pg_basebackup",
+	"bootstrap.pg_basebackup",
+	"bootstrap.recovery.backup", "bootstrap.recovery.volumeSnapshots",
+	"bootstrap.recovery.recoveryTarget.targetTLI",
+	"backup.target", "backup.volumeSnapshot", "backup.pluginConfiguration",
+	"backup.barmanObjectStore.azureCredentials", "backup.barmanObjectStore.googleCredentials",
+	"backup.barmanObjectStore.tags", "backup.barmanObjectStore.historyTags",
+	"backup.barmanObjectStore.s3Credentials.inheritFromIAMRole",
+	"backup.barmanObjectStore.s3Credentials.sessionToken",
+	"backup.barmanObjectStore.wal.archiveAdditionalCommandArgs",
+	"backup.barmanObjectStore.wal.restoreAdditionalCommandArgs",
+	"backup.barmanObjectStore.data.additionalCommandArgs",
+	"externalClusters[].connectionParameters", "externalClusters[].sslCert",
+	"externalClusters[].sslKey", "externalClusters[].sslRootCert",
+	"externalClusters[].password", "externalClusters[].plugin",
+	"externalClusters[].barmanObjectStore.azureCredentials",
+	"externalClusters[].barmanObjectStore.googleCredentials",
+	"externalClusters[].barmanObjectStore.tags", "externalClusters[].barmanObjectStore.historyTags",
+	"externalClusters[].barmanObjectStore.s3Credentials.inheritFromIAMRole",
+	"externalClusters[].barmanObjectStore.s3Credentials.sessionToken",
 	"bootstrap.initdb.builtinLocale", "bootstrap.initdb.icuLocale",
 	"bootstrap.initdb.icuRules", "bootstrap.initdb.import", "bootstrap.initdb.locale",
 	"bootstrap.initdb.localeProvider", "bootstrap.initdb.options",
@@ -53,6 +72,10 @@ var cnpOnlyFields = specPaths(
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",
 	"storage.pvcTemplate", "storage.resizeInUseVolumes", "storage.storageClass",
 )
+
+// listIndex matches the index of a list element in a field path, so that
+// cnpOnlyFields can name a field of every element at once.
+var listIndex = regexp.MustCompile(`\[[0-9]+\]`)
 
 // specPaths returns the set of the given paths under "spec.".
 func specPaths(paths ...string) map[string]bool {
@@ -338,7 +361,7 @@ func (w *fieldWalker) walkStruct(path string, obj map[string]any, t reflect.Type
 		switch {
 		case known:
 			w.walk(child, obj[k], ft)
-		case cnpOnlyFields[child]:
+		case cnpOnlyFields[listIndex.ReplaceAllString(child, "[]")]:
 			w.errs = append(w.errs, fmt.Errorf(
 				"field %q is a Cloud Native PostgreSQL field that pgward does not support yet", child))
 		default:

@@ -136,14 +136,15 @@ func TestLoadClusterErrors(t *testing.T) {
 		{"status", minimalManifest + "status:\n  phase: healthy\n", []string{
 			`field "status" is written by pgward and cannot be set in a manifest`,
 		}},
-		{"unknown and CNP fields, sorted by path", minimalManifest + `  backup: {}
+		{"unknown and CNP fields, sorted by path", minimalManifest + `  backup: {volumeSnapshot: {}}
+  externalClusters: [{name: a, connectionParameters: {host: a}}]
   Instances: 4
   imageName: ghcr.io/x:1
   postgresql:
     paramters: {a: b}
     synchronous: {method: any, standbyNamesPre: [a]}
   bootstrap:
-    recovery: {}
+    recovery: {volumeSnapshots: {}}
     initdb:
       walSegmentSize: 32
       dtabase: app
@@ -154,10 +155,11 @@ metadata2: {}
 `, []string{
 			`unknown field "metadata2"`,
 			`unknown field "spec.Instances"`,
-			`field "spec.backup" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.backup.volumeSnapshot" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`unknown field "spec.bootstrap.initdb.dtabase"`,
 			`field "spec.bootstrap.initdb.walSegmentSize" is a Cloud Native PostgreSQL field that pgward does not support yet`,
-			`field "spec.bootstrap.recovery" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.bootstrap.recovery.volumeSnapshots" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.externalClusters[0].connectionParameters" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.imageName" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`unknown field "spec.nope"`,
 			`unknown field "spec.postgresql.paramters"`,

@@ -84,6 +84,7 @@ func ValidateUpdate(oldC, newC *Cluster) field.ErrorList {
 		errs = append(errs, field.Forbidden(spec.Child("bootstrap"),
 			"field is immutable: the cluster was already created with it"))
 	}
+	errs = append(errs, validateBackupUpdate(oldD.Spec.Backup, newD.Spec.Backup, spec.Child("backup"))...)
 	errs = append(errs, validateStorageUpdate(oldD.Spec.StorageConfiguration.Size,
 		newD.Spec.StorageConfiguration.Size, spec.Child("storage", "size"))...)
 	return errs
@@ -206,6 +207,7 @@ func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 	errs = append(errs, s.validateSyncReplicas(path)...)
 	errs = append(errs, validateStorage(s.StorageConfiguration, path.Child("storage"))...)
 	errs = append(errs, validateNetworkPolicy(s.NetworkPolicy, path.Child("networkPolicy"))...)
+	errs = append(errs, s.validateBackup(path)...)
 	return errs
 }
 
@@ -537,6 +539,9 @@ func isPostgresFalse(value string) bool {
 }
 
 func validateBootstrap(b *BootstrapConfiguration, path *field.Path) field.ErrorList {
+	if b != nil && b.Recovery != nil {
+		return nil // validateRecovery
+	}
 	if b == nil || b.InitDB == nil {
 		return field.ErrorList{field.Required(path.Child("initdb"),
 			"exactly one bootstrap method is needed (SetDefaults chooses initdb)")}
@@ -676,7 +681,7 @@ func GeneratedSecretNames(name string) []string {
 	return out
 }
 
-var generatedSecretSuffixes = []string{"-ca", "-server", "-replication", "-controller", "-app", "-superuser", "-metrics"}
+var generatedSecretSuffixes = []string{"-ca", "-server", "-replication", "-controller", "-app", "-superuser", "-metrics", BackupKeySuffix}
 
 // secretRef is one secret a manifest names, and what it is for.
 type secretRef struct {
@@ -699,6 +704,16 @@ func (c *Cluster) validateSecretReferences() field.ErrorList {
 	var refs []secretRef
 	if b := c.Spec.Bootstrap; b != nil && b.InitDB != nil && b.InitDB.Secret != nil {
 		refs = append(refs, secretRef{spec.Child("bootstrap", "initdb", "secret", "name"), b.InitDB.Secret.Name, "app credentials"})
+	}
+	if b := c.Spec.Bootstrap; b != nil && b.Recovery != nil && b.Recovery.Secret != nil {
+		refs = append(refs, secretRef{spec.Child("bootstrap", "recovery", "secret", "name"), b.Recovery.Secret.Name, "app credentials"})
+	}
+	for _, u := range c.BackupSecretKeys() {
+		// The generated key is named like a generated secret on purpose.
+		if u.Name == c.Name+BackupKeySuffix && u.Field == "spec.backup.barmanObjectStore.encryptionKey" {
+			continue
+		}
+		refs = append(refs, secretRef{field.NewPath(u.Field).Child("name"), u.Name, u.What})
 	}
 	if s := c.Spec.SuperuserSecret; s != nil {
 		refs = append(refs, secretRef{spec.Child("superuserSecret", "name"), s.Name, "superuser credentials"})

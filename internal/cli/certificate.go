@@ -94,7 +94,7 @@ func newPsqlCmd(dir *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			user := c.Spec.Bootstrap.InitDB.Owner
+			user := c.Spec.Bootstrap.Application().Owner
 			if superuser {
 				user = v1.SuperuserRole
 			}

@@ -24,7 +24,7 @@ func NewLocalCmd() *cobra.Command {
 	}
 	var dir string
 	cmd.PersistentFlags().StringVar(&dir, "dir", "", "state directory (default ./.pgward/<cluster>)")
-	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newAuditCmd(&dir), newCertificateCmd(&dir), newReportCmd(&dir), newPsqlCmd(&dir), newControllerCmd(&dir))
+	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newAuditCmd(&dir), newCertificateCmd(&dir), newReportCmd(&dir), newPsqlCmd(&dir), newBackupCmd(&dir), newBackupsCmd(&dir), newControllerCmd(&dir))
 	return cmd
 }
 
@@ -37,7 +37,11 @@ func newUpCmd(dir *string) *cobra.Command {
 		Short: "Create (or resume) a local cluster and wait until every instance is ready",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			manifest, err := readManifest(file)
+			whole, err := readManifest(file)
+			if err != nil {
+				return err
+			}
+			manifest, docs, err := local.SplitManifest(whole)
 			if err != nil {
 				return err
 			}
@@ -61,7 +65,7 @@ func newUpCmd(dir *string) *cobra.Command {
 				if err := local.CheckStateDirPath(abs, owner); err != nil {
 					return err
 				}
-				if err := local.Preflight(cmd.Context(), manifest, pgBin, owner); err != nil {
+				if err := local.Preflight(cmd.Context(), manifest, docs, pgBin, owner); err != nil {
 					return err
 				}
 				sd, err := local.ClaimStateDir(abs, owner)
@@ -69,10 +73,10 @@ func newUpCmd(dir *string) *cobra.Command {
 					return err
 				}
 				defer func() { _ = sd.Close() }()
-				return asOwner(cmd, args, sd.Owner, sd.Path, manifest)
+				return asOwner(cmd, args, sd.Owner, sd.Path, whole)
 			}
 			return local.Up(cmd.Context(), local.UpOptions{
-				Dir: abs, Manifest: manifest, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, HA: ha, Out: cmd.OutOrStdout(),
+				Dir: abs, Manifest: manifest, Secrets: docs, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, HA: ha, Out: cmd.OutOrStdout(),
 			})
 		},
 	}
@@ -300,4 +304,37 @@ func inStateDir(dir *string, run func(cmd *cobra.Command, d string, args []strin
 		}
 		return run(cmd, d, args)
 	}
+}
+
+func newBackupCmd(dir *string) *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "backup",
+		Short: "Take a full base backup of the primary into the object store of spec.backup (encrypted), and wait for it",
+		Example: `  pgward local backup
+  pgward local backups        # list them`,
+		Args: cobra.NoArgs,
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, _ []string) error {
+			return local.Backup(cmd.Context(), local.BackupOptions{Dir: d, Timeout: timeout, Out: cmd.OutOrStdout()})
+		}),
+	}
+	c.Flags().DurationVar(&timeout, "timeout", time.Hour, "how long to wait for the backup to complete")
+	return c
+}
+
+func newBackupsCmd(dir *string) *cobra.Command {
+	var output string
+	c := &cobra.Command{
+		Use:   "backups",
+		Short: "List the base backups in the object store: label, times, timeline, LSNs, sizes",
+		Args:  cobra.NoArgs,
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, _ []string) error {
+			if output != "" && output != "json" {
+				return fmt.Errorf("-o %q: the only output format is json", output)
+			}
+			return local.Backups(cmd.Context(), local.BackupOptions{Dir: d, JSON: output == "json", Out: cmd.OutOrStdout()})
+		}),
+	}
+	c.Flags().StringVarP(&output, "output", "o", "", "json for scripts")
+	return c
 }

@@ -137,7 +137,11 @@ func (m *Manager) doBootstrap(ctx context.Context, cmd instanceapi.Command) erro
 	}); err != nil {
 		return err
 	}
-	if err := m.bootstrapPrimary(ctx, staging); err != nil {
+	bootstrap := m.bootstrapPrimary
+	if m.cluster.Spec.Bootstrap.Recovery != nil {
+		bootstrap = m.bootstrapRecovery
+	}
+	if err := bootstrap(ctx, staging); err != nil {
 		return err
 	}
 	if err := promoteStaging(staging, m.cfg.DataDir); err != nil {
@@ -158,6 +162,12 @@ func (m *Manager) bootstrapPrimary(ctx context.Context, staging string) error {
 	if err := initdb(ctx, m.cfg.PGBinDir, staging, init); err != nil {
 		return err
 	}
+	// The stanza comes first: the bootstrap's own WAL is archived.
+	if err := m.createStanza(ctx, staging); err != nil {
+		return err
+	}
+	m.pgdata = staging
+	defer func() { m.pgdata = "" }()
 	if err := m.renderConfig(true); err != nil {
 		return err
 	}

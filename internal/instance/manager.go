@@ -31,6 +31,12 @@ const (
 	PhaseCrashed    = "crashed"
 	PhaseFenced     = "fenced"
 	PhaseStopping   = "stopping"
+	// PhaseStanza: creating the cluster's place in its object store.
+	PhaseStanza = "stanza-create"
+	// PhaseRestore and PhaseRecovery: bootstrap.recovery restoring a base
+	// backup, then replaying WAL up to the target.
+	PhaseRestore  = "restore"
+	PhaseRecovery = "recovery"
 )
 
 // Manager owns one PostgreSQL instance. It starts, stops, promotes and
@@ -71,6 +77,13 @@ type Manager struct {
 	// replicaTLI is the highest timeline this data directory has reported
 	// as a replica.
 	replicaTLI uint32
+	// backupRun is the last base backup started here (backup.go).
+	backupRun *instanceapi.BackupRun
+	// recovery and pgdata belong to the loop's goroutine while it
+	// bootstraps: the recovery settings to render, and the directory
+	// PostgreSQL runs in when it is not PGDATA (the staging directory).
+	recovery *recoverySettings
+	pgdata   string
 	// manifestMod is the manifest file's modification time when last read.
 	manifestMod time.Time
 	// configErr says why the latest manifest was not applied (see reload.go).
@@ -101,7 +114,7 @@ func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Spec.Bootstrap == nil || c.Spec.Bootstrap.InitDB == nil {
+	if c.Spec.Bootstrap == nil || (c.Spec.Bootstrap.InitDB == nil && c.Spec.Bootstrap.Recovery == nil) {
 		return nil, errNoBootstrap
 	}
 	st, err := loadPersisted(cfg.ConfDir, cfg.Primary)
@@ -244,6 +257,7 @@ func (m *Manager) loop(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			m.archiveLast()
 			m.stopPostgres(fastStop)
 			return nil
 		case <-supTick:

@@ -133,6 +133,11 @@ func (m *Manager) applyManifest(ctx context.Context, pool *pgxpool.Pool, next *v
 		restore()
 		return err
 	}
+	if conf, ok := files[backupConf]; ok {
+		if err := WriteFileAtomic(filepath.Join(m.cfg.ConfDir, backupConf), conf, 0o600); err != nil {
+			return err
+		}
+	}
 	m.mu.Lock()
 	m.cluster = next
 	m.configErr = ""

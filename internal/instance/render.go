@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/backup"
 	"github.com/pgward/pgward/internal/pgconf"
 	"github.com/pgward/pgward/internal/secrets"
 )
@@ -90,6 +91,24 @@ func (m *Manager) renderFiles(c *v1.Cluster, primary bool) (map[string][]byte, e
 	} else {
 		in.PrimaryConnInfo = m.replicationConnInfo(st.Primary, m.cfg.Name)
 	}
+	pgdata := m.cfg.DataDir
+	if m.pgdata != "" {
+		pgdata = m.pgdata
+	}
+	repo, repoConf, err := m.ownRepo(c, pgdata)
+	if err != nil {
+		return nil, err
+	}
+	if repo != nil {
+		bin, err := backup.FindBin()
+		if err != nil {
+			return nil, err
+		}
+		in.ArchiveCommand = backup.ArchiveCommand(bin, filepath.Join(m.cfg.ConfDir, backupConf), repo.Stanza)
+	}
+	if r := m.recovery; r != nil {
+		in.RestoreCommand, in.Recovery = r.restore, r.targets
+	}
 	conf, err := pgconf.RenderPostgresConf(c, in)
 	if err != nil {
 		return nil, fmt.Errorf("rendering postgresql.conf: %w", err)
@@ -102,7 +121,11 @@ func (m *Manager) renderFiles(c *v1.Cluster, primary bool) (map[string][]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("rendering pg_ident.conf: %w", err)
 	}
-	return map[string][]byte{"postgresql.conf": conf, "pg_hba.conf": hba, "pg_ident.conf": ident}, nil
+	files := map[string][]byte{"postgresql.conf": conf, "pg_hba.conf": hba, "pg_ident.conf": ident}
+	if repoConf != nil {
+		files[backupConf] = repoConf
+	}
+	return files, nil
 }
 
 func (m *Manager) confFile() string { return filepath.Join(m.cfg.ConfDir, "postgresql.conf") }

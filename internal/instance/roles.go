@@ -79,7 +79,7 @@ func reconcileRoles(ctx context.Context, conn *pgx.Conn, c *v1.Cluster, cred cre
 		stmts = append(stmts, "GRANT EXECUTE ON FUNCTION "+fn+" TO "+ident(replicationRole))
 	}
 
-	init := c.Spec.Bootstrap.InitDB
+	init := c.Spec.Bootstrap.Application()
 	appVerifier, err := secrets.SCRAMSHA256Verifier(cred.appPassword, rnd)
 	if err != nil {
 		return fmt.Errorf("computing the app owner's verifier: %w", err)

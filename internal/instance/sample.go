@@ -117,6 +117,10 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 		st.SyncStandbyNames = m.st.SyncStandbys
 	}
 	smp, gen, pgTLS := m.sample, m.gen, m.pgTLS
+	if m.backupRun != nil {
+		run := *m.backupRun
+		st.Backup = &run
+	}
 	m.mu.Unlock()
 	st.ObservedAt = time.Now().UTC()
 	st.PostmasterRunning = pm != nil && pm.Running()
@@ -139,6 +143,7 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 	st.Timeline, st.PendingRestart = smp.st.Timeline, smp.st.PendingRestart
 	st.CurrentLSN, st.ReceivedLSN, st.ReplayedLSN = smp.st.CurrentLSN, smp.st.ReceivedLSN, smp.st.ReplayedLSN
 	st.WALReceiver, st.Replication = smp.st.WALReceiver, smp.st.Replication
+	st.Archive = smp.st.Archive
 	if age := time.Since(smp.at); age > staleSample {
 		st.Ready = false
 		st.Error = fmt.Sprintf("PostgreSQL has not answered a status query for %s: %v", age.Round(time.Second), smp.err)

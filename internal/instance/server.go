@@ -22,6 +22,8 @@ type statusSource interface {
 	Observe(ack uint64) instanceapi.Status
 	Ready() bool
 	Submit(cmd instanceapi.Command) error
+	StartBackup() error
+	ListBackups(ctx context.Context) (instanceapi.BackupList, error)
 }
 
 // newStatusServer builds the HTTPS status server. TLS 1.3 only. Client
@@ -81,6 +83,30 @@ func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Serve
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
+	})))
+	mux.Handle(instanceapi.PathBackup, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPost:
+			if err := src.StartBackup(); err != nil {
+				http.Error(w, err.Error(), http.StatusConflict)
+				return
+			}
+			w.WriteHeader(http.StatusAccepted)
+		case http.MethodGet:
+			// Under the server's write timeout: pgBackRest's info answers
+			// in well under a second from a reachable store.
+			ctx, cancel := context.WithTimeout(r.Context(), 8*time.Second)
+			defer cancel()
+			l, err := src.ListBackups(ctx)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(l)
+		default:
+			http.Error(w, "GET or POST", http.StatusMethodNotAllowed)
+		}
 	})))
 	return &http.Server{
 		Addr:    addr,

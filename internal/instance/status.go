@@ -100,7 +100,31 @@ func queryPrimary(ctx context.Context, q pgxQuerier, st *instanceapi.Status) err
 		}
 		st.Replication = append(st.Replication, p)
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return queryArchive(ctx, q, st)
+}
+
+// queryArchive reads the archiver's progress when archive_mode is on:
+// what was archived last, what failed last, and how much WAL waits (it
+// stays in pg_wal, growing it, while the object store is unreachable).
+func queryArchive(ctx context.Context, q pgxQuerier, st *instanceapi.Status) error {
+	var a instanceapi.Archive
+	var mode string
+	err := q.QueryRow(ctx, `SELECT current_setting('archive_mode'), archived_count, coalesce(last_archived_wal, ''),
+		last_archived_time, failed_count, coalesce(last_failed_wal, ''), last_failed_time,
+		(SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'),
+		(SELECT coalesce(sum(size), 0) FROM pg_ls_waldir())::bigint
+		FROM pg_stat_archiver`).Scan(&mode, &a.ArchivedCount, &a.LastArchivedWAL, &a.LastArchivedTime,
+		&a.FailedCount, &a.LastFailedWAL, &a.LastFailedTime, &a.Pending, &a.PGWALBytes)
+	if err != nil {
+		return fmt.Errorf("reading pg_stat_archiver: %w", err)
+	}
+	if mode != "off" {
+		st.Archive = &a
+	}
+	return nil
 }
 
 func queryReplica(ctx context.Context, q pgxQuerier, st *instanceapi.Status) error {

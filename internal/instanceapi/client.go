@@ -64,6 +64,22 @@ func (c *Client) Command(ctx context.Context, addr string, cmd Command) error {
 	return c.do(ctx, http.MethodPost, addr, PathCommand, body, nil)
 }
 
+// StartBackup asks the primary at addr to take a base backup; Status's
+// Backup shows its progress.
+func (c *Client) StartBackup(ctx context.Context, addr string) error {
+	return c.do(ctx, http.MethodPost, addr, PathBackup, []byte("{}"), nil)
+}
+
+// Backups lists the backups in the object store, as the instance at addr
+// sees them.
+func (c *Client) Backups(ctx context.Context, addr string) (*BackupList, error) {
+	var l BackupList
+	if err := c.do(ctx, http.MethodGet, addr, PathBackup, nil, &l); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
 // CloseIdle releases pooled connections.
 func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
 

@@ -17,6 +17,10 @@ const (
 	PathReadyz  = "/readyz"
 	PathStatus  = "/pg/status"
 	PathCommand = "/pg/command"
+	// PathBackup: POST starts a base backup on the primary (202, or 409
+	// when one runs or this is not the primary); GET lists the backups in
+	// the object store (a BackupList).
+	PathBackup = "/pg/backup"
 	// AckParam on a status request names the RequestID of the previous
 	// answer the controller received: only a completed exchange counts as
 	// contact for the instance's self-fencing timer.
@@ -124,9 +128,64 @@ type Status struct {
 	// the server certificate and the client CA certificates PostgreSQL last
 	// read, at its start or a reload; empty while it does not run. CA
 	// rotation waits on them before it goes on.
-	ServerCertSHA256 string    `json:"serverCertSHA256,omitempty"`
-	ClientCAsSHA256  []string  `json:"clientCAsSHA256,omitempty"`
-	ObservedAt       time.Time `json:"observedAt"`
+	ServerCertSHA256 string   `json:"serverCertSHA256,omitempty"`
+	ClientCAsSHA256  []string `json:"clientCAsSHA256,omitempty"`
+	// Archive is the WAL archiver's state on a primary that archives.
+	Archive *Archive `json:"archive,omitempty"`
+	// Backup is the last base backup this instance ran, if any.
+	Backup     *BackupRun `json:"backup,omitempty"`
+	ObservedAt time.Time  `json:"observedAt"`
+}
+
+// Archive is pg_stat_archiver plus what waits in pg_wal.
+type Archive struct {
+	ArchivedCount    int64      `json:"archivedCount"`
+	LastArchivedWAL  string     `json:"lastArchivedWAL,omitempty"`
+	LastArchivedTime *time.Time `json:"lastArchivedTime,omitempty"`
+	FailedCount      int64      `json:"failedCount"`
+	LastFailedWAL    string     `json:"lastFailedWAL,omitempty"`
+	LastFailedTime   *time.Time `json:"lastFailedTime,omitempty"`
+	// Pending is how many finished WAL segments wait to be archived;
+	// PGWALBytes is the size of pg_wal, which grows while they wait.
+	Pending    int64 `json:"pending"`
+	PGWALBytes int64 `json:"pgWALBytes"`
+}
+
+// Backup phases.
+const (
+	BackupRunning   = "running"
+	BackupCompleted = "completed"
+	BackupFailed    = "failed"
+)
+
+// BackupRun is one base backup an instance ran.
+type BackupRun struct {
+	Phase   string     `json:"phase"`
+	Started time.Time  `json:"started"`
+	Stopped *time.Time `json:"stopped,omitempty"`
+	// Label is the new backup's label once it completed.
+	Label string `json:"label,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// BackupList is the answer to GET PathBackup.
+type BackupList struct {
+	Stanza  string       `json:"stanza"`
+	Backups []BackupInfo `json:"backups"`
+}
+
+// BackupInfo describes one base backup in the object store.
+type BackupInfo struct {
+	Label     string    `json:"label"`
+	Type      string    `json:"type"`
+	Start     time.Time `json:"start"`
+	Stop      time.Time `json:"stop"`
+	StartLSN  string    `json:"startLSN"`
+	StopLSN   string    `json:"stopLSN"`
+	Timeline  int       `json:"timeline"`
+	Size      int64     `json:"size"`
+	RepoSize  int64     `json:"repoSize"`
+	Encrypted bool      `json:"encrypted"`
 }
 
 // WALReceiver is a replica's view of its upstream (pg_stat_wal_receiver).

@@ -22,7 +22,7 @@ import (
 // are only checked, never written.
 func (r *ClusterReconciler) ensureCredentials(ctx context.Context, c *v1.Cluster, tlsm *tlsMaterial) error {
 	n := build.Secrets(c)
-	init := c.Spec.Bootstrap.InitDB
+	init := c.Spec.Bootstrap.Application()
 	if init.Secret != nil {
 		if err := r.checkUserCredentials(ctx, c, n.App, init.Owner); err != nil {
 			return err

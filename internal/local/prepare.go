@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"syscall"
@@ -48,9 +50,12 @@ type prepared struct {
 // (against the stored one when resuming), fixes ports, creates the PKI and
 // the credentials, and writes each instance manager's config. It is
 // idempotent: on an existing directory it reuses everything it finds.
-func prepare(l Layout, manifest []byte, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
+func prepare(l Layout, manifest []byte, docs SecretDocs, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
 	c, err := v1.LoadAndValidate(manifest)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkSecretDocs(c, docs); err != nil {
 		return nil, err
 	}
 	if err := checkResume(l, c); err != nil {
@@ -78,6 +83,20 @@ func prepare(l Layout, manifest []byte, runAs, pgBin string, ha HAOptions, progr
 	progress(fmt.Sprintf("PKI: CA, server and client certificates ready (ECDSA P-256) %v", notes))
 	p := &prepared{layout: l, cluster: c, state: st, user: u, tls: names}
 	if err := p.ensureCredentials(store, progress); err != nil {
+		return nil, err
+	}
+	for _, name := range slices.Sorted(maps.Keys(docs)) {
+		if err := store.Put(name, docs[name]); err != nil {
+			return nil, fmt.Errorf("Secret %q from the manifest file: %w", name, err)
+		}
+		progress("secrets: " + name + " written from the manifest file")
+	}
+	if created, err := ensureBackupKey(c, store, rand.Reader); err != nil {
+		return nil, fmt.Errorf("backup encryption key: %w", err)
+	} else if created {
+		progress("secrets: generated the backup encryption key in " + c.Name + v1.BackupKeySuffix + " (keep a copy: restoring needs it)")
+	}
+	if err := checkBackupSecrets(c, store); err != nil {
 		return nil, err
 	}
 	if err := p.writeInstanceConfigs(); err != nil {
@@ -242,7 +261,7 @@ func freePorts(n int, taken map[int]bool) ([]int, error) {
 // superuser access on, the superuser's.
 func (p *prepared) ensureCredentials(store secrets.Store, progress func(string)) error {
 	c := p.cluster
-	init := c.Spec.Bootstrap.InitDB
+	init := c.Spec.Bootstrap.Application()
 	p.app = c.Name + "-app"
 	if init.Secret != nil {
 		p.app = init.Secret.Name
@@ -391,9 +410,12 @@ func touch(path string) error {
 // Preflight asks PostgreSQL on this machine whether it accepts the
 // manifest (see instance.PreflightCluster), as the OS user it will run as,
 // before anything is written. pgBin "" means the newest installed.
-func Preflight(ctx context.Context, manifest []byte, pgBin string, owner *Owner) error {
+func Preflight(ctx context.Context, manifest []byte, docs SecretDocs, pgBin string, owner *Owner) error {
 	c, err := v1.LoadAndValidate(manifest)
 	if err != nil {
+		return err
+	}
+	if err := checkSecretDocs(c, docs); err != nil {
 		return err
 	}
 	if _, ok := c.Annotations[v1.RotateCAAnnotation]; ok {
@@ -409,5 +431,8 @@ func Preflight(ctx context.Context, manifest []byte, pgBin string, owner *Owner)
 	if os.Geteuid() == 0 {
 		cred = &syscall.Credential{Uid: owner.UID, Gid: owner.GID}
 	}
-	return instance.PreflightCluster(ctx, pgBin, c, cred)
+	if err := instance.PreflightCluster(ctx, pgBin, c, cred); err != nil {
+		return err
+	}
+	return preflightBackup(ctx, c, docs, owner)
 }

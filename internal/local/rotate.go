@@ -100,7 +100,7 @@ func passwordSecret(l Layout, user string) (secret, db string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	init := c.Spec.Bootstrap.InitDB
+	init := c.Spec.Bootstrap.Application()
 	switch user {
 	case init.Owner:
 		return cfg.Secrets.App, init.Database, nil

@@ -49,7 +49,11 @@ type InstanceReport struct {
 	// primary sees it.
 	TLS      string `json:"tls,omitempty"`
 	ClientDN string `json:"clientDN,omitempty"`
-	Error    string `json:"error,omitempty"`
+	// Archive is the primary's WAL archiving (spec.backup), Backup the
+	// last base backup the instance ran.
+	Archive *instanceapi.Archive   `json:"archive,omitempty"`
+	Backup  *instanceapi.BackupRun `json:"backup,omitempty"`
+	Error   string                 `json:"error,omitempty"`
 }
 
 // StatusOptions configure `pgward local status`.
@@ -114,6 +118,7 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 				r.Error = strings.TrimSpace(r.Error + " " + s.ConfigError)
 			}
 			r.CurrentLSN, r.ReceivedLSN, r.ReplayedLSN = s.CurrentLSN, s.ReceivedLSN, s.ReplayedLSN
+			r.Archive, r.Backup = s.Archive, s.Backup
 			r.State = stateOf(s)
 			if p, ok := peers[is.Name]; ok {
 				lag := p.LagBytes
@@ -169,6 +174,18 @@ func printTable(out io.Writer, cs *ClusterStatus) {
 		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", r.Name, r.Role, r.State, r.Timeline, orDash(lsn), lag, orDash(r.TLS), r.Port)
 	}
 	_ = w.Flush()
+	for _, r := range cs.Instances {
+		if line := archiveLine(r.Archive); line != "" {
+			_, _ = fmt.Fprintf(out, "\n%s archiving: %s", r.Name, line)
+		}
+		if b := r.Backup; b != nil {
+			line := b.Phase + " " + b.Label
+			if b.Error != "" {
+				line += ": " + b.Error
+			}
+			_, _ = fmt.Fprintf(out, "\n%s last backup (started %s): %s", r.Name, b.Started.Format(time.RFC3339), strings.TrimSpace(line))
+		}
+	}
 	if cs.Error != "" {
 		_, _ = fmt.Fprintf(out, "\ncluster: %s", cs.Error)
 	}
@@ -187,4 +204,21 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// archiveLine says what was archived last, what waits, and the last
+// failure when it is newer than the last success.
+func archiveLine(a *instanceapi.Archive) string {
+	if a == nil {
+		return ""
+	}
+	line := fmt.Sprintf("%d archived", a.ArchivedCount)
+	if a.LastArchivedWAL != "" && a.LastArchivedTime != nil {
+		line += fmt.Sprintf(", last %s at %s", a.LastArchivedWAL, a.LastArchivedTime.UTC().Format(time.RFC3339))
+	}
+	line += fmt.Sprintf(", %d waiting (pg_wal %s)", a.Pending, humanBytes(a.PGWALBytes))
+	if a.LastFailedTime != nil && (a.LastArchivedTime == nil || a.LastFailedTime.After(*a.LastArchivedTime)) {
+		line += fmt.Sprintf("; FAILING since %s on %s (%d failures; see the instance log)", a.LastFailedTime.UTC().Format(time.RFC3339), a.LastFailedWAL, a.FailedCount)
+	}
+	return line
 }

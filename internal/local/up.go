@@ -27,6 +27,10 @@ type UpOptions struct {
 	Manifest []byte
 	// RunAs is the OS user instances run as when pgward runs as root.
 	RunAs string
+	// Secrets are the Secrets the manifest file carried beside the
+	// Cluster (see SplitManifest); they are written into the state
+	// directory, replacing same-named ones.
+	Secrets SecretDocs
 	// PGBinDir overrides PostgreSQL's bin directory discovery.
 	PGBinDir string
 	// Timeout bounds the wait for every instance to be ready.
@@ -62,7 +66,7 @@ func Up(ctx context.Context, o UpOptions) error {
 	// What only PostgreSQL can check (a time zone, a locale) fails here,
 	// naming the field, before the directory exists or a live cluster's
 	// manifest is replaced.
-	if err := Preflight(ctx, o.Manifest, o.PGBinDir, owner); err != nil {
+	if err := Preflight(ctx, o.Manifest, o.Secrets, o.PGBinDir, owner); err != nil {
 		return err
 	}
 	if err := ClaimDir(l.Dir, owner); err != nil {
@@ -82,7 +86,7 @@ func Up(ctx context.Context, o UpOptions) error {
 			bound.Round(100*time.Millisecond), p.state.HA.SelfFence.Duration))
 	}
 	say("connect as the application owner (verify-full TLS, password from the generated pgpass):")
-	say(fmt.Sprintf("  psql \"$(pgward local uri %s --dir %s)\"", p.cluster.Spec.Bootstrap.InitDB.Owner, l.Dir))
+	say(fmt.Sprintf("  psql \"$(pgward local uri %s --dir %s)\"", p.cluster.Spec.Bootstrap.Application().Owner, l.Dir))
 	say(fmt.Sprintf("status: pgward local status --dir %s    stop: pgward local down --dir %s", l.Dir, l.Dir))
 	say(fmt.Sprintf("metrics (TLS 1.3; client certificate %s, CN %s):", filepath.Join(l.SecretsDir(), p.tls.Metrics), pki.MetricsCommonName))
 	for _, is := range p.state.Instances[:p.cluster.Spec.Instances] {
@@ -108,7 +112,7 @@ func prepareAndStart(ctx context.Context, l Layout, o UpOptions, say func(string
 			return nil, nil, err
 		}
 	}
-	p, err := prepare(l, o.Manifest, o.RunAs, o.PGBinDir, o.HA, say)
+	p, err := prepare(l, o.Manifest, o.Secrets, o.RunAs, o.PGBinDir, o.HA, say)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -210,6 +214,9 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 				say(fmt.Sprintf("  %-24s %s", is.Name, line))
 				last[is.Name] = line
 			}
+			if err := backupBootstrapError(sts[i]); err != nil {
+				return fmt.Errorf("instance %s cannot bootstrap: %w", is.Name, err)
+			}
 			if err := refusing[is.Name].update(sts[i], time.Now()); err != nil {
 				return fmt.Errorf("instance %s cannot start: %w", is.Name, explainStartFailure(p.cluster, err))
 			}
@@ -243,6 +250,21 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
+}
+
+// backupBootstrapError returns a bootstrap's failure about the object
+// store or the recovery: a wrong field stays wrong however often the
+// controller retries, so `up` reports it at once.
+func backupBootstrapError(st *instanceapi.Status) error {
+	if st == nil || !strings.HasPrefix(st.Error, instanceapi.CommandBootstrap+": ") {
+		return nil
+	}
+	for _, f := range []string{"spec.backup", "spec.bootstrap.recovery", "spec.externalClusters", "pgbackrest", "recovery:"} {
+		if strings.Contains(st.Error, f) {
+			return errors.New(strings.TrimPrefix(st.Error, instanceapi.CommandBootstrap+": "))
+		}
+	}
+	return nil
 }
 
 // startRefusedFor is how long the server may keep refusing to start with
@@ -331,6 +353,12 @@ func progressLine(st *instanceapi.Status, primary bool) string {
 		return "initdb (new cluster, data checksums, scram-sha-256)"
 	case st.Phase == "basebackup":
 		return "cloning the primary (pg_basebackup over TLS as streaming_replica)"
+	case st.Phase == "stanza-create":
+		return "creating the cluster's place in the object store (pgBackRest stanza)"
+	case st.Phase == "restore":
+		return "restoring a base backup from the recovery source"
+	case st.Phase == "recovery":
+		return "replaying WAL up to the recovery target"
 	case !st.Ready:
 		return "starting postgres (" + st.Phase + ")"
 	case st.Role == instanceapi.RolePrimary:

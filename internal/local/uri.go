@@ -45,15 +45,15 @@ func URI(o URIOptions) (string, error) {
 	}
 	var secret, db string
 	switch o.User {
-	case c.Spec.Bootstrap.InitDB.Owner:
-		secret, db = cfg.Secrets.App, c.Spec.Bootstrap.InitDB.Database
+	case c.Spec.Bootstrap.Application().Owner:
+		secret, db = cfg.Secrets.App, c.Spec.Bootstrap.Application().Database
 	case "postgres":
 		if cfg.Secrets.Superuser == "" {
 			return "", fmt.Errorf("superuser access is off (spec.enableSuperuserAccess); postgres has no password")
 		}
 		secret, db = cfg.Secrets.Superuser, "postgres"
 	default:
-		return "", fmt.Errorf("no credentials for user %q: pgward manages %q and, with superuser access, postgres", o.User, c.Spec.Bootstrap.InitDB.Owner)
+		return "", fmt.Errorf("no credentials for user %q: pgward manages %q and, with superuser access, postgres", o.User, c.Spec.Bootstrap.Application().Owner)
 	}
 	store := secrets.DirStore{Root: l.SecretsDir()}
 	if _, err := store.Get(secret); err != nil {
@@ -97,5 +97,5 @@ func AppOwner(l Layout) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return c.Spec.Bootstrap.InitDB.Owner, nil
+	return c.Spec.Bootstrap.Application().Owner, nil
 }

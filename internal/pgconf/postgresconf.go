@@ -50,6 +50,14 @@ type Instance struct {
 	// OSUser is the operating system user PostgreSQL runs as; the caller
 	// passes the same name to RenderHBA and RenderIdent.
 	OSUser string
+	// ArchiveCommand, when set, turns WAL archiving on. archive_mode is
+	// "on", not "always": only a primary archives, and a promoted replica
+	// starts archiving its new timeline.
+	ArchiveCommand string
+	// RestoreCommand and Recovery (recovery_target* settings) make the
+	// instance recover from an archive (with recovery.signal).
+	RestoreCommand string
+	Recovery       [][2]string
 }
 
 // setting is one "name = 'value'" line of postgresql.conf.
@@ -188,7 +196,20 @@ func (in Instance) enforcedSettings() ([]setting, error) {
 		// write files nobody collects.
 		{"logging_collector", "off"},
 		{"log_destination", "stderr"},
-		{"archive_mode", "off"},
+	}
+	if in.ArchiveCommand != "" {
+		s = append(s, setting{"archive_mode", "on"}, setting{"archive_command", in.ArchiveCommand})
+	} else {
+		s = append(s, setting{"archive_mode", "off"})
+	}
+	if in.RestoreCommand != "" {
+		s = append(s, setting{"restore_command", in.RestoreCommand})
+	}
+	for _, kv := range in.Recovery {
+		if !strings.HasPrefix(kv[0], "recovery_target") {
+			return nil, fmt.Errorf("recovery setting %q is not a recovery target", kv[0])
+		}
+		s = append(s, setting{kv[0], kv[1]})
 	}
 	if in.PrimaryConnInfo != "" {
 		s = append(s, setting{"primary_conninfo", in.PrimaryConnInfo})

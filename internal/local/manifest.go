@@ -1,0 +1,148 @@
+package local
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+
+	"sigs.k8s.io/yaml"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/secrets"
+)
+
+// SecretDocs are the Secrets a manifest file carries beside its Cluster,
+// by name: what `kubectl apply` would create next to it.
+type SecretDocs map[string]map[string][]byte
+
+// SplitManifest separates a file's Cluster from the Secrets beside it (as
+// CloudNativePG's samples and `make objectstore-up`'s secret file are
+// written). Anything else is refused: locally nothing would apply it.
+func SplitManifest(data []byte) ([]byte, SecretDocs, error) {
+	docs := v1.SplitDocuments(data)
+	var cluster []byte
+	out := SecretDocs{}
+	for i, doc := range docs {
+		var tm struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			return nil, nil, fmt.Errorf("document %d: %w", i+1, err)
+		}
+		switch {
+		case tm.Kind == "Secret" && tm.APIVersion == "v1":
+			name, data, err := parseSecretDoc(doc)
+			if err != nil {
+				return nil, nil, fmt.Errorf("document %d (Secret): %w", i+1, err)
+			}
+			if _, dup := out[name]; dup {
+				return nil, nil, fmt.Errorf("document %d: a second Secret %q", i+1, name)
+			}
+			out[name] = data
+		case cluster == nil && (tm.Kind == v1.Kind || tm.Kind == ""):
+			cluster = doc
+		case tm.Kind == v1.Kind:
+			return nil, nil, fmt.Errorf("document %d: a second Cluster: give one per file", i+1)
+		default:
+			return nil, nil, fmt.Errorf("document %d: kind %q: the local runtime reads a Cluster and its Secrets only", i+1, tm.Kind)
+		}
+	}
+	if cluster == nil {
+		return nil, nil, errors.New("no Cluster in the file")
+	}
+	return cluster, out, nil
+}
+
+func parseSecretDoc(doc []byte) (string, map[string][]byte, error) {
+	var s struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name      string            `json:"name"`
+			Namespace string            `json:"namespace,omitempty"`
+			Labels    map[string]string `json:"labels,omitempty"`
+		} `json:"metadata"`
+		Type       string            `json:"type,omitempty"`
+		Data       map[string]string `json:"data,omitempty"`
+		StringData map[string]string `json:"stringData,omitempty"`
+	}
+	if err := yaml.UnmarshalStrict(doc, &s); err != nil {
+		return "", nil, err
+	}
+	if err := secrets.ValidateName(s.Metadata.Name); err != nil {
+		return "", nil, err
+	}
+	data := map[string][]byte{}
+	for k, v := range s.Data {
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return "", nil, fmt.Errorf("%q: data[%s] is not base64", s.Metadata.Name, k)
+		}
+		data[k] = b
+	}
+	for k, v := range s.StringData {
+		data[k] = []byte(v)
+	}
+	for k := range data {
+		if err := secrets.ValidateKey(k); err != nil {
+			return "", nil, fmt.Errorf("%q: %w", s.Metadata.Name, err)
+		}
+	}
+	return s.Metadata.Name, data, nil
+}
+
+// checkSecretDocs refuses Secrets in the file that would replace one
+// pgward generates (a CA, a certificate, the credentials): locally the file
+// is applied over the state directory.
+func checkSecretDocs(c *v1.Cluster, docs SecretDocs) error {
+	generated := v1.GeneratedSecretNames(c.Name)
+	for name := range docs {
+		if slices.Contains(generated, name) {
+			return fmt.Errorf("Secret %q in the file: pgward generates that secret for cluster %q; name yours differently", name, c.Name)
+		}
+	}
+	return nil
+}
+
+// checkBackupSecrets makes sure every secret key the backup configuration
+// names exists, naming the field that refers to a missing one.
+func checkBackupSecrets(c *v1.Cluster, store secrets.Store) error {
+	var errs []error
+	for _, u := range c.BackupSecretKeys() {
+		data, err := store.Get(u.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: no secret %q (add it to the manifest file as a Secret, or to the state directory's secrets/)", u.Field, u.Name))
+			continue
+		}
+		if _, ok := data[u.Key]; !ok {
+			errs = append(errs, fmt.Errorf("%s: secret %q has no key %q", u.Field, u.Name, u.Key))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ensureBackupKey generates the passphrase that encrypts the cluster's
+// backups when the manifest names none, once: a new one would make the
+// backups already in the store unreadable.
+func ensureBackupKey(c *v1.Cluster, store secrets.Store, rnd io.Reader) (bool, error) {
+	b := c.Spec.Backup
+	if b == nil || b.BarmanObjectStore == nil || b.BarmanObjectStore.EncryptionKey == nil ||
+		b.BarmanObjectStore.EncryptionKey.Name != c.Name+v1.BackupKeySuffix {
+		return false, nil
+	}
+	if _, err := store.Get(c.Name + v1.BackupKeySuffix); err == nil {
+		return false, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	key := make([]byte, 32)
+	if _, err := io.ReadFull(rnd, key); err != nil {
+		return false, err
+	}
+	return true, store.Put(c.Name+v1.BackupKeySuffix, map[string][]byte{v1.BackupKeyKey: []byte(hex.EncodeToString(key))})
+}
