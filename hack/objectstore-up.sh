@@ -68,7 +68,10 @@ dir="$(cd "$dir" && pwd)" # versitygw needs absolute paths for --cert/--key
 # postgres user) but list nothing.
 chmod 0711 "$dir"
 
-if running && port="$(cat "$dir/port")" && answers "$port"; then
+if running; then
+  port="$(cat "$dir/port")"
+  answers "$port" || die "versitygw (pid $(cat "$dir/versitygw.pid")) runs but does not answer on" \
+    "port $port; stop it with hack/objectstore-down.sh"
   echo "object store already running (pid $(cat "$dir/versitygw.pid"))"
   report
   exit 0

@@ -48,8 +48,9 @@ build() {
     echo "building $name $version into $dir (first run only)" >&2
     mkdir -p "$dir"
     (cd "$mod" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath \
-      -ldflags "$ldflags" -o "$dir/$name.tmp" "$pkg") >&2
-    mv "$dir/$name.tmp" "$dir/$name"
+      -ldflags "$ldflags" -o "$dir/$name.tmp.$$" "$pkg") >&2
+    # A name of its own: test packages run in parallel may build it at once.
+    mv "$dir/$name.tmp.$$" "$dir/$name"
   fi
 }
 

@@ -98,6 +98,12 @@ func TestStore(t *testing.T) {
 	if m := mode(t, s.CAFile); m != 0o644 {
 		t.Errorf("CAFile is %v, want 0644", m)
 	}
+	// Any user can reach it: every directory above it is searchable.
+	for d := filepath.Dir(s.CAFile); d != "/"; d = filepath.Dir(d) {
+		if mode(t, d)&0o001 == 0 {
+			t.Errorf("%s is %v: other users cannot reach CAFile", d, mode(t, d))
+		}
+	}
 	if m := mode(t, s.keyFile); m != 0o600 {
 		t.Errorf("the server key is %v, want 0600", m)
 	}
