@@ -12,7 +12,7 @@ PKGS    := ./...
 VERSION := $(shell cat VERSION)
 LDFLAGS := -s -w -X github.com/pgward/pgward/internal/cli.Version=$(VERSION)
 
-.PHONY: all build demo deps test lint unit e2e e2e-smoke e2e-faults fuzz clean demo-down generate manifests install-namespaced kube-binaries bench bench-operator bench-kube images images-reproduce image-check scan vulncheck kube-up kube-down
+.PHONY: all build demo deps test lint unit e2e e2e-smoke e2e-faults fuzz clean demo-down generate manifests install-namespaced kube-binaries bench bench-operator bench-kube images images-reproduce image-check scan vulncheck kube-up kube-down objectstore-up objectstore-down
 
 all: build
 
@@ -48,6 +48,15 @@ install-namespaced: ## write bin/install-namespaced.yaml for NAMESPACES=a,b
 
 kube-binaries: ## build kube-apiserver, kube-controller-manager, etcd and kubectl for the operator tests (cached)
 	@hack/kube-binaries.sh >/dev/null
+
+# A local S3 store (versitygw over TLS, bucket pgward) to try backups
+# against; its state stays in ~/.cache/pgward/objectstore. The last two
+# lines printed are exports: eval "$$(make -s objectstore-up | tail -n 2)".
+objectstore-up: ## start the local S3 object store for backups (versitygw, TLS, bucket pgward)
+	@hack/objectstore-up.sh
+
+objectstore-down: ## stop it (its data stays; hack/objectstore-down.sh --purge removes it)
+	@hack/objectstore-down.sh
 
 # --- Images and a real one-node Kubernetes (root only) ---
 

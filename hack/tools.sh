@@ -14,6 +14,7 @@
 #   tools.sh syft             the SBOM generator
 #   tools.sh govulncheck      the Go vulnerability checker (make vulncheck)
 #   tools.sh grype            the image CVE scanner (make scan; needs the Internet)
+#   tools.sh versitygw        the S3 object store backup tests run against (make objectstore-up)
 #   tools.sh all              every one CI uses (prints nothing)
 #
 # To move a tool to another version:
@@ -39,26 +40,30 @@ build() {
   key="$( (cat "$mod/go.mod" "$mod/go.sum"; go env GOVERSION) | sha256sum | cut -c1-12)"
   dir="$cache/$name-$key"
   if [ ! -x "$dir/$name" ]; then
-    local version
+    local version ldflags
     version="$(cd "$mod" && GOFLAGS=-mod=readonly go list -m -f '{{.Version}}' "$(cd "$mod" && GOFLAGS=-mod=readonly go list -f '{{.Module.Path}}' "$pkg")")"
+    ldflags="-s -w -X main.version=$version"
+    # versitygw's --version reads main.Version (capitalised).
+    [ "$name" != versitygw ] || ldflags="$ldflags -X main.Version=$version"
     echo "building $name $version into $dir (first run only)" >&2
     mkdir -p "$dir"
     (cd "$mod" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath \
-      -ldflags "-s -w -X main.version=$version" -o "$dir/$name.tmp" "$pkg") >&2
-    mv "$dir/$name.tmp" "$dir/$name"
+      -ldflags "$ldflags" -o "$dir/$name.tmp.$$" "$pkg") >&2
+    # A name of its own: test packages run in parallel may build it at once.
+    mv "$dir/$name.tmp.$$" "$dir/$name"
   fi
 }
 
 case "${1:-golangci-lint}" in
   all)
-    for t in golangci-lint controller-gen dockle syft govulncheck; do build "$t"; done
+    for t in golangci-lint controller-gen dockle syft govulncheck versitygw; do build "$t"; done
     ;;
-  golangci-lint | controller-gen | dockle | syft | govulncheck | grype)
+  golangci-lint | controller-gen | dockle | syft | govulncheck | grype | versitygw)
     build "${1:-golangci-lint}"
     echo "$dir"
     ;;
   *)
-    echo "usage: $0 [golangci-lint|controller-gen|dockle|syft|govulncheck|grype|all]" >&2
+    echo "usage: $0 [golangci-lint|controller-gen|dockle|syft|govulncheck|grype|versitygw|all]" >&2
     exit 2
     ;;
 esac
