@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pgward's demo and tests need on a fresh Debian machine:
-# PostgreSQL 15 from Debian (the server stays stopped: pgward runs its own
-# instances) and the pinned Go tools (cached outside the repository).
+# PostgreSQL 15 and pgBackRest from Debian (the server stays stopped: pgward
+# runs its own instances) and the pinned Go tools (cached outside the repository).
 #
 #   install-deps.sh          the local runtime's demo and tests
 #   install-deps.sh --kube   also what `make images` and the one-node cluster
@@ -12,6 +12,10 @@ set -euo pipefail
 packages=()
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
   packages+=(postgresql-15 postgresql-client-15)
+fi
+# pgBackRest stores backups and archived WAL (spec.backup, docs/backup.md).
+if ! command -v pgbackrest >/dev/null 2>&1; then
+  packages+=(pgbackrest)
 fi
 if [ "${1:-}" = "--kube" ]; then
   for p in mmdebstrap containerd runc containernetworking-plugins iptables ipset conntrack; do

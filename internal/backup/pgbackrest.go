@@ -143,7 +143,9 @@ func ParseInfo(out []byte) ([]Info, error) {
 		} `json:"backup"`
 	}
 	if err := json.Unmarshal(out, &stanzas); err != nil {
-		return nil, fmt.Errorf("reading pgbackrest info: %w", err)
+		// pgBackRest 2.45 prints what it decrypted, garbage included,
+		// when the passphrase is wrong.
+		return nil, fmt.Errorf("pgbackrest info: the backups' index is unreadable: check encryptionKey (it must be the key the backups were written with): %w", err)
 	}
 	if len(stanzas) != 1 {
 		return nil, fmt.Errorf("pgbackrest info: expected one stanza, got %d", len(stanzas))

@@ -217,6 +217,12 @@ func TestBackupAndPointInTimeRecovery(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			into := "rt-" + c.name
 			dir := upCluster(t, into, recoveryManifest(store, into, "bk", strings.TrimSpace(string(key)), c.target))
+			t.Cleanup(func() {
+				if t.Failed() {
+					log, _ := os.ReadFile(filepath.Join(dir, "instances", into+"-1", "postgres.log"))
+					t.Logf("postgres.log of %s:\n%s", into, log[max(0, len(log)-6000):])
+				}
+			})
 			got := appSQL(t, dir, `SELECT count(*) || ' ' || max(id) FROM t`)
 			if got != c.rows+" "+c.rows {
 				t.Errorf("rows after recovery: %q, want %s", got, c.rows)
@@ -229,9 +235,14 @@ func TestBackupAndPointInTimeRecovery(t *testing.T) {
 				t.Errorf("recovered cluster still on timeline 1")
 			}
 			appSQL(t, dir, `INSERT INTO t VALUES (1000, 'written after recovery')`)
-			waitArchived(t, dir)
-			if n := countFiles(filepath.Join(store.Root, store.Bucket, "e2e", "archive", into)); n < 2 {
-				t.Errorf("the recovered cluster's stanza %s holds %d files: it does not archive there", into, n)
+			// Stopping archives the last segment: the new timeline's WAL is
+			// in this cluster's own stanza, none in the source's.
+			mustPgward(t, "local", "down", "--dir", dir)
+			if n := countPrefix(filepath.Join(store.Root, store.Bucket, "e2e", "archive", into), "00000002"); n < 2 {
+				t.Errorf("the recovered cluster's stanza %s holds %d files of timeline 2: it does not archive there", into, n)
+			}
+			if n := countPrefix(filepath.Join(store.Root, store.Bucket, "e2e", "archive", "bk"), "00000002"); n > 0 {
+				t.Errorf("the source's stanza holds %d files of timeline 2", n)
 			}
 		})
 	}
@@ -256,13 +267,114 @@ func TestBackupAndPointInTimeRecovery(t *testing.T) {
 	}
 }
 
-func countFiles(dir string) int {
+// countPrefix counts the files under dir whose name starts with prefix.
+func countPrefix(dir, prefix string) int {
 	n := 0
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
+		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), prefix) {
 			n++
 		}
 		return nil
 	})
 	return n
+}
+
+// TestArchivingThroughOutageAndFailover: the primary keeps serving writes
+// while the object store is down (the WAL waiting shows in status), the
+// archive catches up when the store returns, a failover's new primary
+// archives its new timeline, and a recovery after it has every row.
+func TestArchivingThroughOutageAndFailover(t *testing.T) {
+	runAsUser(t)
+	store := objectstore.Start(t)
+	m := strings.Replace(backupManifest(store, "fo", "", ""), "instances: 1", "instances: 2", 1)
+	dir := upCluster(t, "fo", m)
+	appSQL(t, dir, `CREATE TABLE t (id int PRIMARY KEY, note text)`)
+	mustPgward(t, "local", "backup", "--dir", dir)
+
+	store.Stop()
+	// About three segments of WAL while nothing can be archived.
+	appSQL(t, dir, `CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 400000) g`)
+	eventually(t, 60*time.Second, "archiving failures shown in status", func() error {
+		if a := archiveStatus(t, dir); a == nil || a.Pending == 0 || a.FailedCount == 0 {
+			return fmt.Errorf("archive status %+v", a)
+		}
+		return nil
+	})
+	if out := mustPgward(t, "local", "status", "--dir", dir); !strings.Contains(out, "FAILING since") {
+		t.Errorf("status does not show the failing archive:\n%s", out)
+	}
+	appSQL(t, dir, `INSERT INTO t SELECT g, 'while the store was down' FROM generate_series(1, 100) g`)
+	store.Restart()
+	eventually(t, 120*time.Second, "the archive caught up", func() error {
+		if a := archiveStatus(t, dir); a == nil || a.Pending != 0 {
+			return fmt.Errorf("archive status %+v", a)
+		}
+		return nil
+	})
+
+	// Failover: the primary's postmaster killed once its replica has
+	// every row (replication is asynchronous here).
+	primary := currentPrimary(t, dir)
+	eventually(t, 30*time.Second, "the replica caught up", func() error {
+		out := mustPgward(t, "local", "status", "-o", "json", "--dir", dir)
+		if !strings.Contains(out, `"lagBytes": 0`) {
+			return fmt.Errorf("lag: %s", out)
+		}
+		return nil
+	})
+	pid, err := os.ReadFile(filepath.Join(dir, "instances", primary, "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runKill(strings.SplitN(string(pid), "\n", 2)[0]); err != nil {
+		t.Fatalf("kill: %v %s", err, out)
+	}
+	eventually(t, 60*time.Second, "a new primary", func() error {
+		if p := currentPrimary(t, dir); p == "" || p == primary {
+			return fmt.Errorf("primary %q", p)
+		}
+		return nil
+	})
+	appSQL(t, dir, `INSERT INTO t SELECT g, 'after failover' FROM generate_series(101, 200) g`)
+	mustPgward(t, "local", "down", "--dir", dir)
+	if n := countPrefix(filepath.Join(store.Root, store.Bucket, "e2e", "archive", "fo"), "00000002"); n < 2 {
+		t.Errorf("the new timeline is not archived (%d files)", n)
+	}
+
+	key, err := os.ReadFile(filepath.Join(dir, "secrets", "fo-backup-key", "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := upCluster(t, "fo-rt", recoveryManifest(store, "fo-rt", "fo", strings.TrimSpace(string(key)), ""))
+	if got := appSQL(t, rt, `SELECT count(*) || ' ' || count(*) FILTER (WHERE note = 'after failover') FROM t`); got != "200 100" {
+		t.Errorf("rows recovered after the failover: %q, want 200 of which 100 after it", got)
+	}
+	if got := appSQL(t, rt, `SELECT count(*) FROM filler`); got != "400000" {
+		t.Errorf("filler rows recovered: %s", got)
+	}
+}
+
+// currentPrimary is the instance reporting itself primary ("" if none).
+func currentPrimary(t *testing.T, dir string) string {
+	t.Helper()
+	out, err := pgward(context.Background(), "local", "status", "-o", "json", "--dir", dir)
+	if err != nil {
+		return ""
+	}
+	var cs struct {
+		Instances []struct {
+			Name  string `json:"name"`
+			Role  string `json:"role"`
+			State string `json:"state"`
+		} `json:"instances"`
+	}
+	if json.Unmarshal([]byte(out), &cs) != nil {
+		return ""
+	}
+	for _, i := range cs.Instances {
+		if i.Role == "primary" && i.State == "running" {
+			return i.Name
+		}
+	}
+	return ""
 }
