@@ -2,15 +2,21 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/backup"
 	"github.com/pgward/pgward/internal/instance"
+	"github.com/pgward/pgward/internal/secrets"
 )
 
 // preflightBackup reaches every object store the manifest names, with the
@@ -20,7 +26,10 @@ import (
 // recovery's target is checked against the source's backups too. Stores
 // whose secrets are not in the file (already in the state directory) are
 // checked when the instance manager first uses them.
-func preflightBackup(ctx context.Context, c *v1.Cluster, docs SecretDocs, owner *Owner) error {
+func preflightBackup(ctx context.Context, c *v1.Cluster, docs SecretDocs, dir string, owner *Owner) error {
+	if err := checkBackupSecrets(c, preflightStore{docs, dir}); err != nil {
+		return err
+	}
 	type store struct {
 		field string
 		s     *v1.BarmanObjectStoreConfiguration
@@ -40,26 +49,35 @@ func preflightBackup(ctx context.Context, c *v1.Cluster, docs SecretDocs, owner 
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "pgward-preflight-")
+	tmp, err := os.MkdirTemp("", "pgward-preflight-")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = os.RemoveAll(dir) }()
+	defer func() { _ = os.RemoveAll(tmp) }()
 	var cred *syscall.Credential
 	if os.Geteuid() == 0 && owner != nil {
 		cred = owner.Credential()
-		if err := os.Chown(dir, int(owner.UID), int(owner.GID)); err != nil {
+		if err := os.Chown(tmp, int(owner.UID), int(owner.GID)); err != nil {
 			return err
 		}
 	}
 	for i, st := range stores {
-		conf, ok, err := preflightConf(st.s, docs, filepath.Join(dir, fmt.Sprint(i)), owner, cred != nil, st.info)
+		conf, ok, err := preflightConf(st.s, docs, filepath.Join(tmp, fmt.Sprint(i)), owner, cred != nil, st.info)
 		if err != nil {
 			return fmt.Errorf("%s: %w", st.field, err)
 		}
 		if !ok {
 			continue
 		}
+		// pgBackRest retries a refused connection for four times its
+		// I/O timeout: a plain dial says the same at once.
+		ep, _ := v1.ParseEndpointURL(st.s.EndpointURL)
+		addr := net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port))
+		conn, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s.endpointURL: the object store does not answer at %s: %w", st.field, addr, err)
+		}
+		_ = conn.Close()
 		t := backup.Tool{Bin: bin, Config: conf, Stanza: st.s.ServerName, Cred: cred}
 		if err := t.Ping(ctx); err != nil {
 			return fmt.Errorf("%s: %w", st.field, err)
@@ -143,4 +161,29 @@ func preflightConf(s *v1.BarmanObjectStoreConfiguration, docs SecretDocs, dir st
 		}
 	}
 	return path, true, nil
+}
+
+// preflightStore finds secrets in the manifest file first, then in an
+// existing state directory's secrets/ (a cluster being resumed). The
+// generated encryption key counts as present: `up` makes it.
+type preflightStore struct {
+	docs SecretDocs
+	dir  string
+}
+
+func (p preflightStore) Get(name string) (map[string][]byte, error) {
+	if d, ok := p.docs[name]; ok {
+		return d, nil
+	}
+	if strings.HasSuffix(name, v1.BackupKeySuffix) {
+		return map[string][]byte{v1.BackupKeyKey: nil}, nil
+	}
+	if p.dir == "" {
+		return nil, fs.ErrNotExist
+	}
+	return secrets.DirStore{Root: Layout{Dir: p.dir}.SecretsDir()}.Get(name)
+}
+
+func (p preflightStore) Put(string, map[string][]byte) error {
+	return errors.New("preflight writes nothing")
 }

@@ -410,7 +410,7 @@ func touch(path string) error {
 // Preflight asks PostgreSQL on this machine whether it accepts the
 // manifest (see instance.PreflightCluster), as the OS user it will run as,
 // before anything is written. pgBin "" means the newest installed.
-func Preflight(ctx context.Context, manifest []byte, docs SecretDocs, pgBin string, owner *Owner) error {
+func Preflight(ctx context.Context, manifest []byte, docs SecretDocs, dir, pgBin string, owner *Owner) error {
 	c, err := v1.LoadAndValidate(manifest)
 	if err != nil {
 		return err
@@ -434,5 +434,5 @@ func Preflight(ctx context.Context, manifest []byte, docs SecretDocs, pgBin stri
 	if err := instance.PreflightCluster(ctx, pgBin, c, cred); err != nil {
 		return err
 	}
-	return preflightBackup(ctx, c, docs, owner)
+	return preflightBackup(ctx, c, docs, dir, owner)
 }

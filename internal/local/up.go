@@ -66,7 +66,7 @@ func Up(ctx context.Context, o UpOptions) error {
 	// What only PostgreSQL can check (a time zone, a locale) fails here,
 	// naming the field, before the directory exists or a live cluster's
 	// manifest is replaced.
-	if err := Preflight(ctx, o.Manifest, o.Secrets, o.PGBinDir, owner); err != nil {
+	if err := Preflight(ctx, o.Manifest, o.Secrets, o.Dir, o.PGBinDir, owner); err != nil {
 		return err
 	}
 	if err := ClaimDir(l.Dir, owner); err != nil {

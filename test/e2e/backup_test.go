@@ -378,3 +378,53 @@ func currentPrimary(t *testing.T, dir string) string {
 	}
 	return ""
 }
+
+// TestBackupBadInput: every mistake in the object store's configuration
+// is refused by `up` before anything is created, naming the field or the
+// cause.
+func TestBackupBadInput(t *testing.T) {
+	runAsUser(t)
+	store := objectstore.Start(t)
+	other := objectstore.Start(t) // another CA
+	good := backupManifest(store, "bad", "", "")
+	for _, c := range []struct {
+		name, manifest, want string
+	}{
+		{"unreachable endpoint", strings.Replace(good, store.Endpoint, "https://localhost:1", 1), "endpointURL: the object store does not answer"},
+		{"IP endpoint", strings.Replace(good, "https://localhost:", "https://127.0.0.1:", 1), "endpointURL"},
+		{"plain HTTP", strings.Replace(good, "https://", "http://", 1), "must be https://"},
+		{"wrong secret key", strings.Replace(good, store.SecretAccessKey, "wrong"+store.SecretAccessKey[5:], 1), "check s3Credentials"},
+		{"missing bucket", strings.Replace(good, "s3://"+store.Bucket+"/", "s3://nosuchbucket/", 1), "check destinationPath"},
+		{"not S3", strings.Replace(good, "s3://"+store.Bucket+"/", "gs://"+store.Bucket+"/", 1), "destinationPath"},
+		{"another CA", strings.Replace(good, string(bytes.TrimSpace(indentPEM(store.CACertPEM))), string(bytes.TrimSpace(indentPEM(other.CACertPEM))), 1), "endpointCA"},
+		{"missing secret", strings.Replace(good, "endpointCA: {name: objectstore", "endpointCA: {name: nosuch", 1), "nosuch"},
+		{"secret key in the credentials' secret", strings.Replace(good, "data: {jobs", "encryptionKey: {name: objectstore, key: ACCESS_KEY_ID}\n      data: {jobs", 1), "encryptionKey"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.manifest == good {
+				t.Fatal("the case changes nothing")
+			}
+			d := filepath.Join(workRoot, "bad-"+strings.ReplaceAll(c.name, " ", "-"))
+			start := time.Now()
+			out, err := pgward(context.Background(), "local", "up", "-f", writeManifest(t, "bad.yaml", c.manifest), "--dir", d)
+			if err == nil || !strings.Contains(out, c.want) {
+				t.Errorf("want a refusal naming %q, got %v:\n%s", c.want, err, out)
+			}
+			if _, err := os.Stat(d); err == nil {
+				_, _ = pgward(context.Background(), "local", "down", "--purge", "--dir", d)
+				t.Errorf("a refused up created %s", d)
+			}
+			t.Logf("refused in %s: %s", time.Since(start).Round(time.Millisecond), lastLine(out))
+		})
+	}
+}
+
+// indentPEM is how SecretManifest writes a PEM block in stringData.
+func indentPEM(pem []byte) []byte {
+	return bytes.ReplaceAll(bytes.TrimSpace(pem), []byte("\n"), []byte("\n    "))
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
