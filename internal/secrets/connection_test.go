@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func appCredentials(password string) Credentials {
@@ -329,6 +332,38 @@ func TestCredentialsNeverPrintPassword(t *testing.T) {
 		}
 		if !strings.Contains(out, "app") {
 			t.Errorf("%s hides the username too: %s", verb, out)
+		}
+	}
+}
+
+// TestURIsReadByPgx has a real client library parse the multi-host URIs:
+// every host in order, the password decoded, a session check set.
+func TestURIsReadByPgx(t *testing.T) {
+	const password = `p@ss:w/rd?#&=+%41 ;,'"\x[]` //nolint:gosec // G101: a made-up password with every reserved character
+	info := ConnectionInfo{
+		Endpoints: []Endpoint{{"localhost", 5433}, {"localhost", 5432}, {"127.0.0.1", 5434}},
+		ReadOnly:  []Endpoint{{"localhost", 5432}, {"127.0.0.1", 5434}, {"localhost", 5433}},
+	}
+	data, err := ConnectionSecretData(appCredentials(password), info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string][]Endpoint{KeyURI: info.Endpoints, KeyROURI: info.ReadOnly} {
+		cfg, err := pgconn.ParseConfig(string(data[key]))
+		if err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		got := []Endpoint{{cfg.Host, int(cfg.Port)}}
+		for _, f := range cfg.Fallbacks {
+			got = append(got, Endpoint{f.Host, int(f.Port)})
+		}
+		// pgx tries each host once per TLS mode (sslmode prefer: TLS,
+		// then plain), so compare the hosts in their first appearance.
+		got = slices.CompactFunc(got, func(a, b Endpoint) bool { return a == b })
+		if !slices.Equal(got, want) || cfg.User != "app" || cfg.Password != password || cfg.Database != "app" ||
+			cfg.ValidateConnect == nil {
+			t.Errorf("%s parses as hosts %v, user %q, database %q, password match %v, session check %v",
+				key, got, cfg.User, cfg.Database, cfg.Password == password, cfg.ValidateConnect != nil)
 		}
 	}
 }

@@ -51,7 +51,7 @@ spec:
 	// Every character URIs reserve, and pgpass's ':' and '\'; ASCII only,
 	// as pgward sets no password that needs SASLprep. The rotation
 	// rewrites the secret, as `up` does.
-	const password = `p@ss:w/rd?#&=+%41 ;,'"\x[]`
+	const password = `p@ss:w/rd?#&=+%41 ;,'"\x[]` //nolint:gosec // G101: a made-up password with every reserved character
 	if out, err := pgwardStdin(ctx, password+"\n", "local", "rotate-password", "app", "--password-stdin", "--dir", dir); err != nil {
 		t.Fatalf("rotate-password: %v: %s", err, out)
 	}
