@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what pgward's demo and tests need on a fresh Debian machine:
 # PostgreSQL 15 and pgBackRest from Debian (the server stays stopped: pgward
-# runs its own instances) and the pinned Go tools (cached outside the repository).
+# runs its own instances), a Java runtime and PgJDBC (the end-to-end test of the
+# connection secrets' jdbc-uri runs the real driver; the JRE alone runs a
+# one-file Java program from source, no JDK needed: about 190 MB installed,
+# 45 MB downloaded) and the pinned Go tools (cached outside the repository).
 #
 #   install-deps.sh          the local runtime's demo and tests
-#   install-deps.sh --kube   also what `make images` and the one-node cluster
-#                            (hack/kube-up.sh) need: mmdebstrap, containerd,
-#                            runc, the CNI plugins, iptables, ipset, conntrack
+#   install-deps.sh --kube   PostgreSQL and what `make images` and the one-node
+#                            cluster (hack/kube-up.sh) need: mmdebstrap,
+#                            containerd, runc, the CNI plugins, iptables,
+#                            ipset, conntrack (not Java, not the linter)
 set -euo pipefail
 
 packages=()
@@ -16,6 +20,10 @@ fi
 # pgBackRest stores backups and archived WAL (spec.backup, docs/backup.md).
 if ! command -v pgbackrest >/dev/null 2>&1; then
   packages+=(pgbackrest)
+fi
+if [ "${1:-}" != "--kube" ]; then
+  command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
+  [ -f /usr/share/java/postgresql.jar ] || packages+=(libpostgresql-jdbc-java)
 fi
 if [ "${1:-}" = "--kube" ]; then
   for p in mmdebstrap containerd runc containernetworking-plugins iptables ipset conntrack; do

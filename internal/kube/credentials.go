@@ -45,7 +45,9 @@ func (r *ClusterReconciler) ensureCredentials(ctx context.Context, c *v1.Cluster
 // (re)writes only the derived keys, through secrets.EnsureCredentials so
 // that both runtimes build connection secrets alike. Clients reach the
 // primary through the read-write Service and verify its certificate: the
-// secret carries the server CA's certificate (ca.crt) for that.
+// secret carries the server CA's certificate (ca.crt) for that. The
+// read-only URIs try the replicas' Service first and fall back to the
+// read-write one, so they serve reads with no replica too.
 func (r *ClusterReconciler) ensureGeneratedCredentials(ctx context.Context, c *v1.Cluster, name, user, db string, tlsm *tlsMaterial) error {
 	var cur corev1.Secret
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: name}, &cur)
@@ -58,7 +60,9 @@ func (r *ClusterReconciler) ensureGeneratedCredentials(ctx context.Context, c *v
 	}
 	q := url.Values{}
 	q.Set("sslmode", "verify-full")
-	info := secrets.ConnectionInfo{Host: build.ClientHost(c), Port: build.PostgresPort, Query: q}
+	rw := secrets.Endpoint{Host: build.ClientHost(c), Port: build.PostgresPort}
+	ro := secrets.Endpoint{Host: build.ROClientHost(c), Port: build.PostgresPort}
+	info := secrets.ConnectionInfo{Endpoints: []secrets.Endpoint{rw}, ReadOnly: []secrets.Endpoint{ro, rw}, Query: q}
 	if _, _, err := secrets.EnsureCredentials(store, name, user, db, info, r.rand()); err != nil {
 		return fmt.Errorf("credentials in %s: %w", name, err)
 	}

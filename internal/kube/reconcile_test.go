@@ -203,13 +203,22 @@ func TestSampleCluster(t *testing.T) {
 	}
 	var app corev1.Secret
 	get(&app, "cluster-example-app")
-	for _, k := range []string{"username", "password", "dbname", "host", "port", "pgpass", "uri", "jdbc-uri", "ca.crt"} {
+	for _, k := range []string{"username", "password", "dbname", "host", "port", "pgpass", "uri", "jdbc-uri", "ro-uri", "ro-jdbc-uri", "ca.crt"} {
 		if len(app.Data[k]) == 0 {
 			t.Errorf("app secret has no %s", k)
 		}
 	}
 	if h := string(app.Data["host"]); h != "cluster-example-rw."+ns+".svc" {
 		t.Errorf("app host %q", h)
+	}
+	// Writes go through the primary's Service; reads prefer the replicas'
+	// and fall back to the primary's.
+	rw, ro := "@cluster-example-rw."+ns+".svc:5432/", "@cluster-example-ro."+ns+".svc:5432,cluster-example-rw."+ns+".svc:5432/"
+	if u := string(app.Data["uri"]); !strings.Contains(u, rw) || !strings.Contains(u, "target_session_attrs=read-write") {
+		t.Errorf("app uri does not name %s for a read-write session", rw)
+	}
+	if u := string(app.Data["ro-uri"]); !strings.Contains(u, ro) || !strings.Contains(u, "target_session_attrs=prefer-standby") {
+		t.Errorf("app ro-uri does not name %s preferring a standby", ro)
 	}
 	if len(app.Data["password"]) < 20 {
 		t.Error("generated password is short")

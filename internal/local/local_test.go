@@ -123,7 +123,8 @@ func TestHealthy(t *testing.T) {
 }
 
 func TestOrderForURI(t *testing.T) {
-	st := &State{Instances: []InstanceState{{Name: "c-1"}, {Name: "c-2"}, {Name: "c-3"}}}
+	// c-10 shows instance order, not name order; c-11 is beyond the size.
+	st := &State{Instances: []InstanceState{{Name: "c-1"}, {Name: "c-2"}, {Name: "c-3"}, {Name: "c-10"}, {Name: "c-11"}}}
 	names := func(is []InstanceState) string {
 		var out []string
 		for _, i := range is {
@@ -131,11 +132,14 @@ func TestOrderForURI(t *testing.T) {
 		}
 		return strings.Join(out, ",")
 	}
-	if got := names(orderForURI(st, "c-2", false)); got != "c-2,c-1,c-3" {
+	if got := names(orderForURI(st, 4, "c-2", false)); got != "c-2,c-1,c-3,c-10" {
 		t.Errorf("read-write order %s", got)
 	}
-	if got := names(orderForURI(st, "c-2", true)); got != "c-1,c-3,c-2" {
+	if got := names(orderForURI(st, 4, "c-2", true)); got != "c-1,c-3,c-10,c-2" {
 		t.Errorf("read-only order %s", got)
+	}
+	if got := names(orderForURI(st, 1, "c-1", true)); got != "c-1" {
+		t.Errorf("one instance, read-only: %s", got)
 	}
 }
 

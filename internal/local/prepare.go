@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"syscall"
 	"time"
@@ -286,11 +285,11 @@ func (p *prepared) ensureCredentials(store secrets.Store, progress func(string))
 	return nil
 }
 
-// connectionInfo describes how clients reach the cluster locally. The
-// pgpass line matches any port so it serves every instance (and so the
-// multi-host URI); TLS is verified against the cluster CA.
+// connectionInfo describes how clients reach the cluster locally: every
+// instance of the manifest, so `up` after a change of size rewrites the
+// URIs.
 func (p *prepared) connectionInfo() secrets.ConnectionInfo {
-	return connectionInfoFor(p.layout, p.tlsServerCA(), p.primaryPort())
+	return connectionInfo(p.layout, p.state, p.cluster.Spec.Instances, p.tlsServerCA())
 }
 
 func (p *prepared) tlsServerCA() string {
@@ -298,13 +297,6 @@ func (p *prepared) tlsServerCA() string {
 		return p.tls.ServerCA
 	}
 	return p.cluster.Name + "-ca"
-}
-
-func (p *prepared) primaryPort() int {
-	if i, ok := p.state.Instance(p.state.TargetPrimary); ok {
-		return i.Port
-	}
-	return p.state.Instances[0].Port
 }
 
 // writeInstanceConfigs writes each instance manager's config.json.
@@ -385,18 +377,6 @@ func installBinary(l Layout) error {
 		return nil
 	}
 	return instance.WriteFileAtomic(dst, src, 0o700)
-}
-
-// sortedInstances returns the instances in name order, primary first.
-func sortedInstances(st *State, primary string) []InstanceState {
-	out := append([]InstanceState(nil), st.Instances...)
-	sort.SliceStable(out, func(i, j int) bool {
-		if (out[i].Name == primary) != (out[j].Name == primary) {
-			return out[i].Name == primary
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out
 }
 
 func touch(path string) error {

@@ -6,10 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -60,7 +57,7 @@ func RotatePassword(ctx context.Context, o RotatePasswordOptions) error {
 		return err
 	}
 	defer unlock()
-	info, err := localConnectionInfo(l, secret)
+	info, err := localConnectionInfo(l)
 	if err != nil {
 		return err
 	}
@@ -116,16 +113,15 @@ func passwordSecret(l Layout, user string) (secret, db string, err error) {
 }
 
 // localConnectionInfo is the connection information `up` writes into the
-// credentials (see (*prepared).connectionInfo), with the port the secret
-// already names.
-func localConnectionInfo(l Layout, secret string) (secrets.ConnectionInfo, error) {
-	data, err := secrets.DirStore{Root: l.SecretsDir()}.Get(secret)
+// credentials (see (*prepared).connectionInfo).
+func localConnectionInfo(l Layout) (secrets.ConnectionInfo, error) {
+	manifest, err := os.ReadFile(l.ClusterFile())
 	if err != nil {
-		return secrets.ConnectionInfo{}, fmt.Errorf("secret %q: %w", secret, err)
+		return secrets.ConnectionInfo{}, err
 	}
-	port, err := strconv.Atoi(string(data[secrets.KeyPort]))
+	c, err := v1.LoadAndValidate(manifest)
 	if err != nil {
-		return secrets.ConnectionInfo{}, fmt.Errorf("secret %q: bad port: %w", secret, err)
+		return secrets.ConnectionInfo{}, err
 	}
 	st, err := LoadState(l)
 	if err != nil {
@@ -135,17 +131,7 @@ func localConnectionInfo(l Layout, secret string) (secrets.ConnectionInfo, error
 	if err != nil {
 		return secrets.ConnectionInfo{}, err
 	}
-	return connectionInfoFor(l, cfg.Secrets.ServerCA, port), nil
-}
-
-// connectionInfoFor describes how clients reach a local cluster: loopback
-// as "localhost", a pgpass line for any port (so it serves every instance
-// of the multi-host URI), TLS verified against the server CA.
-func connectionInfoFor(l Layout, serverCA string, port int) secrets.ConnectionInfo {
-	q := url.Values{}
-	q.Set("sslmode", "verify-full")
-	q.Set("sslrootcert", filepath.Join(l.SecretsDir(), serverCA, keyCACert))
-	return secrets.ConnectionInfo{Host: localhost, Port: port, PgpassPort: secrets.AnyPort, Query: q}
+	return connectionInfo(l, st, c.Spec.Instances, cfg.Secrets.ServerCA), nil
 }
 
 // waitPasswordWorks connects as user the way clients do (the multi-host

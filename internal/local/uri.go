@@ -60,7 +60,7 @@ func URI(o URIOptions) (string, error) {
 		return "", fmt.Errorf("secret %q: %w", secret, err)
 	}
 	var hosts []string
-	for _, is := range orderForURI(st, targetPrimary(l, st), o.ReadOnly) {
+	for _, is := range orderForURI(st, c.Spec.Instances, targetPrimary(l, st), o.ReadOnly) {
 		hosts = append(hosts, localhost+":"+strconv.Itoa(is.Port))
 	}
 	q := url.Values{}
@@ -77,14 +77,41 @@ func URI(o URIOptions) (string, error) {
 	return u.String(), nil
 }
 
-// orderForURI lists the target primary first for read-write (one fewer
-// connection attempt in the common case) and last for read-only.
-func orderForURI(st *State, primary string, readOnly bool) []InstanceState {
-	out := sortedInstances(st, primary)
-	if readOnly && len(out) > 1 {
-		out = append(out[1:], out[0])
+// orderForURI lists the cluster's first n instances (the state keeps those
+// of a larger past size) in instance order, the target primary first for
+// read-write (one fewer connection attempt in the common case) and last
+// for read-only.
+func orderForURI(st *State, n int, primary string, readOnly bool) []InstanceState {
+	var first, rest []InstanceState
+	for _, is := range st.Instances[:min(n, len(st.Instances))] {
+		if is.Name == primary {
+			first = append(first, is)
+		} else {
+			rest = append(rest, is)
+		}
 	}
-	return out
+	if readOnly {
+		return append(rest, first...)
+	}
+	return append(first, rest...)
+}
+
+// connectionInfo is what a local cluster's connection secrets say: every
+// instance on loopback as "localhost" (the name the server certificate
+// carries), the target primary first; one pgpass line for any port, so it
+// serves every instance; TLS verified against the server CA.
+func connectionInfo(l Layout, st *State, n int, serverCA string) secrets.ConnectionInfo {
+	endpoints := func(readOnly bool) []secrets.Endpoint {
+		var eps []secrets.Endpoint
+		for _, is := range orderForURI(st, n, targetPrimary(l, st), readOnly) {
+			eps = append(eps, secrets.Endpoint{Host: localhost, Port: is.Port})
+		}
+		return eps
+	}
+	q := url.Values{}
+	q.Set("sslmode", "verify-full")
+	q.Set("sslrootcert", filepath.Join(l.SecretsDir(), serverCA, keyCACert))
+	return secrets.ConnectionInfo{Endpoints: endpoints(false), ReadOnly: endpoints(true), PgpassAnyPort: true, Query: q}
 }
 
 // AppOwner returns the application owner of the cluster in l.

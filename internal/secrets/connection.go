@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -13,22 +14,25 @@ import (
 )
 
 // Keys of a connection secret. They mean what they mean in CloudNativePG's
-// basic-auth secrets so that applications written against it keep working.
+// basic-auth secrets so that applications written against it keep working;
+// the ro- keys are pgward's own.
 const (
-	KeyUsername = "username"
-	KeyPassword = "password"
-	KeyDBName   = "dbname"
-	KeyHost     = "host"
-	KeyPort     = "port"
-	KeyPgpass   = "pgpass"
-	KeyURI      = "uri"
-	KeyJDBCURI  = "jdbc-uri"
+	KeyUsername  = "username"
+	KeyPassword  = "password"
+	KeyDBName    = "dbname"
+	KeyHost      = "host"
+	KeyPort      = "port"
+	KeyPgpass    = "pgpass"
+	KeyURI       = "uri"
+	KeyJDBCURI   = "jdbc-uri"
+	KeyROURI     = "ro-uri"
+	KeyROJDBCURI = "ro-jdbc-uri"
 )
 
 // AnyPort is the pgpass port field that matches every port.
 const AnyPort = "*"
 
-// Credentials are a role's login and where it applies.
+// Credentials are a role's login.
 type Credentials struct {
 	// Username is the role name.
 	Username string
@@ -36,17 +40,12 @@ type Credentials struct {
 	Password string
 	// DBName is the database the credentials are meant for.
 	DBName string
-	// Host is the host clients connect to: a DNS name or an IP address.
-	Host string
-	// Port is the port of the pgpass line: a number, or AnyPort.
-	Port string
 }
 
 // String describes c without its password, so that logging a Credentials
 // by mistake does not leak it.
 func (c Credentials) String() string {
-	return fmt.Sprintf("{Username:%s Password:%s DBName:%s Host:%s Port:%s}",
-		c.Username, redacted(c.Password), c.DBName, c.Host, c.Port)
+	return fmt.Sprintf("{Username:%s Password:%s DBName:%s}", c.Username, redacted(c.Password), c.DBName)
 }
 
 // GoString is String for the %#v verb.
@@ -58,8 +57,6 @@ func (c Credentials) LogValue() slog.Value {
 		slog.String("username", c.Username),
 		slog.String("password", redacted(c.Password)),
 		slog.String("dbname", c.DBName),
-		slog.String("host", c.Host),
-		slog.String("port", c.Port),
 	)
 }
 
@@ -70,98 +67,160 @@ func redacted(password string) string {
 	return "<redacted>"
 }
 
-// ConnectionInfo says where clients reach the database. Host and Port are
-// written to the secret's host and port keys and used in the URIs.
-// PgpassPort, if set, is the port of the pgpass line: AnyPort makes the
-// line match any port (useful when the same server is reached through
-// several ports or forwards); a number must equal Port. Query holds extra URI parameters such as
-// sslmode=verify-full.
-type ConnectionInfo struct {
-	Host       string
-	Port       int
-	PgpassPort string
-	Query      url.Values
+// Endpoint is one address clients connect to: a DNS name or an IP
+// address, and a port.
+type Endpoint struct {
+	Host string
+	Port int
 }
 
-// credentials combines info with a login.
-func (i ConnectionInfo) credentials(username, password, dbname string) Credentials {
-	port := i.PgpassPort
-	if port == "" {
-		port = strconv.Itoa(i.Port)
-	}
-	return Credentials{Username: username, Password: password, DBName: dbname, Host: i.Host, Port: port}
+// ConnectionInfo says where clients reach the database.
+//
+// Endpoints are the addresses of uri and jdbc-uri, in the order clients
+// try them; the clients keep the first server that accepts writes (libpq
+// target_session_attrs=read-write, PgJDBC targetServerType=primary), so a
+// list of every instance follows the primary across failovers, and a
+// single Service that moves with the primary is checked the same way. The
+// first endpoint is also the host and port keys, for tools that take one
+// address.
+//
+// ReadOnly, if set, are the addresses of ro-uri and ro-jdbc-uri, where
+// clients prefer a standby and fall back to the primary (libpq
+// target_session_attrs=prefer-standby, PgJDBC
+// targetServerType=preferSecondary). List the primary's address too, or
+// a cluster without a standby serves no reads.
+//
+// PgpassAnyPort makes the pgpass lines match any port: useful when
+// several instances share a host name, as on loopback. Query holds extra
+// URI parameters both libpq and PgJDBC understand, such as
+// sslmode=verify-full.
+type ConnectionInfo struct {
+	Endpoints     []Endpoint
+	ReadOnly      []Endpoint
+	PgpassAnyPort bool
+	Query         url.Values
 }
 
 // reservedQueryKeys are connection parameters the secret already fixes; a
 // second value in the query would make clients disagree about which wins.
-var reservedQueryKeys = []string{"user", "password", "dbname", "host", "hostaddr", "port", "passfile"}
+var reservedQueryKeys = []string{"user", "password", "dbname", "host", "hostaddr", "port", "passfile",
+	"target_session_attrs", "targetservertype"}
 
-// ConnectionSecretData returns the keys of a connection secret for c:
-// username, password, dbname, host, port, pgpass (one .pgpass line), uri
-// (postgresql://user:password@host:port/dbname?query) and jdbc-uri
-// (jdbc:postgresql://host:port/dbname?user=...&password=...&query).
+// Session attributes of the URIs: what libpq and PgJDBC call "the
+// primary" and "a standby if there is one".
+const (
+	libpqPrimary  = "read-write"
+	libpqStandby  = "prefer-standby"
+	pgjdbcPrimary = "primary"
+	pgjdbcStandby = "preferSecondary"
+	libpqAttrKey  = "target_session_attrs"
+	pgjdbcAttrKey = "targetServerType"
+)
+
+// ConnectionSecretData returns the keys of a connection secret for c
+// reachable as info says: username, password, dbname, host and port (the
+// first endpoint), pgpass (a line per host), uri
+// (postgresql://user:password@host1:port1,host2:port2/dbname?query) and
+// jdbc-uri (jdbc:postgresql://host1:port1,host2:port2/dbname?user=...&password=...&query),
+// and with info.ReadOnly ro-uri and ro-jdbc-uri alike.
 //
-// port is the port clients connect to, written to the port key and the
-// URIs. It may be 0 when c.Port is a number, which is then used; it is
-// required when c.Port is AnyPort, which only a pgpass line can express.
-// query adds parameters to both URIs; it may not repeat what the secret
-// already fixes (user, password, dbname, host, hostaddr, port, passfile).
+// info.Query may not repeat what the secret already fixes (user, password,
+// dbname, host, hostaddr, port, passfile, the session attributes).
 //
 // Every component is escaped, so any printable password works. Usernames
 // and database names must be plain identifiers (see ValidateIdentifier).
-func ConnectionSecretData(c Credentials, port int, query url.Values) (map[string][]byte, error) {
+func ConnectionSecretData(c Credentials, info ConnectionInfo) (map[string][]byte, error) {
 	if err := validateCredentials(c); err != nil {
 		return nil, err
 	}
-	if c.Port == AnyPort {
-		if port == 0 {
-			return nil, errors.New("secrets: a concrete port is required when the pgpass port is *")
+	if len(info.Endpoints) == 0 {
+		return nil, errors.New("secrets: no endpoint to connect to")
+	}
+	for _, e := range slices.Concat(info.Endpoints, info.ReadOnly) {
+		if err := validateHost(e.Host); err != nil {
+			return nil, err
 		}
-	} else {
-		p, _ := strconv.Atoi(c.Port) // validated above
-		if port == 0 {
-			port = p
-		} else if port != p {
-			return nil, fmt.Errorf("secrets: port %d disagrees with the credentials' port %s", port, c.Port)
+		if e.Port < 1 || e.Port > 65535 {
+			return nil, fmt.Errorf("secrets: port %d is out of range", e.Port)
 		}
 	}
-	if port < 1 || port > 65535 {
-		return nil, fmt.Errorf("secrets: port %d is out of range", port)
-	}
-	extra, err := encodeQuery(query)
-	if err != nil {
+	if err := validateQuery(info.Query); err != nil {
 		return nil, err
 	}
 
-	hostPort := net.JoinHostPort(c.Host, strconv.Itoa(port)) // brackets IPv6 literals
-	uri := "postgresql://" + escape(c.Username) + ":" + escape(c.Password) + "@" +
-		hostPort + "/" + escape(c.DBName)
-	if extra != "" {
-		uri += "?" + extra
-	}
-	jdbc := "jdbc:postgresql://" + hostPort + "/" + escape(c.DBName) +
-		"?user=" + escape(c.Username) + "&password=" + escape(c.Password)
-	if extra != "" {
-		jdbc += "&" + extra
-	}
-	pgpass := strings.Join([]string{
-		escapePgpass(c.Host),
-		c.Port, // a number or the wildcard, neither needs escaping
-		escapePgpass(c.DBName),
-		escapePgpass(c.Username),
-		escapePgpass(c.Password),
-	}, ":") + "\n"
-
-	return map[string][]byte{
+	data := map[string][]byte{
 		KeyUsername: []byte(c.Username),
 		KeyPassword: []byte(c.Password),
 		KeyDBName:   []byte(c.DBName),
-		KeyHost:     []byte(c.Host),
-		KeyPort:     []byte(strconv.Itoa(port)),
-		KeyPgpass:   []byte(pgpass),
-		KeyURI:      []byte(uri),
-		KeyJDBCURI:  []byte(jdbc),
-	}, nil
+		KeyHost:     []byte(info.Endpoints[0].Host),
+		KeyPort:     []byte(strconv.Itoa(info.Endpoints[0].Port)),
+		KeyPgpass:   []byte(pgpassLines(c, info)),
+		KeyURI:      []byte(libpqURI(c, info.Endpoints, info.Query, libpqPrimary)),
+		KeyJDBCURI:  []byte(jdbcURI(c, info.Endpoints, info.Query, pgjdbcPrimary)),
+	}
+	if len(info.ReadOnly) > 0 {
+		data[KeyROURI] = []byte(libpqURI(c, info.ReadOnly, info.Query, libpqStandby))
+		data[KeyROJDBCURI] = []byte(jdbcURI(c, info.ReadOnly, info.Query, pgjdbcStandby))
+	}
+	return data, nil
+}
+
+// libpqURI is postgresql://user:password@h1:p1,h2:p2/db?query, the
+// multi-host form libpq (10+), pgx and psycopg read. attr is
+// target_session_attrs.
+func libpqURI(c Credentials, eps []Endpoint, query url.Values, attr string) string {
+	return "postgresql://" + escape(c.Username) + ":" + escape(c.Password) + "@" +
+		hostList(eps) + "/" + escape(c.DBName) + "?" + withAttr(query, libpqAttrKey, attr)
+}
+
+// jdbcURI is PgJDBC's jdbc:postgresql://h1:p1,h2:p2/db?user=...; attr is
+// targetServerType.
+func jdbcURI(c Credentials, eps []Endpoint, query url.Values, attr string) string {
+	return "jdbc:postgresql://" + hostList(eps) + "/" + escape(c.DBName) +
+		"?user=" + escape(c.Username) + "&password=" + escape(c.Password) +
+		"&" + withAttr(query, pgjdbcAttrKey, attr)
+}
+
+func hostList(eps []Endpoint) string {
+	hosts := make([]string, len(eps))
+	for i, e := range eps {
+		hosts[i] = net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) // brackets IPv6 literals
+	}
+	return strings.Join(hosts, ",")
+}
+
+// withAttr encodes query plus one session attribute.
+func withAttr(query url.Values, key, value string) string {
+	q := maps.Clone(query)
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set(key, value)
+	return encodeQuery(q)
+}
+
+// pgpassLines returns one pgpass line per distinct host and port (or host
+// alone, with PgpassAnyPort) of every endpoint, in the order they first
+// appear, so the file serves whichever instance a client reaches.
+func pgpassLines(c Credentials, info ConnectionInfo) string {
+	var lines []string
+	for _, e := range slices.Concat(info.Endpoints, info.ReadOnly) {
+		port := strconv.Itoa(e.Port)
+		if info.PgpassAnyPort {
+			port = AnyPort
+		}
+		line := strings.Join([]string{
+			escapePgpass(e.Host),
+			port, // a number or the wildcard, neither needs escaping
+			escapePgpass(c.DBName),
+			escapePgpass(c.Username),
+			escapePgpass(c.Password),
+		}, ":") + "\n"
+		if !slices.Contains(lines, line) {
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(lines, "")
 }
 
 func validateCredentials(c Credentials) error {
@@ -171,13 +230,7 @@ func validateCredentials(c Credentials) error {
 	if err := ValidateIdentifier("dbname", c.DBName); err != nil {
 		return err
 	}
-	if err := ValidatePassword(c.Password); err != nil {
-		return err
-	}
-	if err := validateHost(c.Host); err != nil {
-		return err
-	}
-	return validatePgpassPort(c.Port)
+	return ValidatePassword(c.Password)
 }
 
 // validateHost accepts IP literals and host names. Unix socket directories
@@ -205,19 +258,6 @@ func validateHost(host string) error {
 	return nil
 }
 
-func validatePgpassPort(port string) error {
-	if port == AnyPort {
-		return nil
-	}
-	// Canonical decimal only: libpq compares the pgpass field with the port
-	// as a string, so "+5432" or "05432" would never match.
-	p, err := strconv.Atoi(port)
-	if err != nil || strconv.Itoa(p) != port || p < 1 || p > 65535 {
-		return fmt.Errorf("secrets: port %q is neither a port number nor %q", port, AnyPort)
-	}
-	return nil
-}
-
 // escape percent-encodes everything but RFC 3986's unreserved characters.
 // net/url leaves sub-delimiters such as '+', '&' and '=' bare where RFC 3986
 // allows them, but clients disagree on what those mean (Java's URLDecoder
@@ -240,30 +280,35 @@ func escape(s string) string {
 	return sb.String()
 }
 
-// encodeQuery renders query in key order with escape, so the output is
-// stable and a secret is rewritten only when something really changed.
-func encodeQuery(query url.Values) (string, error) {
-	keys := make([]string, 0, len(query))
-	for k := range query {
+// validateQuery refuses parameter names that are empty or that the secret
+// sets itself, and control characters, which no client reads back alike.
+func validateQuery(query url.Values) error {
+	for k, vs := range query {
 		if k == "" {
-			return "", errors.New("secrets: empty URI parameter name")
+			return errors.New("secrets: empty URI parameter name")
 		}
 		if slices.Contains(reservedQueryKeys, strings.ToLower(k)) {
-			return "", fmt.Errorf("secrets: URI parameter %q is set by the secret itself", k)
+			return fmt.Errorf("secrets: URI parameter %q is set by the secret itself", k)
 		}
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var parts []string
-	for _, k := range keys {
-		for _, v := range query[k] {
+		for _, v := range vs {
 			if strings.ContainsFunc(k+v, unicode.IsControl) {
-				return "", fmt.Errorf("secrets: URI parameter %q contains a control character", k)
+				return fmt.Errorf("secrets: URI parameter %q contains a control character", k)
 			}
+		}
+	}
+	return nil
+}
+
+// encodeQuery renders query in key order with escape, so the output is
+// stable and a secret is rewritten only when something really changed.
+func encodeQuery(query url.Values) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(query)) {
+		for _, v := range query[k] {
 			parts = append(parts, escape(k)+"="+escape(v))
 		}
 	}
-	return strings.Join(parts, "&"), nil
+	return strings.Join(parts, "&")
 }
 
 // escapePgpass escapes a pgpass field as libpq reads it: a backslash makes

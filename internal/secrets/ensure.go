@@ -48,8 +48,8 @@ func EnsureCredentials(store Store, name, username, dbname string, info Connecti
 		created = true
 	}
 
-	creds = info.credentials(username, password, dbname)
-	data, err := ConnectionSecretData(creds, info.Port, info.Query)
+	creds = Credentials{Username: username, Password: password, DBName: dbname}
+	data, err := ConnectionSecretData(creds, info)
 	if err != nil {
 		// The message names the field, never the value; say which secret
 		// holds the offending password so the user can fix it.
@@ -72,7 +72,7 @@ type Replacer interface {
 }
 
 // RotatePassword gives the existing connection secret called name a new
-// password and rewrites every key derived from it (pgpass, uri, jdbc-uri)
+// password and rewrites every key derived from it (pgpass and the URIs)
 // to match, all at once when store is a Replacer. The secret must exist and
 // be for username: rotation never creates credentials nobody set on a role.
 // The password is validated like any other; errors never carry it.
@@ -84,7 +84,7 @@ func RotatePassword(store Store, name, username, dbname, password string, info C
 	if u := string(existing[KeyUsername]); u != username {
 		return fmt.Errorf("secrets: secret %q is for user %q, not %q", name, u, username)
 	}
-	data, err := ConnectionSecretData(info.credentials(username, password, dbname), info.Port, info.Query)
+	data, err := ConnectionSecretData(Credentials{Username: username, Password: password, DBName: dbname}, info)
 	if err != nil {
 		return fmt.Errorf("secrets: secret %q: %w", name, err)
 	}

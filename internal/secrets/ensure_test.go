@@ -11,9 +11,8 @@ import (
 )
 
 var appInfo = ConnectionInfo{
-	Host:  "db-rw.default.svc",
-	Port:  5432,
-	Query: url.Values{"sslmode": {"verify-full"}},
+	Endpoints: []Endpoint{{"db-rw.default.svc", 5432}},
+	Query:     url.Values{"sslmode": {"verify-full"}},
 }
 
 func TestEnsureCredentialsCreatesThenReuses(t *testing.T) {
@@ -25,7 +24,7 @@ func TestEnsureCredentialsCreatesThenReuses(t *testing.T) {
 	if !created || len(first.Password) != PasswordLength || store.puts != 1 {
 		t.Fatalf("created=%v, password length %d, puts %d", created, len(first.Password), store.puts)
 	}
-	want, err := ConnectionSecretData(first, 0, appInfo.Query)
+	want, err := ConnectionSecretData(first, appInfo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +53,7 @@ func TestEnsureCredentialsRefreshesDerivedKeys(t *testing.T) {
 	store.secrets["db-app"]["stale"] = []byte("x")
 
 	moved := appInfo
-	moved.Host = "db-rw.prod.svc"
-	moved.Port = 6432
+	moved.Endpoints = []Endpoint{{"db-rw.prod.svc", 6432}}
 	second, created, err := EnsureCredentials(store, "db-app", "app", "app", moved, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -110,13 +108,10 @@ func TestEnsureCredentialsGeneratesMissingPassword(t *testing.T) {
 
 func TestEnsureCredentialsPgpassAnyPort(t *testing.T) {
 	store := newMemStore()
-	info := ConnectionInfo{Host: "127.0.0.1", Port: 5433, PgpassPort: AnyPort}
+	info := ConnectionInfo{Endpoints: []Endpoint{{"127.0.0.1", 5433}, {"127.0.0.1", 5434}}, PgpassAnyPort: true}
 	creds, _, err := EnsureCredentials(store, "local-superuser", "postgres", "postgres", info, rand.Reader)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if creds.Port != AnyPort {
-		t.Errorf("Port = %q", creds.Port)
 	}
 	data := store.secrets["local-superuser"]
 	if got := string(data[KeyPgpass]); got != "127.0.0.1:*:postgres:postgres:"+creds.Password+"\n" {
@@ -189,7 +184,7 @@ func TestEnsureCredentialsErrors(t *testing.T) {
 		},
 		{
 			name: "no port", store: newMemStore,
-			username: "app", dbname: "app", info: ConnectionInfo{Host: "db"},
+			username: "app", dbname: "app", info: ConnectionInfo{Endpoints: []Endpoint{{Host: "db"}}},
 			wantIn: []string{"port"},
 		},
 	}

@@ -82,7 +82,7 @@ func TestRotatePassword(t *testing.T) {
 	if err := RotatePassword(store, "db-app", "app", "app", fresh, appInfo); err != nil {
 		t.Fatal(err)
 	}
-	want, err := ConnectionSecretData(appInfo.credentials("app", fresh, "app"), 0, appInfo.Query)
+	want, err := ConnectionSecretData(Credentials{Username: "app", Password: fresh, DBName: "app"}, appInfo)
 	if err != nil {
 		t.Fatal(err)
 	}

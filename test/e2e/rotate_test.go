@@ -65,7 +65,7 @@ spec:
 	if strings.Contains(out, newPassword) {
 		t.Error("rotate-password printed the password")
 	}
-	for _, key := range []string{"pgpass", "uri", "jdbc-uri"} {
+	for _, key := range []string{"pgpass", "uri", "jdbc-uri", "ro-uri", "ro-jdbc-uri"} {
 		if v := secretKey(t, dir, "rot-app", key); !strings.Contains(v, newPassword) || strings.Contains(v, oldPassword) {
 			t.Errorf("key %s does not carry the new password alone", key)
 		}

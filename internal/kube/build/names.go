@@ -247,6 +247,9 @@ func ServerName(c *v1.Cluster) string { return rwService(c) }
 // ClientHost is the host written into the application's connection secret.
 func ClientHost(c *v1.Cluster) string { return fmt.Sprintf("%s.%s.svc", rwService(c), c.Namespace) }
 
+// ROClientHost is the replicas' Service as the read-only URIs name it.
+func ROClientHost(c *v1.Cluster) string { return fmt.Sprintf("%s.%s.svc", roService(c), c.Namespace) }
+
 // ClusterLabels select every pod of c.
 func ClusterLabels(c *v1.Cluster) map[string]string {
 	return map[string]string{ClusterLabel: c.Name}
