@@ -117,7 +117,7 @@ func TestRecoverySettings(t *testing.T) {
 
 func TestExplainNamesTheField(t *testing.T) {
 	for out, want := range map[string]string{
-		"ERROR: [049]: unable to get address for 'nowhere': [-2] Name or service not known":                  "endpointURL",
+		"ERROR: [049]: unable to get address for 'nowhere': [-2] Name or service not known":                     "endpointURL",
 		"ERROR: [095]: unable to find hostname '127.0.0.1' in certificate common name":                          "endpointCA",
 		"ERROR: [039]: HTTP request failed with 403 (Forbidden):\n*** Response Content ***: InvalidAccessKeyId": "s3Credentials",
 		"ERROR: [039]: HTTP request failed with 404 (Not Found): NoSuchBucket":                                  "destinationPath",

@@ -24,7 +24,7 @@ type BackupOptions struct {
 
 // primaryAddr finds the instance that is primary now (the one reporting
 // the role, not only the target: a failover may be under way).
-func primaryAddr(ctx context.Context, l Layout, cl *instanceapi.Client, st *State) (string, error) {
+func primaryAddr(ctx context.Context, cl *instanceapi.Client, st *State) (string, error) {
 	sts, _ := observe(ctx, cl, st)
 	for i, s := range sts {
 		if s != nil && s.Role == instanceapi.RolePrimary && s.Ready {
@@ -47,7 +47,7 @@ func Backup(ctx context.Context, o BackupOptions) error {
 		return err
 	}
 	defer cl.CloseIdle()
-	addr, err := primaryAddr(ctx, l, cl, st)
+	addr, err := primaryAddr(ctx, cl, st)
 	if err != nil {
 		return err
 	}
@@ -92,7 +92,7 @@ func Backups(ctx context.Context, o BackupOptions) error {
 	defer cl.CloseIdle()
 	// Any running instance can list them; the primary is asked first.
 	addrs := []string{}
-	if a, err := primaryAddr(ctx, l, cl, st); err == nil {
+	if a, err := primaryAddr(ctx, cl, st); err == nil {
 		addrs = append(addrs, a)
 	}
 	for _, is := range st.Instances {

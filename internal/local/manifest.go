@@ -103,7 +103,7 @@ func checkSecretDocs(c *v1.Cluster, docs SecretDocs) error {
 	generated := v1.GeneratedSecretNames(c.Name)
 	for name := range docs {
 		if slices.Contains(generated, name) {
-			return fmt.Errorf("Secret %q in the file: pgward generates that secret for cluster %q; name yours differently", name, c.Name)
+			return fmt.Errorf("the file's Secret %q: pgward generates that secret for cluster %q; name yours differently", name, c.Name)
 		}
 	}
 	return nil

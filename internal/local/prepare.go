@@ -86,7 +86,7 @@ func prepare(l Layout, manifest []byte, docs SecretDocs, runAs, pgBin string, ha
 	}
 	for _, name := range slices.Sorted(maps.Keys(docs)) {
 		if err := store.Put(name, docs[name]); err != nil {
-			return nil, fmt.Errorf("Secret %q from the manifest file: %w", name, err)
+			return nil, fmt.Errorf("writing the file's Secret %q: %w", name, err)
 		}
 		progress("secrets: " + name + " written from the manifest file")
 	}

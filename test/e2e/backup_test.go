@@ -88,19 +88,6 @@ func appSQL(t *testing.T, dir, sql string) string {
 	return out
 }
 
-// waitArchived waits until the primary of the cluster in dir has archived
-// something and nothing waits.
-func waitArchived(t *testing.T, dir string) {
-	t.Helper()
-	eventually(t, 60*time.Second, "WAL archived", func() error {
-		a := archiveStatus(t, dir)
-		if a == nil || a.ArchivedCount == 0 || a.Pending > 0 {
-			return fmt.Errorf("archive status %+v", a)
-		}
-		return nil
-	})
-}
-
 type archiveState struct {
 	ArchivedCount int64  `json:"archivedCount"`
 	LastArchived  string `json:"lastArchivedWAL"`
