@@ -21,6 +21,10 @@ fi
 if ! command -v pgbackrest >/dev/null 2>&1; then
   packages+=(pgbackrest)
 fi
+# The retention test moves pgBackRest's clock (libfaketime, 0.2 MB).
+if [ "${1:-}" != "--kube" ] && ! command -v faketime >/dev/null 2>&1; then
+  packages+=(faketime)
+fi
 if [ "${1:-}" != "--kube" ]; then
   command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
   [ -f /usr/share/java/postgresql.jar ] || packages+=(libpostgresql-jdbc-java)

@@ -195,27 +195,18 @@ func (m *Manager) runBackup(run *instanceapi.BackupRun) {
 
 // ListBackups lists the backups in the cluster's object store.
 func (m *Manager) ListBackups(ctx context.Context) (instanceapi.BackupList, error) {
-	repo, conf, err := m.ownRepo(m.cluster, m.cfg.DataDir)
+	t, ok, err := m.writeOwnRepo(m.cfg.DataDir)
 	if err != nil {
 		return instanceapi.BackupList{}, err
 	}
-	if repo == nil {
+	if !ok {
 		return instanceapi.BackupList{}, errors.New("spec.backup is not set: this cluster has no object store")
-	}
-	// A separate file: a backup running at the same time keeps its own.
-	name := "pgbackrest-list.conf"
-	if err := WriteFileAtomic(filepath.Join(m.cfg.ConfDir, name), conf, 0o600); err != nil {
-		return instanceapi.BackupList{}, err
-	}
-	t, err := m.tool(name, repo.Stanza)
-	if err != nil {
-		return instanceapi.BackupList{}, err
 	}
 	infos, err := t.Info(ctx)
 	if err != nil {
 		return instanceapi.BackupList{}, err
 	}
-	out := instanceapi.BackupList{Stanza: repo.Stanza, Backups: []instanceapi.BackupInfo{}}
+	out := instanceapi.BackupList{Stanza: t.Stanza, Backups: []instanceapi.BackupInfo{}}
 	for _, i := range infos {
 		out.Backups = append(out.Backups, instanceapi.BackupInfo{
 			Label: i.Label, Type: i.Type, Start: i.Start, Stop: i.Stop, StartLSN: i.StartLSN, StopLSN: i.StopLSN,
@@ -276,7 +267,15 @@ func (m *Manager) bootstrapRecovery(ctx context.Context, staging string) error {
 		targets: backup.RecoverySettings(rec.RecoveryTarget),
 	}
 	defer func() { m.recovery = nil }()
-	return m.replayAndPromote(ctx, staging)
+	if err := m.replayAndPromote(ctx, staging); err != nil {
+		return err
+	}
+	// The source's credentials and key are not needed any more: the
+	// cluster runs on its own timeline, archiving to its own place.
+	if err := os.Remove(t.Config); err != nil {
+		return fmt.Errorf("removing the recovery source's configuration: %w", err)
+	}
+	return nil
 }
 
 // recoverySettings are the settings of a recovery in progress.

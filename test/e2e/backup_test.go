@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,6 +169,28 @@ func TestBackupAndPointInTimeRecovery(t *testing.T) {
 	key, err := os.ReadFile(filepath.Join(src, "secrets", "bk-backup-key", "key"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The store's secret key and the encryption key reached no log, no
+	// status and no file but their secrets and pgBackRest's 0600
+	// configuration.
+	status := mustPgward(t, "local", "status", "-o", "json", "--dir", src)
+	for what, secret := range map[string]string{"secret access key": store.SecretAccessKey, "encryption key": strings.TrimSpace(string(key))} {
+		if strings.Contains(status, secret) {
+			t.Errorf("the status shows the %s", what)
+		}
+		_ = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || strings.Contains(p, string(filepath.Separator)+"secrets"+string(filepath.Separator)) || strings.Contains(p, "/data/") {
+				return nil
+			}
+			b, _ := os.ReadFile(p)
+			if !bytes.Contains(b, []byte(secret)) {
+				return nil
+			}
+			if fi, _ := os.Stat(p); filepath.Base(p) != "pgbackrest.conf" || fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s holds the %s", p, what)
+			}
+			return nil
+		})
 	}
 
 	// No object in the store holds the marker rows in clear text, and
@@ -414,4 +440,159 @@ func indentPEM(pem []byte) []byte {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// TestBackupRetention: the retentionPolicy ("30d") pgward writes into
+// pgBackRest's configuration keeps every backup younger than the policy,
+// expires older full backups and the WAL only they needed, and never the
+// newest full backup. Backups cannot be made old (pgBackRest takes their
+// times from PostgreSQL), so pgBackRest's clock is moved instead, with
+// libfaketime: S3 refuses requests signed that far off, so the expiry runs
+// on a copy of the store's repository on local disk, with pgward's
+// configuration but for the repository's type and path.
+func TestBackupRetention(t *testing.T) {
+	runAsUser(t)
+	if _, err := exec.LookPath("faketime"); err != nil {
+		t.Fatal("faketime is missing: run hack/install-deps.sh (Debian package faketime)")
+	}
+	store := objectstore.Start(t)
+	dir := upCluster(t, "ret", backupManifest(store, "ret", "", ""))
+	appSQL(t, dir, `CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g`)
+	mustPgward(t, "local", "backup", "--dir", dir)
+	appSQL(t, dir, `INSERT INTO t SELECT g FROM generate_series(1, 1000) g`)
+	mustPgward(t, "local", "backup", "--dir", dir)
+	mustPgward(t, "local", "down", "--dir", dir) // the last WAL archived, nothing moves
+	conf, err := os.ReadFile(filepath.Join(dir, "instances", "ret-1", "conf", "pgbackrest.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(conf), "repo1-retention-full-type=time\nrepo1-retention-full=30\n") {
+		t.Fatalf("the retention policy is not in pgBackRest's configuration:\n%s", conf)
+	}
+	posix := filepath.Join(workRoot, "ret-posix")
+	copyTree(t, filepath.Join(store.Root, store.Bucket, "e2e"), posix)
+	var lines []string
+	for _, l := range strings.Split(string(conf), "\n") {
+		switch {
+		case strings.HasPrefix(l, "repo1-s3-"), strings.HasPrefix(l, "repo1-storage-"):
+		case l == "repo1-type=s3":
+			lines = append(lines, "repo1-type=posix")
+		case strings.HasPrefix(l, "repo1-path="):
+			lines = append(lines, "repo1-path="+posix)
+		default:
+			lines = append(lines, l)
+		}
+	}
+	posixConf := filepath.Join(workRoot, "ret-posix.conf")
+	if err := os.WriteFile(posixConf, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	chownRunAs(t, posix, posixConf)
+	pgbackrest := func(clock string, args ...string) string {
+		t.Helper()
+		argv := append([]string{"-f", clock, "pgbackrest", "--config=" + posixConf, "--stanza=ret"}, args...)
+		cmd := exec.CommandContext(context.Background(), "faketime", argv...) // #nosec G204 -- test
+		asRunAsUser(t, cmd)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("faketime %v: %v\n%s", argv, err, out)
+		}
+		return string(out)
+	}
+	labels := func() []string {
+		var info []struct {
+			Backup []struct {
+				Label string `json:"label"`
+			} `json:"backup"`
+		}
+		out := pgbackrest("+0d", "--output=json", "info")
+		if err := json.Unmarshal([]byte(out), &info); err != nil || len(info) != 1 {
+			t.Fatalf("info: %v\n%s", err, out)
+		}
+		var l []string
+		for _, b := range info[0].Backup {
+			l = append(l, b.Label)
+		}
+		return l
+	}
+	wal := func() int { return countPrefix(filepath.Join(posix, "archive", "ret"), "0000000100") }
+	before, walBefore := labels(), wal()
+	if len(before) != 2 {
+		t.Fatalf("two backups expected, got %v", before)
+	}
+	pgbackrest("+10d", "expire")
+	if got := labels(); len(got) != 2 || wal() != walBefore {
+		t.Errorf("10 days later (within 30d): %v and %d WAL files, want every backup and WAL file kept", got, wal())
+	}
+	pgbackrest("+40d", "expire")
+	got, walAfter := labels(), wal()
+	if len(got) != 1 || got[0] != before[1] {
+		t.Errorf("40 days later: %v, want only the newest full backup %s", got, before[1])
+	}
+	if walAfter >= walBefore || walAfter == 0 {
+		t.Errorf("40 days later: %d archived WAL files of %d, want those before the kept backup expired", walAfter, walBefore)
+	}
+	t.Logf("backups %v -> %v, archived WAL files %d -> %d", before, got, walBefore, walAfter)
+}
+
+// copyTree copies the regular files under from into to, replacing them.
+func copyTree(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(from, p)
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil // pgBackRest's "latest" link: not an object
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o750)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), b, 0o640)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// chownRunAs gives paths (recursively) to the run-as user.
+func chownRunAs(t *testing.T, paths ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return
+	}
+	u, err := user.Lookup(runAsUser(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	for _, root := range paths {
+		_ = filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+			if err == nil {
+				err = os.Chown(p, uid, gid)
+			}
+			return err
+		})
+	}
+}
+
+// asRunAsUser makes cmd run as the OS user PostgreSQL runs as.
+func asRunAsUser(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	u, err := user.Lookup(runAsUser(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	if os.Geteuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	}
+	cmd.Dir = "/"
 }

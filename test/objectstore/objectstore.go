@@ -226,7 +226,7 @@ func (s *Store) writeTLS() error {
 	caTmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "pgward test object store CA"},
-		NotBefore:             now.Add(-time.Hour),
+		NotBefore:             now.Add(-100 * 24 * time.Hour), // retention tests back-date backups
 		NotAfter:              now.Add(7 * 24 * time.Hour),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
@@ -247,7 +247,7 @@ func (s *Store) writeTLS() error {
 	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    now.Add(-time.Hour),
+		NotBefore:    now.Add(-100 * 24 * time.Hour),
 		NotAfter:     now.Add(7 * 24 * time.Hour),
 		// pgBackRest 2.45 matches only DNS names; the IP is for other clients.
 		DNSNames:    []string{"localhost"},
