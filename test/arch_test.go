@@ -21,6 +21,8 @@ var allowed = map[string][]string{
 	"internal/secrets":     {},
 	"internal/plan":        {"api/v1"},
 	"internal/instanceapi": {},
+	// The one planner loop: the planner and the instance contract, no runtime.
+	"internal/control": {"api/v1", "internal/plan", "internal/instanceapi"},
 	// The audit's decisions are pure; each runtime observes for it.
 	"internal/audit":    {"api/v1", "internal/pki"},
 	"internal/instance": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi"},
@@ -37,10 +39,11 @@ var allowed = map[string][]string{
 
 // forbiddenExternal are imports a package must not pull in, even indirectly.
 var forbiddenExternal = map[string][]string{
-	"internal/plan":   {"net", "os", "os/exec", "math/rand", "context", "log/slog"},
-	"internal/pgconf": {"os", "os/exec", "net"},
-	"internal/audit":  {"os", "os/exec", "net", "net/http", "github.com/jackc/pgx/v5"},
-	"internal/local":  {"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
+	"internal/plan":    {"net", "os", "os/exec", "math/rand", "context", "log/slog"},
+	"internal/pgconf":  {"os", "os/exec", "net"},
+	"internal/audit":   {"os", "os/exec", "net", "net/http", "github.com/jackc/pgx/v5"},
+	"internal/local":   {"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
+	"internal/control": {"k8s.io/client-go", "sigs.k8s.io/controller-runtime", "os", "os/exec"},
 	// Builders are pure: no client, no context, no randomness, no files.
 	"internal/kube/build": {"context", "k8s.io/client-go", "sigs.k8s.io/controller-runtime", "crypto/rand", "math/rand", "os", "net/http"},
 }

@@ -1,8 +1,10 @@
-// Package control is the runtime-independent glue of the HA loop: it turns
-// an instance manager's status into the planner's observation, and a
-// planner action into the command an instance manager executes. The local
+// Package control is the runtime-independent HA loop: Driver observes the
+// instances, calls plan.Next, saves the memory and runs the actions, through
+// three narrow interfaces (Observer, Store, Actuator) that each runtime
+// implements; Observation and Command translate an instance manager's
+// status into the planner's view and an action into a command. The local
 // controller and the Kubernetes operator both drive plan.Next through it,
-// so the two runtimes cannot drift in how they read or act.
+// so the two runtimes cannot drift in how they read, persist or act.
 package control
 
 import (

@@ -13,14 +13,20 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/kube"
+	"github.com/pgward/pgward/internal/kube/build"
+	"github.com/pgward/pgward/internal/plan/plantest"
 )
 
 // BenchmarkOperator runs the real `pgward operator` binary (as its own
@@ -44,9 +50,9 @@ func BenchmarkOperator(b *testing.B) {
 		steady = d
 	}
 	bin := filepath.Join(b.TempDir(), "pgward")
-	build := exec.CommandContext(context.Background(), "go", "build", "-o", bin, "../../cmd/pgward")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
+	gobuild := exec.CommandContext(context.Background(), "go", "build", "-o", bin, "../../cmd/pgward")
+	gobuild.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := gobuild.CombinedOutput(); err != nil {
 		b.Fatalf("building pgward: %v\n%s", err, out)
 	}
 	kubeconfig, err := opUser.KubeConfig()
@@ -251,4 +257,138 @@ func sampleClusterB(b *testing.B, ns string) *v1.Cluster {
 	}
 	c.Namespace = ns
 	return c
+}
+
+// BenchmarkHealthyClusterWrites runs the operator's manager in process on
+// 100 healthy three-instance Clusters, whose instances a plantest.Sim each
+// plays (with WAL moving at every status request, as on a busy primary),
+// and reports how many writes the API server sees per minute once they are
+// all healthy: every change of a Cluster (its status) or of an object
+// labelled as one of theirs, counted from a watch.
+//
+//	KUBEBUILDER_ASSETS="$(hack/kube-binaries.sh)" go test -run '^$' -bench BenchmarkHealthyClusterWrites -benchtime 1x ./internal/kube/
+func BenchmarkHealthyClusterWrites(b *testing.B) {
+	const clusters = 100
+	window := time.Minute
+	if s := os.Getenv("PGWARD_BENCH_STEADY"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		window = d
+	}
+	ns := fmt.Sprintf("healthy-%d", time.Now().UnixNano()%100000)
+	createNamespace(b, ns)
+	cfg := kube.DefaultConfig()
+	cfg.Namespace = operatorNamespace
+	cfg.Build.OperatorNamespace = operatorNamespace
+	cfg.MetricsAddr, cfg.ProbeAddr = "0", "0"
+	cfg.LeaderElect, cfg.Webhooks = false, false
+	cfg.Instances = &simClusters{sims: map[string]*simInstances{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- kube.Run(ctx, opCfg, cfg) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("operator: %v", err)
+		}
+	}()
+	for i := range clusters {
+		c := sampleClusterB(b, ns)
+		c.Name = fmt.Sprintf("h%03d", i)
+		v1.SetDefaults(c)
+		if err := admin.Create(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	start := time.Now()
+	for deadline := start.Add(10 * time.Minute); ; time.Sleep(time.Second) {
+		var list v1.ClusterList
+		if err := admin.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			b.Fatal(err)
+		}
+		healthy := 0
+		for _, c := range list.Items {
+			if c.Status.Phase == kube.PhaseHealthy {
+				healthy++
+			}
+		}
+		if healthy == clusters {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d clusters healthy after %s", healthy, clusters, time.Since(start))
+		}
+	}
+	b.Logf("%d clusters healthy after %s", clusters, time.Since(start).Round(time.Second))
+	time.Sleep(2 * kube.DefaultTiming().CheckInterval) // the last ones' sync standbys settle
+	wc, err := client.NewWithWatch(adminCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	var writes, clusterWrites atomic.Int64
+	for _, l := range []client.ObjectList{&v1.ClusterList{}, &corev1.PodList{}, &corev1.SecretList{}, &corev1.ServiceList{}} {
+		opts := []client.ListOption{client.InNamespace(ns)}
+		_, isCluster := l.(*v1.ClusterList)
+		if !isCluster {
+			opts = append(opts, client.HasLabels{build.ClusterLabel})
+		}
+		w, err := wc.Watch(ctx, l, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer w.Stop()
+		go func() {
+			for ev := range w.ResultChan() {
+				// A watch opens with the objects there are (Added).
+				if ev.Type == watch.Added || ev.Type == watch.Bookmark {
+					continue
+				}
+				writes.Add(1)
+				if isCluster {
+					clusterWrites.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(window)
+	b.StopTimer()
+	perMin := float64(writes.Load()) / window.Minutes()
+	b.ReportMetric(perMin, "writes/min")
+	b.ReportMetric(float64(clusterWrites.Load())/window.Minutes(), "cluster-status-writes/min")
+	b.Logf("%d healthy clusters for %s: %d writes (%d of Clusters), %.0f per minute",
+		clusters, window, writes.Load(), clusterWrites.Load(), perMin)
+}
+
+// simClusters plays the instances of many Clusters, a plantest.Sim each,
+// and writes to a cluster at every status request so that its WAL moves.
+type simClusters struct {
+	mu   sync.Mutex
+	sims map[string]*simInstances // by namespace/name of the Cluster
+}
+
+func (s *simClusters) of(in kube.Instance) *simInstances {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	si := s.sims[in.Cluster]
+	if si == nil {
+		_, name, _ := strings.Cut(in.Cluster, "/")
+		si = &simInstances{sim: plantest.NewSim(time.Now(), kube.DefaultTiming().SelfFence, name+"-1", name+"-2", name+"-3")}
+		s.sims[in.Cluster] = si
+	}
+	return si
+}
+
+func (s *simClusters) Status(ctx context.Context, in kube.Instance, ack uint64) (*instanceapi.Status, error) {
+	si := s.of(in)
+	si.mu.Lock()
+	si.sim.Write()
+	si.mu.Unlock()
+	return si.Status(ctx, in, ack)
+}
+
+func (s *simClusters) Command(ctx context.Context, in kube.Instance, cmd instanceapi.Command) error {
+	return s.of(in).Command(ctx, in, cmd)
 }

@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -95,14 +95,6 @@ func loadMemory(c *v1.Cluster) (plan.Memory, error) {
 	return m, nil
 }
 
-// sameMemory compares memories by their JSON, the form they are stored
-// in, so that a round trip through the API server is not a change.
-func sameMemory(a, b plan.Memory) bool {
-	x, errA := json.Marshal(a)
-	y, errB := json.Marshal(b)
-	return errA == nil && errB == nil && bytes.Equal(x, y)
-}
-
 // targetOf is the instance that should be primary: the planner's target,
 // or, before the planner has chosen, the first instance (which bootstraps).
 func targetOf(c *v1.Cluster, mem plan.Memory) string {
@@ -118,51 +110,111 @@ type observation struct {
 	wire *instanceapi.Status
 }
 
-// drive is the operator's half of the planner's Ready contract: observe
-// every instance, call plan.Next, persist its Memory in the status before
-// anything else, move the primary label to the target, run the actions in
-// order, and come back after RecheckAfter.
-func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, mem plan.Memory, pods map[string]*corev1.Pod, tlsm *tlsMaterial) (reconcile.Result, error) {
+// memory returns the planner memory to go on from. The operator keeps
+// each cluster's latest memory between reconciles (control.Memory says why
+// it saves only transitions); it starts again from the status, as after a
+// restart, when the status holds anything else: a new Cluster of the same
+// name, or a memory another writer left.
+func (r *ClusterReconciler) memory(ctx context.Context, c *v1.Cluster) (*control.Memory, error) {
+	stored, err := loadMemory(c)
+	if err != nil {
+		return nil, err
+	}
+	key := client.ObjectKeyFromObject(c)
+	r.mu.Lock()
+	e, ok := r.mems[key.String()]
+	r.mu.Unlock()
+	if ok && e.uid == c.UID && !e.mem.Holds(stored) && r.APIReader != nil {
+		// The cache may not have seen this operator's last write yet (a
+		// pod event can start a reconcile before the status event
+		// arrives): the API server says which it is.
+		var fresh v1.Cluster
+		if err := r.APIReader.Get(ctx, key, &fresh); err != nil {
+			return nil, fmt.Errorf("reading cluster %s: %w", key, err)
+		}
+		if stored, err = loadMemory(&fresh); err != nil {
+			return nil, err
+		}
+	}
+	if ok && e.uid == c.UID && e.mem.Holds(stored) {
+		return e.mem, nil
+	}
+	m := control.Resume(stored, r.now())
+	r.mu.Lock()
+	if r.mems == nil {
+		r.mems = map[string]clusterMemory{}
+	}
+	r.mems[key.String()] = clusterMemory{uid: c.UID, mem: m}
+	r.mu.Unlock()
+	return m, nil
+}
+
+// clusterMemory is a Cluster's planner memory, for the Cluster of that UID.
+type clusterMemory struct {
+	uid types.UID
+	mem *control.Memory
+}
+
+// drive runs one step of the planner loop (control.Driver) on the
+// Kubernetes adapter, then publishes the planner's events and the status.
+func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, mem *control.Memory, pods map[string]*corev1.Pod, tlsm *tlsMaterial) (reconcile.Result, error) {
 	spec, err := r.planSpec(desired)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	obs := r.observe(ctx, desired, spec.Instances, pods, tlsm)
-	if err := r.advanceCARotation(ctx, desired, obs); err != nil {
+	h := &haRound{r: r, c: c, desired: desired, pods: pods, tlsm: tlsm}
+	d := control.Driver{Observer: h, Store: h, Actuator: h, Now: r.now}
+	res, err := d.Step(ctx, spec, mem)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	r.publish(ctx, c, res.Ready)
+	if res.Failed != nil {
+		log.FromContext(ctx).Info("action failed; retrying after the next observation", "error", res.Failed.Error())
+	}
+	if err := r.updateStatus(ctx, c, desired, res.Ready, h.obs, pods); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{RequeueAfter: res.Wait}, nil
+}
+
+// haRound is the Kubernetes adapter of one reconcile to control.Driver:
+// it observes the pods' status ports, keeps the memory in the Cluster's
+// status, moves the primary label and sends commands.
+type haRound struct {
+	r          *ClusterReconciler
+	c, desired *v1.Cluster
+	pods       map[string]*corev1.Pod
+	tlsm       *tlsMaterial
+	obs        []observation // the last Observe, for the status
+}
+
+func (h *haRound) Observe(ctx context.Context, names []string) []plan.InstanceStatus {
+	h.obs = h.r.observe(ctx, h.desired, names, h.pods, h.tlsm)
+	out := make([]plan.InstanceStatus, 0, len(h.obs))
+	for _, o := range h.obs {
+		out = append(out, o.plan)
+	}
+	return out
+}
+
+func (h *haRound) Observed(ctx context.Context, _ []plan.InstanceStatus) {
+	if err := h.r.advanceCARotation(ctx, h.desired, h.obs); err != nil {
 		// The next observation tries again; nothing else depends on it.
 		log.FromContext(ctx).Info("CA rotation", "error", err.Error())
 	}
-	statuses := make([]plan.InstanceStatus, 0, len(obs))
-	for _, o := range obs {
-		statuses = append(statuses, o.plan)
-	}
-	ready := plan.Next(spec, mem, statuses, r.now())
-	if !sameMemory(ready.Memory, mem) {
-		if err := r.persistMemory(ctx, c, ready.Memory); err != nil {
-			// Never act on a decision that is not durable.
-			return reconcile.Result{}, fmt.Errorf("persisting the planner's memory (not acting): %w", err)
-		}
-	}
-	target := targetOf(desired, ready.Memory)
-	if err := r.relabel(ctx, pods, target); err != nil {
-		return reconcile.Result{}, err
-	}
-	r.publish(ctx, c, ready)
-	var actErr error
-	for _, a := range ready.Actions {
-		if a.Kind == plan.ActionHold {
-			continue
-		}
-		if actErr = r.execute(ctx, desired, ready.Memory, a, pods, tlsm); actErr != nil {
-			log.FromContext(ctx).Info("action failed; retrying after the next observation", "action", a.String(), "error", actErr.Error())
-			break
-		}
-	}
-	if err := r.updateStatus(ctx, c, desired, ready, obs, pods); err != nil {
-		return reconcile.Result{}, err
-	}
-	wait := min(max(ready.RecheckAfter, 100*time.Millisecond), r.Timing.CheckInterval)
-	return reconcile.Result{RequeueAfter: wait}, nil
+}
+
+func (h *haRound) Save(ctx context.Context, m plan.Memory) error {
+	return h.r.persistMemory(ctx, h.c, m)
+}
+
+func (h *haRound) Route(ctx context.Context, m plan.Memory) error {
+	return h.r.relabel(ctx, h.pods, targetOf(h.desired, m))
+}
+
+func (h *haRound) Run(ctx context.Context, a plan.Action, m plan.Memory) error {
+	return h.r.execute(ctx, h.desired, m, a, h.pods, h.tlsm)
 }
 
 // observe asks every instance for its status, in parallel, each within

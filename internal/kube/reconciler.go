@@ -63,6 +63,7 @@ type ClusterReconciler struct {
 
 	mu   sync.Mutex
 	acks map[string]map[string]uint64 // cluster -> instance -> last RequestID
+	mems map[string]clusterMemory     // cluster -> planner memory between reconciles
 	said map[string]time.Time         // deduplicates repeated events and logs
 }
 
@@ -162,14 +163,14 @@ func (r *ClusterReconciler) reconcile(ctx context.Context, c, desired *v1.Cluste
 	if err := r.ensureCredentials(ctx, desired, tlsm); err != nil {
 		return reconcile.Result{}, fmt.Errorf("credentials: %w", err)
 	}
-	mem, err := loadMemory(c)
+	mem, err := r.memory(ctx, c)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
 	if err := r.ensureClusterObjects(ctx, desired); err != nil {
 		return reconcile.Result{}, err
 	}
-	pods, err := r.ensureInstances(ctx, desired, targetOf(desired, mem))
+	pods, err := r.ensureInstances(ctx, desired, targetOf(desired, mem.Latest()))
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -283,6 +284,7 @@ func (r *ClusterReconciler) rand() io.Reader {
 func (r *ClusterReconciler) forget(key string) {
 	r.mu.Lock()
 	delete(r.acks, key)
+	delete(r.mems, key)
 	r.mu.Unlock()
 	if f, ok := r.Instances.(interface{ Forget(string) }); ok {
 		f.Forget(key)

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,9 +71,10 @@ func specFor(c *v1.Cluster, st *State) (plan.Spec, error) {
 	return spec, spec.Validate()
 }
 
-// haLoop is the local runtime's half of the Ready/Advance contract: it
-// observes the instances, calls plan.Next, persists the Memory, then runs
-// the Actions as commands to the instance managers.
+// haLoop is the local runtime's adapter to control.Driver: it observes
+// the instances over loopback, keeps the memory in plan.json, fences a
+// silent instance by power and sends commands to the instance managers;
+// between steps it renews certificates and takes switchover requests.
 type haLoop struct {
 	layout  Layout
 	cluster *v1.Cluster
@@ -83,8 +83,9 @@ type haLoop struct {
 	client  *instanceapi.Client
 	log     *slog.Logger
 
-	mem  plan.Memory
-	acks map[string]uint64
+	driver control.Driver
+	mem    *control.Memory
+	acks   map[string]uint64
 	// pkiNext is when certificates are checked next (Unix ns), pkiRunning
 	// whether a check runs; pkiWG waits for it.
 	pkiNext    atomic.Int64
@@ -111,9 +112,11 @@ func newHALoop(l Layout, c *v1.Cluster, st *State, log *slog.Logger) (*haLoop, e
 	if err != nil {
 		return nil, err
 	}
-	return &haLoop{layout: l, cluster: c, state: st, spec: spec, client: cl, log: log, mem: mem,
-		clientFiles: clientFilesStamp(l, c.Name),
-		acks:        map[string]uint64{}, said: map[string]time.Time{}, silentSince: map[string]time.Time{}}, nil
+	h := &haLoop{layout: l, cluster: c, state: st, spec: spec, client: cl, log: log,
+		mem: control.Resume(mem, time.Now()), clientFiles: clientFilesStamp(l, c.Name),
+		acks: map[string]uint64{}, said: map[string]time.Time{}, silentSince: map[string]time.Time{}}
+	h.driver = control.Driver{Observer: h, Store: h, Actuator: h, Now: time.Now}
+	return h, nil
 }
 
 // clientFilesStamp identifies the controller's certificate, key and the
@@ -174,44 +177,46 @@ func (h *haLoop) run(ctx context.Context) {
 func (h *haLoop) tick(ctx context.Context) time.Duration {
 	h.renewCertificates(ctx)
 	h.refreshClient()
-	obs := h.observe(ctx)
-	h.powerOffSilent(obs)
-	req, taken := h.takeSwitchoverRequest()
-	ready := plan.Next(h.spec, h.mem, obs, time.Now())
-	if taken || !reflect.DeepEqual(ready.Memory, h.mem) {
-		if err := saveMemory(h.layout, ready.Memory); err != nil {
-			// The contract: never act on a decision that is not durable.
-			h.log.Error("persisting planner memory; not acting", "err", err)
-			return pollInterval
-		}
-		h.mem = ready.Memory
+	req := h.takeSwitchoverRequest()
+	res, err := h.driver.Step(ctx, h.spec, h.mem)
+	if err != nil {
+		h.log.Error("planner step", "err", err)
+		return h.spec.CheckInterval
 	}
-	if o := ready.SwitchoverOutcome; o != nil {
+	if o := res.SwitchoverOutcome; o != nil {
 		h.log.Info("switchover request ended", "id", o.ID, "to", o.To, "result", o.Result, "reason", o.Reason)
 		if err := writeSwitchoverResult(h.layout, o); err != nil {
 			h.log.Error("recording the switchover outcome", "err", err)
 		}
 	}
-	// The request is in the persisted memory (or has its outcome) now: a
+	// The request is in the saved memory (or has its outcome) now: a
 	// controller that crashes from here on finds it there.
 	if req != nil {
 		_ = os.Remove(switchoverFile(h.layout))
 	}
-	for _, e := range ready.Events {
+	for _, e := range res.Events {
 		h.say(e.String(), func() { h.log.Info("event", "warning", e.Warning, "reason", e.Reason, "msg", e.Message) })
 	}
-	for _, a := range ready.Actions {
+	for _, a := range res.Actions {
 		if a.Kind == plan.ActionHold {
 			h.say(a.Reason, func() { h.log.Info("hold", "reason", a.Reason) })
-			continue
-		}
-		if err := h.execute(ctx, a); err != nil {
-			h.log.Warn("action failed", "action", a.String(), "err", err)
-			break
 		}
 	}
-	return min(ready.RecheckAfter, pollInterval)
+	if res.Failed != nil {
+		h.log.Warn("action failed", "err", res.Failed)
+	}
+	return res.Wait
 }
+
+// Save keeps the memory in plan.json (control.Store).
+func (h *haLoop) Save(_ context.Context, m plan.Memory) error { return saveMemory(h.layout, m) }
+
+// Observed fences silent instances by power (control.Actuator).
+func (h *haLoop) Observed(_ context.Context, obs []plan.InstanceStatus) { h.powerOffSilent(obs) }
+
+// Route has nothing to do locally: clients find the primary through the
+// multi-host URI (control.Actuator).
+func (h *haLoop) Route(context.Context, plan.Memory) error { return nil }
 
 // powerOffAfter is how long an instance may stay silent before the local
 // controller stops its processes for certain.
@@ -323,13 +328,13 @@ func (h *haLoop) say(key string, log func()) {
 	log()
 }
 
-// observe asks every instance for its status. ObservedAt is when the request
-// was sent, as plan.FenceTiming requires.
-func (h *haLoop) observe(ctx context.Context) []plan.InstanceStatus {
-	out := make([]plan.InstanceStatus, len(h.spec.Instances))
+// Observe asks every instance for its status (control.Observer).
+// ObservedAt is when the request was sent, as plan.FenceTiming requires.
+func (h *haLoop) Observe(ctx context.Context, names []string) []plan.InstanceStatus {
+	out := make([]plan.InstanceStatus, len(names))
 	ids := make([]uint64, len(out))
 	done := make(chan struct{}, len(out))
-	for i, name := range h.spec.Instances {
+	for i, name := range names {
 		is, _ := h.state.Instance(name)
 		ack := h.acks[name]
 		go func() {
@@ -360,8 +365,8 @@ func statusAddr(is InstanceState) string {
 	return net.JoinHostPort(loopback, strconv.Itoa(is.StatusPort))
 }
 
-// execute sends one action to its instance as a command.
-func (h *haLoop) execute(ctx context.Context, a plan.Action) error {
+// Run sends one action to its instance as a command (control.Actuator).
+func (h *haLoop) Run(ctx context.Context, a plan.Action, mem plan.Memory) error {
 	is, ok := h.state.Instance(a.Instance)
 	if !ok {
 		return fmt.Errorf("unknown instance %q", a.Instance)
@@ -370,7 +375,7 @@ func (h *haLoop) execute(ctx context.Context, a plan.Action) error {
 	if p, ok := h.state.Instance(a.Primary); ok {
 		primary = &instanceapi.Endpoint{Name: p.Name, Host: localhost, Port: p.Port}
 	}
-	cmd, err := control.Command(a, h.mem.Epoch, h.acks[a.Instance], primary)
+	cmd, err := control.Command(a, mem.Epoch, h.acks[a.Instance], primary)
 	if err != nil {
 		return err
 	}

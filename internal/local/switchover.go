@@ -51,23 +51,23 @@ func readJSON(path string, v any) bool {
 // unless it is already there or already has an outcome. A request cannot
 // replace one whose shutdown is under way; it waits for it. It returns the
 // request (nil if none), which the caller removes once the memory holding
-// it is saved, and whether the memory changed (it must be saved even if the
-// planner changes nothing else).
-func (h *haLoop) takeSwitchoverRequest() (*switchoverRequest, bool) {
+// it is saved (the next step saves it, as any change of the switchover).
+func (h *haLoop) takeSwitchoverRequest() *switchoverRequest {
 	var req switchoverRequest
 	if !readJSON(switchoverFile(h.layout), &req) || req.ID == "" {
-		return nil, false
+		return nil
 	}
 	var res switchoverResult
 	if readJSON(switchoverResultFile(h.layout), &res) && res.ID == req.ID {
-		return &req, false // handled before a crash: only the file is left
+		return &req // handled before a crash: only the file is left
 	}
-	sw := &h.mem.Switchover
+	mem := h.mem.Latest()
+	sw := &mem.Switchover
 	switch {
 	case sw.ID == req.ID:
-		return &req, false
+		return &req
 	case sw.From != "":
-		return nil, false
+		return nil
 	default:
 		if sw.ID != "" {
 			_ = writeSwitchoverResult(h.layout, &plan.SwitchoverOutcome{ID: sw.ID, To: sw.To,
@@ -75,7 +75,8 @@ func (h *haLoop) takeSwitchoverRequest() (*switchoverRequest, bool) {
 		}
 		h.log.Info("switchover requested", "id", req.ID, "to", req.To)
 		*sw = plan.Switchover{ID: req.ID, To: req.To}
-		return &req, true
+		h.mem.Set(mem)
+		return &req
 	}
 }
 

@@ -4,12 +4,13 @@
 // repoint, fence, demote, rejoin or recreate instances, set the synchronous
 // standbys, or hold and say why.
 //
-// Both runtimes, local processes and Kubernetes, drive it the same way:
+// Both runtimes, local processes and Kubernetes, drive it the same way,
+// through control.Driver:
 //
 //	for {
 //		observed := pollEveryInstance()
 //		ready := plan.Next(spec, mem, observed, time.Now())
-//		persist(ready.Memory) // before any action
+//		persist(ready.Memory) // before any action, when it changed
 //		mem = ready.Memory
 //		run(ready.Actions)    // in order, stopping at the first failure
 //		sleep(ready.RecheckAfter)
