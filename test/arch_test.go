@@ -24,17 +24,19 @@ var allowed = map[string][]string{
 	// The one planner loop: the planner and the instance contract, no runtime.
 	"internal/control": {"api/v1", "internal/plan", "internal/instanceapi"},
 	// The audit's decisions are pure; each runtime observes for it.
-	"internal/audit":    {"api/v1", "internal/pki"},
-	"internal/instance": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi"},
-	"internal/local":    {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control"},
-	"internal/bench":    {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/local"},
-	"internal/cli":      {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build"},
+	"internal/audit": {"api/v1", "internal/pki"},
+	// pgBackRest's driver: configuration, commands, the choice of a backup.
+	"internal/backup":   {"api/v1"},
+	"internal/instance": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup"},
+	"internal/local":    {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control"},
+	"internal/bench":    {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local"},
+	"internal/cli":      {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build"},
 	// The operator's pure builders see the instance manager's Config type
 	// (and so what it imports), never the planner or a runtime.
-	"internal/kube/build": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance"},
+	"internal/kube/build": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance"},
 	// The operator drives the same planner as the local runtime but never
 	// imports it (nor the CLI).
-	"internal/kube": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/kube/build"},
+	"internal/kube": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/kube/build"},
 }
 
 // forbiddenExternal are imports a package must not pull in, even indirectly.
