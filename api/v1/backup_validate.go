@@ -166,6 +166,7 @@ func (s *ClusterSpec) validateBackup(path *field.Path) field.ErrorList {
 			continue
 		}
 		errs = append(errs, validateObjectStore(ec.BarmanObjectStore, p.Child("barmanObjectStore"))...)
+		errs = append(errs, validateSourceStore(ec.BarmanObjectStore, p.Child("barmanObjectStore"))...)
 		if ec.BarmanObjectStore.EncryptionKey == nil {
 			errs = append(errs, field.Required(p.Child("barmanObjectStore", "encryptionKey"),
 				"the key the source's backups were encrypted with (its <cluster>-backup-key secret)"))
@@ -217,6 +218,23 @@ func validateObjectStore(s *BarmanObjectStoreConfiguration, p *field.Path) field
 		if s.Data.Jobs < 0 || s.Data.Jobs > 32 {
 			errs = append(errs, field.Invalid(p.Child("data", "jobs"), s.Data.Jobs, "must be 1 to 32"))
 		}
+	}
+	return errs
+}
+
+// validateSourceStore refuses what a store only read from would ignore:
+// compression is read from the backups themselves, and no backup is taken.
+func validateSourceStore(s *BarmanObjectStoreConfiguration, p *field.Path) field.ErrorList {
+	const why = "a recovery source is only read: compression comes from its backups; leave it out"
+	var errs field.ErrorList
+	if s.Wal != nil && s.Wal.Compression != "" {
+		errs = append(errs, field.Forbidden(p.Child("wal", "compression"), why))
+	}
+	if s.Data != nil && s.Data.Compression != "" {
+		errs = append(errs, field.Forbidden(p.Child("data", "compression"), why))
+	}
+	if s.Data != nil && s.Data.ImmediateCheckpoint {
+		errs = append(errs, field.Forbidden(p.Child("data", "immediateCheckpoint"), "a recovery source is only read: no backup is taken from it"))
 	}
 	return errs
 }

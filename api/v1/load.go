@@ -50,6 +50,8 @@ var cnpOnlyFields = specPaths(
 	"backup.barmanObjectStore.wal.archiveAdditionalCommandArgs",
 	"backup.barmanObjectStore.wal.restoreAdditionalCommandArgs",
 	"backup.barmanObjectStore.data.additionalCommandArgs",
+	"backup.barmanObjectStore.wal.encryption", "backup.barmanObjectStore.data.encryption",
+	"externalClusters[].barmanObjectStore.wal.encryption", "externalClusters[].barmanObjectStore.data.encryption",
 	"externalClusters[].connectionParameters", "externalClusters[].sslCert",
 	"externalClusters[].sslKey", "externalClusters[].sslRootCert",
 	"externalClusters[].password", "externalClusters[].plugin",

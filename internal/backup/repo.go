@@ -175,7 +175,8 @@ func RenderConfig(r Repo, s Secrets, l Local) ([]byte, error) {
 			{"process-max", strconv.Itoa(r.WalProcesses)},
 			{"compress-type", r.WalCompress},
 		}},
-		{"global:archive-get", [][2]string{{"archive-async", "y"}, {"process-max", "2"}}},
+		// A recovery fetches ahead in parallel (wal.maxParallel).
+		{"global:archive-get", [][2]string{{"archive-async", "y"}, {"process-max", strconv.Itoa(max(2, r.WalProcesses))}}},
 		{"global:backup", [][2]string{
 			{"process-max", strconv.Itoa(r.DataProcesses)},
 			{"compress-type", r.DataCompress},

@@ -1,0 +1,138 @@
+package v1
+
+import (
+	"strings"
+	"testing"
+)
+
+func backupCluster(mutate func(c *Cluster)) *Cluster {
+	c := &Cluster{Spec: ClusterSpec{Instances: 1}}
+	c.APIVersion, c.Kind, c.Name = APIVersion, Kind, "demo"
+	sel := func(k string) *SecretKeySelector { return &SecretKeySelector{Name: "store", Key: k} }
+	c.Spec.Backup = &BackupConfiguration{RetentionPolicy: "30d", BarmanObjectStore: &BarmanObjectStoreConfiguration{
+		DestinationPath: "s3://bucket/path", EndpointURL: "https://store.example:9000", EndpointCA: sel("ca.crt"),
+		S3Credentials: &S3Credentials{AccessKeyID: sel("id"), SecretAccessKey: sel("secret")},
+	}}
+	mutate(c)
+	SetDefaults(c)
+	return c
+}
+
+func withRecovery(c *Cluster, target *RecoveryTarget) {
+	sel := func(k string) *SecretKeySelector { return &SecretKeySelector{Name: "store", Key: k} }
+	c.Spec.Bootstrap = &BootstrapConfiguration{Recovery: &BootstrapRecovery{Source: "old", RecoveryTarget: target}}
+	c.Spec.ExternalClusters = []ExternalCluster{{Name: "old", BarmanObjectStore: &BarmanObjectStoreConfiguration{
+		DestinationPath: "s3://bucket/path", EndpointURL: "https://store.example:9000", EndpointCA: sel("ca.crt"),
+		S3Credentials: &S3Credentials{AccessKeyID: sel("id"), SecretAccessKey: sel("secret")},
+		EncryptionKey: &SecretKeySelector{Name: "old-key", Key: "key"},
+	}}}
+}
+
+func TestValidateBackup(t *testing.T) {
+	yes := true
+	for _, c := range []struct {
+		name   string
+		mutate func(c *Cluster)
+		want   string // "" valid; else a substring of the error
+	}{
+		{"valid", func(*Cluster) {}, ""},
+		{"generated key named", func(c *Cluster) {
+			c.Spec.Backup.BarmanObjectStore.EncryptionKey = &SecretKeySelector{Name: "demo-backup-key", Key: "key"}
+		}, ""},
+		{"no store", func(c *Cluster) { c.Spec.Backup.BarmanObjectStore = nil }, "barmanObjectStore: Required"},
+		{"not s3", func(c *Cluster) { c.Spec.Backup.BarmanObjectStore.DestinationPath = "gs://b/p" }, "must start with s3://"},
+		{"bad bucket", func(c *Cluster) { c.Spec.Backup.BarmanObjectStore.DestinationPath = "s3://B_ad/p" }, "not a valid S3 bucket"},
+		{"dot-dot path", func(c *Cluster) { c.Spec.Backup.BarmanObjectStore.DestinationPath = "s3://bucket/a/../b" }, ". or .."},
+		{"newline in path", func(c *Cluster) { c.Spec.Backup.BarmanObjectStore.DestinationPath = "s3://bucket/a\nrepo1-path=/x" }, "segments"},
+		{"http", func(c *Cluster) { c.Spec.Backup.BarmanObjectStore.EndpointURL = "http://store.example" }, "must be https://"},
+		{"ip", func(c *Cluster) { c.Spec.Backup.BarmanObjectStore.EndpointURL = "https://10.0.0.1:9000" }, "IP address"},
+		{"credentials in url", func(c *Cluster) { c.Spec.Backup.BarmanObjectStore.EndpointURL = "https://a:b@store.example" }, "without credentials"},
+		{"no credentials", func(c *Cluster) { c.Spec.Backup.BarmanObjectStore.S3Credentials = nil }, "s3Credentials: Required"},
+		{"retention", func(c *Cluster) { c.Spec.Backup.RetentionPolicy = "30 days" }, "retentionPolicy"},
+		{"snappy", func(c *Cluster) {
+			c.Spec.Backup.BarmanObjectStore.Wal = &WalBackupConfiguration{Compression: "snappy"}
+		}, "Unsupported value: \"snappy\""},
+		{"parallel", func(c *Cluster) {
+			c.Spec.Backup.BarmanObjectStore.Wal = &WalBackupConfiguration{MaxParallel: 33}
+		}, "must be 1 to 32"},
+		{"key beside the credentials", func(c *Cluster) {
+			c.Spec.Backup.BarmanObjectStore.EncryptionKey = &SecretKeySelector{Name: "store", Key: "key"}
+		}, "one secret cannot hold both"},
+		{"a generated secret", func(c *Cluster) {
+			c.Spec.Backup.BarmanObjectStore.S3Credentials.AccessKeyID.Name = "demo-app"
+		}, "pgward generates"},
+		{"bad key", func(c *Cluster) { c.Spec.Backup.BarmanObjectStore.EndpointCA.Key = "a/b" }, "must be a secret key"},
+		{"recovery", func(c *Cluster) {
+			withRecovery(c, &RecoveryTarget{TargetTime: "2026-12-06 10:00:00.5+01"})
+			c.Spec.Backup.BarmanObjectStore.ServerName = "new"
+		}, ""},
+		{"recovery into the source's stanza", func(c *Cluster) {
+			withRecovery(c, nil)
+			c.Spec.Backup.BarmanObjectStore.ServerName = "old"
+		}, "is where the recovery source"},
+		{"recovery and initdb", func(c *Cluster) {
+			withRecovery(c, nil)
+			c.Spec.Bootstrap.InitDB = &BootstrapInitDB{}
+		}, "exclude each other"},
+		{"unknown source", func(c *Cluster) { withRecovery(c, nil); c.Spec.Bootstrap.Recovery.Source = "nope" }, "Not found"},
+		{"source without key", func(c *Cluster) {
+			withRecovery(c, nil)
+			c.Spec.ExternalClusters[0].BarmanObjectStore.EncryptionKey = nil
+		}, "encryptionKey: Required"},
+		{"source compression", func(c *Cluster) {
+			withRecovery(c, nil)
+			c.Spec.ExternalClusters[0].BarmanObjectStore.Data = &DataBackupConfiguration{Compression: "gzip"}
+		}, "only read"},
+		{"two targets", func(c *Cluster) {
+			withRecovery(c, &RecoveryTarget{TargetLSN: "0/1", TargetImmediate: &yes})
+		}, "at most one"},
+		{"time without zone", func(c *Cluster) {
+			withRecovery(c, &RecoveryTarget{TargetTime: "2026-12-06 10:00:00"})
+		}, "time zone"},
+		{"bad lsn", func(c *Cluster) { withRecovery(c, &RecoveryTarget{TargetLSN: "0/xyz"}) }, "WAL location"},
+		{"bad xid", func(c *Cluster) { withRecovery(c, &RecoveryTarget{TargetXID: "-1"}) }, "transaction id"},
+		{"newline in name", func(c *Cluster) { withRecovery(c, &RecoveryTarget{TargetName: "a\nb"}) }, "control"},
+		{"bad backup id", func(c *Cluster) { withRecovery(c, &RecoveryTarget{BackupID: "latest"}) }, "backup label"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cl := backupCluster(c.mutate)
+			err := cl.Validate().ToAggregate()
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestValidateBackupUpdate(t *testing.T) {
+	old := backupCluster(func(*Cluster) {})
+	for _, c := range []struct {
+		name   string
+		mutate func(c *Cluster)
+		want   string
+	}{
+		{"retention and compression may change", func(c *Cluster) {
+			c.Spec.Backup.RetentionPolicy = "4w"
+			c.Spec.Backup.BarmanObjectStore.Wal = &WalBackupConfiguration{Compression: "zstd"}
+		}, ""},
+		{"destination", func(c *Cluster) { c.Spec.Backup.BarmanObjectStore.DestinationPath = "s3://bucket/other" }, "destinationPath: Forbidden"},
+		{"key", func(c *Cluster) {
+			c.Spec.Backup.BarmanObjectStore.EncryptionKey = &SecretKeySelector{Name: "other", Key: "k"}
+		}, "encryptionKey: Forbidden"},
+		{"removed", func(c *Cluster) { c.Spec.Backup = nil }, "spec.backup: Forbidden"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			n := backupCluster(c.mutate)
+			err := ValidateUpdate(old, n).ToAggregate()
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+}
