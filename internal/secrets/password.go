@@ -87,5 +87,11 @@ func ValidatePassword(password string) error {
 	if strings.ContainsFunc(password, unicode.IsControl) {
 		return errors.New("secrets: password contains a control character")
 	}
+	// Refused here, before any secret is written: the verifier could not
+	// be computed, and a password stored but never applied would leave the
+	// secret and the role disagreeing.
+	if needsSASLprep(password) {
+		return errors.New("secrets: password contains non-ASCII characters (PostgreSQL would normalise them with SASLprep, which pgward cannot reproduce): use printable ASCII")
+	}
 	return nil
 }

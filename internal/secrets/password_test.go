@@ -111,12 +111,12 @@ func TestValidateIdentifier(t *testing.T) {
 }
 
 func TestValidatePassword(t *testing.T) {
-	for _, p := range []string{"x", "p@ss:w/rd", "ünïcödé", `'"\`, " leading space"} {
+	for _, p := range []string{"x", "p@ss:w/rd", `'"\`, " leading space"} {
 		if err := ValidatePassword(p); err != nil {
 			t.Errorf("ValidatePassword rejected a printable password: %v", err)
 		}
 	}
-	for _, p := range []string{"", "line\nbreak", "nul\x00", "tab\t", "del\x7f", "c1\u0085"} {
+	for _, p := range []string{"", "line\nbreak", "nul\x00", "tab\t", "del\x7f", "c1\u0085", "ünïcödé"} {
 		err := ValidatePassword(p)
 		if err == nil {
 			t.Errorf("ValidatePassword(%q) accepted", p)
