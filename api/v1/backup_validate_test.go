@@ -136,3 +136,47 @@ func TestValidateBackupUpdate(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateManagedRoles(t *testing.T) {
+	yes := true
+	for _, c := range []struct {
+		name string
+		role RoleConfiguration
+		su   bool
+		want string
+	}{
+		{"valid", RoleConfiguration{Name: "dante", Login: true, InRoles: []string{"pg_monitor"}, PasswordSecret: &LocalObjectReference{Name: "d"}}, false, ""},
+		{"superuser", RoleConfiguration{Name: "x", Superuser: true}, true, "only superuser"},
+		{"replication", RoleConfiguration{Name: "x", Replication: true}, true, "by certificate"},
+		{"createrole without superuser access", RoleConfiguration{Name: "x", CreateRole: true}, false, "pg_execute_server_program"},
+		{"createrole with superuser access", RoleConfiguration{Name: "x", CreateRole: true}, true, ""},
+		{"server files", RoleConfiguration{Name: "x", InRoles: []string{"pg_read_server_files"}}, false, "server's files"},
+		{"server files with superuser access", RoleConfiguration{Name: "x", InRoles: []string{"pg_read_server_files"}}, true, ""},
+		{"member of postgres", RoleConfiguration{Name: "x", InRoles: []string{"postgres"}}, true, "pgward's roles"},
+		{"member of itself", RoleConfiguration{Name: "x", InRoles: []string{"x"}}, false, "itself"},
+		{"pgward's role", RoleConfiguration{Name: "streaming_replica"}, false, "cannot be managed"},
+		{"a pg_ role", RoleConfiguration{Name: "pg_monitor"}, false, "cannot be managed"},
+		{"the app owner", RoleConfiguration{Name: "app"}, false, "application owner"},
+		{"secret and no password", RoleConfiguration{Name: "x", PasswordSecret: &LocalObjectReference{Name: "s"}, DisablePassword: true}, false, "exclude each other"},
+		{"limit", RoleConfiguration{Name: "x", ConnectionLimit: new(int64(-2))}, false, "-1"},
+		{"comment newline", RoleConfiguration{Name: "x", Comment: "a\nb"}, false, "control"},
+		{"ensure", RoleConfiguration{Name: "x", Ensure: "maybe"}, false, "Unsupported value"},
+		{"the password secret is another's", RoleConfiguration{Name: "x", PasswordSecret: &LocalObjectReference{Name: "demo-superuser"}}, false, "pgward generates"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cl := &Cluster{Spec: ClusterSpec{Instances: 1, Managed: &ManagedConfiguration{Roles: []RoleConfiguration{c.role}}}}
+			cl.APIVersion, cl.Kind, cl.Name = APIVersion, Kind, "demo"
+			if c.su {
+				cl.Spec.EnableSuperuserAccess = &yes
+			}
+			SetDefaults(cl)
+			err := cl.Validate().ToAggregate()
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+}

@@ -92,6 +92,10 @@ type ClusterSpec struct {
 	// +optional
 	StorageConfiguration StorageConfiguration `json:"storage,omitempty"`
 
+	// Managed declares roles that pgward keeps as declared.
+	// +optional
+	Managed *ManagedConfiguration `json:"managed,omitempty"`
+
 	// Backup archives WAL and keeps base backups in an object store.
 	// +optional
 	Backup *BackupConfiguration `json:"backup,omitempty"`

@@ -32,7 +32,7 @@ var cnpOnlyFields = specPaths(
 	"ephemeralVolumeSource", "ephemeralVolumesSizeLimit",
 	"imageCatalogRef", "imageName", "imagePullPolicy",
 	"imagePullSecrets", "inheritedMetadata", "livenessProbeTimeout", "logLevel",
-	"managed", "monitoring", "nodeMaintenanceWindow", "plugins",
+	"managed.services", "monitoring", "nodeMaintenanceWindow", "plugins",
 	"podSecurityContext", "postgresGID", "postgresUID", "primaryUpdateMethod",
 	"primaryUpdateStrategy", "priorityClassName", "probes",
 	"podSelectorRefs", "projectedVolumeTemplate", "replica", "replicationSlots", "resources",

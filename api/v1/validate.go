@@ -208,6 +208,7 @@ func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 	errs = append(errs, validateStorage(s.StorageConfiguration, path.Child("storage"))...)
 	errs = append(errs, validateNetworkPolicy(s.NetworkPolicy, path.Child("networkPolicy"))...)
 	errs = append(errs, s.validateBackup(path)...)
+	errs = append(errs, s.validateManaged(path)...)
 	return errs
 }
 
@@ -707,6 +708,9 @@ func (c *Cluster) validateSecretReferences() field.ErrorList {
 	}
 	if b := c.Spec.Bootstrap; b != nil && b.Recovery != nil && b.Recovery.Secret != nil {
 		refs = append(refs, secretRef{spec.Child("bootstrap", "recovery", "secret", "name"), b.Recovery.Secret.Name, "app credentials"})
+	}
+	for _, u := range c.ManagedPasswordSecrets() {
+		refs = append(refs, secretRef{field.NewPath(u.Field).Child("name"), u.Name, "credentials of " + u.What})
 	}
 	for _, u := range c.BackupSecretKeys() {
 		// The generated key is named like a generated secret on purpose.

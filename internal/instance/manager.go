@@ -93,6 +93,12 @@ type Manager struct {
 	// Both belong to the loop's goroutine.
 	appliedCreds [32]byte
 	secretErr    string
+	// rolesDigest identifies the managed roles (and their passwords) last
+	// reconciled, at rolesCheckedAt; rolesErr is the last failure, in the
+	// status (managedroles.go).
+	rolesDigest    [32]byte
+	rolesCheckedAt time.Time
+	rolesErr       string
 	// pgTLS is the TLS material PostgreSQL last read, at start or reload.
 	pgTLS tlsState
 }
@@ -279,6 +285,7 @@ func (m *Manager) loop(ctx context.Context) error {
 			m.reloadIfChanged(ctx)
 		case <-secretTick.C:
 			m.applyChangedPasswords(ctx)
+			m.reconcileManagedRoles(ctx, time.Now())
 		}
 	}
 }

@@ -117,6 +117,7 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 		st.SyncStandbyNames = m.st.SyncStandbys
 	}
 	smp, gen, pgTLS := m.sample, m.gen, m.pgTLS
+	st.RolesError = m.rolesErr
 	if m.backupRun != nil {
 		run := *m.backupRun
 		st.Backup = &run

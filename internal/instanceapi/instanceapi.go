@@ -130,6 +130,9 @@ type Status struct {
 	// rotation waits on them before it goes on.
 	ServerCertSHA256 string   `json:"serverCertSHA256,omitempty"`
 	ClientCAsSHA256  []string `json:"clientCAsSHA256,omitempty"`
+	// RolesError says why spec.managed.roles is not (yet) what the
+	// primary has; empty when it is.
+	RolesError string `json:"rolesError,omitempty"`
 	// Archive is the WAL archiver's state on a primary that archives.
 	Archive *Archive `json:"archive,omitempty"`
 	// Backup is the last base backup this instance ran, if any.

@@ -27,7 +27,7 @@ import (
 // whose secrets are not in the file (already in the state directory) are
 // checked when the instance manager first uses them.
 func preflightBackup(ctx context.Context, c *v1.Cluster, docs SecretDocs, dir string, owner *Owner) error {
-	if err := checkBackupSecrets(c, preflightStore{docs, dir}); err != nil {
+	if err := checkReferencedSecrets(c, preflightStore{docs, dir}); err != nil {
 		return err
 	}
 	type store struct {

@@ -109,11 +109,12 @@ func checkSecretDocs(c *v1.Cluster, docs SecretDocs) error {
 	return nil
 }
 
-// checkBackupSecrets makes sure every secret key the backup configuration
-// names exists, naming the field that refers to a missing one.
-func checkBackupSecrets(c *v1.Cluster, store secrets.Store) error {
+// checkReferencedSecrets makes sure every secret key the backup
+// configuration and the managed roles name exists, naming the field that
+// refers to a missing one.
+func checkReferencedSecrets(c *v1.Cluster, store secrets.Store) error {
 	var errs []error
-	for _, u := range c.BackupSecretKeys() {
+	for _, u := range append(c.BackupSecretKeys(), c.ManagedPasswordSecrets()...) {
 		data, err := store.Get(u.Name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: no secret %q (add it to the manifest file as a Secret, or to the state directory's secrets/)", u.Field, u.Name))

@@ -95,7 +95,7 @@ func prepare(l Layout, manifest []byte, docs SecretDocs, runAs, pgBin string, ha
 	} else if created {
 		progress("secrets: generated the backup encryption key in " + c.Name + v1.BackupKeySuffix + " (keep a copy: restoring needs it)")
 	}
-	if err := checkBackupSecrets(c, store); err != nil {
+	if err := checkReferencedSecrets(c, store); err != nil {
 		return nil, err
 	}
 	if err := p.writeInstanceConfigs(); err != nil {

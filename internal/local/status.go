@@ -117,6 +117,9 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 			if s.ConfigError != "" {
 				r.Error = strings.TrimSpace(r.Error + " " + s.ConfigError)
 			}
+			if s.RolesError != "" {
+				r.Error = strings.TrimSpace(r.Error + " managed roles: " + s.RolesError)
+			}
 			r.CurrentLSN, r.ReceivedLSN, r.ReplayedLSN = s.CurrentLSN, s.ReceivedLSN, s.ReplayedLSN
 			r.Archive, r.Backup = s.Archive, s.Backup
 			r.State = stateOf(s)

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -98,4 +100,33 @@ func needsSASLprep(password string) bool {
 		}
 	}
 	return false
+}
+
+// VerifierMatches reports whether verifier (pg_authid's
+// SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>) was computed
+// from password: whether the role would accept it. Anything else (NULL, an
+// MD5 hash, a malformed verifier) does not match.
+func VerifierMatches(verifier, password string) bool {
+	rest, ok := strings.CutPrefix(verifier, "SCRAM-SHA-256$")
+	if !ok || needsSASLprep(password) {
+		return false
+	}
+	params, keys, ok := strings.Cut(rest, "$")
+	if !ok {
+		return false
+	}
+	iter, salt64, ok1 := strings.Cut(params, ":")
+	stored64, server64, ok2 := strings.Cut(keys, ":")
+	iterations, err := strconv.Atoi(iter)
+	if !ok1 || !ok2 || err != nil || iterations < 1 || iterations > 10_000_000 {
+		return false
+	}
+	salt, err1 := base64.StdEncoding.DecodeString(salt64)
+	stored, err2 := base64.StdEncoding.DecodeString(stored64)
+	server, err3 := base64.StdEncoding.DecodeString(server64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return false
+	}
+	s, sv, err := scramKeys(password, salt, iterations)
+	return err == nil && hmac.Equal(s, stored) && hmac.Equal(sv, server)
 }

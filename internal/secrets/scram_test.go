@@ -10,6 +10,7 @@ import (
 	"errors"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -154,5 +155,23 @@ func TestSCRAMVerifierErrors(t *testing.T) {
 	}
 	if _, err := SCRAMSHA256Verifier("secret-value", nil); err == nil {
 		t.Error("succeeded with a nil reader")
+	}
+}
+
+func TestVerifierMatches(t *testing.T) {
+	v, err := SCRAMSHA256Verifier("s3cret'pw", rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !VerifierMatches(v, "s3cret'pw") {
+		t.Error("the password does not match its own verifier")
+	}
+	for _, c := range []struct{ verifier, password string }{
+		{v, "s3cret'pX"}, {v, ""}, {"", "s3cret'pw"}, {"md5abc", "s3cret'pw"},
+		{strings.Replace(v, "4096:", "0:", 1), "s3cret'pw"}, {v[:len(v)-4], "s3cret'pw"},
+	} {
+		if VerifierMatches(c.verifier, c.password) {
+			t.Errorf("%q matches %q", c.password, c.verifier)
+		}
 	}
 }

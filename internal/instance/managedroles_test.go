@@ -1,0 +1,64 @@
+package instance
+
+import (
+	"crypto/rand"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/secrets"
+)
+
+func TestRolePlan(t *testing.T) {
+	limit := int64(4)
+	no := false
+	until := metav1.NewTime(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	dante := v1.RoleConfiguration{Name: "dante", Comment: "D", Login: true, CreateDB: true, ConnectionLimit: &limit,
+		ValidUntil: &until, InRoles: []string{"pg_monitor"}, PasswordSecret: &v1.LocalObjectReference{Name: "s"}}
+	verifier, err := secrets.SCRAMSHA256Verifier("pw", rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := until.UTC()
+	asDeclared := roleState{exists: true, login: true, createdb: true, inherit: true, connLimit: 4, validUntil: &u,
+		verifier: verifier, comment: "D", memberOf: []string{"pg_monitor"}}
+	for _, c := range []struct {
+		name string
+		want v1.RoleConfiguration
+		have roleState
+		pw   string
+		out  []string // statement prefixes, in order
+	}{
+		{"as declared: nothing", dante, asDeclared, "pw", nil},
+		{"missing: created and set", dante, roleState{}, "pw", []string{
+			"CREATE ROLE \"dante\"", "ALTER ROLE \"dante\" WITH LOGIN CREATEDB CONNECTION LIMIT 4 VALID UNTIL '2030-01-01T00:00:00Z' PASSWORD 'SCRAM-SHA-256$",
+			"COMMENT ON ROLE \"dante\" IS 'D'", "GRANT \"pg_monitor\" TO \"dante\""}},
+		{"drift: every attribute back", dante, roleState{exists: true, superuser: true, replication: true, createrole: true, inherit: false,
+			connLimit: 1, verifier: "SCRAM-SHA-256$4096:AAAA$AAAA:AAAA", comment: "x", memberOf: []string{"pg_read_all_data"}}, "pw", []string{
+			"ALTER ROLE \"dante\" WITH LOGIN CREATEDB NOCREATEROLE INHERIT NOSUPERUSER NOREPLICATION CONNECTION LIMIT 4 VALID UNTIL '2030-01-01T00:00:00Z' PASSWORD 'SCRAM",
+			"COMMENT ON ROLE \"dante\" IS 'D'", "GRANT \"pg_monitor\" TO \"dante\"", "REVOKE \"pg_read_all_data\" FROM \"dante\""}},
+		{"a new password", dante, asDeclared, "pw2", []string{"ALTER ROLE \"dante\" WITH PASSWORD 'SCRAM-SHA-256$"}},
+		{"no password wanted", v1.RoleConfiguration{Name: "p", DisablePassword: true, Inherit: &no},
+			roleState{exists: true, inherit: true, connLimit: -1, verifier: verifier}, "", []string{"ALTER ROLE \"p\" WITH NOINHERIT PASSWORD NULL"}},
+		{"absent and there", v1.RoleConfiguration{Name: "g", Ensure: "absent"}, roleState{exists: true}, "", []string{"DROP ROLE \"g\""}},
+		{"absent and gone", v1.RoleConfiguration{Name: "g", Ensure: "absent"}, roleState{}, "", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := rolePlan(c.want, c.have, c.pw, c.pw != "", rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(c.out) {
+				t.Fatalf("got %q\nwant %q", got, c.out)
+			}
+			for i := range got {
+				if !strings.HasPrefix(got[i], c.out[i]) {
+					t.Errorf("statement %d: %q\nwant prefix %q", i, got[i], c.out[i])
+				}
+			}
+		})
+	}
+}
