@@ -92,6 +92,20 @@ type ClusterSpec struct {
 	// +optional
 	StorageConfiguration StorageConfiguration `json:"storage,omitempty"`
 
+	// PrimaryUpdateStrategy says how the primary gets a change that needs a
+	// restart, once every replica has it: unsupervised (default: at once)
+	// or supervised (when the user switches over).
+	// +optional
+	// +kubebuilder:validation:Enum=unsupervised;supervised
+	PrimaryUpdateStrategy string `json:"primaryUpdateStrategy,omitempty"`
+
+	// PrimaryUpdateMethod is switchover (default: to an updated replica,
+	// a write pause under a second) or restart (in place: the primary is
+	// down while it restarts).
+	// +optional
+	// +kubebuilder:validation:Enum=switchover;restart
+	PrimaryUpdateMethod string `json:"primaryUpdateMethod,omitempty"`
+
 	// Managed declares roles that pgward keeps as declared.
 	// +optional
 	Managed *ManagedConfiguration `json:"managed,omitempty"`

@@ -209,6 +209,16 @@ func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 	errs = append(errs, validateNetworkPolicy(s.NetworkPolicy, path.Child("networkPolicy"))...)
 	errs = append(errs, s.validateBackup(path)...)
 	errs = append(errs, s.validateManaged(path)...)
+	switch s.PrimaryUpdateStrategy {
+	case "", "unsupervised", "supervised":
+	default:
+		errs = append(errs, field.NotSupported(path.Child("primaryUpdateStrategy"), s.PrimaryUpdateStrategy, []string{"unsupervised", "supervised"}))
+	}
+	switch s.PrimaryUpdateMethod {
+	case "", "switchover", "restart":
+	default:
+		errs = append(errs, field.NotSupported(path.Child("primaryUpdateMethod"), s.PrimaryUpdateMethod, []string{"switchover", "restart"}))
+	}
 	return errs
 }
 

@@ -34,6 +34,8 @@ func Observation(st *instanceapi.Status, sent time.Time) plan.InstanceStatus {
 		ReceivedLSN:       lsn(st.ReceivedLSN),
 		ReplayedLSN:       lsn(st.ReplayedLSN),
 		CurrentLSN:        lsn(st.CurrentLSN),
+		PendingRestart:    st.PendingRestart,
+		Restarting:        st.Busy == instanceapi.CommandRestart,
 	}
 	// WAL a standby has replayed it has received, whatever a restarted WAL
 	// receiver says (it counts again from a segment start): never rank a
@@ -77,6 +79,7 @@ var kinds = map[plan.ActionKind]string{
 	plan.ActionRejoin:          instanceapi.CommandRejoin,
 	plan.ActionRecreate:        instanceapi.CommandRecreate,
 	plan.ActionSetSyncStandbys: instanceapi.CommandSetSyncStandbys,
+	plan.ActionRestart:         instanceapi.CommandRestart,
 }
 
 // Command translates an action into the command for its instance. epoch is

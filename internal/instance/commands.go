@@ -35,7 +35,7 @@ func (m *Manager) Submit(cmd instanceapi.Command) error {
 		if cmd.Epoch == 0 {
 			return fmt.Errorf("%s needs an epoch", cmd.Kind)
 		}
-	case instanceapi.CommandFence, instanceapi.CommandStart, instanceapi.CommandDemote, instanceapi.CommandSetSyncStandbys:
+	case instanceapi.CommandFence, instanceapi.CommandStart, instanceapi.CommandDemote, instanceapi.CommandSetSyncStandbys, instanceapi.CommandRestart:
 	default:
 		return fmt.Errorf("unknown command %q", cmd.Kind)
 	}
@@ -85,6 +85,8 @@ func (m *Manager) run(ctx context.Context, cmd instanceapi.Command) error {
 		return m.doRecreate(ctx, *cmd.Primary)
 	case instanceapi.CommandSetSyncStandbys:
 		return m.doSetSync(ctx, cmd.SyncStandbys)
+	case instanceapi.CommandRestart:
+		return m.doRestart(ctx)
 	}
 	return fmt.Errorf("unknown command %q", cmd.Kind)
 }
@@ -438,4 +440,19 @@ func endpointName(e *instanceapi.Endpoint) string {
 		return ""
 	}
 	return e.Name
+}
+
+// doRestart restarts postgres in the role it runs in, so that settings
+// needing a restart take effect. A fenced or stopped instance is left as
+// it is: the restart is for a running one.
+func (m *Manager) doRestart(ctx context.Context) error {
+	m.mu.Lock()
+	running, primary, fenced := m.pm != nil, m.primary, m.st.Fenced
+	m.mu.Unlock()
+	if !running || fenced {
+		return nil
+	}
+	m.log.Info("restarting postgres to apply settings that need a restart", "primary", primary)
+	m.stopPostgres(fastStop)
+	return m.startPostgres(ctx, primary)
 }

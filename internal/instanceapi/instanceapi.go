@@ -39,6 +39,9 @@ const (
 	CommandRejoin          = "rejoin"
 	CommandRecreate        = "recreate"
 	CommandSetSyncStandbys = "set-sync-standbys"
+	// CommandRestart restarts postgres in its role (fast shutdown, start),
+	// for settings that need a restart.
+	CommandRestart = "restart"
 )
 
 // Command asks an instance manager to reach a state. Epoch is the

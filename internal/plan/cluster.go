@@ -23,6 +23,10 @@ func SpecFromCluster(c *v1.Cluster, names []string) (Spec, error) {
 		MaxSyncReplicas: hi,
 		SyncMethod:      SyncMethod(method),
 		FailoverDelay:   time.Duration(c.Spec.FailoverDelay) * time.Second,
+		// CloudNativePG's names; pgward switches over by default (a pause
+		// under a second, where a restart in place stops writes longer).
+		SupervisedPrimaryUpdate: c.Spec.PrimaryUpdateStrategy == "supervised",
+		RestartPrimaryInPlace:   c.Spec.PrimaryUpdateMethod == "restart",
 	}
 	return s, s.Validate()
 }

@@ -20,6 +20,7 @@ const (
 	ReasonRecreate         = "Recreate"
 	ReasonSyncStandbys     = "SyncStandbys"
 	ReasonSwitchover       = "Switchover"
+	ReasonRollingUpdate    = "RollingUpdate"
 )
 
 // Next decides what to do about a cluster described by spec, given the
@@ -86,6 +87,10 @@ func (p *planner) plan() {
 		if p.mem.Switchover.To == "" || !p.startSwitchover(target) {
 			p.maintain(target)
 		}
+	case target.Restarting && target.Reachable && p.mem.CurrentPrimary == target.Name:
+		// Down on purpose (rollingRestart), and its manager answers.
+		p.hold("primary %s is restarting to apply settings that need a restart", target.Name)
+		p.recheckIn(p.spec.CheckInterval)
 	case p.mem.CurrentPrimary == "":
 		p.bootstrapPending(target)
 	case p.mem.CurrentPrimary != target.Name && target.readyReplica():

@@ -16,6 +16,70 @@ func (p *planner) maintain(pr InstanceStatus) {
 		}
 	}
 	p.maintainSync(pr)
+	p.rollingRestart(pr)
+}
+
+// rollingRestart applies settings that need a restart (PendingRestart)
+// one instance at a time, never more than one down: each replica in turn,
+// once every other one streams, then the primary, by a switchover to an
+// updated replica (which rejoins the old primary, restarted, as a replica),
+// or in place when asked, or when the user switches over (supervised).
+func (p *planner) rollingRestart(pr InstanceStatus) {
+	if len(p.actions) > 0 || p.mem.Switchover.To != "" {
+		return // not settled: one change at a time
+	}
+	var pending []string
+	for _, n := range p.spec.Instances {
+		s := p.status(n)
+		if n == pr.Name {
+			continue
+		}
+		if !s.readyReplica() || s.StreamingFrom != pr.Name || s.Restarting {
+			return
+		}
+		if s.PendingRestart {
+			pending = append(pending, n)
+		}
+	}
+	if len(pending) > 0 {
+		p.event(ReasonRollingUpdate, "restarting replica %s to apply settings that need a restart", pending[0])
+		p.act(Action{Kind: ActionRestart, Instance: pending[0]})
+		return
+	}
+	if !pr.PendingRestart {
+		return
+	}
+	switch {
+	case p.spec.SupervisedPrimaryUpdate:
+		p.hold("primary %s needs a restart for new settings: waiting for a switchover (primaryUpdateStrategy: supervised)", pr.Name)
+	case p.spec.RestartPrimaryInPlace || len(p.spec.Instances) == 1:
+		p.event(ReasonRollingUpdate, "restarting primary %s in place to apply settings that need a restart", pr.Name)
+		p.act(Action{Kind: ActionRestart, Instance: pr.Name})
+	default:
+		to, ok := p.mostAdvancedStreaming(pr)
+		if !ok {
+			return
+		}
+		p.event(ReasonRollingUpdate, "every replica has the new settings: switching over from %s to %s", pr.Name, to)
+		p.mem.Switchover = Switchover{ID: "rolling-update", To: to}
+		p.startSwitchover(pr)
+	}
+}
+
+// mostAdvancedStreaming is the replica streaming from pr that has received
+// the most WAL (the quickest to catch up after the primary's shutdown).
+func (p *planner) mostAdvancedStreaming(pr InstanceStatus) (string, bool) {
+	best, found := InstanceStatus{}, false
+	for _, n := range p.spec.Instances {
+		s := p.status(n)
+		if n == pr.Name || !s.readyReplica() || s.StreamingFrom != pr.Name {
+			continue
+		}
+		if !found || s.ReceivedLSN > best.ReceivedLSN {
+			best, found = s, true
+		}
+	}
+	return best.Name, found
 }
 
 func (p *planner) maintainReplica(s, pr InstanceStatus) {
@@ -30,6 +94,8 @@ func (p *planner) maintainReplica(s, pr InstanceStatus) {
 		p.act(Action{Kind: ActionRejoin, Instance: s.Name, Primary: pr.Name})
 	case s.Fenced:
 		// Fenced by an operator: left alone.
+	case s.Restarting:
+		// Down on purpose for a moment (rollingRestart).
 	case p.diverged(s, pr):
 		p.rejoinDiverged(s, pr)
 	case s.StreamingFrom != pr.Name || !s.PostmasterRunning:

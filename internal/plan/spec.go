@@ -45,6 +45,11 @@ type Spec struct {
 	SwitchoverTimeout time.Duration
 	// CheckInterval is the longest RecheckAfter Next returns.
 	CheckInterval time.Duration
+	// SupervisedPrimaryUpdate leaves a primary that needs a restart to the
+	// user's switchover; RestartPrimaryInPlace restarts it where it is
+	// instead of switching over to an updated replica.
+	SupervisedPrimaryUpdate bool
+	RestartPrimaryInPlace   bool
 }
 
 func (s Spec) withDefaults() Spec {

@@ -56,6 +56,12 @@ type InstanceStatus struct {
 	// CurrentLSN is, on a primary, its WAL write position; after a clean
 	// shutdown, the end of its WAL.
 	CurrentLSN LSN
+	// PendingRestart reports that postgres runs with settings older than
+	// its configuration file: a changed parameter needs a restart.
+	PendingRestart bool
+	// Restarting reports that the instance manager is restarting postgres
+	// on the planner's request (ActionRestart): down on purpose, briefly.
+	Restarting bool
 	// StreamingFrom names the primary the replica's WAL receiver is
 	// streaming from, or "" when it is not streaming.
 	StreamingFrom string
@@ -221,6 +227,9 @@ const (
 	// ActionSetSyncStandbys: Instance, a primary, runs with
 	// synchronous_standby_names = SyncStandbys.
 	ActionSetSyncStandbys ActionKind = "set-sync-standbys"
+	// ActionRestart restarts postgres in its current role, so settings
+	// that need a restart take effect (a rolling update).
+	ActionRestart ActionKind = "restart"
 	// ActionHold: nothing to run; Reason says what Next waits for.
 	ActionHold ActionKind = "hold"
 )
