@@ -93,4 +93,3 @@ spec:
 		t.Errorf("writes paused for %s", longest)
 	}
 }
-
