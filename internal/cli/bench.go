@@ -244,6 +244,9 @@ and ca.crt); --s3-endpoint and --s3-secret-file override them.`,
 			defer stop()
 			o.Endpoint, o.Secret, o.Out = endpoint, secret, cmd.OutOrStdout()
 			_, err = bench.RunBackup(ctx, o)
+			if err != nil && ctx.Err() != nil {
+				return errors.New("interrupted: the clusters the benchmark started are stopped and purged")
+			}
 			return err
 		},
 	}
