@@ -12,7 +12,7 @@ PKGS    := ./...
 VERSION := $(shell cat VERSION)
 LDFLAGS := -s -w -X github.com/pgward/pgward/internal/cli.Version=$(VERSION)
 
-.PHONY: all build demo deps test lint unit e2e e2e-smoke e2e-faults fuzz clean demo-down generate manifests install-namespaced kube-binaries bench bench-operator bench-kube images images-reproduce image-check scan vulncheck kube-up kube-down objectstore-up objectstore-down
+.PHONY: all build demo deps test lint unit e2e e2e-smoke e2e-faults fuzz clean demo-down generate manifests install-namespaced kube-binaries bench bench-operator bench-kube bench-backup images images-reproduce image-check scan vulncheck kube-up kube-down objectstore-up objectstore-down
 
 all: build
 
@@ -112,6 +112,12 @@ bench: deps build
 	$(BIN) bench failover -f config/samples/cluster-sync.yaml --kills 20
 	$(BIN) bench switchover -f config/samples/cluster-sync.yaml --rounds 20
 	$(BIN) bench failover -f config/samples/cluster-sync.yaml --mode freeze --freeze 30s --kills 20
+
+# The backup benchmark of docs/benchmarks.md (a few minutes): pgbench -s 70
+# (~1 GB), pg_basebackup vs `pgward local backup` into the local S3 store,
+# restore, WAL archive lag under load and point-in-time recovery.
+bench-backup: build objectstore-up
+	eval "$$(hack/objectstore-up.sh | tail -n 2)" && $(BIN) bench backup --scale 70
 
 # The operator benchmark: 100 Clusters against a real API server; prints
 # the operator's peak RSS and reconcile latency (docs/benchmarks.md).

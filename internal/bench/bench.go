@@ -1,7 +1,9 @@
 // Package bench measures a local cluster's availability under failure:
 // time from killing (or freezing) the primary to the first acknowledged
 // write on its successor, switchover write-unavailability, acknowledged
-// writes lost and moments when two instances accepted writes. It drives the
+// writes lost and moments when two instances accepted writes; and backups:
+// base backup and restore throughput, WAL archive lag and point-in-time
+// recovery against a real S3 store (backup.go). It drives the
 // real local runtime and real PostgreSQL; the numbers it prints are what
 // docs/benchmarks.md records.
 package bench

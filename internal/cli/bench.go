@@ -1,9 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,9 +20,9 @@ import (
 func NewBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure failover and switchover on a local cluster (numbers, not pass/fail)",
+		Short: "Measure failover, switchover and backups on a local cluster (numbers, not pass/fail)",
 	}
-	cmd.AddCommand(newBenchFailoverCmd(), newBenchSwitchoverCmd(), newBenchFaultCmd())
+	cmd.AddCommand(newBenchFailoverCmd(), newBenchSwitchoverCmd(), newBenchFaultCmd(), newBenchBackupCmd())
 	return cmd
 }
 
@@ -178,4 +182,84 @@ func (f *benchFlags) asOwner(cmd *cobra.Command, args []string, o bench.Options)
 		o.Dir = sd.Path
 	}
 	return asOwner(cmd, args, owner, o.Dir, o.Manifest)
+}
+
+func newBenchBackupCmd() *cobra.Command {
+	var o bench.BackupOptions
+	var endpoint, secretFile, stdinSecret, runAs string
+	c := &cobra.Command{
+		Use:   "backup",
+		Short: "Measure base backup, restore, WAL archive lag and point-in-time recovery against an S3 store",
+		Long: `Start a one-instance cluster archiving into an S3 object store over TLS, fill
+it with pgbench -i -s SCALE, and measure: pg_basebackup to local disk and
+` + "`pgward local backup`" + ` (pgBackRest, encrypted on the client) of the same data;
+a bootstrap.recovery of that backup into a new cluster until it is ready; the
+time from pg_switch_wal() until the segment is archived, under pgbench load;
+and a recovery to a time a few seconds before the load ended. Every cluster it
+starts is purged at the end; the objects stay in the store, under a path of
+their own (printed).
+
+The store: ` + "`make objectstore-up`" + ` starts one and prints PGWARD_S3_ENDPOINT and
+PGWARD_S3_SECRET_FILE (a Secret manifest with ACCESS_KEY_ID, ACCESS_SECRET_KEY
+and ca.crt); --s3-endpoint and --s3-secret-file override them.`,
+		Example: `  eval "$(make -s objectstore-up | tail -n 2)"
+  pgward bench backup --scale 70`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if endpoint == "" {
+				endpoint = os.Getenv("PGWARD_S3_ENDPOINT")
+			}
+			if secretFile == "" {
+				secretFile = os.Getenv("PGWARD_S3_SECRET_FILE")
+			}
+			// Root hands the Secret, which only it may read, to the
+			// unprivileged rerun on stdin.
+			if stdinSecret != "" {
+				secretFile = stdinSecret
+			}
+			if endpoint == "" || secretFile == "" {
+				return errors.New("no object store: run `make objectstore-up` and export the PGWARD_S3_ENDPOINT and PGWARD_S3_SECRET_FILE it prints (or pass --s3-endpoint and --s3-secret-file)")
+			}
+			secret, err := readManifest(secretFile)
+			if err != nil {
+				return fmt.Errorf("--s3-secret-file: %w", err)
+			}
+			if isRoot() {
+				owner, err := local.LookupRunAs(runAs)
+				if err != nil {
+					return err
+				}
+				// The endpoint may have come from the environment, which
+				// the rerun does not get.
+				if err := cmd.Flags().Set("s3-endpoint", endpoint); err != nil {
+					return err
+				}
+				// ^C reaches the rerun too (same process group): it purges
+				// its clusters, and this process must outlive it, since its
+				// death kills the rerun (Pdeathsig).
+				signal.Notify(make(chan os.Signal, 1), os.Interrupt)
+				return asOwner(cmd, args, owner, "", secret)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			o.Endpoint, o.Secret, o.Out = endpoint, secret, cmd.OutOrStdout()
+			_, err = bench.RunBackup(ctx, o)
+			if err != nil && ctx.Err() != nil {
+				return errors.New("interrupted: the clusters the benchmark started are stopped and purged")
+			}
+			return err
+		},
+	}
+	c.Flags().IntVar(&o.Scale, "scale", 70, "pgbench scale factor (-i -s): 70 is about 1 GB")
+	c.Flags().StringVar(&endpoint, "s3-endpoint", "", "the S3 store's https:// URL (default $PGWARD_S3_ENDPOINT)")
+	c.Flags().StringVar(&secretFile, "s3-secret-file", "", "Secret manifest with ACCESS_KEY_ID, ACCESS_SECRET_KEY and ca.crt (default $PGWARD_S3_SECRET_FILE)")
+	c.Flags().StringVar(&o.Bucket, "s3-bucket", "pgward", "bucket; each run writes under a path of its own in it")
+	c.Flags().StringVar(&o.Compression, "compression", "", "wal and data compression: gzip, bzip2, lz4 or zstd (default none, as in a manifest)")
+	c.Flags().IntVar(&o.LagSamples, "lag-samples", 60, "WAL switches timed for the archive lag")
+	c.Flags().StringVar(&runAs, "run-as", "", "OS user PostgreSQL runs as when pgward runs as root (default postgres)")
+	c.Flags().BoolVar(&o.JSON, "json", false, "print the result as JSON")
+	// How root passes the Secret to its unprivileged rerun (asOwner).
+	c.Flags().StringVar(&stdinSecret, "file", "", "")
+	_ = c.Flags().MarkHidden("file")
+	return c
 }

@@ -596,3 +596,36 @@ func asRunAsUser(t *testing.T, cmd *exec.Cmd) {
 	}
 	cmd.Dir = "/"
 }
+
+// TestBenchBackupSmoke runs `pgward bench backup` small against a real
+// store and checks it measured every phase. Numbers only: benchmarks have
+// no thresholds in tests.
+func TestBenchBackupSmoke(t *testing.T) {
+	runAsUser(t)
+	store := objectstore.Start(t)
+	// As `make objectstore-up` writes it: 0600, readable by root only
+	// when the tests run as root (the bench hands it over on stdin).
+	secret := writeManifest(t, "bench-store-secret.yaml", store.SecretManifest("objectstore"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	out, err := pgward(ctx, "bench", "backup", "--scale", "2", "--lag-samples", "3", "--json",
+		"--s3-endpoint", store.Endpoint, "--s3-secret-file", secret, "--s3-bucket", store.Bucket)
+	if err != nil {
+		t.Fatalf("bench backup: %v\n%s", err, out)
+	}
+	var r map[string]any
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &r); err != nil {
+		t.Fatalf("bench output: %v\n%s", err, out)
+	}
+	for _, k := range []string{"databaseBytes", "pgBasebackupNs", "pgBasebackupMBps", "backupNs", "backupMBps", "backupRatio",
+		"restoreNs", "restoreMBps", "archiveLagSamples", "archiveLagP50Ns", "archiveLagP99Ns", "archiveLagMaxNs", "pitrNs", "pitrWALBytes"} {
+		if v, ok := r[k].(float64); !ok || v <= 0 {
+			t.Errorf("%s = %v, want a positive number\n%s", k, r[k], out)
+		}
+	}
+	t.Logf("%s", out)
+	// Its objects stay in the store, under a path of their own.
+	if m, _ := filepath.Glob(filepath.Join(store.Root, store.Bucket, "bench-*", "backup", "bench-src")); len(m) != 1 {
+		t.Errorf("no backup of bench-src under a per-run path: %v", m)
+	}
+}
