@@ -141,7 +141,8 @@ func RunBackup(ctx context.Context, o BackupOptions) (BackupReport, error) {
 	// after the clusters, and a store refuses a stanza of another cluster.
 	dest := fmt.Sprintf("s3://%s/bench-%s-%s", o.Bucket, time.Now().UTC().Format("20060102T150405"), strings.ToLower(rand.Text()[:6]))
 	r.Store = o.Endpoint + " " + dest
-	store := storeBlock(dest, o.Endpoint, secretName, o.Compression)
+	store := storeBlock(dest, o.Endpoint, secretName, o.Compression, false)
+	source := storeBlock(dest, o.Endpoint, secretName, "", true)
 	say := func(format string, a ...any) {
 		if !o.JSON {
 			_, _ = fmt.Fprintf(o.Out, format+"\n", a...)
@@ -221,7 +222,7 @@ func RunBackup(ctx context.Context, o BackupOptions) (BackupReport, error) {
 		return r, err
 	}
 	recovery := func(name, target string) string {
-		return clusterManifest(name, store, recoveryBlock(src.name, store, target)) +
+		return clusterManifest(name, store, recoveryBlock(src.name, source, target)) +
 			fmt.Sprintf("---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: bench-source-key\nstringData:\n  key: %q\n", strings.TrimSpace(string(key)))
 	}
 	rc, d, err := up("bench-restore", recovery("bench-restore", ""))
@@ -308,10 +309,15 @@ func storeSecretName(secret []byte) (string, error) {
 
 // storeBlock is a barmanObjectStore block (indented for spec.backup)
 // without its encryption key.
-func storeBlock(dest, endpoint, secret, compression string) string {
+func storeBlock(dest, endpoint, secret, compression string, source bool) string {
 	data := "data: {immediateCheckpoint: true}"
 	wal := ""
-	if compression != "" {
+	switch {
+	case source:
+		// A recovery source is only read: no checkpoint, compression
+		// comes from its backups.
+		data = ""
+	case compression != "":
 		data = fmt.Sprintf("data: {immediateCheckpoint: true, compression: %s}", compression)
 		wal = fmt.Sprintf("      wal: {compression: %s}\n", compression)
 	}
