@@ -343,6 +343,13 @@ type StorageConfiguration struct {
 	// locally it is recorded but not enforced.
 	// +optional
 	Size string `json:"size,omitempty"`
+	// StorageClass is the StorageClass of the instances' volumes on
+	// Kubernetes (default: the cluster's default class). The local runtime
+	// stores data in the state directory and says so at `up`.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	StorageClass *string `json:"storageClass,omitempty"`
 }
 
 // ClusterStatus is the observed state of a Cluster.

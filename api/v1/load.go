@@ -71,7 +71,7 @@ var cnpOnlyFields = specPaths(
 	"postgresql.synchronous.failoverQuorum", "postgresql.synchronous.maxStandbyNamesFromCluster",
 	"postgresql.synchronous.nodeFailureDomainKeys", "postgresql.synchronous.podFailureDomainKeys",
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",
-	"storage.pvcTemplate", "storage.resizeInUseVolumes", "storage.storageClass",
+	"storage.pvcTemplate", "storage.resizeInUseVolumes",
 )
 
 // listIndex matches the index of a list element in a field path, so that

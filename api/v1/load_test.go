@@ -149,7 +149,7 @@ func TestLoadClusterErrors(t *testing.T) {
       walSegmentSize: 32
       dtabase: app
   storage:
-    storageClass: fast
+    pvcTemplate: {}
   nope: 1
 metadata2: {}
 `, []string{
@@ -164,7 +164,7 @@ metadata2: {}
 			`unknown field "spec.nope"`,
 			`unknown field "spec.postgresql.paramters"`,
 			`field "spec.postgresql.synchronous.standbyNamesPre" is a Cloud Native PostgreSQL field that pgward does not support yet`,
-			`field "spec.storage.storageClass" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.storage.pvcTemplate" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 		}},
 		{"unknown metadata and list item fields", `apiVersion: postgresql.pgward.io/v1
 kind: Cluster

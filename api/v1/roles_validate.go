@@ -35,8 +35,10 @@ func (s *ClusterSpec) validateManaged(path *field.Path) field.ErrorList {
 			errs = append(errs, field.Duplicate(name, r.Name))
 		case slices.Contains(reservedOwners, r.Name) || slices.Contains(reservedIdentities, r.Name) || strings.HasPrefix(r.Name, "pg_"):
 			errs = append(errs, field.Invalid(name, r.Name, "is a role pgward or PostgreSQL owns: it cannot be managed from the manifest"))
-		case r.Name == owner:
-			errs = append(errs, field.Invalid(name, r.Name, "is the application owner, which bootstrap manages (its password: rotate-password, or its secret)"))
+		case r.Name == owner && (r.PasswordSecret != nil || r.DisablePassword):
+			errs = append(errs, field.Forbidden(p.Child("passwordSecret"), "the application owner's password is its bootstrap secret's (rotate-password, or the secret itself)"))
+		case r.Name == owner && (r.Ensure == "absent" || !r.Login):
+			errs = append(errs, field.Forbidden(p.Child("login"), "the application owner must exist and log in: the application connects as it"))
 		}
 		seen[r.Name] = true
 		if r.Ensure != "" && r.Ensure != "present" && r.Ensure != "absent" {

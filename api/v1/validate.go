@@ -308,6 +308,11 @@ func (s *ClusterSpec) validateSynchronous(path *field.Path) field.ErrorList {
 }
 
 func validateStorage(s StorageConfiguration, path *field.Path) field.ErrorList {
+	if s.StorageClass != nil {
+		if errs := validateSecretName(path.Child("storageClass"), *s.StorageClass); len(errs) > 0 {
+			return errs // the same DNS-subdomain rule as a Secret's name
+		}
+	}
 	if s.Size == "" {
 		return nil
 	}

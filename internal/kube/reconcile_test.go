@@ -132,6 +132,7 @@ func TestSampleCluster(t *testing.T) {
 	ns := newNamespace(t, true)
 	ctx := ctxFor(t)
 	c := sampleCluster(t, ns)
+	c.Spec.StorageConfiguration.StorageClass = new("fast-ssd")
 	createCluster(t, c)
 	r := newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil)
 	res := reconcileOnce(t, r, c)
@@ -164,6 +165,9 @@ func TestSampleCluster(t *testing.T) {
 		get(&pvc, name)
 		if q := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; q.String() != "1Gi" {
 			t.Errorf("pvc %s size %s", name, q.String())
+		}
+		if sc := pvc.Spec.StorageClassName; sc == nil || *sc != "fast-ssd" {
+			t.Errorf("pvc %s storage class %v, want spec.storage.storageClass fast-ssd", name, sc)
 		}
 		var cfg corev1.Secret
 		get(&cfg, name+"-config")

@@ -81,6 +81,9 @@ func Up(ctx context.Context, o UpOptions) error {
 	}
 	say("")
 	say(fmt.Sprintf("cluster %q is up: %d instance(s), primary %s", p.cluster.Name, p.cluster.Spec.Instances, targetPrimary(l, p.state)))
+	if sc := p.cluster.Spec.StorageConfiguration.StorageClass; sc != nil {
+		say(fmt.Sprintf("note: spec.storage.storageClass %q applies on Kubernetes; locally the data is in %s", *sc, filepath.Join(l.Dir, "instances")))
+	}
 	if bound, err := fenceTiming(p.state.HA).Bound(); err == nil && p.cluster.Spec.Instances > 1 {
 		say(fmt.Sprintf("failover: at once when a primary's postmaster dies; an unreachable primary is replaced after %s (it fences itself after %s without the controller)",
 			bound.Round(100*time.Millisecond), p.state.HA.SelfFence.Duration))

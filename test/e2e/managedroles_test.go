@@ -148,7 +148,7 @@ stringData:
 		{"[pg_monitor, pg_signal_backend]", "[pg_execute_server_program]"},
 		{"[pg_monitor, pg_signal_backend]", "[postgres]"},
 		{"name: gone", "name: streaming_replica"},
-		{"name: gone", "name: app"},
+		{"name: gone\n      ensure: absent", "name: app\n      ensure: absent"},
 	} {
 		bad := strings.Replace(manifest, c.change, c.want, 1)
 		d := filepath.Join(workRoot, "roles-bad")

@@ -57,6 +57,7 @@ func everything(t *testing.T) *v1.Cluster {
 	c := sample(t)
 	c.Spec.EnableSuperuserAccess = new(true)
 	c.Spec.Certificates = &v1.CertificatesConfiguration{ServerAltDNSNames: []string{"db.example.com"}}
+	c.Spec.StorageConfiguration.StorageClass = new("fast-ssd")
 	c.Spec.NetworkPolicy = &v1.NetworkPolicyConfiguration{Enabled: true, Clients: []v1.NetworkPolicyPeer{
 		{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
 		{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "payments"}}},

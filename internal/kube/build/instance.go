@@ -35,7 +35,8 @@ func PVC(c *v1.Cluster, name string) (*corev1.PersistentVolumeClaim, error) {
 	return &corev1.PersistentVolumeClaim{
 		ObjectMeta: objectMeta(c, name, map[string]string{InstanceLabel: name}),
 		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes: []corev1.PersistentVolumeAccessMode{pvcRWO},
+			StorageClassName: c.Spec.StorageConfiguration.StorageClass,
+			AccessModes:      []corev1.PersistentVolumeAccessMode{pvcRWO},
 			Resources: corev1.VolumeResourceRequirements{
 				Requests: corev1.ResourceList{corev1.ResourceStorage: size},
 			},
