@@ -295,6 +295,10 @@ type BootstrapInitDB struct {
 	// PostInitApplicationSQL runs as superuser in the application database.
 	// +optional
 	PostInitApplicationSQL []string `json:"postInitApplicationSQL,omitempty"`
+	// PostInitTemplateSQL runs as superuser in template1, before the
+	// application database is created from it.
+	// +optional
+	PostInitTemplateSQL []string `json:"postInitTemplateSQL,omitempty"`
 }
 
 // LocalObjectReference names a secret in the Cluster's namespace. Locally, a

@@ -63,7 +63,7 @@ var cnpOnlyFields = specPaths(
 	"bootstrap.initdb.icuRules", "bootstrap.initdb.import", "bootstrap.initdb.locale",
 	"bootstrap.initdb.localeProvider", "bootstrap.initdb.options",
 	"bootstrap.initdb.postInitApplicationSQLRefs", "bootstrap.initdb.postInitSQLRefs",
-	"bootstrap.initdb.postInitTemplateSQL", "bootstrap.initdb.postInitTemplateSQLRefs",
+	"bootstrap.initdb.postInitTemplateSQLRefs",
 	"bootstrap.initdb.walSegmentSize",
 	"postgresql.enableAlterSystem", "postgresql.extensions", "postgresql.ldap",
 	"postgresql.promotionTimeout",

@@ -595,6 +595,7 @@ func validateInitDB(in *BootstrapInitDB, path *field.Path) field.ErrorList {
 	}
 	errs = append(errs, validateSQL(in.PostInitSQL, path.Child("postInitSQL"))...)
 	errs = append(errs, validateSQL(in.PostInitApplicationSQL, path.Child("postInitApplicationSQL"))...)
+	errs = append(errs, validateSQL(in.PostInitTemplateSQL, path.Child("postInitTemplateSQL"))...)
 	return errs
 }
 

@@ -178,6 +178,19 @@ func (m *Manager) bootstrapPrimary(ctx context.Context, staging string) error {
 		return err
 	}
 	defer pm.Stop(30 * time.Second)
+	// Before the application database is made from template1 (which
+	// must then have no session).
+	if len(init.PostInitTemplateSQL) > 0 {
+		tconn, err := m.waitConnect(ctx, pm, "template1")
+		if err != nil {
+			return err
+		}
+		err = runPostInit(ctx, tconn, init.PostInitTemplateSQL, "spec.bootstrap.initdb.postInitTemplateSQL")
+		_ = tconn.Close(context.Background())
+		if err != nil {
+			return err
+		}
+	}
 	conn, err := m.waitConnect(ctx, pm, "postgres")
 	if err != nil {
 		return err

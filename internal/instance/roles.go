@@ -117,8 +117,14 @@ func ensureDatabase(ctx context.Context, conn *pgx.Conn, init *v1.BootstrapInitD
 	if exists {
 		return nil
 	}
-	stmt := fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s",
-		ident(init.Database), ident(init.Owner), literal(init.Encoding), literal(init.LocaleCollate), literal(init.LocaleCType))
+	// template0 takes any encoding and locale; template1 has initdb's,
+	// which are the same, and what postInitTemplateSQL put there.
+	template := "template0"
+	if len(init.PostInitTemplateSQL) > 0 {
+		template = "template1"
+	}
+	stmt := fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE %s ENCODING %s LC_COLLATE %s LC_CTYPE %s",
+		ident(init.Database), ident(init.Owner), template, literal(init.Encoding), literal(init.LocaleCollate), literal(init.LocaleCType))
 	if _, err := conn.Exec(ctx, stmt); err != nil {
 		return fmt.Errorf("creating database %q: %w", init.Database, err)
 	}

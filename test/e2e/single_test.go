@@ -44,6 +44,8 @@ spec:
       owner: shopper
       postInitSQL:
         - CREATE ROLE auditor NOLOGIN
+      postInitTemplateSQL:
+        - CREATE EXTENSION intarray
       postInitApplicationSQL:
         - CREATE TABLE seeded(x int)
         - INSERT INTO seeded VALUES (42)
@@ -75,6 +77,11 @@ spec:
 	got, err = psql(ctx, "", app, "SELECT current_user, x FROM seeded")
 	if err != nil || got != "shopper|42" {
 		t.Fatalf("application owner and post-init SQL: %v: %q", err, got)
+	}
+	// postInitTemplateSQL ran in template1, from which the application
+	// database was made.
+	if got, err := psql(ctx, "", app, "SELECT extname FROM pg_extension WHERE extname = 'intarray'"); err != nil || got != "intarray" {
+		t.Errorf("postInitTemplateSQL's extension in the application database: %v %q", err, got)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "secrets", "single-superuser", "pgpass")); err != nil {
 		t.Fatalf("superuser secret: %v", err)
