@@ -30,8 +30,8 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			[]string{"spec.postgresql.pg_hba[0]", `"trust"`}},
 		{"unknown field", "  postgresql:\n    parameterz:\n      work_mem: 4MB\n",
 			[]string{`unknown field "spec.postgresql.parameterz"`}},
-		{"unsupported Cloud Native PostgreSQL field", "  backup:\n    retentionPolicy: 30d\n",
-			[]string{`"spec.backup"`, "not support yet"}},
+		{"unsupported Cloud Native PostgreSQL field", "  walStorage:\n    size: 1Gi\n",
+			[]string{`"spec.walStorage"`, "not support yet"}},
 		{"ident over the network", "  postgresql:\n    pg_hba:\n      - host all postgres samenet ident map=m\n",
 			[]string{"spec.postgresql.pg_hba[0]", `"ident" is not allowed on host rules`}},
 		{"a map making the replication certificate a superuser", "  postgresql:\n    pg_hba:\n      - hostssl all postgres all cert map=certs\n" +
