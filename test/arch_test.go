@@ -15,12 +15,14 @@ const module = "github.com/pgward/pgward"
 // Arrows point one way, toward api/v1: the core never imports a runtime,
 // and the instance manager executes but never decides (no plan).
 var allowed = map[string][]string{
-	"api/v1":               {},
-	"internal/pgconf":      {"api/v1"},
-	"internal/pki":         {},
-	"internal/secrets":     {},
-	"internal/plan":        {"api/v1"},
-	"internal/instanceapi": {},
+	"api/v1":           {},
+	"internal/pgconf":  {"api/v1"},
+	"internal/pki":     {},
+	"internal/secrets": {},
+	"internal/plan":    {"api/v1"},
+	// Test helpers for the planner: fakes of observations, never shipped.
+	"internal/plan/plantest": {"api/v1", "internal/plan"},
+	"internal/instanceapi":   {},
 	// The one planner loop: the planner and the instance contract, no runtime.
 	"internal/control": {"api/v1", "internal/plan", "internal/instanceapi"},
 	// The audit's decisions are pure; each runtime observes for it.
@@ -72,6 +74,24 @@ func TestDependencyRules(t *testing.T) {
 					t.Errorf("%s imports %s; it must stay free of it", pkg, imp)
 				}
 			}
+		}
+	}
+}
+
+// TestEveryPackageHasARule: a new package must say where it sits in the
+// layering; one the table does not know would be checked by nobody.
+func TestEveryPackageHasARule(t *testing.T) {
+	out, err := exec.CommandContext(context.Background(), "go", "list", "../...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		rel := strings.TrimPrefix(p, module+"/")
+		if strings.HasPrefix(rel, "test") || strings.HasPrefix(rel, "hack/") || strings.HasPrefix(rel, "cmd/") {
+			continue // tests, tools and the main package may import anything
+		}
+		if _, ok := allowed[rel]; !ok {
+			t.Errorf("package %s has no rule in allowed: add it, with what it may import", rel)
 		}
 	}
 }
