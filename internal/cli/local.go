@@ -24,7 +24,7 @@ func NewLocalCmd() *cobra.Command {
 	}
 	var dir string
 	cmd.PersistentFlags().StringVar(&dir, "dir", "", "state directory (default ./.pgward/<cluster>)")
-	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newAuditCmd(&dir), newCertificateCmd(&dir), newReportCmd(&dir), newPsqlCmd(&dir), newBackupCmd(&dir), newBackupsCmd(&dir), newControllerCmd(&dir))
+	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newAuditCmd(&dir), newCertificateCmd(&dir), newReportCmd(&dir), newPsqlCmd(&dir), newBackupCmd(&dir), newBackupsCmd(&dir), newRestartCmd(&dir), newControllerCmd(&dir))
 	return cmd
 }
 
@@ -336,5 +336,25 @@ func newBackupsCmd(dir *string) *cobra.Command {
 		}),
 	}
 	c.Flags().StringVarP(&output, "output", "o", "", "json for scripts")
+	return c
+}
+
+func newRestartCmd(dir *string) *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "restart [INSTANCE]",
+		Short: "Restart PostgreSQL: every instance, rolling (replicas one at a time, then a switchover), or one instance",
+		Example: `  pgward local restart            # rolling: no instant with fewer than n-1 instances, writes pause under a second
+  pgward local restart demo-2     # one instance (a primary restarts in place: writes stop meanwhile)`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, args []string) error {
+			o := local.RestartOptions{Dir: d, Timeout: timeout, Out: cmd.OutOrStdout()}
+			if len(args) == 1 {
+				o.Instance = args[0]
+			}
+			return local.Restart(cmd.Context(), o)
+		}),
+	}
+	c.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the whole restart")
 	return c
 }

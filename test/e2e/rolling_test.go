@@ -93,3 +93,61 @@ spec:
 		t.Errorf("writes paused for %s", longest)
 	}
 }
+
+// TestLocalRestart: `pgward local restart` restarts every instance
+// (postmaster start times all change), rolling, and ends with a healthy
+// cluster whose primary handed over; `restart INSTANCE` restarts one.
+func TestLocalRestart(t *testing.T) {
+	runAsUser(t)
+	dir := upCluster(t, "rst", `apiVersion: postgresql.pgward.io/v1
+kind: Cluster
+metadata:
+  name: rst
+spec:
+  instances: 3
+`)
+	starts := func() map[int]string {
+		out := map[int]string{}
+		uri := strings.TrimSpace(mustPgward(t, "local", "uri", "app", "--dir", dir))
+		for name, port := range instancePorts(t, dir) {
+			u, err := url.Parse(uri)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := u.Query()
+			q.Set("target_session_attrs", "any")
+			u.Host, u.RawQuery = fmt.Sprintf("localhost:%d", port), q.Encode()
+			got, err := psql(context.Background(), "", u.String(), "SELECT pg_postmaster_start_time()")
+			if err != nil {
+				t.Fatalf("%s: %v %s", name, err, got)
+			}
+			out[port] = got
+		}
+		return out
+	}
+	before, first := starts(), currentPrimary(t, dir)
+	out := mustPgward(t, "local", "restart", "--dir", dir)
+	after := starts()
+	for port, at := range before {
+		if after[port] == at {
+			t.Errorf("instance on port %d was not restarted (started %s)", port, at)
+		}
+	}
+	if p := currentPrimary(t, dir); p == first || p == "" {
+		t.Errorf("primary %s -> %s: the rolling restart ends with a switchover", first, p)
+	}
+	t.Logf("%s", out)
+	// One instance.
+	replica := "rst-1"
+	if currentPrimary(t, dir) == replica {
+		replica = "rst-2"
+	}
+	port := instancePorts(t, dir)[replica]
+	mustPgward(t, "local", "restart", replica, "--dir", dir)
+	again := starts()
+	for p, at := range after {
+		if changed := again[p] != at; changed != (p == port) {
+			t.Errorf("instance on port %d restarted: %v (only %s, port %d, should)", p, changed, replica, port)
+		}
+	}
+}
