@@ -29,6 +29,9 @@ func NewBenchCmd() *cobra.Command {
 type benchFlags struct {
 	file, dir, runAs string
 	json             bool
+	// goalP50 makes the command fail when the median misses it
+	// (`make bench-check`); zero: numbers only.
+	goalP50 time.Duration
 }
 
 func (f *benchFlags) register(c *cobra.Command) {
@@ -36,6 +39,7 @@ func (f *benchFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.dir, "dir", "", "state directory (default: a temporary one, deleted afterwards)")
 	c.Flags().StringVar(&f.runAs, "run-as", "", "OS user PostgreSQL runs as when pgward runs as root (default postgres)")
 	c.Flags().BoolVar(&f.json, "json", false, "print the result as JSON")
+	c.Flags().DurationVar(&f.goalP50, "goal-p50", 0, "fail when the median time misses this goal (make bench-check); 0: report only")
 }
 
 func (f *benchFlags) options(c *cobra.Command) (bench.Options, error) {
@@ -148,7 +152,13 @@ func (f *benchFlags) run(mode func() (bench.FailoverOptions, error)) func(*cobra
 		if err != nil {
 			return err
 		}
-		return verdict(s)
+		if err := verdict(s); err != nil {
+			return err
+		}
+		if f.goalP50 > 0 && s.P50 > f.goalP50 {
+			return fmt.Errorf("%s: p50 %s misses the goal of %s", s.Mode, s.P50.Round(time.Millisecond), f.goalP50)
+		}
+		return nil
 	}
 }
 
