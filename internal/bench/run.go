@@ -21,6 +21,12 @@ const (
 	// FreezeFor, then SIGCONTs them: the controller cannot tell a frozen
 	// primary from a dead one, and must not end up with two writers.
 	ModeFreeze = "freeze"
+	// ModeFreezeManager SIGSTOPs only the primary's instance manager for
+	// FreezeFor: its postgres keeps serving and nothing inside the
+	// instance can fence it (the manager that would is stopped); only the
+	// controller's power fence (SIGKILL of the manager's process tree)
+	// stops it before another instance is promoted.
+	ModeFreezeManager = "freeze-manager"
 	// ModeSwitchover asks for planned switchovers.
 	ModeSwitchover = "switchover"
 
@@ -176,6 +182,21 @@ func runRound(ctx context.Context, o FailoverOptions, c *cluster, ports map[stri
 			time.Sleep(o.FreezeFor)
 			_ = signalInstance(c.dir, old, syscall.SIGCONT)
 		}()
+	case ModeFreezeManager:
+		pid, ok := local.InstanceManagerPid(l, old)
+		if !ok {
+			r.Err = "no instance manager found for " + old
+			return r
+		}
+		r.Start = time.Now()
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			r.Err = err.Error()
+			return r
+		}
+		go func() {
+			time.Sleep(o.FreezeFor)
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}()
 	case ModeSwitchover:
 		to := nextReplica(cs, old)
 		r.Start = time.Now()
@@ -216,7 +237,7 @@ func runRound(ctx context.Context, o FailoverOptions, c *cluster, ports map[stri
 		// The switchover's cost is the longest gap in acknowledged writes.
 		r.Duration = longestGap(rec, r.Start.Add(-time.Second), r.FirstWrite.Add(time.Second))
 	}
-	if o.Mode == ModeFreeze {
+	if o.Mode == ModeFreeze || o.Mode == ModeFreezeManager {
 		// Round ends after the frozen primary woke and was dealt with.
 		time.Sleep(time.Until(r.Start.Add(o.FreezeFor)))
 	}

@@ -66,15 +66,15 @@ func newBenchFailoverCmd() *cobra.Command {
 		Short: "Kill -9 (or freeze) the primary repeatedly under a writer; report time to the first write on the new primary",
 		Args:  cobra.NoArgs,
 		RunE: f.run(func() (bench.FailoverOptions, error) {
-			if mode != bench.ModeKill && mode != bench.ModeFreeze {
-				return bench.FailoverOptions{}, fmt.Errorf("--mode must be %s or %s", bench.ModeKill, bench.ModeFreeze)
+			if mode != bench.ModeKill && mode != bench.ModeFreeze && mode != bench.ModeFreezeManager {
+				return bench.FailoverOptions{}, fmt.Errorf("--mode must be %s, %s or %s", bench.ModeKill, bench.ModeFreeze, bench.ModeFreezeManager)
 			}
 			return bench.FailoverOptions{Mode: mode, Rounds: kills, FreezeFor: freeze}, nil
 		}),
 	}
 	f.register(c)
 	c.Flags().IntVar(&kills, "kills", 20, "number of failures to inject")
-	c.Flags().StringVar(&mode, "mode", bench.ModeKill, "kill: kill -9 the postmaster; freeze: SIGSTOP the primary's manager and postgres")
+	c.Flags().StringVar(&mode, "mode", bench.ModeKill, "kill: kill -9 the postmaster; freeze: SIGSTOP the primary's manager and postgres; freeze-manager: SIGSTOP its manager only (postgres keeps serving)")
 	c.Flags().DurationVar(&freeze, "freeze", 30*time.Second, "how long --mode freeze keeps the primary stopped")
 	return c
 }

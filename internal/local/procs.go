@@ -104,6 +104,12 @@ func managers(l Layout) map[string]proc {
 	return out
 }
 
+// InstanceManagerPid is the pid of the instance manager of name.
+func InstanceManagerPid(l Layout, name string) (int, bool) {
+	m, ok := managers(l)[name]
+	return m.pid, ok
+}
+
 // InstanceProcesses finds instance name's manager and every process below
 // it: the postmaster and its children. In the local runtime an instance is
 // exactly this process tree.
