@@ -119,6 +119,12 @@ type ClusterSpec struct {
 	// +kubebuilder:validation:MaxItems=32
 	ExternalClusters []ExternalCluster `json:"externalClusters,omitempty"`
 
+	// WalStorage gives the WAL a volume of its own (on Kubernetes a second
+	// PVC; locally a directory beside the data directory, pg_wal linking
+	// to it). It cannot be added or removed once the cluster exists.
+	// +optional
+	WalStorage *StorageConfiguration `json:"walStorage,omitempty"`
+
 	// NetworkPolicy, when enabled, makes the operator restrict who may reach
 	// the instances on Kubernetes. It is a pgward extension (Cloud Native
 	// PostgreSQL has no such field); the local runtime ignores it.

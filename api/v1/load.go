@@ -37,7 +37,7 @@ var cnpOnlyFields = specPaths(
 	"podSelectorRefs", "projectedVolumeTemplate", "replica", "replicationSlots", "resources",
 	"schedulerName", "seccompProfile", "securityContext",
 	"serviceAccountTemplate", "smartShutdownTimeout", "startDelay", "stopDelay",
-	"switchoverDelay", "tablespaces", "topologySpreadConstraints", "walStorage",
+	"switchoverDelay", "tablespaces", "topologySpreadConstraints",
 	"bootstrap.pg_basebackup",
 	"bootstrap.recovery.backup", "bootstrap.recovery.volumeSnapshots",
 	"bootstrap.recovery.recoveryTarget.targetTLI",
@@ -72,6 +72,7 @@ var cnpOnlyFields = specPaths(
 	"postgresql.synchronous.nodeFailureDomainKeys", "postgresql.synchronous.podFailureDomainKeys",
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",
 	"storage.pvcTemplate", "storage.resizeInUseVolumes",
+	"walStorage.pvcTemplate", "walStorage.resizeInUseVolumes",
 )
 
 // listIndex matches the index of a list element in a field path, so that

@@ -85,6 +85,11 @@ func ValidateUpdate(oldC, newC *Cluster) field.ErrorList {
 			"field is immutable: the cluster was already created with it"))
 	}
 	errs = append(errs, validateBackupUpdate(oldD.Spec.Backup, newD.Spec.Backup, spec.Child("backup"))...)
+	if (oldD.Spec.WalStorage == nil) != (newD.Spec.WalStorage == nil) {
+		errs = append(errs, field.Forbidden(spec.Child("walStorage"), "cannot be added or removed once the cluster exists: its WAL is where it was created"))
+	} else if oldD.Spec.WalStorage != nil {
+		errs = append(errs, validateStorageUpdate(oldD.Spec.WalStorage.Size, newD.Spec.WalStorage.Size, spec.Child("walStorage", "size"))...)
+	}
 	errs = append(errs, validateStorageUpdate(oldD.Spec.StorageConfiguration.Size,
 		newD.Spec.StorageConfiguration.Size, spec.Child("storage", "size"))...)
 	return errs
@@ -206,6 +211,9 @@ func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 	errs = append(errs, validateCertificates(s.Certificates, path.Child("certificates"))...)
 	errs = append(errs, s.validateSyncReplicas(path)...)
 	errs = append(errs, validateStorage(s.StorageConfiguration, path.Child("storage"))...)
+	if s.WalStorage != nil {
+		errs = append(errs, validateStorage(*s.WalStorage, path.Child("walStorage"))...)
+	}
 	errs = append(errs, validateNetworkPolicy(s.NetworkPolicy, path.Child("networkPolicy"))...)
 	errs = append(errs, s.validateBackup(path)...)
 	errs = append(errs, s.validateManaged(path)...)

@@ -258,6 +258,11 @@ func (m *Manager) bootstrapRecovery(ctx context.Context, staging string) error {
 	if err := t.Restore(ctx, set.Label, staging); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
+	// pgBackRest restores a linked pg_wal as a directory: link it to this
+	// cluster's WAL directory (never to wherever the source kept its own).
+	if err := moveWAL(staging, m.cfg.WalDir); err != nil {
+		return err
+	}
 	if err := m.createStanza(ctx, staging); err != nil {
 		return err
 	}

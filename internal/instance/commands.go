@@ -161,7 +161,7 @@ func (m *Manager) doBootstrap(ctx context.Context, cmd instanceapi.Command) erro
 // moved into place.
 func (m *Manager) bootstrapPrimary(ctx context.Context, staging string) error {
 	init := m.cluster.Spec.Bootstrap.InitDB
-	if err := initdb(ctx, m.cfg.PGBinDir, staging, init); err != nil {
+	if err := initdb(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, init); err != nil {
 		return err
 	}
 	// The stanza comes first: the bootstrap's own WAL is archived.
@@ -410,7 +410,7 @@ func (m *Manager) doRecreate(ctx context.Context, primary Endpoint) error {
 	}
 	m.setPhase(PhaseBaseBackup)
 	staging := stagingDir(m.cfg.DataDir)
-	if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.replicationConnInfo(primary, "")); err != nil {
+	if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, m.replicationConnInfo(primary, "")); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(m.cfg.DataDir); err != nil {

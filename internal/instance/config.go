@@ -32,7 +32,10 @@ type Config struct {
 	// DataDir is PGDATA; ConfDir holds the rendered configuration, kept
 	// outside PGDATA so pg_basebackup and pg_rewind never copy another
 	// instance's settings over ours.
-	DataDir   string `json:"dataDir"`
+	DataDir string `json:"dataDir"`
+	// WalDir, when set, holds the WAL (spec.walStorage): pg_wal is a link
+	// to it.
+	WalDir    string `json:"walDir,omitempty"`
 	ConfDir   string `json:"confDir"`
 	SocketDir string `json:"socketDir"`
 	// LogFile receives PostgreSQL's stderr.
@@ -121,6 +124,9 @@ func (c *Config) check() error {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", k))
 		}
+	}
+	if c.WalDir != "" && !filepath.IsAbs(c.WalDir) {
+		errs = append(errs, fmt.Errorf("walDir must be absolute, got %q", c.WalDir))
 	}
 	for k, p := range map[string]string{"dataDir": c.DataDir, "confDir": c.ConfDir, "socketDir": c.SocketDir} {
 		if p != "" && !filepath.IsAbs(p) {

@@ -34,9 +34,9 @@ func isStandby(dataDir string) bool {
 func stagingDir(dataDir string) string { return dataDir + ".new" }
 
 // initdb creates a fresh cluster in dir with the bootstrap settings.
-func initdb(ctx context.Context, binDir, dir string, b *v1.BootstrapInitDB) error {
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("clearing %s: %w", dir, err)
+func initdb(ctx context.Context, binDir, dir, walDir string, b *v1.BootstrapInitDB) error {
+	if err := clearDirs(dir, walDir); err != nil {
+		return err
 	}
 	args := []string{
 		"-D", dir,
@@ -51,17 +51,56 @@ func initdb(ctx context.Context, binDir, dir string, b *v1.BootstrapInitDB) erro
 	if b.DataChecksums == nil || *b.DataChecksums {
 		args = append(args, "--data-checksums")
 	}
+	if walDir != "" {
+		args = append(args, "--waldir", walDir)
+	}
 	return runTool(ctx, binDir, "initdb", nil, args...)
 }
 
 // basebackup clones the primary into dir over TLS as streaming_replica,
 // authenticated by its client certificate (no password exists for it).
-func basebackup(ctx context.Context, binDir, dir, conninfo string) error {
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("clearing %s: %w", dir, err)
+func basebackup(ctx context.Context, binDir, dir, walDir, conninfo string) error {
+	if err := clearDirs(dir, walDir); err != nil {
+		return err
 	}
-	return runTool(ctx, binDir, "pg_basebackup", nil,
-		"-D", dir, "-X", "stream", "-c", "fast", "--no-password", "-d", conninfo)
+	args := []string{"-D", dir, "-X", "stream", "-c", "fast", "--no-password", "-d", conninfo}
+	if walDir != "" {
+		args = append(args, "--waldir", walDir)
+	}
+	return runTool(ctx, binDir, "pg_basebackup", nil, args...)
+}
+
+// clearDirs removes what a failed attempt left in the directories a new
+// data directory (and its WAL directory) is built in.
+func clearDirs(dirs ...string) error {
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("clearing %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// moveWAL puts a restored data directory's pg_wal into walDir and links
+// it there, as initdb --waldir would have.
+func moveWAL(dataDir, walDir string) error {
+	if walDir == "" {
+		return nil
+	}
+	if err := os.RemoveAll(walDir); err != nil {
+		return fmt.Errorf("clearing %s: %w", walDir, err)
+	}
+	pgWAL := filepath.Join(dataDir, "pg_wal")
+	if err := os.Rename(pgWAL, walDir); err != nil {
+		return fmt.Errorf("moving pg_wal to %s: %w", walDir, err)
+	}
+	if err := os.Symlink(walDir, pgWAL); err != nil {
+		return fmt.Errorf("linking pg_wal to %s: %w", walDir, err)
+	}
+	return nil
 }
 
 // promoteStaging renames a finished staging directory into PGDATA.

@@ -312,6 +312,7 @@ func (p *prepared) writeInstanceConfigs() error {
 			ClusterFile:   p.layout.ClusterFile(),
 			PGBinDir:      p.state.PGBinDir,
 			DataDir:       filepath.Join(dir, "data"),
+			WalDir:        walDir(p.cluster, dir),
 			ConfDir:       filepath.Join(dir, "conf"),
 			SocketDir:     filepath.Join(dir, "run"),
 			LogFile:       filepath.Join(dir, "postgres.log"),
@@ -415,4 +416,14 @@ func Preflight(ctx context.Context, manifest []byte, docs SecretDocs, dir, pgBin
 		return err
 	}
 	return preflightBackup(ctx, c, docs, dir, owner)
+}
+
+// walDir is an instance's WAL directory with spec.walStorage, beside its
+// data directory (locally both are on the state directory's filesystem:
+// walStorage's size and class apply on Kubernetes); "" without.
+func walDir(c *v1.Cluster, instanceDir string) string {
+	if c.Spec.WalStorage == nil {
+		return ""
+	}
+	return filepath.Join(instanceDir, "wal")
 }

@@ -229,7 +229,17 @@ func TestBackupAndPointInTimeRecovery(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			into := "rt-" + c.name
-			dir := upCluster(t, into, recoveryManifest(store, into, "bk", strings.TrimSpace(string(key)), c.target))
+			m := recoveryManifest(store, into, "bk", strings.TrimSpace(string(key)), c.target)
+			if c.name == "latest" {
+				// A WAL directory of its own, which the source did not have.
+				m = strings.Replace(m, "  bootstrap:\n", "  walStorage:\n    size: 1Gi\n  bootstrap:\n", 1)
+			}
+			dir := upCluster(t, into, m)
+			if c.name == "latest" {
+				if target, err := os.Readlink(filepath.Join(dir, "instances", into+"-1", "data", "pg_wal")); err != nil || target != filepath.Join(dir, "instances", into+"-1", "wal") {
+					t.Errorf("pg_wal links to %q (%v), want the instance's wal directory", target, err)
+				}
+			}
 			t.Cleanup(func() {
 				if t.Failed() {
 					log, _ := os.ReadFile(filepath.Join(dir, "instances", into+"-1", "postgres.log"))
