@@ -159,14 +159,19 @@ func (c *Cluster) validateMetadata(path *field.Path) field.ErrorList {
 // may carry.
 const RotateCAAnnotation = "pgward.io/rotate-ca"
 
+// SwitchoverAnnotation on a Cluster asks the operator for a switchover to
+// the instance it names (`pgward promote`); the operator removes it once
+// the request is taken, and the outcome is an event.
+const SwitchoverAnnotation = "pgward.io/switchover-to"
+
 // operatorAnnotation explains why an annotation addressed to an operator
 // is refused, or returns "". CloudNativePG drives operations through
 // annotations (cnpg.io/hibernation, cnpg.io/fencedInstances,
 // cnpg.io/reconciliationLoop...); pgward implements none of them, and
 // accepting one would let a user believe an instance is fenced or a
 // cluster hibernated when nothing happened. pgward reads no annotation of
-// its own but RotateCAAnnotation, so any other under its prefix is a mistake
-// too.
+// its own but RotateCAAnnotation and SwitchoverAnnotation, so any other
+// under its prefix is a mistake too.
 func operatorAnnotation(key string) string {
 	prefix, _, ok := strings.Cut(key, "/")
 	if !ok {
@@ -175,10 +180,10 @@ func operatorAnnotation(key string) string {
 	switch {
 	case prefix == "cnpg.io" || strings.HasSuffix(prefix, ".cnpg.io") || prefix == "k8s.enterprisedb.io":
 		return "a CloudNativePG annotation that pgward does not implement: it would be ignored (remove it)"
-	case key == RotateCAAnnotation:
+	case key == RotateCAAnnotation || key == SwitchoverAnnotation:
 		return ""
 	case prefix == "pgward.io" || strings.HasSuffix(prefix, ".pgward.io"):
-		return "pgward reads no annotation but " + RotateCAAnnotation + ": it would be ignored (remove it)"
+		return "pgward reads no annotation but " + RotateCAAnnotation + " and " + SwitchoverAnnotation + ": it would be ignored (remove it)"
 	}
 	return ""
 }

@@ -256,3 +256,67 @@ func assertRW(t *testing.T, ns, cluster, primary string) {
 		t.Errorf("%s labels %v", primary, pod.Labels)
 	}
 }
+
+// TestSwitchoverRequest: the pgward.io/switchover-to annotation (what
+// `pgward promote` sets) makes the operator switch over to that instance
+// through the planner, and is removed once taken.
+func TestSwitchoverRequest(t *testing.T) {
+	ns := newNamespace(t, false)
+	ctx := ctxFor(t)
+	c := sampleCluster(t, ns)
+	c.Name = "sw"
+	createCluster(t, c)
+	var mu sync.Mutex
+	clock := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	sim := plantest.NewSim(clock, kube.DefaultTiming().SelfFence, "sw-1", "sw-2", "sw-3")
+	advance := func(d time.Duration) {
+		mu.Lock()
+		clock = clock.Add(d)
+		mu.Unlock()
+		sim.Now = now()
+		sim.Step()
+	}
+	r := newReconciler(&simInstances{sim: sim}, now)
+	get := func() v1.Cluster {
+		var got v1.Cluster
+		if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	until := func(what string, ok func(v1.Cluster) bool) {
+		t.Helper()
+		for i := 0; ; i++ {
+			cur := get()
+			reconcileOnce(t, r, &cur)
+			advance(time.Second)
+			sim.Write()
+			if ok(get()) {
+				return
+			}
+			if i > 40 {
+				t.Fatalf("%s: not after %d rounds: %+v", what, i, get().Status)
+			}
+		}
+	}
+	until("healthy", func(c v1.Cluster) bool { return c.Status.CurrentPrimary == "sw-1" && c.Status.ReadyInstances == 3 })
+
+	// What `pgward promote sw sw-3` does, without waiting (nothing
+	// reconciles in the background here).
+	done := make(chan error, 1)
+	go func() {
+		done <- kube.RequestSwitchover(ctx, admin, client.ObjectKeyFromObject(c), "sw-3", time.Minute)
+	}()
+	until("switched over", func(c v1.Cluster) bool { return c.Status.CurrentPrimary == "sw-3" && c.Status.ReadyInstances == 3 })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := get().Annotations[v1.SwitchoverAnnotation]; ok {
+		t.Error("the request annotation is still there")
+	}
+	if lost := sim.Lost("sw-3"); len(lost) > 0 {
+		t.Errorf("writes lost in the switchover: %v", lost)
+	}
+	assertRW(t, ns, "sw", "sw-3")
+}

@@ -164,16 +164,26 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 	}
 	h := &haRound{r: r, c: c, desired: desired, pods: pods, tlsm: tlsm}
 	d := control.Driver{Observer: h, Store: h, Actuator: h, Now: r.now}
+	taken := takeSwitchover(c, mem)
 	res, err := d.Step(ctx, spec, mem)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
 	r.publish(ctx, c, res.Ready)
+	r.publishSwitchover(c, res.SwitchoverOutcome)
 	if res.Failed != nil {
 		log.FromContext(ctx).Info("action failed; retrying after the next observation", "error", res.Failed.Error())
 	}
 	if err := r.updateStatus(ctx, c, desired, res.Ready, h.obs, pods); err != nil {
 		return reconcile.Result{}, err
+	}
+	// The request is in the saved memory now (the step saves a changed
+	// memory before acting): the annotation can go. Last, as it changes
+	// the Cluster's resourceVersion.
+	if taken {
+		if err := r.clearSwitchoverAnnotation(ctx, c); err != nil {
+			return reconcile.Result{}, err
+		}
 	}
 	return reconcile.Result{RequeueAfter: res.Wait}, nil
 }

@@ -30,7 +30,7 @@ import (
 // a Cluster owns; finalizers, because setting blockOwnerDeletion on an
 // owner reference requires update on the owner's finalizers; events.
 //
-// +kubebuilder:rbac:groups=postgresql.pgward.io,resources=clusters,verbs=get;list;watch
+// +kubebuilder:rbac:groups=postgresql.pgward.io,resources=clusters,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=postgresql.pgward.io,resources=clusters/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=postgresql.pgward.io,resources=clusters/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets;services;persistentvolumeclaims;serviceaccounts,verbs=get;list;watch;create;update;patch;delete

@@ -403,6 +403,9 @@ func Preflight(ctx context.Context, manifest []byte, docs SecretDocs, dir, pgBin
 		// The operator's trigger; here it would be accepted and ignored.
 		return fmt.Errorf("metadata.annotations[%s]: the operator's trigger for a CA rotation; locally, run `pgward local rotate-ca`", v1.RotateCAAnnotation)
 	}
+	if _, ok := c.Annotations[v1.SwitchoverAnnotation]; ok {
+		return fmt.Errorf("metadata.annotations[%s]: the operator's switchover request; locally, run `pgward local promote INSTANCE`", v1.SwitchoverAnnotation)
+	}
 	if pgBin == "" {
 		if pgBin, err = findPGBinDir(); err != nil {
 			return err
