@@ -147,6 +147,9 @@ func RenderConfig(r Repo, s Secrets, l Local) ([]byte, error) {
 		// pgBackRest's messages go to the instance manager (stderr), which
 		// keeps them in its log and status; no log files to rotate.
 		{"log-level-file", "off"},
+		// pgBackRest's own default umask makes its spool files 0640: with
+		// a neutral umask off it keeps PostgreSQL's 0077 (files 0600).
+		{"neutral-umask", "n"},
 		{"log-level-console", "warn"},
 		{"log-level-stderr", "off"},
 		// A store that does not answer fails a command in 20 s instead of

@@ -24,6 +24,7 @@ import (
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/audit"
+	"github.com/pgward/pgward/internal/backup"
 	"github.com/pgward/pgward/internal/instance"
 	"github.com/pgward/pgward/internal/pgconf"
 	"github.com/pgward/pgward/internal/pki"
@@ -419,9 +420,21 @@ func (a *auditor) identMaps(context.Context) audit.Result {
 	return audit.Combine(parts)
 }
 
-// enforced returns the settings pgward enforces for cfg's instance, as
-// postgresql.conf must have them.
-func enforced(cfg *instance.Config) map[string]string {
+// enforced returns the settings pgward enforces for cfg's instance of c,
+// as postgresql.conf must have them: archiving is on, with pgward's own
+// command, exactly when the manifest has a backup store.
+func enforced(c *v1.Cluster, cfg *instance.Config) map[string]string {
+	want := enforcedBase(cfg)
+	if b := c.Spec.Backup; b != nil && b.BarmanObjectStore != nil {
+		want["archive_mode"] = "on"
+		if bin, err := backup.FindBin(); err == nil {
+			want["archive_command"] = backup.ArchiveCommand(bin, filepath.Join(cfg.ConfDir, "pgbackrest.conf"), b.BarmanObjectStore.ServerName)
+		}
+	}
+	return want
+}
+
+func enforcedBase(cfg *instance.Config) map[string]string {
 	return map[string]string{ // #nosec G101 -- setting names, no credential
 		"listen_addresses":         cfg.ListenAddress,
 		"port":                     strconv.Itoa(cfg.Port),
@@ -449,7 +462,7 @@ func (a *auditor) confEnforced(context.Context) audit.Result {
 			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Fail, Evidence: err.Error()})
 			continue
 		}
-		parts = append(parts, audit.DecidePostgresConf(cfg.Name, string(got), enforced(cfg)))
+		parts = append(parts, audit.DecidePostgresConf(cfg.Name, string(got), enforced(a.cluster, cfg)))
 	}
 	return audit.Combine(parts)
 }
@@ -528,7 +541,7 @@ func (a *auditor) liveSettings(ctx context.Context) audit.Result {
 			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Warn, Evidence: "could not read pg_settings and pg_db_role_setting: " + err.Error()})
 			continue
 		}
-		want := enforced(cfg)
+		want := enforced(a.cluster, cfg)
 		delete(want, "unix_socket_permissions") // shown as a number by pg_settings
 		parts = append(parts, audit.DecideLiveSettings(cfg.Name, rows, roles, want, filepath.Join(cfg.ConfDir, "postgresql.conf")))
 	}

@@ -162,6 +162,11 @@ func TestBackupAndPointInTimeRecovery(t *testing.T) {
 	appSQL(t, src, `INSERT INTO t SELECT g, 'after-target' FROM generate_series(201, 300) g; DROP TABLE keep`)
 	t.Logf("target time %s, LSN %s", at, lsn)
 
+	// The security audit finds nothing wrong with an archiving cluster
+	// (pgBackRest's processes, its configuration file, archive_command).
+	if out, err := pgward(ctx, "local", "audit", "--dir", src); err != nil {
+		t.Errorf("audit of an archiving cluster: %v\n%s", err, out)
+	}
 	// Stopping the source archives its last segment: a recovery to the
 	// end of the archive has every acknowledged write.
 	mustPgward(t, "local", "down", "--dir", src)
