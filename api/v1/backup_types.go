@@ -103,11 +103,28 @@ type SecretKeySelector struct {
 	Key string `json:"key"`
 }
 
-// ExternalCluster is another cluster this one can bootstrap from; for now
-// through its backups in an object store.
+// ExternalCluster is another cluster this one can bootstrap from: through
+// its backups in an object store, or by connecting to it.
 type ExternalCluster struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`
 	Name string `json:"name"`
+	// ConnectionParameters are libpq keywords (host, port, user, dbname,
+	// sslmode, ...) to reach it; sslmode must verify the server
+	// (verify-ca or verify-full), and credentials come from the secret
+	// fields below, never from here.
+	// +optional
+	ConnectionParameters map[string]string `json:"connectionParameters,omitempty"`
+	// SSLCert and SSLKey are a client certificate to authenticate with,
+	// SSLRootCert the CA that signed the server's certificate.
+	// +optional
+	SSLCert *SecretKeySelector `json:"sslCert,omitempty"`
+	// +optional
+	SSLKey *SecretKeySelector `json:"sslKey,omitempty"`
+	// +optional
+	SSLRootCert *SecretKeySelector `json:"sslRootCert,omitempty"`
+	// Password authenticates the connection's user.
+	// +optional
+	Password *SecretKeySelector `json:"password,omitempty"`
 	// BarmanObjectStore locates the other cluster's backups; its
 	// encryptionKey must name the key they were written with.
 	// +optional
@@ -163,4 +180,20 @@ type RecoveryTarget struct {
 	// Exclusive stops just before the target instead of just after it.
 	// +optional
 	Exclusive *bool `json:"exclusive,omitempty"`
+}
+
+// BootstrapPgBaseBackup clones another running cluster with pg_basebackup
+// (streaming replication protocol); the clone becomes an independent
+// primary with this cluster's credentials and certificates.
+type BootstrapPgBaseBackup struct {
+	// Source names the entry of spec.externalClusters to clone.
+	Source string `json:"source"`
+	// Database and Owner name the application database in the source
+	// (default "app"); Secret the owner's new credentials.
+	// +optional
+	Database string `json:"database,omitempty"`
+	// +optional
+	Owner string `json:"owner,omitempty"`
+	// +optional
+	Secret *LocalObjectReference `json:"secret,omitempty"`
 }

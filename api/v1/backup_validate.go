@@ -161,8 +161,11 @@ func (s *ClusterSpec) validateBackup(path *field.Path) field.ErrorList {
 			errs = append(errs, field.Duplicate(p.Child("name"), ec.Name))
 		}
 		names[ec.Name] = true
+		errs = append(errs, validateConnection(ec, p)...)
 		if ec.BarmanObjectStore == nil {
-			errs = append(errs, field.Required(p.Child("barmanObjectStore"), "pgward can recover from an object store only"))
+			if len(ec.ConnectionParameters) == 0 {
+				errs = append(errs, field.Required(p, "a barmanObjectStore or connectionParameters"))
+			}
 			continue
 		}
 		errs = append(errs, validateObjectStore(ec.BarmanObjectStore, p.Child("barmanObjectStore"))...)
@@ -174,6 +177,9 @@ func (s *ClusterSpec) validateBackup(path *field.Path) field.ErrorList {
 	}
 	if s.Bootstrap != nil && s.Bootstrap.Recovery != nil {
 		errs = append(errs, s.validateRecovery(path.Child("bootstrap", "recovery"))...)
+	}
+	if s.Bootstrap != nil && s.Bootstrap.PgBaseBackup != nil {
+		errs = append(errs, s.validatePgBaseBackup(path.Child("bootstrap", "pg_basebackup"))...)
 	}
 	return errs
 }
@@ -287,6 +293,15 @@ func (c *Cluster) BackupSecretKeys() []SecretKeyUse {
 		}
 	}
 	for i, ec := range c.Spec.ExternalClusters {
+		p := spec.Child("externalClusters").Index(i)
+		for _, r := range []struct {
+			name string
+			sel  *SecretKeySelector
+		}{{"sslCert", ec.SSLCert}, {"sslKey", ec.SSLKey}, {"sslRootCert", ec.SSLRootCert}, {"password", ec.Password}} {
+			if r.sel != nil {
+				out = append(out, SecretKeyUse{Field: p.Child(r.name).String(), Name: r.sel.Name, Key: r.sel.Key, What: "external cluster " + ec.Name})
+			}
+		}
 		if ec.BarmanObjectStore != nil {
 			for _, r := range objectStoreSecretKeys(ec.BarmanObjectStore, spec.Child("externalClusters").Index(i).Child("barmanObjectStore")) {
 				out = append(out, SecretKeyUse{Field: r.path.String(), Name: r.sel.Name, Key: r.sel.Key, What: r.what})
@@ -299,6 +314,103 @@ func (c *Cluster) BackupSecretKeys() []SecretKeyUse {
 // SecretKeyUse is one secret key a manifest names and the field naming it.
 type SecretKeyUse struct {
 	Field, Name, Key, What string
+}
+
+// connectionKeys are the libpq keywords an external cluster's
+// connectionParameters may hold. Credentials and files come from the
+// secret fields (a value here would be a plaintext password in the
+// manifest, or a path on whatever machine runs the instance), and TLS is
+// always verified.
+var connectionKeys = map[string]bool{
+	"host": true, "hostaddr": true, "port": true, "user": true, "dbname": true, "sslmode": true,
+	"application_name": true, "connect_timeout": true, "ssl_min_protocol_version": true, "sslsni": true,
+}
+
+func validateConnection(ec ExternalCluster, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	cp := p.Child("connectionParameters")
+	if len(ec.ConnectionParameters) == 0 {
+		for name, sel := range map[string]*SecretKeySelector{"sslCert": ec.SSLCert, "sslKey": ec.SSLKey, "sslRootCert": ec.SSLRootCert, "password": ec.Password} {
+			if sel != nil {
+				errs = append(errs, field.Forbidden(p.Child(name), "has no use without connectionParameters"))
+			}
+		}
+		return errs
+	}
+	for _, k := range sortedKeys(toAny(ec.ConnectionParameters)) {
+		v := ec.ConnectionParameters[k]
+		switch {
+		case !connectionKeys[k]:
+			errs = append(errs, field.NotSupported(cp.Key(k), "", []string{"host", "hostaddr", "port", "user", "dbname", "sslmode", "application_name", "connect_timeout", "ssl_min_protocol_version", "sslsni"}))
+		case checkText(v) != nil || v == "" || len(v) > 253:
+			errs = append(errs, field.Invalid(cp.Key(k), "", "must be a non-empty value without control characters"))
+		}
+	}
+	switch ec.ConnectionParameters["sslmode"] {
+	case "verify-full", "verify-ca":
+		if ec.SSLRootCert == nil {
+			errs = append(errs, field.Required(p.Child("sslRootCert"), "the CA that signed the server's certificate, to verify it"))
+		}
+	default:
+		errs = append(errs, field.Invalid(cp.Key("sslmode"), ec.ConnectionParameters["sslmode"],
+			"must be verify-full or verify-ca: pgward connects to another cluster over TLS it verifies, never in clear text or to an unverified server"))
+	}
+	if (ec.SSLCert == nil) != (ec.SSLKey == nil) {
+		errs = append(errs, field.Required(p.Child("sslKey"), "sslCert and sslKey go together"))
+	}
+	if ec.ConnectionParameters["user"] == "" {
+		errs = append(errs, field.Required(cp.Key("user"), "the role to connect as"))
+	}
+	return errs
+}
+
+func toAny(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func (s *ClusterSpec) validatePgBaseBackup(p *field.Path) field.ErrorList {
+	b := s.Bootstrap.PgBaseBackup
+	var errs field.ErrorList
+	if s.Bootstrap.InitDB != nil || s.Bootstrap.Recovery != nil {
+		errs = append(errs, field.Forbidden(p, "one bootstrap method only: initdb, recovery or pg_basebackup"))
+	}
+	src := s.externalCluster(b.Source)
+	switch {
+	case b.Source == "":
+		errs = append(errs, field.Required(p.Child("source"), "the name of an entry of spec.externalClusters"))
+	case src == nil:
+		errs = append(errs, field.NotFound(p.Child("source"), b.Source))
+	case len(src.ConnectionParameters) == 0:
+		errs = append(errs, field.Invalid(p.Child("source"), b.Source, "has no connectionParameters to clone it through"))
+	}
+	errs = append(errs, validateIdentifier(p.Child("database"), b.Database)...)
+	errs = append(errs, validateIdentifier(p.Child("owner"), b.Owner)...)
+	if b.Secret != nil {
+		errs = append(errs, validateSecretName(p.Child("secret", "name"), b.Secret.Name)...)
+	}
+	return errs
+}
+
+func (s *ClusterSpec) externalCluster(name string) *ExternalCluster {
+	for i := range s.ExternalClusters {
+		if s.ExternalClusters[i].Name == name {
+			return &s.ExternalClusters[i]
+		}
+	}
+	return nil
+}
+
+// BaseBackupSource returns the external cluster bootstrap.pg_basebackup
+// names.
+func (s *ClusterSpec) BaseBackupSource() *ExternalCluster {
+	if s.Bootstrap == nil || s.Bootstrap.PgBaseBackup == nil {
+		return nil
+	}
+	return s.externalCluster(s.Bootstrap.PgBaseBackup.Source)
 }
 
 // RecoverySource returns the external cluster bootstrap.recovery names.

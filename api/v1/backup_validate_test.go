@@ -182,3 +182,43 @@ func TestValidateManagedRoles(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateExternalConnection(t *testing.T) {
+	sel := func(n, k string) *SecretKeySelector { return &SecretKeySelector{Name: n, Key: k} }
+	good := ExternalCluster{Name: "src", ConnectionParameters: map[string]string{"host": "db", "user": "streaming_replica", "dbname": "postgres", "sslmode": "verify-full"},
+		SSLCert: sel("repl", "tls.crt"), SSLKey: sel("repl", "tls.key"), SSLRootCert: sel("ca", "ca.crt")}
+	for _, c := range []struct {
+		name   string
+		mutate func(e *ExternalCluster)
+		want   string
+	}{
+		{"valid", func(*ExternalCluster) {}, ""},
+		{"password key in the parameters", func(e *ExternalCluster) { e.ConnectionParameters["password"] = "x" }, "Unsupported value"},
+		{"sslmode require", func(e *ExternalCluster) { e.ConnectionParameters["sslmode"] = "require" }, "verify-full or verify-ca"},
+		{"no sslmode", func(e *ExternalCluster) { delete(e.ConnectionParameters, "sslmode") }, "verify-full or verify-ca"},
+		{"no root cert", func(e *ExternalCluster) { e.SSLRootCert = nil }, "sslRootCert: Required"},
+		{"cert without key", func(e *ExternalCluster) { e.SSLKey = nil }, "sslKey: Required"},
+		{"newline", func(e *ExternalCluster) { e.ConnectionParameters["host"] = "a\nb" }, "control characters"},
+		{"no user", func(e *ExternalCluster) { delete(e.ConnectionParameters, "user") }, "user"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := good
+			e.ConnectionParameters = map[string]string{}
+			for k, v := range good.ConnectionParameters {
+				e.ConnectionParameters[k] = v
+			}
+			c.mutate(&e)
+			cl := &Cluster{Spec: ClusterSpec{Instances: 1, ExternalClusters: []ExternalCluster{e},
+				Bootstrap: &BootstrapConfiguration{PgBaseBackup: &BootstrapPgBaseBackup{Source: "src"}}}}
+			cl.APIVersion, cl.Kind, cl.Name = APIVersion, Kind, "demo"
+			SetDefaults(cl)
+			err := cl.Validate().ToAggregate()
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("got %v, want %q", err, c.want)
+			}
+		})
+	}
+}

@@ -248,6 +248,9 @@ type BootstrapConfiguration struct {
 	// Recovery creates the cluster from another cluster's backups.
 	// +optional
 	Recovery *BootstrapRecovery `json:"recovery,omitempty"`
+	// PgBaseBackup clones another running cluster.
+	// +optional
+	PgBaseBackup *BootstrapPgBaseBackup `json:"pg_basebackup,omitempty"`
 }
 
 // Application returns the application database, its owner and the
@@ -260,6 +263,9 @@ func (b *BootstrapConfiguration) Application() *BootstrapInitDB {
 	}
 	if r := b.Recovery; r != nil && b.InitDB == nil {
 		return &BootstrapInitDB{Database: r.Database, Owner: r.Owner, Secret: r.Secret}
+	}
+	if p := b.PgBaseBackup; p != nil && b.InitDB == nil {
+		return &BootstrapInitDB{Database: p.Database, Owner: p.Owner, Secret: p.Secret}
 	}
 	if b.InitDB == nil {
 		return &BootstrapInitDB{Database: DefaultDatabase, Owner: DefaultDatabase}

@@ -38,6 +38,13 @@ func SetDefaults(c *Cluster) {
 		if r.Owner == "" {
 			r.Owner = r.Database
 		}
+	} else if p := c.Spec.Bootstrap.PgBaseBackup; p != nil && c.Spec.Bootstrap.InitDB == nil {
+		if p.Database == "" {
+			p.Database = DefaultDatabase
+		}
+		if p.Owner == "" {
+			p.Owner = p.Database
+		}
 	} else {
 		// initdb is the default bootstrap method.
 		if c.Spec.Bootstrap.InitDB == nil {

@@ -137,7 +137,7 @@ func TestLoadClusterErrors(t *testing.T) {
 			`field "status" is written by pgward and cannot be set in a manifest`,
 		}},
 		{"unknown and CNP fields, sorted by path", minimalManifest + `  backup: {volumeSnapshot: {}}
-  externalClusters: [{name: a, connectionParameters: {host: a}}]
+  externalClusters: [{name: a, plugin: {name: x}}]
   Instances: 4
   imageName: ghcr.io/x:1
   postgresql:
@@ -159,7 +159,7 @@ metadata2: {}
 			`unknown field "spec.bootstrap.initdb.dtabase"`,
 			`field "spec.bootstrap.initdb.walSegmentSize" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.bootstrap.recovery.volumeSnapshots" is a Cloud Native PostgreSQL field that pgward does not support yet`,
-			`field "spec.externalClusters[0].connectionParameters" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.externalClusters[0].plugin" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.imageName" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`unknown field "spec.nope"`,
 			`unknown field "spec.postgresql.paramters"`,

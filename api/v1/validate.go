@@ -568,8 +568,8 @@ func isPostgresFalse(value string) bool {
 }
 
 func validateBootstrap(b *BootstrapConfiguration, path *field.Path) field.ErrorList {
-	if b != nil && b.Recovery != nil {
-		return nil // validateRecovery
+	if b != nil && (b.Recovery != nil || b.PgBaseBackup != nil) {
+		return nil // validateRecovery, validatePgBaseBackup
 	}
 	if b == nil || b.InitDB == nil {
 		return field.ErrorList{field.Required(path.Child("initdb"),
@@ -734,6 +734,9 @@ func (c *Cluster) validateSecretReferences() field.ErrorList {
 	var refs []secretRef
 	if b := c.Spec.Bootstrap; b != nil && b.InitDB != nil && b.InitDB.Secret != nil {
 		refs = append(refs, secretRef{spec.Child("bootstrap", "initdb", "secret", "name"), b.InitDB.Secret.Name, "app credentials"})
+	}
+	if b := c.Spec.Bootstrap; b != nil && b.PgBaseBackup != nil && b.PgBaseBackup.Secret != nil {
+		refs = append(refs, secretRef{spec.Child("bootstrap", "pg_basebackup", "secret", "name"), b.PgBaseBackup.Secret.Name, "app credentials"})
 	}
 	if b := c.Spec.Bootstrap; b != nil && b.Recovery != nil && b.Recovery.Secret != nil {
 		refs = append(refs, secretRef{spec.Child("bootstrap", "recovery", "secret", "name"), b.Recovery.Secret.Name, "app credentials"})

@@ -272,7 +272,7 @@ func (m *Manager) bootstrapRecovery(ctx context.Context, staging string) error {
 		targets: backup.RecoverySettings(rec.RecoveryTarget),
 	}
 	defer func() { m.recovery = nil }()
-	if err := m.replayAndPromote(ctx, staging); err != nil {
+	if err := m.replayAndPromote(ctx, staging, true); err != nil {
 		return err
 	}
 	// The source's credentials and key are not needed any more: the
@@ -290,8 +290,10 @@ type recoverySettings struct {
 }
 
 // replayAndPromote runs PostgreSQL in staging until recovery has promoted
-// it, then reconciles roles with this cluster's credentials.
-func (m *Manager) replayAndPromote(ctx context.Context, staging string) error {
+// it (archive: with recovery.signal and the recovery settings; without, a
+// clone's own WAL brings it to consistency), then reconciles roles with
+// this cluster's credentials.
+func (m *Manager) replayAndPromote(ctx context.Context, staging string, archive bool) error {
 	m.pgdata = staging
 	defer func() { m.pgdata = "" }()
 	if err := m.renderConfig(true); err != nil {
@@ -303,8 +305,10 @@ func (m *Manager) replayAndPromote(ctx context.Context, staging string) error {
 	if err := setStandby(staging, false); err != nil {
 		return err
 	}
-	if err := WriteFileAtomic(filepath.Join(staging, "recovery.signal"), nil, 0o600); err != nil {
-		return err
+	if archive {
+		if err := WriteFileAtomic(filepath.Join(staging, "recovery.signal"), nil, 0o600); err != nil {
+			return err
+		}
 	}
 	pm, err := startPostgres(m.cfg.PGBinDir, staging, m.confFile(), m.cfg.LogFile)
 	if err != nil {

@@ -140,8 +140,11 @@ func (m *Manager) doBootstrap(ctx context.Context, cmd instanceapi.Command) erro
 		return err
 	}
 	bootstrap := m.bootstrapPrimary
-	if m.cluster.Spec.Bootstrap.Recovery != nil {
+	switch {
+	case m.cluster.Spec.Bootstrap.Recovery != nil:
 		bootstrap = m.bootstrapRecovery
+	case m.cluster.Spec.Bootstrap.PgBaseBackup != nil:
+		bootstrap = m.bootstrapClone
 	}
 	if err := bootstrap(ctx, staging); err != nil {
 		return err

@@ -34,7 +34,9 @@ const (
 	// PhaseStanza: creating the cluster's place in its object store.
 	PhaseStanza = "stanza-create"
 	// PhaseRestore and PhaseRecovery: bootstrap.recovery restoring a base
-	// backup, then replaying WAL up to the target.
+	// backup, then replaying WAL up to the target. PhaseClone:
+	// bootstrap.pg_basebackup copying another cluster.
+	PhaseClone    = "clone"
 	PhaseRestore  = "restore"
 	PhaseRecovery = "recovery"
 )
@@ -120,7 +122,7 @@ func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Spec.Bootstrap == nil || (c.Spec.Bootstrap.InitDB == nil && c.Spec.Bootstrap.Recovery == nil) {
+	if b := c.Spec.Bootstrap; b == nil || (b.InitDB == nil && b.Recovery == nil && b.PgBaseBackup == nil) {
 		return nil, errNoBootstrap
 	}
 	st, err := loadPersisted(cfg.ConfDir, cfg.Primary)

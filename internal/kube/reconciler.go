@@ -152,6 +152,10 @@ func refuseLocalOnly(c *v1.Cluster) field.ErrorList {
 	if c.Spec.Bootstrap != nil && c.Spec.Bootstrap.Recovery != nil {
 		errs = append(errs, field.Forbidden(spec.Child("bootstrap", "recovery"), why))
 	}
+	if c.Spec.Bootstrap != nil && c.Spec.Bootstrap.PgBaseBackup != nil {
+		errs = append(errs, field.Forbidden(spec.Child("bootstrap", "pg_basebackup"),
+			"cloning another cluster runs in the local runtime only so far"))
+	}
 	if c.Spec.WalStorage != nil {
 		errs = append(errs, field.Forbidden(spec.Child("walStorage"),
 			"a separate WAL volume runs in the local runtime only so far: the operator does not make the second PVC yet"))

@@ -358,6 +358,8 @@ func progressLine(st *instanceapi.Status, primary bool) string {
 		return "cloning the primary (pg_basebackup over TLS as streaming_replica)"
 	case st.Phase == "stanza-create":
 		return "creating the cluster's place in the object store (pgBackRest stanza)"
+	case st.Phase == "clone":
+		return "cloning the source cluster (pg_basebackup over verified TLS)"
 	case st.Phase == "restore":
 		return "restoring a base backup from the recovery source"
 	case st.Phase == "recovery":
