@@ -102,7 +102,12 @@ func (m *Manager) tool(name, stanza string) (backup.Tool, error) {
 // writeOwnRepo writes the own store's configuration for pgdata and
 // returns a tool for it; ok is false when the cluster does not back up.
 func (m *Manager) writeOwnRepo(pgdata string) (backup.Tool, bool, error) {
-	repo, conf, err := m.ownRepo(m.cluster, pgdata)
+	// Called from the status server's goroutines too: the manifest is
+	// read under the lock, as the loop replaces it under it.
+	m.mu.Lock()
+	c := m.cluster
+	m.mu.Unlock()
+	repo, conf, err := m.ownRepo(c, pgdata)
 	if err != nil || repo == nil {
 		return backup.Tool{}, false, err
 	}
@@ -130,11 +135,11 @@ func (m *Manager) createStanza(ctx context.Context, pgdata string) error {
 
 // StartBackup starts a full base backup in the background.
 func (m *Manager) StartBackup() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.cluster.Spec.Backup == nil {
 		return errors.New("spec.backup is not set: this cluster has no object store")
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if !m.primary || m.pm == nil {
 		return errNotPrimary
 	}
