@@ -129,3 +129,17 @@ func TestExplainNamesTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestParseInfoWrongKey: what pgBackRest 2.45 prints for a repository read
+// with the wrong passphrase (the decrypted garbage shortened) names the key.
+func TestParseInfoWrongKey(t *testing.T) {
+	out := `[{"archive":[],"backup":[],"cipher":"aes-256-cbc","db":[],"name":"s","repo":[{"cipher":"aes-256-cbc","key":1,"status":{"code":99,"message":"[FormatError] unable to load info file '/k/backup/s/backup.info' or '/k/backup/s/backup.info.copy':\nFormatError: key/value found outside of section at line 1: \u0001x\nHINT: backup.info cannot be opened and is required to perform a backup."}}],"status":{"code":99,"lock":{"backup":{"held":false}},"message":"other"}}]`
+	_, err := ParseInfo([]byte(out))
+	if err == nil || !strings.Contains(err.Error(), "encryptionKey") {
+		t.Errorf("wrong key: %v", err)
+	}
+	// Garbage that is not even JSON says the same.
+	if _, err := ParseInfo([]byte("[{\"status\":{\"message\":\"\x01\x02")); err == nil || !strings.Contains(err.Error(), "encryptionKey") {
+		t.Errorf("unparsable: %v", err)
+	}
+}

@@ -119,6 +119,12 @@ func ParseInfo(out []byte) ([]Info, error) {
 			Code    int    `json:"code"`
 			Message string `json:"message"`
 		} `json:"status"`
+		// Each repository's own status says why a stanza is in error.
+		Repo []struct {
+			Status struct {
+				Message string `json:"message"`
+			} `json:"status"`
+		} `json:"repo"`
 		Backup []struct {
 			Label   string `json:"label"`
 			Type    string `json:"type"`
@@ -153,7 +159,13 @@ func ParseInfo(out []byte) ([]Info, error) {
 	st := stanzas[0]
 	// Code 1 is "missing stanza path": no backup was ever written there.
 	if st.Status.Code != 0 && st.Status.Code != 2 && len(st.Backup) == 0 {
-		if h := hint("", st.Status.Message); h != "" {
+		msg := st.Status.Message
+		for _, r := range st.Repo {
+			if r.Status.Message != "" {
+				msg = strings.ToValidUTF8(r.Status.Message, "?")
+			}
+		}
+		if h := hint("", msg); h != "" {
 			return nil, fmt.Errorf("pgbackrest info: %s (%s)", h, st.Status.Message)
 		}
 		return nil, fmt.Errorf("no backups of %q in the store: %s", st.Name, st.Status.Message)
@@ -213,7 +225,8 @@ func hint(code, msg string) string {
 		return "the store refused the credentials: check s3Credentials"
 	case strings.Contains(msg, "NoSuchBucket"):
 		return "the bucket does not exist: check destinationPath"
-	case code == "095" || strings.Contains(msg, "cipher") || strings.Contains(msg, "decrypt"):
+	case code == "095" || strings.Contains(msg, "cipher") || strings.Contains(msg, "decrypt") ||
+		strings.Contains(msg, "FormatError"): // an index decrypted with the wrong key reads as garbage
 		return "the backups cannot be decrypted with this key: check encryptionKey (it must be the key they were written with)"
 	case strings.Contains(msg, "does not match the database") || strings.Contains(msg, "system-id"):
 		return "the store already holds another cluster's backups there: use another serverName or destinationPath"
