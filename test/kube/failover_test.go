@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/kube"
 	"github.com/pgward/pgward/internal/kube/build"
 	"github.com/pgward/pgward/internal/plan"
 )
@@ -217,6 +218,23 @@ func TestFailover(t *testing.T) {
 		t.Logf("%s of the primary: first acknowledged write on the new primary after %v", how, d.Round(time.Millisecond))
 	}
 	// The old primaries rejoined and stream from the new one.
+	cur := waitStreaming(t, ns, c.Name)
+	// A switchover as `pgward promote` asks for it (the annotation), to a
+	// replica; the writer goes on through -rw.
+	to := ""
+	for _, name := range cur.Status.InstanceNames {
+		if name != cur.Status.CurrentPrimary {
+			to = name
+			break
+		}
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := kube.RequestSwitchover(ctx, cl, client.ObjectKey{Namespace: ns, Name: c.Name}, to, 2*time.Minute); err != nil {
+		t.Fatalf("switchover to %s: %v", to, err)
+	}
+	t.Logf("switchover %s -> %s in %v", cur.Status.CurrentPrimary, to, time.Since(start).Round(time.Millisecond))
 	waitStreaming(t, ns, c.Name)
 	n := w.stop(t)
 	t.Logf("%d acknowledged writes, none lost", n)
