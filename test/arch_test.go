@@ -21,18 +21,20 @@ var allowed = map[string][]string{
 	"internal/secrets":     {},
 	"internal/plan":        {"api/v1"},
 	"internal/instanceapi": {},
+	// pgBackRest's configuration and commands, for the instance manager.
+	"internal/backup": {"api/v1"},
 	// The audit's decisions are pure; each runtime observes for it.
 	"internal/audit":    {"api/v1", "internal/pki"},
-	"internal/instance": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi"},
-	"internal/local":    {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control"},
-	"internal/bench":    {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/local"},
-	"internal/cli":      {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build"},
+	"internal/instance": {"api/v1", "internal/backup", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi"},
+	"internal/local":    {"api/v1", "internal/backup", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control"},
+	"internal/bench":    {"api/v1", "internal/backup", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/local"},
+	"internal/cli":      {"api/v1", "internal/backup", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build"},
 	// The operator's pure builders see the instance manager's Config type
 	// (and so what it imports), never the planner or a runtime.
-	"internal/kube/build": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance"},
+	"internal/kube/build": {"api/v1", "internal/backup", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance"},
 	// The operator drives the same planner as the local runtime but never
 	// imports it (nor the CLI).
-	"internal/kube": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/kube/build"},
+	"internal/kube": {"api/v1", "internal/backup", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/instance", "internal/plan", "internal/control", "internal/kube/build"},
 }
 
 // forbiddenExternal are imports a package must not pull in, even indirectly.
