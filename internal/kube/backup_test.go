@@ -153,3 +153,60 @@ func TestBackupSecretNamesAreFixed(t *testing.T) {
 		t.Fatalf("unchanged: %v", err)
 	}
 }
+
+// TestRecoveryClusterPods: a Cluster recovering from another's store is
+// admitted on Kubernetes, and its pods get the source store's secrets
+// (credentials, CA and the key its backups were encrypted with) as files,
+// beside their own store's.
+func TestRecoveryClusterPods(t *testing.T) {
+	ns := newNamespace(t, true)
+	ctx := ctxFor(t)
+	c := backupCluster(t, ns)
+	c.Name = "restored"
+	c.Spec.Bootstrap = &v1.BootstrapConfiguration{Recovery: &v1.BootstrapRecovery{Source: "origin"}}
+	src := c.Spec.Backup.BarmanObjectStore.DeepCopy()
+	src.ServerName = "origin"
+	src.EncryptionKey = &v1.SecretKeySelector{Name: "origin-key-copy", Key: "key"}
+	c.Spec.ExternalClusters = []v1.ExternalCluster{{Name: "origin", BarmanObjectStore: src}}
+	v1.SetDefaults(c)
+	if _, err := (kube.ClusterWebhook{}).ValidateCreate(ctx, c); err != nil {
+		t.Fatalf("webhook: %v", err)
+	}
+	for _, s := range []*corev1.Secret{
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "store-ca"}, Data: map[string][]byte{"ca.crt": []byte("PEM")}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "store-creds"}, Data: map[string][]byte{"ACCESS_KEY_ID": []byte("a"), "ACCESS_SECRET_KEY": []byte("b")}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "origin-key-copy"}, Data: map[string][]byte{"key": []byte("0123")}},
+	} {
+		if err := admin.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createCluster(t, c)
+	reconcileOnce(t, newReconciler(&kube.MTLSInstances{Timeout: time.Second}, nil), c)
+	var pod corev1.Pod
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "restored-1"}, &pod); err != nil {
+		t.Fatal(err)
+	}
+	projected := map[string]bool{}
+	for _, vol := range pod.Spec.Volumes {
+		if vol.Name != "pgward" {
+			continue
+		}
+		for _, src := range vol.Projected.Sources {
+			if src.Secret != nil {
+				for _, it := range src.Secret.Items {
+					projected[it.Path] = true
+				}
+			}
+		}
+	}
+	for _, p := range []string{"secrets/origin-key-copy/key", "secrets/restored-backup-key/key", "secrets/store-ca/ca.crt", "secrets/store-creds/ACCESS_KEY_ID"} {
+		if !projected[p] {
+			t.Errorf("%s not projected (have %v)", p, projected)
+		}
+	}
+	var app corev1.Secret
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "restored-app"}, &app); err != nil {
+		t.Errorf("the recovered cluster's own credentials: %v", err)
+	}
+}

@@ -132,22 +132,6 @@ func ValidateForKubernetes(c *v1.Cluster) field.ErrorList {
 		errs = append(errs, field.Required(field.NewPath("spec", "storage", "size"),
 			"each instance needs a persistent volume on Kubernetes, e.g. 1Gi"))
 	}
-	errs = append(errs, refuseLocalOnly(c)...)
-	return errs
-}
-
-// refuseLocalOnly refuses what only the local runtime implements so far,
-// rather than accept it and run pods that do not do it.
-func refuseLocalOnly(c *v1.Cluster) field.ErrorList {
-	const why = "recovery runs in the local runtime only so far; the operator does not recover yet (docs/backup.md)"
-	var errs field.ErrorList
-	spec := field.NewPath("spec")
-	if len(c.Spec.ExternalClusters) > 0 {
-		errs = append(errs, field.Forbidden(spec.Child("externalClusters"), why))
-	}
-	if c.Spec.Bootstrap != nil && c.Spec.Bootstrap.Recovery != nil {
-		errs = append(errs, field.Forbidden(spec.Child("bootstrap", "recovery"), why))
-	}
 	return errs
 }
 
