@@ -6,17 +6,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-
-	"github.com/robfig/cron/v3"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -63,7 +64,9 @@ func (r *ScheduledBackupReconciler) now() time.Time {
 // SetupWithManager registers the reconciler for ScheduledBackups.
 func (r *ScheduledBackupReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1.ScheduledBackup{}).
+		// Its own status writes (lastCheckTime changes every time) must not
+		// trigger it again: the schedule's next time is a RequeueAfter.
+		For(&v1.ScheduledBackup{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1, SkipNameValidation: new(true)}).
 		Named("scheduledbackup").
 		Complete(r)
