@@ -59,13 +59,17 @@ EOF
   # The API server calls the webhooks at a URL instead of the Service; the
   # operator adds the node IP to its serving certificate (--webhook-extra-hosts)
   # and keeps the configurations' CA bundle current itself.
+  # Every webhook of both configurations (Clusters, Backups, ScheduledBackups).
   for kind in mutatingwebhookconfiguration validatingwebhookconfiguration; do
     name=pgward-${kind%%webhookconfiguration}-webhook
-    path="$(kubectl get "$kind" "$name" -o jsonpath='{.webhooks[0].clientConfig.service.path}')"
-    if [ -n "$path" ]; then
-      kubectl get "$kind" "$name" -o jsonpath='{.webhooks[0].clientConfig.service}' > "$devdir/$kind.service.json"
-      kubectl patch "$kind" "$name" --type json -p "[{\"op\":\"replace\",\"path\":\"/webhooks/0/clientConfig\",\"value\":{\"url\":\"https://$NODE_IP:9443$path\"}}]" > /dev/null
-    fi
+    n="$(kubectl get "$kind" "$name" -o jsonpath='{range .webhooks[*]}x{end}')"
+    for ((i = 0; i < ${#n}; i++)); do
+      path="$(kubectl get "$kind" "$name" -o jsonpath="{.webhooks[$i].clientConfig.service.path}")"
+      if [ -n "$path" ]; then
+        kubectl get "$kind" "$name" -o jsonpath="{.webhooks[$i].clientConfig.service}" > "$devdir/$kind.$i.service.json"
+        kubectl patch "$kind" "$name" --type json -p "[{\"op\":\"replace\",\"path\":\"/webhooks/$i/clientConfig\",\"value\":{\"url\":\"https://$NODE_IP:9443$path\"}}]" > /dev/null
+      fi
+    done
   done
   cmd="ip netns exec $NETNS env KUBECONFIG=$devdir/kubeconfig POD_NAMESPACE=$ns $repo/bin/pgward operator --leader-elect=false --webhook-host $NODE_IP --webhook-extra-hosts $NODE_IP --webhook-cert-dir $devdir/webhook-certs --metrics-bind-address 0 --health-probe-bind-address 127.0.0.1:8081"
   echo "$cmd" > "$devdir/command"
@@ -85,10 +89,12 @@ case "${1:-}" in
     # leave the url this script set beside it).
     for kind in mutatingwebhookconfiguration validatingwebhookconfiguration; do
       name=pgward-${kind%%webhookconfiguration}-webhook
-      if [ -f "$devdir/$kind.service.json" ]; then
+      for f in "$devdir/$kind".*.service.json; do
+        [ -f "$f" ] || continue
+        i="${f#"$devdir/$kind."}"; i="${i%.service.json}"
         kubectl patch "$kind" "$name" --type json \
-          -p "[{\"op\":\"replace\",\"path\":\"/webhooks/0/clientConfig\",\"value\":{\"service\":$(cat "$devdir/$kind.service.json")}}]" > /dev/null
-      fi
+          -p "[{\"op\":\"replace\",\"path\":\"/webhooks/$i/clientConfig\",\"value\":{\"service\":$(cat "$f")}}]" > /dev/null
+      done
     done
     kubectl apply --server-side --force-conflicts -f "$repo/dist/install.yaml" > /dev/null
     kubectl -n "$ns" scale deployment pgward-operator --replicas 2 > /dev/null

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the root filesystem of the operand image pgward/postgresql:15 (a
-# Debian of this machine's release with postgresql-15 at its latest security
-# update, customized by images/postgresql/*-hook.sh) with mmdebstrap, no
+# Debian of this machine's release with postgresql-15 and pgbackrest at their
+# latest security update, customized by images/postgresql/*-hook.sh) with mmdebstrap, no
 # daemon, and prints the path of the tarball. Needs root.
 #
 # The result is cached outside the repository, keyed by the build's inputs:
@@ -18,7 +18,9 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 hooks="$repo/images/postgresql"
 cache="${PGWARD_CACHE:-$HOME/.cache/pgward}/rootfs"
 sources="${PGWARD_APT_SOURCES:-/etc/apt/sources.list.d/debian.sources}"
-packages=postgresql-15
+# pgbackrest (2.45, ~1 MB: its libraries are PostgreSQL's) archives WAL,
+# takes base backups and restores them for the instance manager.
+packages=postgresql-15,pgbackrest
 suite="$(. /etc/os-release && echo "$VERSION_CODENAME")"
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -13,7 +13,7 @@ var (
 	// SchemeBuilder registers this package's types with a runtime.Scheme.
 	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
-	// AddToScheme adds Cluster and ClusterList to a scheme.
+	// AddToScheme adds Cluster, Backup and ScheduledBackup (and their lists) to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
 
@@ -25,7 +25,8 @@ func Resource(resource string) schema.GroupResource {
 // addKnownTypes registers the kinds, and the meta types (ListOptions, ...)
 // that clients send with them, under SchemeGroupVersion.
 func addKnownTypes(scheme *runtime.Scheme) error {
-	scheme.AddKnownTypes(SchemeGroupVersion, &Cluster{}, &ClusterList{})
+	scheme.AddKnownTypes(SchemeGroupVersion, &Cluster{}, &ClusterList{},
+		&Backup{}, &BackupList{}, &ScheduledBackup{}, &ScheduledBackupList{})
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
 }

@@ -56,19 +56,24 @@ const (
 // marker needs that decision made. internal/kube's TestNamespacedInstallRBAC
 // checks the result against a real API server's discovery.
 var namespaced = map[string]bool{
-	"/persistentvolumeclaims":                  true,
-	"/pods":                                    true,
-	"/secrets":                                 true,
-	"/serviceaccounts":                         true,
-	"/services":                                true,
-	"events.k8s.io/events":                     true,
-	"networking.k8s.io/networkpolicies":        true,
-	"policy/poddisruptionbudgets":              true,
-	"postgresql.pgward.io/clusters":            true,
-	"postgresql.pgward.io/clusters/finalizers": true,
-	"postgresql.pgward.io/clusters/status":     true,
-	"rbac.authorization.k8s.io/rolebindings":   true,
-	"rbac.authorization.k8s.io/roles":          true,
+	"/persistentvolumeclaims":                          true,
+	"/pods":                                            true,
+	"/secrets":                                         true,
+	"/serviceaccounts":                                 true,
+	"/services":                                        true,
+	"events.k8s.io/events":                             true,
+	"networking.k8s.io/networkpolicies":                true,
+	"policy/poddisruptionbudgets":                      true,
+	"postgresql.pgward.io/clusters":                    true,
+	"postgresql.pgward.io/clusters/finalizers":         true,
+	"postgresql.pgward.io/clusters/status":             true,
+	"postgresql.pgward.io/backups":                     true,
+	"postgresql.pgward.io/backups/status":              true,
+	"postgresql.pgward.io/scheduledbackups":            true,
+	"postgresql.pgward.io/scheduledbackups/finalizers": true,
+	"postgresql.pgward.io/scheduledbackups/status":     true,
+	"rbac.authorization.k8s.io/rolebindings":           true,
+	"rbac.authorization.k8s.io/roles":                  true,
 	// The webhook configurations the operator keeps its CA in, and the
 	// reviews that authorize scrapers of its metrics.
 	"admissionregistration.k8s.io/mutatingwebhookconfigurations":   false,
@@ -106,9 +111,13 @@ func generate(dir string, namespaces []string) ([]byte, error) {
 	if len(manager) == 0 || manager[0]["kind"] != "Namespace" {
 		return nil, errors.New("config/manager/operator.yaml must start with the Namespace")
 	}
-	crd, err := readDocs(filepath.Join(dir, "crd", "bases", "postgresql.pgward.io_clusters.yaml"))
-	if err != nil {
-		return nil, err
+	var crd []map[string]any
+	for _, kind := range []string{"clusters", "backups", "scheduledbackups"} {
+		docs, err := readDocs(filepath.Join(dir, "crd", "bases", "postgresql.pgward.io_"+kind+".yaml"))
+		if err != nil {
+			return nil, err
+		}
+		crd = append(crd, docs...)
 	}
 	rbac, err := readDocs(filepath.Join(dir, "rbac", "role.yaml"))
 	if err != nil {

@@ -123,7 +123,7 @@ func Operand(in Inputs) (v1.Image, error) {
 		return nil, err
 	}
 	return assemble(in, []layer{
-		{base, "debian bookworm minbase + postgresql-15 (hack/rootfs.sh, images/postgresql/*-hook.sh)"},
+		{base, "debian bookworm minbase + postgresql-15 + pgbackrest (hack/rootfs.sh, images/postgresql/*-hook.sh)"},
 		{bin, "pgward instance manager: " + binPath},
 	}, v1.Config{
 		User:       postgresUser,

@@ -201,12 +201,27 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	if err := r.SetupWithManager(mgr, cfg.Workers); err != nil {
 		return fmt.Errorf("registering the reconciler: %w", err)
 	}
+	// Backups get a connection pool of their own: the failover loop's is
+	// keyed by its TLS material, which a second user would keep replacing.
+	br := &BackupReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
+		Instances: &MTLSInstances{Timeout: cfg.Timing.RequestTimeout},
+	}
+	if err := br.SetupWithManager(mgr, cfg.Workers); err != nil {
+		return fmt.Errorf("registering the backup reconciler: %w", err)
+	}
+	if err := (&ScheduledBackupReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("registering the scheduled backup reconciler: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
 	if cfg.Webhooks {
 		if err := SetupWebhookWithManager(mgr, cfg.WatchNamespaces); err != nil {
 			return fmt.Errorf("registering the webhooks: %w", err)
+		}
+		if err := SetupBackupWebhooksWithManager(mgr); err != nil {
+			return fmt.Errorf("registering the backup webhooks: %w", err)
 		}
 		if err := mgr.Add(certs); err != nil {
 			return err

@@ -140,18 +140,8 @@ func ValidateForKubernetes(c *v1.Cluster) field.ErrorList {
 // refuseLocalOnly refuses what only the local runtime implements so far,
 // rather than accept it and run pods that do not do it.
 func refuseLocalOnly(c *v1.Cluster) field.ErrorList {
-	const why = "backups and recovery run in the local runtime only so far; the operator does not archive, back up or recover yet (docs/backup.md)"
 	var errs field.ErrorList
 	spec := field.NewPath("spec")
-	if c.Spec.Backup != nil {
-		errs = append(errs, field.Forbidden(spec.Child("backup"), why))
-	}
-	if len(c.Spec.ExternalClusters) > 0 {
-		errs = append(errs, field.Forbidden(spec.Child("externalClusters"), why))
-	}
-	if c.Spec.Bootstrap != nil && c.Spec.Bootstrap.Recovery != nil {
-		errs = append(errs, field.Forbidden(spec.Child("bootstrap", "recovery"), why))
-	}
 	if c.Spec.Bootstrap != nil && c.Spec.Bootstrap.PgBaseBackup != nil {
 		errs = append(errs, field.Forbidden(spec.Child("bootstrap", "pg_basebackup"),
 			"cloning another cluster runs in the local runtime only so far"))
@@ -174,6 +164,9 @@ func (r *ClusterReconciler) reconcile(ctx context.Context, c, desired *v1.Cluste
 	}
 	if err := r.ensureCredentials(ctx, desired, tlsm); err != nil {
 		return reconcile.Result{}, fmt.Errorf("credentials: %w", err)
+	}
+	if err := r.ensureBackupSecrets(ctx, desired); err != nil {
+		return reconcile.Result{}, fmt.Errorf("backup: %w", err)
 	}
 	mem, err := r.memory(ctx, c)
 	if err != nil {

@@ -2,6 +2,8 @@ package kube
 
 import (
 	"context"
+	"slices"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -85,7 +87,8 @@ func (w ClusterWebhook) ValidateUpdate(_ context.Context, oldC, newC *v1.Cluster
 	o, n := oldC.DeepCopy(), newC.DeepCopy()
 	v1.SetDefaults(o)
 	v1.SetDefaults(n)
-	errs := append(v1.ValidateUpdate(o, n), refuseLocalOnly(n)...)
+	errs := append(v1.ValidateUpdate(o, n), refuseMountChanges(o, n)...)
+	errs = append(errs, refuseLocalOnly(n)...)
 	if n.Spec.StorageConfiguration.Size == "" && o.Spec.StorageConfiguration.Size == "" {
 		errs = append(errs, field.Required(field.NewPath("spec", "storage", "size"),
 			"each instance needs a persistent volume on Kubernetes, e.g. 1Gi"))
@@ -108,4 +111,25 @@ func invalid(c *v1.Cluster, errs field.ErrorList) error {
 		return nil
 	}
 	return apierrors.NewInvalid(v1.SchemeGroupVersion.WithKind(v1.Kind).GroupKind(), c.Name, errs)
+}
+
+// refuseMountChanges refuses pointing spec.backup at other secrets or keys:
+// a pod projects the secrets it was created with and never changes, so its
+// instance manager would look for files that are not there. Changing the
+// content of the same secret is what reaches running pods.
+func refuseMountChanges(o, n *v1.Cluster) field.ErrorList {
+	keys := func(c *v1.Cluster) []string {
+		var out []string
+		for _, u := range c.BackupSecretKeys() {
+			if strings.HasPrefix(u.Field, "spec.backup.") {
+				out = append(out, u.Field+"="+u.Name+"/"+u.Key)
+			}
+		}
+		return out
+	}
+	if slices.Equal(keys(o), keys(n)) {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(field.NewPath("spec", "backup", "barmanObjectStore"),
+		"the pods mount the secrets spec.backup names when they are created: change the content of the same secrets and keys instead of naming others")}
 }

@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,14 +55,36 @@ type Store struct {
 	addr     string // 127.0.0.1:<port>
 	certFile string
 	keyFile  string
+	// netns is the network namespace the store runs in ("": the test's);
+	// serverName the name its certificate is checked for.
+	netns      string
+	serverName string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited and been reaped
 }
 
-// Start starts a store that lives until the end of t.
+// Options place a store elsewhere than on loopback.
+type Options struct {
+	// Netns runs the store in that network namespace (ip netns exec),
+	// listening on IP: e.g. the one-node Kubernetes's node address, which
+	// its pods reach.
+	Netns, IP string
+	// DNSName is the name clients use, which the certificate carries
+	// beside localhost (pgBackRest 2.45 matches DNS names only); Endpoint
+	// uses it.
+	DNSName string
+}
+
+// Start starts a store on loopback that lives until the end of t.
 func Start(t testing.TB) *Store {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith starts a store placed by o that lives until the end of t.
+func StartWith(t testing.TB, o Options) *Store {
 	t.Helper()
 	bin, err := binary()
 	if err != nil {
@@ -88,6 +111,11 @@ func Start(t testing.TB) *Store {
 		dir:             dir,
 		certFile:        filepath.Join(dir, "server.crt"),
 		keyFile:         filepath.Join(dir, "server.key"),
+		netns:           o.Netns,
+		serverName:      "localhost",
+	}
+	if o.DNSName != "" {
+		s.serverName = o.DNSName
 	}
 	if err := s.writeTLS(); err != nil {
 		t.Fatalf("objectstore: %v", err)
@@ -103,8 +131,12 @@ func Start(t testing.TB) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.addr = fmt.Sprintf("127.0.0.1:%d", port)
-	s.Endpoint = fmt.Sprintf("https://localhost:%d", port)
+	ip := "127.0.0.1"
+	if o.IP != "" {
+		ip = o.IP
+	}
+	s.addr = net.JoinHostPort(ip, strconv.Itoa(port))
+	s.Endpoint = fmt.Sprintf("https://%s:%d", s.serverName, port)
 	t.Cleanup(s.Stop)
 	s.start()
 	return s
@@ -162,7 +194,12 @@ func (s *Store) start() {
 	}
 	defer func() { _ = logf.Close() }()
 	// Not tied to a context: the store outlives this call, until Stop.
-	cmd := exec.CommandContext(context.Background(), s.bin, "--port", s.addr, "--cert", s.certFile, "--key", s.keyFile, "--quiet", "posix", s.Root)
+	args := []string{s.bin, "--port", s.addr, "--cert", s.certFile, "--key", s.keyFile, "--quiet", "posix", s.Root}
+	if s.netns != "" {
+		// ip execs the store in the namespace: the PID stays the store's.
+		args = append([]string{"ip", "netns", "exec", s.netns}, args...)
+	}
+	cmd := exec.CommandContext(context.Background(), args[0], args[1:]...) //nolint:gosec // G204: the test's own binary and paths
 	// The credentials go through the environment only (a command line is
 	// public in /proc), and nothing else does: inherited VGW_* variables
 	// would change the store's flags behind the test's back.
@@ -183,7 +220,7 @@ func (s *Store) start() {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		d := tls.Dialer{Config: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}}
+		d := tls.Dialer{Config: &tls.Config{RootCAs: pool, ServerName: s.serverName, MinVersion: tls.VersionTLS12}}
 		c, err := d.DialContext(ctx, "tcp", s.addr)
 		cancel()
 		if err == nil {
@@ -215,8 +252,8 @@ func (s *Store) logTail() string {
 	return string(b)
 }
 
-// writeTLS makes a CA and a server certificate for localhost and
-// 127.0.0.1. The CA's key stays in memory: nothing else is ever signed.
+// writeTLS makes a CA and a server certificate for localhost, 127.0.0.1
+// and the store's DNS name. The CA's key stays in memory: nothing else is ever signed.
 func (s *Store) writeTLS() error {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -250,7 +287,7 @@ func (s *Store) writeTLS() error {
 		NotBefore:    now.Add(-100 * 24 * time.Hour),
 		NotAfter:     now.Add(7 * 24 * time.Hour),
 		// pgBackRest 2.45 matches only DNS names; the IP is for other clients.
-		DNSNames:    []string{"localhost"},
+		DNSNames:    dnsNames(s.serverName),
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
@@ -281,6 +318,13 @@ func (s *Store) writeTLS() error {
 		}
 	}
 	return nil
+}
+
+func dnsNames(name string) []string {
+	if name == "localhost" {
+		return []string{name}
+	}
+	return []string{"localhost", name}
 }
 
 func serial() *big.Int {

@@ -193,6 +193,13 @@ func configProjection(c *v1.Cluster, name string) []corev1.VolumeProjection {
 	if n.Superuser != "" {
 		wants = append(wants, want{n.Superuser, "username"}, want{n.Superuser, "password"})
 	}
+	// The object stores' credentials, CA and encryption key (spec.backup
+	// and the external clusters a recovery reads): the instance manager
+	// renders pgBackRest's configuration from these files, and names the
+	// CA's file in it. Nothing of them reaches the environment or argv.
+	for _, u := range c.BackupSecretKeys() {
+		wants = append(wants, want{u.Name, u.Key})
+	}
 	// One projection per secret, in first-use order; a secret used twice
 	// (the CA for both server and client) contributes each key once.
 	var order []string

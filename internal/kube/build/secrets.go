@@ -125,3 +125,15 @@ func InstanceConfigSecret(c *v1.Cluster, name, primary string, opts Options) (*c
 		Data: map[string][]byte{configKeyJSON: cfgJSON, clusterKeyJSON: manifest},
 	}, nil
 }
+
+// BackupKeySecret holds the generated passphrase that encrypts the
+// cluster's backups (when spec.backup names no encryptionKey). It is owned
+// by the Cluster like every generated secret: deleting the Cluster deletes
+// it, so whoever needs to restore later keeps a copy (docs/backup.md).
+func BackupKeySecret(c *v1.Cluster, passphrase []byte) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: objectMeta(c, c.Name+v1.BackupKeySuffix, map[string]string{componentLabel: "backup-key"}),
+		Type:       corev1.SecretTypeOpaque,
+		Data:       map[string][]byte{v1.BackupKeyKey: passphrase},
+	}
+}
