@@ -88,7 +88,7 @@ kube-down: ## stop it and restore the host
 # End-to-end tests with real pods (test/kube): the operator installed from
 # dist/install.yaml, Clusters in namespaces that enforce the restricted Pod
 # Security Standard. The cluster is started fresh and always torn down.
-E2E_SMOKE = go test -tags e2e_kube -count=1 -v -timeout 20m -run '^(TestOperatorInstall|TestFailover)$$' ./test/kube/
+E2E_SMOKE = go test -tags e2e_kube -count=1 -v -timeout 25m -run '^(TestOperatorInstall|TestFailover|TestBackupAndRecovery)$$' ./test/kube/
 E2E_ENV = KUBECONFIG=$${PGWARD_KUBE_DIR:-/var/lib/pgward-kube}/kubeconfig PGWARD_KUBECTL=$$(hack/kube-binaries.sh --node)/kubectl
 e2e: kube-up
 	trap 'hack/kube-down.sh' EXIT; $(E2E_ENV) go test -tags e2e_kube -count=1 -v -timeout 30m ./test/kube/
