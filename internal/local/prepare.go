@@ -18,6 +18,7 @@ import (
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/instance"
+	"github.com/pgward/pgward/internal/pgconf"
 	"github.com/pgward/pgward/internal/secrets"
 )
 
@@ -399,6 +400,9 @@ func Preflight(ctx context.Context, manifest []byte, docs SecretDocs, dir, pgBin
 	if err := checkSecretDocs(c, docs); err != nil {
 		return err
 	}
+	if err := checkSocketPath(dir, c); err != nil {
+		return err
+	}
 	if _, ok := c.Annotations[v1.RotateCAAnnotation]; ok {
 		// The operator's trigger; here it would be accepted and ignored.
 		return fmt.Errorf("metadata.annotations[%s]: the operator's trigger for a CA rotation; locally, run `pgward local rotate-ca`", v1.RotateCAAnnotation)
@@ -429,4 +433,19 @@ func walDir(c *v1.Cluster, instanceDir string) string {
 		return ""
 	}
 	return filepath.Join(instanceDir, "wal")
+}
+
+// checkSocketPath refuses a state directory so deep that PostgreSQL's Unix
+// socket path would not fit in sun_path: every start would fail, after
+// initdb, over and over.
+func checkSocketPath(dir string, c *v1.Cluster) error {
+	if dir == "" {
+		return nil
+	}
+	longest := filepath.Join(Layout{Dir: dir}.InstanceDir(fmt.Sprintf("%s-%d", c.Name, c.Spec.Instances)), "run", ".s.PGSQL.65535")
+	if len(longest) > pgconf.MaxSocketPath {
+		return fmt.Errorf("--dir %s is too deep: PostgreSQL's socket would be %s, %d bytes, more than Linux's %d: use a shorter path",
+			dir, longest, len(longest), pgconf.MaxSocketPath)
+	}
+	return nil
 }

@@ -30,8 +30,8 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			[]string{"spec.postgresql.pg_hba[0]", `"trust"`}},
 		{"unknown field", "  postgresql:\n    parameterz:\n      work_mem: 4MB\n",
 			[]string{`unknown field "spec.postgresql.parameterz"`}},
-		{"unsupported Cloud Native PostgreSQL field", "  walStorage:\n    size: 1Gi\n",
-			[]string{`"spec.walStorage"`, "not support yet"}},
+		{"unsupported Cloud Native PostgreSQL field", "  tablespaces:\n    - name: t\n",
+			[]string{`"spec.tablespaces"`, "not support yet"}},
 		{"ident over the network", "  postgresql:\n    pg_hba:\n      - host all postgres samenet ident map=m\n",
 			[]string{"spec.postgresql.pg_hba[0]", `"ident" is not allowed on host rules`}},
 		{"a map making the replication certificate a superuser", "  postgresql:\n    pg_hba:\n      - hostssl all postgres all cert map=certs\n" +
@@ -123,5 +123,21 @@ func TestUpRefusesTheOperatorsCATrigger(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a refused manifest created %s", dir)
+	}
+}
+
+// TestUpRefusesADirTooDeep: a state directory whose socket path would not
+// fit in sun_path is refused at once, naming it, before anything is made
+// (every start would fail after initdb otherwise, until up's timeout).
+func TestUpRefusesADirTooDeep(t *testing.T) {
+	runAsUser(t)
+	dir := filepath.Join(workRoot, strings.Repeat("d", 90))
+	out, err := pgward(t.Context(), "local", "up", "-f", filepath.Join(repoRoot, "config", "samples", "cluster-example.yaml"), "--dir", dir)
+	if err == nil || !strings.Contains(out, "too deep") {
+		t.Errorf("want a refusal naming the path, got %v\n%s", err, out)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		_, _ = pgward(t.Context(), "local", "down", "--purge", "--dir", dir)
+		t.Error("a refused up created the directory")
 	}
 }
