@@ -34,8 +34,9 @@ var allowed = map[string][]string{
 	"internal/bench":    {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local"},
 	"internal/cli":      {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build"},
 	// The operator's pure builders see the instance manager's Config type
-	// (and so what it imports), never the planner or a runtime.
-	"internal/kube/build": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance"},
+	// through its contract (instanceapi), never the manager, the planner
+	// or a runtime.
+	"internal/kube/build": {"api/v1", "internal/pki", "internal/instanceapi"},
 	// The operator drives the same planner as the local runtime but never
 	// imports it (nor the CLI).
 	"internal/kube": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/kube/build"},
@@ -49,7 +50,7 @@ var forbiddenExternal = map[string][]string{
 	"internal/local":   {"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
 	"internal/control": {"k8s.io/client-go", "sigs.k8s.io/controller-runtime", "os", "os/exec"},
 	// Builders are pure: no client, no context, no randomness, no files.
-	"internal/kube/build": {"context", "k8s.io/client-go", "sigs.k8s.io/controller-runtime", "crypto/rand", "math/rand", "os", "net/http"},
+	"internal/kube/build": {"context", "k8s.io/client-go", "sigs.k8s.io/controller-runtime", "crypto/rand", "math/rand", "os", "net/http", "github.com/jackc/pgx/v5"},
 }
 
 func TestDependencyRules(t *testing.T) {

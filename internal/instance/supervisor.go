@@ -11,36 +11,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pgward/pgward/internal/instanceapi"
 )
 
-// Supervisor describes the controller that supervises this instance
-// manager, when there is one to keep alive (the local runtime; on
-// Kubernetes the operator is a Deployment the kubelet restarts, and this is
-// nil).
-//
-// A manager outlives its controller: a controller that crashes takes no
-// instance down with it, and whichever manager notices first starts a new
-// one, which adopts the running managers and resumes the planner from its
-// persisted memory. The primary keeps accepting writes meanwhile, within its
-// self-fencing window. A controller frozen (SIGSTOP) is as good as dead, so
-// a manager kills it and starts another. With no controller for OrphanAfter
-// and none that can be started, a manager stops PostgreSQL and exits:
-// nothing runs unsupervised for long.
-type Supervisor struct {
-	// Command starts a controller; it must exit at once if another holds
-	// the cluster's lock (several managers may start one at the same time).
-	Command []string `json:"command"`
-	// PidFile is where a running controller writes its pid.
-	PidFile string `json:"pidFile"`
-	// StopFile, while it exists, means the cluster is being stopped: the
-	// controller's absence is intended and nothing is restarted.
-	StopFile string `json:"stopFile"`
-	// LogFile receives the output of a controller this manager starts.
-	LogFile string `json:"logFile"`
-	// OrphanAfter is how long a manager stays without a controller (no
-	// completed exchange, none running) before it stops PostgreSQL and exits.
-	OrphanAfter time.Duration `json:"orphanAfter"`
-}
+// Supervisor is instanceapi.Supervisor: the controller a manager keeps alive.
+type Supervisor = instanceapi.Supervisor
 
 // Timing of the supervisor watch.
 const (

@@ -340,7 +340,7 @@ func (p *prepared) writeInstanceConfigs() error {
 				OrphanAfter: orphanAfter,
 			},
 		}
-		if err := cfg.Save(p.layout.InstanceConfig(is.Name)); err != nil {
+		if err := instance.SaveConfig(cfg, p.layout.InstanceConfig(is.Name)); err != nil {
 			return err
 		}
 	}

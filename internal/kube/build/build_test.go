@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/pgward/pgward/api/v1"
-	"github.com/pgward/pgward/internal/instance"
+	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/pki"
 )
 
@@ -378,7 +378,7 @@ func TestInstanceManagerAcceptsConfig(t *testing.T) {
 	if err := os.WriteFile(path, s.Data[configKeyJSON], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := instance.LoadConfig(path)
+	cfg, err := instanceapi.LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}

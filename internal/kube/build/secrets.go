@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/pgward/pgward/api/v1"
-	"github.com/pgward/pgward/internal/instance"
+	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/pki"
 )
 
@@ -47,9 +47,9 @@ func CredentialsSecret(c *v1.Cluster, name string, data map[string][]byte) *core
 // InstanceConfig is the instance manager's Config for one instance in a
 // pod. It holds paths, never secrets: the secrets are files under
 // SecretsRoot, projected from the cluster's Secrets (see Pod).
-func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instance.Config {
+func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instanceapi.Config {
 	n := Secrets(c)
-	return instance.Config{
+	return instanceapi.Config{
 		Name:        name,
 		ClusterFile: ClusterFile,
 		PGBinDir:    opts.PGBinDir,
@@ -68,14 +68,14 @@ func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instance.
 		MetricsAddress: ":" + strconv.Itoa(MetricsPort),
 		OSUser:         "postgres",
 		SecretsRoot:    SecretsRoot,
-		Secrets: instance.Secrets{
+		Secrets: instanceapi.Secrets{
 			ServerTLS: n.ServerTLS, ServerCA: n.ServerCA, ClientCA: n.ClientCA,
 			Replication: n.Replication, App: n.App, Superuser: n.Superuser,
 		},
 		// Replicas reach the primary through the read-write Service, whose
 		// name the server certificate carries: after a failover the
 		// Service follows the relabelled primary.
-		Primary:   instance.Endpoint{Name: primary, Host: ServerName(c), Port: PostgresPort},
+		Primary:   instanceapi.Endpoint{Name: primary, Host: ServerName(c), Port: PostgresPort},
 		SelfFence: secondsDuration(opts.SelfFenceSeconds),
 	}
 }

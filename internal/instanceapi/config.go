@@ -1,0 +1,150 @@
+package instanceapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is everything an instance manager needs to know, written by the
+// runtime (local controller or operator) to a 0600 JSON file. It holds paths
+// to secrets, never secrets themselves.
+type Config struct {
+	// Name is the instance name, e.g. "cluster-example-1".
+	Name string `json:"name"`
+	// ClusterFile is the Cluster manifest (the desired spec).
+	ClusterFile string `json:"clusterFile"`
+	// PGBinDir holds postgres, initdb and pg_basebackup.
+	PGBinDir string `json:"pgBinDir"`
+	// DataDir is PGDATA; ConfDir holds the rendered configuration, kept
+	// outside PGDATA so pg_basebackup and pg_rewind never copy another
+	// instance's settings over ours.
+	DataDir string `json:"dataDir"`
+	// WalDir, when set, holds the WAL (spec.walStorage): pg_wal is a link
+	// to it.
+	WalDir    string `json:"walDir,omitempty"`
+	ConfDir   string `json:"confDir"`
+	SocketDir string `json:"socketDir"`
+	// LogFile receives PostgreSQL's stderr.
+	LogFile string `json:"logFile"`
+	// ListenAddress is what PostgreSQL binds; Host is the name peers and
+	// clients use, which the server certificate must carry.
+	ListenAddress string `json:"listenAddress"`
+	Host          string `json:"host"`
+	Port          int    `json:"port"`
+	// StatusAddress is host:port of the HTTPS status server.
+	StatusAddress string `json:"statusAddress"`
+	// MetricsAddress is host:port of the metrics exporter (HTTPS, a client
+	// certificate named pki.MetricsCommonName required); empty: none.
+	MetricsAddress string `json:"metricsAddress,omitempty"`
+	// OSUser is the operating-system user PostgreSQL runs as; the peer map
+	// lets exactly this user in as the postgres role over the socket.
+	OSUser string `json:"osUser"`
+	// SecretsRoot is the directory of secrets (one directory per secret).
+	SecretsRoot string  `json:"secretsRoot"`
+	Secrets     Secrets `json:"secrets"`
+	// Primary is the instance that should be primary when the instance
+	// starts for the first time; afterwards commands say.
+	Primary Endpoint `json:"primary"`
+	// SelfFence is how long a primary may go without a completed exchange
+	// with the controller before it stops accepting writes (clusters of
+	// more than one instance). Zero disables it.
+	SelfFence time.Duration `json:"selfFence,omitempty"`
+	// Supervisor is the controller this manager keeps alive (local
+	// runtime only); see Supervisor.
+	Supervisor *Supervisor `json:"supervisor,omitempty"`
+}
+
+// Secrets names the secrets (under SecretsRoot) the instance reads.
+type Secrets struct {
+	// ServerTLS has tls.crt and tls.key for PostgreSQL and the status port.
+	ServerTLS string `json:"serverTLS"`
+	// ServerCA has ca.crt, which replicas trust for the primary's certificate.
+	ServerCA string `json:"serverCA"`
+	// ClientCA has ca.crt, which verifies client certificates.
+	ClientCA string `json:"clientCA"`
+	// Replication has tls.crt and tls.key of streaming_replica.
+	Replication string `json:"replication"`
+	// App has username and password of the application owner.
+	App string `json:"app"`
+	// Superuser has the postgres password; empty when superuser access is off.
+	Superuser string `json:"superuser,omitempty"`
+}
+
+// LoadConfig reads and checks a Config file.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path) // #nosec G304 -- the path is the operator-chosen config file
+	if err != nil {
+		return nil, fmt.Errorf("reading instance config: %w", err)
+	}
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("parsing instance config %s: %w", path, err)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("instance config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) check() error {
+	var errs []error
+	req := map[string]string{
+		"name": c.Name, "clusterFile": c.ClusterFile, "pgBinDir": c.PGBinDir,
+		"dataDir": c.DataDir, "confDir": c.ConfDir, "socketDir": c.SocketDir,
+		"host": c.Host, "statusAddress": c.StatusAddress, "osUser": c.OSUser,
+		"secretsRoot": c.SecretsRoot, "primary.name": c.Primary.Name,
+	}
+	for k, v := range req {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is required", k))
+		}
+	}
+	if c.WalDir != "" && !filepath.IsAbs(c.WalDir) {
+		errs = append(errs, fmt.Errorf("walDir must be absolute, got %q", c.WalDir))
+	}
+	for k, p := range map[string]string{"dataDir": c.DataDir, "confDir": c.ConfDir, "socketDir": c.SocketDir} {
+		if p != "" && !filepath.IsAbs(p) {
+			errs = append(errs, fmt.Errorf("%s must be absolute, got %q", k, p))
+		}
+	}
+	if c.Port <= 0 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("port %d out of range", c.Port))
+	}
+	return errors.Join(errs...)
+}
+
+// IsPrimary reports whether this instance should be the primary.
+func (c *Config) IsPrimary() bool { return c.Primary.Name == c.Name }
+
+// Supervisor describes the controller that supervises this instance
+// manager, when there is one to keep alive (the local runtime; on
+// Kubernetes the operator is a Deployment the kubelet restarts, and this is
+// nil).
+//
+// A manager outlives its controller: a controller that crashes takes no
+// instance down with it, and whichever manager notices first starts a new
+// one, which adopts the running managers and resumes the planner from its
+// persisted memory. The primary keeps accepting writes meanwhile, within its
+// self-fencing window. A controller frozen (SIGSTOP) is as good as dead, so
+// a manager kills it and starts another. With no controller for OrphanAfter
+// and none that can be started, a manager stops PostgreSQL and exits:
+// nothing runs unsupervised for long.
+type Supervisor struct {
+	// Command starts a controller; it must exit at once if another holds
+	// the cluster's lock (several managers may start one at the same time).
+	Command []string `json:"command"`
+	// PidFile is where a running controller writes its pid.
+	PidFile string `json:"pidFile"`
+	// StopFile, while it exists, means the cluster is being stopped: the
+	// controller's absence is intended and nothing is restarted.
+	StopFile string `json:"stopFile"`
+	// LogFile receives the output of a controller this manager starts.
+	LogFile string `json:"logFile"`
+	// OrphanAfter is how long a manager stays without a controller (no
+	// completed exchange, none running) before it stops PostgreSQL and exits.
+	OrphanAfter time.Duration `json:"orphanAfter"`
+}
