@@ -175,6 +175,9 @@ func RenderConfig(r Repo, s Secrets, l Local) ([]byte, error) {
 			// Asynchronous pushing uploads several segments at once while
 			// archive_command still returns only once its segment is safe.
 			{"archive-async", "y"},
+			// A store that does not answer fails archive_command (and shows
+			// in the status) after 30 s instead of pgBackRest's 60.
+			{"archive-timeout", "30"},
 			{"process-max", strconv.Itoa(r.WalProcesses)},
 			{"compress-type", r.WalCompress},
 		}},

@@ -322,7 +322,8 @@ func TestArchivingThroughOutageAndFailover(t *testing.T) {
 	store.Stop()
 	// About three segments of WAL while nothing can be archived.
 	appSQL(t, dir, `CREATE TABLE filler AS SELECT g, md5(g::text) AS h FROM generate_series(1, 400000) g`)
-	eventually(t, 60*time.Second, "archiving failures shown in status", func() error {
+	// archive_command fails once pgBackRest's archive-timeout (30 s) passed.
+	eventually(t, 150*time.Second, "archiving failures shown in status", func() error {
 		if a := archiveStatus(t, dir); a == nil || a.Pending == 0 || a.FailedCount == 0 {
 			return fmt.Errorf("archive status %+v", a)
 		}
