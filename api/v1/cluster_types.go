@@ -225,6 +225,20 @@ type SynchronousReplicaConfiguration struct {
 	// +kubebuilder:validation:Enum=required;preferred
 	// +optional
 	DataDurability string `json:"dataDurability,omitempty"`
+	// FailoverQuorum makes a failover wait until enough synchronous
+	// standbys answer to find every commit acknowledged synchronously.
+	// With dataDurability "required" pgward always does so, and false is
+	// refused; with "preferred" it is off unless set.
+	// +optional
+	FailoverQuorum *bool `json:"failoverQuorum,omitempty"`
+}
+
+// FailoverQuorum reports whether a failover must find every commit that
+// was acknowledged synchronously (always so with dataDurability
+// "required").
+func (s *ClusterSpec) FailoverQuorum() bool {
+	sy := s.PostgresConfiguration.Synchronous
+	return sy != nil && sy.FailoverQuorum != nil && *sy.FailoverQuorum
 }
 
 // SyncBounds returns the minimum and maximum number of synchronous

@@ -65,7 +65,7 @@ var cnpOnlyFields = specPaths(
 	"postgresql.enableAlterSystem", "postgresql.extensions", "postgresql.ldap",
 	"postgresql.promotionTimeout",
 	"postgresql.syncReplicaElectionConstraint",
-	"postgresql.synchronous.failoverQuorum", "postgresql.synchronous.maxStandbyNamesFromCluster",
+	"postgresql.synchronous.maxStandbyNamesFromCluster",
 	"postgresql.synchronous.nodeFailureDomainKeys", "postgresql.synchronous.podFailureDomainKeys",
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",
 	"storage.pvcTemplate", "storage.resizeInUseVolumes",

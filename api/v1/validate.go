@@ -317,6 +317,10 @@ func (s *ClusterSpec) validateSynchronous(path *field.Path) field.ErrorList {
 	if d := sy.DataDurability; d != "" && d != "required" && d != "preferred" {
 		errs = append(errs, field.NotSupported(path.Child("dataDurability"), d, []string{"required", "preferred"}))
 	}
+	if q := sy.FailoverQuorum; q != nil && !*q && sy.DataDurability != "preferred" {
+		errs = append(errs, field.Invalid(path.Child("failoverQuorum"), false,
+			`with dataDurability "required" pgward never fails over to a standby that may lack an acknowledged commit; for failovers that may lose some, set dataDurability: preferred`))
+	}
 	return errs
 }
 
