@@ -138,7 +138,7 @@ type ClusterSpec struct {
 
 	// Affinity places the pods (Kubernetes only).
 	// +optional
-	Affinity AffinityConfiguration `json:"affinity,omitempty"`
+	Affinity *AffinityConfiguration `json:"affinity,omitempty"`
 
 	// TopologySpreadConstraints spread the pods (Kubernetes only); a
 	// constraint without a labelSelector selects the cluster's pods.
@@ -156,7 +156,7 @@ type ClusterSpec struct {
 	// Resources of the postgres container (Kubernetes only): requests
 	// must not exceed limits.
 	// +optional
-	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
 	// Env adds variables to the postgres container (Kubernetes only).
 	// Names pgward, PostgreSQL, libpq, pgBackRest, the dynamic loader or

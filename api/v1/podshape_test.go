@@ -18,7 +18,7 @@ func TestValidatePodShape(t *testing.T) {
 	}{
 		{"every field, valid", func(s *ClusterSpec) {
 			s.Description = "orders"
-			s.Affinity = AffinityConfiguration{
+			s.Affinity = &AffinityConfiguration{
 				EnablePodAntiAffinity: new(true), TopologyKey: "topology.kubernetes.io/zone", PodAntiAffinityType: "required",
 				NodeSelector: map[string]string{"disk": "ssd"},
 				Tolerations:  []corev1.Toleration{{Key: "db", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
@@ -29,7 +29,7 @@ func TestValidatePodShape(t *testing.T) {
 			}
 			s.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "topology.kubernetes.io/zone", WhenUnsatisfiable: corev1.ScheduleAnyway}}
 			s.PriorityClassName, s.SchedulerName = "db-critical", "default-scheduler"
-			s.Resources = corev1.ResourceRequirements{
+			s.Resources = &corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{"cpu": q("1"), "memory": q("512Mi")},
 				Limits:   corev1.ResourceList{"cpu": q("2"), "memory": q("512Mi")},
 			}
@@ -124,13 +124,13 @@ func TestValidatePodShape(t *testing.T) {
 		}, []string{"spec.envFrom[0]|exactly one"}},
 
 		{"requests above limits", func(s *ClusterSpec) {
-			s.Resources = corev1.ResourceRequirements{
+			s.Resources = &corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{"cpu": q("3"), "memory": q("2Gi")},
 				Limits:   corev1.ResourceList{"cpu": q("2"), "memory": q("1Gi")},
 			}
 		}, []string{"spec.resources.requests[cpu]|limit (2)", "spec.resources.requests[memory]|limit (1Gi)"}},
 		{"negative, unknown and claimed resources", func(s *ClusterSpec) {
-			s.Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{"cpu": q("-1"), "nvidia.com/gpu": q("1")},
+			s.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{"cpu": q("-1"), "nvidia.com/gpu": q("1")},
 				Claims: []corev1.ResourceClaim{{Name: "gpu"}}}
 		}, []string{"spec.resources.requests[cpu]|negative", "spec.resources.requests[nvidia.com/gpu]|Unsupported", "spec.resources.claims"}},
 
@@ -150,7 +150,7 @@ func TestValidatePodShape(t *testing.T) {
 		}, []string{"spec.serviceAccountTemplate.metadata.labels|name part", "spec.serviceAccountTemplate.metadata.labels[x.pgward.io/a]"}},
 
 		{"affinity values", func(s *ClusterSpec) {
-			s.Affinity = AffinityConfiguration{PodAntiAffinityType: "always", TopologyKey: "not a key",
+			s.Affinity = &AffinityConfiguration{PodAntiAffinityType: "always", TopologyKey: "not a key",
 				Tolerations: []corev1.Toleration{{Key: "a", Operator: "Maybe", Effect: "Never"}, {Operator: corev1.TolerationOpExists, Value: "x"}},
 				AdditionalPodAntiAffinity: &corev1.PodAntiAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{Weight: 0}}},
 			}

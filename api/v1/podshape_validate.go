@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
@@ -36,12 +35,11 @@ func (s *ClusterSpec) PodShapeFields() []string {
 			out = append(out, name)
 		}
 	}
-	a := s.Affinity
-	add(!equality.Semantic.DeepEqual(a, AffinityConfiguration{}), "affinity")
+	add(s.Affinity != nil, "affinity")
 	add(len(s.TopologySpreadConstraints) > 0, "topologySpreadConstraints")
 	add(s.PriorityClassName != "", "priorityClassName")
 	add(s.SchedulerName != "", "schedulerName")
-	add(!equality.Semantic.DeepEqual(s.Resources, corev1.ResourceRequirements{}), "resources")
+	add(s.Resources != nil, "resources")
 	add(len(s.Env) > 0, "env")
 	add(len(s.EnvFrom) > 0, "envFrom")
 	add(s.InheritedMetadata != nil, "inheritedMetadata")
@@ -79,7 +77,9 @@ func setStorageDefaults(st *StorageConfiguration) {
 // every pod creation fail.
 func (s *ClusterSpec) validatePodShape(p *field.Path, clusterName string) field.ErrorList {
 	var errs field.ErrorList
-	errs = append(errs, validateAffinity(&s.Affinity, p.Child("affinity"))...)
+	if s.Affinity != nil {
+		errs = append(errs, validateAffinity(s.Affinity, p.Child("affinity"))...)
+	}
 	for i, t := range s.TopologySpreadConstraints {
 		tp := p.Child("topologySpreadConstraints").Index(i)
 		if t.MaxSkew < 1 {
@@ -100,7 +100,9 @@ func (s *ClusterSpec) validatePodShape(p *field.Path, clusterName string) field.
 	if s.SchedulerName != "" {
 		errs = append(errs, dnsErrors(p.Child("schedulerName"), s.SchedulerName, validation.IsDNS1123Subdomain)...)
 	}
-	errs = append(errs, validateResources(s.Resources, p.Child("resources"))...)
+	if s.Resources != nil {
+		errs = append(errs, validateResources(*s.Resources, p.Child("resources"))...)
+	}
 	errs = append(errs, validateEnv(s.Env, s.EnvFrom, p)...)
 	if m := s.InheritedMetadata; m != nil {
 		errs = append(errs, validateInheritedMetadata(m, p.Child("inheritedMetadata"))...)

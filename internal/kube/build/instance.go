@@ -2,7 +2,6 @@ package build
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -94,8 +93,8 @@ func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 			TerminationGracePeriodSeconds: new(opts.TerminationGracePeriodSeconds),
 			SecurityContext:           podSecurityContext(c),
 			Affinity:                  affinity(c),
-			NodeSelector:              maps.Clone(c.Spec.Affinity.NodeSelector),
-			Tolerations:               slices.Clone(c.Spec.Affinity.Tolerations),
+			NodeSelector:              nodeSelector(c),
+			Tolerations:               tolerations(c),
 			TopologySpreadConstraints: topologySpread(c),
 			PriorityClassName:         c.Spec.PriorityClassName,
 			SchedulerName:             c.Spec.SchedulerName,
@@ -110,7 +109,9 @@ func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 // value would win a name validation let through), probe timing, the
 // security context and the projected volume's read-only mount.
 func shapeContainer(c *v1.Cluster, ctr *corev1.Container) {
-	ctr.Resources = *c.Spec.Resources.DeepCopy()
+	if r := c.Spec.Resources; r != nil {
+		ctr.Resources = *r.DeepCopy()
+	}
 	var env []corev1.EnvVar
 	for _, e := range c.Spec.Env {
 		env = append(env, *e.DeepCopy())

@@ -2,6 +2,7 @@ package build
 
 import (
 	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -46,6 +47,9 @@ func withInherited(c *v1.Cluster, own map[string]string) map[string]string {
 // user's pod and node affinity.
 func affinity(c *v1.Cluster) *corev1.Affinity {
 	a := c.Spec.Affinity
+	if a == nil {
+		a = &v1.AffinityConfiguration{}
+	}
 	out := &corev1.Affinity{NodeAffinity: a.NodeAffinity.DeepCopy(), PodAffinity: a.AdditionalPodAffinity.DeepCopy()}
 	anti := a.AdditionalPodAntiAffinity.DeepCopy()
 	if a.EnablePodAntiAffinity == nil || *a.EnablePodAntiAffinity {
@@ -154,6 +158,21 @@ func setIf[T any](dst **T, v *T) {
 
 // tuneProbe applies the user's timing to one of pgward's probes; a zero
 // field keeps pgward's value.
+// nodeSelector and tolerations are affinity's.
+func nodeSelector(c *v1.Cluster) map[string]string {
+	if a := c.Spec.Affinity; a != nil {
+		return maps.Clone(a.NodeSelector)
+	}
+	return nil
+}
+
+func tolerations(c *v1.Cluster) []corev1.Toleration {
+	if a := c.Spec.Affinity; a != nil {
+		return slices.Clone(a.Tolerations)
+	}
+	return nil
+}
+
 func tuneProbe(p *corev1.Probe, u *v1.Probe) {
 	if u == nil {
 		return
