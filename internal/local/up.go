@@ -84,11 +84,8 @@ func Up(ctx context.Context, o UpOptions) error {
 	if sc := p.cluster.Spec.StorageConfiguration.StorageClass; sc != nil {
 		say(fmt.Sprintf("note: spec.storage.storageClass %q applies on Kubernetes; locally the data is in %s", *sc, filepath.Join(l.Dir, "instances")))
 	}
-	// The pod-shape fields place and shape pods, volumes and their
-	// Kubernetes objects: locally there are none, and the instances run as
-	// processes of the run-as user (whose security the local runtime sets).
-	for _, f := range p.cluster.Spec.PodShapeFields() {
-		say(fmt.Sprintf("note: spec.%s applies on Kubernetes only (pods, volumes and their objects); locally the instances are processes", f))
+	for _, n := range podShapeNotes(p.cluster) {
+		say(n)
 	}
 	if bound, err := fenceTiming(p.state.HA).Bound(); err == nil && p.cluster.Spec.Instances > 1 {
 		say(fmt.Sprintf("failover: at once when a primary's postmaster dies; an unreachable primary is replaced after %s (it fences itself after %s without the controller)",
