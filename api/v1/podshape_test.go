@@ -151,7 +151,7 @@ func TestValidatePodShape(t *testing.T) {
 
 		{"affinity values", func(s *ClusterSpec) {
 			s.Affinity = &AffinityConfiguration{PodAntiAffinityType: "always", TopologyKey: "not a key",
-				Tolerations: []corev1.Toleration{{Key: "a", Operator: "Maybe", Effect: "Never"}, {Operator: corev1.TolerationOpExists, Value: "x"}},
+				Tolerations:               []corev1.Toleration{{Key: "a", Operator: "Maybe", Effect: "Never"}, {Operator: corev1.TolerationOpExists, Value: "x"}},
 				AdditionalPodAntiAffinity: &corev1.PodAntiAffinity{PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{Weight: 0}}},
 			}
 		}, []string{"spec.affinity.podAntiAffinityType|Unsupported", "spec.affinity.topologyKey", "spec.affinity.tolerations[0].operator", "spec.affinity.tolerations[0].effect",
@@ -187,7 +187,7 @@ func TestValidatePodShape(t *testing.T) {
 		{"pvcTemplate not a fresh file system of its own", func(s *ClusterSpec) {
 			s.StorageConfiguration = StorageConfiguration{Size: "1Gi", PersistentVolumeClaimTemplate: &corev1.PersistentVolumeClaimSpec{
 				VolumeMode: new(corev1.PersistentVolumeBlock), VolumeName: "pv-1",
-				DataSource: &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: "other-cluster-1"},
+				DataSource:  &corev1.TypedLocalObjectReference{Kind: "PersistentVolumeClaim", Name: "other-cluster-1"},
 				AccessModes: []corev1.PersistentVolumeAccessMode{"ReadOnlyMany"},
 			}}
 		}, []string{"spec.storage.pvcTemplate.accessModes[0]", "spec.storage.pvcTemplate.volumeMode", "spec.storage.pvcTemplate.volumeName", "spec.storage.pvcTemplate.dataSource"}},

@@ -4,8 +4,10 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -60,18 +62,24 @@ func TestPodShape(t *testing.T) {
 			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_BIND_SERVICE"}}}
 	})
 	for _, name := range c.Status.InstanceNames {
+		// The kubelet's readiness probe (every 10 s) may trail the
+		// operator's own view of the instance.
 		var pod corev1.Pod
-		if err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &pod); err != nil {
-			t.Fatal(err)
-		}
-		ready := false
-		for _, cond := range pod.Status.Conditions {
-			ready = ready || (cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue)
-		}
+		eventually(t, 2*time.Minute, name+" Ready", func() error {
+			if err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &pod); err != nil {
+				return err
+			}
+			for _, cond := range pod.Status.Conditions {
+				if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+					return nil
+				}
+			}
+			return fmt.Errorf("pod %s is not Ready: %+v", name, pod.Status.Conditions)
+		})
 		ctr := pod.Spec.Containers[0]
-		if !ready || pod.Labels["team"] != "payments" || ctr.Resources.Limits.Memory().String() != "1Gi" || ctr.StartupProbe.FailureThreshold != 30 ||
+		if pod.Labels["team"] != "payments" || ctr.Resources.Limits.Memory().String() != "1Gi" || ctr.StartupProbe.FailureThreshold != 30 ||
 			len(pod.Spec.Tolerations) == 0 || pod.Status.QOSClass != corev1.PodQOSBurstable {
-			t.Errorf("%s: ready %v labels %v resources %+v startup %+v tolerations %v QoS %s", name, ready, pod.Labels, ctr.Resources,
+			t.Errorf("%s: labels %v resources %+v startup %+v tolerations %v QoS %s", name, pod.Labels, ctr.Resources,
 				ctr.StartupProbe, pod.Spec.Tolerations, pod.Status.QOSClass)
 		}
 		if got := strings.TrimSpace(mustExec(t, ns, name, "cat", "/projected/config/key1", "/projected/secret/token")); got != "value1s3cr3t-in-a-file" {
