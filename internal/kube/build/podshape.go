@@ -212,3 +212,15 @@ func tuneProbes(c *v1.Cluster, ctr *corev1.Container) {
 func PDBsEnabled(c *v1.Cluster) bool {
 	return c.Spec.EnablePDB == nil || *c.Spec.EnablePDB
 }
+
+// dropPodShape clears the pod-shape fields from the spec the instances
+// read (ManifestFor): they are the operator's business, the instance
+// manager has no use for them, and changing a label then rewrites no
+// instance's configuration.
+func dropPodShape(s *v1.ClusterSpec) {
+	s.Affinity, s.TopologySpreadConstraints, s.PriorityClassName, s.SchedulerName = nil, nil, "", ""
+	s.Resources, s.Env, s.EnvFrom, s.InheritedMetadata = nil, nil, nil, nil
+	s.PodSecurityContext, s.SecurityContext, s.SeccompProfile, s.Probes = nil, nil, nil, nil
+	s.ProjectedVolumeTemplate, s.ServiceAccountTemplate, s.EnablePDB = nil, nil, nil
+	s.StorageConfiguration.PersistentVolumeClaimTemplate = nil
+}

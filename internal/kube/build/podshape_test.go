@@ -171,6 +171,21 @@ func TestPodShape(t *testing.T) {
 		t.Error("building the PVC changed the template")
 	}
 
+	// The instances' copy of the spec holds none of it.
+	m, err := ManifestFor(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unshaped := sample(t)
+	unshaped.Spec.StorageConfiguration.StorageClass = new("standard") // taken from the template: storage, not pod shape
+	plain, err := ManifestFor(unshaped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m) != string(plain) {
+		t.Errorf("the instances' manifest carries pod-shape fields:\n%s\nwant\n%s", m, plain)
+	}
+
 	// enablePDB: false.
 	if pdbs := PodDisruptionBudgets(c); len(pdbs) != 0 {
 		t.Errorf("enablePDB false, got %d budgets", len(pdbs))
