@@ -119,6 +119,18 @@ func TestValidatePodShape(t *testing.T) {
 				{Prefix: "L", SecretRef: ref}, {Prefix: "APP_", SecretRef: ref}}
 		}, []string{"spec.envFrom[0].prefix|required", "spec.envFrom[1].prefix", "spec.envFrom[2].prefix|PG", "spec.envFrom[3].prefix|HOME",
 			"spec.envFrom[4].prefix"}},
+		{"pgward's secrets through env, envFrom and the projected volume", func(s *ClusterSpec) {
+			s.Certificates = &CertificatesConfiguration{ServerCASecret: "my-ca", ServerTLSSecret: "my-tls"}
+			ref := func(n string) *corev1.EnvVarSource {
+				return &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: n}, Key: "ca.key"}}
+			}
+			s.Env = []corev1.EnvVar{{Name: "A", ValueFrom: ref("pg-ca")}, {Name: "B", ValueFrom: ref("my-ca")}, {Name: "C", ValueFrom: ref("pg-2-config")}, {Name: "D", ValueFrom: ref("mine")}}
+			s.EnvFrom = []corev1.EnvFromSource{{Prefix: "X_", SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "pg-controller"}}}}
+			s.ProjectedVolumeTemplate = &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+				{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "my-ca"}}}}}
+		}, []string{"spec.env[0].valueFrom.secretKeyRef.name|pgward's own", "spec.env[1].valueFrom.secretKeyRef.name|CA's key",
+			"spec.env[2].valueFrom.secretKeyRef.name|pgward's own", "spec.envFrom[0].secretRef.name|pgward's own",
+			"spec.projectedVolumeTemplate.sources[0].secret.name|CA's key"}},
 		{"envFrom with neither or both sources", func(s *ClusterSpec) {
 			s.EnvFrom = []corev1.EnvFromSource{{Prefix: "APP_"}}
 		}, []string{"spec.envFrom[0]|exactly one"}},

@@ -103,7 +103,7 @@ func (s *ClusterSpec) validatePodShape(p *field.Path, clusterName string) field.
 	if s.Resources != nil {
 		errs = append(errs, validateResources(*s.Resources, p.Child("resources"))...)
 	}
-	errs = append(errs, validateEnv(s.Env, s.EnvFrom, p)...)
+	errs = append(errs, s.validateEnv(p, clusterName)...)
 	if m := s.InheritedMetadata; m != nil {
 		errs = append(errs, validateInheritedMetadata(m, p.Child("inheritedMetadata"))...)
 	}
@@ -114,7 +114,7 @@ func (s *ClusterSpec) validatePodShape(p *field.Path, clusterName string) field.
 	errs = append(errs, validateContainerSecurityContext(s.SecurityContext, p.Child("securityContext"))...)
 	errs = append(errs, validateSeccomp(s.SeccompProfile, p.Child("seccompProfile"))...)
 	errs = append(errs, validateProbes(s.Probes, p.Child("probes"))...)
-	errs = append(errs, validateProjectedVolume(s.ProjectedVolumeTemplate, p.Child("projectedVolumeTemplate"), clusterName)...)
+	errs = append(errs, s.validateProjectedVolume(p.Child("projectedVolumeTemplate"), clusterName)...)
 	errs = append(errs, validatePVCTemplate(s.StorageConfiguration, p.Child("storage"))...)
 	return errs
 }
@@ -299,7 +299,8 @@ func reservedEnvPrefix(prefix string) string {
 	return ""
 }
 
-func validateEnv(env []corev1.EnvVar, from []corev1.EnvFromSource, p *field.Path) field.ErrorList {
+func (s *ClusterSpec) validateEnv(p *field.Path, clusterName string) field.ErrorList {
+	env, from := s.Env, s.EnvFrom
 	var errs field.ErrorList
 	for i, e := range env {
 		np := p.Child("env").Index(i).Child("name")
@@ -311,6 +312,11 @@ func validateEnv(env []corev1.EnvVar, from []corev1.EnvFromSource, p *field.Path
 		}
 		if e.Value != "" && e.ValueFrom != nil {
 			errs = append(errs, field.Invalid(p.Child("env").Index(i).Child("valueFrom"), "", "give value or valueFrom, not both"))
+		}
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			if why := s.pgwardSecret(e.ValueFrom.SecretKeyRef.Name, clusterName); why != "" {
+				errs = append(errs, field.Forbidden(p.Child("env").Index(i).Child("valueFrom", "secretKeyRef", "name"), why))
+			}
 		}
 	}
 	for i, f := range from {
@@ -330,6 +336,9 @@ func validateEnv(env []corev1.EnvVar, from []corev1.EnvFromSource, p *field.Path
 			errs = append(errs, dnsErrors(fp.Child("configMapRef", "name"), f.ConfigMapRef.Name, validation.IsDNS1123Subdomain)...)
 		default:
 			errs = append(errs, dnsErrors(fp.Child("secretRef", "name"), f.SecretRef.Name, validation.IsDNS1123Subdomain)...)
+			if why := s.pgwardSecret(f.SecretRef.Name, clusterName); why != "" {
+				errs = append(errs, field.Forbidden(fp.Child("secretRef", "name"), why))
+			}
 		}
 	}
 	return errs
@@ -584,7 +593,8 @@ func validateProbes(pc *ProbesConfiguration, p *field.Path) field.ErrorList {
 // the pods already get what they need of the others), nor a service
 // account token (the pods' identity is pgward's, and anything that can
 // read the pod's files could act as it), nor anything else.
-func validateProjectedVolume(pv *corev1.ProjectedVolumeSource, p *field.Path, clusterName string) field.ErrorList {
+func (s *ClusterSpec) validateProjectedVolume(p *field.Path, clusterName string) field.ErrorList {
+	pv := s.ProjectedVolumeTemplate
 	if pv == nil {
 		return nil
 	}
@@ -592,7 +602,6 @@ func validateProjectedVolume(pv *corev1.ProjectedVolumeSource, p *field.Path, cl
 	if len(pv.Sources) == 0 {
 		errs = append(errs, field.Required(p.Child("sources"), "at least one source"))
 	}
-	own := GeneratedSecretNames(clusterName)
 	items := func(list []corev1.KeyToPath, ip *field.Path) {
 		for i, it := range list {
 			if !isRelativeFile(it.Path) {
@@ -600,41 +609,59 @@ func validateProjectedVolume(pv *corev1.ProjectedVolumeSource, p *field.Path, cl
 			}
 		}
 	}
-	for i, s := range pv.Sources {
+	for i, src := range pv.Sources {
 		sp := p.Child("sources").Index(i)
 		n := 0
-		if s.Secret != nil {
+		if src.Secret != nil {
 			n++
-			errs = append(errs, dnsErrors(sp.Child("secret", "name"), s.Secret.Name, validation.IsDNS1123Subdomain)...)
-			if slices.Contains(own, s.Secret.Name) {
-				errs = append(errs, field.Forbidden(sp.Child("secret", "name"), fmt.Sprintf("%q is one of pgward's own secrets of this cluster: the pods get exactly the keys they need of them", s.Secret.Name)))
+			errs = append(errs, dnsErrors(sp.Child("secret", "name"), src.Secret.Name, validation.IsDNS1123Subdomain)...)
+			if why := s.pgwardSecret(src.Secret.Name, clusterName); why != "" {
+				errs = append(errs, field.Forbidden(sp.Child("secret", "name"), why))
 			}
-			items(s.Secret.Items, sp.Child("secret", "items"))
+			items(src.Secret.Items, sp.Child("secret", "items"))
 		}
-		if s.ConfigMap != nil {
+		if src.ConfigMap != nil {
 			n++
-			errs = append(errs, dnsErrors(sp.Child("configMap", "name"), s.ConfigMap.Name, validation.IsDNS1123Subdomain)...)
-			items(s.ConfigMap.Items, sp.Child("configMap", "items"))
+			errs = append(errs, dnsErrors(sp.Child("configMap", "name"), src.ConfigMap.Name, validation.IsDNS1123Subdomain)...)
+			items(src.ConfigMap.Items, sp.Child("configMap", "items"))
 		}
-		if s.DownwardAPI != nil {
+		if src.DownwardAPI != nil {
 			n++
-			for j, it := range s.DownwardAPI.Items {
+			for j, it := range src.DownwardAPI.Items {
 				if !isRelativeFile(it.Path) {
 					errs = append(errs, field.Invalid(sp.Child("downwardAPI", "items").Index(j).Child("path"), it.Path, "must be a relative path without .."))
 				}
 			}
 		}
-		if s.ServiceAccountToken != nil {
+		if src.ServiceAccountToken != nil {
 			errs = append(errs, field.Forbidden(sp.Child("serviceAccountToken"), "the pods' service account is pgward's: a token of it in a volume could be read and used by whoever reads the pod's files"))
 		}
-		if s.ClusterTrustBundle != nil || s.PodCertificate != nil {
+		if src.ClusterTrustBundle != nil || src.PodCertificate != nil {
 			errs = append(errs, field.Forbidden(sp, "only secret, configMap and downwardAPI sources are supported"))
 		}
-		if n != 1 && s.ServiceAccountToken == nil && s.ClusterTrustBundle == nil && s.PodCertificate == nil {
+		if n != 1 && src.ServiceAccountToken == nil && src.ClusterTrustBundle == nil && src.PodCertificate == nil {
 			errs = append(errs, field.Invalid(sp, "", "give exactly one of secret, configMap and downwardAPI"))
 		}
 	}
 	return errs
+}
+
+// pgwardSecret explains why a secret may not be handed to the pods through
+// env, envFrom or the projected volume, or returns "": the secrets pgward
+// generates for the cluster (the CA's key, the operator's and the
+// scraper's client certificates must never reach a pod; of the others the
+// pods already get exactly the keys they need), the instances' own
+// configuration secrets, and the CA secrets the spec names, which may hold
+// a CA's key.
+func (s *ClusterSpec) pgwardSecret(name, clusterName string) string {
+	if slices.Contains(GeneratedSecretNames(clusterName), name) ||
+		(strings.HasPrefix(name, clusterName+"-") && strings.HasSuffix(name, "-config")) {
+		return fmt.Sprintf("%q is one of pgward's own secrets of this cluster: the pods get exactly the keys they need of them", name)
+	}
+	if c := s.Certificates; c != nil && (name == c.ServerCASecret || name == c.ClientCASecret) {
+		return fmt.Sprintf("%q is a CA secret of spec.certificates: it may hold the CA's key, which no pod may hold", name)
+	}
+	return ""
 }
 
 // validatePVCTemplate checks storage.pvcTemplate against size and
