@@ -131,6 +131,10 @@ func TestValidatePodShape(t *testing.T) {
 		}, []string{"spec.env[0].valueFrom.secretKeyRef.name|pgward's own", "spec.env[1].valueFrom.secretKeyRef.name|CA's key",
 			"spec.env[2].valueFrom.secretKeyRef.name|pgward's own", "spec.envFrom[0].secretRef.name|pgward's own",
 			"spec.projectedVolumeTemplate.sources[0].secret.name|CA's key"}},
+		{"description with a terminal escape", func(s *ClusterSpec) { s.Description = "db\x1b]0;owned\x07" },
+			[]string{"spec.description|control"}},
+		{"description too long", func(s *ClusterSpec) { s.Description = strings.Repeat("d", MaxDescriptionLength+1) },
+			[]string{"spec.description|Too long"}},
 		{"envFrom with neither or both sources", func(s *ClusterSpec) {
 			s.EnvFrom = []corev1.EnvFromSource{{Prefix: "APP_"}}
 		}, []string{"spec.envFrom[0]|exactly one"}},

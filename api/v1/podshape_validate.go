@@ -22,6 +22,9 @@ const (
 	PostgresGID int64 = 26
 )
 
+// MaxDescriptionLength bounds spec.description.
+const MaxDescriptionLength = 4096
+
 // ProjectedVolumeMount is where projectedVolumeTemplate is mounted,
 // read-only, as CloudNativePG mounts it.
 const ProjectedVolumeMount = "/projected"
@@ -77,6 +80,14 @@ func setStorageDefaults(st *StorageConfiguration) {
 // every pod creation fail.
 func (s *ClusterSpec) validatePodShape(p *field.Path, clusterName string) field.ErrorList {
 	var errs field.ErrorList
+	// Shown on terminals (`local up`, kubectl): no control characters,
+	// which could rewrite what the terminal shows.
+	if err := checkText(s.Description); err != nil {
+		errs = append(errs, field.Invalid(p.Child("description"), field.OmitValueType{}, err.Error()))
+	}
+	if len(s.Description) > MaxDescriptionLength {
+		errs = append(errs, field.TooLong(p.Child("description"), "", MaxDescriptionLength))
+	}
 	if s.Affinity != nil {
 		errs = append(errs, validateAffinity(s.Affinity, p.Child("affinity"))...)
 	}

@@ -84,6 +84,9 @@ func Up(ctx context.Context, o UpOptions) error {
 	if sc := p.cluster.Spec.StorageConfiguration.StorageClass; sc != nil {
 		say(fmt.Sprintf("note: spec.storage.storageClass %q applies on Kubernetes; locally the data is in %s", *sc, filepath.Join(l.Dir, "instances")))
 	}
+	if d := p.cluster.Spec.Description; d != "" {
+		say("description: " + d) // validated: no control characters
+	}
 	for _, n := range podShapeNotes(p.cluster) {
 		say(n)
 	}
