@@ -1,6 +1,7 @@
 package v1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -24,6 +25,7 @@ const (
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyInstances`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Primary",type=string,JSONPath=`.status.currentPrimary`
+// +kubebuilder:printcolumn:name="Description",type=string,JSONPath=`.spec.description`,priority=1
 type Cluster struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -130,6 +132,80 @@ type ClusterSpec struct {
 	// PostgreSQL has no such field); the local runtime ignores it.
 	// +optional
 	NetworkPolicy *NetworkPolicyConfiguration `json:"networkPolicy,omitempty"`
+
+	// Description is a free text about the cluster, stored and shown.
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// Affinity places the pods (Kubernetes only).
+	// +optional
+	Affinity *AffinityConfiguration `json:"affinity,omitempty"`
+
+	// TopologySpreadConstraints spread the pods (Kubernetes only); a
+	// constraint without a labelSelector selects the cluster's pods.
+	// +optional
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+
+	// PriorityClassName of the pods (Kubernetes only).
+	// +optional
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+
+	// SchedulerName of the pods (Kubernetes only).
+	// +optional
+	SchedulerName string `json:"schedulerName,omitempty"`
+
+	// Resources of the postgres container (Kubernetes only): requests
+	// must not exceed limits.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// Env adds variables to the postgres container (Kubernetes only).
+	// Names pgward, PostgreSQL, libpq, pgBackRest, the dynamic loader or
+	// the Go runtime read are refused.
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// EnvFrom adds the keys of ConfigMaps and Secrets, under a prefix that
+	// cannot form a refused name (Kubernetes only).
+	// +optional
+	EnvFrom []corev1.EnvFromSource `json:"envFrom,omitempty"`
+
+	// InheritedMetadata are labels and annotations put on every object the
+	// operator makes for the cluster; pgward's own keys are refused.
+	// +optional
+	InheritedMetadata *EmbeddedObjectMetadata `json:"inheritedMetadata,omitempty"`
+
+	// PodSecurityContext is merged over pgward's (Kubernetes only), within
+	// the restricted Pod Security Standard and pgward's user 26.
+	// +optional
+	PodSecurityContext *corev1.PodSecurityContext `json:"podSecurityContext,omitempty"`
+
+	// SecurityContext is merged over the postgres container's (Kubernetes
+	// only), within the restricted Pod Security Standard.
+	// +optional
+	SecurityContext *corev1.SecurityContext `json:"securityContext,omitempty"`
+
+	// SeccompProfile of the pod and its container: RuntimeDefault (the
+	// default) or Localhost.
+	// +optional
+	SeccompProfile *corev1.SeccompProfile `json:"seccompProfile,omitempty"`
+
+	// Probes tunes the timing of the container's probes (Kubernetes only).
+	// +optional
+	Probes *ProbesConfiguration `json:"probes,omitempty"`
+
+	// ProjectedVolumeTemplate is a projected volume mounted read-only at
+	// /projected in the postgres container (Kubernetes only).
+	// +optional
+	ProjectedVolumeTemplate *corev1.ProjectedVolumeSource `json:"projectedVolumeTemplate,omitempty"`
+
+	// ServiceAccountTemplate shapes the pods' ServiceAccount.
+	// +optional
+	ServiceAccountTemplate *ServiceAccountTemplate `json:"serviceAccountTemplate,omitempty"`
+
+	// EnablePDB makes the PodDisruptionBudgets (default true).
+	// +optional
+	EnablePDB *bool `json:"enablePDB,omitempty"`
 }
 
 // NetworkPolicyConfiguration describes the least-privilege NetworkPolicies
@@ -380,6 +456,10 @@ type StorageConfiguration struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	StorageClass *string `json:"storageClass,omitempty"`
+	// PersistentVolumeClaimTemplate is the PVCs' spec on Kubernetes,
+	// merged with size and storageClass (which must agree with it).
+	// +optional
+	PersistentVolumeClaimTemplate *corev1.PersistentVolumeClaimSpec `json:"pvcTemplate,omitempty"`
 }
 
 // ClusterStatus is the observed state of a Cluster.

@@ -150,6 +150,9 @@ func TestLoadClusterErrors(t *testing.T) {
       dtabase: app
   storage:
     pvcTemplate: {}
+  walStorage:
+    pvcTemplate: {}
+  probes: {startup: {type: streaming}}
   nope: 1
 metadata2: {}
 `, []string{
@@ -164,7 +167,9 @@ metadata2: {}
 			`unknown field "spec.nope"`,
 			`unknown field "spec.postgresql.paramters"`,
 			`field "spec.postgresql.synchronous.standbyNamesPre" is a Cloud Native PostgreSQL field that pgward does not support yet`,
-			`field "spec.storage.pvcTemplate" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.probes.startup.type" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			// The type is shared with storage, which supports it.
+			`field "spec.walStorage.pvcTemplate" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 		}},
 		{"unknown metadata and list item fields", `apiVersion: postgresql.pgward.io/v1
 kind: Cluster

@@ -58,6 +58,7 @@ func (c *Cluster) Validate() field.ErrorList {
 	errs = append(errs, c.validateTypeMeta()...)
 	errs = append(errs, c.validateMetadata(field.NewPath("metadata"))...)
 	errs = append(errs, c.Spec.validate(field.NewPath("spec"))...)
+	errs = append(errs, c.Spec.validatePodShape(field.NewPath("spec"), c.Name)...)
 	errs = append(errs, c.validateSecretReferences()...)
 	return errs
 }

@@ -224,6 +224,14 @@ func (r *ClusterReconciler) ensureClusterObjects(ctx context.Context, c *v1.Clus
 			return err
 		}
 	}
+	if len(pdbs) == 0 { // spec.enablePDB: false
+		if err := deleteOwned(ctx, r.Client, c, &policyv1.PodDisruptionBudget{ObjectMeta: objectKey(c, build.PrimaryPDBName(c))}); err != nil {
+			return err
+		}
+		if err := deleteOwned(ctx, r.Client, c, &policyv1.PodDisruptionBudget{ObjectMeta: objectKey(c, build.ReplicaPDBName(c))}); err != nil {
+			return err
+		}
+	}
 	nps := build.NetworkPolicies(c, r.Options)
 	for _, np := range nps {
 		if _, err := ensure(ctx, r.Client, c, np, func(cur, want *networkingv1.NetworkPolicy) {

@@ -53,7 +53,8 @@ func objectMeta(c *v1.Cluster, name string, extra map[string]string) metav1.Obje
 	return metav1.ObjectMeta{
 		Name:            name,
 		Namespace:       c.Namespace,
-		Labels:          labels,
+		Labels:          withInherited(c, labels),
+		Annotations:     inheritedAnnotations(c),
 		OwnerReferences: []metav1.OwnerReference{OwnerReference(c)},
 	}
 }
