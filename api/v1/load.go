@@ -30,9 +30,8 @@ var foreignAPIVersions = []string{"postgresql.cnpg.io/v1", "postgresql.k8s.enter
 var cnpOnlyFields = specPaths(
 	"affinity", "description", "enablePDB", "env", "envFrom",
 	"ephemeralVolumeSource", "ephemeralVolumesSizeLimit",
-	"imageCatalogRef", "imageName", "imagePullPolicy",
-	"imagePullSecrets", "inheritedMetadata", "livenessProbeTimeout", "logLevel",
-	"managed.services", "monitoring", "nodeMaintenanceWindow", "plugins",
+	"inheritedMetadata", "livenessProbeTimeout", "logLevel",
+	"monitoring", "nodeMaintenanceWindow", "plugins",
 	"podSecurityContext", "postgresGID", "postgresUID", "priorityClassName", "probes",
 	"podSelectorRefs", "projectedVolumeTemplate", "replica", "replicationSlots", "resources",
 	"schedulerName", "seccompProfile", "securityContext",

@@ -59,6 +59,8 @@ func (c *Cluster) Validate() field.ErrorList {
 	errs = append(errs, c.validateMetadata(field.NewPath("metadata"))...)
 	errs = append(errs, c.Spec.validate(field.NewPath("spec"))...)
 	errs = append(errs, c.validateSecretReferences()...)
+	errs = append(errs, c.Spec.validateImage(field.NewPath("spec"))...)
+	errs = append(errs, c.validateServices()...)
 	return errs
 }
 

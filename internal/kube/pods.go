@@ -19,8 +19,13 @@ import (
 // A pod's spec is immutable: an existing pod only gets its labels updated.
 func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, target string) (map[string]*corev1.Pod, error) {
 	pods := map[string]*corev1.Pod{}
+	opts, err := r.podOptions(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	outdated := map[string]bool{}
 	for _, name := range build.InstanceNames(c) {
-		cfg, err := build.InstanceConfigSecret(c, name, target, r.Options)
+		cfg, err := build.InstanceConfigSecret(c, name, target, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -34,12 +39,17 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		if _, err := ensure(ctx, r.Client, c, pvc, growPVC); err != nil {
 			return nil, err
 		}
-		pod, err := ensure(ctx, r.Client, c, build.Pod(c, name, roleOf(name, target), r.Options), func(_, _ *corev1.Pod) {})
+		want := build.Pod(c, name, roleOf(name, target), opts)
+		pod, err := ensure(ctx, r.Client, c, want, func(_, _ *corev1.Pod) {})
 		if err != nil {
 			return nil, err
 		}
 		pods[name] = pod
+		if podImagesOutdated(pod, want) {
+			outdated[name] = true
+		}
 	}
+	r.setOutdated(c, outdated)
 	if err := r.removeExtraInstances(ctx, c, target); err != nil {
 		return nil, err
 	}

@@ -60,7 +60,7 @@ func InstanceLabels(c *v1.Cluster, name, role string) map[string]string {
 func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 	meta := objectMeta(c, name, nil)
 	meta.Labels = InstanceLabels(c, name, role)
-	return &corev1.Pod{
+	pod := &corev1.Pod{
 		ObjectMeta: meta,
 		Spec: corev1.PodSpec{
 			ServiceAccountName: ServiceAccountName(c),
@@ -85,6 +85,8 @@ func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 			Volumes:    instanceVolumes(c, name),
 		},
 	}
+	withOperandImage(pod, c, opts)
+	return pod
 }
 
 func instanceContainer(opts Options) corev1.Container {
