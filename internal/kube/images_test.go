@@ -3,6 +3,7 @@ package kube_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -328,6 +329,14 @@ func TestManagedServices(t *testing.T) {
 		t.Errorf("reports: %+v", rep.Spec)
 	}
 	repUID := rep.UID
+	// Clients verify-full through the additional Services too.
+	var server corev1.Secret
+	if err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: "svc-server"}, &server); err != nil {
+		t.Fatal(err)
+	}
+	if names := parseCert(t, server.Data["tls.crt"]).DNSNames; !slices.Contains(names, "test-rw."+ns+".svc") || !slices.Contains(names, "reports") {
+		t.Errorf("server certificate names %v, want the additional Services'", names)
+	}
 
 	update := func(mutate func(*v1.ManagedServices)) {
 		var stored v1.Cluster

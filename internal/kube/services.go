@@ -47,7 +47,7 @@ func (r *ClusterReconciler) ensureManagedServices(ctx context.Context, c *v1.Clu
 			continue
 		}
 		// Only Services pgward makes: defaults by name, additional ones by label.
-		if !slices.Contains(build.DefaultServiceNames(c), s.Name) && s.Labels[build.AdditionalServiceLabel] == "" {
+		if !slices.Contains(build.ServiceNames(c), s.Name) && s.Labels[build.AdditionalServiceLabel] == "" {
 			continue
 		}
 		if err := deleteOwned(ctx, r.Client, c, s); err != nil {

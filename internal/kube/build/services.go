@@ -22,11 +22,6 @@ func Services(c *v1.Cluster) []*corev1.Service {
 	return out
 }
 
-// DefaultServiceNames are the names of the default Services, enabled or not.
-func DefaultServiceNames(c *v1.Cluster) []string {
-	return []string{rwService(c), roService(c), rService(c)}
-}
-
 // AdditionalServiceLabel marks the Services of spec.managed.services.additional.
 const AdditionalServiceLabel = "pgward.io/service"
 
@@ -117,4 +112,16 @@ func service(c *v1.Cluster, name, role string) *corev1.Service {
 			}},
 		},
 	}
+}
+
+// AdditionalServiceNames are the names of spec.managed.services.additional.
+func AdditionalServiceNames(c *v1.Cluster) []string {
+	if c.Spec.Managed == nil || c.Spec.Managed.Services == nil {
+		return nil
+	}
+	var out []string
+	for _, a := range c.Spec.Managed.Services.Additional {
+		out = append(out, a.ServiceTemplate.ObjectMeta.Name)
+	}
+	return out
 }
