@@ -42,9 +42,9 @@ var DefaultServiceSuffixes = map[string]string{
 	ServiceSelectorRW: "-rw", ServiceSelectorRO: "-ro", ServiceSelectorR: "-r",
 }
 
-// DefaultServiceEnabled reports whether the default Service of selector
+// KeepsDefaultService reports whether the default Service of selector
 // type t is kept (rw always is).
-func (s *ClusterSpec) DefaultServiceEnabled(t string) bool {
+func (s *ClusterSpec) KeepsDefaultService(t string) bool {
 	if t == ServiceSelectorRW || s.Managed == nil || s.Managed.Services == nil {
 		return true
 	}

@@ -75,8 +75,8 @@ var namespaced = map[string]bool{
 	"postgresql.pgward.io/imagecatalogs":               true,
 	// The catalogs every namespace's Clusters may name (read only).
 	"postgresql.pgward.io/clusterimagecatalogs": false,
-	"rbac.authorization.k8s.io/rolebindings":           true,
-	"rbac.authorization.k8s.io/roles":                  true,
+	"rbac.authorization.k8s.io/rolebindings":    true,
+	"rbac.authorization.k8s.io/roles":           true,
 	// The webhook configurations the operator keeps its CA in, and the
 	// reviews that authorize scrapers of its metrics.
 	"admissionregistration.k8s.io/mutatingwebhookconfigurations":   false,

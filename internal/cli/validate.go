@@ -105,7 +105,7 @@ func validateManifestFile(data []byte) (string, error) {
 		// issued maps a Secret's name to the cert-manager Certificate
 		// that fills it: CloudNativePG's samples ship such Secrets
 		// empty, for cert-manager to write on Kubernetes.
-		issued = map[string]string{}
+		issued   = map[string]string{}
 		catalogs = map[string]*v1.ImageCatalogSpec{}
 	)
 	for i, doc := range docs {

@@ -13,10 +13,10 @@ import (
 // spec.managed.services.disabledDefaultServices leaves out -ro and -r.
 func Services(c *v1.Cluster) []*corev1.Service {
 	out := []*corev1.Service{service(c, rwService(c), RolePrimary)}
-	if c.Spec.DefaultServiceEnabled(v1.ServiceSelectorRO) {
+	if c.Spec.KeepsDefaultService(v1.ServiceSelectorRO) {
 		out = append(out, service(c, roService(c), RoleReplica))
 	}
-	if c.Spec.DefaultServiceEnabled(v1.ServiceSelectorR) {
+	if c.Spec.KeepsDefaultService(v1.ServiceSelectorR) {
 		out = append(out, service(c, rService(c), ""))
 	}
 	return out
