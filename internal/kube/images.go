@@ -6,6 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -160,4 +162,61 @@ func (r *ClusterReconciler) clustersOfCatalog(kind string) func(context.Context,
 		}
 		return out
 	}
+}
+
+// currentImageOptions are the options that rebuild c's existing pods with
+// the images they run; ok is false when c has no pod.
+func (r *ClusterReconciler) currentImageOptions(ctx context.Context, c *v1.Cluster) (build.Options, bool, error) {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(c.Namespace), client.MatchingLabels(build.ClusterLabels(c))); err != nil {
+		return r.Options, false, fmt.Errorf("listing pods of %s: %w", c.Name, err)
+	}
+	for _, p := range pods.Items {
+		if !metav1.IsControlledBy(&p, c) || len(p.Spec.Containers) == 0 {
+			continue
+		}
+		opts := r.Options
+		if len(p.Spec.InitContainers) > 0 {
+			opts.ClusterImage = p.Spec.Containers[0].Image
+		}
+		return opts, true, nil
+	}
+	return r.Options, false, nil
+}
+
+// ConditionOperandImage says, for a Cluster with an imageCatalogRef,
+// whether its catalog entry resolves; when it does not, the pods keep the
+// image they run.
+const ConditionOperandImage = "OperandImage"
+
+func (r *ClusterReconciler) setImageError(c *v1.Cluster, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.imageErrs == nil {
+		r.imageErrs = map[string]string{}
+	}
+	key := client.ObjectKeyFromObject(c).String()
+	if err == nil {
+		delete(r.imageErrs, key)
+		return
+	}
+	r.imageErrs[key] = err.Error()
+}
+
+// setImageCondition sets or removes ConditionOperandImage on st.
+func (r *ClusterReconciler) setImageCondition(c *v1.Cluster, conds *[]metav1.Condition) {
+	if c.Spec.ImageCatalogRef == nil {
+		meta.RemoveStatusCondition(conds, ConditionOperandImage)
+		return
+	}
+	r.mu.Lock()
+	msg, failed := r.imageErrs[client.ObjectKeyFromObject(c).String()]
+	r.mu.Unlock()
+	cond := metav1.Condition{Type: ConditionOperandImage, Status: metav1.ConditionTrue, Reason: "Resolved",
+		Message: "the catalog's entry for the major resolves", ObservedGeneration: c.Generation}
+	if failed {
+		cond.Status, cond.Reason = metav1.ConditionFalse, "CatalogUnavailable"
+		cond.Message = msg + "; the pods keep the image they run"
+	}
+	meta.SetStatusCondition(conds, cond)
 }

@@ -279,6 +279,29 @@ func TestCatalogChangeRollsThePods(t *testing.T) {
 		t.Errorf("writes lost in the rolling update: %v", lost)
 	}
 	assertRW(t, ns, "roll", get().Status.CurrentPrimary)
+	if cond := findCondition(get().Status.Conditions, kube.ConditionOperandImage); cond == nil || cond.Status != metav1.ConditionTrue {
+		t.Errorf("OperandImage condition %+v", cond)
+	}
+
+	// The catalog goes away: the cluster keeps running (and failing over)
+	// on the pods' image, and says why nothing will roll.
+	if err := admin.Delete(ctx, &stored); err != nil {
+		t.Fatal(err)
+	}
+	primaryBefore := get().Status.CurrentPrimary
+	sim.Node(primaryBefore).Isolated = true
+	until("failed over without a catalog", func(c v1.Cluster) bool {
+		return c.Status.CurrentPrimary != primaryBefore && c.Status.CurrentPrimary != ""
+	})
+	for name, img := range images() {
+		if img != userImage158 {
+			t.Errorf("%s runs %s after the catalog was deleted", name, img)
+		}
+	}
+	cond := findCondition(get().Status.Conditions, kube.ConditionOperandImage)
+	if cond == nil || cond.Status != metav1.ConditionFalse || !strings.Contains(cond.Message, `ImageCatalog "images" does not exist`) {
+		t.Errorf("OperandImage condition without the catalog: %+v", cond)
+	}
 }
 
 // TestManagedServices: spec.managed.services disables the -ro and -r

@@ -67,6 +67,8 @@ type ClusterReconciler struct {
 	said map[string]time.Time         // deduplicates repeated events and logs
 	// outdated: cluster -> instances whose pods run outdated images (images.go)
 	outdated map[string]map[string]bool
+	// imageErrs: cluster -> why its catalog entry does not resolve (images.go)
+	imageErrs map[string]string
 }
 
 var _ reconcile.Reconciler = (*ClusterReconciler)(nil)
@@ -296,6 +298,7 @@ func (r *ClusterReconciler) forget(key string) {
 	delete(r.acks, key)
 	delete(r.mems, key)
 	delete(r.outdated, key)
+	delete(r.imageErrs, key)
 	r.mu.Unlock()
 	if f, ok := r.Instances.(interface{ Forget(string) }); ok {
 		f.Forget(key)
