@@ -4,6 +4,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,12 +34,13 @@ func importPlainImage(t *testing.T) {
 	defer cancel()
 	run := func(name string, args ...string) string {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, name, args...) // #nosec G204 -- the repository's own tools
+		cmd := exec.CommandContext(ctx, name, args...) // #nosec G204 G702 -- the repository's own tools
 		cmd.Dir = repoRoot
 		out, err := cmd.Output()
 		if err != nil {
 			var stderr []byte
-			if ee, ok := err.(*exec.ExitError); ok {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
 				stderr = ee.Stderr
 			}
 			t.Fatalf("%s %v: %v\n%s%s", name, args, err, out, stderr)
