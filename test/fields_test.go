@@ -20,6 +20,10 @@ var notReadByName = map[string]string{
 	// superuser or a replication role; false is the only value accepted.
 	"RoleConfiguration.Superuser":   "refused when true",
 	"RoleConfiguration.Replication": "refused when true",
+	// Only pgward's group and CloudNativePG's are accepted, both naming
+	// pgward's catalog kinds (CloudNativePG's group is read as pgward's,
+	// as its apiVersion is): there is nothing else for it to select.
+	"ImageCatalogRef.APIGroup": "two accepted values of one meaning",
 }
 
 // TestEveryAcceptedFieldIsRead walks the spec types of every kind pgward

@@ -206,6 +206,31 @@ type ClusterSpec struct {
 	// EnablePDB makes the PodDisruptionBudgets (default true).
 	// +optional
 	EnablePDB *bool `json:"enablePDB,omitempty"`
+
+	// ImageName is the operand image on Kubernetes: PostgreSQL 15 (and
+	// pgBackRest for backups), with or without pgward, which an init
+	// container copies in (docs/operator.md, "Operand images"). Default:
+	// the operator's own image. Locally PostgreSQL is the machine's
+	// (`pgward local up --pg-bin`).
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	ImageName string `json:"imageName,omitempty"`
+
+	// ImageCatalogRef takes the image from an ImageCatalog or
+	// ClusterImageCatalog entry instead of imageName.
+	// +optional
+	ImageCatalogRef *ImageCatalogRef `json:"imageCatalogRef,omitempty"`
+
+	// ImagePullPolicy of the operand image (Kubernetes).
+	// +optional
+	// +kubebuilder:validation:Enum=Always;Never;IfNotPresent
+	ImagePullPolicy string `json:"imagePullPolicy,omitempty"`
+
+	// ImagePullSecrets name docker-registry Secrets of the Cluster's
+	// namespace for pulling the operand image (Kubernetes).
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	ImagePullSecrets []LocalObjectReference `json:"imagePullSecrets,omitempty"`
 }
 
 // NetworkPolicyConfiguration describes the least-privilege NetworkPolicies

@@ -29,9 +29,8 @@ var foreignAPIVersions = []string{"postgresql.cnpg.io/v1", "postgresql.k8s.enter
 // that the field is understood but unsupported, not misspelled.
 var cnpOnlyFields = specPaths(
 	"ephemeralVolumeSource", "ephemeralVolumesSizeLimit",
-	"imageCatalogRef", "imageName", "imagePullPolicy",
-	"imagePullSecrets", "livenessProbeTimeout", "logLevel",
-	"managed.services", "monitoring", "nodeMaintenanceWindow", "plugins",
+	"livenessProbeTimeout", "logLevel",
+	"monitoring", "nodeMaintenanceWindow", "plugins",
 	"postgresGID", "postgresUID",
 	"podSelectorRefs", "replica", "replicationSlots",
 	"smartShutdownTimeout", "startDelay", "stopDelay",

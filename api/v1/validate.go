@@ -60,6 +60,8 @@ func (c *Cluster) Validate() field.ErrorList {
 	errs = append(errs, c.Spec.validate(field.NewPath("spec"))...)
 	errs = append(errs, c.Spec.validatePodShape(field.NewPath("spec"), c.Name)...)
 	errs = append(errs, c.validateSecretReferences()...)
+	errs = append(errs, c.Spec.validateImage(field.NewPath("spec"))...)
+	errs = append(errs, c.validateServices()...)
 	return errs
 }
 

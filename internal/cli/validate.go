@@ -105,7 +105,8 @@ func validateManifestFile(data []byte) (string, error) {
 		// issued maps a Secret's name to the cert-manager Certificate
 		// that fills it: CloudNativePG's samples ship such Secrets
 		// empty, for cert-manager to write on Kubernetes.
-		issued = map[string]string{}
+		issued   = map[string]string{}
+		catalogs = map[string]*v1.ImageCatalogSpec{}
 	)
 	for i, doc := range docs {
 		var tm typeMeta
@@ -125,6 +126,13 @@ func validateManifestFile(data []byte) (string, error) {
 				continue
 			}
 			cluster = c
+		case tm.Kind == v1.ImageCatalogKind || tm.Kind == v1.ClusterImageCatalogKind:
+			kind, name, spec, err := v1.LoadImageCatalog(doc)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("document %d (%s %q): %v", i+1, tm.Kind, tm.Metadata.Name, err))
+				continue
+			}
+			catalogs[kind+"/"+name] = spec
 		case tm.Kind == "Secret" && tm.APIVersion == "v1":
 			var s secretDoc
 			if err := yaml.UnmarshalStrict(doc, &s); err != nil {
@@ -162,6 +170,15 @@ func validateManifestFile(data []byte) (string, error) {
 			}
 		}
 		problems = append(problems, checkSecretDocs(cluster, secrets)...)
+		// A catalog in the same file must have the entry the Cluster
+		// selects; one applied separately is checked by the operator.
+		if ref := cluster.Spec.ImageCatalogRef; ref != nil {
+			if spec, ok := catalogs[ref.Kind+"/"+ref.Name]; ok {
+				if _, ok := spec.ImageFor(ref.Major); !ok {
+					problems = append(problems, fmt.Sprintf("spec.imageCatalogRef: %s %q in this file has no image for major %d", ref.Kind, ref.Name, ref.Major))
+				}
+			}
+		}
 	}
 	if len(problems) > 0 {
 		return "", fmt.Errorf("invalid:\n  %s", strings.Join(problems, "\n  "))

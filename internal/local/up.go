@@ -87,7 +87,7 @@ func Up(ctx context.Context, o UpOptions) error {
 	if d := p.cluster.Spec.Description; d != "" {
 		say("description: " + d) // validated: no control characters
 	}
-	for _, n := range podShapeNotes(p.cluster) {
+	for _, n := range append(podShapeNotes(p.cluster), kubernetesOnlyNotes(p.cluster, p.state.PGBinDir)...) {
 		say(n)
 	}
 	if bound, err := fenceTiming(p.state.HA).Bound(); err == nil && p.cluster.Spec.Instances > 1 {

@@ -79,7 +79,7 @@ func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 	if pv := c.Spec.ProjectedVolumeTemplate; pv != nil {
 		volumes = append(volumes, corev1.Volume{Name: volProjected, VolumeSource: corev1.VolumeSource{Projected: pv.DeepCopy()}})
 	}
-	return &corev1.Pod{
+	pod := &corev1.Pod{
 		ObjectMeta: meta,
 		Spec: corev1.PodSpec{
 			ServiceAccountName: ServiceAccountName(c),
@@ -102,6 +102,8 @@ func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 			Volumes:                       volumes,
 		},
 	}
+	withOperandImage(pod, c, opts)
+	return pod
 }
 
 // shapeContainer applies the pod-shape fields to the postgres container:
