@@ -34,7 +34,7 @@ var cnpOnlyFields = specPaths(
 	"imagePullSecrets", "inheritedMetadata", "livenessProbeTimeout", "logLevel",
 	"managed.services", "monitoring", "nodeMaintenanceWindow", "plugins",
 	"podSecurityContext", "postgresGID", "postgresUID", "priorityClassName", "probes",
-	"podSelectorRefs", "projectedVolumeTemplate", "replica", "replicationSlots", "resources",
+	"podSelectorRefs", "projectedVolumeTemplate", "replicationSlots", "resources",
 	"schedulerName", "seccompProfile", "securityContext",
 	"serviceAccountTemplate", "smartShutdownTimeout", "startDelay", "stopDelay",
 	"switchoverDelay", "tablespaces", "topologySpreadConstraints",
@@ -70,6 +70,7 @@ var cnpOnlyFields = specPaths(
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",
 	"storage.pvcTemplate", "storage.resizeInUseVolumes",
 	"walStorage.pvcTemplate", "walStorage.resizeInUseVolumes",
+	"replica.promotionToken", "replica.minApplyDelay",
 )
 
 // listIndex matches the index of a list element in a field path, so that

@@ -223,6 +223,9 @@ var createCases = []badCase{
 	{"unknown field", `foo: bar`, "spec.foo", "unknown field"},
 	{"misspelt field", `postgresql: {params: {work_mem: 4MB}}`, "spec.postgresql.params", "unknown field"},
 	{"CNPG field not supported", `imageName: postgres:16`, "spec.imageName", "unknown field"},
+	{"replica cluster (local runtime only)", `{instances: 1, bootstrap: {pg_basebackup: {source: src}}, replica: {enabled: true, source: src},
+		externalClusters: [{name: src, connectionParameters: {host: src.example.org, user: streaming_replica, sslmode: verify-full},
+		sslRootCert: {name: src-ca, key: ca.crt}}]}`, "spec.replica", "local runtime only"},
 	{"negative minSyncReplicas", `minSyncReplicas: -1`, "spec.minSyncReplicas", ""},
 	// Refused by the validating webhook (api/v1 Validate).
 	{"fixed parameter port", `postgresql: {parameters: {port: "5433"}}`, "spec.postgresql.parameters[port]", "pgward"},

@@ -63,7 +63,7 @@ func (p *planner) adopt(data []InstanceStatus) bool {
 // bootstrapPending reissues the bootstrap until the first primary reports.
 func (p *planner) bootstrapPending(t InstanceStatus) {
 	if t.Reachable && t.Empty {
-		p.act(Action{Kind: ActionBootstrap, Instance: t.Name, Epoch: p.mem.Epoch, SyncStandbys: p.lastSync()})
+		p.act(Action{Kind: ActionBootstrap, Instance: t.Name, Epoch: p.mem.Epoch, SyncStandbys: p.lastSync(), Designated: p.spec.ReplicaCluster})
 		return
 	}
 	p.hold("waiting for %s to finish bootstrapping (it %s)", t.Name, p.describe(t))

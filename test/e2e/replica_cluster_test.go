@@ -1,0 +1,257 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"strings"
+	"testing"
+	"time"
+)
+
+// replicaStatus is the part of `local status -o json` a replica cluster
+// adds.
+type replicaStatus struct {
+	CurrentPrimary string `json:"currentPrimary"`
+	Instances      []struct {
+		Name      string `json:"name"`
+		Role      string `json:"role"`
+		State     string `json:"state"`
+		Port      int    `json:"port"`
+		SocketDir string `json:"socketDir"`
+		Timeline  int    `json:"timeline"`
+		Source    string `json:"source"`
+		LagBytes  *int64 `json:"lagBytes"`
+	} `json:"instances"`
+}
+
+func replicaClusterStatus(t *testing.T, dir string) replicaStatus {
+	t.Helper()
+	var rs replicaStatus
+	out := mustPgward(t, "local", "status", "-o", "json", "--dir", dir)
+	if err := json.Unmarshal([]byte(out), &rs); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	return rs
+}
+
+// socketSQL runs sql on one instance through its socket as postgres (peer
+// authentication as the run-as user): a replica cluster's roles are the
+// source's until it is promoted, so its own app secret does not log in yet.
+func socketSQL(t *testing.T, dir, instance, sql string) (string, error) {
+	t.Helper()
+	for _, is := range replicaClusterStatus(t, dir).Instances {
+		if is.Name == instance {
+			conninfo := fmt.Sprintf("host=%s port=%d user=postgres dbname=app", is.SocketDir, is.Port)
+			return psql(context.Background(), runAsUser(t), conninfo, sql)
+		}
+	}
+	t.Fatalf("no instance %s", instance)
+	return "", nil
+}
+
+func replicaManifest(t *testing.T, src string, enabled bool) string {
+	t.Helper()
+	port := instancePorts(t, src)["rcsrc-1"]
+	read := func(secret, key string) string {
+		b, err := os.ReadFile(filepath.Join(src, "secrets", secret, key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "    " + strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", "\n    ")
+	}
+	return fmt.Sprintf(`apiVersion: postgresql.pgward.io/v1
+kind: Cluster
+metadata:
+  name: rcrep
+spec:
+  instances: 2
+  bootstrap:
+    pg_basebackup:
+      source: rcsrc
+  replica:
+    enabled: %t
+    source: rcsrc
+  externalClusters:
+  - name: rcsrc
+    connectionParameters:
+      host: localhost
+      port: "%d"
+      user: streaming_replica
+      dbname: postgres
+      sslmode: verify-full
+    sslCert: {name: rcsrc-replication-copy, key: tls.crt}
+    sslKey: {name: rcsrc-replication-copy, key: tls.key}
+    sslRootCert: {name: rcsrc-ca-copy, key: ca.crt}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: rcsrc-replication-copy
+stringData:
+  tls.crt: |
+%s
+  tls.key: |
+%s
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: rcsrc-ca-copy
+stringData:
+  ca.crt: |
+%s
+`, enabled, port, read("rcsrc-replication", "tls.crt"), read("rcsrc-replication", "tls.key"), read("rcsrc-ca", "ca.crt"))
+}
+
+// TestReplicaCluster: a whole cluster follows a running source over TLS
+// it verifies, authenticated by the source's replication client
+// certificate: its designated primary streams from the source and its
+// other instance cascades from it; rows written to the source arrive on
+// both; the replica cluster refuses writes; killing its designated primary
+// makes the other instance the designated primary, following the source;
+// setting replica.enabled to false promotes it into a writable cluster on
+// a new timeline with its own credentials, and the source is untouched.
+func TestReplicaCluster(t *testing.T) {
+	runAsUser(t)
+	src := upCluster(t, "rcsrc", `apiVersion: postgresql.pgward.io/v1
+kind: Cluster
+metadata:
+  name: rcsrc
+spec:
+  instances: 1
+`)
+	appSQL(t, src, "CREATE TABLE t AS SELECT g FROM generate_series(1, 1000) g")
+
+	rep := newStateDir(t, "rcrep")
+	t.Cleanup(func() { _, _ = pgward(context.Background(), "local", "down", "--purge", "--dir", rep) })
+	out := mustPgward(t, "local", "up", "-f", writeManifest(t, "rcrep.yaml", replicaManifest(t, src, true)), "--dir", rep)
+	for _, want := range []string{"designated primary, streaming from the source cluster rcsrc", "replica cluster: the designated primary follows rcsrc"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("up does not say %q:\n%s", want, out)
+		}
+	}
+
+	// The designated primary and the lag from the source in the status.
+	head := ""
+	for _, is := range replicaClusterStatus(t, rep).Instances {
+		if is.Role == "designated primary" {
+			head = is.Name
+			if is.Source != "rcsrc" || is.LagBytes == nil || is.State != "streaming" {
+				t.Errorf("designated primary %s: source %q, lag %v, state %q", is.Name, is.Source, is.LagBytes, is.State)
+			}
+		}
+	}
+	if head == "" {
+		t.Fatalf("no designated primary in the status:\n%s", mustPgward(t, "local", "status", "--dir", rep))
+	}
+	if table := mustPgward(t, "local", "status", "--dir", rep); !strings.Contains(table, "follows the source cluster rcsrc") {
+		t.Errorf("the status table does not say whom the cluster follows:\n%s", table)
+	}
+	other := map[string]string{"rcrep-1": "rcrep-2", "rcrep-2": "rcrep-1"}[head]
+
+	rowsOn := func(instance, want string) {
+		t.Helper()
+		eventually(t, 60*time.Second, instance+" has "+want+" rows", func() error {
+			got, err := socketSQL(t, rep, instance, "SELECT count(*) FROM t")
+			if err != nil || got != want {
+				return fmt.Errorf("%q %v", got, err)
+			}
+			return nil
+		})
+	}
+	rowsOn(head, "1000")
+	rowsOn(other, "1000")
+
+	// The source sees the designated primary as a standby over TLS, with
+	// the replication certificate's identity.
+	srcSocket := func(sql string) string {
+		t.Helper()
+		st := replicaClusterStatus(t, src).Instances[0]
+		out, err := psql(context.Background(), runAsUser(t), fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", st.SocketDir, st.Port), sql)
+		if err != nil {
+			t.Fatalf("%s: %v %s", sql, err, out)
+		}
+		return out
+	}
+	if got := srcSocket("SELECT r.application_name || ' ' || s.ssl || ' ' || s.client_dn FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)"); !strings.Contains(got, head+" true /CN=streaming_replica") {
+		t.Errorf("the source's standbys: %q, want %s over TLS as CN=streaming_replica", got, head)
+	}
+
+	// No writes in a replica cluster.
+	for _, n := range []string{head, other} {
+		if out, err := socketSQL(t, rep, n, "INSERT INTO t VALUES (0)"); err == nil || !strings.Contains(out, "read-only") {
+			t.Errorf("a write on %s: %v %s, want it refused as read-only", n, err, out)
+		}
+	}
+
+	appSQL(t, src, "INSERT INTO t SELECT g FROM generate_series(1001, 2000) g")
+	rowsOn(head, "2000")
+	rowsOn(other, "2000")
+
+	// Failover inside the replica cluster: the other instance becomes the
+	// designated primary and follows the source itself.
+	pidFile, err := os.ReadFile(filepath.Join(rep, "instances", head, "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runKill(strings.SplitN(string(pidFile), "\n", 2)[0]); err != nil {
+		t.Fatalf("kill: %v %s", err, out)
+	}
+	eventually(t, 60*time.Second, other+" becomes the designated primary", func() error {
+		for _, is := range replicaClusterStatus(t, rep).Instances {
+			if is.Name == other && (is.Role != "designated primary" || is.State != "streaming") {
+				return fmt.Errorf("%s is %s, %s", other, is.Role, is.State)
+			}
+		}
+		return nil
+	})
+	appSQL(t, src, "INSERT INTO t SELECT g FROM generate_series(2001, 3000) g")
+	rowsOn(other, "3000")
+	rowsOn(head, "3000") // the old designated primary back, cascading from the new one
+	head, other = other, head
+
+	// Promotion: replica.enabled false through the live-change path.
+	srcTL := replicaClusterStatus(t, src).Instances[0].Timeline
+	out = mustPgward(t, "local", "up", "-f", writeManifest(t, "rcrep-promoted.yaml", replicaManifest(t, src, false)), "--dir", rep)
+	t.Logf("promotion:\n%s", out)
+	eventually(t, 30*time.Second, "the promoted cluster takes writes with its own credentials", func() error {
+		out, err := psql(context.Background(), "", strings.TrimSpace(mustPgward(t, "local", "uri", "app", "--dir", rep)), "INSERT INTO t VALUES (-1)")
+		if err != nil {
+			return fmt.Errorf("%v %s", err, out)
+		}
+		return nil
+	})
+	st := replicaClusterStatus(t, rep)
+	for _, is := range st.Instances {
+		if is.Name == head && (is.Role != "primary" || is.Timeline <= srcTL) {
+			t.Errorf("%s after promotion: role %s, timeline %d (the source's is %d)", head, is.Role, is.Timeline, srcTL)
+		}
+	}
+	rowsOn(other, "3001")
+	if got := appSQL(t, src, "SELECT count(*) FROM t"); got != "3000" {
+		t.Errorf("the source changed: %s rows", got)
+	}
+	if got := srcSocket("SELECT count(*) FROM pg_stat_replication"); got != "0" {
+		t.Errorf("the promoted cluster still streams from the source: %s standbys", got)
+	}
+	a, _ := os.ReadFile(filepath.Join(src, "secrets", "rcsrc-app", "password"))
+	b, _ := os.ReadFile(filepath.Join(rep, "secrets", "rcrep-app", "password"))
+	if len(a) == 0 || string(a) == string(b) {
+		t.Error("the promoted cluster shares the source's app password")
+	}
+	for _, n := range []string{head, other} {
+		if _, err := os.Stat(filepath.Join(rep, "instances", n, "conf", "replica-source.pgpass")); err == nil {
+			t.Errorf("%s keeps a replica source password file", n)
+		}
+	}
+	// Promotion is one way.
+	if out, err := pgward(t.Context(), "local", "up", "-f", writeManifest(t, "rcrep-again.yaml", replicaManifest(t, src, true)), "--dir", rep); err == nil ||
+		!strings.Contains(out, "spec.replica") {
+		t.Errorf("making the promoted cluster a replica again: %v\n%s", err, out)
+	}
+
+}
