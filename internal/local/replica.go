@@ -15,12 +15,12 @@ import (
 // the replica mode is taken; `up` has already judged the change with
 // ValidateUpdate (a promoted cluster never becomes a replica again).
 func (h *haLoop) refreshReplicaMode() {
-	fi, err := os.Stat(h.layout.ClusterFile())
+	fi, err := os.Stat(h.layout.ClusterFile()) // #nosec G703 -- the state directory is the user's own choice
 	if err != nil || fi.ModTime().Equal(h.manifestTime) {
 		return
 	}
 	h.manifestTime = fi.ModTime()
-	data, err := os.ReadFile(h.layout.ClusterFile())
+	data, err := os.ReadFile(h.layout.ClusterFile()) // #nosec G703 -- the state directory is the user's own choice
 	if err != nil {
 		return
 	}

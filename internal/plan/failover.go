@@ -219,6 +219,17 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// replicaPromotion reports whether the target t is the designated primary
+// of a cluster that is no longer a replica, or the same instance with the
+// promotion in flight (it took the new epoch and is leaving recovery):
+// then it is promoted in place, never replaced by a failover.
+func (p *planner) replicaPromotion(t InstanceStatus) bool {
+	if p.spec.ReplicaCluster || !t.readyReplica() {
+		return false
+	}
+	return t.Designated || (t.Epoch == p.mem.Epoch && p.mem.CurrentPrimary == t.Name)
+}
+
 // promoteReplicaCluster turns a replica cluster into an independent one:
 // its designated primary t is promoted in place, onto a new timeline at a
 // new epoch, and its replicas, which already cascade from it, follow the
@@ -230,7 +241,7 @@ func (p *planner) promoteReplicaCluster(t InstanceStatus) {
 		return
 	}
 	m := &p.mem
-	if t.Epoch >= m.Epoch {
+	if t.Designated && t.Epoch >= m.Epoch {
 		m.Epoch = max(m.Epoch, t.Epoch) + 1
 		m.PrimaryUnhealthySince = time.Time{}
 		m.PrimaryLastSeen = t.ObservedAt

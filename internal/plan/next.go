@@ -83,7 +83,7 @@ func (p *planner) plan() {
 	switch {
 	case p.mem.Switchover.From != "":
 		p.continueSwitchover()
-	case !p.spec.ReplicaCluster && target.designatedHead():
+	case p.replicaPromotion(target):
 		p.promoteReplicaCluster(target)
 	case p.healthy(target):
 		p.primaryUp(target)

@@ -142,6 +142,18 @@ func TestReplicaCluster(t *testing.T) {
 			epoch: 2,
 		},
 		{
+			name: "promotion in flight: the instance took the epoch and is leaving recovery; no failover",
+			spec: three(),
+			mem:  pt.Steady("c-1", 2, t0),
+			obs: func() []plan.InstanceStatus {
+				r := pt.Replica("c-1", "", l5)
+				r.Epoch = 2
+				return []plan.InstanceStatus{r, pt.Replica("c-2", "c-1", l5), pt.Replica("c-3", "c-1", l5)}
+			}(),
+			want:  []string{`promote c-1 epoch=2 sync=""`},
+			epoch: 2,
+		},
+		{
 			name:  "promotion waits while another instance may accept writes",
 			spec:  three(),
 			mem:   steady,

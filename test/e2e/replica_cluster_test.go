@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgward/pgward/test/objectstore"
 )
 
 // replicaStatus is the part of `local status -o json` a replica cluster
@@ -158,7 +160,7 @@ spec:
 		eventually(t, 60*time.Second, instance+" has "+want+" rows", func() error {
 			got, err := socketSQL(t, rep, instance, "SELECT count(*) FROM t")
 			if err != nil || got != want {
-				return fmt.Errorf("%q %v", got, err)
+				return fmt.Errorf("%q: %w", got, err)
 			}
 			return nil
 		})
@@ -221,7 +223,7 @@ spec:
 	eventually(t, 30*time.Second, "the promoted cluster takes writes with its own credentials", func() error {
 		out, err := psql(context.Background(), "", strings.TrimSpace(mustPgward(t, "local", "uri", "app", "--dir", rep)), "INSERT INTO t VALUES (-1)")
 		if err != nil {
-			return fmt.Errorf("%v %s", err, out)
+			return fmt.Errorf("%w: %s", err, out)
 		}
 		return nil
 	})
@@ -254,4 +256,101 @@ spec:
 		t.Errorf("making the promoted cluster a replica again: %v\n%s", err, out)
 	}
 
+}
+
+// TestReplicaClusterFromObjectStore: the object-store variant. The
+// designated primary restores the source's base backup from its store and
+// replays the WAL the source archives there (pgBackRest archive-get,
+// decrypted with the source's key), with no connection to the source at
+// all; rows written to the source arrive once archived; the cluster
+// refuses writes; replica.enabled: false promotes it.
+func TestReplicaClusterFromObjectStore(t *testing.T) {
+	runAsUser(t)
+	store := objectstore.Start(t)
+	src := upCluster(t, "rcbk", backupManifest(store, "rcbk", "", ""))
+	appSQL(t, src, "CREATE TABLE t AS SELECT g FROM generate_series(1, 100) g")
+	if out := mustPgward(t, "local", "backup", "--dir", src); !strings.Contains(out, "completed") {
+		t.Fatalf("backup: %s", out)
+	}
+	key, err := os.ReadFile(filepath.Join(src, "secrets", "rcbk-backup-key", "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := func(enabled bool) string {
+		return fmt.Sprintf(`apiVersion: postgresql.pgward.io/v1
+kind: Cluster
+metadata:
+  name: rcobj
+spec:
+  instances: 1
+  bootstrap:
+    recovery:
+      source: rcbk
+  replica:
+    enabled: %t
+    source: rcbk
+  externalClusters:
+  - name: rcbk
+    barmanObjectStore:
+      destinationPath: s3://%s/e2e
+      endpointURL: %s
+      endpointCA: {name: objectstore, key: ca.crt}
+      s3Credentials:
+        accessKeyId: {name: objectstore, key: ACCESS_KEY_ID}
+        secretAccessKey: {name: objectstore, key: ACCESS_SECRET_KEY}
+      encryptionKey: {name: source-key, key: key}
+---
+%s---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: source-key
+stringData:
+  key: %q
+`, enabled, store.Bucket, store.Endpoint, store.SecretManifest("objectstore"), strings.TrimSpace(string(key)))
+	}
+	rep := newStateDir(t, "rcobj")
+	t.Cleanup(func() { _, _ = pgward(context.Background(), "local", "down", "--purge", "--dir", rep) })
+	out := mustPgward(t, "local", "up", "-f", writeManifest(t, "rcobj.yaml", manifest(true)), "--dir", rep)
+	if !strings.Contains(out, "designated primary, following the source cluster rcbk") {
+		t.Errorf("up does not show the designated primary:\n%s", out)
+	}
+	rows := func(want string) {
+		t.Helper()
+		eventually(t, 90*time.Second, "rcobj-1 has "+want+" rows", func() error {
+			got, err := socketSQL(t, rep, "rcobj-1", "SELECT count(*) FROM t")
+			if err != nil || got != want {
+				return fmt.Errorf("%q: %w", got, err)
+			}
+			return nil
+		})
+	}
+	rows("100")
+	if out, err := socketSQL(t, rep, "rcobj-1", "INSERT INTO t VALUES (0)"); err == nil || !strings.Contains(out, "read-only") {
+		t.Errorf("a write: %v %s, want it refused as read-only", err, out)
+	}
+	// New rows reach the replica cluster through the archive only: the
+	// source closes its WAL segment, archives it, and the designated
+	// primary's restore_command fetches it.
+	appSQL(t, src, "INSERT INTO t SELECT g FROM generate_series(101, 200) g")
+	st := replicaClusterStatus(t, src).Instances[0]
+	if out, err := psql(context.Background(), runAsUser(t), fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", st.SocketDir, st.Port), "SELECT pg_switch_wal()"); err != nil {
+		t.Fatalf("pg_switch_wal: %v %s", err, out)
+	}
+	rows("200")
+
+	mustPgward(t, "local", "up", "-f", writeManifest(t, "rcobj-promoted.yaml", manifest(false)), "--dir", rep)
+	eventually(t, 30*time.Second, "the promoted cluster takes writes", func() error {
+		out, err := psql(context.Background(), "", strings.TrimSpace(mustPgward(t, "local", "uri", "app", "--dir", rep)), "INSERT INTO t VALUES (-1)")
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	})
+	if got := appSQL(t, src, "SELECT count(*) FROM t"); got != "200" {
+		t.Errorf("the source changed: %s rows", got)
+	}
+	if _, err := os.Stat(filepath.Join(rep, "instances", "rcobj-1", "conf", "pgbackrest-source.conf")); err == nil {
+		t.Error("the promoted cluster keeps the source's store configuration (its credentials and key)")
+	}
 }
