@@ -80,7 +80,11 @@ func Up(ctx context.Context, o UpOptions) error {
 		return err
 	}
 	say("")
-	say(fmt.Sprintf("cluster %q is up: %d instance(s), primary %s", p.cluster.Name, p.cluster.Spec.Instances, targetPrimary(l, p.state)))
+	head := "primary"
+	if p.cluster.IsReplica() {
+		head = "designated primary"
+	}
+	say(fmt.Sprintf("cluster %q is up: %d instance(s), %s %s", p.cluster.Name, p.cluster.Spec.Instances, head, targetPrimary(l, p.state)))
 	if note := replicaNote(p.cluster); note != "" {
 		say(note)
 	}
