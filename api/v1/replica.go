@@ -1,6 +1,10 @@
 package v1
 
 import (
+	"math"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -27,6 +31,21 @@ type ReplicaClusterConfiguration struct {
 	// metadata.name).
 	// +optional
 	Self string `json:"self,omitempty"`
+	// MinApplyDelay delays the replay of every transaction on the replica
+	// cluster's instances by this long after its commit on the source
+	// (recovery_min_apply_delay): a delayed replica cluster, to recover
+	// from a mistake on the source. Promotion ends the delay.
+	// +optional
+	MinApplyDelay *metav1.Duration `json:"minApplyDelay,omitempty"`
+}
+
+// ApplyDelay is spec.replica.minApplyDelay on a replica cluster, 0 when
+// there is none or the cluster is no longer a replica.
+func (c *Cluster) ApplyDelay() time.Duration {
+	if !c.IsReplica() || c.Spec.Replica.MinApplyDelay == nil {
+		return 0
+	}
+	return c.Spec.Replica.MinApplyDelay.Duration
 }
 
 // IsReplica reports whether c is (still) a replica cluster: its designated
@@ -74,6 +93,9 @@ func (c *Cluster) validateReplica(p *field.Path) field.ErrorList {
 		if v != "" {
 			errs = append(errs, validateIdentifierLike(p.Child(name), v)...)
 		}
+	}
+	if d := r.MinApplyDelay; d != nil && (d.Duration < 0 || d.Milliseconds() > math.MaxInt32) {
+		errs = append(errs, field.Invalid(p.Child("minApplyDelay"), d.Duration.String(), "must be between 0 and 596h (recovery_min_apply_delay counts milliseconds in 32 bits)"))
 	}
 	src := c.Spec.externalCluster(r.Source)
 	switch {

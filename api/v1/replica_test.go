@@ -68,9 +68,18 @@ func TestReplicaValidation(t *testing.T) {
 		{"promotionToken not supported yet", `
   bootstrap: {pg_basebackup: {source: src}}
   replica: {enabled: true, source: src, promotionToken: abc}`, true, "spec.replica.promotionToken"},
-		{"minApplyDelay not supported yet", `
+		{"minApplyDelay", `
   bootstrap: {pg_basebackup: {source: src}}
-  replica: {enabled: true, source: src, minApplyDelay: 1h}`, true, "spec.replica.minApplyDelay"},
+  replica: {enabled: true, source: src, minApplyDelay: 1h}`, true, ""},
+		{"negative minApplyDelay", `
+  bootstrap: {pg_basebackup: {source: src}}
+  replica: {enabled: true, source: src, minApplyDelay: -1s}`, true, "spec.replica.minApplyDelay"},
+		{"minApplyDelay beyond PostgreSQL's range", `
+  bootstrap: {pg_basebackup: {source: src}}
+  replica: {enabled: true, source: src, minApplyDelay: 600h}`, true, "spec.replica.minApplyDelay"},
+		{"minApplyDelay not a duration", `
+  bootstrap: {pg_basebackup: {source: src}}
+  replica: {enabled: true, source: src, minApplyDelay: soon}`, true, "spec.replica.minApplyDelay"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

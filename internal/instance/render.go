@@ -99,8 +99,10 @@ func (m *Manager) renderFiles(c *v1.Cluster, primary bool) (map[string][]byte, e
 		if sourceConf, err = m.sourceSettings(&in, pgdata); err != nil {
 			return nil, err
 		}
+		in.MinApplyDelay = c.ApplyDelay()
 	default:
 		in.PrimaryConnInfo = m.replicationConnInfo(st.Primary, m.cfg.Name)
+		in.MinApplyDelay = c.ApplyDelay()
 	}
 	repo, repoConf, err := m.ownRepo(c, pgdata)
 	if err != nil {

@@ -57,6 +57,14 @@ func socketSQL(t *testing.T, dir, instance, sql string) (string, error) {
 
 func replicaManifest(t *testing.T, src string, enabled bool) string {
 	t.Helper()
+	return replicaManifestWith(t, src, 2, fmt.Sprintf("enabled: %t", enabled))
+}
+
+// replicaManifestWith is the replica cluster rcrep of the source rcsrc
+// running in src, with instances and the given spec.replica lines (besides
+// its source).
+func replicaManifestWith(t *testing.T, src string, instances int, replica string) string {
+	t.Helper()
 	port := instancePorts(t, src)["rcsrc-1"]
 	read := func(secret, key string) string {
 		b, err := os.ReadFile(filepath.Join(src, "secrets", secret, key))
@@ -70,12 +78,12 @@ kind: Cluster
 metadata:
   name: rcrep
 spec:
-  instances: 2
+  instances: %d
   bootstrap:
     pg_basebackup:
       source: rcsrc
   replica:
-    enabled: %t
+    %s
     source: rcsrc
   externalClusters:
   - name: rcsrc
@@ -106,7 +114,7 @@ metadata:
 stringData:
   ca.crt: |
 %s
-`, enabled, port, read("rcsrc-replication", "tls.crt"), read("rcsrc-replication", "tls.key"), read("rcsrc-ca", "ca.crt"))
+`, instances, replica, port, read("rcsrc-replication", "tls.crt"), read("rcsrc-replication", "tls.key"), read("rcsrc-ca", "ca.crt"))
 }
 
 // TestReplicaCluster: a whole cluster follows a running source over TLS
@@ -188,6 +196,12 @@ spec:
 		if out, err := socketSQL(t, rep, n, "INSERT INTO t VALUES (0)"); err == nil || !strings.Contains(out, "read-only") {
 			t.Errorf("a write on %s: %v %s, want it refused as read-only", n, err, out)
 		}
+	}
+
+	// The security controls hold for a replica cluster too (its streams
+	// cascade over TLS with certificates, nothing answers a password).
+	if out, err := pgward(t.Context(), "local", "audit", "--dir", rep); err != nil {
+		t.Errorf("audit of the replica cluster: %v\n%s", err, out)
 	}
 
 	appSQL(t, src, "INSERT INTO t SELECT g FROM generate_series(1001, 2000) g")
@@ -352,5 +366,49 @@ stringData:
 	}
 	if _, err := os.Stat(filepath.Join(rep, "instances", "rcobj-1", "conf", "pgbackrest-source.conf")); err == nil {
 		t.Error("the promoted cluster keeps the source's store configuration (its credentials and key)")
+	}
+}
+
+// TestDelayedReplicaCluster: spec.replica.minApplyDelay holds every
+// transaction back on the replica cluster (recovery_min_apply_delay on its
+// standbys) until that long after its commit on the source; promotion ends
+// the delay.
+func TestDelayedReplicaCluster(t *testing.T) {
+	runAsUser(t)
+	src := upCluster(t, "rcsrc", `apiVersion: postgresql.pgward.io/v1
+kind: Cluster
+metadata:
+  name: rcsrc
+spec:
+  instances: 1
+`)
+	appSQL(t, src, "CREATE TABLE t AS SELECT g FROM generate_series(1, 10) g")
+	rep := newStateDir(t, "rcrep")
+	t.Cleanup(func() { _, _ = pgward(context.Background(), "local", "down", "--purge", "--dir", rep) })
+	mustPgward(t, "local", "up", "-f", writeManifest(t, "rcrep-delayed.yaml", replicaManifestWith(t, src, 1, "enabled: true\n    minApplyDelay: 8s")), "--dir", rep)
+	if got, err := socketSQL(t, rep, "rcrep-1", "SHOW recovery_min_apply_delay"); err != nil || got != "8s" {
+		t.Fatalf("recovery_min_apply_delay: %q %v", got, err)
+	}
+	appSQL(t, src, "INSERT INTO t VALUES (11)")
+	committed := time.Now()
+	time.Sleep(3 * time.Second)
+	if got, err := socketSQL(t, rep, "rcrep-1", "SELECT count(*) FROM t"); err != nil || got != "10" {
+		t.Errorf("3 s after the commit the delayed replica has %q rows (%v), want 10", got, err)
+	}
+	eventually(t, 60*time.Second, "the row arrives after the delay", func() error {
+		got, err := socketSQL(t, rep, "rcrep-1", "SELECT count(*) FROM t")
+		if err != nil || got != "11" {
+			return fmt.Errorf("%q: %w", got, err)
+		}
+		return nil
+	})
+	if waited := time.Since(committed); waited < 8*time.Second {
+		t.Errorf("the row arrived %s after its commit, before the 8 s delay", waited.Round(time.Millisecond))
+	}
+	// Promotion does not wait for the delay.
+	appSQL(t, src, "INSERT INTO t VALUES (12)")
+	mustPgward(t, "local", "up", "-f", writeManifest(t, "rcrep-delayed-promoted.yaml", replicaManifestWith(t, src, 1, "enabled: false\n    minApplyDelay: 8s")), "--dir", rep)
+	if out, err := psql(context.Background(), "", strings.TrimSpace(mustPgward(t, "local", "uri", "app", "--dir", rep)), "SHOW recovery_min_apply_delay"); err != nil || out != "0" {
+		t.Errorf("recovery_min_apply_delay on the promoted primary: %q %v", out, err)
 	}
 }
