@@ -295,6 +295,7 @@ func (m *Manager) doFollow(ctx context.Context, primary Endpoint) error {
 	if err := m.update(func(p *persisted) { p.Primary, p.Fenced, p.Designated = primary, false, false }); err != nil {
 		return err
 	}
+	m.forgetSource()
 	if pm == nil {
 		return m.startPostgres(ctx, false)
 	}
@@ -356,6 +357,7 @@ func (m *Manager) doRejoin(ctx context.Context, primary Endpoint) error {
 	if err := m.update(func(p *persisted) { p.Primary, p.Designated = primary, false }); err != nil {
 		return err
 	}
+	m.forgetSource()
 	if hasDataDir(m.cfg.DataDir) {
 		m.setPhase(PhaseRewind)
 		err := m.rewind(ctx, primary)
@@ -417,6 +419,7 @@ func (m *Manager) doRecreate(ctx context.Context, primary Endpoint) error {
 	if err := m.update(func(p *persisted) { p.Primary, p.Designated = primary, false }); err != nil {
 		return err
 	}
+	m.forgetSource()
 	m.setPhase(PhaseBaseBackup)
 	staging := stagingDir(m.cfg.DataDir)
 	if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, m.replicationConnInfo(primary, "")); err != nil {
