@@ -43,7 +43,9 @@ func (p *planner) adopt(data []InstanceStatus) bool {
 	var top uint64
 	for _, s := range data {
 		top = max(top, s.Epoch)
-		if s.writable() {
+		// A replica cluster's head is its designated primary, which is
+		// the one to adopt there (and a writable instance is not).
+		if (!p.spec.ReplicaCluster && s.writable()) || (p.spec.ReplicaCluster && s.designatedHead()) {
 			writers = append(writers, s)
 		}
 	}

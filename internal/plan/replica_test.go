@@ -48,6 +48,19 @@ func TestReplicaCluster(t *testing.T) {
 			},
 		},
 		{
+			name:  "memory lost: the one designated primary at the highest epoch is adopted",
+			spec:  replicaSpec(),
+			obs:   []plan.InstanceStatus{head("c-1", 3, l5), pt.Replica("c-2", "c-1", l5), pt.Replica("c-3", "c-1", l5)},
+			event: plan.ReasonAdopted,
+			epoch: 3, target: "c-1",
+		},
+		{
+			name: "memory lost: two designated primaries, no guess",
+			spec: replicaSpec(),
+			obs:  []plan.InstanceStatus{head("c-1", 3, l5), head("c-2", 3, l5), pt.Replica("c-3", "c-1", l5)},
+			want: []string{`hold reason="memory is empty and no single primary at the highest epoch can be adopted (2 accept writes): refusing to guess"`},
+		},
+		{
 			name: "steady: replicas cascade from the designated primary, nothing to do",
 			spec: replicaSpec(),
 			mem:  steady,

@@ -208,6 +208,16 @@ spec:
 	rowsOn(head, "2000")
 	rowsOn(other, "2000")
 
+	// Stopped and started again, the replica cluster resumes following
+	// the source with the same designated primary.
+	mustPgward(t, "local", "down", "--dir", rep)
+	appSQL(t, src, "INSERT INTO t SELECT g FROM generate_series(2001, 2100) g")
+	if out := mustPgward(t, "local", "up", "-f", filepath.Join(workRoot, "rcrep.yaml"), "--dir", rep); !strings.Contains(out, "designated primary "+head) {
+		t.Errorf("up again does not name %s the designated primary:\n%s", head, out)
+	}
+	rowsOn(head, "2100")
+	rowsOn(other, "2100")
+
 	// Failover inside the replica cluster: the other instance becomes the
 	// designated primary and follows the source itself.
 	pidFile, err := os.ReadFile(filepath.Join(rep, "instances", head, "data", "postmaster.pid"))
@@ -225,7 +235,7 @@ spec:
 		}
 		return nil
 	})
-	appSQL(t, src, "INSERT INTO t SELECT g FROM generate_series(2001, 3000) g")
+	appSQL(t, src, "INSERT INTO t SELECT g FROM generate_series(2101, 3000) g")
 	rowsOn(other, "3000")
 	rowsOn(head, "3000") // the old designated primary back, cascading from the new one
 	head, other = other, head
