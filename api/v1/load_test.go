@@ -213,7 +213,7 @@ spec:
 		{"bad timestamp", `apiVersion: postgresql.pgward.io/v1
 kind: Cluster
 metadata: {name: pg, creationTimestamp: yesterday}
-`, []string{"the manifest does not decode as a Cluster"}},
+`, []string{`field "metadata.creationTimestamp": parsing time "yesterday"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -113,6 +113,12 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 		RequestID:   requestID,
 	}
 	pool, pm, primary, endLSN, follow := m.pool, m.pm, m.primary, m.endLSN, m.st.Primary
+	if m.st.Designated && !primary {
+		st.Designated = true
+		if src := m.cluster.ReplicaSource(); src != nil {
+			st.Source = src.Name
+		}
+	}
 	if primary {
 		st.SyncStandbyNames = m.st.SyncStandbys
 	}
@@ -149,7 +155,7 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 		st.Ready = false
 		st.Error = fmt.Sprintf("PostgreSQL has not answered a status query for %s: %v", age.Round(time.Second), smp.err)
 	}
-	if st.WALReceiver != nil && st.WALReceiver.Status == "streaming" && st.WALReceiver.SenderPort == follow.Port {
+	if st.WALReceiver != nil && st.WALReceiver.Status == "streaming" && st.WALReceiver.SenderPort == follow.Port && !st.Designated {
 		st.StreamingFrom = follow.Name
 	}
 	return st

@@ -158,6 +158,10 @@ func refuseLocalOnly(c *v1.Cluster) field.ErrorList {
 		errs = append(errs, field.Forbidden(spec.Child("managed", "roles"),
 			"managed roles run in the local runtime only so far: the operator does not project their password secrets into the pods yet"))
 	}
+	if c.Spec.Replica != nil {
+		errs = append(errs, field.Forbidden(spec.Child("replica"),
+			"replica clusters run in the local runtime only so far: the operator does not yet bootstrap a designated primary from the source, project the source's secrets into the pods, nor promote one when spec.replica changes"))
+	}
 	return errs
 }
 
