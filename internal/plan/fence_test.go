@@ -31,3 +31,4 @@ func TestFenceTimingBound(t *testing.T) {
 		}
 	}
 }
+
