@@ -65,6 +65,9 @@ type ClusterReconciler struct {
 	acks map[string]map[string]uint64 // cluster -> instance -> last RequestID
 	mems map[string]clusterMemory     // cluster -> planner memory between reconciles
 	said map[string]time.Time         // deduplicates repeated events and logs
+	// leases is what the operator last read of each cluster's primary
+	// Lease, and since when (lease.go).
+	leases map[string]leaseView
 }
 
 var _ reconcile.Reconciler = (*ClusterReconciler)(nil)
@@ -290,6 +293,7 @@ func (r *ClusterReconciler) forget(key string) {
 	r.mu.Lock()
 	delete(r.acks, key)
 	delete(r.mems, key)
+	delete(r.leases, key)
 	r.mu.Unlock()
 	if f, ok := r.Instances.(interface{ Forget(string) }); ok {
 		f.Forget(key)
