@@ -23,17 +23,17 @@ import (
 	"github.com/pgward/pgward/internal/instanceapi"
 )
 
-// leaseRenewer renews the cluster's primary Lease on behalf of this
-// instance.
-type leaseRenewer interface {
+// LeaseRenewer renews the cluster's primary Lease on behalf of this
+// instance (the primary).
+type LeaseRenewer interface {
 	// Renew sets the Lease's renewTime if this instance holds it. It
 	// returns nil only once the API server stored the renewal.
 	Renew(ctx context.Context) error
 }
 
-// errNotHolder: the Lease names another instance (the operator moved it at
+// ErrNotHolder means the Lease names another instance (the operator moved it at
 // a promotion); renewing it would be claiming a primacy this instance lost.
-var errNotHolder = errors.New("the lease is held by another instance")
+var ErrNotHolder = errors.New("the lease is held by another instance")
 
 // apiLease renews a coordination.k8s.io/v1 Lease through the API server
 // with the pod's own ServiceAccount token. It is a few lines of HTTP rather
@@ -48,7 +48,7 @@ type apiLease struct {
 // newAPILease builds the renewer for cfg from the pod's environment: the
 // API server's address (KUBERNETES_SERVICE_HOST/PORT, set by the kubelet
 // in every pod) and cfg.TokenDir's token and ca.crt.
-func newAPILease(cfg *instanceapi.LeaseConfig, holder string) (*apiLease, error) {
+func newAPILease(cfg *instanceapi.LeaseConfig, holder string) (LeaseRenewer, error) {
 	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
 	if host == "" || port == "" {
 		return nil, errors.New("lease: KUBERNETES_SERVICE_HOST/PORT are not set (not in a pod)")
@@ -57,14 +57,14 @@ func newAPILease(cfg *instanceapi.LeaseConfig, holder string) (*apiLease, error)
 	if err != nil {
 		return nil, fmt.Errorf("lease: reading the API server's CA: %w", err)
 	}
-	return newLeaseClient("https://"+net.JoinHostPort(host, port), ca, filepath.Join(cfg.TokenDir, "token"),
+	return NewLeaseClient("https://"+net.JoinHostPort(host, port), ca, filepath.Join(cfg.TokenDir, "token"),
 		cfg.Namespace, cfg.Name, holder)
 }
 
 // newLeaseClient renews Lease ns/name as holder on the API server at base,
 // trusting caPEM, with the bearer token read from tokenFile at each request
 // (the kubelet rotates it).
-func newLeaseClient(base string, caPEM []byte, tokenFile, ns, name, holder string) (*apiLease, error) {
+func NewLeaseClient(base string, caPEM []byte, tokenFile, ns, name, holder string) (*apiLease, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("lease: no certificate in the API server's CA")
@@ -78,7 +78,7 @@ func newLeaseClient(base string, caPEM []byte, tokenFile, ns, name, holder strin
 	}
 	return &apiLease{
 		client:    &http.Client{Transport: tr},
-		url:       base + "/apis/coordination.k8s.io/v1/namespaces/" + url.PathEscape(ns) + "/leases/" + url.PathEscape(name),
+		url:       strings.TrimSuffix(base, "/") + "/apis/coordination.k8s.io/v1/namespaces/" + url.PathEscape(ns) + "/leases/" + url.PathEscape(name),
 		tokenFile: tokenFile,
 		holder:    holder,
 	}, nil
@@ -98,7 +98,7 @@ func (a *apiLease) Renew(ctx context.Context) error {
 		if h != nil {
 			held = *h
 		}
-		return fmt.Errorf("%w (%q)", errNotHolder, held)
+		return fmt.Errorf("%w (%q)", ErrNotHolder, held)
 	}
 	now := metav1.NewMicroTime(time.Now())
 	l.Spec.RenewTime = &now

@@ -168,7 +168,7 @@ func TestAPILeaseRenew(t *testing.T) {
 	if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, err := newLeaseClient(srv.URL, caPEM, token, "ns", "c", "c-1")
+	a, err := NewLeaseClient(srv.URL, caPEM, token, "ns", "c", "c-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestAPILeaseRenew(t *testing.T) {
 	mu.Lock()
 	holder, status = "c-2", http.StatusOK
 	mu.Unlock()
-	if err := a.Renew(ctx); !errors.Is(err, errNotHolder) {
+	if err := a.Renew(ctx); !errors.Is(err, ErrNotHolder) {
 		t.Errorf("renewing c-2's lease: %v", err)
 	}
 	if len(puts) != 2 {

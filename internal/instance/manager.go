@@ -58,7 +58,7 @@ type Manager struct {
 	selfFence time.Duration
 	// lease renews the primary Lease (Kubernetes); nil in the local
 	// runtime.
-	lease leaseRenewer
+	lease LeaseRenewer
 
 	wake chan struct{}
 

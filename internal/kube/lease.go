@@ -101,8 +101,9 @@ var errLeaseHeld = errors.New("the primary lease is not free")
 // current version has been unchanged for the whole bound (the holder
 // renewed nothing since seen); or the holder's own instance manager
 // reported it in this observation as unable to accept writes (fenced,
-// stopped or not a primary, which it stays until the planner says
-// otherwise). It returns why not, or "".
+// stopped or in recovery, which it stays until the planner says
+// otherwise; a running postgres whose role is unknown may be a primary).
+// It returns why not, or "".
 func takeoverAllowed(holder, to string, seen, now time.Time, bound time.Duration, holderStatus plan.InstanceStatus) string {
 	switch {
 	case holder == to:
@@ -112,7 +113,7 @@ func takeoverAllowed(holder, to string, seen, now time.Time, bound time.Duration
 	case now.Sub(seen) >= bound:
 		return ""
 	case holderStatus.Name == holder && holderStatus.Reachable &&
-		(holderStatus.Fenced || !holderStatus.PostmasterRunning || holderStatus.Role != plan.RolePrimary):
+		(holderStatus.Fenced || !holderStatus.PostmasterRunning || holderStatus.Role == plan.RoleReplica):
 		return ""
 	}
 	return fmt.Sprintf("%s renewed it %s ago, less than the bound %s", holder, now.Sub(seen).Round(time.Millisecond), bound)
