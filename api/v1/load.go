@@ -70,6 +70,9 @@ var cnpOnlyFields = specPaths(
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",
 	"storage.pvcTemplate", "storage.resizeInUseVolumes",
 	"walStorage.pvcTemplate", "walStorage.resizeInUseVolumes",
+	// pgward's primary Lease (Kubernetes) has operator-wide timings, derived
+	// by plan.FenceTiming; per-cluster ones are not configurable yet.
+	"primaryLease",
 )
 
 // listIndex matches the index of a list element in a field path, so that
