@@ -61,10 +61,11 @@ func newAPILease(cfg *instanceapi.LeaseConfig, holder string) (LeaseRenewer, err
 		cfg.Namespace, cfg.Name, holder)
 }
 
-// newLeaseClient renews Lease ns/name as holder on the API server at base,
+// NewLeaseClient renews Lease ns/name as holder on the API server at base,
 // trusting caPEM, with the bearer token read from tokenFile at each request
-// (the kubelet rotates it).
-func NewLeaseClient(base string, caPEM []byte, tokenFile, ns, name, holder string) (*apiLease, error) {
+// (the kubelet rotates it). The instance manager builds it from the pod's
+// environment; internal/kube's tests drive it against a real API server.
+func NewLeaseClient(base string, caPEM []byte, tokenFile, ns, name, holder string) (LeaseRenewer, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("lease: no certificate in the API server's CA")

@@ -31,4 +31,3 @@ func TestFenceTimingBound(t *testing.T) {
 		}
 	}
 }
-
