@@ -227,10 +227,22 @@ type haRound struct {
 }
 
 func (h *haRound) Observe(ctx context.Context, names []string) []plan.InstanceStatus {
+	// The Lease is read beside the status requests, not after them: an
+	// unreachable primary's request takes the whole RequestTimeout, and a
+	// read sent that much later would push LeaseSeen, and the failover,
+	// back by as much (plan.FenceTiming, step 6, needs only its send time).
+	type leaseSeen struct {
+		holder string
+		seen   time.Time
+	}
+	leaseDone := make(chan leaseSeen, 1)
+	go func() {
+		holder, seen := h.r.observeLease(ctx, h.desired, targetOf(h.desired, h.mem.Latest()))
+		leaseDone <- leaseSeen{holder, seen}
+	}()
 	h.obs = h.r.observe(ctx, h.desired, names, h.pods, h.tlsm)
-	// After the status requests: a renewal the Lease shows was sent no
-	// later than this read (plan.FenceTiming, step 6).
-	holder, seen := h.r.observeLease(ctx, h.desired, targetOf(h.desired, h.mem.Latest()))
+	l := <-leaseDone
+	holder, seen := l.holder, l.seen
 	for i := range h.obs {
 		if h.obs[i].plan.Name == holder {
 			h.obs[i].plan.LeaseSeen = seen

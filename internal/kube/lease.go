@@ -209,8 +209,8 @@ func (h *haRound) beforePromote(ctx context.Context, a plan.Action, m plan.Memor
 	holder := holderOf(r.leases[key].lease)
 	r.mu.Unlock()
 	now := r.now()
-	for _, old := range []string{m.CurrentPrimary, holder} {
-		if old == "" || old == a.Instance || h.status(old).Reachable {
+	for i, old := range []string{m.CurrentPrimary, holder} {
+		if old == "" || old == a.Instance || h.status(old).Reachable || (i == 1 && old == m.CurrentPrimary) {
 			continue
 		}
 		// A pod created within the bound is a replacement the operator made
