@@ -92,9 +92,32 @@ func (t Timing) fenceBound() (time.Duration, error) {
 	return bound, nil
 }
 
-// planSpec is the planner's view of the cluster.
-func (r *ClusterReconciler) planSpec(c *v1.Cluster) (plan.Spec, error) {
+// LegacySelfFence is what instance managers that do not report their
+// self-fencing time (older than the primary Lease) were started with.
+const LegacySelfFence = 30 * time.Second
+
+// primarySelfFence is the self-fencing time the bound must cover for
+// target: what its manager last reported to this operator, but never less
+// than the operator's own setting. A manager that has not answered since
+// the operator started, or that does not report it, counts as
+// LegacySelfFence: its pod may predate this operator's settings (an
+// upgrade, a changed --self-fence), and its config is read only at start.
+func (r *ClusterReconciler) primarySelfFence(c *v1.Cluster, target string) time.Duration {
+	key := client.ObjectKeyFromObject(c).String()
+	r.mu.Lock()
+	reported, ok := r.selfFences[key][target]
+	r.mu.Unlock()
+	if !ok {
+		reported = LegacySelfFence
+	}
+	return max(reported, r.Timing.SelfFence)
+}
+
+// planSpec is the planner's view of the cluster whose primary should be
+// target.
+func (r *ClusterReconciler) planSpec(c *v1.Cluster, target string) (plan.Spec, error) {
 	t := r.Timing
+	t.SelfFence = r.primarySelfFence(c, target)
 	bound, err := t.fenceBound()
 	if err != nil {
 		return plan.Spec{}, err
@@ -184,7 +207,7 @@ type clusterMemory struct {
 // drive runs one step of the planner loop (control.Driver) on the
 // Kubernetes adapter, then publishes the planner's events and the status.
 func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, mem *control.Memory, pods map[string]*corev1.Pod, tlsm *tlsMaterial) (reconcile.Result, error) {
-	spec, err := r.planSpec(desired)
+	spec, err := r.planSpec(desired, targetOf(desired, mem.Latest()))
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -325,9 +348,20 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	if r.acks[key] == nil {
 		r.acks[key] = map[string]uint64{}
 	}
+	if r.selfFences == nil {
+		r.selfFences = map[string]map[string]time.Duration{}
+	}
+	if r.selfFences[key] == nil {
+		r.selfFences[key] = map[string]time.Duration{}
+	}
 	for i, o := range out {
 		if o.plan.Reachable {
 			r.acks[key][o.plan.Name] = ids[i]
+			sf := LegacySelfFence
+			if o.wire.SelfFence != nil {
+				sf = *o.wire.SelfFence
+			}
+			r.selfFences[key][o.plan.Name] = sf
 		}
 	}
 	r.mu.Unlock()

@@ -200,7 +200,9 @@ func (r *ClusterReconciler) powerFence(ctx context.Context, pod *corev1.Pod) err
 // primaries are the memory's current primary and the Lease's holder.
 func (h *haRound) beforePromote(ctx context.Context, a plan.Action, m plan.Memory) error {
 	r := h.r
-	bound, err := r.Timing.fenceBound()
+	t := r.Timing
+	t.SelfFence = r.primarySelfFence(h.desired, holderOrCurrent(h, m))
+	bound, err := t.fenceBound()
 	if err != nil {
 		return err
 	}
@@ -233,4 +235,18 @@ func (h *haRound) status(name string) plan.InstanceStatus {
 		}
 	}
 	return plan.InstanceStatus{Name: name}
+}
+
+// holderOrCurrent is the primary being replaced, whose self-fencing time
+// the takeover's bound must cover: the Lease's holder, else the memory's
+// current primary.
+func holderOrCurrent(h *haRound, m plan.Memory) string {
+	key := client.ObjectKeyFromObject(h.desired).String()
+	h.r.mu.Lock()
+	holder := holderOf(h.r.leases[key].lease)
+	h.r.mu.Unlock()
+	if holder != "" {
+		return holder
+	}
+	return m.CurrentPrimary
 }

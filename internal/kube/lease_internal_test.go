@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/plan"
 )
 
@@ -37,6 +38,35 @@ func TestTakeoverAllowed(t *testing.T) {
 			why := takeoverAllowed(c.holder, "c-2", t0.Add(-c.seen), t0, bound, c.status)
 			if (why == "") != c.allowed {
 				t.Errorf("allowed %v (%q), want %v", why == "", why, c.allowed)
+			}
+		})
+	}
+}
+
+// TestPrimarySelfFence: the bound covers what the primary's manager was
+// started with, which an operator upgrade or a changed --self-fence does
+// not change until its pod restarts.
+func TestPrimarySelfFence(t *testing.T) {
+	c := &v1.Cluster{}
+	c.Namespace, c.Name = "ns", "c"
+	for _, tc := range []struct {
+		name     string
+		reported map[string]time.Duration
+		want     time.Duration
+	}{
+		{"nothing reported since the operator started: the legacy 30 s", nil, LegacySelfFence},
+		{"another instance's report does not count", map[string]time.Duration{"c-2": 4 * time.Second}, LegacySelfFence},
+		{"the primary reports the operator's 4 s", map[string]time.Duration{"c-1": 4 * time.Second}, 4 * time.Second},
+		{"the primary was started with a longer one (an older --self-fence)", map[string]time.Duration{"c-1": 20 * time.Second}, 20 * time.Second},
+		{"never less than the operator's own", map[string]time.Duration{"c-1": time.Second}, 4 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &ClusterReconciler{Timing: DefaultTiming()}
+			if tc.reported != nil {
+				r.selfFences = map[string]map[string]time.Duration{"ns/c": tc.reported}
+			}
+			if got := r.primarySelfFence(c, "c-1"); got != tc.want {
+				t.Errorf("self-fence %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -68,6 +68,9 @@ type ClusterReconciler struct {
 	// leases is what the operator last read of each cluster's primary
 	// Lease, and since when (lease.go).
 	leases map[string]leaseView
+	// selfFences is the self-fencing time each instance manager last
+	// reported (ha.go:primarySelfFence).
+	selfFences map[string]map[string]time.Duration
 }
 
 var _ reconcile.Reconciler = (*ClusterReconciler)(nil)
@@ -294,6 +297,7 @@ func (r *ClusterReconciler) forget(key string) {
 	delete(r.acks, key)
 	delete(r.mems, key)
 	delete(r.leases, key)
+	delete(r.selfFences, key)
 	r.mu.Unlock()
 	if f, ok := r.Instances.(interface{ Forget(string) }); ok {
 		f.Forget(key)
