@@ -190,8 +190,37 @@ func (r *ClusterReconciler) powerFence(ctx context.Context, pod *corev1.Pod) err
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting the silent primary's pod %s: %w", pod.Name, err)
 	}
+	key := client.ObjectKeyFromObject(pod).String()
+	r.mu.Lock()
+	if r.powerFenced == nil {
+		r.powerFenced = map[string]time.Time{}
+	}
+	r.powerFenced[key] = r.now()
+	r.mu.Unlock()
 	log.FromContext(ctx).Info("fenced by power: deleted the silent primary's pod with grace period 0", "pod", pod.Name)
 	return nil
+}
+
+// recreateAfter is how long after a power fence the pod is left away. A
+// pod deleted with grace period 0 is gone from the API at once, but the
+// kubelet kills its containers only after its minimum grace (2 s): a new
+// pod of the same name, on the same volume, must not start PostgreSQL's
+// data directory beside a process that may still run (neither PID nor
+// shared-memory interlock crosses pods).
+const recreateAfter = 10 * time.Second
+
+// powerFencedRecently reports whether instance name's pod was deleted by
+// powerFence less than recreateAfter ago.
+func (r *ClusterReconciler) powerFencedRecently(c *v1.Cluster, name string) bool {
+	key := types.NamespacedName{Namespace: c.Namespace, Name: name}.String()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.powerFenced[key]
+	if ok && r.now().Sub(at) >= recreateAfter {
+		delete(r.powerFenced, key)
+		return false
+	}
+	return ok
 }
 
 // beforePromote runs, on Kubernetes, what must precede sending a promotion

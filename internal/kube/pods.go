@@ -34,6 +34,9 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		if _, err := ensure(ctx, r.Client, c, pvc, growPVC); err != nil {
 			return nil, err
 		}
+		if r.powerFencedRecently(c, name) {
+			continue // lease.go:powerFence says why
+		}
 		pod, err := ensure(ctx, r.Client, c, build.Pod(c, name, roleOf(name, target), r.Options), func(_, _ *corev1.Pod) {})
 		if err != nil {
 			return nil, err

@@ -71,6 +71,9 @@ type ClusterReconciler struct {
 	// selfFences is the self-fencing time each instance manager last
 	// reported (ha.go:primarySelfFence).
 	selfFences map[string]map[string]time.Duration
+	// powerFenced is when each pod ("namespace/name") was deleted by the
+	// power fence (lease.go).
+	powerFenced map[string]time.Time
 }
 
 var _ reconcile.Reconciler = (*ClusterReconciler)(nil)
