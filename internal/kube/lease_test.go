@@ -194,8 +194,16 @@ func TestPrimaryLease(t *testing.T) {
 	if l := lease(); l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != to {
 		t.Errorf("lease holder %v after promoting %s", l.Spec.HolderIdentity, to)
 	}
-	if p := getPod(t, ns, "pl-1"); p != nil && p.UID == podBefore.UID {
-		t.Errorf("the silent primary's pod was not deleted")
+	if p := getPod(t, ns, "pl-1"); p != nil {
+		t.Errorf("the silent primary's pod was not deleted, or was recreated at once (UID %s, before %s)", p.UID, podBefore.UID)
+	}
+	// Recreated once the kubelet has surely killed the old containers.
+	for range 12 {
+		reconcileOnce(t, r, c)
+		advance(time.Second)
+	}
+	if p := getPod(t, ns, "pl-1"); p == nil || p.UID == podBefore.UID {
+		t.Errorf("pl-1's pod not recreated 12 s after the power fence: %v", p)
 	}
 	if err := primary.Renew(ctx); !errors.Is(err, instance.ErrNotHolder) {
 		t.Errorf("the old primary renewed after the takeover: %v", err)
