@@ -70,6 +70,9 @@ var cnpOnlyFields = specPaths(
 	"probes.startup.type", "probes.startup.maximumLag", "probes.readiness.type", "probes.readiness.maximumLag",
 	"probes.liveness.isolationCheck",
 	"replica.promotionToken",
+	// pgward's primary Lease (Kubernetes) has operator-wide timings, derived
+	// by plan.FenceTiming; per-cluster ones are not configurable yet.
+	"primaryLease",
 )
 
 // listIndex matches the index of a list element in a field path, so that

@@ -111,6 +111,7 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 		Epoch:       m.st.Epoch,
 		Fenced:      m.st.Fenced,
 		RequestID:   requestID,
+		SelfFence:   new(m.selfFence),
 	}
 	pool, pm, primary, endLSN, follow := m.pool, m.pm, m.primary, m.endLSN, m.st.Primary
 	if m.st.Designated && !primary {

@@ -117,6 +117,13 @@ type Status struct {
 	// Fenced means the instance manager keeps postgres from accepting
 	// writes until told otherwise.
 	Fenced bool `json:"fenced"`
+	// SelfFence is how long this instance, as a primary, accepts writes
+	// without contact (0: never, a single instance). Nil from managers
+	// older than the field: they fenced after 30 s. The controller's bound
+	// must cover what the running manager was started with, which an
+	// operator upgrade or a changed --self-fence does not change until the
+	// pod restarts.
+	SelfFence *time.Duration `json:"selfFence,omitempty"`
 	// Empty means there is no data directory yet.
 	Empty bool `json:"empty"`
 	// SyncStandbyNames is the synchronous_standby_names a primary runs with.

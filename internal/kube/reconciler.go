@@ -69,6 +69,15 @@ type ClusterReconciler struct {
 	outdated map[string]map[string]bool
 	// imageErrs: cluster -> why its catalog entry does not resolve (images.go)
 	imageErrs map[string]string
+	// leases is what the operator last read of each cluster's primary
+	// Lease, and since when (lease.go).
+	leases map[string]leaseView
+	// selfFences is the self-fencing time each instance manager last
+	// reported (ha.go:primarySelfFence).
+	selfFences map[string]map[string]time.Duration
+	// powerFenced is when each pod ("namespace/name") was deleted by the
+	// power fence (lease.go).
+	powerFenced map[string]time.Time
 }
 
 var _ reconcile.Reconciler = (*ClusterReconciler)(nil)
@@ -311,6 +320,8 @@ func (r *ClusterReconciler) forget(key string) {
 	delete(r.mems, key)
 	delete(r.outdated, key)
 	delete(r.imageErrs, key)
+	delete(r.leases, key)
+	delete(r.selfFences, key)
 	r.mu.Unlock()
 	if f, ok := r.Instances.(interface{ Forget(string) }); ok {
 		f.Forget(key)

@@ -23,12 +23,21 @@ type InstanceStatus struct {
 	// Name identifies the instance; it matches an entry of Spec.Instances.
 	Name string
 	// Reachable reports whether the instance manager answered. When false,
-	// only Name and ObservedAt mean anything.
+	// only Name, ObservedAt and LeaseSeen mean anything.
 	Reachable bool
 	// ObservedAt is when the caller sent the request (not when the answer
 	// arrived): the self-fencing argument (see FenceTiming) needs a time no
 	// later than the instance manager's receipt of the request.
 	ObservedAt time.Time
+	// LeaseSeen is, in a runtime where the primary renews a lease of its
+	// own (Kubernetes), when the controller last saw this instance's
+	// renewal: the send time of the read that first returned the lease's
+	// current version, or the controller's first read since it started.
+	// Zero where there is no lease. A renewal restarts the instance's
+	// self-fencing timer like a completed exchange, so Next treats an
+	// unreachable primary as fenced only once both have been silent for
+	// Spec.SelfFenceBound (see FenceTiming).
+	LeaseSeen time.Time
 	// Empty reports whether the instance has no data directory yet (a new
 	// instance) or has lost it.
 	Empty bool
