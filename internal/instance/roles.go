@@ -125,6 +125,9 @@ func ensureDatabase(ctx context.Context, conn *pgx.Conn, init *v1.BootstrapInitD
 	}
 	stmt := fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE %s ENCODING %s LC_COLLATE %s LC_CTYPE %s",
 		ident(init.Database), ident(init.Owner), template, literal(init.Encoding), literal(init.LocaleCollate), literal(init.LocaleCType))
+	if init.LocaleProvider == v1.LocaleProviderICU {
+		stmt += " LOCALE_PROVIDER icu ICU_LOCALE " + literal(init.ICULocale)
+	}
 	if _, err := conn.Exec(ctx, stmt); err != nil {
 		return fmt.Errorf("creating database %q: %w", init.Database, err)
 	}

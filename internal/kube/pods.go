@@ -19,8 +19,12 @@ import (
 // A pod's spec is immutable: an existing pod only gets its labels updated.
 func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, target string) (map[string]*corev1.Pod, error) {
 	pods := map[string]*corev1.Pod{}
+	sql, err := r.resolveSQLRefs(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("spec.bootstrap.initdb SQL references: %w", err)
+	}
 	for _, name := range build.InstanceNames(c) {
-		cfg, err := build.InstanceConfigSecret(c, name, target, r.Options)
+		cfg, err := build.InstanceConfigSecretWithSQL(c, name, target, r.Options, sql)
 		if err != nil {
 			return nil, err
 		}

@@ -31,6 +31,9 @@ type UpOptions struct {
 	// Cluster (see SplitManifest); they are written into the state
 	// directory, replacing same-named ones.
 	Secrets SecretDocs
+	// ConfigMaps are the file's ConfigMaps (bootstrap.initdb's SQL
+	// references read them).
+	ConfigMaps ConfigMapDocs
 	// PGBinDir overrides PostgreSQL's bin directory discovery.
 	PGBinDir string
 	// Timeout bounds the wait for every instance to be ready.
@@ -66,7 +69,7 @@ func Up(ctx context.Context, o UpOptions) error {
 	// What only PostgreSQL can check (a time zone, a locale) fails here,
 	// naming the field, before the directory exists or a live cluster's
 	// manifest is replaced.
-	if err := Preflight(ctx, o.Manifest, o.Secrets, o.Dir, o.PGBinDir, owner); err != nil {
+	if err := Preflight(ctx, o.Manifest, o.Secrets, o.ConfigMaps, o.Dir, o.PGBinDir, owner); err != nil {
 		return err
 	}
 	if err := ClaimDir(l.Dir, owner); err != nil {
@@ -115,7 +118,7 @@ func prepareAndStart(ctx context.Context, l Layout, o UpOptions, say func(string
 			return nil, nil, err
 		}
 	}
-	p, err := prepare(l, o.Manifest, o.Secrets, o.RunAs, o.PGBinDir, o.HA, say)
+	p, err := prepare(l, o.Manifest, o.Secrets, o.ConfigMaps, o.RunAs, o.PGBinDir, o.HA, say)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -362,6 +365,8 @@ func progressLine(st *instanceapi.Status, primary bool) string {
 		return "cloning the source cluster (pg_basebackup over verified TLS)"
 	case st.Phase == "restore":
 		return "restoring a base backup from the recovery source"
+	case st.Phase == "import":
+		return "importing from the source cluster (pg_dump over verified TLS, pg_restore)"
 	case st.Phase == "recovery":
 		return "replaying WAL up to the recovery target"
 	case !st.Ready:
