@@ -28,8 +28,6 @@ var (
 	// variants, -u- extensions such as co-phonebk). It also keeps the value
 	// safe for initdb's argument vector and a SQL literal.
 	icuLocaleRE = regexp.MustCompile(`^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{1,8})*$`)
-	// textSearchConfigRE is a text search configuration's name.
-	textSearchConfigRE = regexp.MustCompile(`^[a-z_][a-z0-9_.]{0,126}$`)
 	// jobsRE is --jobs=N with N from 1 to 64.
 	jobsRE = regexp.MustCompile(`^--jobs=([1-9]|[1-5][0-9]|6[0-4])$`)
 )
@@ -99,13 +97,9 @@ func (s *ClusterSpec) validateInitDBExtras(p *field.Path) field.ErrorList {
 			if in.DataChecksums != nil && !*in.DataChecksums {
 				errs = append(errs, field.Invalid(op, o, "contradicts dataChecksums: false"))
 			}
-		case strings.HasPrefix(o, "--text-search-config="):
-			if !textSearchConfigRE.MatchString(strings.TrimPrefix(o, "--text-search-config=")) {
-				errs = append(errs, field.Invalid(op, truncate(o), "the configuration must be a lower-case name such as pg_catalog.english"))
-			}
 		default:
 			errs = append(errs, field.Invalid(op, truncate(o),
-				"is not an initdb option pgward passes: allowed are --data-checksums, -k and --text-search-config=NAME (locale, encoding, WAL segment size and checksums have their own fields; the rest would change what pgward relies on: authentication, the data and WAL directories, the superuser)"))
+				"is not an initdb option pgward passes: allowed are --data-checksums and -k (locale, encoding and WAL segment size have their own fields; what initdb writes into its postgresql.conf, such as --text-search-config, would be ignored because pgward renders its own: use postgresql.parameters; the rest would change what pgward relies on: authentication, the data and WAL directories, the superuser)"))
 		}
 	}
 	for _, r := range []struct {

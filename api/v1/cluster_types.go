@@ -324,7 +324,8 @@ type BootstrapInitDB struct {
 	// +optional
 	PostInitTemplateSQLRefs *SQLRefs `json:"postInitTemplateSQLRefs,omitempty"`
 	// Locale is initdb's --locale: the default of LocaleCollate and
-	// LocaleCType when they are not set.
+	// LocaleCType when they are not set (lc_messages, lc_monetary,
+	// lc_numeric and lc_time are postgresql.parameters).
 	// +optional
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.@-]{1,64}$`
 	Locale string `json:"locale,omitempty"`
@@ -348,8 +349,8 @@ type BootstrapInitDB struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1024
 	WalSegmentSize int `json:"walSegmentSize,omitempty"`
-	// Options are extra initdb options, from an allow-list
-	// (--text-search-config=NAME, --data-checksums, -k).
+	// Options are extra initdb options, from an allow-list (--data-checksums,
+	// -k): initdb's own postgresql.conf is not the one pgward runs with.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	Options []string `json:"options,omitempty"`

@@ -205,7 +205,7 @@ FROM pg_roles WHERE rolname IN (`+list+`) ORDER BY 1`)
 		return err
 	}
 	found := map[string]bool{}
-	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+	for line := range strings.SplitSeq(strings.Trim(out, "\n"), "\n") {
 		f := strings.Split(line, "\t")
 		if len(f) != 6 || !slices.Contains(roles, f[0]) {
 			continue
@@ -241,7 +241,7 @@ WHERE r.rolname IN (`+list+`) AND u.rolname IN (`+list+`) ORDER BY 1, 2`)
 	if err != nil {
 		return err
 	}
-	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+	for line := range strings.SplitSeq(strings.Trim(out, "\n"), "\n") {
 		f := strings.Split(line, "\t")
 		if len(f) != 2 || !found[f[0]] || !found[f[1]] || f[0] == owner || f[1] == owner {
 			continue

@@ -120,7 +120,7 @@ func ensureDatabase(ctx context.Context, conn *pgx.Conn, init *v1.BootstrapInitD
 	// template0 takes any encoding and locale; template1 has initdb's,
 	// which are the same, and what postInitTemplateSQL put there.
 	template := "template0"
-	if len(init.PostInitTemplateSQL) > 0 {
+	if len(init.PostInitTemplateSQL) > 0 || init.PostInitTemplateSQLRefs != nil {
 		template = "template1"
 	}
 	stmt := fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE %s ENCODING %s LC_COLLATE %s LC_CTYPE %s",
