@@ -92,8 +92,8 @@ func (s *ClusterSpec) validateInitDBExtras(p *field.Path) field.ErrorList {
 	}
 	for i, o := range in.Options {
 		op := p.Child("options").Index(i)
-		switch {
-		case o == "--data-checksums" || o == "-k":
+		switch o {
+		case "--data-checksums", "-k":
 			if in.DataChecksums != nil && !*in.DataChecksums {
 				errs = append(errs, field.Invalid(op, o, "contradicts dataChecksums: false"))
 			}
@@ -188,7 +188,7 @@ func (s *ClusterSpec) validateImport(in *BootstrapInitDB, p *field.Path) field.E
 			errs = append(errs, field.Invalid(ip, d, "is created by initdb and cannot be imported"))
 		}
 		if im.Type == ImportMonolith && d == in.Database {
-			errs = append(errs, field.Invalid(ip, d, fmt.Sprintf("is the application database pgward creates (bootstrap.initdb.database): use a microservice import to fill it, or name the application database differently")))
+			errs = append(errs, field.Invalid(ip, d, "is the application database pgward creates (bootstrap.initdb.database): use a microservice import to fill it, or name the application database differently"))
 		}
 	}
 	seen = map[string]bool{}

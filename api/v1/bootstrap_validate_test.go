@@ -46,10 +46,14 @@ func TestValidateInitDBExtras(t *testing.T) {
 		{"icu locale with an option", func(in *BootstrapInitDB, _ *Cluster) { in.LocaleProvider, in.ICULocale = "icu", "--pwfile=/etc/shadow" }, "initdb.icuLocale: Invalid"},
 		{"icu locale with a newline", func(in *BootstrapInitDB, _ *Cluster) { in.LocaleProvider, in.ICULocale = "icu", "en\nUS" }, "initdb.icuLocale: Invalid"},
 		{"icu locale without icu", func(in *BootstrapInitDB, _ *Cluster) { in.ICULocale = "en-US" }, "initdb.icuLocale: Forbidden"},
-		{"icu with latin1", func(in *BootstrapInitDB, _ *Cluster) { in.LocaleProvider, in.ICULocale, in.Encoding = "icu", "en-US", "LATIN1" }, "initdb.encoding: Invalid value: \"LATIN1\": must be UTF8"},
+		{"icu with latin1", func(in *BootstrapInitDB, _ *Cluster) {
+			in.LocaleProvider, in.ICULocale, in.Encoding = "icu", "en-US", "LATIN1"
+		}, "initdb.encoding: Invalid value: \"LATIN1\": must be UTF8"},
 		{"builtin", func(in *BootstrapInitDB, _ *Cluster) { in.LocaleProvider = "builtin" }, "needs PostgreSQL 17"},
 		{"unknown provider", func(in *BootstrapInitDB, _ *Cluster) { in.LocaleProvider = "glibc" }, "initdb.localeProvider: Unsupported value"},
-		{"icu rules", func(in *BootstrapInitDB, _ *Cluster) { in.LocaleProvider, in.ICULocale, in.ICURules = "icu", "en-US", "&A < g" }, "initdb.icuRules: Forbidden: ICU tailoring rules need PostgreSQL 16"},
+		{"icu rules", func(in *BootstrapInitDB, _ *Cluster) {
+			in.LocaleProvider, in.ICULocale, in.ICURules = "icu", "en-US", "&A < g"
+		}, "initdb.icuRules: Forbidden: ICU tailoring rules need PostgreSQL 16"},
 		{"builtin locale", func(in *BootstrapInitDB, _ *Cluster) { in.BuiltinLocale = "C.UTF-8" }, "initdb.builtinLocale: Forbidden"},
 		{"locale", func(in *BootstrapInitDB, _ *Cluster) { in.Locale = "C.UTF-8" }, ""},
 		{"locale with a space", func(in *BootstrapInitDB, _ *Cluster) { in.Locale = "C --no-sync" }, "initdb.locale: Invalid"},
@@ -112,8 +116,12 @@ func TestValidateInitDBExtras(t *testing.T) {
 		}, ""},
 		{"dump to a file", func(in *BootstrapInitDB, _ *Cluster) { microservice(in).PgDumpExtraOptions = []string{"--file=/etc/x"} }, "pgDumpExtraOptions[0]: Invalid"},
 		{"dump another host", func(in *BootstrapInitDB, _ *Cluster) { microservice(in).PgDumpExtraOptions = []string{"-h", "evil"} }, "pgDumpExtraOptions[0]"},
-		{"restore as another role", func(in *BootstrapInitDB, _ *Cluster) { microservice(in).PgRestoreExtraOptions = []string{"--role=postgres"} }, "pgRestoreExtraOptions[0]: Invalid"},
-		{"restore elsewhere", func(in *BootstrapInitDB, _ *Cluster) { microservice(in).PgRestoreExtraOptions = []string{"--dbname=postgres"} }, "pgRestoreExtraOptions[0]"},
+		{"restore as another role", func(in *BootstrapInitDB, _ *Cluster) {
+			microservice(in).PgRestoreExtraOptions = []string{"--role=postgres"}
+		}, "pgRestoreExtraOptions[0]: Invalid"},
+		{"restore elsewhere", func(in *BootstrapInitDB, _ *Cluster) {
+			microservice(in).PgRestoreExtraOptions = []string{"--dbname=postgres"}
+		}, "pgRestoreExtraOptions[0]"},
 		{"jobs in two arguments", func(in *BootstrapInitDB, _ *Cluster) { microservice(in).PgRestoreExtraOptions = []string{"-j", "2"} }, "must be --jobs=N"},
 		{"too many jobs", func(in *BootstrapInitDB, _ *Cluster) { microservice(in).PgDumpExtraOptions = []string{"--jobs=65"} }, "must be --jobs=N"},
 	} {
@@ -142,7 +150,7 @@ func TestResolveSQLRefsOrder(t *testing.T) {
 		}
 	})
 	vals := map[string]string{"s/1": "s1", "s/2": "s2", "c/1": "c1", "c/2": "c2"}
-	get := func(secret bool, name, key string) (string, error) {
+	get := func(_ bool, name, key string) (string, error) {
 		v, ok := vals[name+"/"+key]
 		if !ok {
 			return "", errMissing

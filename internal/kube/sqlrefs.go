@@ -34,7 +34,7 @@ func (r *ClusterReconciler) resolveSQLRefs(ctx context.Context, c *v1.Cluster) (
 			}
 			v, ok := s.Data[key]
 			if !ok {
-				return "", fmt.Errorf("Secret %q has no key %q", name, key)
+				return "", fmt.Errorf("the Secret %q has no key %q", name, key)
 			}
 			return string(v), nil
 		}
@@ -44,7 +44,7 @@ func (r *ClusterReconciler) resolveSQLRefs(ctx context.Context, c *v1.Cluster) (
 		}
 		v, ok := cm.Data[key]
 		if !ok {
-			return "", fmt.Errorf("ConfigMap %q has no key %q", name, key)
+			return "", fmt.Errorf("the ConfigMap %q has no key %q", name, key)
 		}
 		return v, nil
 	})

@@ -351,7 +351,7 @@ func (p *prepared) writeInstanceConfigs() error {
 			},
 			BootstrapSQLFile: p.sqlFile,
 			Primary:          instance.Endpoint{Name: primary.Name, Host: localhost, Port: primary.Port},
-			SelfFence: p.state.HA.SelfFence.Duration,
+			SelfFence:        p.state.HA.SelfFence.Duration,
 			Supervisor: &instance.Supervisor{
 				Command:     p.layout.ControllerCommand(),
 				PidFile:     p.layout.PidFile(),

@@ -139,11 +139,11 @@ data:
   template.sql: CREATE TABLE from_template (x int); GRANT SELECT ON from_template TO PUBLIC;
 `)
 		for q, want := range map[string]string{
-			"SELECT string_agg(what, ',' ORDER BY n) FROM steps":                                                       "inline,secret,configmap,post-import",
-			"SELECT count(*), pg_get_userbyid(relowner) FROM items JOIN pg_class ON relname = 'items' GROUP BY 2":      "1000|app",
-			"SELECT to_regclass('from_template') IS NOT NULL":                                                          "t",
+			"SELECT string_agg(what, ',' ORDER BY n) FROM steps":                                                             "inline,secret,configmap,post-import",
+			"SELECT count(*), pg_get_userbyid(relowner) FROM items JOIN pg_class ON relname = 'items' GROUP BY 2":            "1000|app",
+			"SELECT to_regclass('from_template') IS NOT NULL":                                                                "t",
 			"SELECT datlocprovider::text || ' ' || daticulocale || ' ' || datcollate FROM pg_database WHERE datname = 'app'": "i de-DE C.UTF-8",
-			"SELECT string_agg(x, '' ORDER BY x) FROM (VALUES ('b'), ('ä'), ('a')) v(x)":                               "aäb",
+			"SELECT string_agg(x, '' ORDER BY x) FROM (VALUES ('b'), ('ä'), ('a')) v(x)":                                     "aäb",
 			"SHOW wal_segment_size": "32MB",
 			"SHOW data_checksums":   "on",
 		} {

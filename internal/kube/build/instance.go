@@ -216,7 +216,7 @@ func configProjection(c *v1.Cluster, name string) []corev1.VolumeProjection {
 	}
 	out := []corev1.VolumeProjection{{Secret: &corev1.SecretProjection{
 		LocalObjectReference: corev1.LocalObjectReference{Name: InstanceConfigSecretName(name)},
-		Items: configItems(c),
+		Items:                configItems(c),
 	}}}
 	for _, s := range order {
 		out = append(out, corev1.VolumeProjection{Secret: &corev1.SecretProjection{
