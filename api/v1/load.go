@@ -38,7 +38,7 @@ var cnpOnlyFields = specPaths(
 	"schedulerName", "seccompProfile", "securityContext",
 	"serviceAccountTemplate", "smartShutdownTimeout", "startDelay", "stopDelay",
 	"switchoverDelay", "tablespaces", "topologySpreadConstraints",
-	"bootstrap.recovery.backup", "bootstrap.recovery.volumeSnapshots",
+	"bootstrap.recovery.backup.endpointCA", "bootstrap.recovery.volumeSnapshots",
 	"bootstrap.recovery.recoveryTarget.targetTLI",
 	"backup.target", "backup.volumeSnapshot", "backup.pluginConfiguration",
 	"backup.barmanObjectStore.azureCredentials", "backup.barmanObjectStore.googleCredentials",

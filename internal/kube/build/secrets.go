@@ -164,3 +164,7 @@ func BackupKeySecret(c *v1.Cluster, passphrase []byte) *corev1.Secret {
 		Data:       map[string][]byte{v1.BackupKeyKey: passphrase},
 	}
 }
+
+// ClusterKeyJSON is the instance config Secret's key holding the Cluster
+// as the instance manager reads it (ManifestFor).
+const ClusterKeyJSON = clusterKeyJSON
