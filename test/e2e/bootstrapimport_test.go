@@ -163,6 +163,33 @@ data:
 		}
 	})
 
+	t.Run("schema only", func(t *testing.T) {
+		dst := upCluster(t, "impschema", `apiVersion: postgresql.pgward.io/v1
+kind: Cluster
+metadata:
+  name: impschema
+spec:
+  instances: 1
+  bootstrap:
+    initdb:
+      import:
+        type: microservice
+        schemaOnly: true
+        databases: [app]
+        source: {externalCluster: impsrc}
+`+external("app", "impsrc-app-copy")+`---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: impsrc-app-copy
+stringData:
+  password: '`+read("impsrc-app", "password")+`'
+`)
+		if got := appSQL(t, dst, "SELECT count(*) FROM items"); got != "0" {
+			t.Errorf("schemaOnly: items has %s rows, want the table and no row", got)
+		}
+	})
+
 	t.Run("monolith with every role", func(t *testing.T) {
 		dst := upCluster(t, "impmono", `apiVersion: postgresql.pgward.io/v1
 kind: Cluster
