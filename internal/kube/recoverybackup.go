@@ -61,15 +61,15 @@ func (r *ClusterReconciler) backupSource(ctx context.Context, ns, name string) (
 		return nil, "", describeGetError("Backup", name, err)
 	}
 	if bk.Status.Phase != v1.BackupPhaseCompleted || bk.Status.BackupID == "" {
-		return nil, "", fmt.Errorf("Backup %q is %q, not completed: a recovery starts from a completed backup", name, bk.Status.Phase)
+		return nil, "", fmt.Errorf("the Backup %q is %q, not completed: a recovery starts from a completed backup", name, bk.Status.Phase)
 	}
 	var from v1.Cluster
 	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: bk.Spec.Cluster.Name}, &from); err != nil {
-		return nil, "", fmt.Errorf("Backup %q backed up Cluster %q: %w", name, bk.Spec.Cluster.Name, describeGetError("Cluster", bk.Spec.Cluster.Name, err))
+		return nil, "", fmt.Errorf("the Backup %q backed up Cluster %q: %w", name, bk.Spec.Cluster.Name, describeGetError("Cluster", bk.Spec.Cluster.Name, err))
 	}
 	v1.SetDefaults(&from)
 	if from.Spec.Backup == nil || from.Spec.Backup.BarmanObjectStore == nil {
-		return nil, "", fmt.Errorf("Backup %q: Cluster %q has no spec.backup.barmanObjectStore to recover from", name, from.Name)
+		return nil, "", fmt.Errorf("the Backup %q: Cluster %q has no spec.backup.barmanObjectStore to recover from", name, from.Name)
 	}
 	store := from.Spec.Backup.BarmanObjectStore.DeepCopy()
 	if store.EncryptionKey != nil && store.EncryptionKey.Name == from.Name+v1.BackupKeySuffix {
@@ -77,7 +77,7 @@ func (r *ClusterReconciler) backupSource(ctx context.Context, ns, name string) (
 		// another's pods (ensureBackupSecrets): whoever may create a Cluster
 		// would read every backup of the namespace. A copy of the key in a
 		// Secret of the user's own shows they may read it.
-		return nil, "", fmt.Errorf("Backup %q: Cluster %q's backups are encrypted with the key pgward generated for it (%s), which another Cluster's pods never get: copy it into a Secret of your own and recover with bootstrap.recovery.source and an externalClusters entry naming that Secret as encryptionKey (docs/backup.md)",
+		return nil, "", fmt.Errorf("the Backup %q: Cluster %q's backups are encrypted with the key pgward generated for it (%s), which another Cluster's pods never get: copy it into a Secret of your own and recover with bootstrap.recovery.source and an externalClusters entry naming that Secret as encryptionKey (docs/backup.md)",
 			name, from.Name, store.EncryptionKey.Name)
 	}
 	return &v1.ExternalCluster{Name: from.Name, BarmanObjectStore: store}, bk.Status.BackupID, nil
