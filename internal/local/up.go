@@ -259,13 +259,15 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 }
 
 // backupBootstrapError returns a bootstrap's failure about the object
-// store or the recovery: a wrong field stays wrong however often the
-// controller retries, so `up` reports it at once.
+// store, the recovery, an import or the SQL references: a wrong field
+// stays wrong however often the controller retries, so `up` reports it at
+// once.
 func backupBootstrapError(st *instanceapi.Status) error {
 	if st == nil || !strings.HasPrefix(st.Error, instanceapi.CommandBootstrap+": ") {
 		return nil
 	}
-	for _, f := range []string{"spec.backup", "spec.bootstrap.recovery", "spec.externalClusters", "pgbackrest", "recovery:"} {
+	for _, f := range []string{"spec.backup", "spec.bootstrap.recovery", "spec.externalClusters", "pgbackrest", "recovery:",
+		"spec.bootstrap.initdb.import", "SQLRefs"} {
 		if strings.Contains(st.Error, f) {
 			return errors.New(strings.TrimPrefix(st.Error, instanceapi.CommandBootstrap+": "))
 		}

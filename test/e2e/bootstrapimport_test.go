@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBootstrapImportAndSQLRefs runs CloudNativePG's logical import on
@@ -187,6 +188,38 @@ stringData:
 `)
 		if got := appSQL(t, dst, "SELECT count(*) FROM items"); got != "0" {
 			t.Errorf("schemaOnly: items has %s rows, want the table and no row", got)
+		}
+	})
+
+	t.Run("a database the source lacks is reported at once", func(t *testing.T) {
+		dir := newStateDir(t, "impbad")
+		t.Cleanup(func() { _, _ = pgward(context.Background(), "local", "down", "--purge", "--dir", dir) })
+		start := time.Now()
+		out, err := pgward(ctx, "local", "up", "--timeout", "3m", "-f", writeManifest(t, "impbad.yaml", `apiVersion: postgresql.pgward.io/v1
+kind: Cluster
+metadata:
+  name: impbad
+spec:
+  instances: 1
+  bootstrap:
+    initdb:
+      import:
+        type: microservice
+        databases: [nope]
+        source: {externalCluster: impsrc}
+`+external("app", "impsrc-app-copy")+`---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: impsrc-app-copy
+stringData:
+  password: '`+read("impsrc-app", "password")+`'
+`), "--dir", dir)
+		if err == nil || !strings.Contains(out, `spec.bootstrap.initdb.import: database "nope"`) || !strings.Contains(out, "pg_dump") {
+			t.Fatalf("got %v:\n%s", err, out)
+		}
+		if d := time.Since(start); d > time.Minute {
+			t.Errorf("reported after %s, not at once", d)
 		}
 	})
 
