@@ -38,13 +38,8 @@ func SplitManifest(data []byte) ([]byte, SecretDocs, error) {
 type ConfigMapDocs map[string]map[string]string
 
 // SplitManifestConfigMaps is SplitManifest that also returns the file's
-// ConfigMaps.
+// ConfigMaps (what `up` reads; the other callers take Secrets only).
 func SplitManifestConfigMaps(data []byte) ([]byte, SecretDocs, ConfigMapDocs, error) {
-	cluster, secretDocs, cms, err := splitManifest(data)
-	return cluster, secretDocs, cms, err
-}
-
-func splitManifest(data []byte) ([]byte, SecretDocs, ConfigMapDocs, error) {
 	docs := v1.SplitDocuments(data)
 	var cluster []byte
 	out := SecretDocs{}
