@@ -146,10 +146,6 @@ func refuseLocalOnly(c *v1.Cluster) field.ErrorList {
 		errs = append(errs, field.Forbidden(spec.Child("bootstrap", "pg_basebackup"),
 			"cloning another cluster runs in the local runtime only so far"))
 	}
-	if b := c.Spec.Bootstrap; b != nil && b.InitDB != nil && b.InitDB.Import != nil {
-		errs = append(errs, field.Forbidden(spec.Child("bootstrap", "initdb", "import"),
-			"importing from another cluster runs in the local runtime only so far: like pg_basebackup, it has not been tested on real pods"))
-	}
 	if c.Spec.WalStorage != nil {
 		errs = append(errs, field.Forbidden(spec.Child("walStorage"),
 			"a separate WAL volume runs in the local runtime only so far: the operator does not make the second PVC yet"))

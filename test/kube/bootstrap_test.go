@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -50,5 +51,45 @@ func TestBootstrapSQLRefsAndICUOnPods(t *testing.T) {
 		if got := psqlLocal(t, ns, primary, "app", q); got != want {
 			t.Errorf("%s: got %q, want %q", q, got, want)
 		}
+	}
+}
+
+// TestImportOnPods: a microservice import on real pods, from another
+// Cluster through its -rw Service over verified TLS (its CA and the app
+// password copied into Secrets of the importing Cluster's user: pgward
+// never hands one Cluster's generated secrets to another's pods).
+func TestImportOnPods(t *testing.T) {
+	ns := newNamespace(t, "importpods")
+	ctx := context.Background()
+	src := newCluster(t, ns, "cluster-example.yaml", func(c *v1.Cluster) {
+		c.Name = "isrc"
+		c.Spec.Instances = 1
+	})
+	psqlLocal(t, ns, src.Status.CurrentPrimary, "app", "CREATE TABLE items AS SELECT g AS id FROM generate_series(1, 1000) g; ALTER TABLE items OWNER TO app")
+	copyKey := func(from, key, to string) {
+		var s corev1.Secret
+		if err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: from}, &s); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: to}, Data: map[string][]byte{key: s.Data[key]}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyKey("isrc-app", "password", "isrc-app-copy")
+	copyKey("isrc-ca", "ca.crt", "isrc-ca-copy")
+	dst := newCluster(t, ns, "cluster-example.yaml", func(c *v1.Cluster) {
+		c.Name = "idst"
+		c.Spec.Instances = 1
+		c.Spec.Bootstrap.InitDB.Import = &v1.Import{Type: v1.ImportMicroservice, Databases: []string{"app"},
+			Source: v1.ImportSource{ExternalCluster: "isrc"}}
+		c.Spec.ExternalClusters = []v1.ExternalCluster{{Name: "isrc",
+			ConnectionParameters: map[string]string{"host": "isrc-rw", "user": "app", "dbname": "app", "sslmode": "verify-full"},
+			Password:             &v1.SecretKeySelector{Name: "isrc-app-copy", Key: "password"},
+			SSLRootCert:          &v1.SecretKeySelector{Name: "isrc-ca-copy", Key: "ca.crt"},
+		}}
+	})
+	q := "SELECT count(*) || '|' || pg_get_userbyid(relowner) FROM items JOIN pg_class ON relname = 'items' GROUP BY relowner"
+	if got := psqlLocal(t, ns, dst.Status.CurrentPrimary, "app", q); got != "1000|app" {
+		t.Errorf("imported items: got %q, want 1000 rows owned by app", got)
 	}
 }
