@@ -20,6 +20,10 @@ var notReadByName = map[string]string{
 	// superuser or a replication role; false is the only value accepted.
 	"RoleConfiguration.Superuser":   "refused when true",
 	"RoleConfiguration.Replication": "refused when true",
+	// PostgreSQL 16 and 17 initdb options: declared so that the error
+	// names the version pgward lacks (api/v1 validateInitDBExtras).
+	"BootstrapInitDB.ICURules":      "refused when set",
+	"BootstrapInitDB.BuiltinLocale": "refused when set",
 	// Only pgward's group and CloudNativePG's are accepted, both naming
 	// pgward's catalog kinds (CloudNativePG's group is read as pgward's,
 	// as its apiVersion is): there is nothing else for it to select.

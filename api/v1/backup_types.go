@@ -136,7 +136,15 @@ type ExternalCluster struct {
 // gets credentials and certificates of its own.
 type BootstrapRecovery struct {
 	// Source names the entry of spec.externalClusters to recover from.
-	Source string `json:"source"`
+	// +optional
+	Source string `json:"source,omitempty"`
+	// Backup names a Backup object of the Cluster's namespace to recover
+	// from, instead of Source (Kubernetes only): the operator resolves it
+	// to the backed-up Cluster's object store and the backup's ID. The
+	// local runtime refuses it: there, name the store in
+	// spec.externalClusters and the backup in recoveryTarget.backupID.
+	// +optional
+	Backup *LocalObjectReference `json:"backup,omitempty"`
 	// RecoveryTarget stops the recovery at a point (empty: the end of the
 	// archived WAL).
 	// +optional

@@ -434,6 +434,13 @@ func (s *ClusterSpec) validateRecovery(p *field.Path) field.ErrorList {
 	}
 	src := s.RecoverySource()
 	switch {
+	case r.Backup != nil && r.Source != "":
+		errs = append(errs, field.Forbidden(p.Child("backup"), "source names the recovery source already: give source or backup, not both"))
+	case r.Backup != nil:
+		errs = append(errs, validateSecretName(p.Child("backup", "name"), r.Backup.Name)...)
+		if t := r.RecoveryTarget; t != nil && t.BackupID != "" {
+			errs = append(errs, field.Forbidden(p.Child("recoveryTarget", "backupID"), "the Backup object named by backup says which backup: leave backupID out"))
+		}
 	case r.Source == "":
 		errs = append(errs, field.Required(p.Child("source"), "the name of an entry of spec.externalClusters"))
 	case src == nil:

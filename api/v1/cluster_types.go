@@ -433,6 +433,123 @@ type BootstrapInitDB struct {
 	// application database is created from it.
 	// +optional
 	PostInitTemplateSQL []string `json:"postInitTemplateSQL,omitempty"`
+	// PostInitSQLRefs are Secret and ConfigMap keys holding SQL run after
+	// PostInitSQL, in the postgres database: the Secrets first, then the
+	// ConfigMaps, each list in order.
+	// +optional
+	PostInitSQLRefs *SQLRefs `json:"postInitSQLRefs,omitempty"`
+	// PostInitApplicationSQLRefs are run after PostInitApplicationSQL, in
+	// the application database.
+	// +optional
+	PostInitApplicationSQLRefs *SQLRefs `json:"postInitApplicationSQLRefs,omitempty"`
+	// PostInitTemplateSQLRefs are run after PostInitTemplateSQL, in template1.
+	// +optional
+	PostInitTemplateSQLRefs *SQLRefs `json:"postInitTemplateSQLRefs,omitempty"`
+	// Locale is initdb's --locale: the default of LocaleCollate and
+	// LocaleCType when they are not set (lc_messages, lc_monetary,
+	// lc_numeric and lc_time are postgresql.parameters).
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.@-]{1,64}$`
+	Locale string `json:"locale,omitempty"`
+	// LocaleProvider is libc (default) or icu; builtin needs PostgreSQL 17.
+	// +optional
+	// +kubebuilder:validation:Enum=libc;icu;builtin
+	LocaleProvider string `json:"localeProvider,omitempty"`
+	// ICULocale is the ICU locale of the cluster (with LocaleProvider icu),
+	// a BCP 47 language tag such as en-US or de-DE-u-co-phonebk.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	ICULocale string `json:"icuLocale,omitempty"`
+	// ICURules (PostgreSQL 16+) and BuiltinLocale (PostgreSQL 17+) are
+	// refused on PostgreSQL 15, naming the version they need.
+	// +optional
+	ICURules string `json:"icuRules,omitempty"`
+	// +optional
+	BuiltinLocale string `json:"builtinLocale,omitempty"`
+	// WalSegmentSize is initdb's --wal-segsize in MB: a power of 2 from 1 to 1024.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1024
+	WalSegmentSize int `json:"walSegmentSize,omitempty"`
+	// Options are extra initdb options, from an allow-list (--data-checksums,
+	// -k): initdb's own postgresql.conf is not the one pgward runs with.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	Options []string `json:"options,omitempty"`
+	// Import fills the new cluster with databases (and roles) of another
+	// cluster, logically: pg_dump from an entry of spec.externalClusters,
+	// pg_restore here, after initdb.
+	// +optional
+	Import *Import `json:"import,omitempty"`
+}
+
+// SQLRefs names Secret and ConfigMap keys that hold SQL.
+type SQLRefs struct {
+	// SecretRefs are run first, in order.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	SecretRefs []SecretKeySelector `json:"secretRefs,omitempty"`
+	// ConfigMapRefs are run after the secrets, in order.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	ConfigMapRefs []ConfigMapKeySelector `json:"configMapRefs,omitempty"`
+}
+
+// ConfigMapKeySelector is a key of a ConfigMap in the Cluster's namespace
+// (locally: a ConfigMap in the manifest file).
+type ConfigMapKeySelector struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Key string `json:"key"`
+}
+
+// Import is CloudNativePG's logical import of databases from an external
+// cluster into a new one.
+type Import struct {
+	// Type is microservice (one database into the application database,
+	// owned by the application owner) or monolith (the listed databases
+	// and roles under their own names).
+	// +kubebuilder:validation:Enum=microservice;monolith
+	Type string `json:"type"`
+	// Databases to import: exactly one for microservice; for monolith a
+	// list, or "*" for every database of the source but postgres and the
+	// templates.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=256
+	Databases []string `json:"databases"`
+	// Roles to import (monolith only), or "*" for every ordinary role.
+	// Their attributes and memberships are copied, never their passwords.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	Roles []string `json:"roles,omitempty"`
+	// Source names the external cluster to import from.
+	Source ImportSource `json:"source"`
+	// PostImportApplicationSQL runs as superuser in the application
+	// database after a microservice import.
+	// +optional
+	PostImportApplicationSQL []string `json:"postImportApplicationSQL,omitempty"`
+	// SchemaOnly imports the schema without the data.
+	// +optional
+	SchemaOnly bool `json:"schemaOnly,omitempty"`
+	// PgDumpExtraOptions and PgRestoreExtraOptions come from an allow-list
+	// (--jobs=N and options that only leave something out): they reach a
+	// command line.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	PgDumpExtraOptions []string `json:"pgDumpExtraOptions,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	PgRestoreExtraOptions []string `json:"pgRestoreExtraOptions,omitempty"`
+}
+
+// ImportSource names the external cluster an import reads.
+type ImportSource struct {
+	// ExternalCluster is the name of an entry of spec.externalClusters
+	// with connectionParameters.
+	ExternalCluster string `json:"externalCluster"`
 }
 
 // LocalObjectReference names a secret in the Cluster's namespace. Locally, a

@@ -72,10 +72,15 @@ func setInitDBDefaults(in *BootstrapInitDB) {
 	if in.Encoding == "" {
 		in.Encoding = DefaultEncoding
 	}
+	// locale is initdb's default for every category, as with --locale.
+	def := DefaultLocale
+	if in.Locale != "" {
+		def = in.Locale
+	}
 	if in.LocaleCollate == "" {
-		in.LocaleCollate = DefaultLocale
+		in.LocaleCollate = def
 	}
 	if in.LocaleCType == "" {
-		in.LocaleCType = DefaultLocale
+		in.LocaleCType = def
 	}
 }

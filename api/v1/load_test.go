@@ -146,7 +146,6 @@ func TestLoadClusterErrors(t *testing.T) {
   bootstrap:
     recovery: {volumeSnapshots: {}}
     initdb:
-      walSegmentSize: 32
       dtabase: app
   storage:
     pvcTemplate: {}
@@ -160,7 +159,6 @@ metadata2: {}
 			`unknown field "spec.Instances"`,
 			`field "spec.backup.volumeSnapshot" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`unknown field "spec.bootstrap.initdb.dtabase"`,
-			`field "spec.bootstrap.initdb.walSegmentSize" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.bootstrap.recovery.volumeSnapshots" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.externalClusters[0].plugin" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`unknown field "spec.nope"`,

@@ -215,6 +215,7 @@ func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 	superuser := s.EnableSuperuserAccess != nil && *s.EnableSuperuserAccess
 	errs = append(errs, s.PostgresConfiguration.validate(path.Child("postgresql"), s.Instances, minSync > 0, superuser)...)
 	errs = append(errs, validateBootstrap(s.Bootstrap, path.Child("bootstrap"))...)
+	errs = append(errs, s.validateInitDBExtras(path.Child("bootstrap", "initdb"))...)
 	if s.SuperuserSecret != nil {
 		errs = append(errs, validateSecretName(path.Child("superuserSecret", "name"), s.SuperuserSecret.Name)...)
 	}

@@ -59,6 +59,7 @@ var namespaced = map[string]bool{
 	"/persistentvolumeclaims":                          true,
 	"/pods":                                            true,
 	"/secrets":                                         true,
+	"/configmaps":                                      true,
 	"/serviceaccounts":                                 true,
 	"/services":                                        true,
 	"coordination.k8s.io/leases":                       true,

@@ -105,8 +105,9 @@ func validateManifestFile(data []byte) (string, error) {
 		// issued maps a Secret's name to the cert-manager Certificate
 		// that fills it: CloudNativePG's samples ship such Secrets
 		// empty, for cert-manager to write on Kubernetes.
-		issued   = map[string]string{}
-		catalogs = map[string]*v1.ImageCatalogSpec{}
+		issued     = map[string]string{}
+		catalogs   = map[string]*v1.ImageCatalogSpec{}
+		configMaps = map[string]map[string]string{}
 	)
 	for i, doc := range docs {
 		var tm typeMeta
@@ -150,6 +151,16 @@ func validateManifestFile(data []byte) (string, error) {
 				issued[crt.Spec.SecretName] = tm.Metadata.Name
 			}
 			skipped = append(skipped, fmt.Sprintf("skipped: %s %q (applied with kubectl; cert-manager fills Secret %q)", tm.Kind, tm.Metadata.Name, crt.Spec.SecretName))
+		case tm.Kind == "ConfigMap" && tm.APIVersion == "v1":
+			var cm struct {
+				typeMeta `json:",inline"`
+				Data     map[string]string `json:"data"`
+			}
+			if err := yaml.Unmarshal(doc, &cm); err != nil {
+				problems = append(problems, fmt.Sprintf("document %d (ConfigMap %q): %v", i+1, tm.Metadata.Name, err))
+				continue
+			}
+			configMaps[tm.Metadata.Name] = cm.Data
 		default:
 			// Issuers, PodMonitors... are applied with
 			// kubectl; pgward reads only the Cluster and its Secrets.
@@ -179,11 +190,15 @@ func validateManifestFile(data []byte) (string, error) {
 				}
 			}
 		}
+		problems = append(problems, checkSQLRefDocs(cluster, secrets, configMaps)...)
 	}
 	if len(problems) > 0 {
 		return "", fmt.Errorf("invalid:\n  %s", strings.Join(problems, "\n  "))
 	}
 	summary := fmt.Sprintf("Cluster %q is valid (%d instance(s)); %d Secret(s) checked", cluster.Name, cluster.Spec.Instances, len(secrets))
+	if len(configMaps) > 0 {
+		summary += fmt.Sprintf(", %d ConfigMap(s) checked", len(configMaps))
+	}
 	return strings.Join(append([]string{summary}, skipped...), "\n"), nil
 }
 
@@ -230,5 +245,28 @@ func checkSecretDocs(c *v1.Cluster, secrets map[string]secretDoc) []string {
 			problems = append(problems, fmt.Sprintf("Secret %q (%s) is for user %q, not %q", n.name, n.what, u, n.user))
 		}
 	}
+	return problems
+}
+
+// checkSQLRefDocs checks bootstrap.initdb's SQL references to the Secrets
+// and ConfigMaps of the file: the key must be there. One not in the file
+// must exist where the cluster runs (locally, a ConfigMap must be in the
+// file: `up` says so).
+func checkSQLRefDocs(c *v1.Cluster, secrets map[string]secretDoc, configMaps map[string]map[string]string) []string {
+	var problems []string
+	_, _ = c.Spec.ResolveSQLRefs(func(secret bool, name, key string) (string, error) {
+		if secret {
+			if s, ok := secrets[name]; ok && !s.has(key) {
+				problems = append(problems, fmt.Sprintf("Secret %q (a bootstrap.initdb SQL reference) has no key %q", name, key))
+			}
+			return "", nil
+		}
+		if cm, ok := configMaps[name]; ok {
+			if _, ok := cm[key]; !ok {
+				problems = append(problems, fmt.Sprintf("ConfigMap %q (a bootstrap.initdb SQL reference) has no key %q", name, key))
+			}
+		}
+		return "", nil
+	})
 	return problems
 }

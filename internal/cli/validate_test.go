@@ -48,7 +48,10 @@ func TestValidateManifestFile(t *testing.T) {
 		{"a Secret without a password", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: app-creds\nstringData:\n  username: app\n",
 			`Secret "app-creds" (spec.bootstrap.initdb.secret) has no key "password"`},
 		{"an unknown field in a Secret", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: x\nstrngData:\n  a: b\n", `unknown field "strngData"`},
-		{"another kind", validCluster + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n", `skipped: ConfigMap "c" (not read by pgward)`},
+		{"another kind", validCluster + "---\napiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata:\n  name: c\n", `skipped: Issuer "c" (not read by pgward)`},
+		{"a ConfigMap", validCluster + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n", "1 ConfigMap(s) checked"},
+		{"a ConfigMap without the key a SQL reference names", strings.Replace(validCluster, "      owner: app\n", "      owner: app\n      postInitSQLRefs:\n        configMapRefs: [{name: c, key: x.sql}]\n", 1) +
+			"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  y.sql: SELECT 1\n", `ConfigMap "c" (a bootstrap.initdb SQL reference) has no key "x.sql"`},
 		{"a labelled Secret", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  namespace: db\n  labels:\n    a: b\n  annotations:\n    c: d\n", "1 Secret(s) checked"},
 		{"a Secret cert-manager fills", tlsCluster + emptyServerSecret + serverCertificate,
 			`not checked: Secret "srv" (filled by cert-manager's Certificate "srv-cert"`},

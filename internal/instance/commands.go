@@ -166,6 +166,10 @@ func (m *Manager) doBootstrap(ctx context.Context, cmd instanceapi.Command) erro
 // moved into place.
 func (m *Manager) bootstrapPrimary(ctx context.Context, staging string) error {
 	init := m.cluster.Spec.Bootstrap.InitDB
+	refs, err := m.resolvedSQL()
+	if err != nil {
+		return err
+	}
 	if err := initdb(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, init); err != nil {
 		return err
 	}
@@ -185,12 +189,15 @@ func (m *Manager) bootstrapPrimary(ctx context.Context, staging string) error {
 	defer pm.Stop(30 * time.Second)
 	// Before the application database is made from template1 (which
 	// must then have no session).
-	if len(init.PostInitTemplateSQL) > 0 {
+	if len(init.PostInitTemplateSQL) > 0 || len(refs.PostInitTemplateSQL) > 0 {
 		tconn, err := m.waitConnect(ctx, pm, "template1")
 		if err != nil {
 			return err
 		}
 		err = runPostInit(ctx, tconn, init.PostInitTemplateSQL, "spec.bootstrap.initdb.postInitTemplateSQL")
+		if err == nil {
+			err = runPostInit(ctx, tconn, refs.PostInitTemplateSQL, "spec.bootstrap.initdb.postInitTemplateSQLRefs")
+		}
 		_ = tconn.Close(context.Background())
 		if err != nil {
 			return err
@@ -207,12 +214,24 @@ func (m *Manager) bootstrapPrimary(ctx context.Context, staging string) error {
 	if err := runPostInit(ctx, conn, init.PostInitSQL, "spec.bootstrap.initdb.postInitSQL"); err != nil {
 		return err
 	}
+	if err := runPostInit(ctx, conn, refs.PostInitSQL, "spec.bootstrap.initdb.postInitSQLRefs"); err != nil {
+		return err
+	}
 	appConn, err := m.waitConnect(ctx, pm, init.Database)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = appConn.Close(context.Background()) }()
-	return runPostInit(ctx, appConn, init.PostInitApplicationSQL, "spec.bootstrap.initdb.postInitApplicationSQL")
+	if err := runPostInit(ctx, appConn, init.PostInitApplicationSQL, "spec.bootstrap.initdb.postInitApplicationSQL"); err != nil {
+		return err
+	}
+	if err := runPostInit(ctx, appConn, refs.PostInitApplicationSQL, "spec.bootstrap.initdb.postInitApplicationSQLRefs"); err != nil {
+		return err
+	}
+	if init.Import == nil {
+		return nil
+	}
+	return m.importDatabases(ctx, conn, appConn)
 }
 
 // doPromote makes this replica the primary at cmd.Epoch. The synchronous

@@ -51,6 +51,7 @@ func initdb(ctx context.Context, binDir, dir, walDir string, b *v1.BootstrapInit
 	if b.DataChecksums == nil || *b.DataChecksums {
 		args = append(args, "--data-checksums")
 	}
+	args = append(args, initdbExtraArgs(b)...)
 	if walDir != "" {
 		args = append(args, "--waldir", walDir)
 	}
@@ -180,4 +181,30 @@ func parseControlData(out string) (string, error) {
 	lsn := h<<32 | l
 	lsn++
 	return fmt.Sprintf("%X/%X", lsn>>32, lsn&0xFFFFFFFF), nil
+}
+
+// initdbExtraArgs are the arguments of bootstrap.initdb's locale, locale
+// provider, WAL segment size and allow-listed options (api/v1 validated
+// every value: no option or value here can change what pgward relies on).
+func initdbExtraArgs(b *v1.BootstrapInitDB) []string {
+	var args []string
+	if b.Locale != "" {
+		args = append(args, "--locale", b.Locale)
+	}
+	if b.LocaleProvider == v1.LocaleProviderICU {
+		args = append(args, "--locale-provider", "icu", "--icu-locale", b.ICULocale)
+	}
+	if n := b.WalSegSizeArg(); n != "" {
+		args = append(args, "--wal-segsize", n)
+	}
+	for _, o := range b.Options {
+		if o == "-k" || o == "--data-checksums" {
+			if b.DataChecksums != nil && *b.DataChecksums {
+				continue // already there
+			}
+			o = "--data-checksums"
+		}
+		args = append(args, o)
+	}
+	return args
 }

@@ -39,6 +39,8 @@ const (
 	PhaseClone    = "clone"
 	PhaseRestore  = "restore"
 	PhaseRecovery = "recovery"
+	// PhaseImport: bootstrap.initdb.import dumping and restoring.
+	PhaseImport = "import"
 )
 
 // Manager owns one PostgreSQL instance. It starts, stops, promotes and

@@ -120,11 +120,14 @@ func ensureDatabase(ctx context.Context, conn *pgx.Conn, init *v1.BootstrapInitD
 	// template0 takes any encoding and locale; template1 has initdb's,
 	// which are the same, and what postInitTemplateSQL put there.
 	template := "template0"
-	if len(init.PostInitTemplateSQL) > 0 {
+	if len(init.PostInitTemplateSQL) > 0 || init.PostInitTemplateSQLRefs != nil {
 		template = "template1"
 	}
 	stmt := fmt.Sprintf("CREATE DATABASE %s OWNER %s TEMPLATE %s ENCODING %s LC_COLLATE %s LC_CTYPE %s",
 		ident(init.Database), ident(init.Owner), template, literal(init.Encoding), literal(init.LocaleCollate), literal(init.LocaleCType))
+	if init.LocaleProvider == v1.LocaleProviderICU {
+		stmt += " LOCALE_PROVIDER icu ICU_LOCALE " + literal(init.ICULocale)
+	}
 	if _, err := conn.Exec(ctx, stmt); err != nil {
 		return fmt.Errorf("creating database %q: %w", init.Database, err)
 	}

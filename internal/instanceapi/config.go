@@ -63,6 +63,12 @@ type Config struct {
 	// Supervisor is the controller this manager keeps alive (local
 	// runtime only); see Supervisor.
 	Supervisor *Supervisor `json:"supervisor,omitempty"`
+	// BootstrapSQLFile, when set, is a JSON file of the SQL that
+	// bootstrap.initdb's Secret and ConfigMap references hold, resolved by
+	// the runtime (v1.ResolvedSQL): the instance manager runs it after the
+	// inline statements of the same field. It may hold secrets: 0600
+	// locally, a Secret key on Kubernetes.
+	BootstrapSQLFile string `json:"bootstrapSQLFile,omitempty"`
 }
 
 // dnsName is a Kubernetes object name (RFC 1123 subdomain).

@@ -38,9 +38,13 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		log.FromContext(ctx).Info("operand image unresolved: the pods keep theirs", "error", err.Error(), "image", build.OperandImage(kept))
 		opts = kept
 	}
+	sql, err := r.resolveSQLRefs(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("spec.bootstrap.initdb SQL references: %w", err)
+	}
 	outdated := map[string]bool{}
 	for _, name := range build.InstanceNames(c) {
-		cfg, err := build.InstanceConfigSecret(c, name, target, opts)
+		cfg, err := build.InstanceConfigSecretWithSQL(c, name, target, opts, sql)
 		if err != nil {
 			return nil, err
 		}

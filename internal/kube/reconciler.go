@@ -175,6 +175,9 @@ func refuseLocalOnly(c *v1.Cluster) field.ErrorList {
 }
 
 func (r *ClusterReconciler) reconcile(ctx context.Context, c, desired *v1.Cluster) (reconcile.Result, error) {
+	if err := r.resolveRecoveryBackup(ctx, desired); err != nil {
+		return reconcile.Result{}, err
+	}
 	tlsm, err := r.ensurePKI(ctx, desired)
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("certificates: %w", err)

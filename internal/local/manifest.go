@@ -23,39 +23,66 @@ type SecretDocs map[string]map[string][]byte
 // CloudNativePG's samples and `make objectstore-up`'s secret file are
 // written). Anything else is refused: locally nothing would apply it.
 func SplitManifest(data []byte) ([]byte, SecretDocs, error) {
+	cluster, secretDocs, cms, err := SplitManifestConfigMaps(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(cms) > 0 {
+		return nil, nil, errors.New("the file holds ConfigMaps, which only bootstrap.initdb's SQL references read")
+	}
+	return cluster, secretDocs, nil
+}
+
+// ConfigMapDocs are the ConfigMaps a manifest file carries beside its
+// Cluster, by name (bootstrap.initdb's SQL references read them).
+type ConfigMapDocs map[string]map[string]string
+
+// SplitManifestConfigMaps is SplitManifest that also returns the file's
+// ConfigMaps (what `up` reads; the other callers take Secrets only).
+func SplitManifestConfigMaps(data []byte) ([]byte, SecretDocs, ConfigMapDocs, error) {
 	docs := v1.SplitDocuments(data)
 	var cluster []byte
 	out := SecretDocs{}
+	cms := ConfigMapDocs{}
 	for i, doc := range docs {
 		var tm struct {
 			APIVersion string `json:"apiVersion"`
 			Kind       string `json:"kind"`
 		}
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
-			return nil, nil, fmt.Errorf("document %d: %w", i+1, err)
+			return nil, nil, nil, fmt.Errorf("document %d: %w", i+1, err)
 		}
 		switch {
 		case tm.Kind == "Secret" && tm.APIVersion == "v1":
 			name, data, err := parseSecretDoc(doc)
 			if err != nil {
-				return nil, nil, fmt.Errorf("document %d (Secret): %w", i+1, err)
+				return nil, nil, nil, fmt.Errorf("document %d (Secret): %w", i+1, err)
 			}
 			if _, dup := out[name]; dup {
-				return nil, nil, fmt.Errorf("document %d: a second Secret %q", i+1, name)
+				return nil, nil, nil, fmt.Errorf("document %d: a second Secret %q", i+1, name)
 			}
 			out[name] = data
+		case tm.Kind == "ConfigMap" && tm.APIVersion == "v1":
+			name, data, err := parseConfigMapDoc(doc)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("document %d (ConfigMap): %w", i+1, err)
+			}
+			if _, dup := cms[name]; dup {
+				return nil, nil, nil, fmt.Errorf("document %d: a second ConfigMap %q", i+1, name)
+			}
+			cms[name] = data
 		case cluster == nil && (tm.Kind == v1.Kind || tm.Kind == ""):
 			cluster = doc
 		case tm.Kind == v1.Kind:
-			return nil, nil, fmt.Errorf("document %d: a second Cluster: give one per file", i+1)
+			return nil, nil, nil, fmt.Errorf("document %d: a second Cluster: give one per file", i+1)
 		default:
-			return nil, nil, fmt.Errorf("document %d: kind %q: the local runtime reads a Cluster and its Secrets only", i+1, tm.Kind)
+			return nil, nil, nil, fmt.Errorf("document %d: kind %q: the local runtime reads a Cluster, its Secrets and ConfigMaps only", i+1, tm.Kind)
 		}
 	}
 	if cluster == nil {
-		return nil, nil, errors.New("no Cluster in the file")
+		return nil, nil, nil, errors.New("no Cluster in the file")
 	}
-	return cluster, out, nil
+	return cluster, out, cms, nil
 }
 
 func parseSecretDoc(doc []byte) (string, map[string][]byte, error) {
@@ -146,4 +173,68 @@ func ensureBackupKey(c *v1.Cluster, store secrets.Store, rnd io.Reader) (bool, e
 		return false, err
 	}
 	return true, store.Put(c.Name+v1.BackupKeySuffix, map[string][]byte{v1.BackupKeyKey: []byte(hex.EncodeToString(key))})
+}
+
+func parseConfigMapDoc(doc []byte) (string, map[string]string, error) {
+	var cm struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name      string            `json:"name"`
+			Namespace string            `json:"namespace,omitempty"`
+			Labels    map[string]string `json:"labels,omitempty"`
+		} `json:"metadata"`
+		Data map[string]string `json:"data,omitempty"`
+	}
+	if err := yaml.UnmarshalStrict(doc, &cm); err != nil {
+		return "", nil, err
+	}
+	if err := secrets.ValidateName(cm.Metadata.Name); err != nil {
+		return "", nil, err
+	}
+	for k := range cm.Data {
+		if err := secrets.ValidateKey(k); err != nil {
+			return "", nil, fmt.Errorf("%q: %w", cm.Metadata.Name, err)
+		}
+	}
+	return cm.Metadata.Name, cm.Data, nil
+}
+
+// bootstrapSQLFile holds the SQL of bootstrap.initdb's references (0600).
+const bootstrapSQLFile = "bootstrap-sql.json"
+
+// resolveSQLRefs reads bootstrap.initdb's SQL references: Secrets from the
+// file, else from the state directory's store (when store is not nil),
+// ConfigMaps from the file only. Errors name the reference's field.
+func resolveSQLRefs(c *v1.Cluster, docs SecretDocs, cms ConfigMapDocs, store secrets.Store) (*v1.ResolvedSQL, error) {
+	return c.Spec.ResolveSQLRefs(func(secret bool, name, key string) (string, error) {
+		if !secret {
+			data, ok := cms[name]
+			if !ok {
+				return "", fmt.Errorf("no ConfigMap %q in the manifest file (locally, ConfigMaps come from the file, beside the Cluster)", name)
+			}
+			v, ok := data[key]
+			if !ok {
+				return "", fmt.Errorf("ConfigMap %q has no key %q", name, key)
+			}
+			return v, nil
+		}
+		data, ok := docs[name]
+		if !ok && store == nil {
+			return "", nil // root's preflight: the unprivileged run reads the store
+		}
+		if !ok {
+			if d, err := store.Get(name); err == nil {
+				data, ok = d, true
+			}
+		}
+		if !ok {
+			return "", fmt.Errorf("no secret %q (add it to the manifest file as a Secret, or to the state directory's secrets/)", name)
+		}
+		v, ok := data[key]
+		if !ok {
+			return "", fmt.Errorf("secret %q has no key %q", name, key)
+		}
+		return string(v), nil
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -44,18 +45,26 @@ type prepared struct {
 	tls     tlsSecrets
 	app     string
 	super   string
+	// sqlFile holds the SQL of bootstrap.initdb's references, if any.
+	sqlFile string
 }
 
 // prepare turns a manifest into a state directory: it validates the spec
 // (against the stored one when resuming), fixes ports, creates the PKI and
 // the credentials, and writes each instance manager's config. It is
 // idempotent: on an existing directory it reuses everything it finds.
-func prepare(l Layout, manifest []byte, docs SecretDocs, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
+func prepare(l Layout, manifest []byte, docs SecretDocs, cms ConfigMapDocs, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
 	c, err := v1.LoadAndValidate(manifest)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkSecretDocs(c, docs); err != nil {
+		return nil, err
+	}
+	// Before anything is written: a reference that cannot be read is
+	// refused now, not at initdb.
+	sql, err := resolveSQLRefs(c, docs, cms, secrets.DirStore{Root: l.SecretsDir()})
+	if err != nil {
 		return nil, err
 	}
 	if err := checkResume(l, c); err != nil {
@@ -98,6 +107,16 @@ func prepare(l Layout, manifest []byte, docs SecretDocs, runAs, pgBin string, ha
 	}
 	if err := checkReferencedSecrets(c, store); err != nil {
 		return nil, err
+	}
+	if c.Spec.HasSQLRefs() {
+		b, err := json.Marshal(sql)
+		if err != nil {
+			return nil, err
+		}
+		p.sqlFile = filepath.Join(l.Dir, bootstrapSQLFile)
+		if err := instance.WriteFileAtomic(p.sqlFile, b, 0o600); err != nil {
+			return nil, fmt.Errorf("writing the bootstrap SQL: %w", err)
+		}
 	}
 	if err := p.writeInstanceConfigs(); err != nil {
 		return nil, err
@@ -330,8 +349,9 @@ func (p *prepared) writeInstanceConfigs() error {
 				ServerTLS: p.tls.ServerTLS, ServerCA: p.tls.ServerCA, ClientCA: p.tls.ClientCA,
 				Replication: p.tls.Replication, App: p.app, Superuser: p.super,
 			},
-			Primary:   instance.Endpoint{Name: primary.Name, Host: localhost, Port: primary.Port},
-			SelfFence: p.state.HA.SelfFence.Duration,
+			BootstrapSQLFile: p.sqlFile,
+			Primary:          instance.Endpoint{Name: primary.Name, Host: localhost, Port: primary.Port},
+			SelfFence:        p.state.HA.SelfFence.Duration,
 			Supervisor: &instance.Supervisor{
 				Command:     p.layout.ControllerCommand(),
 				PidFile:     p.layout.PidFile(),
@@ -392,7 +412,7 @@ func touch(path string) error {
 // Preflight asks PostgreSQL on this machine whether it accepts the
 // manifest (see instance.PreflightCluster), as the OS user it will run as,
 // before anything is written. pgBin "" means the newest installed.
-func Preflight(ctx context.Context, manifest []byte, docs SecretDocs, dir, pgBin string, owner *Owner) error {
+func Preflight(ctx context.Context, manifest []byte, docs SecretDocs, cms ConfigMapDocs, dir, pgBin string, owner *Owner) error {
 	c, err := v1.LoadAndValidate(manifest)
 	if err != nil {
 		return err
@@ -400,8 +420,17 @@ func Preflight(ctx context.Context, manifest []byte, docs SecretDocs, dir, pgBin
 	if err := checkSecretDocs(c, docs); err != nil {
 		return err
 	}
+	// Root reads nothing inside the state directory: Secrets not in the
+	// file are checked by the unprivileged run (prepare).
+	if _, err := resolveSQLRefs(c, docs, cms, nil); err != nil {
+		return err
+	}
 	if err := checkSocketPath(dir, c); err != nil {
 		return err
+	}
+	if b := c.Spec.Bootstrap; b != nil && b.Recovery != nil && b.Recovery.Backup != nil {
+		// A Backup object exists only on Kubernetes; here it would name nothing.
+		return errors.New("spec.bootstrap.recovery.backup names a Kubernetes Backup object: locally, name the object store in spec.externalClusters (barmanObjectStore), set bootstrap.recovery.source to it, and the backup in recoveryTarget.backupID (`pgward local backups --dir` of the source lists them)")
 	}
 	if _, ok := c.Annotations[v1.RotateCAAnnotation]; ok {
 		// The operator's trigger; here it would be accepted and ignored.

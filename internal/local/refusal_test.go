@@ -61,3 +61,21 @@ func TestExplainStartFailure(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// TestBootstrapErrorsReportedAtOnce: a bootstrap that fails on the
+// object store, the recovery, an import or the SQL references stops `up`
+// at once with the field; any other failure is retried.
+func TestBootstrapErrorsReportedAtOnce(t *testing.T) {
+	for msg, fatal := range map[string]bool{
+		"bootstrap: spec.bootstrap.initdb.import: database \"shop\": pg_dump failed":            true,
+		"bootstrap: spec.bootstrap.initdb.postInitApplicationSQLRefs[0]: ERROR: syntax error":   true,
+		"bootstrap: spec.externalClusters[src]: password: secret \"x\" has no key \"password\"": true,
+		"bootstrap: initdb failed: exit status 1":                                               false,
+		"start: spec.bootstrap.initdb.import: not a bootstrap":                                  false,
+	} {
+		err := backupBootstrapError(&instanceapi.Status{Error: msg})
+		if (err != nil) != fatal {
+			t.Errorf("%q: got %v, want fatal %v", msg, err, fatal)
+		}
+	}
+}

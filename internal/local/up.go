@@ -31,6 +31,9 @@ type UpOptions struct {
 	// Cluster (see SplitManifest); they are written into the state
 	// directory, replacing same-named ones.
 	Secrets SecretDocs
+	// ConfigMaps are the file's ConfigMaps (bootstrap.initdb's SQL
+	// references read them).
+	ConfigMaps ConfigMapDocs
 	// PGBinDir overrides PostgreSQL's bin directory discovery.
 	PGBinDir string
 	// Timeout bounds the wait for every instance to be ready.
@@ -66,7 +69,7 @@ func Up(ctx context.Context, o UpOptions) error {
 	// What only PostgreSQL can check (a time zone, a locale) fails here,
 	// naming the field, before the directory exists or a live cluster's
 	// manifest is replaced.
-	if err := Preflight(ctx, o.Manifest, o.Secrets, o.Dir, o.PGBinDir, owner); err != nil {
+	if err := Preflight(ctx, o.Manifest, o.Secrets, o.ConfigMaps, o.Dir, o.PGBinDir, owner); err != nil {
 		return err
 	}
 	if err := ClaimDir(l.Dir, owner); err != nil {
@@ -128,7 +131,7 @@ func prepareAndStart(ctx context.Context, l Layout, o UpOptions, say func(string
 			return nil, nil, err
 		}
 	}
-	p, err := prepare(l, o.Manifest, o.Secrets, o.RunAs, o.PGBinDir, o.HA, say)
+	p, err := prepare(l, o.Manifest, o.Secrets, o.ConfigMaps, o.RunAs, o.PGBinDir, o.HA, say)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -269,13 +272,15 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 }
 
 // backupBootstrapError returns a bootstrap's failure about the object
-// store or the recovery: a wrong field stays wrong however often the
-// controller retries, so `up` reports it at once.
+// store, the recovery, an import or the SQL references: a wrong field
+// stays wrong however often the controller retries, so `up` reports it at
+// once.
 func backupBootstrapError(st *instanceapi.Status) error {
 	if st == nil || !strings.HasPrefix(st.Error, instanceapi.CommandBootstrap+": ") {
 		return nil
 	}
-	for _, f := range []string{"spec.backup", "spec.bootstrap.recovery", "spec.externalClusters", "pgbackrest", "recovery:"} {
+	for _, f := range []string{"spec.backup", "spec.bootstrap.recovery", "spec.externalClusters", "pgbackrest", "recovery:",
+		"spec.bootstrap.initdb.import", "SQLRefs"} {
 		if strings.Contains(st.Error, f) {
 			return errors.New(strings.TrimPrefix(st.Error, instanceapi.CommandBootstrap+": "))
 		}
@@ -375,6 +380,8 @@ func progressLine(st *instanceapi.Status, primary bool) string {
 		return "cloning the source cluster (pg_basebackup over verified TLS)"
 	case st.Phase == "restore":
 		return "restoring a base backup from the recovery source"
+	case st.Phase == "import":
+		return "importing from the source cluster (pg_dump over verified TLS, pg_restore)"
 	case st.Phase == "recovery":
 		return "replaying WAL up to the recovery target"
 	case !st.Ready:

@@ -51,6 +51,12 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			[]string{"spec.bootstrap.initdb.localeCType", "locale not installed on this machine"}},
 		{"credentials over the cluster's CA", "  bootstrap:\n    initdb:\n      database: app\n      owner: app\n      secret:\n        name: bad-ca\n",
 			[]string{"spec.bootstrap.initdb.secret.name", "is the name of a secret pgward generates"}},
+		{"a SQL reference to a ConfigMap the file lacks", "  bootstrap:\n    initdb:\n      postInitSQLRefs:\n        configMapRefs: [{name: nope, key: a.sql}]\n",
+			[]string{"spec.bootstrap.initdb.postInitSQLRefs.configMapRefs[0]", `no ConfigMap "nope" in the manifest file`}},
+		{"a Backup object locally", "  bootstrap:\n    recovery:\n      backup: {name: backup-example}\n",
+			[]string{"spec.bootstrap.recovery.backup", "Kubernetes Backup object", "recoveryTarget.backupID"}},
+		{"an initdb option in the ICU locale", "  bootstrap:\n    initdb:\n      localeProvider: icu\n      icuLocale: \"--auth=trust\"\n",
+			[]string{"spec.bootstrap.initdb.icuLocale", "BCP 47"}},
 		{"an option PostgreSQL would refuse", "  postgresql:\n    pg_hba:\n      - hostssl all all all scram-sha-256 map=m\n",
 			[]string{"spec.postgresql.pg_hba[0]", `option "map" only applies to method`}},
 	}

@@ -259,10 +259,7 @@ func configProjection(c *v1.Cluster, name string) []corev1.VolumeProjection {
 	}
 	out := []corev1.VolumeProjection{{Secret: &corev1.SecretProjection{
 		LocalObjectReference: corev1.LocalObjectReference{Name: InstanceConfigSecretName(name)},
-		Items: []corev1.KeyToPath{
-			{Key: configKeyJSON, Path: configKeyJSON},
-			{Key: clusterKeyJSON, Path: clusterKeyJSON},
-		},
+		Items:                configItems(c),
 	}}}
 	for _, s := range order {
 		out = append(out, corev1.VolumeProjection{Secret: &corev1.SecretProjection{
@@ -271,4 +268,17 @@ func configProjection(c *v1.Cluster, name string) []corev1.VolumeProjection {
 		}})
 	}
 	return out
+}
+
+// configItems are the keys of the instance config Secret a pod reads:
+// config.json, cluster.json and, with SQL references, their SQL.
+func configItems(c *v1.Cluster) []corev1.KeyToPath {
+	items := []corev1.KeyToPath{
+		{Key: configKeyJSON, Path: configKeyJSON},
+		{Key: clusterKeyJSON, Path: clusterKeyJSON},
+	}
+	if c.Spec.HasSQLRefs() {
+		items = append(items, corev1.KeyToPath{Key: BootstrapSQLKey, Path: BootstrapSQLKey})
+	}
+	return items
 }

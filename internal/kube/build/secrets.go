@@ -49,7 +49,7 @@ func CredentialsSecret(c *v1.Cluster, name string, data map[string][]byte) *core
 // SecretsRoot, projected from the cluster's Secrets (see Pod).
 func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instanceapi.Config {
 	n := Secrets(c)
-	return instanceapi.Config{
+	cfg := instanceapi.Config{
 		Name:        name,
 		ClusterFile: ClusterFile,
 		PGBinDir:    opts.PGBinDir,
@@ -79,6 +79,10 @@ func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instancea
 		SelfFence: secondsDuration(opts.SelfFenceSeconds),
 		Lease:     leaseConfig(c, opts),
 	}
+	if c.Spec.HasSQLRefs() {
+		cfg.BootstrapSQLFile = ConfigDir + "/" + BootstrapSQLKey
+	}
+	return cfg
 }
 
 // leaseConfig tells the instance manager which Lease to renew when it is
@@ -123,6 +127,14 @@ func ManifestFor(c *v1.Cluster) ([]byte, error) {
 // manifest it reads. It is a Secret, not a ConfigMap, because pg_hba lines
 // may carry LDAP or RADIUS secrets.
 func InstanceConfigSecret(c *v1.Cluster, name, primary string, opts Options) (*corev1.Secret, error) {
+	return InstanceConfigSecretWithSQL(c, name, primary, opts, nil)
+}
+
+// InstanceConfigSecretWithSQL is InstanceConfigSecret carrying the SQL of
+// bootstrap.initdb's references, resolved by the operator (key
+// bootstrap-sql.json, projected beside config.json): pods never mount the
+// user's Secrets or ConfigMaps themselves.
+func InstanceConfigSecretWithSQL(c *v1.Cluster, name, primary string, opts Options, sql *v1.ResolvedSQL) (*corev1.Secret, error) {
 	cfg := InstanceConfig(c, name, primary, opts)
 	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -132,13 +144,28 @@ func InstanceConfigSecret(c *v1.Cluster, name, primary string, opts Options) (*c
 	if err != nil {
 		return nil, err
 	}
+	data := map[string][]byte{configKeyJSON: cfgJSON, clusterKeyJSON: manifest}
+	if c.Spec.HasSQLRefs() {
+		if sql == nil {
+			return nil, fmt.Errorf("config of %s: bootstrap.initdb's SQL references are not resolved", name)
+		}
+		b, err := json.Marshal(sql)
+		if err != nil {
+			return nil, fmt.Errorf("encoding the bootstrap SQL of %s: %w", name, err)
+		}
+		data[BootstrapSQLKey] = b
+	}
 	return &corev1.Secret{
 		ObjectMeta: objectMeta(c, InstanceConfigSecretName(name),
 			map[string]string{InstanceLabel: name, componentLabel: "instance-config"}),
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{configKeyJSON: cfgJSON, clusterKeyJSON: manifest},
+		Data: data,
 	}, nil
 }
+
+// BootstrapSQLKey is the instance config Secret's key holding the SQL of
+// bootstrap.initdb's references (v1.ResolvedSQL as JSON).
+const BootstrapSQLKey = "bootstrap-sql.json"
 
 // BackupKeySecret holds the generated passphrase that encrypts the
 // cluster's backups (when spec.backup names no encryptionKey). It is owned
@@ -151,3 +178,7 @@ func BackupKeySecret(c *v1.Cluster, passphrase []byte) *corev1.Secret {
 		Data:       map[string][]byte{v1.BackupKeyKey: passphrase},
 	}
 }
+
+// ClusterKeyJSON is the instance config Secret's key holding the Cluster
+// as the instance manager reads it (ManifestFor).
+const ClusterKeyJSON = clusterKeyJSON

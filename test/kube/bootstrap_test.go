@@ -1,0 +1,95 @@
+//go:build e2e_kube
+
+package kube
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/pgward/pgward/api/v1"
+)
+
+// TestBootstrapSQLRefsAndICUOnPods: on real pods, bootstrap.initdb's SQL
+// references (a Secret and a ConfigMap the pods never mount: the operator
+// hands their SQL over in the instance config Secret) run after the
+// inline statements, in CloudNativePG's order, and the application
+// database has the ICU locale and the cluster the WAL segment size asked.
+func TestBootstrapSQLRefsAndICUOnPods(t *testing.T) {
+	ns := newNamespace(t, "bootstrapsql")
+	ctx := context.Background()
+	if err := cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sql-secret"},
+		StringData: map[string]string{"app.sql": "INSERT INTO steps (what) VALUES ('secret');"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sql"},
+		Data: map[string]string{"app.sql": "INSERT INTO steps (what) VALUES ('configmap');"}}); err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, ns, "cluster-example.yaml", func(c *v1.Cluster) {
+		c.Name = "bsql"
+		c.Spec.Instances = 1
+		in := c.Spec.Bootstrap.InitDB
+		in.Encoding, in.Locale = "UTF8", "C.UTF-8"
+		in.LocaleProvider, in.ICULocale, in.WalSegmentSize = "icu", "de-DE", 32
+		in.PostInitApplicationSQL = []string{"CREATE TABLE steps (n serial, what text)", "INSERT INTO steps (what) VALUES ('inline')"}
+		in.PostInitApplicationSQLRefs = &v1.SQLRefs{
+			ConfigMapRefs: []v1.ConfigMapKeySelector{{Name: "sql", Key: "app.sql"}},
+			SecretRefs:    []v1.SecretKeySelector{{Name: "sql-secret", Key: "app.sql"}},
+		}
+	})
+	primary := c.Status.CurrentPrimary
+	for q, want := range map[string]string{
+		"SELECT string_agg(what, ',' ORDER BY n) FROM steps":                                        "inline,secret,configmap",
+		"SELECT datlocprovider::text || ' ' || daticulocale FROM pg_database WHERE datname = 'app'": "i de-DE",
+		"SELECT string_agg(x, '' ORDER BY x) FROM (VALUES ('b'), ('ä'), ('a')) v(x)":                "aäb",
+		"SHOW wal_segment_size": "32MB",
+	} {
+		if got := psqlLocal(t, ns, primary, "app", q); got != want {
+			t.Errorf("%s: got %q, want %q", q, got, want)
+		}
+	}
+}
+
+// TestImportOnPods: a microservice import on real pods, from another
+// Cluster through its -rw Service over verified TLS (its CA and the app
+// password copied into Secrets of the importing Cluster's user: pgward
+// never hands one Cluster's generated secrets to another's pods).
+func TestImportOnPods(t *testing.T) {
+	ns := newNamespace(t, "importpods")
+	ctx := context.Background()
+	src := newCluster(t, ns, "cluster-example.yaml", func(c *v1.Cluster) {
+		c.Name = "isrc"
+		c.Spec.Instances = 1
+	})
+	psqlLocal(t, ns, src.Status.CurrentPrimary, "app", "CREATE TABLE items AS SELECT g AS id FROM generate_series(1, 1000) g; ALTER TABLE items OWNER TO app")
+	copyKey := func(from, key, to string) {
+		var s corev1.Secret
+		if err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: from}, &s); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: to}, Data: map[string][]byte{key: s.Data[key]}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyKey("isrc-app", "password", "isrc-app-copy")
+	copyKey("isrc-ca", "ca.crt", "isrc-ca-copy")
+	dst := newCluster(t, ns, "cluster-example.yaml", func(c *v1.Cluster) {
+		c.Name = "idst"
+		c.Spec.Instances = 1
+		c.Spec.Bootstrap.InitDB.Import = &v1.Import{Type: v1.ImportMicroservice, Databases: []string{"app"},
+			Source: v1.ImportSource{ExternalCluster: "isrc"}}
+		c.Spec.ExternalClusters = []v1.ExternalCluster{{Name: "isrc",
+			ConnectionParameters: map[string]string{"host": "isrc-rw", "user": "app", "dbname": "app", "sslmode": "verify-full"},
+			Password:             &v1.SecretKeySelector{Name: "isrc-app-copy", Key: "password"},
+			SSLRootCert:          &v1.SecretKeySelector{Name: "isrc-ca-copy", Key: "ca.crt"},
+		}}
+	})
+	q := "SELECT count(*) || '|' || pg_get_userbyid(relowner) FROM items JOIN pg_class ON relname = 'items' GROUP BY relowner"
+	if got := psqlLocal(t, ns, dst.Status.CurrentPrimary, "app", q); got != "1000|app" {
+		t.Errorf("imported items: got %q, want 1000 rows owned by app", got)
+	}
+}
