@@ -1,6 +1,9 @@
 package plan
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // maintain keeps the other instances following the healthy primary pr and
 // its synchronous standbys current.
@@ -86,6 +89,8 @@ func (p *planner) maintainReplica(s, pr InstanceStatus) {
 	p.trackDiverged(s, pr)
 	switch {
 	case !s.Reachable:
+	case p.spec.fenced(s.Name) || slices.Contains(p.mem.UserFenced, s.Name):
+		// Down on the user's request, or being started again (userFence).
 	case s.Empty:
 		p.event(ReasonRecreate, "%s has no data: cloning it from %s", s.Name, pr.Name)
 		p.act(Action{Kind: ActionRecreate, Instance: s.Name, Primary: pr.Name})
