@@ -75,7 +75,7 @@ func addKubeVerbs(parent *cobra.Command) {
 	ctx := clientcmd.RecommendedContextOverrideFlags("")
 	fs.StringVar(&kc.overrides.CurrentContext, "context", "", "the kubeconfig context to use")
 	clientcmd.BindContextFlags(&kc.overrides.Context, fs, ctx)
-	parent.AddCommand(newKubeStatusCmd(kc), newPromoteVerb(kc))
+	parent.AddCommand(newKubeStatusCmd(kc), newPromoteVerb(kc), newKubeFenceCmd(kc), newKubeHibernateCmd(kc))
 }
 
 // client returns the REST config, a client for pgward's kinds and the
@@ -244,4 +244,67 @@ func promoteOnKube(cmd *cobra.Command, cl client.Client, key types.NamespacedNam
 	}
 	cmd.Printf("%s is the primary of %s (%s)\n", to, key, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+func newKubeFenceCmd(kc *kubeConn) *cobra.Command {
+	return &cobra.Command{
+		Use:   "fence on|off CLUSTER INSTANCE|*",
+		Short: "Fence an instance (PostgreSQL shut down and kept down; a fenced primary is not failed over), or unfence it",
+		Long: `Adds INSTANCE to (on) or removes it from the Cluster's
+cnpg.io/fencedInstances annotation ("*": every instance); the operator shuts
+PostgreSQL down cleanly on it and keeps it down, the pod running and not
+ready. A fenced primary is not failed over: writes stop until it is
+unfenced, when it comes back as the primary. Needs get and patch on
+clusters.postgresql.pgward.io.`,
+		Example: `  kubectl pgward fence on cluster-example cluster-example-2 -n db
+  kubectl pgward fence off cluster-example cluster-example-2 -n db
+  kubectl pgward fence on cluster-example '*'`,
+		Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			on, err := onOff(args[0])
+			if err != nil {
+				return err
+			}
+			_, cl, ns, err := kc.client()
+			if err != nil {
+				return err
+			}
+			key := types.NamespacedName{Namespace: ns, Name: args[1]}
+			if err := kube.SetFencing(cmd.Context(), cl, key, args[2], on); err != nil {
+				return err
+			}
+			cmd.Printf("fencing of %s %s requested on %s (kubectl pgward status %s shows it)\n", args[2], args[0], key, args[1])
+			return nil
+		},
+	}
+}
+
+func newKubeHibernateCmd(kc *kubeConn) *cobra.Command {
+	return &cobra.Command{
+		Use:   "hibernate on|off CLUSTER",
+		Short: "Shut every instance down cleanly and delete the pods, PVCs kept (on); bring the cluster back on the same data (off)",
+		Long: `Sets the Cluster's cnpg.io/hibernation annotation. on: the operator shuts
+every instance down cleanly (the primary first), then deletes the pods and
+keeps the PVCs. off: the pods are made again on the same PVCs and the same
+primary starts first. Needs get and patch on clusters.postgresql.pgward.io.`,
+		Example: `  kubectl pgward hibernate on cluster-example -n db
+  kubectl pgward hibernate off cluster-example -n db`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			on, err := onOff(args[0])
+			if err != nil {
+				return err
+			}
+			_, cl, ns, err := kc.client()
+			if err != nil {
+				return err
+			}
+			key := types.NamespacedName{Namespace: ns, Name: args[1]}
+			if err := kube.SetHibernation(cmd.Context(), cl, key, on); err != nil {
+				return err
+			}
+			cmd.Printf("hibernation %s requested on %s\n", args[0], key)
+			return nil
+		},
+	}
 }

@@ -174,6 +174,9 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 	if res.Failed != nil {
 		log.FromContext(ctx).Info("action failed; retrying after the next observation", "error", res.Failed.Error())
 	}
+	if err := r.releaseHibernatedPods(ctx, spec, res.Memory, h.obs, pods); err != nil {
+		return reconcile.Result{}, err
+	}
 	if err := r.updateStatus(ctx, c, desired, res.Ready, h.obs, pods); err != nil {
 		return reconcile.Result{}, err
 	}

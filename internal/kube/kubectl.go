@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -155,7 +157,7 @@ type InstanceReport struct {
 }
 
 // reportAnnotations are the Cluster annotations the report shows.
-var reportAnnotations = []string{v1.SwitchoverAnnotation}
+var reportAnnotations = []string{v1.SwitchoverAnnotation, v1.FencedInstancesAnnotation, v1.HibernationAnnotation}
 
 // Report gathers c's status. The instances are asked in parallel, each
 // within timeout; an instance that cannot be asked is reported with the
@@ -386,4 +388,65 @@ func joinNonEmpty(a, b string) string {
 		return a
 	}
 	return a + " " + b
+}
+
+// SetFencing adds instance to (on) or removes it from the Cluster's
+// cnpg.io/fencedInstances list (v1.FenceAll: every instance; off with
+// FenceAll clears the list). The new list is checked as the webhook checks
+// it before the patch, which carries the read resourceVersion so that a
+// concurrent change is not overwritten. The operator does the rest.
+func SetFencing(ctx context.Context, cl client.Client, key types.NamespacedName, instance string, on bool) error {
+	return patchAnnotations(ctx, cl, key, func(c *v1.Cluster) error {
+		cur, err := c.Fenced()
+		if err != nil {
+			return fmt.Errorf("the Cluster's %s: %w", v1.FencedInstancesAnnotation, err)
+		}
+		switch {
+		case on && !slices.Contains(cur, instance):
+			cur = append(cur, instance)
+		case !on && instance == v1.FenceAll:
+			cur = nil
+		case !on:
+			cur = slices.DeleteFunc(cur, func(n string) bool { return n == instance })
+		}
+		if len(cur) == 0 {
+			delete(c.Annotations, v1.FencedInstancesAnnotation)
+			return nil
+		}
+		b, err := json.Marshal(cur)
+		if err != nil {
+			return err
+		}
+		c.Annotations[v1.FencedInstancesAnnotation] = string(b)
+		if _, err := c.Fenced(); err != nil {
+			return fmt.Errorf("instance: %w", err)
+		}
+		return nil
+	})
+}
+
+// SetHibernation sets the Cluster's cnpg.io/hibernation to on or off.
+func SetHibernation(ctx context.Context, cl client.Client, key types.NamespacedName, on bool) error {
+	return patchAnnotations(ctx, cl, key, func(c *v1.Cluster) error {
+		c.Annotations[v1.HibernationAnnotation] = map[bool]string{true: "on", false: "off"}[on]
+		return nil
+	})
+}
+
+func patchAnnotations(ctx context.Context, cl client.Client, key types.NamespacedName, change func(*v1.Cluster) error) error {
+	var c v1.Cluster
+	if err := cl.Get(ctx, key, &c); err != nil {
+		return fmt.Errorf("cluster %s: %w", key, err)
+	}
+	before := c.DeepCopy()
+	if c.Annotations == nil {
+		c.Annotations = map[string]string{}
+	}
+	if err := change(&c); err != nil {
+		return err
+	}
+	if err := cl.Patch(ctx, &c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("cluster %s: %w", key, err)
+	}
+	return nil
 }

@@ -344,3 +344,97 @@ func TestPluginStatusLive(t *testing.T) {
 		t.Errorf("an instance with another CA's certificate: %+v", r3)
 	}
 }
+
+// TestFencingAndHibernationAnnotations drives CloudNativePG's annotations
+// through the plugin's verbs and the real reconciler on the real API
+// server (instances simulated): a fenced replica is shut down and the
+// primary goes on; a fenced primary is not failed over however long it is
+// down; unfenced, the same primary comes back; hibernation shuts every
+// instance down, then deletes the pods and keeps the PVCs; off makes the
+// pods again and the same primary has every write.
+func TestFencingAndHibernationAnnotations(t *testing.T) {
+	ns := newNamespace(t, false)
+	ctx := ctxFor(t)
+	c, sim, until := pluginCluster(t, ns, "fh")
+	kubeconfig := pluginUser(t, ns, pluginRules(c.Name))
+	plugin := func(args ...string) {
+		t.Helper()
+		out, err := runPlugin(ctx, t, append(args, "-n", ns, "--kubeconfig", kubeconfig)...)
+		if err != nil {
+			t.Fatalf("kubectl pgward %v: %v\n%s", args, err, out)
+		}
+	}
+	down := func(n string) bool { nd := sim.Node(n); return nd.Fenced && !nd.Running }
+	podCount := func() int {
+		var pods corev1.PodList
+		if err := admin.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		return len(pods.Items)
+	}
+
+	plugin("fence", "on", "fh", "fh-2")
+	until("fh-2 fenced", func(v1.Cluster) bool { return down("fh-2") })
+	if w := sim.Writable(); len(w) != 1 || w[0] != "fh-1" {
+		t.Fatalf("writable with a replica fenced: %v", w)
+	}
+
+	plugin("fence", "on", "fh", "fh-1")
+	until("fh-1 fenced", func(v1.Cluster) bool { return down("fh-1") })
+	rounds := 0
+	until("30 s with the primary fenced", func(cl v1.Cluster) bool {
+		if cl.Status.CurrentPrimary != "fh-1" || cl.Status.TargetPrimary != "fh-1" || len(sim.Writable()) != 0 {
+			t.Fatalf("the fenced primary was replaced: %+v, writable %v", cl.Status, sim.Writable())
+		}
+		rounds++
+		return rounds >= 30
+	})
+	var cur v1.Cluster
+	if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
+		t.Fatal(err)
+	}
+	if cond := findCondition(cur.Status.Conditions, kube.ConditionReady); cond == nil || cond.Reason != "PrimaryFenced" {
+		t.Errorf("Ready condition with the primary fenced: %+v", cond)
+	}
+
+	plugin("fence", "off", "fh", "*")
+	until("unfenced, fh-1 primary again", func(cl v1.Cluster) bool {
+		w := sim.Writable()
+		return cl.Status.ReadyInstances == 3 && cl.Status.CurrentPrimary == "fh-1" && len(w) == 1 && w[0] == "fh-1" && !down("fh-2")
+	})
+	if _, ok := cur.Annotations[v1.FencedInstancesAnnotation]; !ok {
+		t.Error("the fencing annotation was not there while fenced")
+	}
+
+	plugin("hibernate", "on", "fh")
+	until("hibernated: pods deleted", func(cl v1.Cluster) bool { return cl.Status.Phase == kube.PhaseHibernated && podCount() == 0 })
+	var pvcs corev1.PersistentVolumeClaimList
+	if err := admin.List(ctx, &pvcs, client.InNamespace(ns)); err != nil || len(pvcs.Items) != 3 {
+		t.Fatalf("PVCs while hibernated: %d (%v), want 3", len(pvcs.Items), err)
+	}
+	for _, n := range []string{"fh-1", "fh-2", "fh-3"} {
+		if !down(n) {
+			t.Fatalf("%s was not shut down before its pod went", n)
+		}
+	}
+	rounds = 0
+	until("staying hibernated", func(v1.Cluster) bool {
+		if podCount() != 0 {
+			t.Fatal("a pod was made again while hibernated")
+		}
+		rounds++
+		return rounds >= 5
+	})
+
+	plugin("hibernate", "off", "fh")
+	until("back from hibernation", func(cl v1.Cluster) bool {
+		w := sim.Writable()
+		return podCount() == 3 && cl.Status.ReadyInstances == 3 && cl.Status.CurrentPrimary == "fh-1" && len(w) == 1 && w[0] == "fh-1"
+	})
+	if lost := sim.Lost("fh-1"); len(lost) > 0 {
+		t.Errorf("writes lost: %v", lost)
+	}
+	if out, err := runPlugin(ctx, t, "fence", "on", "fh", "fh-7", "-n", ns, "--kubeconfig", kubeconfig); err == nil || !strings.Contains(err.Error(), "not an instance") {
+		t.Errorf("fencing fh-7: %v %s", err, out)
+	}
+}

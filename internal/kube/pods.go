@@ -34,6 +34,12 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		if _, err := ensure(ctx, r.Client, c, pvc, growPVC); err != nil {
 			return nil, err
 		}
+		if gone, err := r.podGone(ctx, c, name); err != nil || gone {
+			if err != nil {
+				return nil, err
+			}
+			continue // hibernated (hibernation.go)
+		}
 		pod, err := ensure(ctx, r.Client, c, build.Pod(c, name, roleOf(name, target), r.Options), func(_, _ *corev1.Pod) {})
 		if err != nil {
 			return nil, err

@@ -90,3 +90,25 @@ func (p *planner) fenceOnRequest(s InstanceStatus) {
 	p.event(reason, "shutting %s down cleanly: %s", s.Name, why)
 	p.act(Action{Kind: ActionDemote, Instance: s.Name})
 }
+
+// Hibernated reports whether a hibernating cluster is all down on request:
+// every instance stopped by the planner for the hibernation (in
+// Memory.UserFenced) reports PostgreSQL stopped and fenced, or no longer
+// answers. A runtime may then release what the instances hold beside
+// their data: the Kubernetes operator deletes the pods and keeps the PVCs.
+func Hibernated(spec Spec, mem Memory, observed []InstanceStatus) bool {
+	if !spec.Hibernate || len(spec.Instances) == 0 {
+		return false
+	}
+	for _, n := range spec.Instances {
+		if !slices.Contains(mem.UserFenced, n) {
+			return false
+		}
+		for _, s := range observed {
+			if s.Name == n && s.Reachable && (s.PostmasterRunning || !s.Fenced) {
+				return false
+			}
+		}
+	}
+	return true
+}

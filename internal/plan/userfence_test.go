@@ -190,3 +190,27 @@ func TestSimFenceAndHibernate(t *testing.T) {
 		t.Fatalf("writes lost: %v", lost)
 	}
 }
+
+func TestHibernated(t *testing.T) {
+	hib := three()
+	hib.Hibernate = true
+	all := plan.Memory{UserFenced: []string{"c-1", "c-2", "c-3"}}
+	down := []plan.InstanceStatus{fencedObs(pt.Primary("c-1", 1, l5)), fencedObs(pt.Replica("c-2", "c-1", l5)), pt.Unreachable("c-3")}
+	for _, c := range []struct {
+		name string
+		spec plan.Spec
+		mem  plan.Memory
+		obs  []plan.InstanceStatus
+		want bool
+	}{
+		{"all down or gone", hib, all, down, true},
+		{"not hibernating", three(), all, down, false},
+		{"one still running", hib, all, []plan.InstanceStatus{down[0], pt.Replica("c-2", "c-1", l5), down[2]}, false},
+		{"stopped but not fenced (crashed, not shut down on request)", hib, all, []plan.InstanceStatus{down[0], pt.Dead(pt.Replica("c-2", "c-1", l5)), down[2]}, false},
+		{"one not yet stopped by the planner", hib, plan.Memory{UserFenced: []string{"c-1", "c-2"}}, down, false},
+	} {
+		if got := plan.Hibernated(c.spec, c.mem, c.obs); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
