@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pgward/pgward/internal/kube"
@@ -81,6 +83,12 @@ func addKubeVerbs(parent *cobra.Command) {
 // client returns the REST config, a client for pgward's kinds and the
 // namespace the command works in.
 func (kc *kubeConn) client() (*rest.Config, client.Client, string, error) {
+	// client-go logs what it handles itself (a port-forward's closed
+	// stream) to stderr through klog: not the plugin's output.
+	if !strings.EqualFold(os.Getenv("PGWARD_LOG_LEVEL"), "debug") {
+		klog.LogToStderr(false)
+		klog.SetOutput(io.Discard)
+	}
 	cfg := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(kc.rules, &kc.overrides)
 	ns, _, err := cfg.Namespace()
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -285,30 +286,39 @@ func statusOver(ctx context.Context, addr, serverName string, tlsm *ClientTLS) (
 	if err != nil {
 		return nil, nil, fmt.Errorf("controller certificate: %w", err)
 	}
-	d := tls.Dialer{Config: &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: serverName}}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("TLS to the status port: %w", err)
+	// One connection, one request: the answer's TLS state gives the
+	// certificate the instance presented.
+	tr := &http.Transport{
+		TLSClientConfig:   &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{cert}, ServerName: serverName},
+		DisableKeepAlives: true,
 	}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+instanceapi.PathStatus, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("status port: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
 	var notAfter *time.Time
-	if tc, ok := conn.(*tls.Conn); ok {
-		if pcs := tc.ConnectionState().PeerCertificates; len(pcs) > 0 {
-			t := pcs[0].NotAfter.UTC()
-			notAfter = &t
-		}
+	if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+		t := resp.TLS.PeerCertificates[0].NotAfter.UTC()
+		notAfter = &t
 	}
-	_ = conn.Close()
-	timeout := 10 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
-	ic := instanceapi.NewClient(pool, cert, serverName, timeout)
-	defer ic.CloseIdle()
-	st, err := ic.Status(ctx, addr, 0)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, notAfter, err
+		return nil, notAfter, fmt.Errorf("status port: %w", err)
 	}
-	return st, notAfter, nil
+	if resp.StatusCode != http.StatusOK {
+		return nil, notAfter, fmt.Errorf("status port: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	var st instanceapi.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return nil, notAfter, fmt.Errorf("status port: %w", err)
+	}
+	return &st, notAfter, nil
 }
 
 // pluginTLS reads the controller certificate and the CA the instances'

@@ -114,6 +114,9 @@ func (p *planner) ready() Ready {
 	if len(p.mem.UserFenced) == 0 {
 		p.mem.UserFenced = nil
 	}
+	if len(p.mem.RestartPending) == 0 {
+		p.mem.RestartPending = nil
+	}
 	return Ready{Memory: p.mem, Actions: p.actions, RecheckAfter: r, Events: p.events, SwitchoverOutcome: p.outcome}
 }
 

@@ -3,6 +3,7 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,11 +29,15 @@ func plugin(t *testing.T, args ...string) string {
 	bin := filepath.Join(repoRoot, "bin", "kubectl-pgward")
 	cmd := exec.CommandContext(ctx, bin, args...) // #nosec G204 -- the binary under test
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+os.Getenv("KUBECONFIG"))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl-pgward %s: %v\n%s", strings.Join(args, " "), err, out)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kubectl-pgward %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
-	return string(out)
+	if stderr.Len() > 0 {
+		t.Errorf("kubectl-pgward %s wrote to stderr: %s", strings.Join(args, " "), stderr.String())
+	}
+	return stdout.String()
 }
 
 func pluginStatus(t *testing.T, ns, name string) kube.ClusterReport {
