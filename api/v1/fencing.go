@@ -23,6 +23,13 @@ const FencedInstancesAnnotation = "cnpg.io/fencedInstances"
 // back with the same data and primary.
 const HibernationAnnotation = "cnpg.io/hibernation"
 
+// RestartAnnotation asks the Kubernetes operator for a restart of
+// PostgreSQL: "*" rolls through every instance (replicas one at a time,
+// then a switchover, as for settings that need a restart), an instance
+// name restarts that one. The operator removes it once taken
+// (`kubectl pgward restart`); locally, `pgward local restart` does it.
+const RestartAnnotation = "pgward.io/restart"
+
 // FenceAll in the fencing list fences every instance.
 const FenceAll = "*"
 
@@ -58,6 +65,16 @@ func (c *Cluster) Hibernated() (bool, error) {
 	}
 }
 
+// RestartRequest returns the pgward.io/restart request (FenceAll or an
+// instance name) and whether there is one.
+func (c *Cluster) RestartRequest() (string, bool, error) {
+	v, ok := c.Annotations[RestartAnnotation]
+	if ok && v != FenceAll && !c.isInstanceName(v) {
+		return "", true, fmt.Errorf("%q (every instance, rolling) or an instance of cluster %s is expected", FenceAll, c.Name)
+	}
+	return v, ok, nil
+}
+
 // isInstanceName reports whether n is one of c's instances (both runtimes
 // name them <cluster>-<i>, i from 1).
 func (c *Cluster) isInstanceName(n string) bool {
@@ -77,6 +94,9 @@ func (c *Cluster) validateDayTwoAnnotations(path *field.Path) field.ErrorList {
 	}
 	if _, err := c.Hibernated(); err != nil {
 		errs = append(errs, field.Invalid(path.Child("annotations").Key(HibernationAnnotation), c.Annotations[HibernationAnnotation], err.Error()))
+	}
+	if _, _, err := c.RestartRequest(); err != nil {
+		errs = append(errs, field.Invalid(path.Child("annotations").Key(RestartAnnotation), c.Annotations[RestartAnnotation], err.Error()))
 	}
 	return errs
 }

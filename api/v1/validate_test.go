@@ -175,8 +175,11 @@ func TestValidate(t *testing.T) {
 			"metadata.annotations[x.pgward.io/rotate-ca]|pgward reads no annotation",
 		}},
 		{"fencing and hibernation", func(c *Cluster) {
-			c.Annotations = map[string]string{"cnpg.io/fencedInstances": `["pg-1","*"]`, "cnpg.io/hibernation": "off"}
+			c.Annotations = map[string]string{"cnpg.io/fencedInstances": `["pg-1","*"]`, "cnpg.io/hibernation": "off", "pgward.io/restart": "*"}
 		}, nil},
+		{"restart of one instance", func(c *Cluster) { c.Annotations = map[string]string{"pgward.io/restart": "pg-2"} }, nil},
+		{"restart of no instance", func(c *Cluster) { c.Annotations = map[string]string{"pgward.io/restart": "pg-2; x"} },
+			[]string{"metadata.annotations[pgward.io/restart]|or an instance of cluster pg is expected"}},
 		{"fencing and hibernation values", func(c *Cluster) {
 			c.Annotations = map[string]string{"cnpg.io/fencedInstances": `["pg-4","other-1","pg-01"]`, "cnpg.io/hibernation": "yes"}
 		}, []string{

@@ -77,7 +77,7 @@ func addKubeVerbs(parent *cobra.Command) {
 	ctx := clientcmd.RecommendedContextOverrideFlags("")
 	fs.StringVar(&kc.overrides.CurrentContext, "context", "", "the kubeconfig context to use")
 	clientcmd.BindContextFlags(&kc.overrides.Context, fs, ctx)
-	parent.AddCommand(newKubeStatusCmd(kc), newPromoteVerb(kc), newKubeFenceCmd(kc), newKubeHibernateCmd(kc))
+	parent.AddCommand(newKubeStatusCmd(kc), newPromoteVerb(kc), newKubeFenceCmd(kc), newKubeHibernateCmd(kc), newKubeRestartCmd(kc))
 }
 
 // client returns the REST config, a client for pgward's kinds and the
@@ -312,6 +312,39 @@ primary starts first. Needs get and patch on clusters.postgresql.pgward.io.`,
 				return err
 			}
 			cmd.Printf("hibernation %s requested on %s\n", args[0], key)
+			return nil
+		},
+	}
+}
+
+func newKubeRestartCmd(kc *kubeConn) *cobra.Command {
+	return &cobra.Command{
+		Use:   "restart CLUSTER [INSTANCE]",
+		Short: "Restart PostgreSQL: every instance, rolling (replicas one at a time, then a switchover), or one instance",
+		Long: `Sets the Cluster's pgward.io/restart annotation; the operator takes it into
+its planner's memory, removes it, and restarts as for settings that need a
+restart: the replicas one at a time, each back streaming before the next,
+then a switchover to the most advanced (primaryUpdateMethod: restart
+restarts the primary in place; primaryUpdateStrategy: supervised waits for
+your promote). With INSTANCE, that instance only. Needs get and patch on
+clusters.postgresql.pgward.io.`,
+		Example: `  kubectl pgward restart cluster-example -n db
+  kubectl pgward restart cluster-example cluster-example-3 -n db`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, cl, ns, err := kc.client()
+			if err != nil {
+				return err
+			}
+			instance := ""
+			if len(args) == 2 {
+				instance = args[1]
+			}
+			key := types.NamespacedName{Namespace: ns, Name: args[0]}
+			if err := kube.RequestRestart(cmd.Context(), cl, key, instance); err != nil {
+				return err
+			}
+			cmd.Printf("restart requested on %s\n", key)
 			return nil
 		},
 	}

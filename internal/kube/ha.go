@@ -165,6 +165,7 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 	h := &haRound{r: r, c: c, desired: desired, pods: pods, tlsm: tlsm}
 	d := control.Driver{Observer: h, Store: h, Actuator: h, Now: r.now}
 	taken := takeSwitchover(c, mem)
+	restart := takeRestart(ctx, c, spec, mem)
 	res, err := d.Step(ctx, spec, mem)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -185,6 +186,13 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 	// the Cluster's resourceVersion.
 	if taken {
 		if err := r.clearSwitchoverAnnotation(ctx, c); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	if restart && !taken {
+		// Not in the same reconcile as a switchover's removal (its patch
+		// changed the resourceVersion): the next one removes it.
+		if err := r.clearRestartAnnotation(ctx, c); err != nil {
 			return reconcile.Result{}, err
 		}
 	}

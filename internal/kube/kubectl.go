@@ -158,7 +158,7 @@ type InstanceReport struct {
 }
 
 // reportAnnotations are the Cluster annotations the report shows.
-var reportAnnotations = []string{v1.SwitchoverAnnotation, v1.FencedInstancesAnnotation, v1.HibernationAnnotation}
+var reportAnnotations = []string{v1.SwitchoverAnnotation, v1.RestartAnnotation, v1.FencedInstancesAnnotation, v1.HibernationAnnotation}
 
 // Report gathers c's status. The instances are asked in parallel, each
 // within timeout; an instance that cannot be asked is reported with the

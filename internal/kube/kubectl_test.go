@@ -438,3 +438,58 @@ func TestFencingAndHibernationAnnotations(t *testing.T) {
 		t.Errorf("fencing fh-7: %v %s", err, out)
 	}
 }
+
+// TestRestartAnnotation: `kubectl pgward restart` sets pgward.io/restart;
+// the real reconciler takes it into the planner's memory, removes it, and
+// restarts every replica once, one at a time, then switches over (the old
+// primary restarted as it rejoins); with an instance, that one only.
+func TestRestartAnnotation(t *testing.T) {
+	ns := newNamespace(t, false)
+	ctx := ctxFor(t)
+	c, sim, until := pluginCluster(t, ns, "rs")
+	kubeconfig := pluginUser(t, ns, pluginRules(c.Name))
+	if out, err := runPlugin(ctx, t, "restart", "rs", "-n", ns, "--kubeconfig", kubeconfig); err != nil {
+		t.Fatalf("restart: %v\n%s", err, out)
+	}
+	until("rolled", func(cl v1.Cluster) bool {
+		_, pending := cl.Annotations[v1.RestartAnnotation]
+		return !pending && sim.Node("rs-2").Restarts == 1 && sim.Node("rs-3").Restarts == 1 &&
+			cl.Status.CurrentPrimary != "rs-1" && cl.Status.ReadyInstances == 3
+	})
+	if lost := sim.Lost(sim.Writable()[0]); len(lost) > 0 {
+		t.Errorf("writes lost: %v", lost)
+	}
+	var cur v1.Cluster
+	if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
+		t.Fatal(err)
+	}
+	replica := "rs-2"
+	if cur.Status.CurrentPrimary == replica {
+		replica = "rs-3"
+	}
+	counts := map[string]int{}
+	for _, n := range []string{"rs-1", "rs-2", "rs-3"} {
+		counts[n] = sim.Node(n).Restarts
+	}
+	before := counts[replica]
+	if out, err := runPlugin(ctx, t, "restart", "rs", replica, "-n", ns, "--kubeconfig", kubeconfig); err != nil {
+		t.Fatalf("restart %s: %v\n%s", replica, err, out)
+	}
+	rounds := 0
+	until("one restarted", func(cl v1.Cluster) bool {
+		rounds++
+		return sim.Node(replica).Restarts == before+1 && rounds > 5
+	})
+	for n, was := range counts {
+		want := was
+		if n == replica {
+			want++
+		}
+		if got := sim.Node(n).Restarts; got != want {
+			t.Errorf("%s: %d restarts, want %d", n, got, want)
+		}
+	}
+	if _, err := runPlugin(ctx, t, "restart", "rs", "rs-5", "-n", ns, "--kubeconfig", kubeconfig); err == nil || !strings.Contains(err.Error(), "instance") {
+		t.Errorf("restart rs-5: %v", err)
+	}
+}

@@ -81,6 +81,9 @@ func Up(ctx context.Context, o UpOptions) error {
 	}
 	say("")
 	say(fmt.Sprintf("cluster %q is up: %d instance(s), primary %s", p.cluster.Name, p.cluster.Spec.Instances, targetPrimary(l, p.state)))
+	if _, ok := p.cluster.Annotations[v1.RestartAnnotation]; ok {
+		say("note: the " + v1.RestartAnnotation + " annotation is a request to the Kubernetes operator; locally, pgward local restart does it")
+	}
 	if sc := p.cluster.Spec.StorageConfiguration.StorageClass; sc != nil {
 		say(fmt.Sprintf("note: spec.storage.storageClass %q applies on Kubernetes; locally the data is in %s", *sc, filepath.Join(l.Dir, "instances")))
 	}
