@@ -476,7 +476,7 @@ func TestRestartAnnotation(t *testing.T) {
 		t.Fatalf("restart %s: %v\n%s", replica, err, out)
 	}
 	rounds := 0
-	until("one restarted", func(cl v1.Cluster) bool {
+	until("one restarted", func(v1.Cluster) bool {
 		rounds++
 		return sim.Node(replica).Restarts == before+1 && rounds > 5
 	})
