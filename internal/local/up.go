@@ -210,6 +210,14 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 	defer cl.CloseIdle()
 	last := map[string]string{}
 	refusing := map[string]refusal{}
+	// Instances fenced on request (the manifest's annotations or an
+	// earlier `pgward local fence`/`hibernate`) are up once down.
+	fenced, hibernate, err := applyFencing(l, p.cluster.DeepCopy())
+	if err != nil {
+		return err
+	}
+	down := fencedSet(fencingRequest{FencedInstances: fenced, Hibernation: map[bool]string{true: "on"}[hibernate]})
+	anyDown := hibernate || len(fenced) > 0
 	for {
 		sts, _ := observe(ctx, cl, p.state)
 		target := targetPrimary(l, p.state)
@@ -227,7 +235,18 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 				return fmt.Errorf("instance %s cannot start: %w", is.Name, explainStartFailure(p.cluster, err))
 			}
 			refusing[is.Name] = refusing[is.Name].next(sts[i], time.Now())
-			if !instanceUp(sts[i], target == is.Name, sts, p.state, target) {
+			switch {
+			case anyDown && down(is.Name):
+				if sts[i] == nil || sts[i].PostmasterRunning {
+					done = false
+				}
+			case anyDown:
+				// With another instance down on request, a replica may
+				// have no primary to stream from: running is enough.
+				if sts[i] == nil || !sts[i].PostmasterRunning {
+					done = false
+				}
+			case !instanceUp(sts[i], target == is.Name, sts, p.state, target):
 				done = false
 			}
 			if sts[i] == nil {

@@ -133,3 +133,33 @@ spec:
 		t.Errorf("hibernate maybe: %v %s", err, out)
 	}
 }
+
+// TestUpWithFencingAnnotation: the manifest's own cnpg.io/fencedInstances
+// takes effect at `up`: the primary is made and takes writes, the fenced
+// replica is kept down (not even cloned), and `up` returns.
+func TestUpWithFencingAnnotation(t *testing.T) {
+	runAsUser(t)
+	dir := upCluster(t, "fup", `apiVersion: postgresql.pgward.io/v1
+kind: Cluster
+metadata:
+  name: fup
+  annotations:
+    cnpg.io/fencedInstances: '["fup-2"]'
+spec:
+  instances: 2
+`)
+	appSQL(t, dir, "CREATE TABLE t(i int); INSERT INTO t VALUES (1)")
+	if p := currentPrimary(t, dir); p != "fup-1" {
+		t.Fatalf("primary %q, want fup-1", p)
+	}
+	if postgresAnswers(t, dir, "fup-2") {
+		t.Fatal("the fenced fup-2 accepts connections")
+	}
+	mustPgward(t, "local", "fence", "off", "fup-2", "--dir", dir)
+	eventually(t, time.Minute, "fup-2 streaming", func() error {
+		if states, _ := statesOf(t, dir); states["fup-2"] != "streaming" {
+			return fmt.Errorf("states %v", states)
+		}
+		return nil
+	})
+}
