@@ -250,7 +250,7 @@ func promoteOnKube(cmd *cobra.Command, cl client.Client, key types.NamespacedNam
 	if err := kube.RequestSwitchover(ctx, cl, key, to, timeout); err != nil {
 		return err
 	}
-	cmd.Printf("%s is the primary of %s (%s)\n", to, key, time.Since(start).Round(time.Millisecond))
+	_, _ = fmt.Fprintf(cmd.OutOrStdout(), "%s is the primary of %s (%s)\n", to, key, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -281,7 +281,7 @@ clusters.postgresql.pgward.io.`,
 			if err := kube.SetFencing(cmd.Context(), cl, key, args[2], on); err != nil {
 				return err
 			}
-			cmd.Printf("fencing of %s %s requested on %s (kubectl pgward status %s shows it)\n", args[2], args[0], key, args[1])
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "fencing of %s %s requested on %s (kubectl pgward status %s shows it)\n", args[2], args[0], key, args[1])
 			return nil
 		},
 	}
@@ -311,7 +311,7 @@ primary starts first. Needs get and patch on clusters.postgresql.pgward.io.`,
 			if err := kube.SetHibernation(cmd.Context(), cl, key, on); err != nil {
 				return err
 			}
-			cmd.Printf("hibernation %s requested on %s\n", args[0], key)
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "hibernation %s requested on %s\n", args[0], key)
 			return nil
 		},
 	}
@@ -344,7 +344,7 @@ clusters.postgresql.pgward.io.`,
 			if err := kube.RequestRestart(cmd.Context(), cl, key, instance); err != nil {
 				return err
 			}
-			cmd.Printf("restart requested on %s\n", key)
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "restart requested on %s\n", key)
 			return nil
 		},
 	}
