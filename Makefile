@@ -22,6 +22,8 @@ deps: ## install PostgreSQL from Debian if missing, and the pinned tools
 # Static and reproducible: the same binary goes into the images.
 build:
 	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pgward
+	@# The same binary is the kubectl plugin when called kubectl-pgward.
+	@ln -sf pgward $(dir $(BIN))kubectl-pgward
 
 demo: deps build ## start the 3-instance sample cluster locally
 	$(BIN) local up -f config/samples/cluster-example.yaml

@@ -155,6 +155,7 @@ func (c *Cluster) validateMetadata(path *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(path.Child("annotations").Key(k), field.OmitValueType{}, msg))
 		}
 	}
+	errs = append(errs, c.validateDayTwoAnnotations(path)...)
 	return errs
 }
 
@@ -171,8 +172,8 @@ const SwitchoverAnnotation = "pgward.io/switchover-to"
 
 // operatorAnnotation explains why an annotation addressed to an operator
 // is refused, or returns "". CloudNativePG drives operations through
-// annotations (cnpg.io/hibernation, cnpg.io/fencedInstances,
-// cnpg.io/reconciliationLoop...); pgward implements none of them, and
+// annotations (cnpg.io/reconciliationLoop...); pgward implements only
+// cnpg.io/fencedInstances and cnpg.io/hibernation (fencing.go), and
 // accepting one would let a user believe an instance is fenced or a
 // cluster hibernated when nothing happened. pgward reads no annotation of
 // its own but RotateCAAnnotation and SwitchoverAnnotation, so any other
@@ -183,12 +184,14 @@ func operatorAnnotation(key string) string {
 		return ""
 	}
 	switch {
+	case key == FencedInstancesAnnotation || key == HibernationAnnotation:
+		return "" // implemented (fencing.go), values checked there
 	case prefix == "cnpg.io" || strings.HasSuffix(prefix, ".cnpg.io") || prefix == "k8s.enterprisedb.io":
 		return "a CloudNativePG annotation that pgward does not implement: it would be ignored (remove it)"
-	case key == RotateCAAnnotation || key == SwitchoverAnnotation:
+	case key == RotateCAAnnotation || key == SwitchoverAnnotation || key == RestartAnnotation:
 		return ""
 	case prefix == "pgward.io" || strings.HasSuffix(prefix, ".pgward.io"):
-		return "pgward reads no annotation but " + RotateCAAnnotation + " and " + SwitchoverAnnotation + ": it would be ignored (remove it)"
+		return "pgward reads no annotation but " + RotateCAAnnotation + ", " + SwitchoverAnnotation + " and " + RestartAnnotation + ": it would be ignored (remove it)"
 	}
 	return ""
 }

@@ -165,16 +165,30 @@ func TestValidate(t *testing.T) {
 			c.Spec.PostgresConfiguration.SharedPreloadLibraries = []string{"pg_stat_statements", "/tmp/evil", "pg_stat_statements"}
 		}, []string{"spec.postgresql.shared_preload_libraries[1]|Unsupported value", "spec.postgresql.shared_preload_libraries[2]|Duplicate value"}},
 		{"operator annotations", func(c *Cluster) {
-			c.Annotations = map[string]string{"cnpg.io/hibernation": "on", "cnpg.io/fencedInstances": `["*"]`,
+			c.Annotations = map[string]string{"cnpg.io/hibernation": "on", "cnpg.io/fencedInstances": `["*"]`, "cnpg.io/reconciliationLoop": "disabled",
 				"pgward.io/anything": "x", "kubectl.kubernetes.io/last-applied-configuration": "{}", "team": "db",
 				"pgward.io/rotate-ca": "2026-11-30", "x.pgward.io/rotate-ca": "1", "pgward.io/rotate-ca-now": "1"}
 		}, []string{
-			"metadata.annotations[cnpg.io/fencedInstances]|CloudNativePG annotation that pgward does not implement",
-			"metadata.annotations[cnpg.io/hibernation]|CloudNativePG annotation",
+			"metadata.annotations[cnpg.io/reconciliationLoop]|CloudNativePG annotation that pgward does not implement",
 			"metadata.annotations[pgward.io/anything]|pgward reads no annotation but pgward.io/rotate-ca",
 			"metadata.annotations[pgward.io/rotate-ca-now]|pgward reads no annotation",
 			"metadata.annotations[x.pgward.io/rotate-ca]|pgward reads no annotation",
 		}},
+		{"fencing and hibernation", func(c *Cluster) {
+			c.Annotations = map[string]string{"cnpg.io/fencedInstances": `["pg-1","*"]`, "cnpg.io/hibernation": "off", "pgward.io/restart": "*"}
+		}, nil},
+		{"restart of one instance", func(c *Cluster) { c.Annotations = map[string]string{"pgward.io/restart": "pg-2"} }, nil},
+		{"restart of no instance", func(c *Cluster) { c.Annotations = map[string]string{"pgward.io/restart": "pg-2; x"} },
+			[]string{"metadata.annotations[pgward.io/restart]|or an instance of cluster pg is expected"}},
+		{"fencing and hibernation values", func(c *Cluster) {
+			c.Annotations = map[string]string{"cnpg.io/fencedInstances": `["pg-4","other-1","pg-01"]`, "cnpg.io/hibernation": "yes"}
+		}, []string{
+			"metadata.annotations[cnpg.io/fencedInstances]|\"pg-4\" is not an instance of cluster pg",
+			"metadata.annotations[cnpg.io/hibernation]|on or off is expected",
+		}},
+		{"fencing list not JSON", func(c *Cluster) {
+			c.Annotations = map[string]string{"cnpg.io/fencedInstances": `pg-1; rm -rf /`}
+		}, []string{"metadata.annotations[cnpg.io/fencedInstances]|a JSON list of instance names"}},
 		{"catch-all networks", func(c *Cluster) {
 			c.Spec.PostgresConfiguration.CatchAllNetworks = []string{"10.0.0.0/8", "10.1.2.3/8", "samenet", "fd00::/8"}
 		}, []string{"spec.postgresql.catchAllNetworks[1]|host bits set: the network is 10.0.0.0/8",

@@ -14,7 +14,7 @@ import (
 
 func main() {
 	cli.DropExecImage()
-	if err := cli.NewRootCmd().ExecuteContext(context.Background()); err != nil {
+	if err := cli.NewRootCmdFor(os.Args[0]).ExecuteContext(context.Background()); err != nil {
 		var exit *cli.ExitCodeError
 		if errors.As(err, &exit) {
 			// The unprivileged child already reported the error.

@@ -24,7 +24,7 @@ func NewLocalCmd() *cobra.Command {
 	}
 	var dir string
 	cmd.PersistentFlags().StringVar(&dir, "dir", "", "state directory (default ./.pgward/<cluster>)")
-	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newAuditCmd(&dir), newCertificateCmd(&dir), newReportCmd(&dir), newPsqlCmd(&dir), newBackupCmd(&dir), newBackupsCmd(&dir), newRestartCmd(&dir), newControllerCmd(&dir))
+	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newAuditCmd(&dir), newCertificateCmd(&dir), newReportCmd(&dir), newPsqlCmd(&dir), newBackupCmd(&dir), newBackupsCmd(&dir), newRestartCmd(&dir), newLocalFenceCmd(&dir), newLocalHibernateCmd(&dir), newControllerCmd(&dir))
 	return cmd
 }
 
@@ -356,5 +356,67 @@ func newRestartCmd(dir *string) *cobra.Command {
 		}),
 	}
 	c.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the whole restart")
+	return c
+}
+
+// onOff parses the on|off argument of fence and hibernate.
+func onOff(arg string) (bool, error) {
+	switch arg {
+	case "on":
+		return true, nil
+	case "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q: on or off", arg)
+}
+
+func newLocalFenceCmd(dir *string) *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "fence on|off INSTANCE|*",
+		Short: "Fence an instance (PostgreSQL shut down and kept down, its manager reporting it; a fenced primary is not failed over), or unfence it",
+		Long: `Fencing shuts PostgreSQL down cleanly on the instance and keeps it down;
+its instance manager keeps running and reports it fenced. A fenced primary
+is NOT failed over: writes stop until it is unfenced, then it comes back as
+the primary. "*" fences every instance. The request is CloudNativePG's
+cnpg.io/fencedInstances annotation, kept in the state directory
+(fencing.json) once this command has run.`,
+		Example: `  pgward local fence on demo-2     # a replica: writes go on
+  pgward local fence off demo-2
+  pgward local fence on '*'`,
+		Args: cobra.ExactArgs(2),
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, args []string) error {
+			on, err := onOff(args[0])
+			if err != nil {
+				return err
+			}
+			return local.Fence(cmd.Context(), local.FenceOptions{Dir: d, Instance: args[1], On: on, Timeout: timeout, Out: cmd.OutOrStdout()})
+		}),
+	}
+	c.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the instance")
+	return c
+}
+
+func newLocalHibernateCmd(dir *string) *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "hibernate on|off",
+		Short: "Shut every instance down cleanly and keep it down, data kept (on); bring the cluster back with the same primary (off)",
+		Long: `Hibernation is CloudNativePG's cnpg.io/hibernation annotation: every
+instance's PostgreSQL is shut down cleanly, the primary first so the
+replicas have all of its WAL; the instance managers keep running and report
+it. off starts the same primary again, then the replicas.`,
+		Example: `  pgward local hibernate on
+  pgward local hibernate off`,
+		Args: cobra.ExactArgs(1),
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, args []string) error {
+			on, err := onOff(args[0])
+			if err != nil {
+				return err
+			}
+			return local.Hibernate(cmd.Context(), local.FenceOptions{Dir: d, On: on, Timeout: timeout, Out: cmd.OutOrStdout()})
+		}),
+	}
+	c.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the instances")
 	return c
 }

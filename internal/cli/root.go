@@ -23,7 +23,7 @@ func NewRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(NewLocalCmd(), NewInstanceCmd(), NewBenchCmd(), NewOperatorCmd(), newValidateCmd(), newKubePromoteCmd())
+	root.AddCommand(NewLocalCmd(), NewInstanceCmd(), NewBenchCmd(), NewOperatorCmd(), newValidateCmd(), newKubePromoteCmd(), newKubeCmd())
 	return root
 }
 

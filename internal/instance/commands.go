@@ -352,12 +352,19 @@ func (m *Manager) doStart(ctx context.Context) error {
 }
 
 // doDemote shuts a primary down cleanly, which sends the rest of its WAL to
-// the connected standbys, and keeps it fenced.
+// the connected standbys, and keeps it fenced; a replica (the user's
+// fencing or hibernation) is shut down cleanly and kept fenced too.
 func (m *Manager) doDemote() error {
 	if err := m.update(func(p *persisted) { p.Fenced = true }); err != nil {
 		return err
 	}
 	m.stopPostgres(fastStop)
+	if isStandby(m.cfg.DataDir) {
+		// A replica fenced or hibernated on request: pg_controldata says
+		// "shut down in recovery", and it has no WAL of its own to report.
+		m.setPhase(PhaseFenced)
+		return nil
+	}
 	end, err := shutdownEndLSN(context.Background(), m.cfg.PGBinDir, m.cfg.DataDir)
 	if err != nil {
 		return err

@@ -65,7 +65,7 @@ func (s *simInstances) Command(_ context.Context, in kube.Instance, cmd instance
 		instanceapi.CommandFollow: plan.ActionFollow, instanceapi.CommandFence: plan.ActionFence,
 		instanceapi.CommandStart: plan.ActionStart, instanceapi.CommandDemote: plan.ActionDemote,
 		instanceapi.CommandRejoin: plan.ActionRejoin, instanceapi.CommandRecreate: plan.ActionRecreate,
-		instanceapi.CommandSetSyncStandbys: plan.ActionSetSyncStandbys,
+		instanceapi.CommandSetSyncStandbys: plan.ActionSetSyncStandbys, instanceapi.CommandRestart: plan.ActionRestart,
 	}
 	k, ok := kinds[cmd.Kind]
 	if !ok {

@@ -214,6 +214,7 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 	h := &haRound{r: r, c: c, desired: desired, pods: pods, tlsm: tlsm, mem: mem}
 	d := control.Driver{Observer: h, Store: h, Actuator: h, Now: r.now}
 	taken := takeSwitchover(c, mem)
+	restart := takeRestart(ctx, c, spec, mem)
 	res, err := d.Step(ctx, spec, mem)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -223,6 +224,9 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 	if res.Failed != nil {
 		log.FromContext(ctx).Info("action failed; retrying after the next observation", "error", res.Failed.Error())
 	}
+	if err := r.releaseHibernatedPods(ctx, spec, res.Memory, h.obs, pods); err != nil {
+		return reconcile.Result{}, err
+	}
 	if err := r.updateStatus(ctx, c, desired, res.Ready, h.obs, pods); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -231,6 +235,13 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 	// the Cluster's resourceVersion.
 	if taken {
 		if err := r.clearSwitchoverAnnotation(ctx, c); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	if restart && !taken {
+		// Not in the same reconcile as a switchover's removal (its patch
+		// changed the resourceVersion): the next one removes it.
+		if err := r.clearRestartAnnotation(ctx, c); err != nil {
 			return reconcile.Result{}, err
 		}
 	}

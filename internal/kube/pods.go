@@ -61,6 +61,12 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		if r.powerFencedRecently(c, name) {
 			continue // lease.go:powerFence says why
 		}
+		if gone, err := r.podGone(ctx, c, name); err != nil || gone {
+			if err != nil {
+				return nil, err
+			}
+			continue // hibernated (hibernation.go)
+		}
 		want := build.Pod(c, name, roleOf(name, target), opts)
 		pod, err := ensure(ctx, r.Client, c, want, func(_, _ *corev1.Pod) {})
 		if err != nil {

@@ -101,7 +101,14 @@ func configCondition(obs []observation, generation int64) (metav1.Condition, boo
 func summarize(c *v1.Cluster, mem plan.Memory, ready plan.Ready, readyCount int) (phase string, status metav1.ConditionStatus, reason, msg string) {
 	n := c.Spec.Instances
 	bootstrapping := slices.ContainsFunc(ready.Actions, func(a plan.Action) bool { return a.Kind == plan.ActionBootstrap })
+	fenced, _ := c.Fenced()
 	switch {
+	case hibernating(c) && mem.Epoch > 0:
+		return PhaseHibernated, metav1.ConditionFalse, "Hibernated",
+			fmt.Sprintf("every instance is shut down on request (%s: on), its PVC kept; %d of %d answering", v1.HibernationAnnotation, readyCount, n)
+	case mem.Epoch > 0 && (slices.Contains(fenced, mem.TargetPrimary) || slices.Contains(fenced, v1.FenceAll)):
+		return PhaseDegraded, metav1.ConditionFalse, "PrimaryFenced",
+			fmt.Sprintf("primary %s is fenced on request (%s): no writes, no failover until it is unfenced", mem.TargetPrimary, v1.FencedInstancesAnnotation)
 	case mem.Epoch == 0 && !bootstrapping:
 		return PhaseWaiting, metav1.ConditionFalse, "WaitingForInstances",
 			fmt.Sprintf("%d of %d instances ready; the first primary is created once every instance answers", readyCount, n)

@@ -177,11 +177,24 @@ func (h *haLoop) run(ctx context.Context) {
 	h.pkiWG.Wait()
 }
 
+// readFencing takes the user's fencing and hibernation requests into the
+// spec (fencing.go); a damaged request is reported and the last good one
+// stays.
+func (h *haLoop) readFencing() {
+	fenced, hibernate, err := applyFencing(h.layout, h.cluster.DeepCopy())
+	if err != nil {
+		h.say("fencing: "+err.Error(), func() { h.log.Error("fencing request refused", "err", err) })
+		return
+	}
+	h.spec.Fenced, h.spec.Hibernate = fenced, hibernate
+}
+
 func (h *haLoop) tick(ctx context.Context) time.Duration {
 	h.renewCertificates(ctx)
 	h.refreshClient()
 	h.refreshReplicaMode()
 	req := h.takeSwitchoverRequest()
+	h.readFencing()
 	res, err := h.driver.Step(ctx, h.spec, h.mem)
 	if err != nil {
 		h.log.Error("planner step", "err", err)

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/instanceapi"
 )
 
@@ -20,6 +22,10 @@ type ClusterStatus struct {
 	TargetPrimary     string           `json:"targetPrimary"`
 	CurrentPrimary    string           `json:"currentPrimary"`
 	Instances         []InstanceReport `json:"instances"`
+	// Fenced and Hibernated are the user's requests in force
+	// (`pgward local fence`, `hibernate`, or the manifest's annotations).
+	Fenced     []string `json:"fenced,omitempty"`
+	Hibernated bool     `json:"hibernated,omitempty"`
 	// Error says what is wrong with the cluster as a whole (a damaged
 	// state file), if anything.
 	Error string `json:"error,omitempty"`
@@ -109,6 +115,13 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 	if _, err := loadMemory(l); err != nil {
 		cs.Error = err.Error() + " (the controller cannot start until it is fixed or removed)"
 	}
+	if manifest, err := os.ReadFile(l.ClusterFile()); err == nil {
+		if c, err := v1.LoadAndValidate(manifest); err == nil {
+			if cs.Fenced, cs.Hibernated, err = applyFencing(l, c); err != nil {
+				cs.Error = strings.TrimSpace(cs.Error + " fencing request: " + err.Error())
+			}
+		}
+	}
 	peers := map[string]instanceapi.Peer{}
 	for _, s := range sts {
 		if s != nil && (s.Role == instanceapi.RolePrimary || s.Designated) && s.PostmasterRunning && !s.Fenced {
@@ -165,6 +178,8 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 
 func stateOf(s *instanceapi.Status) string {
 	switch {
+	case s.Fenced && !s.PostmasterRunning:
+		return "fenced"
 	case !s.PostmasterRunning:
 		return "down (" + s.Phase + ")"
 	case !s.Ready:
@@ -181,6 +196,12 @@ func stateOf(s *instanceapi.Status) string {
 func printTable(out io.Writer, cs *ClusterStatus) {
 	_, _ = fmt.Fprintf(out, "Cluster %s  primary: %s (target %s)  controller: %s\n\n",
 		cs.Cluster, orDash(cs.CurrentPrimary), cs.TargetPrimary, map[bool]string{true: "running", false: "stopped"}[cs.ControllerRunning])
+	if cs.Hibernated {
+		_, _ = fmt.Fprintln(out, "Hibernated: every instance is kept down (pgward local hibernate off brings it back)")
+	}
+	if len(cs.Fenced) > 0 {
+		_, _ = fmt.Fprintf(out, "Fenced on request: %s\n", strings.Join(cs.Fenced, ", "))
+	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	_, _ = fmt.Fprintln(w, "INSTANCE\tROLE\tSTATE\tTL\tLSN\tLAG\tTLS\tPORT")
 	for _, r := range cs.Instances {

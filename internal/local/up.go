@@ -91,6 +91,9 @@ func Up(ctx context.Context, o UpOptions) error {
 	if note := replicaNote(p.cluster); note != "" {
 		say(note)
 	}
+	if _, ok := p.cluster.Annotations[v1.RestartAnnotation]; ok {
+		say("note: the " + v1.RestartAnnotation + " annotation is a request to the Kubernetes operator; locally, pgward local restart does it")
+	}
 	if sc := p.cluster.Spec.StorageConfiguration.StorageClass; sc != nil {
 		say(fmt.Sprintf("note: spec.storage.storageClass %q applies on Kubernetes; locally the data is in %s", *sc, filepath.Join(l.Dir, "instances")))
 	}
@@ -223,6 +226,14 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 	defer cl.CloseIdle()
 	last := map[string]string{}
 	refusing := map[string]refusal{}
+	// Instances fenced on request (the manifest's annotations or an
+	// earlier `pgward local fence`/`hibernate`) are up once down.
+	fenced, hibernate, err := applyFencing(l, p.cluster.DeepCopy())
+	if err != nil {
+		return err
+	}
+	down := fencedSet(fencingRequest{FencedInstances: fenced, Hibernation: map[bool]string{true: "on"}[hibernate]})
+	anyDown := hibernate || len(fenced) > 0
 	for {
 		sts, _ := observe(ctx, cl, p.state)
 		target := targetPrimary(l, p.state)
@@ -240,7 +251,18 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 				return fmt.Errorf("instance %s cannot start: %w", is.Name, explainStartFailure(p.cluster, err))
 			}
 			refusing[is.Name] = refusing[is.Name].next(sts[i], time.Now())
-			if !instanceUp(sts[i], target == is.Name, sts, p.state, target) && !designatedUp(p.cluster, sts[i], target == is.Name) {
+			switch {
+			case anyDown && down(is.Name):
+				if sts[i] == nil || sts[i].PostmasterRunning {
+					done = false
+				}
+			case anyDown:
+				// With another instance down on request, a replica may
+				// have no primary to stream from: running is enough.
+				if sts[i] == nil || !sts[i].PostmasterRunning {
+					done = false
+				}
+			case !instanceUp(sts[i], target == is.Name, sts, p.state, target) && !designatedUp(p.cluster, sts[i], target == is.Name):
 				done = false
 			}
 			if sts[i] == nil {

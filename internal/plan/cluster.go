@@ -16,6 +16,14 @@ func SpecFromCluster(c *v1.Cluster, names []string) (Spec, error) {
 	if len(names) != c.Spec.Instances {
 		return Spec{}, fmt.Errorf("cluster %s has %d instances but %d names were given", c.Name, c.Spec.Instances, len(names))
 	}
+	fenced, err := c.Fenced()
+	if err != nil {
+		return Spec{}, fmt.Errorf("%s: %w", v1.FencedInstancesAnnotation, err)
+	}
+	hibernate, err := c.Hibernated()
+	if err != nil {
+		return Spec{}, fmt.Errorf("%s: %w", v1.HibernationAnnotation, err)
+	}
 	lo, hi, method := c.Spec.SyncBounds()
 	s := Spec{
 		Instances:       append([]string(nil), names...),
@@ -29,6 +37,8 @@ func SpecFromCluster(c *v1.Cluster, names []string) (Spec, error) {
 		RestartPrimaryInPlace:   c.Spec.PrimaryUpdateMethod == "restart",
 		FailoverQuorum:          c.Spec.FailoverQuorum(),
 		ReplicaCluster:          c.IsReplica(),
+		Fenced:                  fenced,
+		Hibernate:               hibernate,
 	}
 	return s, s.Validate()
 }

@@ -80,6 +80,9 @@ func (p *planner) plan() {
 	target := p.status(p.mem.TargetPrimary)
 	p.seen(target)
 	p.fenceRogues()
+	if p.userFence(target) {
+		return
+	}
 	switch {
 	case p.mem.Switchover.From != "":
 		p.continueSwitchover()
@@ -110,6 +113,12 @@ func (p *planner) ready() Ready {
 	}
 	if len(p.mem.Diverged) == 0 {
 		p.mem.Diverged = nil
+	}
+	if len(p.mem.UserFenced) == 0 {
+		p.mem.UserFenced = nil
+	}
+	if len(p.mem.RestartPending) == 0 {
+		p.mem.RestartPending = nil
 	}
 	return Ready{Memory: p.mem, Actions: p.actions, RecheckAfter: r, Events: p.events, SwitchoverOutcome: p.outcome}
 }

@@ -1,6 +1,10 @@
 package plan
 
-import "time"
+import (
+	"fmt"
+	"slices"
+	"time"
+)
 
 // maintain keeps the other instances following the healthy primary pr and
 // its synchronous standbys current.
@@ -37,16 +41,17 @@ func (p *planner) rollingRestart(pr InstanceStatus) {
 		if !s.readyReplica() || s.StreamingFrom != pr.Name || s.Restarting {
 			return
 		}
-		if s.PendingRestart {
+		if p.needsRestart(s) {
 			pending = append(pending, n)
 		}
 	}
 	if len(pending) > 0 {
 		p.event(ReasonRollingUpdate, "restarting replica %s to apply settings that need a restart", pending[0])
 		p.act(Action{Kind: ActionRestart, Instance: pending[0]})
+		p.restarted(pending[0])
 		return
 	}
-	if !pr.PendingRestart {
+	if !p.needsRestart(pr) {
 		return
 	}
 	switch {
@@ -56,6 +61,7 @@ func (p *planner) rollingRestart(pr InstanceStatus) {
 		// A designated primary is a standby: restarting it stops no write.
 		p.event(ReasonRollingUpdate, "restarting primary %s in place to apply settings that need a restart", pr.Name)
 		p.act(Action{Kind: ActionRestart, Instance: pr.Name})
+		p.restarted(pr.Name)
 	default:
 		to, ok := p.mostAdvancedStreaming(pr)
 		if !ok {
@@ -63,8 +69,39 @@ func (p *planner) rollingRestart(pr InstanceStatus) {
 		}
 		p.event(ReasonRollingUpdate, "every replica has the new settings: switching over from %s to %s", pr.Name, to)
 		p.mem.Switchover = Switchover{ID: "rolling-update", To: to}
-		p.startSwitchover(pr)
+		if p.startSwitchover(pr) {
+			// Its shutdown now, its start as it rejoins: a restart.
+			p.restarted(pr.Name)
+		}
 	}
+}
+
+// needsRestart reports whether s runs with settings that need a restart,
+// or a user asked for its restart (Memory.RestartPending).
+func (p *planner) needsRestart(s InstanceStatus) bool {
+	return s.PendingRestart || slices.Contains(p.mem.RestartPending, s.Name)
+}
+
+// restarted records that the user's restart of name was issued.
+func (p *planner) restarted(name string) {
+	p.mem.RestartPending = slices.DeleteFunc(p.mem.RestartPending, func(n string) bool { return n == name })
+}
+
+// RequestRestart returns m with a user's restart request: every instance
+// of spec (a rolling restart: replicas first, then the primary by a
+// switchover, as for settings that need one), or only instance.
+func RequestRestart(spec Spec, m Memory, instance string) (Memory, error) {
+	switch {
+	case instance == "" || instance == FenceAll:
+		m.RestartPending = append([]string(nil), spec.Instances...)
+	case spec.has(instance):
+		if !slices.Contains(m.RestartPending, instance) {
+			m.RestartPending = append(slices.Clone(m.RestartPending), instance)
+		}
+	default:
+		return m, fmt.Errorf("%q is not an instance of this cluster", instance)
+	}
+	return m, nil
 }
 
 // mostAdvancedStreaming is the replica streaming from pr that has received
@@ -87,6 +124,8 @@ func (p *planner) maintainReplica(s, pr InstanceStatus) {
 	p.trackDiverged(s, pr)
 	switch {
 	case !s.Reachable:
+	case p.spec.fenced(s.Name) || slices.Contains(p.mem.UserFenced, s.Name):
+		// Down on the user's request, or being started again (userFence).
 	case s.Empty:
 		p.event(ReasonRecreate, "%s has no data: cloning it from %s", s.Name, pr.Name)
 		p.act(Action{Kind: ActionRecreate, Instance: s.Name, Primary: pr.Name})

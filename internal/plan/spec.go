@@ -62,6 +62,29 @@ type Spec struct {
 	// that the other instances cascade from, and nothing accepts writes.
 	// Turning it off promotes the designated primary in place.
 	ReplicaCluster bool
+	// Fenced names the instances the user fenced (FenceAll: every one):
+	// PostgreSQL shut down on them and kept down, never promoted; a fenced
+	// primary is not failed over (CloudNativePG's semantics).
+	Fenced []string
+	// Hibernate shuts every instance down cleanly and keeps it down, the
+	// data kept; lifting it starts the same primary again.
+	Hibernate bool
+}
+
+// FenceAll in Spec.Fenced fences every instance.
+const FenceAll = "*"
+
+// fenced reports whether the user asked for name to be down.
+func (s Spec) fenced(name string) bool {
+	if s.Hibernate {
+		return true
+	}
+	for _, n := range s.Fenced {
+		if n == name || n == FenceAll {
+			return true
+		}
+	}
+	return false
 }
 
 func (s Spec) withDefaults() Spec {

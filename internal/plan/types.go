@@ -133,6 +133,14 @@ type Memory struct {
 	Diverged map[string]time.Time
 	// Switchover is a requested change of primary.
 	Switchover Switchover
+	// UserFenced lists the instances shut down on the user's request
+	// (Spec.Fenced or Spec.Hibernate), so that lifting the request starts
+	// them again, rather than a stopped primary counting as failed.
+	UserFenced []string `json:",omitempty"`
+	// RestartPending lists the instances a user asked to restart (a
+	// rolling restart) that have not been restarted yet; rollingRestart
+	// treats them as it treats PendingRestart.
+	RestartPending []string `json:",omitempty"`
 }
 
 // Switchover is a planned change of primary. A user requests one by setting
@@ -153,6 +161,14 @@ type Switchover struct {
 
 func (m Memory) clone() Memory {
 	m.SyncStandbys = cloneSyncConfigs(m.SyncStandbys)
+	m.UserFenced = append([]string(nil), m.UserFenced...)
+	if len(m.UserFenced) == 0 {
+		m.UserFenced = nil
+	}
+	m.RestartPending = append([]string(nil), m.RestartPending...)
+	if len(m.RestartPending) == 0 {
+		m.RestartPending = nil
+	}
 	if m.Diverged != nil {
 		d := make(map[string]time.Time, len(m.Diverged))
 		for k, v := range m.Diverged {

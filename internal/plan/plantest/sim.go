@@ -34,6 +34,8 @@ type Node struct {
 	WAL      []int
 	Upstream string
 	Sync     string
+	// Restarts counts the ActionRestart it ran.
+	Restarts int
 	contact  time.Time
 }
 
@@ -211,6 +213,10 @@ func (s *Sim) apply(a plan.Action) error {
 		return s.clone(n, a.Primary)
 	case plan.ActionSetSyncStandbys:
 		n.Sync = a.SyncStandbys
+	case plan.ActionRestart:
+		if n.Running && !n.Fenced {
+			n.Restarts++
+		}
 	default:
 		return fmt.Errorf("unknown action")
 	}

@@ -1,0 +1,351 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/pgward/pgward/internal/kube"
+)
+
+// PluginName is the base name under which the binary is a kubectl plugin:
+// kubectl runs `kubectl-pgward` for `kubectl pgward ...`.
+const PluginName = "kubectl-pgward"
+
+// NewRootCmdFor returns the command tree for a binary started as argv0:
+// the Kubernetes verbs at the top level when it is the kubectl plugin,
+// pgward's whole tree otherwise.
+func NewRootCmdFor(argv0 string) *cobra.Command {
+	if strings.TrimSuffix(filepath.Base(argv0), ".exe") == PluginName {
+		return newPluginCmd()
+	}
+	return NewRootCmd()
+}
+
+// newPluginCmd is `kubectl pgward`.
+func newPluginCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           PluginName,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl pgward"},
+		Version:       Version,
+		Short:         "Day-2 operations on pgward Clusters on Kubernetes (a kubectl plugin)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	addKubeVerbs(root)
+	return root
+}
+
+// newKubeCmd is `pgward kube`: the plugin's verbs from the main binary.
+func newKubeCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "kube",
+		Short: "Day-2 operations on Clusters on Kubernetes (also installed as `kubectl pgward`)",
+	}
+	addKubeVerbs(c)
+	return c
+}
+
+// kubeConn holds what every Kubernetes verb needs to reach the API server,
+// with kubectl's flags and loading rules (--kubeconfig, $KUBECONFIG,
+// ~/.kube/config; --context, --cluster, --user, -n).
+type kubeConn struct {
+	rules     *clientcmd.ClientConfigLoadingRules
+	overrides clientcmd.ConfigOverrides
+}
+
+func addKubeVerbs(parent *cobra.Command) {
+	kc := &kubeConn{rules: clientcmd.NewDefaultClientConfigLoadingRules()}
+	fs := parent.PersistentFlags()
+	fs.StringVar(&kc.rules.ExplicitPath, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	// Only the flags that choose among what the kubeconfig holds: no
+	// token, password or key flags, so no credential is ever put on a
+	// command line (where ps and shell history would see it).
+	ctx := clientcmd.RecommendedContextOverrideFlags("")
+	fs.StringVar(&kc.overrides.CurrentContext, "context", "", "the kubeconfig context to use")
+	clientcmd.BindContextFlags(&kc.overrides.Context, fs, ctx)
+	parent.AddCommand(newKubeStatusCmd(kc), newPromoteVerb(kc), newKubeFenceCmd(kc), newKubeHibernateCmd(kc), newKubeRestartCmd(kc))
+}
+
+// client returns the REST config, a client for pgward's kinds and the
+// namespace the command works in.
+func (kc *kubeConn) client() (*rest.Config, client.Client, string, error) {
+	// client-go logs what it handles itself (a port-forward's closed
+	// stream) to stderr through klog: not the plugin's output.
+	if !strings.EqualFold(os.Getenv("PGWARD_LOG_LEVEL"), "debug") {
+		klog.LogToStderr(false)
+		klog.SetOutput(io.Discard)
+	}
+	cfg := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(kc.rules, &kc.overrides)
+	ns, _, err := cfg.Namespace()
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("kubeconfig: %w", err)
+	}
+	rc, err := cfg.ClientConfig()
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("kubeconfig: %w", err)
+	}
+	scheme, err := kube.NewScheme()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	cl, err := client.New(rc, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("connecting to the API server: %w", err)
+	}
+	return rc, cl, ns, nil
+}
+
+func newKubeStatusCmd(kc *kubeConn) *cobra.Command {
+	var output string
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "status CLUSTER",
+		Short: "Show a Cluster on Kubernetes: primary, instances with role, LSN, lag, timeline, replication TLS, certificates, archiving",
+		Long: `Shows the Cluster's status as the operator wrote it, and each instance as it
+reports itself on its status port (reached through a port-forward, with
+mutual TLS end to end, presenting the cluster's controller certificate).
+
+RBAC needed in the Cluster's namespace: get on clusters.postgresql.pgward.io,
+get on pods, create on pods/portforward, and get on the secret
+<cluster>-controller (plus the spec.certificates.serverCASecret secret when
+the server CA is the user's). That secret lets its reader command the
+instances: grant it only to those who may operate the cluster. Without it
+(or without pods/portforward) the command still shows the Cluster's status
+and says why each instance was not asked.`,
+		Example: `  kubectl pgward status cluster-example -n db
+  kubectl pgward status cluster-example -o json
+  pgward kube status cluster-example --context prod`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("--output: unknown format %q (table or json)", output)
+			}
+			rc, cl, ns, err := kc.client()
+			if err != nil {
+				return err
+			}
+			r, err := kube.Report(cmd.Context(), cl, kube.PortForwarder{Config: rc}, types.NamespacedName{Namespace: ns, Name: args[0]}, timeout)
+			if err != nil {
+				return err
+			}
+			return printReport(cmd.OutOrStdout(), r, output)
+		},
+	}
+	c.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for each instance's answer")
+	return c
+}
+
+func printReport(out io.Writer, r *kube.ClusterReport, output string) error {
+	if output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	_, _ = fmt.Fprintf(out, "Cluster %s/%s  phase: %s  primary: %s (target %s)  ready: %d/%d  timeline: %d\n",
+		r.Namespace, r.Cluster, dash(r.Phase), dash(r.CurrentPrimary), dash(r.TargetPrimary), r.ReadyInstances, r.Instances, r.TimelineID)
+	if r.Ready != "" {
+		_, _ = fmt.Fprintf(out, "Ready: %s\n", r.Ready)
+	}
+	for k, v := range r.Annotations {
+		_, _ = fmt.Fprintf(out, "Requested: %s=%s\n", k, v)
+	}
+	_, _ = fmt.Fprintln(out)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	_, _ = fmt.Fprintln(w, "INSTANCE\tROLE\tSTATE\tTL\tLSN\tLAG\tTLS\tPOD\tNODE")
+	for _, i := range r.Instance {
+		lsn := i.CurrentLSN
+		if lsn == "" {
+			lsn = i.ReplayedLSN
+		}
+		lag := "-"
+		if i.LagBytes != nil {
+			lag = fmt.Sprintf("%d B", *i.LagBytes)
+		}
+		_, _ = fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", i.Name, i.Role, i.State, i.Timeline, dash(lsn), lag, dash(i.TLS), dash(i.PodPhase), dash(i.Node))
+	}
+	_ = w.Flush()
+	if len(r.Certificates) > 0 {
+		_, _ = fmt.Fprintln(out, "\nCertificates:")
+		for _, c := range r.Certificates {
+			_, _ = fmt.Fprintf(out, "  %s (CN %s) expires %s (in %s)\n", c.Name, c.Subject, c.NotAfter.Format(time.RFC3339), time.Until(c.NotAfter).Round(time.Hour))
+		}
+	}
+	for _, i := range r.Instance {
+		if i.ServerCertNotAfter != nil {
+			_, _ = fmt.Fprintf(out, "  %s server certificate expires %s\n", i.Name, i.ServerCertNotAfter.Format(time.RFC3339))
+		}
+	}
+	for _, i := range r.Instance {
+		if a := i.Archive; a != nil {
+			_, _ = fmt.Fprintf(out, "\n%s archiving: %d archived, last %s, %d waiting, %d failed", i.Name, a.ArchivedCount, dash(a.LastArchivedWAL), a.Pending, a.FailedCount)
+		}
+		if b := i.Backup; b != nil {
+			_, _ = fmt.Fprintf(out, "\n%s last backup (started %s): %s %s %s", i.Name, b.Started.Format(time.RFC3339), b.Phase, b.Label, b.Error)
+		}
+	}
+	if r.Error != "" {
+		_, _ = fmt.Fprintf(out, "\ncluster: %s", r.Error)
+	}
+	for _, i := range r.Instance {
+		if i.Error != "" {
+			_, _ = fmt.Fprintf(out, "\n%s: %s", i.Name, i.Error)
+		}
+	}
+	_, _ = fmt.Fprintln(out)
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// newPromoteVerb is `kubectl pgward promote`, the same request as
+// `pgward promote`.
+func newPromoteVerb(kc *kubeConn) *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "promote CLUSTER INSTANCE",
+		Short: "Switch over a Cluster to INSTANCE and wait until it is the primary",
+		Long: `Asks the operator for a switchover through the Cluster's
+pgward.io/switchover-to annotation and waits until the Cluster's status names
+INSTANCE as its primary. Needs get and patch on clusters.postgresql.pgward.io.`,
+		Example: `  kubectl pgward promote cluster-example cluster-example-2 -n db`,
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, cl, ns, err := kc.client()
+			if err != nil {
+				return err
+			}
+			return promoteOnKube(cmd, cl, types.NamespacedName{Namespace: ns, Name: args[0]}, args[1], timeout)
+		},
+	}
+	c.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the switchover")
+	return c
+}
+
+func promoteOnKube(cmd *cobra.Command, cl client.Client, key types.NamespacedName, to string, timeout time.Duration) error {
+	start := time.Now()
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := kube.RequestSwitchover(ctx, cl, key, to, timeout); err != nil {
+		return err
+	}
+	_, _ = fmt.Fprintf(cmd.OutOrStdout(), "%s is the primary of %s (%s)\n", to, key, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func newKubeFenceCmd(kc *kubeConn) *cobra.Command {
+	return &cobra.Command{
+		Use:   "fence on|off CLUSTER INSTANCE|*",
+		Short: "Fence an instance (PostgreSQL shut down and kept down; a fenced primary is not failed over), or unfence it",
+		Long: `Adds INSTANCE to (on) or removes it from the Cluster's
+cnpg.io/fencedInstances annotation ("*": every instance); the operator shuts
+PostgreSQL down cleanly on it and keeps it down, the pod running and not
+ready. A fenced primary is not failed over: writes stop until it is
+unfenced, when it comes back as the primary. Needs get and patch on
+clusters.postgresql.pgward.io.`,
+		Example: `  kubectl pgward fence on cluster-example cluster-example-2 -n db
+  kubectl pgward fence off cluster-example cluster-example-2 -n db
+  kubectl pgward fence on cluster-example '*'`,
+		Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			on, err := onOff(args[0])
+			if err != nil {
+				return err
+			}
+			_, cl, ns, err := kc.client()
+			if err != nil {
+				return err
+			}
+			key := types.NamespacedName{Namespace: ns, Name: args[1]}
+			if err := kube.SetFencing(cmd.Context(), cl, key, args[2], on); err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "fencing of %s %s requested on %s (kubectl pgward status %s shows it)\n", args[2], args[0], key, args[1])
+			return nil
+		},
+	}
+}
+
+func newKubeHibernateCmd(kc *kubeConn) *cobra.Command {
+	return &cobra.Command{
+		Use:   "hibernate on|off CLUSTER",
+		Short: "Shut every instance down cleanly and delete the pods, PVCs kept (on); bring the cluster back on the same data (off)",
+		Long: `Sets the Cluster's cnpg.io/hibernation annotation. on: the operator shuts
+every instance down cleanly (the primary first), then deletes the pods and
+keeps the PVCs. off: the pods are made again on the same PVCs and the same
+primary starts first. Needs get and patch on clusters.postgresql.pgward.io.`,
+		Example: `  kubectl pgward hibernate on cluster-example -n db
+  kubectl pgward hibernate off cluster-example -n db`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			on, err := onOff(args[0])
+			if err != nil {
+				return err
+			}
+			_, cl, ns, err := kc.client()
+			if err != nil {
+				return err
+			}
+			key := types.NamespacedName{Namespace: ns, Name: args[1]}
+			if err := kube.SetHibernation(cmd.Context(), cl, key, on); err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "hibernation %s requested on %s\n", args[0], key)
+			return nil
+		},
+	}
+}
+
+func newKubeRestartCmd(kc *kubeConn) *cobra.Command {
+	return &cobra.Command{
+		Use:   "restart CLUSTER [INSTANCE]",
+		Short: "Restart PostgreSQL: every instance, rolling (replicas one at a time, then a switchover), or one instance",
+		Long: `Sets the Cluster's pgward.io/restart annotation; the operator takes it into
+its planner's memory, removes it, and restarts as for settings that need a
+restart: the replicas one at a time, each back streaming before the next,
+then a switchover to the most advanced (primaryUpdateMethod: restart
+restarts the primary in place; primaryUpdateStrategy: supervised waits for
+your promote). With INSTANCE, that instance only. Needs get and patch on
+clusters.postgresql.pgward.io.`,
+		Example: `  kubectl pgward restart cluster-example -n db
+  kubectl pgward restart cluster-example cluster-example-3 -n db`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, cl, ns, err := kc.client()
+			if err != nil {
+				return err
+			}
+			instance := ""
+			if len(args) == 2 {
+				instance = args[1]
+			}
+			key := types.NamespacedName{Namespace: ns, Name: args[0]}
+			if err := kube.RequestRestart(cmd.Context(), cl, key, instance); err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "restart requested on %s\n", key)
+			return nil
+		},
+	}
+}
