@@ -54,6 +54,24 @@ func SetDefaults(c *Cluster) {
 	}
 	setBackupDefaults(c)
 	setStorageDefaults(&c.Spec.StorageConfiguration)
+	setExternalTLSDefaults(c.Spec.ExternalClusters)
+}
+
+// setExternalTLSDefaults makes an external cluster given the CA of its
+// server but no sslmode verify that server fully. libpq's default
+// ("prefer") would neither require TLS nor check the certificate, though
+// a manifest naming the CA means to (CloudNativePG's TLS samples leave
+// sslmode out); an explicit weaker sslmode is still refused.
+func setExternalTLSDefaults(ecs []ExternalCluster) {
+	for i := range ecs {
+		ec := &ecs[i]
+		if ec.SSLRootCert == nil || len(ec.ConnectionParameters) == 0 {
+			continue
+		}
+		if _, ok := ec.ConnectionParameters["sslmode"]; !ok {
+			ec.ConnectionParameters["sslmode"] = "verify-full"
+		}
+	}
 }
 
 // setInitDBDefaults fills in the application database and initdb options.

@@ -87,3 +87,36 @@ func TestSetDefaults(t *testing.T) {
 		})
 	}
 }
+
+// TestExternalTLSDefaults: naming the server's CA without an sslmode means
+// verify-full; an explicit sslmode is kept (and a weak one refused by
+// Validate); without a CA nothing is assumed, so the manifest is refused.
+func TestExternalTLSDefaults(t *testing.T) {
+	ca := &SecretKeySelector{Name: "src-ca", Key: "ca.crt"}
+	for _, tc := range []struct {
+		name   string
+		params map[string]string
+		ca     *SecretKeySelector
+		want   string
+		valid  bool
+	}{
+		{"CA without sslmode", map[string]string{"host": "src", "user": "app"}, ca, "verify-full", true},
+		{"CA with verify-ca", map[string]string{"host": "src", "user": "app", "sslmode": "verify-ca"}, ca, "verify-ca", true},
+		{"CA with require", map[string]string{"host": "src", "user": "app", "sslmode": "require"}, ca, "require", false},
+		{"no CA, no sslmode", map[string]string{"host": "src", "user": "app"}, nil, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Cluster{}
+			c.Name = "pg"
+			c.Spec.ExternalClusters = []ExternalCluster{{Name: "src", ConnectionParameters: tc.params, SSLRootCert: tc.ca}}
+			SetDefaults(c)
+			if got := c.Spec.ExternalClusters[0].ConnectionParameters["sslmode"]; got != tc.want {
+				t.Errorf("sslmode %q, want %q", got, tc.want)
+			}
+			errs := c.Validate()
+			if valid := len(errs) == 0; valid != tc.valid {
+				t.Errorf("valid %v, want %v: %v", valid, tc.valid, errs)
+			}
+		})
+	}
+}

@@ -60,6 +60,9 @@ spec:
 		return string(b)
 	}
 	indent := func(s string) string { return "    " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n    ") }
+	// No sslmode, as in CloudNativePG's TLS samples: naming the CA makes
+	// it verify-full (api/v1 setExternalTLSDefaults), so the import runs
+	// over TLS with the server's name checked.
 	external := func(user, secret string) string {
 		return fmt.Sprintf(`  externalClusters:
   - name: impsrc
@@ -68,7 +71,6 @@ spec:
       port: "%d"
       user: %s
       dbname: postgres
-      sslmode: verify-full
     password: {name: %s, key: password}
     sslRootCert: {name: impsrc-ca-copy, key: ca.crt}
 ---
