@@ -133,23 +133,25 @@ func (m *Manager) createStanza(ctx context.Context, pgdata string) error {
 	return nil
 }
 
-// StartBackup starts a full base backup in the background.
-func (m *Manager) StartBackup() error {
+// StartBackup starts a full base backup in the background and returns
+// the run as it starts: its start time is what identifies it in later
+// statuses, which report only the latest run.
+func (m *Manager) StartBackup() (instanceapi.BackupRun, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cluster.Spec.Backup == nil {
-		return errors.New("spec.backup is not set: this cluster has no object store")
+		return instanceapi.BackupRun{}, errors.New("spec.backup is not set: this cluster has no object store")
 	}
 	if !m.primary || m.pm == nil {
-		return errNotPrimary
+		return instanceapi.BackupRun{}, errNotPrimary
 	}
 	if m.backupRun != nil && m.backupRun.Phase == instanceapi.BackupRunning {
-		return errBackupRunning
+		return instanceapi.BackupRun{}, errBackupRunning
 	}
 	run := &instanceapi.BackupRun{Phase: instanceapi.BackupRunning, Started: time.Now().UTC()}
 	m.backupRun = run
 	go m.runBackup(run)
-	return nil
+	return *run, nil
 }
 
 func (m *Manager) runBackup(run *instanceapi.BackupRun) {

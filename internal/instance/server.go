@@ -22,7 +22,7 @@ type statusSource interface {
 	Observe(ack uint64) instanceapi.Status
 	Ready() bool
 	Submit(cmd instanceapi.Command) error
-	StartBackup() error
+	StartBackup() (instanceapi.BackupRun, error)
 	ListBackups(ctx context.Context) (instanceapi.BackupList, error)
 }
 
@@ -87,11 +87,14 @@ func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Serve
 	mux.Handle(instanceapi.PathBackup, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodPost:
-			if err := src.StartBackup(); err != nil {
+			run, err := src.StartBackup()
+			if err != nil {
 				http.Error(w, err.Error(), http.StatusConflict)
 				return
 			}
+			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusAccepted)
+			_ = json.NewEncoder(w).Encode(run)
 		case http.MethodGet:
 			// Under the server's write timeout: pgBackRest's info answers
 			// in well under a second from a reachable store.

@@ -64,10 +64,15 @@ func (c *Client) Command(ctx context.Context, addr string, cmd Command) error {
 	return c.do(ctx, http.MethodPost, addr, PathCommand, body, nil)
 }
 
-// StartBackup asks the primary at addr to take a base backup; Status's
-// Backup shows its progress.
-func (c *Client) StartBackup(ctx context.Context, addr string) error {
-	return c.do(ctx, http.MethodPost, addr, PathBackup, []byte("{}"), nil)
+// StartBackup asks the primary at addr to take a base backup and returns
+// the run as it started; Status's Backup shows its progress, the same
+// run while its Started matches.
+func (c *Client) StartBackup(ctx context.Context, addr string) (*BackupRun, error) {
+	var run BackupRun
+	if err := c.do(ctx, http.MethodPost, addr, PathBackup, []byte("{}"), &run); err != nil {
+		return nil, err
+	}
+	return &run, nil
 }
 
 // Backups lists the backups in the object store, as the instance at addr

@@ -29,9 +29,9 @@ import (
 // BackupClient starts and follows base backups on instance managers.
 type BackupClient interface {
 	Status(ctx context.Context, in Instance, ack uint64) (*instanceapi.Status, error)
-	// StartBackup asks the instance (the primary) for a full base backup;
-	// its status then shows the run.
-	StartBackup(ctx context.Context, in Instance) error
+	// StartBackup asks the instance (the primary) for a full base backup
+	// and returns the run as it started; its status then shows the run.
+	StartBackup(ctx context.Context, in Instance) (*instanceapi.BackupRun, error)
 	// Backups lists the backups in the cluster's object store.
 	Backups(ctx context.Context, in Instance) (*instanceapi.BackupList, error)
 }
@@ -39,15 +39,16 @@ type BackupClient interface {
 var _ BackupClient = (*MTLSInstances)(nil)
 
 // StartBackup implements BackupClient.
-func (m *MTLSInstances) StartBackup(ctx context.Context, in Instance) error {
+func (m *MTLSInstances) StartBackup(ctx context.Context, in Instance) (*instanceapi.BackupRun, error) {
 	c, err := m.client(in)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := c.StartBackup(ctx, in.Addr); err != nil {
-		return fmt.Errorf("starting a backup on %s: %w", in.Name, err)
+	run, err := c.StartBackup(ctx, in.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("starting a backup on %s: %w", in.Name, err)
 	}
-	return nil
+	return run, nil
 }
 
 // Backups implements BackupClient.
@@ -147,16 +148,15 @@ func (r *BackupReconciler) start(ctx context.Context, b *v1.Backup, c *v1.Cluste
 	if err != nil {
 		return r.pending(ctx, b, err.Error())
 	}
-	requested := r.now()
-	if err := r.Instances.StartBackup(ctx, in); err != nil {
+	run, err := r.Instances.StartBackup(ctx, in)
+	if err != nil {
 		return r.pending(ctx, b, err.Error())
 	}
-	// The run's own start time identifies it from now on: the instance
-	// manager reports only its latest run.
-	started := requested
-	if st, err := r.Instances.Status(ctx, in, 0); err == nil && st.Backup != nil {
-		started = st.Backup.Started
-	}
+	// The run's own start time, on the instance's clock, identifies it
+	// from now on: the instance manager reports only its latest run. (A
+	// time read on the operator's clock, or a status read that may time
+	// out under load, could fall in another second and fail the backup.)
+	started := run.Started
 	before := b.DeepCopy()
 	b.Status.Phase = v1.BackupPhaseRunning
 	b.Status.InstanceID = &v1.InstanceID{PodName: primary}

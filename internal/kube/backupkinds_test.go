@@ -38,18 +38,19 @@ func (f *fakeBackups) Status(_ context.Context, in kube.Instance, _ uint64) (*in
 	return st, nil
 }
 
-func (f *fakeBackups) StartBackup(_ context.Context, in kube.Instance) error {
+func (f *fakeBackups) StartBackup(_ context.Context, in kube.Instance) (*instanceapi.BackupRun, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if in.Addr == "" || in.TLS == nil || len(in.TLS.ClientKey) == 0 {
-		return errors.New("no address or no client certificate")
+		return nil, errors.New("no address or no client certificate")
 	}
 	if f.run != nil && f.run.Phase == instanceapi.BackupRunning {
-		return errors.New("a backup is already running")
+		return nil, errors.New("a backup is already running")
 	}
 	f.asked = append(f.asked, in.Name)
 	f.run = &instanceapi.BackupRun{Phase: instanceapi.BackupRunning, Started: time.Now().UTC()}
-	return nil
+	r := *f.run
+	return &r, nil
 }
 
 func (f *fakeBackups) Backups(context.Context, kube.Instance) (*instanceapi.BackupList, error) {

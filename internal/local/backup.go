@@ -51,15 +51,16 @@ func Backup(ctx context.Context, o BackupOptions) error {
 	if err != nil {
 		return err
 	}
-	started := time.Now().UTC()
-	if err := cl.StartBackup(ctx, addr); err != nil {
+	run, err := cl.StartBackup(ctx, addr)
+	if err != nil {
 		return fmt.Errorf("starting the backup: %w", err)
 	}
+	started := run.Started
 	_, _ = fmt.Fprintln(o.Out, "backup started on the primary")
 	deadline := time.After(o.Timeout)
 	for {
 		s, err := cl.Status(ctx, addr, 0)
-		if err == nil && s.Backup != nil && !s.Backup.Started.Before(started.Add(-time.Second)) {
+		if err == nil && s.Backup != nil && s.Backup.Started.Equal(started) {
 			switch s.Backup.Phase {
 			case instanceapi.BackupCompleted:
 				_, _ = fmt.Fprintf(o.Out, "backup %s completed in %s\n", s.Backup.Label, s.Backup.Stopped.Sub(s.Backup.Started).Round(10*time.Millisecond))
