@@ -144,6 +144,16 @@ func (r *BackupReconciler) start(ctx context.Context, b *v1.Backup, c *v1.Cluste
 	if primary == "" {
 		return r.pending(ctx, b, fmt.Sprintf("cluster %s has no primary yet", c.Name))
 	}
+	// One run at a time per cluster, as the operator sees them: an
+	// instance reports only its latest run, so a Backup still Running
+	// must see its run end before another starts, or it would find the
+	// next one in its place and never learn how its own ended.
+	if other, err := r.runningBackup(ctx, b, c); err != nil || other != "" {
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		return r.pending(ctx, b, fmt.Sprintf("backup %s of cluster %s is running", other, c.Name))
+	}
 	in, err := r.instance(ctx, c, primary, tlsm)
 	if err != nil {
 		return r.pending(ctx, b, err.Error())
@@ -163,6 +173,22 @@ func (r *BackupReconciler) start(ctx context.Context, b *v1.Backup, c *v1.Cluste
 	b.Status.StartedAt = &metav1.Time{Time: started.Truncate(time.Second)}
 	b.Status.Error = ""
 	return reconcile.Result{RequeueAfter: r.poll()}, r.patchStatus(ctx, b, before)
+}
+
+// runningBackup names another Backup of c that is Running, read from the
+// API server rather than the cache, which may not show a run that just
+// started.
+func (r *BackupReconciler) runningBackup(ctx context.Context, b *v1.Backup, c *v1.Cluster) (string, error) {
+	var l v1.BackupList
+	if err := r.APIReader.List(ctx, &l, client.InNamespace(c.Namespace)); err != nil {
+		return "", fmt.Errorf("listing the backups of %s: %w", c.Name, err)
+	}
+	for _, o := range l.Items {
+		if o.Name != b.Name && o.Spec.Cluster.Name == c.Name && o.Status.Phase == v1.BackupPhaseRunning {
+			return o.Name, nil
+		}
+	}
+	return "", nil
 }
 
 // follow reads the run's progress from the instance that took it.
