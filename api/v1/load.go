@@ -32,7 +32,7 @@ var cnpOnlyFields = specPaths(
 	"ephemeralVolumeSource", "ephemeralVolumesSizeLimit",
 	"imageCatalogRef", "imageName", "imagePullPolicy",
 	"imagePullSecrets", "inheritedMetadata", "livenessProbeTimeout", "logLevel",
-	"managed.services", "monitoring", "nodeMaintenanceWindow", "plugins",
+	"managed.services", "monitoring.metricsQueriesTTL", "nodeMaintenanceWindow", "plugins",
 	"podSecurityContext", "postgresGID", "postgresUID", "priorityClassName", "probes",
 	"podSelectorRefs", "projectedVolumeTemplate", "replica", "replicationSlots", "resources",
 	"schedulerName", "seccompProfile", "securityContext",

@@ -222,6 +222,7 @@ func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 	errs = append(errs, validateNetworkPolicy(s.NetworkPolicy, path.Child("networkPolicy"))...)
 	errs = append(errs, s.validateBackup(path)...)
 	errs = append(errs, s.validateManaged(path)...)
+	errs = append(errs, validateMonitoring(s.Monitoring, path.Child("monitoring"))...)
 	switch s.PrimaryUpdateStrategy {
 	case "", "unsupervised", "supervised":
 	default:
