@@ -46,7 +46,7 @@ var (
 // superuser and streaming_replica is pgward's replication role.
 // PostgreSQL itself refuses to create roles named public, none,
 // current_user, session_user or current_role.
-var reservedOwners = []string{"postgres", ReplicationUser, "public", "none", "current_user", "session_user", "current_role"}
+var reservedOwners = []string{"postgres", ReplicationUser, MonitorRole, "public", "none", "current_user", "session_user", "current_role"}
 
 // reservedDatabases exist after initdb; creating one of them would fail.
 var reservedDatabases = []string{"postgres", "template0", "template1"}
