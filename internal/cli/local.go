@@ -41,7 +41,7 @@ func newUpCmd(dir *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			manifest, docs, err := local.SplitManifest(whole)
+			manifest, docs, configMaps, err := local.SplitManifestWithConfigMaps(whole)
 			if err != nil {
 				return err
 			}
@@ -76,7 +76,7 @@ func newUpCmd(dir *string) *cobra.Command {
 				return asOwner(cmd, args, sd.Owner, sd.Path, whole)
 			}
 			return local.Up(cmd.Context(), local.UpOptions{
-				Dir: abs, Manifest: manifest, Secrets: docs, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, HA: ha, Out: cmd.OutOrStdout(),
+				Dir: abs, Manifest: manifest, Secrets: docs, ConfigMaps: configMaps, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, HA: ha, Out: cmd.OutOrStdout(),
 			})
 		},
 	}

@@ -10,6 +10,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/customqueries"
+	"github.com/pgward/pgward/internal/local"
 )
 
 // newValidateCmd is `pgward validate`: the validation both runtimes run on
@@ -100,6 +102,7 @@ func validateManifestFile(data []byte) (string, error) {
 		problems, skipped []string
 		cluster           *v1.Cluster
 		secrets           = map[string]secretDoc{}
+		configMaps        = map[string]map[string][]byte{}
 	)
 	for i, doc := range docs {
 		var tm typeMeta
@@ -126,6 +129,13 @@ func validateManifestFile(data []byte) (string, error) {
 				continue
 			}
 			secrets[s.Metadata.Name] = s
+		case tm.Kind == "ConfigMap" && tm.APIVersion == "v1":
+			name, data, err := local.ParseConfigMapDoc(doc)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("document %d (ConfigMap %q): %v", i+1, tm.Metadata.Name, err))
+				continue
+			}
+			configMaps[name] = data
 		default:
 			// Issuers, Certificates, PodMonitors... are applied with
 			// kubectl; pgward reads only the Cluster and its Secrets.
@@ -137,11 +147,15 @@ func validateManifestFile(data []byte) (string, error) {
 	}
 	if cluster != nil {
 		problems = append(problems, checkSecretDocs(cluster, secrets)...)
+		problems = append(problems, checkCustomQueries(cluster, secrets, configMaps)...)
 	}
 	if len(problems) > 0 {
 		return "", fmt.Errorf("invalid:\n  %s", strings.Join(problems, "\n  "))
 	}
 	summary := fmt.Sprintf("Cluster %q is valid (%d instance(s)); %d Secret(s) checked", cluster.Name, cluster.Spec.Instances, len(secrets))
+	if len(configMaps) > 0 {
+		summary += fmt.Sprintf("; %d ConfigMap(s) checked", len(configMaps))
+	}
 	return strings.Join(append([]string{summary}, skipped...), "\n"), nil
 }
 
@@ -189,4 +203,60 @@ func checkSecretDocs(c *v1.Cluster, secrets map[string]secretDoc) []string {
 		}
 	}
 	return problems
+}
+
+// checkCustomQueries parses the custom queries the Cluster names from the
+// file's ConfigMaps and Secrets, as both runtimes will; one not in the file
+// must exist where the cluster runs, and is checked there.
+func checkCustomQueries(c *v1.Cluster, secrets map[string]secretDoc, configMaps map[string]map[string][]byte) []string {
+	sources, err := local.CustomQuerySources(c, func(kind, name string) (map[string][]byte, error) {
+		if kind == "ConfigMap" {
+			if d, ok := configMaps[name]; ok {
+				return d, nil
+			}
+		} else if s, ok := secrets[name]; ok {
+			d := map[string][]byte{}
+			for k, v := range s.StringData {
+				d[k] = []byte(v)
+			}
+			for k, v := range s.Data {
+				b, err := base64.StdEncoding.DecodeString(v)
+				if err != nil {
+					return nil, fmt.Errorf("data[%s] is not base64", k)
+				}
+				d[k] = b
+			}
+			return d, nil
+		}
+		return nil, errNotInFile
+	})
+	var problems []string
+	if err != nil {
+		for _, e := range unjoin(err) {
+			if !errors.Is(e, errNotInFile) {
+				problems = append(problems, e.Error())
+			}
+		}
+	}
+	if _, err := customqueries.Parse(sources); err != nil {
+		problems = append(problems, unjoinStrings(err)...)
+	}
+	return problems
+}
+
+var errNotInFile = errors.New("not in the file")
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func unjoinStrings(err error) []string {
+	var out []string
+	for _, e := range unjoin(err) {
+		out = append(out, e.Error())
+	}
+	return out
 }

@@ -31,7 +31,14 @@ func TestValidateManifestFile(t *testing.T) {
 		{"a Secret without a password", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: app-creds\nstringData:\n  username: app\n",
 			`Secret "app-creds" (spec.bootstrap.initdb.secret) has no key "password"`},
 		{"an unknown field in a Secret", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: x\nstrngData:\n  a: b\n", `unknown field "strngData"`},
-		{"another kind", validCluster + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n", `skipped: ConfigMap "c" (not read by pgward)`},
+		{"another kind", validCluster + "---\napiVersion: monitoring.coreos.com/v1\nkind: PodMonitor\nmetadata:\n  name: c\n", `skipped: PodMonitor "c" (not read by pgward)`},
+		{"custom queries in a ConfigMap", strings.Replace(validCluster, "spec:\n", "spec:\n  monitoring:\n    customQueriesConfigMap: [{name: q, key: k}]\n", 1) +
+			"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: q\ndata:\n  k: |\n    x:\n      query: SELECT 1 AS a\n      metrics: [{a: {usage: GAUGE}}]\n", "1 ConfigMap(s) checked"},
+		{"a custom query that writes", strings.Replace(validCluster, "spec:\n", "spec:\n  monitoring:\n    customQueriesConfigMap: [{name: q, key: k}]\n", 1) +
+			"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: q\ndata:\n  k: |\n    x:\n      query: DELETE FROM t\n      metrics: [{a: {usage: GAUGE}}]\n",
+			`spec.monitoring.customQueriesConfigMap[0] (ConfigMap q, key k): query "x", key query: starts with "DELETE"`},
+		{"a missing key", strings.Replace(validCluster, "spec:\n", "spec:\n  monitoring:\n    customQueriesConfigMap: [{name: q, key: other}]\n", 1) +
+			"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: q\ndata:\n  k: x\n", `spec.monitoring.customQueriesConfigMap[0]: ConfigMap "q" has no key "other"`},
 		{"a labelled Secret", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  namespace: db\n  labels:\n    a: b\n  annotations:\n    c: d\n", "1 Secret(s) checked"},
 		{"two Clusters", validCluster + "---\n" + validCluster, "a second Cluster"},
 		{"no Cluster", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n", "no Cluster in the file"},

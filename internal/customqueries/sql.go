@@ -61,7 +61,7 @@ func CheckSQL(sql string) error {
 
 // lex splits SQL into words and punctuation, dropping comments and
 // replacing every literal and quoted identifier by one token, the way
-// PostgreSQL's scanner delimits them: '...' (with ''), E'...' (with
+// PostgreSQL's scanner delimits them: '...' (with ”), E'...' (with
 // backslash escapes), "..." identifiers, $tag$...$tag$, -- and nested /* */.
 func lex(s string) ([]string, error) {
 	var toks []string

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/customqueries"
 	"github.com/pgward/pgward/internal/secrets"
 )
 
@@ -23,39 +24,136 @@ type SecretDocs map[string]map[string][]byte
 // CloudNativePG's samples and `make objectstore-up`'s secret file are
 // written). Anything else is refused: locally nothing would apply it.
 func SplitManifest(data []byte) ([]byte, SecretDocs, error) {
+	cluster, secretDocs, cms, err := SplitManifestWithConfigMaps(data)
+	if err == nil && len(cms) > 0 {
+		err = errors.New("the file holds ConfigMaps: use SplitManifestWithConfigMaps")
+	}
+	return cluster, secretDocs, err
+}
+
+// SplitManifestWithConfigMaps is SplitManifest that also returns the
+// ConfigMaps of the file (spec.monitoring's custom queries), by name.
+func SplitManifestWithConfigMaps(data []byte) ([]byte, SecretDocs, SecretDocs, error) {
 	docs := v1.SplitDocuments(data)
 	var cluster []byte
 	out := SecretDocs{}
+	cms := SecretDocs{}
 	for i, doc := range docs {
 		var tm struct {
 			APIVersion string `json:"apiVersion"`
 			Kind       string `json:"kind"`
 		}
 		if err := yaml.Unmarshal(doc, &tm); err != nil {
-			return nil, nil, fmt.Errorf("document %d: %w", i+1, err)
+			return nil, nil, nil, fmt.Errorf("document %d: %w", i+1, err)
 		}
 		switch {
 		case tm.Kind == "Secret" && tm.APIVersion == "v1":
 			name, data, err := parseSecretDoc(doc)
 			if err != nil {
-				return nil, nil, fmt.Errorf("document %d (Secret): %w", i+1, err)
+				return nil, nil, nil, fmt.Errorf("document %d (Secret): %w", i+1, err)
 			}
 			if _, dup := out[name]; dup {
-				return nil, nil, fmt.Errorf("document %d: a second Secret %q", i+1, name)
+				return nil, nil, nil, fmt.Errorf("document %d: a second Secret %q", i+1, name)
 			}
 			out[name] = data
+		case tm.Kind == "ConfigMap" && tm.APIVersion == "v1":
+			name, data, err := ParseConfigMapDoc(doc)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("document %d (ConfigMap): %w", i+1, err)
+			}
+			if _, dup := cms[name]; dup {
+				return nil, nil, nil, fmt.Errorf("document %d: a second ConfigMap %q", i+1, name)
+			}
+			cms[name] = data
 		case cluster == nil && (tm.Kind == v1.Kind || tm.Kind == ""):
 			cluster = doc
 		case tm.Kind == v1.Kind:
-			return nil, nil, fmt.Errorf("document %d: a second Cluster: give one per file", i+1)
+			return nil, nil, nil, fmt.Errorf("document %d: a second Cluster: give one per file", i+1)
 		default:
-			return nil, nil, fmt.Errorf("document %d: kind %q: the local runtime reads a Cluster and its Secrets only", i+1, tm.Kind)
+			return nil, nil, nil, fmt.Errorf("document %d: kind %q: the local runtime reads a Cluster, its Secrets and ConfigMaps only", i+1, tm.Kind)
 		}
 	}
 	if cluster == nil {
-		return nil, nil, errors.New("no Cluster in the file")
+		return nil, nil, nil, errors.New("no Cluster in the file")
 	}
-	return cluster, out, nil
+	return cluster, out, cms, nil
+}
+
+// ParseConfigMapDoc reads a ConfigMap's name and data (binaryData too),
+// strictly, with the names and keys a local store accepts.
+func ParseConfigMapDoc(doc []byte) (string, map[string][]byte, error) {
+	var cm struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name        string            `json:"name"`
+			Namespace   string            `json:"namespace,omitempty"`
+			Labels      map[string]string `json:"labels,omitempty"`
+			Annotations map[string]string `json:"annotations,omitempty"`
+		} `json:"metadata"`
+		Data       map[string]string `json:"data,omitempty"`
+		BinaryData map[string]string `json:"binaryData,omitempty"`
+		Immutable  *bool             `json:"immutable,omitempty"`
+	}
+	if err := yaml.UnmarshalStrict(doc, &cm); err != nil {
+		return "", nil, err
+	}
+	if err := secrets.ValidateName(cm.Metadata.Name); err != nil {
+		return "", nil, err
+	}
+	data := map[string][]byte{}
+	for k, v := range cm.Data {
+		data[k] = []byte(v)
+	}
+	for k, v := range cm.BinaryData {
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return "", nil, fmt.Errorf("%q: binaryData[%s] is not base64", cm.Metadata.Name, k)
+		}
+		data[k] = b
+	}
+	for k := range data {
+		if err := secrets.ValidateKey(k); err != nil {
+			return "", nil, fmt.Errorf("%q: %w", cm.Metadata.Name, err)
+		}
+	}
+	return cm.Metadata.Name, data, nil
+}
+
+// CustomQuerySources resolves spec.monitoring's references through get
+// (kind "ConfigMap" or "Secret", name) into the sources of
+// customqueries.Parse, naming the field of a missing object or key.
+func CustomQuerySources(c *v1.Cluster, get func(kind, name string) (map[string][]byte, error)) ([]customqueries.Source, error) {
+	m := c.Spec.Monitoring
+	if m == nil {
+		return nil, nil
+	}
+	type ref struct{ field, kind, name, key string }
+	var refs []ref
+	for i, r := range m.CustomQueriesConfigMap {
+		refs = append(refs, ref{fmt.Sprintf("spec.monitoring.customQueriesConfigMap[%d]", i), "ConfigMap", r.Name, r.Key})
+	}
+	for i, r := range m.CustomQueriesSecret {
+		refs = append(refs, ref{fmt.Sprintf("spec.monitoring.customQueriesSecret[%d]", i), "Secret", r.Name, r.Key})
+	}
+	var (
+		out  []customqueries.Source
+		errs []error
+	)
+	for _, r := range refs {
+		data, err := get(r.kind, r.name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s %q: %w", r.field, r.kind, r.name, err))
+			continue
+		}
+		b, ok := data[r.key]
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s: %s %q has no key %q", r.field, r.kind, r.name, r.key))
+			continue
+		}
+		out = append(out, customqueries.Source{Origin: fmt.Sprintf("%s (%s %s, key %s)", r.field, r.kind, r.name, r.key), Data: b})
+	}
+	return out, errors.Join(errs...)
 }
 
 func parseSecretDoc(doc []byte) (string, map[string][]byte, error) {

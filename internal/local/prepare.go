@@ -17,6 +17,7 @@ import (
 	"time"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/customqueries"
 	"github.com/pgward/pgward/internal/instance"
 	"github.com/pgward/pgward/internal/pgconf"
 	"github.com/pgward/pgward/internal/secrets"
@@ -50,7 +51,7 @@ type prepared struct {
 // (against the stored one when resuming), fixes ports, creates the PKI and
 // the credentials, and writes each instance manager's config. It is
 // idempotent: on an existing directory it reuses everything it finds.
-func prepare(l Layout, manifest []byte, docs SecretDocs, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
+func prepare(l Layout, manifest []byte, docs, configMaps SecretDocs, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
 	c, err := v1.LoadAndValidate(manifest)
 	if err != nil {
 		return nil, err
@@ -97,6 +98,9 @@ func prepare(l Layout, manifest []byte, docs SecretDocs, runAs, pgBin string, ha
 		progress("secrets: generated the backup encryption key in " + c.Name + v1.BackupKeySuffix + " (keep a copy: restoring needs it)")
 	}
 	if err := checkReferencedSecrets(c, store); err != nil {
+		return nil, err
+	}
+	if err := writeCustomQueries(l, c, store, configMaps, progress); err != nil {
 		return nil, err
 	}
 	if err := p.writeInstanceConfigs(); err != nil {
@@ -324,8 +328,11 @@ func (p *prepared) writeInstanceConfigs() error {
 			// The exporter listens on loopback like the status port;
 			// scraping needs the pgward-metrics certificate.
 			MetricsAddress: net.JoinHostPort(loopback, strconv.Itoa(is.MetricsPort)),
-			OSUser:         p.user.Name,
-			SecretsRoot:    p.layout.SecretsDir(),
+			// Always named, so that queries added later reach running
+			// exporters, which re-read the file.
+			CustomQueriesFile: p.layout.CustomQueriesFile(),
+			OSUser:            p.user.Name,
+			SecretsRoot:       p.layout.SecretsDir(),
 			Secrets: instance.Secrets{
 				ServerTLS: p.tls.ServerTLS, ServerCA: p.tls.ServerCA, ClientCA: p.tls.ClientCA,
 				Replication: p.tls.Replication, App: p.app, Superuser: p.super,
@@ -446,6 +453,56 @@ func checkSocketPath(dir string, c *v1.Cluster) error {
 	if len(longest) > pgconf.MaxSocketPath {
 		return fmt.Errorf("--dir %s is too deep: PostgreSQL's socket would be %s, %d bytes, more than Linux's %d: use a shorter path",
 			dir, longest, len(longest), pgconf.MaxSocketPath)
+	}
+	return nil
+}
+
+// writeCustomQueries keeps the file's ConfigMaps in the state directory,
+// resolves spec.monitoring's custom queries from them and the secrets,
+// checks them (every problem named with its field, ConfigMap or Secret,
+// query and key) and writes the canonical file the exporters read. It says
+// what applies on Kubernetes only.
+func writeCustomQueries(l Layout, c *v1.Cluster, store secrets.Store, configMaps SecretDocs, progress func(string)) error {
+	cms := secrets.DirStore{Root: l.ConfigMapsDir()}
+	for _, name := range slices.Sorted(maps.Keys(configMaps)) {
+		if err := cms.Put(name, configMaps[name]); err != nil {
+			return fmt.Errorf("writing the file's ConfigMap %q: %w", name, err)
+		}
+		progress("configmaps: " + name + " written from the manifest file")
+	}
+	sources, err := CustomQuerySources(c, func(kind, name string) (map[string][]byte, error) {
+		if kind == "ConfigMap" {
+			d, err := cms.Get(name)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, errors.New("not found (add it to the manifest file)")
+			}
+			return d, err
+		}
+		d, err := store.Get(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errors.New("not found (add it to the manifest file, or to the state directory's secrets/)")
+		}
+		return d, err
+	})
+	if err != nil {
+		return err
+	}
+	set, err := customqueries.Parse(sources)
+	if err != nil {
+		return err
+	}
+	b, err := set.Encode()
+	if err != nil {
+		return err
+	}
+	if err := instance.WriteFileAtomic(l.CustomQueriesFile(), b, 0o600); err != nil {
+		return err
+	}
+	if n := len(set.Queries); n > 0 {
+		progress(fmt.Sprintf("monitoring: %d custom queries, run by each exporter as %s (read-only, %s each)", n, v1.MonitorRole, instance.CustomQueryTimeout))
+	}
+	if m := c.Spec.Monitoring; m != nil && m.EnablePodMonitor {
+		progress("note: spec.monitoring.enablePodMonitor (and its relabelings) applies on Kubernetes only; locally scrape the addresses below")
 	}
 	return nil
 }

@@ -31,6 +31,9 @@ type UpOptions struct {
 	// Cluster (see SplitManifest); they are written into the state
 	// directory, replacing same-named ones.
 	Secrets SecretDocs
+	// ConfigMaps are the ConfigMaps of the file (custom queries); they
+	// are kept in the state directory's configmaps/.
+	ConfigMaps SecretDocs
 	// PGBinDir overrides PostgreSQL's bin directory discovery.
 	PGBinDir string
 	// Timeout bounds the wait for every instance to be ready.
@@ -115,7 +118,7 @@ func prepareAndStart(ctx context.Context, l Layout, o UpOptions, say func(string
 			return nil, nil, err
 		}
 	}
-	p, err := prepare(l, o.Manifest, o.Secrets, o.RunAs, o.PGBinDir, o.HA, say)
+	p, err := prepare(l, o.Manifest, o.Secrets, o.ConfigMaps, o.RunAs, o.PGBinDir, o.HA, say)
 	if err != nil {
 		return nil, nil, err
 	}
