@@ -25,7 +25,7 @@ var allowed = map[string][]string{
 	"internal/instanceapi":   {},
 	// CloudNativePG's custom query format: pure decisions, shared by
 	// validation, both runtimes and the exporter.
-	"internal/customqueries": {},
+	"internal/customqueries": {"api/v1"},
 	// The one planner loop: the planner and the instance contract, no runtime.
 	"internal/control": {"api/v1", "internal/plan", "internal/instanceapi"},
 	// The audit's decisions are pure; each runtime observes for it.

@@ -219,6 +219,7 @@ func configProjection(c *v1.Cluster, name string) []corev1.VolumeProjection {
 		Items: []corev1.KeyToPath{
 			{Key: configKeyJSON, Path: configKeyJSON},
 			{Key: clusterKeyJSON, Path: clusterKeyJSON},
+			{Key: CustomQueriesKey, Path: CustomQueriesKey},
 		},
 	}}}
 	for _, s := range order {

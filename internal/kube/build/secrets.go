@@ -65,9 +65,10 @@ func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instancea
 		StatusAddress: ":" + strconv.Itoa(StatusPort),
 		// TLS with the server certificate; only the <c>-metrics client
 		// certificate may scrape (see Secrets).
-		MetricsAddress: ":" + strconv.Itoa(MetricsPort),
-		OSUser:         "postgres",
-		SecretsRoot:    SecretsRoot,
+		MetricsAddress:    ":" + strconv.Itoa(MetricsPort),
+		OSUser:            "postgres",
+		CustomQueriesFile: CustomQueriesFile,
+		SecretsRoot:       SecretsRoot,
 		Secrets: instanceapi.Secrets{
 			ServerTLS: n.ServerTLS, ServerCA: n.ServerCA, ClientCA: n.ClientCA,
 			Replication: n.Replication, App: n.App, Superuser: n.Superuser,
@@ -122,8 +123,17 @@ func InstanceConfigSecret(c *v1.Cluster, name, primary string, opts Options) (*c
 		ObjectMeta: objectMeta(c, InstanceConfigSecretName(name),
 			map[string]string{InstanceLabel: name, componentLabel: "instance-config"}),
 		Type: corev1.SecretTypeOpaque,
-		Data: map[string][]byte{configKeyJSON: cfgJSON, clusterKeyJSON: manifest},
+		// The reconciler sets the custom queries (SetCustomQueries); the
+		// key always exists, so that the pod's projection of it never
+		// changes and adding queries needs no new pod.
+		Data: map[string][]byte{configKeyJSON: cfgJSON, clusterKeyJSON: manifest, CustomQueriesKey: {}},
 	}, nil
+}
+
+// SetCustomQueries puts the cluster's resolved custom queries into an
+// instance's config secret.
+func SetCustomQueries(s *corev1.Secret, queries []byte) {
+	s.Data[CustomQueriesKey] = queries
 }
 
 // BackupKeySecret holds the generated passphrase that encrypts the
