@@ -56,6 +56,8 @@ const (
 // marker needs that decision made. internal/kube's TestNamespacedInstallRBAC
 // checks the result against a real API server's discovery.
 var namespaced = map[string]bool{
+	"/configmaps":                                      true,
+	"monitoring.coreos.com/podmonitors":                true,
 	"/persistentvolumeclaims":                          true,
 	"/pods":                                            true,
 	"/secrets":                                         true,

@@ -51,6 +51,7 @@ func (r *ClusterReconciler) updateStatus(ctx context.Context, c, desired *v1.Clu
 	if cond, ok := configCondition(obs, c.Generation); ok {
 		meta.SetStatusCondition(&st.Conditions, cond)
 	}
+	observeStatus(c)
 	if equality.Semantic.DeepEqual(before.Status, c.Status) {
 		return nil
 	}
@@ -130,6 +131,7 @@ func (r *ClusterReconciler) setCondition(ctx context.Context, c *v1.Cluster, pha
 	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{
 		Type: ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: c.Generation,
 	})
+	observeStatus(c)
 	if equality.Semantic.DeepEqual(before.Status, c.Status) {
 		return nil
 	}
