@@ -215,7 +215,7 @@ var (
 	}, []string{"namespace", "cluster"})
 	switchoversTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pgward_operator_switchovers_total",
-		Help: "Switchovers by outcome (done, refused, aborted, superseded...).",
+		Help: "Switchover requests by outcome: promoting (the target was promoted), done (it already was the primary), refused, aborted, superseded.",
 	}, []string{"namespace", "cluster", "result"})
 	instancesNotReady = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "pgward_operator_instances_not_ready",

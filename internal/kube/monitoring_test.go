@@ -195,20 +195,7 @@ func TestMonitoringOnTheAPIServer(t *testing.T) {
 	})
 
 	t.Run("the operator's metrics", func(t *testing.T) {
-		mfs, err := ctrlmetrics.Registry.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		found := map[string]float64{}
-		for _, mf := range mfs {
-			for _, m := range mf.GetMetric() {
-				var ls []string
-				for _, l := range m.GetLabel() {
-					ls = append(ls, l.GetName()+"="+l.GetValue())
-				}
-				found[mf.GetName()+"{"+strings.Join(ls, ",")+"}"] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
-			}
-		}
+		found := operatorMetrics(t)
 		if v, ok := found["pgward_operator_instances_not_ready{cluster=cluster-example,namespace="+ns+"}"]; !ok || v != 3 {
 			t.Errorf("instances not ready: %v %v", v, ok)
 		}
@@ -250,4 +237,25 @@ func installPodMonitorCRD(t *testing.T) {
 	if _, err := envtest.InstallCRDs(adminCfg, envtest.CRDInstallOptions{CRDs: []*apiextensionsv1.CustomResourceDefinition{crd}}); err != nil {
 		t.Fatalf("installing the PodMonitor CRD: %v", err)
 	}
+}
+
+// operatorMetrics gathers what the operator's metrics endpoint serves
+// (controller-runtime's registry): "name{label=value,...}" -> value.
+func operatorMetrics(t *testing.T) map[string]float64 {
+	t.Helper()
+	mfs, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, l := range m.GetLabel() {
+				ls = append(ls, l.GetName()+"="+l.GetValue())
+			}
+			found[mf.GetName()+"{"+strings.Join(ls, ",")+"}"] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return found
 }
