@@ -173,7 +173,7 @@ func dollarTag(s string) string {
 		if c == '$' {
 			return s[:j+1]
 		}
-		if !(unicode.IsLetter(c) || c == '_' || (j > 1 && unicode.IsDigit(c))) {
+		if !unicode.IsLetter(c) && c != '_' && (j == 1 || !unicode.IsDigit(c)) {
 			return ""
 		}
 	}

@@ -108,6 +108,9 @@ func (c *customCollector) Collect(ch chan<- prometheus.Metric) {
 	c.m.mu.Lock()
 	cluster := c.m.cluster
 	c.m.mu.Unlock()
+	if cluster == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), customBudget)
 	defer cancel()
 	run := &customRun{c: c, ctx: ctx, conns: map[string]*pgx.Conn{}, defaultDB: cluster.Spec.Bootstrap.Application().Database}

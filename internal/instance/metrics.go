@@ -119,7 +119,7 @@ func (e *exporter) Collect(ch chan<- prometheus.Metric) {
 	e.m.mu.Lock()
 	v.promotedAt = e.m.st.PromotedAt
 	pool := e.m.pool
-	stats := !e.m.cluster.Spec.Monitoring.DefaultQueriesDisabled()
+	stats := e.m.cluster == nil || !e.m.cluster.Spec.Monitoring.DefaultQueriesDisabled()
 	e.m.mu.Unlock()
 	var snap *pgSnapshot
 	if pool != nil && st.PostmasterRunning {
@@ -211,9 +211,8 @@ type standby struct {
 
 // archiver is pg_stat_archiver.
 type archiver struct {
-	archived, failed                float64
-	lastArchivedAge, lastFailedTime *float64
-	lastArchivedTime                *float64
+	archived, failed                 float64
+	lastArchivedTime, lastFailedTime *float64
 }
 
 type countBy struct {
