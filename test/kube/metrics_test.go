@@ -78,10 +78,10 @@ func TestMetricsOnPods(t *testing.T) {
 	eventually(t, time.Minute, "the custom query on both pods", func() error {
 		var err error
 		if primary, err = scrape(c.Name+"-1", c.Name+"-metrics"); err != nil {
-			return fmt.Errorf("%v: %s", err, primary)
+			return fmt.Errorf("%w: %s", err, primary)
 		}
 		if replica, err = scrape(c.Name+"-2", c.Name+"-metrics"); err != nil {
-			return fmt.Errorf("%v: %s", err, replica)
+			return fmt.Errorf("%w: %s", err, replica)
 		}
 		for _, body := range []string{primary, replica} {
 			if !strings.Contains(body, `cnpg_pods_e2e_present{datname="app"} 1`) {
