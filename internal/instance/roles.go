@@ -187,5 +187,11 @@ func monitorRoleStatements() []string {
 		"ALTER ROLE " + r + " SET statement_timeout = '5s'",
 		"ALTER ROLE " + r + " SET idle_in_transaction_session_timeout = '10s'",
 		"ALTER ROLE " + r + " SET temp_file_limit = '64MB'",
+		// Query texts may come from a Secret: keep them out of the server
+		// log whatever the manifest's logging (superuser settings, which
+		// the role cannot change back).
+		"ALTER ROLE " + r + " SET log_statement = 'none'",
+		"ALTER ROLE " + r + " SET log_min_duration_statement = -1",
+		"ALTER ROLE " + r + " SET log_min_error_statement = 'panic'",
 	}
 }

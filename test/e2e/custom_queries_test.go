@@ -148,6 +148,14 @@ func TestCustomQueries(t *testing.T) {
 	if n := superSQL("SELECT count(*) FROM public.victim"); n != "0" {
 		t.Errorf("the write query wrote %s rows", n)
 	}
+	// Query texts (they may come from a Secret) stay out of the server log.
+	if b, err := os.ReadFile(filepath.Join(dir, "instances", "cq-1", "postgres.log")); err != nil {
+		t.Error(err)
+	} else if strings.Contains(string(b), "pg_sleep(3)") || strings.Contains(string(b), "INSERT INTO public.victim") {
+		t.Errorf("the server log holds a custom query's text:\n%s", grepLines(string(b), "STATEMENT"))
+	} else if !strings.Contains(string(b), "statement timeout") {
+		t.Errorf("the server log does not show the timeout at all (is it the right log?)")
+	}
 	// Counted again at the next scrape; the cached primary-only query is
 	// served from the cache.
 	p2, _ := scrape("cq-1")
