@@ -3,6 +3,7 @@ package customqueries
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -27,7 +28,12 @@ func Sources(c *v1.Cluster, get func(kind, name string) (map[string][]byte, erro
 		out  []Source
 		errs []error
 	)
+	generated := v1.GeneratedSecretNames(c.Name)
 	for _, r := range refs {
+		if r.kind == "Secret" && slices.Contains(generated, r.name) {
+			errs = append(errs, fmt.Errorf("%s: pgward generates secret %q (credentials or certificates): name a secret of your own", r.field, r.name))
+			continue
+		}
 		data, err := get(r.kind, r.name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %s %q: %w", r.field, r.kind, r.name, err))

@@ -61,9 +61,14 @@ func (r *ClusterReconciler) customQueries(ctx context.Context, c *v1.Cluster) ([
 			}
 			return data, nil
 		}
-		var s corev1.Secret
-		if err := r.APIReader.Get(ctx, key, &s); err != nil {
-			return nil, notFoundSays(err)
+		// Never a secret pgward generated (this Cluster's or another's):
+		// its content would be parsed, named in errors, handed to pods.
+		s, err := r.userSecret(ctx, c, name, "custom queries")
+		if err != nil {
+			if apierrors.IsNotFound(errors.Unwrap(err)) {
+				return nil, notFoundSays(errors.Unwrap(err))
+			}
+			return nil, err
 		}
 		return s.Data, nil
 	})

@@ -148,6 +148,41 @@ func TestMonitoringOnTheAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("a secret pgward generated is not a source", func(t *testing.T) {
+		var cur v1.Cluster
+		if err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: c.Name}, &cur); err != nil {
+			t.Fatal(err)
+		}
+		// Its own generated secrets, and one another Cluster's operator
+		// labelled as its own.
+		other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "other-app", Labels: map[string]string{build.ClusterLabel: "other"}},
+			Data: map[string][]byte{"q": []byte(goodQueries)}}
+		if err := admin.Create(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		cur.Spec.Monitoring.CustomQueriesSecret = []v1.SecretKeySelector{{Name: "cluster-example-app", Key: "password"}, {Name: "other-app", Key: "q"}}
+		if err := admin.Update(ctx, &cur); err != nil {
+			t.Fatal(err)
+		}
+		reconcileOnce(t, r, c)
+		cond := condition()
+		if cond == nil || cond.Reason != "CustomQueriesRefused" ||
+			!strings.Contains(cond.Message, `spec.monitoring.customQueriesSecret[0]: pgward generates secret "cluster-example-app"`) ||
+			!strings.Contains(cond.Message, `custom queries secret other-app belongs to cluster "other"`) {
+			t.Errorf("condition: %+v", cond)
+		}
+		if got := names(queriesOf("cluster-example-1")); got != "q_one,q_three,q_two" {
+			t.Errorf("after a refused source: %q", got)
+		}
+		if err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: c.Name}, &cur); err != nil {
+			t.Fatal(err)
+		}
+		cur.Spec.Monitoring.CustomQueriesSecret = []v1.SecretKeySelector{{Name: "secret-queries", Key: "q"}}
+		if err := admin.Update(ctx, &cur); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("the PodMonitor once its CRD exists", func(t *testing.T) {
 		installPodMonitorCRD(t)
 		reconcileOnce(t, r, c)
