@@ -62,6 +62,10 @@ func prepare(l Layout, manifest []byte, docs, configMaps SecretDocs, runAs, pgBi
 	if err := checkResume(l, c); err != nil {
 		return nil, err
 	}
+	queries, err := resolveCustomQueries(l, c, docs, configMaps)
+	if err != nil {
+		return nil, err
+	}
 	u, err := currentOwner(runAs)
 	if err != nil {
 		return nil, err
@@ -100,7 +104,7 @@ func prepare(l Layout, manifest []byte, docs, configMaps SecretDocs, runAs, pgBi
 	if err := checkReferencedSecrets(c, store); err != nil {
 		return nil, err
 	}
-	if err := writeCustomQueries(l, c, store, configMaps, progress); err != nil {
+	if err := writeCustomQueries(l, c, queries, configMaps, progress); err != nil {
 		return nil, err
 	}
 	if err := p.writeInstanceConfigs(); err != nil {
@@ -457,26 +461,27 @@ func checkSocketPath(dir string, c *v1.Cluster) error {
 	return nil
 }
 
-// writeCustomQueries keeps the file's ConfigMaps in the state directory,
-// resolves spec.monitoring's custom queries from them and the secrets,
-// checks them (every problem named with its field, ConfigMap or Secret,
-// query and key) and writes the canonical file the exporters read. It says
-// what applies on Kubernetes only.
-func writeCustomQueries(l Layout, c *v1.Cluster, store secrets.Store, configMaps SecretDocs, progress func(string)) error {
+// resolveCustomQueries resolves spec.monitoring's custom queries from the
+// file's ConfigMaps and Secrets, else those already in the state directory,
+// and checks them (every problem named with its field, ConfigMap or
+// Secret, query and key). It writes nothing: a refusal leaves the state
+// directory as it was.
+func resolveCustomQueries(l Layout, c *v1.Cluster, docs, configMaps SecretDocs) (*customqueries.Set, error) {
 	cms := secrets.DirStore{Root: l.ConfigMapsDir()}
-	for _, name := range slices.Sorted(maps.Keys(configMaps)) {
-		if err := cms.Put(name, configMaps[name]); err != nil {
-			return fmt.Errorf("writing the file's ConfigMap %q: %w", name, err)
-		}
-		progress("configmaps: " + name + " written from the manifest file")
-	}
+	store := secrets.DirStore{Root: l.SecretsDir()}
 	sources, err := CustomQuerySources(c, func(kind, name string) (map[string][]byte, error) {
 		if kind == "ConfigMap" {
+			if d, ok := configMaps[name]; ok {
+				return d, nil
+			}
 			d, err := cms.Get(name)
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil, errors.New("not found (add it to the manifest file)")
 			}
 			return d, err
+		}
+		if d, ok := docs[name]; ok {
+			return d, nil
 		}
 		d, err := store.Get(name)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -485,11 +490,21 @@ func writeCustomQueries(l Layout, c *v1.Cluster, store secrets.Store, configMaps
 		return d, err
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	set, err := customqueries.Parse(sources)
-	if err != nil {
-		return err
+	return customqueries.Parse(sources)
+}
+
+// writeCustomQueries keeps the file's ConfigMaps in the state directory
+// and writes the checked queries as the file the exporters read. It says
+// what applies on Kubernetes only.
+func writeCustomQueries(l Layout, c *v1.Cluster, set *customqueries.Set, configMaps SecretDocs, progress func(string)) error {
+	cms := secrets.DirStore{Root: l.ConfigMapsDir()}
+	for _, name := range slices.Sorted(maps.Keys(configMaps)) {
+		if err := cms.Put(name, configMaps[name]); err != nil {
+			return fmt.Errorf("writing the file's ConfigMap %q: %w", name, err)
+		}
+		progress("configmaps: " + name + " written from the manifest file")
 	}
 	b, err := set.Encode()
 	if err != nil {

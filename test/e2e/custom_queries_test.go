@@ -27,6 +27,7 @@ spec:
       - {name: e2e-queries, key: queries}
     customQueriesSecret:
       - {name: e2e-secret-queries, key: queries}
+    enablePodMonitor: true
 ---
 apiVersion: v1
 kind: ConfigMap
@@ -84,7 +85,16 @@ stringData:
 // dashboard must be one the real exporters emitted.
 func TestCustomQueries(t *testing.T) {
 	osUser := runAsUser(t)
-	dir := upCluster(t, "custom-queries", customQueriesManifest)
+	dir := newStateDir(t, "custom-queries")
+	t.Cleanup(func() { _, _ = pgward(context.Background(), "local", "down", "--purge", "--dir", dir) })
+	manifest := writeManifest(t, "custom-queries.yaml", customQueriesManifest)
+	up := mustPgward(t, "local", "up", "-f", manifest, "--dir", dir)
+	for _, want := range []string{"configmaps: e2e-queries written from the manifest file", "monitoring: 6 custom queries, run by each exporter as pgward_monitor",
+		"note: spec.monitoring.enablePodMonitor (and its relabelings) applies on Kubernetes only"} {
+		if !strings.Contains(up, want) {
+			t.Errorf("up does not say %q:\n%s", want, up)
+		}
+	}
 	ctx := context.Background()
 
 	var cs struct {
@@ -182,6 +192,32 @@ func TestCustomQueries(t *testing.T) {
 	if !strings.Contains(r, `cnpg_e2e_databases_present{datname="app"} 1`) || strings.Contains(r, "cnpg_e2e_primary_recovery") {
 		t.Errorf("the replica runs every query but the primary-only one:\n%s", grepLines(r, "cnpg_"))
 	}
+
+	t.Run("a changed ConfigMap reaches the running exporters", func(t *testing.T) {
+		changed := strings.Replace(customQueriesManifest, "    e2e_sleep:\n", "    e2e_added:\n      query: SELECT 42 AS answer\n      metrics:\n        - answer: {usage: GAUGE, description: Added later}\n    e2e_sleep:\n", 1)
+		if err := os.WriteFile(manifest, []byte(changed), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mustPgward(t, "local", "up", "-f", manifest, "--dir", dir)
+		if m, _ := scrape("cq-2"); !strings.Contains(m, "cnpg_e2e_added_answer 42") {
+			t.Errorf("the added query does not run:\n%s", grepLines(m, "e2e_added"))
+		}
+		// A refused change is refused by up, naming where, and changes nothing.
+		bad := strings.Replace(customQueriesManifest, "SELECT pg_sleep(3) IS NOT NULL AS slept", "DELETE FROM public.victim", 1)
+		if err := os.WriteFile(manifest, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := pgward(ctx, "local", "up", "-f", manifest, "--dir", dir)
+		if err == nil || !strings.Contains(out, `spec.monitoring.customQueriesConfigMap[0] (ConfigMap e2e-queries, key queries): query "e2e_sleep", key query: starts with "DELETE"`) {
+			t.Errorf("up with a writing query: %v\n%s", err, out)
+		}
+		if m, _ := scrape("cq-2"); !strings.Contains(m, "cnpg_e2e_added_answer 42") {
+			t.Errorf("a refused change removed the queries")
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "configmaps", "e2e-queries", "queries")); err != nil || strings.Contains(string(b), "DELETE") {
+			t.Errorf("the refused ConfigMap was stored: %v %s", err, b)
+		}
+	})
 
 	t.Run("alerts and dashboard name only metrics the exporter emits", func(t *testing.T) {
 		emitted := map[string]bool{}
