@@ -172,7 +172,7 @@ fuzz: ## run each fuzz target briefly
 # noisier. Building images and running pods needs root, as CI has.
 test: deps lint vulncheck kube-binaries
 	@hack/install-deps.sh --kube
-	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" go test -p 1 -count=1 -timeout 30m $(PKGS)
+	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" go test -p 1 -count=1 -timeout 45m $(PKGS)
 	cd hack/image && go test -count=1 ./...
 	$(MAKE) --no-print-directory bench-check
 	hack/images.sh

@@ -1,6 +1,7 @@
 package v1
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -24,6 +25,7 @@ const (
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyInstances`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Primary",type=string,JSONPath=`.status.currentPrimary`
+// +kubebuilder:printcolumn:name="Description",type=string,JSONPath=`.spec.description`,priority=1
 type Cluster struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -135,6 +137,105 @@ type ClusterSpec struct {
 	// PostgreSQL has no such field); the local runtime ignores it.
 	// +optional
 	NetworkPolicy *NetworkPolicyConfiguration `json:"networkPolicy,omitempty"`
+
+	// Description is a free text about the cluster, stored and shown.
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// Affinity places the pods (Kubernetes only).
+	// +optional
+	Affinity *AffinityConfiguration `json:"affinity,omitempty"`
+
+	// TopologySpreadConstraints spread the pods (Kubernetes only); a
+	// constraint without a labelSelector selects the cluster's pods.
+	// +optional
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+
+	// PriorityClassName of the pods (Kubernetes only).
+	// +optional
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+
+	// SchedulerName of the pods (Kubernetes only).
+	// +optional
+	SchedulerName string `json:"schedulerName,omitempty"`
+
+	// Resources of the postgres container (Kubernetes only): requests
+	// must not exceed limits.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// Env adds variables to the postgres container (Kubernetes only).
+	// Names pgward, PostgreSQL, libpq, pgBackRest, the dynamic loader or
+	// the Go runtime read are refused.
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// EnvFrom adds the keys of ConfigMaps and Secrets, under a prefix that
+	// cannot form a refused name (Kubernetes only).
+	// +optional
+	EnvFrom []corev1.EnvFromSource `json:"envFrom,omitempty"`
+
+	// InheritedMetadata are labels and annotations put on every object the
+	// operator makes for the cluster; pgward's own keys are refused.
+	// +optional
+	InheritedMetadata *EmbeddedObjectMetadata `json:"inheritedMetadata,omitempty"`
+
+	// PodSecurityContext is merged over pgward's (Kubernetes only), within
+	// the restricted Pod Security Standard and pgward's user 26.
+	// +optional
+	PodSecurityContext *corev1.PodSecurityContext `json:"podSecurityContext,omitempty"`
+
+	// SecurityContext is merged over the postgres container's (Kubernetes
+	// only), within the restricted Pod Security Standard.
+	// +optional
+	SecurityContext *corev1.SecurityContext `json:"securityContext,omitempty"`
+
+	// SeccompProfile of the pod and its container: RuntimeDefault (the
+	// default) or Localhost.
+	// +optional
+	SeccompProfile *corev1.SeccompProfile `json:"seccompProfile,omitempty"`
+
+	// Probes tunes the timing of the container's probes (Kubernetes only).
+	// +optional
+	Probes *ProbesConfiguration `json:"probes,omitempty"`
+
+	// ProjectedVolumeTemplate is a projected volume mounted read-only at
+	// /projected in the postgres container (Kubernetes only).
+	// +optional
+	ProjectedVolumeTemplate *corev1.ProjectedVolumeSource `json:"projectedVolumeTemplate,omitempty"`
+
+	// ServiceAccountTemplate shapes the pods' ServiceAccount.
+	// +optional
+	ServiceAccountTemplate *ServiceAccountTemplate `json:"serviceAccountTemplate,omitempty"`
+
+	// EnablePDB makes the PodDisruptionBudgets (default true).
+	// +optional
+	EnablePDB *bool `json:"enablePDB,omitempty"`
+
+	// ImageName is the operand image on Kubernetes: PostgreSQL 15 (and
+	// pgBackRest for backups), with or without pgward, which an init
+	// container copies in (docs/operator.md, "Operand images"). Default:
+	// the operator's own image. Locally PostgreSQL is the machine's
+	// (`pgward local up --pg-bin`).
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	ImageName string `json:"imageName,omitempty"`
+
+	// ImageCatalogRef takes the image from an ImageCatalog or
+	// ClusterImageCatalog entry instead of imageName.
+	// +optional
+	ImageCatalogRef *ImageCatalogRef `json:"imageCatalogRef,omitempty"`
+
+	// ImagePullPolicy of the operand image (Kubernetes).
+	// +optional
+	// +kubebuilder:validation:Enum=Always;Never;IfNotPresent
+	ImagePullPolicy string `json:"imagePullPolicy,omitempty"`
+
+	// ImagePullSecrets name docker-registry Secrets of the Cluster's
+	// namespace for pulling the operand image (Kubernetes).
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	ImagePullSecrets []LocalObjectReference `json:"imagePullSecrets,omitempty"`
 }
 
 // NetworkPolicyConfiguration describes the least-privilege NetworkPolicies
@@ -230,6 +331,20 @@ type SynchronousReplicaConfiguration struct {
 	// +kubebuilder:validation:Enum=required;preferred
 	// +optional
 	DataDurability string `json:"dataDurability,omitempty"`
+	// FailoverQuorum makes a failover wait until enough synchronous
+	// standbys answer to find every commit acknowledged synchronously.
+	// With dataDurability "required" pgward always does so, and false is
+	// refused; with "preferred" it is off unless set.
+	// +optional
+	FailoverQuorum *bool `json:"failoverQuorum,omitempty"`
+}
+
+// FailoverQuorum reports whether a failover must find every commit that
+// was acknowledged synchronously (always so with dataDurability
+// "required").
+func (s *ClusterSpec) FailoverQuorum() bool {
+	sy := s.PostgresConfiguration.Synchronous
+	return sy != nil && sy.FailoverQuorum != nil && *sy.FailoverQuorum
 }
 
 // SyncBounds returns the minimum and maximum number of synchronous
@@ -371,6 +486,10 @@ type StorageConfiguration struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	StorageClass *string `json:"storageClass,omitempty"`
+	// PersistentVolumeClaimTemplate is the PVCs' spec on Kubernetes,
+	// merged with size and storageClass (which must agree with it).
+	// +optional
+	PersistentVolumeClaimTemplate *corev1.PersistentVolumeClaimSpec `json:"pvcTemplate,omitempty"`
 }
 
 // ClusterStatus is the observed state of a Cluster.

@@ -53,6 +53,7 @@ func SetDefaults(c *Cluster) {
 		setInitDBDefaults(c.Spec.Bootstrap.InitDB)
 	}
 	setBackupDefaults(c)
+	setStorageDefaults(&c.Spec.StorageConfiguration)
 }
 
 // setInitDBDefaults fills in the application database and initdb options.

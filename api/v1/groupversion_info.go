@@ -26,7 +26,8 @@ func Resource(resource string) schema.GroupResource {
 // that clients send with them, under SchemeGroupVersion.
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion, &Cluster{}, &ClusterList{},
-		&Backup{}, &BackupList{}, &ScheduledBackup{}, &ScheduledBackupList{})
+		&Backup{}, &BackupList{}, &ScheduledBackup{}, &ScheduledBackupList{},
+		&ImageCatalog{}, &ImageCatalogList{}, &ClusterImageCatalog{}, &ClusterImageCatalogList{})
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
 }

@@ -28,16 +28,13 @@ var foreignAPIVersions = []string{"postgresql.cnpg.io/v1", "postgresql.k8s.enter
 // not implement yet. Naming them in errors tells a user bringing a manifest
 // that the field is understood but unsupported, not misspelled.
 var cnpOnlyFields = specPaths(
-	"affinity", "description", "enablePDB", "env", "envFrom",
 	"ephemeralVolumeSource", "ephemeralVolumesSizeLimit",
-	"imageCatalogRef", "imageName", "imagePullPolicy",
-	"imagePullSecrets", "inheritedMetadata", "livenessProbeTimeout", "logLevel",
-	"managed.services", "monitoring.metricsQueriesTTL", "nodeMaintenanceWindow", "plugins",
-	"podSecurityContext", "postgresGID", "postgresUID", "priorityClassName", "probes",
-	"podSelectorRefs", "projectedVolumeTemplate", "replica", "replicationSlots", "resources",
-	"schedulerName", "seccompProfile", "securityContext",
-	"serviceAccountTemplate", "smartShutdownTimeout", "startDelay", "stopDelay",
-	"switchoverDelay", "tablespaces", "topologySpreadConstraints",
+	"livenessProbeTimeout", "logLevel",
+	"monitoring.metricsQueriesTTL", "nodeMaintenanceWindow", "plugins",
+	"postgresGID", "postgresUID",
+	"podSelectorRefs", "replica", "replicationSlots",
+	"smartShutdownTimeout", "startDelay", "stopDelay",
+	"switchoverDelay", "tablespaces",
 	"bootstrap.recovery.backup", "bootstrap.recovery.volumeSnapshots",
 	"bootstrap.recovery.recoveryTarget.targetTLI",
 	"backup.target", "backup.volumeSnapshot", "backup.pluginConfiguration",
@@ -65,11 +62,13 @@ var cnpOnlyFields = specPaths(
 	"postgresql.enableAlterSystem", "postgresql.extensions", "postgresql.ldap",
 	"postgresql.promotionTimeout",
 	"postgresql.syncReplicaElectionConstraint",
-	"postgresql.synchronous.failoverQuorum", "postgresql.synchronous.maxStandbyNamesFromCluster",
+	"postgresql.synchronous.maxStandbyNamesFromCluster",
 	"postgresql.synchronous.nodeFailureDomainKeys", "postgresql.synchronous.podFailureDomainKeys",
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",
-	"storage.pvcTemplate", "storage.resizeInUseVolumes",
+	"storage.resizeInUseVolumes",
 	"walStorage.pvcTemplate", "walStorage.resizeInUseVolumes",
+	"probes.startup.type", "probes.startup.maximumLag", "probes.readiness.type", "probes.readiness.maximumLag",
+	"probes.liveness.isolationCheck",
 )
 
 // listIndex matches the index of a list element in a field path, so that
@@ -358,11 +357,13 @@ func (w *fieldWalker) walkStruct(path string, obj map[string]any, t reflect.Type
 		}
 		ft, known := fields[k]
 		switch {
-		case known:
-			w.walk(child, obj[k], ft)
+		// Before known: a type pgward shares between fields (storage and
+		// walStorage) can know a field that one of them does not support.
 		case cnpOnlyFields[listIndex.ReplaceAllString(child, "[]")]:
 			w.errs = append(w.errs, fmt.Errorf(
 				"field %q is a Cloud Native PostgreSQL field that pgward does not support yet", child))
+		case known:
+			w.walk(child, obj[k], ft)
 		default:
 			w.errs = append(w.errs, fmt.Errorf("unknown field %q", child))
 		}

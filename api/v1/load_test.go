@@ -139,7 +139,7 @@ func TestLoadClusterErrors(t *testing.T) {
 		{"unknown and CNP fields, sorted by path", minimalManifest + `  backup: {volumeSnapshot: {}}
   externalClusters: [{name: a, plugin: {name: x}}]
   Instances: 4
-  imageName: ghcr.io/x:1
+  switchoverDelay: 60
   postgresql:
     paramters: {a: b}
     synchronous: {method: any, standbyNamesPre: [a]}
@@ -150,6 +150,9 @@ func TestLoadClusterErrors(t *testing.T) {
       dtabase: app
   storage:
     pvcTemplate: {}
+  walStorage:
+    pvcTemplate: {}
+  probes: {startup: {type: streaming}}
   nope: 1
 metadata2: {}
 `, []string{
@@ -160,11 +163,13 @@ metadata2: {}
 			`field "spec.bootstrap.initdb.walSegmentSize" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.bootstrap.recovery.volumeSnapshots" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.externalClusters[0].plugin" is a Cloud Native PostgreSQL field that pgward does not support yet`,
-			`field "spec.imageName" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`unknown field "spec.nope"`,
 			`unknown field "spec.postgresql.paramters"`,
 			`field "spec.postgresql.synchronous.standbyNamesPre" is a Cloud Native PostgreSQL field that pgward does not support yet`,
-			`field "spec.storage.pvcTemplate" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.probes.startup.type" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.switchoverDelay" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			// The type is shared with storage, which supports it.
+			`field "spec.walStorage.pvcTemplate" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 		}},
 		{"unknown metadata and list item fields", `apiVersion: postgresql.pgward.io/v1
 kind: Cluster

@@ -9,6 +9,9 @@ type ManagedConfiguration struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=1000
 	Roles []RoleConfiguration `json:"roles,omitempty"`
+	// Services changes the operator's Services on Kubernetes.
+	// +optional
+	Services *ManagedServices `json:"services,omitempty"`
 }
 
 // RoleConfiguration is one role, with Cloud Native PostgreSQL's fields.

@@ -58,7 +58,10 @@ func (c *Cluster) Validate() field.ErrorList {
 	errs = append(errs, c.validateTypeMeta()...)
 	errs = append(errs, c.validateMetadata(field.NewPath("metadata"))...)
 	errs = append(errs, c.Spec.validate(field.NewPath("spec"))...)
+	errs = append(errs, c.Spec.validatePodShape(field.NewPath("spec"), c.Name)...)
 	errs = append(errs, c.validateSecretReferences()...)
+	errs = append(errs, c.Spec.validateImage(field.NewPath("spec"))...)
+	errs = append(errs, c.validateServices()...)
 	return errs
 }
 
@@ -317,6 +320,10 @@ func (s *ClusterSpec) validateSynchronous(path *field.Path) field.ErrorList {
 	}
 	if d := sy.DataDurability; d != "" && d != "required" && d != "preferred" {
 		errs = append(errs, field.NotSupported(path.Child("dataDurability"), d, []string{"required", "preferred"}))
+	}
+	if q := sy.FailoverQuorum; q != nil && !*q && sy.DataDurability != "preferred" {
+		errs = append(errs, field.Invalid(path.Child("failoverQuorum"), false,
+			`with dataDurability "required" pgward never fails over to a standby that may lack an acknowledged commit; for failovers that may lose some, set dataDurability: preferred`))
 	}
 	return errs
 }

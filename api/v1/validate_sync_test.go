@@ -37,6 +37,15 @@ func TestSynchronousAndFailoverDelay(t *testing.T) {
 		{"bad durability", func(c *Cluster) {
 			c.Spec.PostgresConfiguration.Synchronous = &SynchronousReplicaConfiguration{Method: "any", Number: 1, DataDurability: "maybe"}
 		}, "spec.postgresql.synchronous.dataDurability"},
+		{"failoverQuorum with required durability", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Synchronous = &SynchronousReplicaConfiguration{Method: "any", Number: 1, FailoverQuorum: ptrTo(true)}
+		}, ""},
+		{"failoverQuorum with preferred durability", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Synchronous = &SynchronousReplicaConfiguration{Method: "any", Number: 1, DataDurability: "preferred", FailoverQuorum: ptrTo(true)}
+		}, ""},
+		{"failoverQuorum off under required durability", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Synchronous = &SynchronousReplicaConfiguration{Method: "any", Number: 1, FailoverQuorum: ptrTo(false)}
+		}, "spec.postgresql.synchronous.failoverQuorum"},
 		{"negative failover delay", func(c *Cluster) { c.Spec.FailoverDelay = -1 }, "spec.failoverDelay"},
 	}
 	for _, tc := range cases {
@@ -67,3 +76,5 @@ func TestSyncBounds(t *testing.T) {
 		t.Errorf("preferred: %d %d", lo, hi)
 	}
 }
+
+func ptrTo[T any](v T) *T { return &v }

@@ -74,8 +74,11 @@ var namespaced = map[string]bool{
 	"postgresql.pgward.io/scheduledbackups":            true,
 	"postgresql.pgward.io/scheduledbackups/finalizers": true,
 	"postgresql.pgward.io/scheduledbackups/status":     true,
-	"rbac.authorization.k8s.io/rolebindings":           true,
-	"rbac.authorization.k8s.io/roles":                  true,
+	"postgresql.pgward.io/imagecatalogs":               true,
+	// The catalogs every namespace's Clusters may name (read only).
+	"postgresql.pgward.io/clusterimagecatalogs": false,
+	"rbac.authorization.k8s.io/rolebindings":    true,
+	"rbac.authorization.k8s.io/roles":           true,
 	// The webhook configurations the operator keeps its CA in, and the
 	// reviews that authorize scrapers of its metrics.
 	"admissionregistration.k8s.io/mutatingwebhookconfigurations":   false,
@@ -114,7 +117,7 @@ func generate(dir string, namespaces []string) ([]byte, error) {
 		return nil, errors.New("config/manager/operator.yaml must start with the Namespace")
 	}
 	var crd []map[string]any
-	for _, kind := range []string{"clusters", "backups", "scheduledbackups"} {
+	for _, kind := range []string{"clusters", "backups", "scheduledbackups", "imagecatalogs", "clusterimagecatalogs"} {
 		docs, err := readDocs(filepath.Join(dir, "crd", "bases", "postgresql.pgward.io_"+kind+".yaml"))
 		if err != nil {
 			return nil, err

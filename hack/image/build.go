@@ -36,6 +36,9 @@ const (
 	OperandTag  = "pgward/postgresql:15"
 	OperatorRep = "pgward/pgward"
 	PauseTag    = "pgward.local/pause:1"
+	// PlainTag is PostgreSQL 15 without pgward (image plain): a stand-in
+	// for a user's operand image in the tests, never shipped.
+	PlainTag = "pgward.local/postgresql-plain:15"
 )
 
 // Users the images run as. 26 is PostgreSQL's uid/gid in pgward's pods (and
@@ -132,6 +135,23 @@ func Operand(in Inputs) (v1.Image, error) {
 		WorkingDir: "/var/lib/postgresql",
 		Env:        []string{"PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"},
 		Labels:     labels(in, "pgward PostgreSQL 15 instance", "PostgreSQL 15 from Debian and pgward's instance manager"),
+	})
+}
+
+// Plain is the operand's root filesystem alone: Debian, PostgreSQL 15 and
+// pgBackRest, user 26, no pgward.
+func Plain(in Inputs) (v1.Image, error) {
+	base, err := tarball.LayerFromFile(in.Rootfs)
+	if err != nil {
+		return nil, fmt.Errorf("root filesystem layer: %w", err)
+	}
+	return assemble(in, []layer{
+		{base, "debian bookworm minbase + postgresql-15 + pgbackrest (hack/rootfs.sh), without pgward"},
+	}, v1.Config{
+		User:       postgresUser,
+		WorkingDir: "/var/lib/postgresql",
+		Env:        []string{"PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"},
+		Labels:     labels(in, "PostgreSQL 15 without pgward (test image)", "a stand-in for a user's operand image"),
 	})
 }
 

@@ -15,6 +15,7 @@
 //	image build -out DIR -rootfs R -pgward B -pause P -version V -epoch N [-revision R] [-oci]
 //	image check -user UID:GID IMAGE.tar
 //	image control -out FILE.tar   an image with known faults, for the gates' negative test
+//	image plain -out FILE.tar -rootfs R -epoch N   PostgreSQL 15 without pgward, for the user-image test
 package main
 
 import (
@@ -37,6 +38,8 @@ func main() {
 		check(os.Args[2:])
 	case "control":
 		control(os.Args[2:])
+	case "plain":
+		plain(os.Args[2:])
 	default:
 		usage()
 	}
@@ -135,4 +138,26 @@ func control(args []string) {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "image:", err)
 	os.Exit(1)
+}
+
+// plain writes PlainTag: the operand's root filesystem without pgward,
+// standing for a user's image (CloudNativePG's, say) in test/kube: its
+// pods must run from the pgward binary their init container copies in.
+func plain(args []string) {
+	fs := flag.NewFlagSet("plain", flag.ExitOnError)
+	out := fs.String("out", "", "the tarball to write")
+	rootfs := fs.String("rootfs", "", "the operand's root filesystem tarball (hack/rootfs.sh)")
+	epoch := fs.Int64("epoch", 0, "timestamp of the image (SOURCE_DATE_EPOCH)")
+	_ = fs.Parse(args)
+	if *out == "" || *rootfs == "" || *epoch <= 0 {
+		usage()
+	}
+	img, err := Plain(Inputs{Rootfs: *rootfs, Epoch: time.Unix(*epoch, 0).UTC()})
+	if err != nil {
+		fail(err)
+	}
+	if err := writeTarball(*out, PlainTag, img); err != nil {
+		fail(err)
+	}
+	fmt.Printf("%s  %s\n", PlainTag, *out)
 }

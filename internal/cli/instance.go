@@ -48,7 +48,20 @@ func NewInstanceCmd() *cobra.Command {
 	}
 	run.Flags().StringVar(&configPath, "config", "", "instance manager config file (JSON)")
 	_ = run.MarkFlagRequired("config")
-	cmd.AddCommand(run, newInstanceStatusCmd())
+	install := &cobra.Command{
+		Use:    "install-binary DEST",
+		Short:  "Copy this pgward binary to DEST (the init container of a pod whose image has no pgward)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := instance.InstallBinary(args[0]); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "pgward copied to %s\n", args[0])
+			return err
+		},
+	}
+	cmd.AddCommand(run, install, newInstanceStatusCmd())
 	return cmd
 }
 

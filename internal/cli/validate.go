@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -103,6 +105,11 @@ func validateManifestFile(data []byte) (string, error) {
 		cluster           *v1.Cluster
 		secrets           = map[string]secretDoc{}
 		configMaps        = map[string]map[string][]byte{}
+		// issued maps a Secret's name to the cert-manager Certificate
+		// that fills it: CloudNativePG's samples ship such Secrets
+		// empty, for cert-manager to write on Kubernetes.
+		issued   = map[string]string{}
+		catalogs = map[string]*v1.ImageCatalogSpec{}
 	)
 	for i, doc := range docs {
 		var tm typeMeta
@@ -122,6 +129,13 @@ func validateManifestFile(data []byte) (string, error) {
 				continue
 			}
 			cluster = c
+		case tm.Kind == v1.ImageCatalogKind || tm.Kind == v1.ClusterImageCatalogKind:
+			kind, name, spec, err := v1.LoadImageCatalog(doc)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("document %d (%s %q): %v", i+1, tm.Kind, tm.Metadata.Name, err))
+				continue
+			}
+			catalogs[kind+"/"+name] = spec
 		case tm.Kind == "Secret" && tm.APIVersion == "v1":
 			var s secretDoc
 			if err := yaml.UnmarshalStrict(doc, &s); err != nil {
@@ -136,8 +150,18 @@ func validateManifestFile(data []byte) (string, error) {
 				continue
 			}
 			configMaps[name] = data
+		case tm.Kind == "Certificate" && strings.HasPrefix(tm.APIVersion, "cert-manager.io/"):
+			var crt struct {
+				Spec struct {
+					SecretName string `json:"secretName"`
+				} `json:"spec"`
+			}
+			if err := yaml.Unmarshal(doc, &crt); err == nil && crt.Spec.SecretName != "" {
+				issued[crt.Spec.SecretName] = tm.Metadata.Name
+			}
+			skipped = append(skipped, fmt.Sprintf("skipped: %s %q (applied with kubectl; cert-manager fills Secret %q)", tm.Kind, tm.Metadata.Name, crt.Spec.SecretName))
 		default:
-			// Issuers, Certificates, PodMonitors... are applied with
+			// Issuers, PodMonitors... are applied with
 			// kubectl; pgward reads only the Cluster and its Secrets.
 			skipped = append(skipped, fmt.Sprintf("skipped: %s %q (not read by pgward)", tm.Kind, tm.Metadata.Name))
 		}
@@ -146,8 +170,26 @@ func validateManifestFile(data []byte) (string, error) {
 		problems = append(problems, "no Cluster in the file")
 	}
 	if cluster != nil {
+		for _, name := range slices.Sorted(maps.Keys(issued)) {
+			crt := issued[name]
+			if _, ok := secrets[name]; ok {
+				// Its keys are cert-manager's to write: the operator
+				// reads them when they exist; locally `up` checks them.
+				delete(secrets, name)
+				skipped = append(skipped, fmt.Sprintf("not checked: Secret %q (filled by cert-manager's Certificate %q on Kubernetes; pgward local up needs its keys in the file)", name, crt))
+			}
+		}
 		problems = append(problems, checkSecretDocs(cluster, secrets)...)
 		problems = append(problems, checkCustomQueries(cluster, secrets, configMaps)...)
+		// A catalog in the same file must have the entry the Cluster
+		// selects; one applied separately is checked by the operator.
+		if ref := cluster.Spec.ImageCatalogRef; ref != nil {
+			if spec, ok := catalogs[ref.Kind+"/"+ref.Name]; ok {
+				if _, ok := spec.ImageFor(ref.Major); !ok {
+					problems = append(problems, fmt.Sprintf("spec.imageCatalogRef: %s %q in this file has no image for major %d", ref.Kind, ref.Name, ref.Major))
+				}
+			}
+		}
 	}
 	if len(problems) > 0 {
 		return "", fmt.Errorf("invalid:\n  %s", strings.Join(problems, "\n  "))

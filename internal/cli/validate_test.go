@@ -19,6 +19,23 @@ spec:
         name: app-creds
 `
 
+// tlsCluster names its own server certificate, as CloudNativePG's
+// cert-manager sample does.
+const (
+	tlsCluster = `apiVersion: postgresql.pgward.io/v1
+kind: Cluster
+metadata:
+  name: shop
+spec:
+  instances: 1
+  certificates:
+    serverCASecret: srv
+    serverTLSSecret: srv
+`
+	emptyServerSecret = "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: srv\n"
+	serverCertificate = "---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: srv-cert\nspec:\n  secretName: srv\n"
+)
+
 func TestValidateManifestFile(t *testing.T) {
 	for _, tc := range []struct {
 		name, file, want string
@@ -42,10 +59,20 @@ func TestValidateManifestFile(t *testing.T) {
 		{"a missing key", strings.Replace(validCluster, "spec:\n", "spec:\n  monitoring:\n    customQueriesConfigMap: [{name: q, key: other}]\n", 1) +
 			"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: q\ndata:\n  k: x\n", `spec.monitoring.customQueriesConfigMap[0]: ConfigMap "q" has no key "other"`},
 		{"a labelled Secret", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  namespace: db\n  labels:\n    a: b\n  annotations:\n    c: d\n", "1 Secret(s) checked"},
+		{"a Secret cert-manager fills", tlsCluster + emptyServerSecret + serverCertificate,
+			`not checked: Secret "srv" (filled by cert-manager's Certificate "srv-cert"`},
+		{"an empty Secret nobody fills", tlsCluster + emptyServerSecret,
+			`Secret "srv" (spec.certificates.serverTLSSecret) has no key "tls.crt"`},
 		{"two Clusters", validCluster + "---\n" + validCluster, "a second Cluster"},
 		{"no Cluster", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n", "no Cluster in the file"},
 		{"an invalid Cluster", strings.Replace(validCluster, "instances: 2", "instances: 0", 1), "spec.instances: must be at least 1"},
 		{"empty", "# nothing\n", "the manifest is empty"},
+		{"its catalog", catalog("15", "15") + strings.Replace(validCluster, "instances: 2", "instances: 2\n  imageCatalogRef: {kind: ImageCatalog, name: images, major: 15}", 1),
+			`Cluster "shop" is valid`},
+		{"its catalog without 15", catalog("16", "16") + strings.Replace(validCluster, "instances: 2", "instances: 2\n  imageCatalogRef: {kind: ImageCatalog, name: images, major: 15}", 1),
+			`spec.imageCatalogRef: ImageCatalog "images" in this file has no image for major 15`},
+		{"a catalog whose tag contradicts", catalog("16", "15") + validCluster, `spec.images[0].image`},
+		{"a catalog of pooler images", strings.TrimSuffix(catalog("15", "15"), "---\n") + "  componentImages:\n    - {key: pgbouncer, image: x}\n---\n" + validCluster, `field "spec.componentImages" is a Cloud Native PostgreSQL field that pgward does not support yet`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := validateManifestFile([]byte(tc.file))
@@ -58,4 +85,10 @@ func TestValidateManifestFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// catalog is an ImageCatalog "images" (CloudNativePG's apiVersion) with
+// one entry: the image's tag and its major.
+func catalog(tag, major string) string {
+	return "apiVersion: postgresql.cnpg.io/v1\nkind: ImageCatalog\nmetadata:\n  name: images\n  labels: {a: b}\nspec:\n  images:\n    - image: ghcr.io/cloudnative-pg/postgresql:" + tag + "\n      major: " + major + "\n---\n"
 }

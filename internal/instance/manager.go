@@ -107,6 +107,16 @@ type Manager struct {
 
 // NewManager loads the cluster spec the config points at.
 func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
+	// The image decides where PostgreSQL is, and which: a user's image
+	// (spec.imageName) may keep it elsewhere, or be another major.
+	bin, err := ResolvePGBinDir(context.Background(), cfg.PGBinDir)
+	if err != nil {
+		return nil, err
+	}
+	if bin != cfg.PGBinDir {
+		log.Info("PostgreSQL found elsewhere than configured", "configured", cfg.PGBinDir, "found", bin)
+		cfg.PGBinDir = bin
+	}
 	fi, err := os.Stat(cfg.ClusterFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading cluster manifest: %w", err)

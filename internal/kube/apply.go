@@ -53,6 +53,16 @@ func ensure[T client.Object](ctx context.Context, c client.Client, owner *v1.Clu
 	}
 	maps.Copy(labels, desired.GetLabels())
 	current.SetLabels(labels)
+	// Annotations too (spec.inheritedMetadata's, serviceAccountTemplate's),
+	// merged like labels: those other controllers add stay.
+	if want := desired.GetAnnotations(); len(want) > 0 {
+		annotations := current.GetAnnotations()
+		if annotations == nil {
+			annotations = map[string]string{}
+		}
+		maps.Copy(annotations, want)
+		current.SetAnnotations(annotations)
+	}
 	if equality.Semantic.DeepEqual(before, current) {
 		return current, nil
 	}

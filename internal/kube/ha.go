@@ -260,6 +260,11 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 				return
 			}
 			out[i] = observation{plan: control.Observation(st, sent), wire: st}
+			if r.isOutdated(c, name) {
+				// A new image is a restart the planner rolls like any
+				// other: replicas one at a time, then the primary.
+				out[i].plan.PendingRestart = true
+			}
 			ids[i] = st.RequestID
 		}()
 	}
@@ -337,6 +342,9 @@ func (r *ClusterReconciler) execute(ctx context.Context, c *v1.Cluster, mem plan
 	pod := pods[a.Instance]
 	if pod == nil {
 		return fmt.Errorf("%s: no pod %s", a.Kind, a.Instance)
+	}
+	if a.Kind == plan.ActionRestart && r.isOutdated(c, a.Instance) {
+		return r.recreatePod(ctx, pod)
 	}
 	var primary *instanceapi.Endpoint
 	if a.Primary != "" {

@@ -223,6 +223,9 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		if err := SetupBackupWebhooksWithManager(mgr); err != nil {
 			return fmt.Errorf("registering the backup webhooks: %w", err)
 		}
+		if err := SetupImageCatalogWebhooksWithManager(mgr); err != nil {
+			return fmt.Errorf("image catalog webhooks: %w", err)
+		}
 		if err := mgr.Add(certs); err != nil {
 			return err
 		}

@@ -2,10 +2,12 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/kube/build"
@@ -19,8 +21,26 @@ import (
 // A pod's spec is immutable: an existing pod only gets its labels updated.
 func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, target string, mon monitoringResult) (map[string]*corev1.Pod, error) {
 	pods := map[string]*corev1.Pod{}
+	opts, err := r.podOptions(ctx, c)
+	r.setImageError(c, err)
+	if err != nil {
+		// A catalog gone or changed wrongly must not stop a running
+		// cluster's failovers: its pods keep the image they run, and the
+		// OperandImage condition says why nothing rolls. A cluster with
+		// no pod yet waits for a resolvable image instead of guessing.
+		kept, ok, lerr := r.currentImageOptions(ctx, c)
+		if lerr != nil {
+			return nil, errors.Join(err, lerr)
+		}
+		if !ok {
+			return nil, err
+		}
+		log.FromContext(ctx).Info("operand image unresolved: the pods keep theirs", "error", err.Error(), "image", build.OperandImage(kept))
+		opts = kept
+	}
+	outdated := map[string]bool{}
 	for _, name := range build.InstanceNames(c) {
-		cfg, err := build.InstanceConfigSecret(c, name, target, r.Options)
+		cfg, err := build.InstanceConfigSecret(c, name, target, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -35,12 +55,17 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		if _, err := ensure(ctx, r.Client, c, pvc, growPVC); err != nil {
 			return nil, err
 		}
-		pod, err := ensure(ctx, r.Client, c, build.Pod(c, name, roleOf(name, target), r.Options), func(_, _ *corev1.Pod) {})
+		want := build.Pod(c, name, roleOf(name, target), opts)
+		pod, err := ensure(ctx, r.Client, c, want, func(_, _ *corev1.Pod) {})
 		if err != nil {
 			return nil, err
 		}
 		pods[name] = pod
+		if podImagesOutdated(pod, want) {
+			outdated[name] = true
+		}
 	}
+	r.setOutdated(c, outdated)
 	if err := r.removeExtraInstances(ctx, c, target); err != nil {
 		return nil, err
 	}

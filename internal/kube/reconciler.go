@@ -65,6 +65,10 @@ type ClusterReconciler struct {
 	acks map[string]map[string]uint64 // cluster -> instance -> last RequestID
 	mems map[string]clusterMemory     // cluster -> planner memory between reconciles
 	said map[string]time.Time         // deduplicates repeated events and logs
+	// outdated: cluster -> instances whose pods run outdated images (images.go)
+	outdated map[string]map[string]bool
+	// imageErrs: cluster -> why its catalog entry does not resolve (images.go)
+	imageErrs map[string]string
 }
 
 var _ reconcile.Reconciler = (*ClusterReconciler)(nil)
@@ -196,6 +200,9 @@ func (r *ClusterReconciler) ensureClusterObjects(ctx context.Context, c *v1.Clus
 			return err
 		}
 	}
+	if err := r.ensureManagedServices(ctx, c); err != nil {
+		return err
+	}
 	if _, err := ensure(ctx, r.Client, c, build.ServiceAccount(c), func(cur, want *corev1.ServiceAccount) {
 		cur.AutomountServiceAccountToken = want.AutomountServiceAccountToken
 	}); err != nil {
@@ -225,6 +232,14 @@ func (r *ClusterReconciler) ensureClusterObjects(ctx context.Context, c *v1.Clus
 		}
 	}
 	if len(pdbs) == 1 {
+		if err := deleteOwned(ctx, r.Client, c, &policyv1.PodDisruptionBudget{ObjectMeta: objectKey(c, build.ReplicaPDBName(c))}); err != nil {
+			return err
+		}
+	}
+	if len(pdbs) == 0 { // spec.enablePDB: false
+		if err := deleteOwned(ctx, r.Client, c, &policyv1.PodDisruptionBudget{ObjectMeta: objectKey(c, build.PrimaryPDBName(c))}); err != nil {
+			return err
+		}
 		if err := deleteOwned(ctx, r.Client, c, &policyv1.PodDisruptionBudget{ObjectMeta: objectKey(c, build.ReplicaPDBName(c))}); err != nil {
 			return err
 		}
@@ -295,6 +310,8 @@ func (r *ClusterReconciler) forget(key string) {
 	r.mu.Lock()
 	delete(r.acks, key)
 	delete(r.mems, key)
+	delete(r.outdated, key)
+	delete(r.imageErrs, key)
 	r.mu.Unlock()
 	if f, ok := r.Instances.(interface{ Forget(string) }); ok {
 		f.Forget(key)

@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	v1 "github.com/pgward/pgward/api/v1"
@@ -48,6 +49,8 @@ func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 		Owns(&rbacv1.RoleBinding{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&networkingv1.NetworkPolicy{}).
+		Watches(&v1.ImageCatalog{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfCatalog(v1.ImageCatalogKind))).
+		Watches(&v1.ClusterImageCatalog{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfCatalog(v1.ClusterImageCatalogKind))).
 		// Name validation guards against two controllers of one name in a
 		// process; the operator runs one manager, its tests several.
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, SkipNameValidation: new(true)}).

@@ -51,6 +51,7 @@ func (r *ClusterReconciler) updateStatus(ctx context.Context, c, desired *v1.Clu
 	if cond, ok := configCondition(obs, c.Generation); ok {
 		meta.SetStatusCondition(&st.Conditions, cond)
 	}
+	r.setImageCondition(c, &st.Conditions)
 	observeStatus(c)
 	if equality.Semantic.DeepEqual(before.Status, c.Status) {
 		return nil

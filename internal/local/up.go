@@ -87,6 +87,12 @@ func Up(ctx context.Context, o UpOptions) error {
 	if sc := p.cluster.Spec.StorageConfiguration.StorageClass; sc != nil {
 		say(fmt.Sprintf("note: spec.storage.storageClass %q applies on Kubernetes; locally the data is in %s", *sc, filepath.Join(l.Dir, "instances")))
 	}
+	if d := p.cluster.Spec.Description; d != "" {
+		say("description: " + d) // validated: no control characters
+	}
+	for _, n := range append(podShapeNotes(p.cluster), kubernetesOnlyNotes(p.cluster, p.state.PGBinDir)...) {
+		say(n)
+	}
 	if bound, err := fenceTiming(p.state.HA).Bound(); err == nil && p.cluster.Spec.Instances > 1 {
 		say(fmt.Sprintf("failover: at once when a primary's postmaster dies; an unreachable primary is replaced after %s (it fences itself after %s without the controller)",
 			bound.Round(100*time.Millisecond), p.state.HA.SelfFence.Duration))

@@ -27,6 +27,7 @@ func SpecFromCluster(c *v1.Cluster, names []string) (Spec, error) {
 		// under a second, where a restart in place stops writes longer).
 		SupervisedPrimaryUpdate: c.Spec.PrimaryUpdateStrategy == "supervised",
 		RestartPrimaryInPlace:   c.Spec.PrimaryUpdateMethod == "restart",
+		FailoverQuorum:          c.Spec.FailoverQuorum(),
 	}
 	return s, s.Validate()
 }

@@ -42,6 +42,13 @@ func syncSpec(lo, hi int) plan.Spec {
 	return s
 }
 
+// quorumSpec is dataDurability "preferred" with failoverQuorum.
+func quorumSpec() plan.Spec {
+	s := syncSpec(0, 1)
+	s.FailoverQuorum = true
+	return s
+}
+
 func withSync(m plan.Memory, cs ...plan.SyncConfig) plan.Memory {
 	m.SyncStandbys = cs
 	return m

@@ -50,6 +50,12 @@ type Spec struct {
 	// instead of switching over to an updated replica.
 	SupervisedPrimaryUpdate bool
 	RestartPrimaryInPlace   bool
+	// FailoverQuorum applies the quorum check of required synchronous
+	// replication to preferred replication too (CloudNativePG's
+	// synchronous.failoverQuorum): writes go on with fewer standbys, but
+	// a failover waits until enough of the recorded standbys answer to
+	// find every commit that was acknowledged synchronously.
+	FailoverQuorum bool
 }
 
 func (s Spec) withDefaults() Spec {
@@ -115,9 +121,9 @@ func (s Spec) has(name string) bool {
 	return false
 }
 
-// durable reports whether s requires synchronous replication
-// (dataDurability "required"): then no failover may lose an acknowledged
-// commit, and writes block rather than go unreplicated.
+// durable reports whether no failover may lose an acknowledged commit:
+// under dataDurability "required" (where writes also block rather than go
+// unreplicated), and under "preferred" with FailoverQuorum.
 func (s Spec) durable() bool {
-	return s.MinSyncReplicas > 0
+	return s.MinSyncReplicas > 0 || (s.FailoverQuorum && s.MaxSyncReplicas > 0)
 }

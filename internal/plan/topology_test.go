@@ -205,6 +205,23 @@ func TestNextSync(t *testing.T) {
 		want:  []string{"fence c-1", `promote c-3 epoch=2 sync="ANY 1 (\"c-2\")"`, "follow c-2 from=c-3"},
 		epoch: 2,
 	}, {
+		name: "preferred sync without failoverQuorum: the most advanced replica is promoted, with a warning",
+		spec: syncSpec(0, 1), mem: withSync(pt.Steady("c-1", 1, t0), anyOf(1, "c-2", "c-3")), at: time.Second,
+		obs:   []plan.InstanceStatus{pt.Dead(primary("")), pt.Unreachable("c-2"), pt.Replica("c-3", "", l5)},
+		want:  []string{"fence c-1", `promote c-3 epoch=2 sync=""`},
+		epoch: 2, target: "c-3",
+	}, {
+		name: "preferred sync with failoverQuorum: hold until enough standbys answer",
+		spec: quorumSpec(), mem: withSync(pt.Steady("c-1", 1, t0), anyOf(1, "c-2", "c-3")), at: time.Second,
+		obs:  []plan.InstanceStatus{pt.Dead(primary("")), pt.Unreachable("c-2"), pt.Replica("c-3", "", l5)},
+		want: []string{hold(`not promoting: under "ANY 1 (\"c-2\",\"c-3\")" a commit is acknowledged once 1 standbys have it, so 2 of them must be ready to find the latest one; 1 are`), "start c-1"},
+	}, {
+		name: "preferred sync with failoverQuorum: both answer, the most advanced is promoted",
+		spec: quorumSpec(), mem: withSync(pt.Steady("c-1", 1, t0), anyOf(1, "c-2", "c-3")), at: time.Second,
+		obs:   []plan.InstanceStatus{pt.Dead(primary("")), pt.Replica("c-2", "", l4), pt.Replica("c-3", "", l5)},
+		want:  []string{"fence c-1", `promote c-3 epoch=2 sync="ANY 1 (\"c-2\")"`, "follow c-2 from=c-3"},
+		epoch: 2, target: "c-3",
+	}, {
 		name: "required sync but nothing ever recorded: hold",
 		spec: syncSpec(1, 1), mem: pt.Steady("c-1", 1, t0), at: time.Second,
 		obs:  []plan.InstanceStatus{pt.Dead(primary("")), pt.Replica("c-2", "", l4), pt.Replica("c-3", "", l5)},

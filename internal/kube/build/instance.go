@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	v1 "github.com/pgward/pgward/api/v1"
@@ -27,20 +26,34 @@ const (
 
 // PVC is the data volume of an instance. Its size comes from
 // spec.storage.size, which the admission webhook requires on Kubernetes.
+//
+// storage.pvcTemplate is the base of its spec (validation refuses what
+// would conflict with size and storageClass, or not give each instance a
+// fresh file-system volume); size, class and the default access mode are
+// pgward's on top.
 func PVC(c *v1.Cluster, name string) (*corev1.PersistentVolumeClaim, error) {
-	size, err := resource.ParseQuantity(c.Spec.StorageConfiguration.Size)
+	st := c.Spec.StorageConfiguration
+	size, err := resource.ParseQuantity(st.Size)
 	if err != nil {
-		return nil, fmt.Errorf("cluster %s: spec.storage.size %q: %w", c.Name, c.Spec.StorageConfiguration.Size, err)
+		return nil, fmt.Errorf("cluster %s: spec.storage.size %q: %w", c.Name, st.Size, err)
 	}
+	spec := corev1.PersistentVolumeClaimSpec{}
+	if t := st.PersistentVolumeClaimTemplate; t != nil {
+		spec = *t.DeepCopy()
+	}
+	if st.StorageClass != nil {
+		spec.StorageClassName = new(*st.StorageClass)
+	}
+	if len(spec.AccessModes) == 0 {
+		spec.AccessModes = []corev1.PersistentVolumeAccessMode{pvcRWO}
+	}
+	if spec.Resources.Requests == nil {
+		spec.Resources.Requests = corev1.ResourceList{}
+	}
+	spec.Resources.Requests[corev1.ResourceStorage] = size
 	return &corev1.PersistentVolumeClaim{
 		ObjectMeta: objectMeta(c, name, map[string]string{InstanceLabel: name}),
-		Spec: corev1.PersistentVolumeClaimSpec{
-			StorageClassName: c.Spec.StorageConfiguration.StorageClass,
-			AccessModes:      []corev1.PersistentVolumeAccessMode{pvcRWO},
-			Resources: corev1.VolumeResourceRequirements{
-				Requests: corev1.ResourceList{corev1.ResourceStorage: size},
-			},
-		},
+		Spec:       spec,
 	}, nil
 }
 
@@ -59,8 +72,14 @@ func InstanceLabels(c *v1.Cluster, name, role string) map[string]string {
 // capabilities, RuntimeDefault seccomp, read-only root filesystem.
 func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 	meta := objectMeta(c, name, nil)
-	meta.Labels = InstanceLabels(c, name, role)
-	return &corev1.Pod{
+	meta.Labels = withInherited(c, InstanceLabels(c, name, role))
+	ctr := instanceContainer(opts)
+	shapeContainer(c, &ctr)
+	volumes := instanceVolumes(c, name)
+	if pv := c.Spec.ProjectedVolumeTemplate; pv != nil {
+		volumes = append(volumes, corev1.Volume{Name: volProjected, VolumeSource: corev1.VolumeSource{Projected: pv.DeepCopy()}})
+	}
+	pod := &corev1.Pod{
 		ObjectMeta: meta,
 		Spec: corev1.PodSpec{
 			ServiceAccountName: ServiceAccountName(c),
@@ -72,18 +91,41 @@ func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 			// namespace into PostgreSQL's environment for nothing.
 			EnableServiceLinks:            new(false),
 			TerminationGracePeriodSeconds: new(opts.TerminationGracePeriodSeconds),
-			SecurityContext: &corev1.PodSecurityContext{
-				RunAsNonRoot:        new(true),
-				RunAsUser:           new(PostgresUID),
-				RunAsGroup:          new(PostgresGID),
-				FSGroup:             new(PostgresGID),
-				FSGroupChangePolicy: new(corev1.FSGroupChangeOnRootMismatch),
-				SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-			},
-			Affinity:   antiAffinity(c),
-			Containers: []corev1.Container{instanceContainer(opts)},
-			Volumes:    instanceVolumes(c, name),
+			SecurityContext:               podSecurityContext(c),
+			Affinity:                      affinity(c),
+			NodeSelector:                  nodeSelector(c),
+			Tolerations:                   tolerations(c),
+			TopologySpreadConstraints:     topologySpread(c),
+			PriorityClassName:             c.Spec.PriorityClassName,
+			SchedulerName:                 c.Spec.SchedulerName,
+			Containers:                    []corev1.Container{ctr},
+			Volumes:                       volumes,
 		},
+	}
+	withOperandImage(pod, c, opts)
+	return pod
+}
+
+// shapeContainer applies the pod-shape fields to the postgres container:
+// resources, the user's environment (before pgward's, so that pgward's
+// value would win a name validation let through), probe timing, the
+// security context and the projected volume's read-only mount.
+func shapeContainer(c *v1.Cluster, ctr *corev1.Container) {
+	if r := c.Spec.Resources; r != nil {
+		ctr.Resources = *r.DeepCopy()
+	}
+	var env []corev1.EnvVar
+	for _, e := range c.Spec.Env {
+		env = append(env, *e.DeepCopy())
+	}
+	ctr.Env = append(env, ctr.Env...)
+	for _, e := range c.Spec.EnvFrom {
+		ctr.EnvFrom = append(ctr.EnvFrom, *e.DeepCopy())
+	}
+	tuneProbes(c, ctr)
+	ctr.SecurityContext = containerSecurityContext(c)
+	if c.Spec.ProjectedVolumeTemplate != nil {
+		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: volProjected, MountPath: v1.ProjectedVolumeMount, ReadOnly: true})
 	}
 }
 
@@ -229,18 +271,4 @@ func configProjection(c *v1.Cluster, name string) []corev1.VolumeProjection {
 		}})
 	}
 	return out
-}
-
-// antiAffinity prefers spreading a cluster's instances over nodes, so one
-// node's loss does not take the primary and its replicas together.
-func antiAffinity(c *v1.Cluster) *corev1.Affinity {
-	return &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
-		PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
-			Weight: 100,
-			PodAffinityTerm: corev1.PodAffinityTerm{
-				LabelSelector: &metav1.LabelSelector{MatchLabels: ClusterLabels(c)},
-				TopologyKey:   corev1.LabelHostname,
-			},
-		}},
-	}}
 }

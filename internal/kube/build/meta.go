@@ -14,6 +14,10 @@ type Options struct {
 	Image string
 	// ImagePullPolicy of the instance image ("" lets Kubernetes decide).
 	ImagePullPolicy string
+	// ClusterImage is one Cluster's operand image, resolved from its
+	// imageName or imageCatalogRef ("": Image). It need not hold pgward:
+	// an init container copies pgward in from Image (image.go).
+	ClusterImage string
 	// PGBinDir is where the image keeps postgres, initdb and pg_basebackup.
 	PGBinDir string
 	// OperatorNamespace is where the operator runs: the only namespace
@@ -53,7 +57,8 @@ func objectMeta(c *v1.Cluster, name string, extra map[string]string) metav1.Obje
 	return metav1.ObjectMeta{
 		Name:            name,
 		Namespace:       c.Namespace,
-		Labels:          labels,
+		Labels:          withInherited(c, labels),
+		Annotations:     inheritedAnnotations(c),
 		OwnerReferences: []metav1.OwnerReference{OwnerReference(c)},
 	}
 }

@@ -228,12 +228,14 @@ func initDB(c *v1.Cluster) *v1.BootstrapInitDB {
 }
 
 // ServerDNSNames are the names the server certificate carries: each Service
-// in its short, namespaced and fully qualified forms, then the user's extra
-// names. Replicas and the operator verify the certificate against the
-// read-write Service's short name.
+// (the defaults, then spec.managed.services' additional ones, so that
+// clients can verify-full through them too) in its short, namespaced and
+// fully qualified forms, then the user's extra names. Replicas and the
+// operator verify the certificate against the read-write Service's short
+// name.
 func ServerDNSNames(c *v1.Cluster, clusterDomain string) []string {
 	var names []string
-	for _, svc := range ServiceNames(c) {
+	for _, svc := range append(ServiceNames(c), AdditionalServiceNames(c)...) {
 		names = append(names, svc, svc+"."+c.Namespace, svc+"."+c.Namespace+".svc")
 		if clusterDomain != "" {
 			names = append(names, svc+"."+c.Namespace+".svc."+clusterDomain)

@@ -1,6 +1,8 @@
 package build
 
 import (
+	"maps"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -14,7 +16,13 @@ import (
 // PodDisruptionBudgets keep voluntary disruptions (node drains) from taking
 // the primary (a switchover must move it first) or more than one replica at
 // a time. A single-instance cluster has no replica budget.
+//
+// With spec.enablePDB false there are none (CloudNativePG's field, for
+// e.g. a single-node cluster that must be drainable).
 func PodDisruptionBudgets(c *v1.Cluster) []*policyv1.PodDisruptionBudget {
+	if !PDBsEnabled(c) {
+		return nil
+	}
 	primary := ClusterLabels(c)
 	primary[RoleLabel] = RolePrimary
 	out := []*policyv1.PodDisruptionBudget{{
@@ -42,9 +50,32 @@ func PodDisruptionBudgets(c *v1.Cluster) []*policyv1.PodDisruptionBudget {
 // automounted (see Pod).
 func ServiceAccount(c *v1.Cluster) *corev1.ServiceAccount {
 	return &corev1.ServiceAccount{
-		ObjectMeta:                   objectMeta(c, ServiceAccountName(c), nil),
+		ObjectMeta:                   serviceAccountMeta(c),
 		AutomountServiceAccountToken: new(false),
 	}
+}
+
+// serviceAccountMeta adds serviceAccountTemplate's labels and annotations
+// (e.g. a cloud provider's workload identity) under pgward's own.
+func serviceAccountMeta(c *v1.Cluster) metav1.ObjectMeta {
+	meta := objectMeta(c, ServiceAccountName(c), nil)
+	t := c.Spec.ServiceAccountTemplate
+	if t == nil {
+		return meta
+	}
+	labels := maps.Clone(t.Metadata.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	maps.Copy(labels, meta.Labels)
+	meta.Labels = labels
+	if len(t.Metadata.Annotations) > 0 {
+		if meta.Annotations == nil {
+			meta.Annotations = map[string]string{}
+		}
+		maps.Copy(meta.Annotations, t.Metadata.Annotations)
+	}
+	return meta
 }
 
 // Role grants the cluster's pods read access to their own objects only,

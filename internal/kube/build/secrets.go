@@ -91,6 +91,7 @@ func ManifestFor(c *v1.Cluster) ([]byte, error) {
 	// leaving it out means changing it does not rewrite every instance's
 	// configuration.
 	spec.NetworkPolicy = nil
+	dropPodShape(spec)
 	b, err := json.Marshal(struct {
 		metav1.TypeMeta `json:",inline"`
 		Metadata        metav1.ObjectMeta `json:"metadata"`

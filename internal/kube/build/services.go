@@ -10,12 +10,88 @@ import (
 // Services returns the read-write (primary), read-only (replicas) and read
 // (any instance) Services. They expose PostgreSQL only: the status port is
 // reached by the operator on each pod's own address.
+// spec.managed.services.disabledDefaultServices leaves out -ro and -r.
 func Services(c *v1.Cluster) []*corev1.Service {
-	return []*corev1.Service{
-		service(c, rwService(c), RolePrimary),
-		service(c, roService(c), RoleReplica),
-		service(c, rService(c), ""),
+	out := []*corev1.Service{service(c, rwService(c), RolePrimary)}
+	if c.Spec.KeepsDefaultService(v1.ServiceSelectorRO) {
+		out = append(out, service(c, roService(c), RoleReplica))
 	}
+	if c.Spec.KeepsDefaultService(v1.ServiceSelectorR) {
+		out = append(out, service(c, rService(c), ""))
+	}
+	return out
+}
+
+// AdditionalServiceLabel marks the Services of spec.managed.services.additional.
+const AdditionalServiceLabel = "pgward.io/service"
+
+// AdditionalServices are spec.managed.services.additional: the template's
+// labels, annotations and spec, with pgward's labels and owner, the
+// selector of the selector type, and PostgreSQL's port as the target
+// (validation refused anything else).
+func AdditionalServices(c *v1.Cluster) []*corev1.Service {
+	if c.Spec.Managed == nil || c.Spec.Managed.Services == nil {
+		return nil
+	}
+	role := map[string]string{v1.ServiceSelectorRW: RolePrimary, v1.ServiceSelectorRO: RoleReplica, v1.ServiceSelectorR: ""}
+	var out []*corev1.Service
+	for _, a := range c.Spec.Managed.Services.Additional {
+		t := a.ServiceTemplate
+		extra := map[string]string{AdditionalServiceLabel: "additional"}
+		labels := map[string]string{}
+		for k, v := range t.ObjectMeta.Labels {
+			labels[k] = v
+		}
+		for k, v := range extra {
+			labels[k] = v
+		}
+		s := service(c, t.ObjectMeta.Name, role[a.SelectorType])
+		for k, v := range s.Labels {
+			labels[k] = v
+		}
+		s.Labels = labels
+		if len(t.ObjectMeta.Annotations) > 0 {
+			s.Annotations = map[string]string{}
+			for k, v := range t.ObjectMeta.Annotations {
+				s.Annotations[k] = v
+			}
+		}
+		spec := *t.Spec.DeepCopy()
+		spec.Selector = s.Spec.Selector
+		if spec.Type == "" {
+			spec.Type = corev1.ServiceTypeClusterIP
+		}
+		port := s.Spec.Ports[0]
+		if len(spec.Ports) == 1 {
+			p := spec.Ports[0]
+			if p.Port != 0 {
+				port.Port = p.Port
+			}
+			if p.Name != "" {
+				port.Name = p.Name
+			}
+			port.NodePort = p.NodePort
+			port.AppProtocol = p.AppProtocol
+		}
+		spec.Ports = []corev1.ServicePort{port}
+		s.Spec = spec
+		out = append(out, s)
+	}
+	return out
+}
+
+// UpdateByReplace reports whether the additional Service name is to be
+// deleted and created again when it differs, rather than patched.
+func UpdateByReplace(c *v1.Cluster, name string) bool {
+	if c.Spec.Managed == nil || c.Spec.Managed.Services == nil {
+		return false
+	}
+	for _, a := range c.Spec.Managed.Services.Additional {
+		if a.ServiceTemplate.ObjectMeta.Name == name {
+			return a.UpdateStrategy == "replace"
+		}
+	}
+	return false
 }
 
 func service(c *v1.Cluster, name, role string) *corev1.Service {
@@ -36,4 +112,16 @@ func service(c *v1.Cluster, name, role string) *corev1.Service {
 			}},
 		},
 	}
+}
+
+// AdditionalServiceNames are the names of spec.managed.services.additional.
+func AdditionalServiceNames(c *v1.Cluster) []string {
+	if c.Spec.Managed == nil || c.Spec.Managed.Services == nil {
+		return nil
+	}
+	var out []string
+	for _, a := range c.Spec.Managed.Services.Additional {
+		out = append(out, a.ServiceTemplate.ObjectMeta.Name)
+	}
+	return out
 }

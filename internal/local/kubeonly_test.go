@@ -1,0 +1,35 @@
+package local
+
+import (
+	"strings"
+	"testing"
+
+	v1 "github.com/pgward/pgward/api/v1"
+)
+
+func TestKubernetesOnlyNotes(t *testing.T) {
+	ref := &v1.ImageCatalogRef{Kind: v1.ImageCatalogKind, Name: "cat", Major: 15}
+	svcs := &v1.ManagedConfiguration{Services: &v1.ManagedServices{DisabledDefaultServices: []string{"ro"}}}
+	for _, tc := range []struct {
+		name string
+		spec v1.ClusterSpec
+		want []string
+	}{
+		{"nothing", v1.ClusterSpec{}, nil},
+		{"image", v1.ClusterSpec{ImageName: "postgres:15", ImagePullPolicy: "Always"}, []string{`spec.imageName "postgres:15" applies on Kubernetes; locally PostgreSQL runs from /pg/bin`, "spec.imagePullPolicy"}},
+		{"catalog", v1.ClusterSpec{ImageCatalogRef: ref, ImagePullSecrets: []v1.LocalObjectReference{{Name: "r"}}}, []string{`spec.imageCatalogRef (ImageCatalog "cat")`, "spec.imagePullSecrets"}},
+		{"services", v1.ClusterSpec{Managed: svcs}, []string{"spec.managed.services applies on Kubernetes"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := kubernetesOnlyNotes(&v1.Cluster{Spec: tc.spec}, "/pg/bin")
+			if len(got) != len(tc.want) {
+				t.Fatalf("notes %q, want %d", got, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("note %d %q, want %q", i, got[i], w)
+				}
+			}
+		})
+	}
+}
