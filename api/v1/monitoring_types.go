@@ -80,8 +80,8 @@ type RelabelConfig struct {
 	Action string `json:"action,omitempty"`
 }
 
-// DefaultQueriesDisabled reports whether the built-in statistics
+// StatisticsOff reports whether the built-in statistics
 // collectors are off.
-func (m *MonitoringConfiguration) DefaultQueriesDisabled() bool {
+func (m *MonitoringConfiguration) StatisticsOff() bool {
 	return m != nil && m.DisableDefaultQueries != nil && *m.DisableDefaultQueries
 }

@@ -119,7 +119,7 @@ func (e *exporter) Collect(ch chan<- prometheus.Metric) {
 	e.m.mu.Lock()
 	v.promotedAt = e.m.st.PromotedAt
 	pool := e.m.pool
-	stats := e.m.cluster == nil || !e.m.cluster.Spec.Monitoring.DefaultQueriesDisabled()
+	stats := e.m.cluster == nil || !e.m.cluster.Spec.Monitoring.StatisticsOff()
 	e.m.mu.Unlock()
 	var snap *pgSnapshot
 	if pool != nil && st.PostmasterRunning {
