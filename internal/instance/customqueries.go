@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"slices"
@@ -69,6 +70,7 @@ type customCollector struct {
 	digest  [32]byte
 	set     *customqueries.Set
 	loadErr error
+	missing bool
 	cache   map[string]cachedQuery
 	errs    map[[2]string]float64
 }
@@ -96,6 +98,9 @@ func (c *customCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	c.load(path)
+	if c.missing {
+		return
+	}
 	if c.loadErr != nil {
 		ch <- prometheus.MustNewConstMetric(descCustomValid, prometheus.GaugeValue, 0)
 		return
@@ -144,6 +149,17 @@ func (c *customCollector) Collect(ch chan<- prometheus.Metric) {
 // load re-reads the file when its content changed.
 func (c *customCollector) load(path string) {
 	b, err := os.ReadFile(path) // #nosec G304 -- the runtime-chosen file of config.json
+	if errors.Is(err, fs.ErrNotExist) {
+		// A pod made before custom queries existed projects no such
+		// file (a pod's volumes never change): it runs none until it is
+		// recreated. Said once, not at every scrape.
+		if !c.missing {
+			c.m.log.Info("no custom queries file: this instance runs none until its pod is recreated", "file", path)
+		}
+		c.missing, c.set, c.loadErr = true, &customqueries.Set{}, nil
+		return
+	}
+	c.missing = false
 	if err != nil {
 		c.loadErr = fmt.Errorf("reading custom queries: %w", err)
 		c.m.log.Error("custom queries", "err", c.loadErr)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +146,45 @@ func TestDisableDefaultQueries(t *testing.T) {
 		if locks != stats || !wal {
 			t.Errorf("stats=%v: success lines locks %v wal %v", stats, locks, wal)
 		}
+	}
+}
+
+// TestCustomQueriesFile: no file (a pod made before custom queries
+// existed) runs nothing and says nothing; a file that does not decode is
+// reported by pgward_custom_queries_valid 0, and one that does by 1.
+func TestCustomQueriesFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "custom-queries.json")
+	m := &Manager{cfg: &Config{CustomQueriesFile: path}, log: slog.New(slog.DiscardHandler)}
+	gatherCustom := func() string {
+		t.Helper()
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(newCustomCollector(m))
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, mf := range mfs {
+			for _, mt := range mf.GetMetric() {
+				out = append(out, fmt.Sprintf("%s %v", mf.GetName(), mt.GetGauge().GetValue()))
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	if got := gatherCustom(); got != "" {
+		t.Errorf("no file: %q", got)
+	}
+	if err := os.WriteFile(path, []byte(`{"queries":[{"name":"q","query":"DELETE FROM t","columns":[{"name":"a","usage":"GAUGE"}]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := gatherCustom(); got != "pgward_custom_queries_valid 0" {
+		t.Errorf("a refused file: %q", got)
+	}
+	if err := os.WriteFile(path, []byte(`{"queries":null}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := gatherCustom(); got != "pgward_custom_queries_valid 1" {
+		t.Errorf("an empty set: %q", got)
 	}
 }
