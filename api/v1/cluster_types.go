@@ -236,6 +236,13 @@ type ClusterSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	ImagePullSecrets []LocalObjectReference `json:"imagePullSecrets,omitempty"`
+
+	// Replica makes the whole cluster follow another one (a replica
+	// cluster): its designated primary is a standby of the source, its
+	// other instances cascade from it, and it accepts no writes until it is
+	// promoted (enabled: false, or primary set to this cluster).
+	// +optional
+	Replica *ReplicaClusterConfiguration `json:"replica,omitempty"`
 }
 
 // NetworkPolicyConfiguration describes the least-privilege NetworkPolicies

@@ -32,7 +32,7 @@ var cnpOnlyFields = specPaths(
 	"livenessProbeTimeout", "logLevel",
 	"monitoring.metricsQueriesTTL", "nodeMaintenanceWindow", "plugins",
 	"postgresGID", "postgresUID",
-	"podSelectorRefs", "replica", "replicationSlots",
+	"podSelectorRefs", "replicationSlots",
 	"smartShutdownTimeout", "startDelay", "stopDelay",
 	"switchoverDelay", "tablespaces",
 	"bootstrap.recovery.backup", "bootstrap.recovery.volumeSnapshots",
@@ -69,6 +69,10 @@ var cnpOnlyFields = specPaths(
 	"walStorage.pvcTemplate", "walStorage.resizeInUseVolumes",
 	"probes.startup.type", "probes.startup.maximumLag", "probes.readiness.type", "probes.readiness.maximumLag",
 	"probes.liveness.isolationCheck",
+	"replica.promotionToken",
+	// pgward's primary Lease (Kubernetes) has operator-wide timings, derived
+	// by plan.FenceTiming; per-cluster ones are not configurable yet.
+	"primaryLease",
 )
 
 // listIndex matches the index of a list element in a field path, so that
@@ -308,8 +312,13 @@ func (w *fieldWalker) walk(path string, v any, t reflect.Type) {
 		t = t.Elem()
 	}
 	// null decodes to the zero value. Types that decode themselves (times,
-	// quantities) are checked by decodeCluster.
-	if v == nil || hasCustomDecoding(t) {
+	// quantities, durations) are decoded here once, so that a value they
+	// refuse is named by its path.
+	if v == nil {
+		return
+	}
+	if hasCustomDecoding(t) {
+		w.decodes(path, v, t)
 		return
 	}
 	switch t.Kind() {
@@ -411,6 +420,17 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		fields[name] = f.Type
 	}
 	return fields
+}
+
+// decodes reports, naming path, a value that t's own decoding refuses.
+func (w *fieldWalker) decodes(path string, v any, t reflect.Type) {
+	b, err := json.Marshal(v)
+	if err == nil {
+		err = json.Unmarshal(b, reflect.New(t).Interface())
+	}
+	if err != nil {
+		w.errs = append(w.errs, fmt.Errorf("field %q: %w", path, err))
+	}
 }
 
 // hasCustomDecoding reports whether encoding/json decodes t with its own

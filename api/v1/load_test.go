@@ -171,6 +171,9 @@ metadata2: {}
 			// The type is shared with storage, which supports it.
 			`field "spec.walStorage.pvcTemplate" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 		}},
+		{"CloudNativePG's primaryLease: understood, not supported yet", minimalManifest + "  primaryLease: {leaseDurationSeconds: 15, renewDeadlineSeconds: 10}\n", []string{
+			`field "spec.primaryLease" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+		}},
 		{"unknown metadata and list item fields", `apiVersion: postgresql.pgward.io/v1
 kind: Cluster
 metadata:
@@ -213,7 +216,7 @@ spec:
 		{"bad timestamp", `apiVersion: postgresql.pgward.io/v1
 kind: Cluster
 metadata: {name: pg, creationTimestamp: yesterday}
-`, []string{"the manifest does not decode as a Cluster"}},
+`, []string{`field "metadata.creationTimestamp": parsing time "yesterday"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

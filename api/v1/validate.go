@@ -62,6 +62,7 @@ func (c *Cluster) Validate() field.ErrorList {
 	errs = append(errs, c.validateSecretReferences()...)
 	errs = append(errs, c.Spec.validateImage(field.NewPath("spec"))...)
 	errs = append(errs, c.validateServices()...)
+	errs = append(errs, c.validateReplica(field.NewPath("spec", "replica"))...)
 	return errs
 }
 
@@ -95,6 +96,7 @@ func ValidateUpdate(oldC, newC *Cluster) field.ErrorList {
 	}
 	errs = append(errs, validateStorageUpdate(oldD.Spec.StorageConfiguration.Size,
 		newD.Spec.StorageConfiguration.Size, spec.Child("storage", "size"))...)
+	errs = append(errs, validateReplicaUpdate(oldD, newD, spec.Child("replica"))...)
 	return errs
 }
 

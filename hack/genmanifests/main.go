@@ -63,6 +63,7 @@ var namespaced = map[string]bool{
 	"/secrets":                                         true,
 	"/serviceaccounts":                                 true,
 	"/services":                                        true,
+	"coordination.k8s.io/leases":                       true,
 	"events.k8s.io/events":                             true,
 	"networking.k8s.io/networkpolicies":                true,
 	"policy/poddisruptionbudgets":                      true,

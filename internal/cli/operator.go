@@ -82,7 +82,7 @@ func NewOperatorCmd() *cobra.Command {
 	f.StringVar(&cfg.Build.ImagePullPolicy, "instance-image-pull-policy", cfg.Build.ImagePullPolicy, "pull policy of the instance image")
 	f.StringVar(&cfg.Build.PGBinDir, "pg-bin-dir", cfg.Build.PGBinDir, "PostgreSQL's bin directory inside the instance image")
 	f.StringVar(&cfg.Build.ClusterDomain, "cluster-domain", cfg.Build.ClusterDomain, "DNS suffix of Services")
-	f.DurationVar(&selfFence, "self-fence", selfFence, "how long a primary accepts writes without hearing from the operator (must outlast an operator restart)")
+	f.DurationVar(&selfFence, "self-fence", selfFence, "how long a primary accepts writes without hearing from the operator or renewing its Lease (more than the 1s renew period; the operator replaces a silent primary after a derived, longer bound)")
 	f.StringVar(&logLevel, "log-level", "info", "info or debug")
 	return cmd
 }

@@ -36,6 +36,7 @@ func Observation(st *instanceapi.Status, sent time.Time) plan.InstanceStatus {
 		CurrentLSN:        lsn(st.CurrentLSN),
 		PendingRestart:    st.PendingRestart,
 		Restarting:        st.Busy == instanceapi.CommandRestart,
+		Designated:        st.Designated,
 	}
 	// WAL a standby has replayed it has received, whatever a restarted WAL
 	// receiver says (it counts again from a segment start): never rank a
@@ -90,7 +91,7 @@ func Command(a plan.Action, epoch, ack uint64, primary *instanceapi.Endpoint) (i
 	if !ok {
 		return instanceapi.Command{}, fmt.Errorf("action %q is not a command", a.Kind)
 	}
-	cmd := instanceapi.Command{Kind: kind, Epoch: epoch, Ack: ack, SyncStandbys: a.SyncStandbys}
+	cmd := instanceapi.Command{Kind: kind, Epoch: epoch, Ack: ack, SyncStandbys: a.SyncStandbys, Designated: a.Designated}
 	if a.Kind == plan.ActionBootstrap || a.Kind == plan.ActionPromote {
 		cmd.Epoch = a.Epoch
 	}

@@ -228,44 +228,8 @@ func (m *Manager) ListBackups(ctx context.Context) (instanceapi.BackupList, erro
 // directory is moved into place.
 func (m *Manager) bootstrapRecovery(ctx context.Context, staging string) error {
 	rec := m.cluster.Spec.Bootstrap.Recovery
-	src := m.cluster.Spec.RecoverySource()
-	if src == nil || src.BarmanObjectStore == nil {
-		return fmt.Errorf("spec.bootstrap.recovery.source %q is not an external cluster with a barmanObjectStore", rec.Source)
-	}
-	field := fmt.Sprintf("spec.externalClusters[%s].barmanObjectStore", src.Name)
-	repo, conf, err := m.repoFiles(src.BarmanObjectStore, "", staging)
+	t, repo, err := m.restoreFromSource(ctx, staging)
 	if err != nil {
-		return fmt.Errorf("%s: %w", field, err)
-	}
-	if err := WriteFileAtomic(filepath.Join(m.cfg.ConfDir, recoverySourceConf), conf, 0o600); err != nil {
-		return err
-	}
-	t, err := m.tool(recoverySourceConf, repo.Stanza)
-	if err != nil {
-		return err
-	}
-	m.setPhase(PhaseRestore)
-	infos, err := t.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("%s: %w", field, err)
-	}
-	set, err := backup.ChooseSet(infos, rec.RecoveryTarget)
-	if err != nil {
-		return fmt.Errorf("spec.bootstrap.recovery: %w", err)
-	}
-	m.log.Info("restoring", "backup", set.Label, "stop", set.Stop)
-	if err := os.RemoveAll(staging); err != nil {
-		return err
-	}
-	if err := os.Mkdir(staging, 0o700); err != nil {
-		return err
-	}
-	if err := t.Restore(ctx, set.Label, staging); err != nil {
-		return fmt.Errorf("%s: %w", field, err)
-	}
-	// pgBackRest restores a linked pg_wal as a directory: link it to this
-	// cluster's WAL directory (never to wherever the source kept its own).
-	if err := moveWAL(staging, m.cfg.WalDir); err != nil {
 		return err
 	}
 	if err := m.createStanza(ctx, staging); err != nil {
@@ -286,6 +250,52 @@ func (m *Manager) bootstrapRecovery(ctx context.Context, staging string) error {
 		return fmt.Errorf("removing the recovery source's configuration: %w", err)
 	}
 	return nil
+}
+
+// restoreFromSource restores into staging the base backup of the
+// recovery source that the recovery target needs, with pg_wal linked to
+// this cluster's WAL directory; the source's pgBackRest configuration
+// stays in ConfDir for the WAL replay.
+func (m *Manager) restoreFromSource(ctx context.Context, staging string) (backup.Tool, backup.Repo, error) {
+	rec := m.cluster.Spec.Bootstrap.Recovery
+	src := m.cluster.Spec.RecoverySource()
+	if src == nil || src.BarmanObjectStore == nil {
+		return backup.Tool{}, backup.Repo{}, fmt.Errorf("spec.bootstrap.recovery.source %q is not an external cluster with a barmanObjectStore", rec.Source)
+	}
+	field := fmt.Sprintf("spec.externalClusters[%s].barmanObjectStore", src.Name)
+	repo, conf, err := m.repoFiles(src.BarmanObjectStore, "", staging)
+	if err != nil {
+		return backup.Tool{}, repo, fmt.Errorf("%s: %w", field, err)
+	}
+	if err := WriteFileAtomic(filepath.Join(m.cfg.ConfDir, recoverySourceConf), conf, 0o600); err != nil {
+		return backup.Tool{}, repo, err
+	}
+	t, err := m.tool(recoverySourceConf, repo.Stanza)
+	if err != nil {
+		return t, repo, err
+	}
+	m.setPhase(PhaseRestore)
+	infos, err := t.Info(ctx)
+	if err != nil {
+		return t, repo, fmt.Errorf("%s: %w", field, err)
+	}
+	set, err := backup.ChooseSet(infos, rec.RecoveryTarget)
+	if err != nil {
+		return t, repo, fmt.Errorf("spec.bootstrap.recovery: %w", err)
+	}
+	m.log.Info("restoring", "backup", set.Label, "stop", set.Stop)
+	if err := os.RemoveAll(staging); err != nil {
+		return t, repo, err
+	}
+	if err := os.Mkdir(staging, 0o700); err != nil {
+		return t, repo, err
+	}
+	if err := t.Restore(ctx, set.Label, staging); err != nil {
+		return t, repo, fmt.Errorf("%s: %w", field, err)
+	}
+	// pgBackRest restores a linked pg_wal as a directory: link it to this
+	// cluster's WAL directory (never to wherever the source kept its own).
+	return t, repo, moveWAL(staging, m.cfg.WalDir)
 }
 
 // recoverySettings are the settings of a recovery in progress.

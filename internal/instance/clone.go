@@ -24,7 +24,7 @@ func (m *Manager) bootstrapClone(ctx context.Context, staging string) error {
 		return fmt.Errorf("spec.bootstrap.pg_basebackup.source %q is not an external cluster", m.cluster.Spec.Bootstrap.PgBaseBackup.Source)
 	}
 	field := fmt.Sprintf("spec.externalClusters[%s]", src.Name)
-	conninfo, cleanup, err := m.externalConnInfo(src)
+	conninfo, cleanup, err := m.externalConnInfo(src, clonePassFile)
 	if err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
@@ -43,7 +43,7 @@ func (m *Manager) bootstrapClone(ctx context.Context, staging string) error {
 // files of its secret keys (certificate and key as stored, 0600; the
 // password through a pgpass file written for the clone and removed after:
 // never on a command line).
-func (m *Manager) externalConnInfo(src *v1.ExternalCluster) (string, func(), error) {
+func (m *Manager) externalConnInfo(src *v1.ExternalCluster, passFile string) (string, func(), error) {
 	cleanup := func() {}
 	keys := make([]string, 0, len(src.ConnectionParameters))
 	for k := range src.ConnectionParameters {
@@ -74,7 +74,7 @@ func (m *Manager) externalConnInfo(src *v1.ExternalCluster) (string, func(), err
 			return "", cleanup, fmt.Errorf("password: secret %q holds a line break", src.Password.Name)
 		}
 		esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`).Replace(string(pw))
-		path := filepath.Join(m.cfg.ConfDir, clonePassFile)
+		path := filepath.Join(m.cfg.ConfDir, passFile)
 		if err := WriteFileAtomic(path, []byte("*:*:*:*:"+esc+"\n"), 0o600); err != nil {
 			return "", cleanup, err
 		}

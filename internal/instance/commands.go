@@ -135,12 +135,14 @@ func (m *Manager) doBootstrap(ctx context.Context, cmd instanceapi.Command) erro
 	// The bootstrap SQL runs without synchronous standbys (there are none
 	// yet); the requested ones apply from the first real start.
 	if err := m.update(func(p *persisted) {
-		p.Primary, p.Fenced, p.SyncStandbys = m.self(), false, ""
+		p.Primary, p.Fenced, p.SyncStandbys, p.Designated = m.self(), false, "", cmd.Designated
 	}); err != nil {
 		return err
 	}
 	bootstrap := m.bootstrapPrimary
 	switch {
+	case cmd.Designated:
+		bootstrap = m.bootstrapReplicaHead
 	case m.cluster.Spec.Bootstrap.Recovery != nil:
 		bootstrap = m.bootstrapRecovery
 	case m.cluster.Spec.Bootstrap.PgBaseBackup != nil:
@@ -155,7 +157,7 @@ func (m *Manager) doBootstrap(ctx context.Context, cmd instanceapi.Command) erro
 	if err := m.update(func(p *persisted) { p.Epoch, p.SyncStandbys = cmd.Epoch, cmd.SyncStandbys }); err != nil {
 		return err
 	}
-	return m.startPostgres(ctx, true)
+	return m.startPostgres(ctx, !cmd.Designated)
 }
 
 // bootstrapPrimary runs initdb in staging, then starts PostgreSQL there once
@@ -217,6 +219,9 @@ func (m *Manager) bootstrapPrimary(ctx context.Context, staging string) error {
 // standbys are configured before the promotion so that no write is
 // acknowledged on the new timeline without them.
 func (m *Manager) doPromote(ctx context.Context, cmd instanceapi.Command) error {
+	if cmd.Designated {
+		return m.designate(ctx, cmd)
+	}
 	m.mu.Lock()
 	pm, primary, pool := m.pm, m.primary, m.pool
 	m.mu.Unlock()
@@ -234,7 +239,7 @@ func (m *Manager) doPromote(ctx context.Context, cmd instanceapi.Command) error 
 		return errors.New("cannot promote: postgres is not running as a replica")
 	}
 	if err := m.update(func(p *persisted) {
-		p.Epoch, p.Primary, p.Fenced, p.SyncStandbys = cmd.Epoch, m.self(), false, cmd.SyncStandbys
+		p.Epoch, p.Primary, p.Fenced, p.SyncStandbys, p.Designated = cmd.Epoch, m.self(), false, cmd.SyncStandbys, false
 	}); err != nil {
 		return err
 	}
@@ -255,6 +260,7 @@ func (m *Manager) doPromote(ctx context.Context, cmd instanceapi.Command) error 
 	m.primary = true
 	m.mu.Unlock()
 	m.log.Info("promoted", "epoch", cmd.Epoch)
+	m.forgetSource()
 	if err := m.update(func(p *persisted) { p.PromotedAt = time.Now().UTC() }); err != nil {
 		m.log.Warn("recording the promotion's time", "err", err)
 	}
@@ -286,9 +292,10 @@ func (m *Manager) doFollow(ctx context.Context, primary Endpoint) error {
 	if pm == nil && !isStandby(m.cfg.DataDir) {
 		return errors.New("the data directory is a primary's: needs rejoin")
 	}
-	if err := m.update(func(p *persisted) { p.Primary, p.Fenced = primary, false }); err != nil {
+	if err := m.update(func(p *persisted) { p.Primary, p.Fenced, p.Designated = primary, false, false }); err != nil {
 		return err
 	}
+	m.forgetSource()
 	if pm == nil {
 		return m.startPostgres(ctx, false)
 	}
@@ -347,9 +354,10 @@ func (m *Manager) doDemote() error {
 // after a CHECKPOINT on the new primary, or a fresh clone if that fails.
 func (m *Manager) doRejoin(ctx context.Context, primary Endpoint) error {
 	m.stopPostgres(fastStop)
-	if err := m.update(func(p *persisted) { p.Primary = primary }); err != nil {
+	if err := m.update(func(p *persisted) { p.Primary, p.Designated = primary, false }); err != nil {
 		return err
 	}
+	m.forgetSource()
 	if hasDataDir(m.cfg.DataDir) {
 		m.setPhase(PhaseRewind)
 		err := m.rewind(ctx, primary)
@@ -408,9 +416,10 @@ func (m *Manager) checkpointOn(ctx context.Context, primary Endpoint) error {
 // doRecreate replaces the data directory with a fresh clone of primary.
 func (m *Manager) doRecreate(ctx context.Context, primary Endpoint) error {
 	m.stopPostgres(fastStop)
-	if err := m.update(func(p *persisted) { p.Primary = primary }); err != nil {
+	if err := m.update(func(p *persisted) { p.Primary, p.Designated = primary, false }); err != nil {
 		return err
 	}
+	m.forgetSource()
 	m.setPhase(PhaseBaseBackup)
 	staging := stagingDir(m.cfg.DataDir)
 	if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, m.replicationConnInfo(primary, "")); err != nil {

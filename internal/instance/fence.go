@@ -56,6 +56,19 @@ func (c *contactTracker) acknowledge(ack uint64) {
 	}
 }
 
+// renewed records a renewal of the primary Lease that the API server
+// stored, sent at sent. It restarts the timer like a completed exchange:
+// the operator promotes another instance only after it has seen the Lease
+// unchanged for the whole bound, and it reads the Lease no earlier than
+// sent (see plan.FenceTiming).
+func (c *contactTracker) renewed(sent time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sent.After(c.last) {
+		c.last = sent
+	}
+}
+
 // since is how long ago the last completed exchange began.
 func (c *contactTracker) since(now time.Time) time.Duration {
 	c.mu.Lock()
@@ -67,10 +80,12 @@ func (c *contactTracker) since(now time.Time) time.Duration {
 // contact with the controller.
 const FenceCheckInterval = 100 * time.Millisecond
 
-// checkSelfFence stops a primary that has been out of contact with the
-// controller for longer than selfFence: the controller may promote another
-// instance after a longer, derived bound (plan.FenceTiming), so the two
-// never accept writes at the same time.
+// checkSelfFence stops a primary that has been out of contact for longer
+// than selfFence: neither an exchange with the controller completed nor
+// (on Kubernetes) a renewal of the primary Lease was stored. The
+// controller may promote another instance only after both have been silent
+// for a longer, derived bound (plan.FenceTiming), so the two never accept
+// writes at the same time.
 func (m *Manager) checkSelfFence() {
 	if m.selfFence <= 0 {
 		return
@@ -82,7 +97,7 @@ func (m *Manager) checkSelfFence() {
 		return
 	}
 	if away := m.contact.since(time.Now()); away > m.selfFence {
-		m.log.Warn("no contact with the controller; fencing (immediate shutdown)", "away", away.Round(time.Millisecond))
+		m.log.Warn("no contact with the controller and no lease renewal; fencing (immediate shutdown)", "away", away.Round(time.Millisecond))
 		m.fence()
 	}
 }

@@ -56,6 +56,9 @@ type Manager struct {
 	// selfFence is how long a primary may go without contact before it
 	// stops accepting writes; zero disables self-fencing (single instance).
 	selfFence time.Duration
+	// lease renews the primary Lease (Kubernetes); nil in the local
+	// runtime.
+	lease LeaseRenewer
 
 	wake chan struct{}
 
@@ -158,6 +161,11 @@ func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
 	if c.Spec.Instances > 1 {
 		m.selfFence = cfg.SelfFence
 	}
+	if cfg.Lease != nil {
+		if m.lease, err = newAPILease(cfg.Lease, cfg.Name); err != nil {
+			return nil, err
+		}
+	}
 	m.sup = newSupervisorWatch(cfg.Supervisor, log)
 	return m, nil
 }
@@ -246,9 +254,19 @@ func (m *Manager) Run(ctx context.Context) error {
 		defer close(samplerDone)
 		m.sampler(sctx)
 	}()
+	leaseDone := make(chan struct{})
+	go func() {
+		defer close(leaseDone)
+		// Only a cluster that can fail over has a self-fencing timer for
+		// the renewals to feed: a single instance writes nothing to etcd.
+		if l := m.cfg.Lease; l != nil && m.lease != nil && m.selfFence > 0 {
+			m.renewLease(sctx, l.RenewPeriod, l.RequestTimeout)
+		}
+	}()
 	err := m.loop(ctx)
 	stopSampler()
 	<-samplerDone
+	<-leaseDone
 	return err
 }
 

@@ -86,14 +86,23 @@ func (m *Manager) renderFiles(c *v1.Cluster, primary bool) (map[string][]byte, e
 		ClientCAFile:    m.secretFile(m.cfg.Secrets.ClientCA, "ca.crt"),
 		OSUser:          m.cfg.OSUser,
 	}
-	if primary {
-		in.SynchronousStandbyNames = st.SyncStandbys
-	} else {
-		in.PrimaryConnInfo = m.replicationConnInfo(st.Primary, m.cfg.Name)
-	}
 	pgdata := m.cfg.DataDir
 	if m.pgdata != "" {
 		pgdata = m.pgdata
+	}
+	var sourceConf []byte
+	switch {
+	case primary:
+		in.SynchronousStandbyNames = st.SyncStandbys
+	case st.Designated:
+		var err error
+		if sourceConf, err = m.sourceSettings(&in, pgdata); err != nil {
+			return nil, err
+		}
+		in.MinApplyDelay = c.ApplyDelay()
+	default:
+		in.PrimaryConnInfo = m.replicationConnInfo(st.Primary, m.cfg.Name)
+		in.MinApplyDelay = c.ApplyDelay()
 	}
 	repo, repoConf, err := m.ownRepo(c, pgdata)
 	if err != nil {
@@ -124,6 +133,9 @@ func (m *Manager) renderFiles(c *v1.Cluster, primary bool) (map[string][]byte, e
 	files := map[string][]byte{"postgresql.conf": conf, "pg_hba.conf": hba, "pg_ident.conf": ident}
 	if repoConf != nil {
 		files[backupConf] = repoConf
+	}
+	if sourceConf != nil {
+		files[recoverySourceConf] = sourceConf
 	}
 	return files, nil
 }

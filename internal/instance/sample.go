@@ -111,8 +111,15 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 		Epoch:       m.st.Epoch,
 		Fenced:      m.st.Fenced,
 		RequestID:   requestID,
+		SelfFence:   new(m.selfFence),
 	}
 	pool, pm, primary, endLSN, follow := m.pool, m.pm, m.primary, m.endLSN, m.st.Primary
+	if m.st.Designated && !primary {
+		st.Designated = true
+		if src := m.cluster.ReplicaSource(); src != nil {
+			st.Source = src.Name
+		}
+	}
 	if primary {
 		st.SyncStandbyNames = m.st.SyncStandbys
 	}
@@ -149,7 +156,7 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 		st.Ready = false
 		st.Error = fmt.Sprintf("PostgreSQL has not answered a status query for %s: %v", age.Round(time.Second), smp.err)
 	}
-	if st.WALReceiver != nil && st.WALReceiver.Status == "streaming" && st.WALReceiver.SenderPort == follow.Port {
+	if st.WALReceiver != nil && st.WALReceiver.Status == "streaming" && st.WALReceiver.SenderPort == follow.Port && !st.Designated {
 		st.StreamingFrom = follow.Name
 	}
 	return st

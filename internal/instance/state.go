@@ -29,6 +29,10 @@ type persisted struct {
 	// PromotedAt is when this instance last completed a promotion (a
 	// failover or switchover onto it); zero if never.
 	PromotedAt time.Time `json:"promotedAt,omitzero"`
+	// Designated means this instance is the designated primary of a
+	// replica cluster: a standby following spec.replica.source (Primary is
+	// itself then).
+	Designated bool `json:"designated,omitempty"`
 }
 
 func statePath(confDir string) string { return filepath.Join(confDir, "instance-state.json") }

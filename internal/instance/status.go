@@ -83,9 +83,19 @@ func queryPrimary(ctx context.Context, q pgxQuerier, st *instanceapi.Status) err
 		return fmt.Errorf("parsing timeline %q: %w", tli, err)
 	}
 	st.Timeline = uint32(t)
+	if err := queryPeers(ctx, q, st); err != nil {
+		return err
+	}
+	return queryArchive(ctx, q, st)
+}
+
+// queryPeers lists the standbys streaming from this instance: a
+// primary's, or a designated primary's cascading replicas (their lag
+// counted from what it has replayed).
+func queryPeers(ctx context.Context, q pgxQuerier, st *instanceapi.Status) error {
 	rows, err := q.Query(ctx, `SELECT coalesce(r.application_name, ''), coalesce(r.state, ''), coalesce(r.sync_state, ''),
 		coalesce(r.sent_lsn::text, ''), coalesce(r.replay_lsn::text, ''),
-		coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn), 0)::bigint,
+		coalesce(pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, r.replay_lsn), 0)::bigint,
 		coalesce(s.ssl, false), coalesce(s.version, ''), coalesce(s.client_dn, '')
 		FROM pg_stat_replication r LEFT JOIN pg_stat_ssl s ON s.pid = r.pid
 		ORDER BY r.application_name`)
@@ -100,10 +110,7 @@ func queryPrimary(ctx context.Context, q pgxQuerier, st *instanceapi.Status) err
 		}
 		st.Replication = append(st.Replication, p)
 	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	return queryArchive(ctx, q, st)
+	return rows.Err()
 }
 
 // queryArchive reads the archiver's progress when archive_mode is on:
@@ -155,7 +162,11 @@ func queryReplica(ctx context.Context, q pgxQuerier, st *instanceapi.Status) err
 	}
 	st.Timeline = uint32(tli) // #nosec G115 -- timelines are 32-bit in PostgreSQL
 	var wr instanceapi.WALReceiver
-	err := q.QueryRow(ctx, `SELECT status, coalesce(sender_host, ''), coalesce(sender_port, 0) FROM pg_stat_wal_receiver`).Scan(&wr.Status, &wr.SenderHost, &wr.SenderPort)
+	err := q.QueryRow(ctx, `SELECT status, coalesce(sender_host, ''), coalesce(sender_port, 0),
+		greatest(coalesce(pg_wal_lsn_diff(latest_end_lsn, pg_last_wal_replay_lsn()), 0), 0)::bigint,
+		CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+		     ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8
+		FROM pg_stat_wal_receiver`).Scan(&wr.Status, &wr.SenderHost, &wr.SenderPort, &wr.LagBytes, &wr.ReplayDelaySeconds)
 	switch {
 	case err == nil:
 		st.WALReceiver = &wr
@@ -163,5 +174,5 @@ func queryReplica(ctx context.Context, q pgxQuerier, st *instanceapi.Status) err
 	default:
 		return fmt.Errorf("reading pg_stat_wal_receiver: %w", err)
 	}
-	return nil
+	return queryPeers(ctx, q, st)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 )
 
@@ -58,9 +59,35 @@ type Config struct {
 	// with the controller before it stops accepting writes (clusters of
 	// more than one instance). Zero disables it.
 	SelfFence time.Duration `json:"selfFence,omitempty"`
+	// Lease, on Kubernetes, is the cluster's coordination Lease that the
+	// primary renews itself through the API server: a renewal counts as
+	// contact for SelfFence like a completed exchange with the controller,
+	// so an operator restart of any length does not stop writes. Nil in the
+	// local runtime, which has no API server.
+	Lease *LeaseConfig `json:"lease,omitempty"`
 	// Supervisor is the controller this manager keeps alive (local
 	// runtime only); see Supervisor.
 	Supervisor *Supervisor `json:"supervisor,omitempty"`
+}
+
+// dnsName is a Kubernetes object name (RFC 1123 subdomain).
+var dnsName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+
+// LeaseConfig locates the cluster's primary Lease (coordination.k8s.io/v1)
+// and says how often the primary renews it. The API server's address comes
+// from the pod's environment (KUBERNETES_SERVICE_HOST/PORT) and the
+// credentials from TokenDir (the pod's projected, short-lived token and the
+// cluster's CA), as for any in-cluster client; the pods' Role allows get
+// and update on this one Lease and nothing else of its kind.
+type LeaseConfig struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// TokenDir holds token and ca.crt.
+	TokenDir string `json:"tokenDir"`
+	// RenewPeriod is how often the primary renews; RequestTimeout bounds
+	// one renewal (get and update).
+	RenewPeriod    time.Duration `json:"renewPeriod"`
+	RequestTimeout time.Duration `json:"requestTimeout"`
 }
 
 // Secrets names the secrets (under SecretsRoot) the instance reads.
@@ -114,6 +141,17 @@ func (c *Config) check() error {
 	for k, p := range map[string]string{"dataDir": c.DataDir, "confDir": c.ConfDir, "socketDir": c.SocketDir} {
 		if p != "" && !filepath.IsAbs(p) {
 			errs = append(errs, fmt.Errorf("%s must be absolute, got %q", k, p))
+		}
+	}
+	if l := c.Lease; l != nil {
+		switch {
+		case !dnsName.MatchString(l.Namespace) || !dnsName.MatchString(l.Name):
+			// Both go into the request path: only Kubernetes object names.
+			errs = append(errs, fmt.Errorf("lease.namespace %q and lease.name %q must be Kubernetes object names", l.Namespace, l.Name))
+		case !filepath.IsAbs(l.TokenDir):
+			errs = append(errs, fmt.Errorf("lease.tokenDir must be absolute, got %q", l.TokenDir))
+		case l.RenewPeriod <= 0 || l.RequestTimeout <= 0:
+			errs = append(errs, errors.New("lease.renewPeriod and lease.requestTimeout must be positive"))
 		}
 	}
 	if c.Port <= 0 || c.Port > 65535 {

@@ -60,6 +60,10 @@ type Command struct {
 	Ack          uint64    `json:"ack,omitempty"`
 	Primary      *Endpoint `json:"primary,omitempty"`
 	SyncStandbys string    `json:"syncStandbys,omitempty"`
+	// Designated, on bootstrap and promote, makes the instance the
+	// designated primary of a replica cluster: a standby that follows the
+	// source cluster (spec.replica.source) instead of accepting writes.
+	Designated bool `json:"designated,omitempty"`
 }
 
 // Endpoint locates an instance's PostgreSQL.
@@ -113,6 +117,13 @@ type Status struct {
 	// Fenced means the instance manager keeps postgres from accepting
 	// writes until told otherwise.
 	Fenced bool `json:"fenced"`
+	// SelfFence is how long this instance, as a primary, accepts writes
+	// without contact (0: never, a single instance). Nil from managers
+	// older than the field: they fenced after 30 s. The controller's bound
+	// must cover what the running manager was started with, which an
+	// operator upgrade or a changed --self-fence does not change until the
+	// pod restarts.
+	SelfFence *time.Duration `json:"selfFence,omitempty"`
 	// Empty means there is no data directory yet.
 	Empty bool `json:"empty"`
 	// SyncStandbyNames is the synchronous_standby_names a primary runs with.
@@ -139,8 +150,12 @@ type Status struct {
 	// Archive is the WAL archiver's state on a primary that archives.
 	Archive *Archive `json:"archive,omitempty"`
 	// Backup is the last base backup this instance ran, if any.
-	Backup     *BackupRun `json:"backup,omitempty"`
-	ObservedAt time.Time  `json:"observedAt"`
+	Backup *BackupRun `json:"backup,omitempty"`
+	// Designated means the instance is the designated primary of a
+	// replica cluster, following Source (a spec.externalClusters entry).
+	Designated bool      `json:"designated,omitempty"`
+	Source     string    `json:"source,omitempty"`
+	ObservedAt time.Time `json:"observedAt"`
 }
 
 // Archive is pg_stat_archiver plus what waits in pg_wal.
@@ -199,6 +214,12 @@ type WALReceiver struct {
 	Status     string `json:"status"`
 	SenderHost string `json:"senderHost,omitempty"`
 	SenderPort int    `json:"senderPort,omitempty"`
+	// LagBytes is how far replay is behind the end of the WAL the sender
+	// last reported having (latest_end_lsn): the lag from the upstream.
+	LagBytes int64 `json:"lagBytes"`
+	// ReplayDelaySeconds is how old the last replayed transaction is
+	// (0 when replay is caught up with everything received).
+	ReplayDelaySeconds float64 `json:"replayDelaySeconds"`
 }
 
 // Peer is one row of the primary's pg_stat_replication joined with pg_stat_ssl.

@@ -92,7 +92,7 @@ func toWire(st plan.InstanceStatus, id uint64) *instanceapi.Status {
 		Empty: st.Empty, Fenced: st.Fenced, Epoch: st.Epoch, Timeline: st.Timeline,
 		CurrentLSN: lsn(st.CurrentLSN), ReceivedLSN: lsn(st.ReceivedLSN), ReplayedLSN: lsn(st.ReplayedLSN),
 		StreamingFrom: st.StreamingFrom, SyncStandbyNames: st.SyncStandbyNames, RequestID: id,
-		Phase: "running",
+		Phase: "running", SelfFence: new(kube.DefaultTiming().SelfFence),
 	}
 }
 

@@ -29,10 +29,20 @@ type Timing struct {
 	// RequestTimeout bounds one status request.
 	RequestTimeout time.Duration
 	// SelfFence is how long a primary accepts writes without a completed
-	// exchange with the operator; the pods get it in their config. It must
-	// outlast an operator restart or leader change, or every primary
-	// would fence itself during one.
+	// exchange with the operator and without a stored renewal of the
+	// cluster's Lease; the pods get it in their config. The Lease carries
+	// the primary through an operator restart or leader change of any
+	// length, and the exchanges through an API server outage, so it need
+	// only outlast a few failed renewals.
 	SelfFence time.Duration
+	// LeaseRenew is how often the primary renews the cluster's Lease, and
+	// LeaseTimeout bounds one renewal (read and update). Neither enters
+	// the bound (plan.FenceTiming, step 8): they decide how many renewals
+	// may fail in a row before a primary the operator cannot reach fences
+	// itself, and what a healthy cluster costs etcd (one write per
+	// LeaseRenew).
+	LeaseRenew   time.Duration
+	LeaseTimeout time.Duration
 	// StopTime bounds an instance's immediate shutdown once it fences.
 	StopTime time.Duration
 	// ClockStep is the largest forward jump of the operator's wall clock
@@ -48,13 +58,18 @@ type Timing struct {
 	UnreachableTimeout time.Duration
 }
 
-// DefaultTiming suits Kubernetes: a 30 s self-fencing window rides out an
-// operator restart (leader election takes ~15 s), at the price of a
-// failover of an unreachable primary after ~35 s.
+// DefaultTiming suits Kubernetes. The primary renews its Lease every
+// second, so a 4 s self-fencing window survives three failed renewals in a
+// row while the operator is away, and any operator restart while the API
+// server answers; an unreachable primary is replaced after the derived
+// bound, ~9.1 s (it was ~35 s with the 30 s window that had to ride out an
+// operator restart before the Lease).
 func DefaultTiming() Timing {
 	return Timing{
 		RequestTimeout:     2 * time.Second,
-		SelfFence:          30 * time.Second,
+		SelfFence:          4 * time.Second,
+		LeaseRenew:         time.Second,
+		LeaseTimeout:       2 * time.Second,
 		StopTime:           time.Second,
 		ClockStep:          2 * time.Second,
 		Drift:              1e-4,
@@ -63,15 +78,49 @@ func DefaultTiming() Timing {
 	}
 }
 
-// planSpec is the planner's view of the cluster.
-func (r *ClusterReconciler) planSpec(c *v1.Cluster) (plan.Spec, error) {
-	t := r.Timing
+// fenceBound is the planner's SelfFenceBound for t (plan.FenceTiming):
+// the same for the direct contact and the Lease, whose read RequestTimeout
+// also bounds.
+func (t Timing) fenceBound() (time.Duration, error) {
 	bound, err := plan.FenceTiming{
 		SelfFence: t.SelfFence, RequestTimeout: t.RequestTimeout, CheckInterval: instance.FenceCheckInterval,
 		StopTime: t.StopTime, ClockStep: t.ClockStep, Drift: t.Drift,
 	}.Bound()
 	if err != nil {
-		return plan.Spec{}, fmt.Errorf("self-fencing timing: %w", err)
+		return 0, fmt.Errorf("self-fencing timing: %w", err)
+	}
+	return bound, nil
+}
+
+// LegacySelfFence is what instance managers that do not report their
+// self-fencing time (older than the primary Lease) were started with.
+const LegacySelfFence = 30 * time.Second
+
+// primarySelfFence is the self-fencing time the bound must cover for
+// target: what its manager last reported to this operator, but never less
+// than the operator's own setting. A manager that has not answered since
+// the operator started, or that does not report it, counts as
+// LegacySelfFence: its pod may predate this operator's settings (an
+// upgrade, a changed --self-fence), and its config is read only at start.
+func (r *ClusterReconciler) primarySelfFence(c *v1.Cluster, target string) time.Duration {
+	key := client.ObjectKeyFromObject(c).String()
+	r.mu.Lock()
+	reported, ok := r.selfFences[key][target]
+	r.mu.Unlock()
+	if !ok {
+		reported = LegacySelfFence
+	}
+	return max(reported, r.Timing.SelfFence)
+}
+
+// planSpec is the planner's view of the cluster whose primary should be
+// target.
+func (r *ClusterReconciler) planSpec(c *v1.Cluster, target string) (plan.Spec, error) {
+	t := r.Timing
+	t.SelfFence = r.primarySelfFence(c, target)
+	bound, err := t.fenceBound()
+	if err != nil {
+		return plan.Spec{}, err
 	}
 	spec, err := plan.SpecFromCluster(c, build.InstanceNames(c))
 	if err != nil {
@@ -158,11 +207,11 @@ type clusterMemory struct {
 // drive runs one step of the planner loop (control.Driver) on the
 // Kubernetes adapter, then publishes the planner's events and the status.
 func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, mem *control.Memory, pods map[string]*corev1.Pod, tlsm *tlsMaterial) (reconcile.Result, error) {
-	spec, err := r.planSpec(desired)
+	spec, err := r.planSpec(desired, targetOf(desired, mem.Latest()))
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	h := &haRound{r: r, c: c, desired: desired, pods: pods, tlsm: tlsm}
+	h := &haRound{r: r, c: c, desired: desired, pods: pods, tlsm: tlsm, mem: mem}
 	d := control.Driver{Observer: h, Store: h, Actuator: h, Now: r.now}
 	taken := takeSwitchover(c, mem)
 	res, err := d.Step(ctx, spec, mem)
@@ -196,11 +245,32 @@ type haRound struct {
 	c, desired *v1.Cluster
 	pods       map[string]*corev1.Pod
 	tlsm       *tlsMaterial
+	mem        *control.Memory
 	obs        []observation // the last Observe, for the status
 }
 
 func (h *haRound) Observe(ctx context.Context, names []string) []plan.InstanceStatus {
+	// The Lease is read beside the status requests, not after them: an
+	// unreachable primary's request takes the whole RequestTimeout, and a
+	// read sent that much later would push LeaseSeen, and the failover,
+	// back by as much (plan.FenceTiming, step 6, needs only its send time).
+	type leaseSeen struct {
+		holder string
+		seen   time.Time
+	}
+	leaseDone := make(chan leaseSeen, 1)
+	go func() {
+		holder, seen := h.r.observeLease(ctx, h.desired, targetOf(h.desired, h.mem.Latest()))
+		leaseDone <- leaseSeen{holder, seen}
+	}()
 	h.obs = h.r.observe(ctx, h.desired, names, h.pods, h.tlsm)
+	l := <-leaseDone
+	holder, seen := l.holder, l.seen
+	for i := range h.obs {
+		if h.obs[i].plan.Name == holder {
+			h.obs[i].plan.LeaseSeen = seen
+		}
+	}
 	out := make([]plan.InstanceStatus, 0, len(h.obs))
 	for _, o := range h.obs {
 		out = append(out, o.plan)
@@ -224,6 +294,11 @@ func (h *haRound) Route(ctx context.Context, m plan.Memory) error {
 }
 
 func (h *haRound) Run(ctx context.Context, a plan.Action, m plan.Memory) error {
+	if a.Kind == plan.ActionPromote {
+		if err := h.beforePromote(ctx, a, m); err != nil {
+			return err
+		}
+	}
 	return h.r.execute(ctx, h.desired, m, a, h.pods, h.tlsm)
 }
 
@@ -278,9 +353,20 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	if r.acks[key] == nil {
 		r.acks[key] = map[string]uint64{}
 	}
+	if r.selfFences == nil {
+		r.selfFences = map[string]map[string]time.Duration{}
+	}
+	if r.selfFences[key] == nil {
+		r.selfFences[key] = map[string]time.Duration{}
+	}
 	for i, o := range out {
 		if o.plan.Reachable {
 			r.acks[key][o.plan.Name] = ids[i]
+			sf := LegacySelfFence
+			if o.wire.SelfFence != nil {
+				sf = *o.wire.SelfFence
+			}
+			r.selfFences[key][o.plan.Name] = sf
 		}
 	}
 	r.mu.Unlock()

@@ -97,6 +97,8 @@ func DefaultConfig() Config {
 			OperatorNamespace:             "pgward-system",
 			ClusterDomain:                 "cluster.local",
 			SelfFenceSeconds:              int64(t.SelfFence / time.Second),
+			LeaseRenew:                    t.LeaseRenew,
+			LeaseTimeout:                  t.LeaseTimeout,
 			TerminationGracePeriodSeconds: 180,
 		},
 		Timing: t,
@@ -109,6 +111,9 @@ func DefaultConfig() Config {
 func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	if cfg.Timing.SelfFence != time.Duration(cfg.Build.SelfFenceSeconds)*time.Second {
 		return errors.New("the pods' self-fencing time and the planner's must agree")
+	}
+	if cfg.Build.LeaseRenew != cfg.Timing.LeaseRenew || cfg.Timing.LeaseRenew <= 0 || cfg.Timing.LeaseRenew >= cfg.Timing.SelfFence {
+		return errors.New("the primary lease must be renewed (pods and planner agreeing) more often than the self-fencing time")
 	}
 	scheme, err := NewScheme()
 	if err != nil {

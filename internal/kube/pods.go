@@ -55,6 +55,9 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		if _, err := ensure(ctx, r.Client, c, pvc, growPVC); err != nil {
 			return nil, err
 		}
+		if r.powerFencedRecently(c, name) {
+			continue // lease.go:powerFence says why
+		}
 		want := build.Pod(c, name, roleOf(name, target), opts)
 		pod, err := ensure(ctx, r.Client, c, want, func(_, _ *corev1.Pod) {})
 		if err != nil {

@@ -69,6 +69,15 @@ type ClusterReconciler struct {
 	outdated map[string]map[string]bool
 	// imageErrs: cluster -> why its catalog entry does not resolve (images.go)
 	imageErrs map[string]string
+	// leases is what the operator last read of each cluster's primary
+	// Lease, and since when (lease.go).
+	leases map[string]leaseView
+	// selfFences is the self-fencing time each instance manager last
+	// reported (ha.go:primarySelfFence).
+	selfFences map[string]map[string]time.Duration
+	// powerFenced is when each pod ("namespace/name") was deleted by the
+	// power fence (lease.go).
+	powerFenced map[string]time.Time
 }
 
 var _ reconcile.Reconciler = (*ClusterReconciler)(nil)
@@ -158,6 +167,10 @@ func refuseLocalOnly(c *v1.Cluster) field.ErrorList {
 	if c.Spec.Managed != nil && len(c.Spec.Managed.Roles) > 0 {
 		errs = append(errs, field.Forbidden(spec.Child("managed", "roles"),
 			"managed roles run in the local runtime only so far: the operator does not project their password secrets into the pods yet"))
+	}
+	if c.Spec.Replica != nil {
+		errs = append(errs, field.Forbidden(spec.Child("replica"),
+			"replica clusters run in the local runtime only so far: the operator does not yet bootstrap a designated primary from the source, project the source's secrets into the pods, nor promote one when spec.replica changes"))
 	}
 	return errs
 }
@@ -312,6 +325,8 @@ func (r *ClusterReconciler) forget(key string) {
 	delete(r.mems, key)
 	delete(r.outdated, key)
 	delete(r.imageErrs, key)
+	delete(r.leases, key)
+	delete(r.selfFences, key)
 	r.mu.Unlock()
 	if f, ok := r.Instances.(interface{ Forget(string) }); ok {
 		f.Forget(key)

@@ -97,6 +97,9 @@ type haLoop struct {
 	silentSince map[string]time.Time
 	// said dedupes repeated holds and events in the log.
 	said map[string]time.Time
+	// manifestTime is the stored manifest's modification time last read
+	// (refreshReplicaMode).
+	manifestTime time.Time
 }
 
 func newHALoop(l Layout, c *v1.Cluster, st *State, log *slog.Logger) (*haLoop, error) {
@@ -177,6 +180,7 @@ func (h *haLoop) run(ctx context.Context) {
 func (h *haLoop) tick(ctx context.Context) time.Duration {
 	h.renewCertificates(ctx)
 	h.refreshClient()
+	h.refreshReplicaMode()
 	req := h.takeSwitchoverRequest()
 	res, err := h.driver.Step(ctx, h.spec, h.mem)
 	if err != nil {

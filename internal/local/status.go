@@ -25,6 +25,10 @@ type ClusterStatus struct {
 	Error string `json:"error,omitempty"`
 }
 
+// RoleDesignatedPrimary is the role `status` shows for a replica
+// cluster's designated primary.
+const RoleDesignatedPrimary = "designated primary"
+
 // InstanceReport is one instance's line of the status.
 type InstanceReport struct {
 	Name       string `json:"name"`
@@ -45,6 +49,13 @@ type InstanceReport struct {
 	// LagBytes is how far the replica's replay is behind the primary,
 	// as the primary sees it.
 	LagBytes *int64 `json:"lagBytes,omitempty"`
+	// Source is, on a replica cluster's designated primary (role
+	// "designated primary"), the external cluster it follows; LagBytes is
+	// then its replay's distance from the source's WAL as last reported by
+	// the source, ReplayDelaySeconds the age of the last transaction it
+	// replayed while behind.
+	Source             string  `json:"source,omitempty"`
+	ReplayDelaySeconds float64 `json:"replayDelaySeconds,omitempty"`
 	// TLS is the replication connection's protocol (replicas) as the
 	// primary sees it.
 	TLS      string `json:"tls,omitempty"`
@@ -100,7 +111,7 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 	}
 	peers := map[string]instanceapi.Peer{}
 	for _, s := range sts {
-		if s != nil && s.Role == instanceapi.RolePrimary && s.PostmasterRunning && !s.Fenced {
+		if s != nil && (s.Role == instanceapi.RolePrimary || s.Designated) && s.PostmasterRunning && !s.Fenced {
 			cs.CurrentPrimary = s.Name
 			for _, p := range s.Replication {
 				peers[p.ApplicationName] = p
@@ -123,6 +134,13 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 			r.CurrentLSN, r.ReceivedLSN, r.ReplayedLSN = s.CurrentLSN, s.ReceivedLSN, s.ReplayedLSN
 			r.Archive, r.Backup = s.Archive, s.Backup
 			r.State = stateOf(s)
+			if s.Designated {
+				r.Role, r.Source = RoleDesignatedPrimary, s.Source
+				if w := s.WALReceiver; w != nil {
+					lag := w.LagBytes
+					r.LagBytes, r.ReplayDelaySeconds = &lag, w.ReplayDelaySeconds
+				}
+			}
 			if p, ok := peers[is.Name]; ok {
 				lag := p.LagBytes
 				r.LagBytes = &lag
@@ -187,6 +205,11 @@ func printTable(out io.Writer, cs *ClusterStatus) {
 				line += ": " + b.Error
 			}
 			_, _ = fmt.Fprintf(out, "\n%s last backup (started %s): %s", r.Name, b.Started.Format(time.RFC3339), strings.TrimSpace(line))
+		}
+	}
+	for _, r := range cs.Instances {
+		if r.Source != "" {
+			_, _ = fmt.Fprintf(out, "\n%s follows the source cluster %s (LAG is from the source; the cluster accepts no writes)", r.Name, r.Source)
 		}
 	}
 	if cs.Error != "" {

@@ -83,7 +83,14 @@ func Up(ctx context.Context, o UpOptions) error {
 		return err
 	}
 	say("")
-	say(fmt.Sprintf("cluster %q is up: %d instance(s), primary %s", p.cluster.Name, p.cluster.Spec.Instances, targetPrimary(l, p.state)))
+	head := "primary"
+	if p.cluster.IsReplica() {
+		head = "designated primary"
+	}
+	say(fmt.Sprintf("cluster %q is up: %d instance(s), %s %s", p.cluster.Name, p.cluster.Spec.Instances, head, targetPrimary(l, p.state)))
+	if note := replicaNote(p.cluster); note != "" {
+		say(note)
+	}
 	if sc := p.cluster.Spec.StorageConfiguration.StorageClass; sc != nil {
 		say(fmt.Sprintf("note: spec.storage.storageClass %q applies on Kubernetes; locally the data is in %s", *sc, filepath.Join(l.Dir, "instances")))
 	}
@@ -233,7 +240,7 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 				return fmt.Errorf("instance %s cannot start: %w", is.Name, explainStartFailure(p.cluster, err))
 			}
 			refusing[is.Name] = refusing[is.Name].next(sts[i], time.Now())
-			if !instanceUp(sts[i], target == is.Name, sts, p.state, target) {
+			if !instanceUp(sts[i], target == is.Name, sts, p.state, target) && !designatedUp(p.cluster, sts[i], target == is.Name) {
 				done = false
 			}
 			if sts[i] == nil {
@@ -377,6 +384,10 @@ func progressLine(st *instanceapi.Status, primary bool) string {
 		return "starting postgres (" + st.Phase + ")"
 	case st.Role == instanceapi.RolePrimary:
 		return fmt.Sprintf("primary ready, timeline %d", st.Timeline)
+	case st.Designated && st.WALReceiver != nil && st.WALReceiver.Status == "streaming":
+		return fmt.Sprintf("designated primary, streaming from the source cluster %s", st.Source)
+	case st.Designated:
+		return fmt.Sprintf("designated primary, following the source cluster %s", st.Source)
 	case st.WALReceiver != nil && st.WALReceiver.Status == "streaming":
 		return "replica streaming from the primary"
 	default:

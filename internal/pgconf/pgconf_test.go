@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -195,5 +196,28 @@ func wantError(t *testing.T, err error, substrings ...string) {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not contain %q", err, s)
 		}
+	}
+}
+
+// TestMinApplyDelay: a replica cluster's standbys get
+// recovery_min_apply_delay in milliseconds; without a delay the setting is
+// left out (a reload then goes back to none), and it is pgward's to set.
+func TestMinApplyDelay(t *testing.T) {
+	c := sampleCluster()
+	in := replicaInstance()
+	in.MinApplyDelay = 90 * time.Second
+	out, err := RenderPostgresConf(c, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "\nrecovery_min_apply_delay = '90000ms'\n") {
+		t.Errorf("no delay rendered:\n%s", out)
+	}
+	out, err = RenderPostgresConf(c, replicaInstance())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "recovery_min_apply_delay") {
+		t.Errorf("a delay rendered without one asked for:\n%s", out)
 	}
 }

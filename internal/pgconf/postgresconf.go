@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -58,6 +59,10 @@ type Instance struct {
 	// instance recover from an archive (with recovery.signal).
 	RestoreCommand string
 	Recovery       [][2]string
+	// MinApplyDelay, on a standby of a replica cluster, is
+	// recovery_min_apply_delay (spec.replica.minApplyDelay); 0 leaves it
+	// out, which a reload turns back into no delay.
+	MinApplyDelay time.Duration
 }
 
 // setting is one "name = 'value'" line of postgresql.conf.
@@ -216,6 +221,9 @@ func (in Instance) enforcedSettings() ([]setting, error) {
 	}
 	if in.PrimaryConnInfo != "" {
 		s = append(s, setting{"primary_conninfo", in.PrimaryConnInfo})
+	}
+	if in.MinApplyDelay > 0 {
+		s = append(s, setting{"recovery_min_apply_delay", strconv.FormatInt(in.MinApplyDelay.Milliseconds(), 10) + "ms"})
 	}
 	// Always written, even empty, so that a reload after a change to
 	// asynchronous replication clears the previous value.

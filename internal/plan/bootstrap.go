@@ -43,7 +43,9 @@ func (p *planner) adopt(data []InstanceStatus) bool {
 	var top uint64
 	for _, s := range data {
 		top = max(top, s.Epoch)
-		if s.writable() {
+		// A replica cluster's head is its designated primary, which is
+		// the one to adopt there (and a writable instance is not).
+		if (!p.spec.ReplicaCluster && s.writable()) || (p.spec.ReplicaCluster && s.designatedHead()) {
 			writers = append(writers, s)
 		}
 	}
@@ -63,7 +65,7 @@ func (p *planner) adopt(data []InstanceStatus) bool {
 // bootstrapPending reissues the bootstrap until the first primary reports.
 func (p *planner) bootstrapPending(t InstanceStatus) {
 	if t.Reachable && t.Empty {
-		p.act(Action{Kind: ActionBootstrap, Instance: t.Name, Epoch: p.mem.Epoch, SyncStandbys: p.lastSync()})
+		p.act(Action{Kind: ActionBootstrap, Instance: t.Name, Epoch: p.mem.Epoch, SyncStandbys: p.lastSync(), Designated: p.spec.ReplicaCluster})
 		return
 	}
 	p.hold("waiting for %s to finish bootstrapping (it %s)", t.Name, p.describe(t))

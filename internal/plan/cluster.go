@@ -28,6 +28,7 @@ func SpecFromCluster(c *v1.Cluster, names []string) (Spec, error) {
 		SupervisedPrimaryUpdate: c.Spec.PrimaryUpdateStrategy == "supervised",
 		RestartPrimaryInPlace:   c.Spec.PrimaryUpdateMethod == "restart",
 		FailoverQuorum:          c.Spec.FailoverQuorum(),
+		ReplicaCluster:          c.IsReplica(),
 	}
 	return s, s.Validate()
 }

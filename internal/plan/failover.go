@@ -9,6 +9,9 @@ import (
 // healthy reports whether t is the target primary, working at the memory's
 // epoch.
 func (p *planner) healthy(t InstanceStatus) bool {
+	if p.spec.ReplicaCluster {
+		return t.Name == p.mem.TargetPrimary && t.designatedHead() && t.Epoch == p.mem.Epoch
+	}
 	return t.Name == p.mem.TargetPrimary && t.writable() && !t.Empty && t.Epoch == p.mem.Epoch
 }
 
@@ -189,7 +192,7 @@ func (p *planner) promotionActions(olds ...string) {
 		}
 		done[o] = true
 	}
-	p.act(Action{Kind: ActionPromote, Instance: m.TargetPrimary, Epoch: m.Epoch, SyncStandbys: p.lastSync()})
+	p.act(Action{Kind: ActionPromote, Instance: m.TargetPrimary, Epoch: m.Epoch, SyncStandbys: p.lastSync(), Designated: p.spec.ReplicaCluster})
 	for _, f := range p.followers(olds...) {
 		p.act(Action{Kind: ActionFollow, Instance: f, Primary: m.TargetPrimary})
 	}
@@ -214,4 +217,35 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// replicaPromotion reports whether the target t is the designated primary
+// of a cluster that is no longer a replica, or the same instance with the
+// promotion in flight (it took the new epoch and is leaving recovery):
+// then it is promoted in place, never replaced by a failover.
+func (p *planner) replicaPromotion(t InstanceStatus) bool {
+	if p.spec.ReplicaCluster || !t.readyReplica() {
+		return false
+	}
+	return t.Designated || (t.Epoch == p.mem.Epoch && p.mem.CurrentPrimary == t.Name)
+}
+
+// promoteReplicaCluster turns a replica cluster into an independent one:
+// its designated primary t is promoted in place, onto a new timeline at a
+// new epoch, and its replicas, which already cascade from it, follow the
+// timeline switch. An epoch already raised (t reports the old one) means
+// the promotion was decided and is reissued, never decided twice.
+func (p *planner) promoteReplicaCluster(t InstanceStatus) {
+	if w, ok := p.writableOther(t.Name); ok {
+		p.hold("not promoting the replica cluster's designated primary %s while %s may accept writes", t.Name, w)
+		return
+	}
+	m := &p.mem
+	if t.Designated && t.Epoch >= m.Epoch {
+		m.Epoch = max(m.Epoch, t.Epoch) + 1
+		m.PrimaryUnhealthySince = time.Time{}
+		m.PrimaryLastSeen = t.ObservedAt
+		p.event(ReasonReplicaPromoted, "the cluster is no longer a replica: promoting its designated primary %s at epoch %d", t.Name, m.Epoch)
+	}
+	p.act(Action{Kind: ActionPromote, Instance: t.Name, Epoch: m.Epoch, SyncStandbys: p.lastSync()})
 }

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"time"
 )
@@ -32,6 +33,44 @@ import (
 //     wall-clock time), so the promotion happens at real time at least
 //     s + (SelfFenceBound - ClockStep)*(1-Drift).
 //
+// Where the primary renews a lease of its own (on Kubernetes, the cluster's
+// coordination Lease, renewed through the API server), a renewal is a
+// second kind of contact, so that an operator restart of any length does
+// not stop writes while the API server is up, and an API server outage
+// does not while the operator is up. The argument extends to it:
+//
+//  5. A renewal is a read of the Lease and an update conditioned on the
+//     resourceVersion read. The instance manager restarts its timer from
+//     the moment it sent the read, and only once the update succeeded: the
+//     timer's start s precedes the API server's write w of that renewal
+//     (s <= w), however long the requests took.
+//  6. The controller reads the Lease at each check, within RequestTimeout,
+//     and sets LeaseSeen to the send time g of the read that first
+//     returned the Lease's current resourceVersion; a controller that just
+//     started has no history and takes its first read (conservative: the
+//     Lease may have changed just before). Every renewal stored up to that
+//     version was written before the read was served: w <= g +
+//     RequestTimeout.
+//  7. Before it promotes another instance, the controller moves the Lease
+//     to the new primary (holderIdentity) with an update conditioned on
+//     that same resourceVersion, and only once now - LeaseSeen >= the
+//     bound. If the update succeeds, no renewal was stored since the read,
+//     and none can be after it: the old primary's update carries an older
+//     resourceVersion, and its next read shows another holder. If it fails,
+//     the Lease changed (the old primary renewed), and nothing is promoted.
+//     So every renewal that counts has s <= LeaseSeen + RequestTimeout:
+//     the relation step 1 gives for PrimaryLastSeen.
+//  8. Next counts from the later of PrimaryLastSeen and LeaseSeen, so steps
+//     3 and 4 hold with r <= max(PrimaryLastSeen, LeaseSeen) +
+//     RequestTimeout, and Bound is the same. The Lease's times (renewTime)
+//     are never compared with anything: only the change of its
+//     resourceVersion is, timed on the controller's own clock, so the
+//     instance's and the API server's wall clocks do not matter; the
+//     instance's timer runs on its monotonic clock (Drift). The renew
+//     period and the renewal's own request timeout decide only how many
+//     renewals may fail before a primary the controller cannot reach
+//     fences itself (availability), never the bound (safety).
+//
 // Bound returns the smallest bound with
 // (bound - ClockStep)*(1-Drift) > RequestTimeout + SelfFence*(1+Drift) +
 // CheckInterval + StopTime, so the promotion comes strictly after the old
@@ -40,7 +79,8 @@ type FenceTiming struct {
 	// SelfFence is how long the instance manager lets a primary accept
 	// writes without contact (F).
 	SelfFence time.Duration
-	// RequestTimeout is the longest the controller waits for a status answer.
+	// RequestTimeout is the longest the controller waits for a status
+	// answer, and for a read of the lease where there is one.
 	RequestTimeout time.Duration
 	// CheckInterval is how often the instance manager checks its timer.
 	CheckInterval time.Duration
@@ -124,16 +164,26 @@ func (p *planner) oldPrimarySafe(t InstanceStatus) bool {
 	}
 }
 
+// selfFenced reports whether the unreachable target t has surely stopped
+// accepting writes by itself: both its last answer and its last lease
+// renewal seen (if the runtime has a lease) are at least the bound old.
+// Either one restarts its self-fencing timer, so the later one counts.
 func (p *planner) selfFenced(t InstanceStatus) bool {
-	bound, away := p.spec.SelfFenceBound, p.now.Sub(p.mem.PrimaryLastSeen)
+	bound, last := p.spec.SelfFenceBound, p.mem.PrimaryLastSeen
+	contact := "has not answered for " + p.since(last).String()
+	if t.LeaseSeen.After(last) {
+		last = t.LeaseSeen
+		contact = fmt.Sprintf("has not answered for %s but renewed its lease %s ago", p.since(p.mem.PrimaryLastSeen), p.since(last))
+	}
+	away := p.now.Sub(last)
 	switch {
 	case bound == 0:
-		p.hold("%s has not answered for %s and may still accept writes; with no self-fencing bound it must be fenced or confirmed dead",
-			t.Name, p.since(p.mem.PrimaryLastSeen))
+		p.hold("%s %s and may still accept writes; with no self-fencing bound it must be fenced or confirmed dead",
+			t.Name, contact)
 		return false
 	case away < bound:
-		p.hold("%s has not answered for %s and may still accept writes until the self-fencing bound %s has passed",
-			t.Name, p.since(p.mem.PrimaryLastSeen), bound)
+		p.hold("%s %s and may still accept writes until the self-fencing bound %s has passed",
+			t.Name, contact, bound)
 		p.recheckIn(bound - away)
 		return false
 	}

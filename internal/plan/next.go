@@ -21,6 +21,7 @@ const (
 	ReasonSyncStandbys     = "SyncStandbys"
 	ReasonSwitchover       = "Switchover"
 	ReasonRollingUpdate    = "RollingUpdate"
+	ReasonReplicaPromoted  = "ReplicaClusterPromoted"
 )
 
 // Next decides what to do about a cluster described by spec, given the
@@ -82,6 +83,8 @@ func (p *planner) plan() {
 	switch {
 	case p.mem.Switchover.From != "":
 		p.continueSwitchover()
+	case p.replicaPromotion(target):
+		p.promoteReplicaCluster(target)
 	case p.healthy(target):
 		p.primaryUp(target)
 		if p.mem.Switchover.To == "" || !p.startSwitchover(target) {

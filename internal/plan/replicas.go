@@ -52,7 +52,8 @@ func (p *planner) rollingRestart(pr InstanceStatus) {
 	switch {
 	case p.spec.SupervisedPrimaryUpdate:
 		p.hold("primary %s needs a restart for new settings: waiting for a switchover (primaryUpdateStrategy: supervised)", pr.Name)
-	case p.spec.RestartPrimaryInPlace || len(p.spec.Instances) == 1:
+	case p.spec.RestartPrimaryInPlace || len(p.spec.Instances) == 1 || p.spec.ReplicaCluster:
+		// A designated primary is a standby: restarting it stops no write.
 		p.event(ReasonRollingUpdate, "restarting primary %s in place to apply settings that need a restart", pr.Name)
 		p.act(Action{Kind: ActionRestart, Instance: pr.Name})
 	default:
@@ -92,6 +93,11 @@ func (p *planner) maintainReplica(s, pr InstanceStatus) {
 	case s.Role == RolePrimary:
 		p.event(ReasonRejoin, "%s was a primary (epoch %d): rejoining it as a replica of %s", s.Name, s.Epoch, pr.Name)
 		p.act(Action{Kind: ActionRejoin, Instance: s.Name, Primary: pr.Name})
+	case s.Fenced && s.Designated:
+		// A designated primary replaced by a failover (fenced by it): a
+		// standby, which never wrote, so it simply follows the new one.
+		p.event(ReasonRejoin, "%s was the designated primary (epoch %d): it follows %s now", s.Name, s.Epoch, pr.Name)
+		p.act(Action{Kind: ActionFollow, Instance: s.Name, Primary: pr.Name})
 	case s.Fenced:
 		// Fenced by an operator: left alone.
 	case s.Restarting:

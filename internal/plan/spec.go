@@ -56,6 +56,12 @@ type Spec struct {
 	// a failover waits until enough of the recorded standbys answer to
 	// find every commit that was acknowledged synchronously.
 	FailoverQuorum bool
+
+	// ReplicaCluster makes the whole cluster follow another one: the
+	// target primary is a designated primary, a standby of the source
+	// that the other instances cascade from, and nothing accepts writes.
+	// Turning it off promotes the designated primary in place.
+	ReplicaCluster bool
 }
 
 func (s Spec) withDefaults() Spec {
@@ -106,6 +112,8 @@ func (s Spec) validateSync() error {
 		return fmt.Errorf("minSyncReplicas %d exceeds maxSyncReplicas %d", s.MinSyncReplicas, s.MaxSyncReplicas)
 	case s.MaxSyncReplicas >= len(s.Instances):
 		return fmt.Errorf("maxSyncReplicas %d needs more than %d instances", s.MaxSyncReplicas, len(s.Instances))
+	case s.ReplicaCluster && s.MaxSyncReplicas > 0:
+		return errors.New("a replica cluster accepts no writes: synchronous replication has nothing to wait for")
 	case s.SyncMethod != "" && s.SyncMethod != SyncAny && s.SyncMethod != SyncFirst:
 		return fmt.Errorf("unknown synchronous method %q", s.SyncMethod)
 	}

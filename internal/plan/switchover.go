@@ -25,6 +25,13 @@ func (p *planner) startSwitchover(pr InstanceStatus) bool {
 		p.warn(ReasonSwitchover, "switchover refused: %s", why)
 		p.endSwitchover(SwitchoverRefused, why)
 		return false
+	case p.spec.ReplicaCluster:
+		// A designated primary has no WAL of its own to hand over: it is
+		// replaced only when it fails, or promoted with the cluster.
+		why := "a replica cluster's designated primary changes only by failover; promote the replica cluster (spec.replica) first"
+		p.warn(ReasonSwitchover, "switchover refused: %s", why)
+		p.endSwitchover(SwitchoverRefused, why)
+		return false
 	}
 	if r := p.status(to); !r.readyReplica() || r.StreamingFrom != pr.Name {
 		p.hold("switchover to %s waits until it is a replica streaming from %s", to, pr.Name)

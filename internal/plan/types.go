@@ -23,12 +23,21 @@ type InstanceStatus struct {
 	// Name identifies the instance; it matches an entry of Spec.Instances.
 	Name string
 	// Reachable reports whether the instance manager answered. When false,
-	// only Name and ObservedAt mean anything.
+	// only Name, ObservedAt and LeaseSeen mean anything.
 	Reachable bool
 	// ObservedAt is when the caller sent the request (not when the answer
 	// arrived): the self-fencing argument (see FenceTiming) needs a time no
 	// later than the instance manager's receipt of the request.
 	ObservedAt time.Time
+	// LeaseSeen is, in a runtime where the primary renews a lease of its
+	// own (Kubernetes), when the controller last saw this instance's
+	// renewal: the send time of the read that first returned the lease's
+	// current version, or the controller's first read since it started.
+	// Zero where there is no lease. A renewal restarts the instance's
+	// self-fencing timer like a completed exchange, so Next treats an
+	// unreachable primary as fenced only once both have been silent for
+	// Spec.SelfFenceBound (see FenceTiming).
+	LeaseSeen time.Time
 	// Empty reports whether the instance has no data directory yet (a new
 	// instance) or has lost it.
 	Empty bool
@@ -68,12 +77,21 @@ type InstanceStatus struct {
 	// SyncStandbyNames is, on a primary, the synchronous_standby_names value
 	// it runs with.
 	SyncStandbyNames string
+	// Designated reports that the instance runs as the designated primary
+	// of a replica cluster: a standby of the source cluster, at Epoch.
+	Designated bool
 }
 
 // writable reports whether, as far as this observation tells, s may accept
 // writes.
 func (s InstanceStatus) writable() bool {
 	return s.Reachable && s.PostmasterRunning && !s.Fenced && s.Role == RolePrimary
+}
+
+// designatedHead reports whether s runs as a replica cluster's designated
+// primary: a working standby of the source cluster.
+func (s InstanceStatus) designatedHead() bool {
+	return s.readyReplica() && s.Designated
 }
 
 // readyReplica reports whether s is a running, unfenced replica with data: a
@@ -201,10 +219,14 @@ type ActionKind string
 // The actions Next may ask for. Each names an end state.
 const (
 	// ActionBootstrap: Instance is a new primary at Epoch, created by
-	// initdb, running with SyncStandbys once its bootstrap SQL has run.
+	// initdb, running with SyncStandbys once its bootstrap SQL has run;
+	// with Designated, the designated primary of a replica cluster,
+	// copied from the source and following it.
 	ActionBootstrap ActionKind = "bootstrap"
 	// ActionPromote: Instance is the writable primary at Epoch, running with
-	// SyncStandbys, which the executor sets before promoting.
+	// SyncStandbys, which the executor sets before promoting; with
+	// Designated, it stays a standby and follows the replica cluster's
+	// source instead (the head of the replica cluster at Epoch).
 	ActionPromote ActionKind = "promote"
 	// ActionFollow: Instance runs as a replica streaming from Primary
 	// (primary_conninfo repointed and reloaded; postgres started if down).
@@ -243,6 +265,8 @@ type Action struct {
 	Epoch        uint64
 	SyncStandbys string
 	Reason       string
+	// Designated: see ActionBootstrap and ActionPromote.
+	Designated bool
 }
 
 // String renders a for logs and test output.
@@ -259,6 +283,9 @@ func (a Action) String() string {
 	}
 	if a.Kind == ActionPromote || a.Kind == ActionBootstrap || a.Kind == ActionSetSyncStandbys {
 		parts = append(parts, fmt.Sprintf("sync=%q", a.SyncStandbys))
+	}
+	if a.Designated {
+		parts = append(parts, "designated")
 	}
 	if a.Reason != "" {
 		parts = append(parts, fmt.Sprintf("reason=%q", a.Reason))

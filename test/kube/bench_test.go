@@ -82,3 +82,19 @@ func benchFailover(b *testing.B, how string) {
 	report(b, how+" of the primary -> first acknowledged write through -rw", ds)
 	b.Logf("%d acknowledged writes checked after %d failovers", n, len(ds))
 }
+
+// BenchmarkFailoverFrozen: the primary's container frozen (SIGSTOP of its
+// processes) under asynchronous replication -> the first write a new
+// primary acknowledged through <c>-rw; every round also checks that the
+// old primary acknowledged nothing after it (freezeFailover).
+func BenchmarkFailoverFrozen(b *testing.B) {
+	ns := newNamespace(b, "bench-freeze")
+	c := newCluster(b, ns, "cluster-example.yaml", nil)
+	w := startWriter(b, ns, c)
+	var ds []time.Duration
+	for i := range rounds(5) {
+		ds = append(ds, freezeFailover(b, w, c, i))
+	}
+	mustExec(b, w.ns, w.pod, "touch", "/tmp/stop")
+	report(b, "primary frozen -> first acknowledged write on the new primary", ds)
+}

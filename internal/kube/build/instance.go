@@ -83,9 +83,10 @@ func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 		ObjectMeta: meta,
 		Spec: corev1.PodSpec{
 			ServiceAccountName: ServiceAccountName(c),
-			// The instance manager does not call the API server; when it
-			// does, it reads the short-lived token projected below rather
-			// than a long-lived automounted one.
+			// The instance manager calls the API server only to renew the
+			// cluster's Lease while primary (the Role allows nothing more),
+			// with the short-lived token projected below rather than a
+			// long-lived automounted one.
 			AutomountServiceAccountToken: new(false),
 			// Service environment variables would leak every Service of the
 			// namespace into PostgreSQL's environment for nothing.

@@ -29,6 +29,10 @@ type Options struct {
 	// SelfFenceSeconds is how long a primary keeps accepting writes without
 	// hearing from the operator (see plan.FenceTiming).
 	SelfFenceSeconds int64
+	// LeaseRenew is how often the primary renews the cluster's Lease, and
+	// LeaseTimeout bounds one renewal; zero LeaseRenew: no Lease.
+	LeaseRenew   time.Duration
+	LeaseTimeout time.Duration
 	// TerminationGracePeriodSeconds bounds an instance's clean shutdown.
 	TerminationGracePeriodSeconds int64
 }

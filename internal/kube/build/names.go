@@ -126,6 +126,11 @@ func InstanceConfigSecretName(instance string) string { return instance + "-conf
 // its Role and RoleBinding).
 func ServiceAccountName(c *v1.Cluster) string { return c.Name }
 
+// LeaseName is the cluster's primary Lease (coordination.k8s.io/v1): named
+// after the cluster, as CloudNativePG names its own, and the only Lease the
+// pods' Role lets them touch.
+func LeaseName(c *v1.Cluster) string { return c.Name }
+
 // PrimaryPDBName and ReplicaPDBName are the PodDisruptionBudgets. Every
 // object name of a Cluster is its name plus a suffix, and no suffix may end
 // with another suffix of the same kind: a replica budget named <c> made

@@ -3,6 +3,7 @@ package build
 import (
 	"maps"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -81,7 +82,11 @@ func serviceAccountMeta(c *v1.Cluster) metav1.ObjectMeta {
 // Role grants the cluster's pods read access to their own objects only,
 // each named (resourceNames): the Cluster, its pods, and the secrets the
 // pods already mount. Never the CA (its key signs certificates) nor the
-// operator's client certificate, and nothing of any other cluster.
+// operator's client certificate, and nothing of any other cluster. The one
+// write is get and update of the cluster's own Lease, which the primary
+// renews: not create (the operator creates it), not patch or delete, and no
+// other Lease (a node's, the operator's leader election, another
+// cluster's).
 func Role(c *v1.Cluster) *rbacv1.Role {
 	n := Secrets(c)
 	instances := InstanceNames(c)
@@ -98,6 +103,7 @@ func Role(c *v1.Cluster) *rbacv1.Role {
 			{APIGroups: []string{v1.Group}, Resources: []string{"clusters"}, ResourceNames: []string{c.Name}, Verbs: []string{"get", "watch"}},
 			{APIGroups: []string{""}, Resources: []string{"pods"}, ResourceNames: instances, Verbs: []string{"get"}},
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: secrets, Verbs: []string{"get", "watch"}},
+			{APIGroups: []string{coordinationv1.GroupName}, Resources: []string{"leases"}, ResourceNames: []string{LeaseName(c)}, Verbs: []string{"get", "update"}},
 		},
 	}
 }
@@ -178,6 +184,22 @@ func NetworkPolicies(c *v1.Cluster, opts Options) []*networkingv1.NetworkPolicy 
 				PolicyTypes: ingress,
 				Ingress:     metricsIngress,
 			},
+		},
+	}
+}
+
+// PrimaryLease is the cluster's Lease, held by the instance that should be
+// primary. leaseSeconds is informative (the bound after which the operator
+// may promote another instance); pgward's decisions never read the Lease's
+// times, only the change of its resourceVersion (plan.FenceTiming).
+func PrimaryLease(c *v1.Cluster, holder string, leaseSeconds int32, now metav1.MicroTime) *coordinationv1.Lease {
+	return &coordinationv1.Lease{
+		ObjectMeta: objectMeta(c, LeaseName(c), nil),
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity:       &holder,
+			LeaseDurationSeconds: &leaseSeconds,
+			AcquireTime:          &now,
+			RenewTime:            &now,
 		},
 	}
 }

@@ -78,6 +78,19 @@ func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instancea
 		// Service follows the relabelled primary.
 		Primary:   instanceapi.Endpoint{Name: primary, Host: ServerName(c), Port: PostgresPort},
 		SelfFence: secondsDuration(opts.SelfFenceSeconds),
+		Lease:     leaseConfig(c, opts),
+	}
+}
+
+// leaseConfig tells the instance manager which Lease to renew when it is
+// the primary, with the pod's projected token.
+func leaseConfig(c *v1.Cluster, opts Options) *instanceapi.LeaseConfig {
+	if opts.LeaseRenew <= 0 {
+		return nil
+	}
+	return &instanceapi.LeaseConfig{
+		Namespace: c.Namespace, Name: LeaseName(c), TokenDir: TokenDir,
+		RenewPeriod: opts.LeaseRenew, RequestTimeout: opts.LeaseTimeout,
 	}
 }
 

@@ -1,0 +1,249 @@
+//go:build e2e_kube
+
+package kube
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/kube/build"
+)
+
+// TestLeaseFencing runs the asynchronous sample with a writer through -rw:
+//
+//  1. The operator is scaled to zero for longer than the old 30 s
+//     self-fencing window: the primary renews its Lease itself, so the
+//     writer sees no failed write and no gap of a second.
+//  2. The primary's container is frozen (SIGSTOP of each of its processes,
+//     from the node). The operator replaces it within the new bound, having
+//     deleted its pod with grace period 0; a probe that writes straight to
+//     the old primary's address never gets a write acknowledged after the
+//     new primary's first one, even once the frozen processes are sent
+//     SIGCONT. Under asynchronous replication nothing but fencing keeps a
+//     woken old primary's writes out.
+func TestLeaseFencing(t *testing.T) {
+	ns := newNamespace(t, "e2e-lease")
+	c := newCluster(t, ns, "cluster-example.yaml", nil)
+	w := startWriter(t, ns, c)
+	waitStreaming(t, ns, c.Name)
+
+	// 1. No operator for 45 s.
+	scale := func(n int) {
+		mustKubectl(t, "-n", operatorNamespace, "scale", "deployment", "pgward-operator", "--replicas="+strconv.Itoa(n))
+	}
+	scale(0)
+	eventually(t, 2*time.Minute, "the operator's pods gone", func() error {
+		var pods corev1.PodList
+		if err := cl.List(context.Background(), &pods, client.InNamespace(operatorNamespace)); err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			if strings.HasPrefix(p.Name, "pgward-operator") {
+				return fmt.Errorf("%s still there", p.Name)
+			}
+		}
+		return nil
+	})
+	from := time.Now()
+	time.Sleep(45 * time.Second)
+	to := time.Now()
+	scale(1)
+	gap, errs := writeGaps(w.log(t), from, to)
+	t.Logf("operator away %v: longest gap between acknowledged writes %v, %d failed writes", to.Sub(from).Round(time.Second), gap, errs)
+	if errs > 0 || gap > time.Second {
+		t.Errorf("writes stopped while the operator was away:\n%s", window(w.log(t), from, to))
+	}
+	eventually(t, 3*time.Minute, "the operator back", func() error {
+		_, err := kubectl("-n", operatorNamespace, "rollout", "status", "deployment/pgward-operator", "--timeout=5s")
+		return err
+	})
+
+	// 2. Freeze the primary.
+	outage := freezeFailover(t, w, c, 1)
+	t.Logf("frozen primary: first acknowledged write on the new primary after %v", outage.Round(time.Millisecond))
+	mustExec(t, w.ns, w.pod, "touch", "/tmp/stop")
+}
+
+// freezeFailover freezes the primary's container (SIGSTOP of each of its
+// processes, from the node), waits for the first write a new primary
+// acknowledges through -rw and returns the time from the freeze to it. It
+// checks that the failover came within the bound, that the frozen
+// processes were killed (the pod deletion), and that a probe writing
+// straight to the old primary got nothing acknowledged after the new
+// primary's first write, even once whatever survived is sent SIGCONT.
+func freezeFailover(t testing.TB, w *writer, c *v1.Cluster, round int) time.Duration {
+	t.Helper()
+	ns := w.ns
+	c = waitStreaming(t, ns, c.Name)
+	old := c.Status.CurrentPrimary
+	var oldPod corev1.Pod
+	if err := cl.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: old}, &oldPod); err != nil {
+		t.Fatal(err)
+	}
+	probe := startProbe(t, ns, c.Name, oldPod.Status.PodIP, round)
+	procs := containerProcs(t, &oldPod, "postgres")
+	t0 := time.Now()
+	for _, p := range procs {
+		if err := syscall.Kill(p.pid, syscall.SIGSTOP); err != nil {
+			t.Fatalf("SIGSTOP %d: %v", p.pid, err)
+		}
+	}
+	// Whatever happens, nothing stays stopped after the round.
+	defer func() {
+		for _, p := range procs {
+			_ = syscall.Kill(p.pid, syscall.SIGCONT)
+		}
+	}()
+	var first time.Time
+	eventually(t, 2*time.Minute, "a new primary taking writes", func() error {
+		cur := getCluster(t, ns, c.Name)
+		if cur.Status.CurrentPrimary == old || cur.Status.CurrentPrimary == "" {
+			return fmt.Errorf("primary still %q", cur.Status.CurrentPrimary)
+		}
+		at, ok := firstAckAfter(w.log(t), t0, oldPod.Status.PodIP)
+		if !ok {
+			return fmt.Errorf("no write acknowledged since the freeze")
+		}
+		first = at
+		return nil
+	})
+	outage := first.Sub(t0)
+	// The bound (~9.1 s) from the later of the primary's last answer and
+	// the operator's read that saw its last renewal (up to a check
+	// interval, 2 s, after it), the step that decides (its status request
+	// to the frozen pod waits out the 2 s timeout), and the writer's
+	// reconnection; 35 s or more with the 30 s self-fencing of before.
+	if outage > 20*time.Second {
+		t.Errorf("failover of the frozen %s took %v, more than the bound allows", old, outage)
+	}
+	// The power fence: the kubelet kills the deleted pod's processes. Only
+	// then (or after 30 s) are the survivors woken: with the fence off, the
+	// frozen postgres would take the probe's pending insert.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && alive(procs) > 0 {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := alive(procs); n > 0 {
+		t.Errorf("%d of the frozen primary's %d processes still exist 30 s after the failover: no fencing by power", n, len(procs))
+	}
+	for _, p := range procs {
+		_ = syscall.Kill(p.pid, syscall.SIGCONT)
+	}
+	time.Sleep(5 * time.Second)
+	log := probe.finish(t)
+	acks := parseAcks(log)
+	for _, a := range acks {
+		if !a.at.Before(first) {
+			t.Errorf("the old primary acknowledged row %d at %d, after the new primary's first write at %d",
+				a.id, a.at.UnixMilli(), first.UnixMilli())
+		}
+	}
+	t.Logf("round %d: froze %s (%d processes); new primary's first write after %v; the probe to the old primary had %d rows acknowledged, the last %v before that",
+		round, old, len(procs), outage.Round(time.Millisecond), len(acks), lastBefore(acks, first))
+	return outage
+}
+
+// lastBefore is how long before t the last of acks was acknowledged.
+func lastBefore(acks []ack, t time.Time) time.Duration {
+	if len(acks) == 0 {
+		return 0
+	}
+	return t.Sub(acks[len(acks)-1].at).Round(time.Millisecond)
+}
+
+// writeGaps returns the longest time between two acknowledged writes in
+// [from, to] (including from the window's edges) and the failed writes.
+func writeGaps(log string, from, to time.Time) (time.Duration, int) {
+	last, gap, errs := from, time.Duration(0), 0
+	for _, line := range strings.Split(log, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		ms, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil {
+			continue
+		}
+		at := time.UnixMilli(ms)
+		if at.Before(from) || at.After(to) {
+			continue
+		}
+		switch f[0] {
+		case "ack":
+			gap, last = max(gap, at.Sub(last)), at
+		case "err":
+			errs++
+		}
+	}
+	return max(gap, to.Sub(last)), errs
+}
+
+// alive counts the processes that still exist.
+func alive(procs []containerProc) int {
+	n := 0
+	for _, p := range procs {
+		if syscall.Kill(p.pid, 0) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// probeWriter writes straight to one instance's address (verifying its
+// certificate for the -rw name it carries), logging like writer.
+type probeWriter struct{ ns, pod string }
+
+func startProbe(t testing.TB, ns, cluster, addr string, round int) *probeWriter {
+	t.Helper()
+	script := pgClientScript(cluster+"-app", fmt.Sprintf(`
+export PGHOST=%s PGHOSTADDR=%s PGCONNECT_TIMEOUT=2
+until psql -XAtq -c "create table if not exists e2e_probe(id bigint primary key)"; do sleep 0.2; done
+i=0
+while [ ! -e /tmp/stop ]; do
+  i=$((i+1))
+  if ip=$(psql -XAtq -c "insert into e2e_probe values ($i) returning inet_server_addr()" 2>/tmp/err); then
+    echo "ack $i $(date +%%s%%3N) $ip"
+  else
+    echo "err $i $(date +%%s%%3N) $(head -c 160 /tmp/err | tr '\n' ' ')"
+    sleep 0.05
+  fi
+done
+echo stopped`, build.ServerName(getCluster(t, ns, cluster)), addr))
+	p := clientPod(ns, fmt.Sprintf("probe-%d", round), map[string]string{"e2e": "probe"}, script, cluster+"-app")
+	if err := cl.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	pr := &probeWriter{ns: ns, pod: p.Name}
+	eventually(t, 2*time.Minute, "the probe's first acknowledged row", func() error {
+		out, err := kubectl("-n", ns, "logs", p.Name)
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		if len(parseAcks(out)) == 0 {
+			return fmt.Errorf("no row acknowledged yet:\n%s", out)
+		}
+		return nil
+	})
+	return pr
+}
+
+// finish stops the probe and returns its log.
+func (p *probeWriter) finish(t testing.TB) string {
+	t.Helper()
+	_, _ = podExec(context.Background(), p.ns, p.pod, "touch", "/tmp/stop")
+	time.Sleep(3 * time.Second)
+	out, err := kubectl("-n", p.ns, "logs", p.pod)
+	if err != nil {
+		t.Fatalf("probe log: %v\n%s", err, out)
+	}
+	return out
+}
