@@ -23,32 +23,36 @@ var allowed = map[string][]string{
 	// Test helpers for the planner: fakes of observations, never shipped.
 	"internal/plan/plantest": {"api/v1", "internal/plan"},
 	"internal/instanceapi":   {},
+	// CloudNativePG's custom query format: pure decisions, shared by
+	// validation, both runtimes and the exporter.
+	"internal/customqueries": {"api/v1"},
 	// The one planner loop: the planner and the instance contract, no runtime.
 	"internal/control": {"api/v1", "internal/plan", "internal/instanceapi"},
 	// The audit's decisions are pure; each runtime observes for it.
 	"internal/audit": {"api/v1", "internal/pki"},
 	// pgBackRest's driver: configuration, commands, the choice of a backup.
 	"internal/backup":   {"api/v1"},
-	"internal/instance": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup"},
-	"internal/local":    {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control"},
-	"internal/bench":    {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local"},
-	"internal/cli":      {"api/v1", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build"},
+	"internal/instance": {"api/v1", "internal/customqueries", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup"},
+	"internal/local":    {"api/v1", "internal/customqueries", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control"},
+	"internal/bench":    {"api/v1", "internal/customqueries", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local"},
+	"internal/cli":      {"api/v1", "internal/customqueries", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build"},
 	// The operator's pure builders see the instance manager's Config type
 	// through its contract (instanceapi), never the manager, the planner
 	// or a runtime.
 	"internal/kube/build": {"api/v1", "internal/pki", "internal/instanceapi"},
 	// The operator drives the same planner as the local runtime but never
 	// imports it (nor the CLI).
-	"internal/kube": {"api/v1", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/kube/build"},
+	"internal/kube": {"api/v1", "internal/customqueries", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/kube/build"},
 }
 
 // forbiddenExternal are imports a package must not pull in, even indirectly.
 var forbiddenExternal = map[string][]string{
-	"internal/plan":    {"net", "os", "os/exec", "math/rand", "context", "log/slog"},
-	"internal/pgconf":  {"os", "os/exec", "net"},
-	"internal/audit":   {"os", "os/exec", "net", "net/http", "github.com/jackc/pgx/v5"},
-	"internal/local":   {"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
-	"internal/control": {"k8s.io/client-go", "sigs.k8s.io/controller-runtime", "os", "os/exec"},
+	"internal/plan":          {"net", "os", "os/exec", "math/rand", "context", "log/slog"},
+	"internal/pgconf":        {"os", "os/exec", "net"},
+	"internal/audit":         {"os", "os/exec", "net", "net/http", "github.com/jackc/pgx/v5"},
+	"internal/customqueries": {"os", "os/exec", "net", "net/http", "github.com/jackc/pgx/v5"},
+	"internal/local":         {"k8s.io/client-go", "sigs.k8s.io/controller-runtime"},
+	"internal/control":       {"k8s.io/client-go", "sigs.k8s.io/controller-runtime", "os", "os/exec"},
 	// Builders are pure: no client, no context, no randomness, no files.
 	"internal/kube/build": {"context", "k8s.io/client-go", "sigs.k8s.io/controller-runtime", "crypto/rand", "math/rand", "os", "net/http", "github.com/jackc/pgx/v5"},
 }

@@ -28,6 +28,20 @@ var notReadByName = map[string]string{
 	// pgward's catalog kinds (CloudNativePG's group is read as pgward's,
 	// as its apiVersion is): there is nothing else for it to select.
 	"ImageCatalogRef.APIGroup": "two accepted values of one meaning",
+	// spec.monitoring.tls: the exporter always serves TLS 1.3 with a
+	// client certificate; only enabled: true is accepted (api/v1
+	// validateMonitoring), which states what is so.
+	"MonitoringConfiguration.TLSConfig":         "only tls.enabled: true accepted",
+	"ClusterMonitoringTLSConfiguration.Enabled": "only true accepted",
+	// Copied whole (JSON) into the PodMonitor's relabelings
+	// (internal/kube/build/podmonitor.go relabelList).
+	"RelabelConfig.SourceLabels": "serialised into the PodMonitor",
+	"RelabelConfig.Separator":    "serialised into the PodMonitor",
+	"RelabelConfig.TargetLabel":  "serialised into the PodMonitor",
+	"RelabelConfig.Regex":        "serialised into the PodMonitor",
+	"RelabelConfig.Modulus":      "serialised into the PodMonitor",
+	"RelabelConfig.Replacement":  "serialised into the PodMonitor",
+	"RelabelConfig.Action":       "serialised into the PodMonitor",
 }
 
 // TestEveryAcceptedFieldIsRead walks the spec types of every kind pgward

@@ -127,6 +127,11 @@ type ClusterSpec struct {
 	// +optional
 	WalStorage *StorageConfiguration `json:"walStorage,omitempty"`
 
+	// Monitoring configures each instance's exporter (custom queries, the
+	// built-in queries) and a PodMonitor on Kubernetes.
+	// +optional
+	Monitoring *MonitoringConfiguration `json:"monitoring,omitempty"`
+
 	// NetworkPolicy, when enabled, makes the operator restrict who may reach
 	// the instances on Kubernetes. It is a pgward extension (Cloud Native
 	// PostgreSQL has no such field); the local runtime ignores it.

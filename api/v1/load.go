@@ -30,7 +30,7 @@ var foreignAPIVersions = []string{"postgresql.cnpg.io/v1", "postgresql.k8s.enter
 var cnpOnlyFields = specPaths(
 	"ephemeralVolumeSource", "ephemeralVolumesSizeLimit",
 	"livenessProbeTimeout", "logLevel",
-	"monitoring", "nodeMaintenanceWindow", "plugins",
+	"monitoring.metricsQueriesTTL", "nodeMaintenanceWindow", "plugins",
 	"postgresGID", "postgresUID",
 	"podSelectorRefs", "replicationSlots",
 	"smartShutdownTimeout", "startDelay", "stopDelay",

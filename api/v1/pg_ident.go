@@ -62,11 +62,16 @@ const ControllerIdentity = "pgward-controller"
 // certificate into a login.
 const MetricsIdentity = "pgward-metrics"
 
+// MonitorRole is the role custom queries run as: a member of pg_monitor and
+// nothing else, read-only by default, no password, reachable only through
+// the instance's socket by the instance's OS user (pgward's peer map).
+const MonitorRole = "pgward_monitor"
+
 // reservedIdentities are the names pgward's own processes and certificates
 // go by: a user map matching any of them would let whoever holds that
 // identity (every instance holds the replication certificate, the OS user
 // runs PostgreSQL) log in as another role.
-var reservedIdentities = []string{ReplicationUser, ControllerIdentity, MetricsIdentity, SuperuserRole, "root"}
+var reservedIdentities = []string{ReplicationUser, ControllerIdentity, MetricsIdentity, MonitorRole, SuperuserRole, "root"}
 
 // checkIdentSystemUser refuses a system user (a name, or a regular
 // expression starting with "/") that matches one of pgward's identities.

@@ -46,7 +46,7 @@ var (
 // superuser and streaming_replica is pgward's replication role.
 // PostgreSQL itself refuses to create roles named public, none,
 // current_user, session_user or current_role.
-var reservedOwners = []string{"postgres", ReplicationUser, "public", "none", "current_user", "session_user", "current_role"}
+var reservedOwners = []string{"postgres", ReplicationUser, MonitorRole, "public", "none", "current_user", "session_user", "current_role"}
 
 // reservedDatabases exist after initdb; creating one of them would fail.
 var reservedDatabases = []string{"postgres", "template0", "template1"}
@@ -231,6 +231,7 @@ func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 	errs = append(errs, validateNetworkPolicy(s.NetworkPolicy, path.Child("networkPolicy"))...)
 	errs = append(errs, s.validateBackup(path)...)
 	errs = append(errs, s.validateManaged(path)...)
+	errs = append(errs, validateMonitoring(s.Monitoring, path.Child("monitoring"))...)
 	switch s.PrimaryUpdateStrategy {
 	case "", "unsupervised", "supervised":
 	default:

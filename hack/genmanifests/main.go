@@ -56,10 +56,11 @@ const (
 // marker needs that decision made. internal/kube's TestNamespacedInstallRBAC
 // checks the result against a real API server's discovery.
 var namespaced = map[string]bool{
+	"/configmaps":                                      true,
+	"monitoring.coreos.com/podmonitors":                true,
 	"/persistentvolumeclaims":                          true,
 	"/pods":                                            true,
 	"/secrets":                                         true,
-	"/configmaps":                                      true,
 	"/serviceaccounts":                                 true,
 	"/services":                                        true,
 	"coordination.k8s.io/leases":                       true,

@@ -41,7 +41,7 @@ func newUpCmd(dir *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			manifest, docs, cms, err := local.SplitManifestConfigMaps(whole)
+			manifest, docs, configMaps, err := local.SplitManifestWithConfigMaps(whole)
 			if err != nil {
 				return err
 			}
@@ -65,7 +65,7 @@ func newUpCmd(dir *string) *cobra.Command {
 				if err := local.CheckStateDirPath(abs, owner); err != nil {
 					return err
 				}
-				if err := local.Preflight(cmd.Context(), manifest, docs, cms, abs, pgBin, owner); err != nil {
+				if err := local.Preflight(cmd.Context(), manifest, docs, configMaps, abs, pgBin, owner); err != nil {
 					return err
 				}
 				sd, err := local.ClaimStateDir(abs, owner)
@@ -76,7 +76,7 @@ func newUpCmd(dir *string) *cobra.Command {
 				return asOwner(cmd, args, sd.Owner, sd.Path, whole)
 			}
 			return local.Up(cmd.Context(), local.UpOptions{
-				Dir: abs, Manifest: manifest, Secrets: docs, ConfigMaps: cms, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, HA: ha, Out: cmd.OutOrStdout(),
+				Dir: abs, Manifest: manifest, Secrets: docs, ConfigMaps: configMaps, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, HA: ha, Out: cmd.OutOrStdout(),
 			})
 		},
 	}

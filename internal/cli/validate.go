@@ -12,6 +12,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/customqueries"
+	"github.com/pgward/pgward/internal/local"
 )
 
 // newValidateCmd is `pgward validate`: the validation both runtimes run on
@@ -102,12 +104,12 @@ func validateManifestFile(data []byte) (string, error) {
 		problems, skipped []string
 		cluster           *v1.Cluster
 		secrets           = map[string]secretDoc{}
+		configMaps        = map[string]map[string][]byte{}
 		// issued maps a Secret's name to the cert-manager Certificate
 		// that fills it: CloudNativePG's samples ship such Secrets
 		// empty, for cert-manager to write on Kubernetes.
-		issued     = map[string]string{}
-		catalogs   = map[string]*v1.ImageCatalogSpec{}
-		configMaps = map[string]map[string]string{}
+		issued   = map[string]string{}
+		catalogs = map[string]*v1.ImageCatalogSpec{}
 	)
 	for i, doc := range docs {
 		var tm typeMeta
@@ -141,6 +143,13 @@ func validateManifestFile(data []byte) (string, error) {
 				continue
 			}
 			secrets[s.Metadata.Name] = s
+		case tm.Kind == "ConfigMap" && tm.APIVersion == "v1":
+			name, data, err := local.ParseConfigMapDoc(doc)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("document %d (ConfigMap %q): %v", i+1, tm.Metadata.Name, err))
+				continue
+			}
+			configMaps[name] = data
 		case tm.Kind == "Certificate" && strings.HasPrefix(tm.APIVersion, "cert-manager.io/"):
 			var crt struct {
 				Spec struct {
@@ -151,16 +160,6 @@ func validateManifestFile(data []byte) (string, error) {
 				issued[crt.Spec.SecretName] = tm.Metadata.Name
 			}
 			skipped = append(skipped, fmt.Sprintf("skipped: %s %q (applied with kubectl; cert-manager fills Secret %q)", tm.Kind, tm.Metadata.Name, crt.Spec.SecretName))
-		case tm.Kind == "ConfigMap" && tm.APIVersion == "v1":
-			var cm struct {
-				typeMeta `json:",inline"`
-				Data     map[string]string `json:"data"`
-			}
-			if err := yaml.Unmarshal(doc, &cm); err != nil {
-				problems = append(problems, fmt.Sprintf("document %d (ConfigMap %q): %v", i+1, tm.Metadata.Name, err))
-				continue
-			}
-			configMaps[tm.Metadata.Name] = cm.Data
 		default:
 			// Issuers, PodMonitors... are applied with
 			// kubectl; pgward reads only the Cluster and its Secrets.
@@ -181,6 +180,7 @@ func validateManifestFile(data []byte) (string, error) {
 			}
 		}
 		problems = append(problems, checkSecretDocs(cluster, secrets)...)
+		problems = append(problems, checkCustomQueries(cluster, secrets, configMaps)...)
 		// A catalog in the same file must have the entry the Cluster
 		// selects; one applied separately is checked by the operator.
 		if ref := cluster.Spec.ImageCatalogRef; ref != nil {
@@ -197,7 +197,7 @@ func validateManifestFile(data []byte) (string, error) {
 	}
 	summary := fmt.Sprintf("Cluster %q is valid (%d instance(s)); %d Secret(s) checked", cluster.Name, cluster.Spec.Instances, len(secrets))
 	if len(configMaps) > 0 {
-		summary += fmt.Sprintf(", %d ConfigMap(s) checked", len(configMaps))
+		summary += fmt.Sprintf("; %d ConfigMap(s) checked", len(configMaps))
 	}
 	return strings.Join(append([]string{summary}, skipped...), "\n"), nil
 }
@@ -252,7 +252,7 @@ func checkSecretDocs(c *v1.Cluster, secrets map[string]secretDoc) []string {
 // and ConfigMaps of the file: the key must be there. One not in the file
 // must exist where the cluster runs (locally, a ConfigMap must be in the
 // file: `up` says so).
-func checkSQLRefDocs(c *v1.Cluster, secrets map[string]secretDoc, configMaps map[string]map[string]string) []string {
+func checkSQLRefDocs(c *v1.Cluster, secrets map[string]secretDoc, configMaps map[string]map[string][]byte) []string {
 	var problems []string
 	_, _ = c.Spec.ResolveSQLRefs(func(secret bool, name, key string) (string, error) {
 		if secret {
@@ -269,4 +269,60 @@ func checkSQLRefDocs(c *v1.Cluster, secrets map[string]secretDoc, configMaps map
 		return "", nil
 	})
 	return problems
+}
+
+// checkCustomQueries parses the custom queries the Cluster names from the
+// file's ConfigMaps and Secrets, as both runtimes will; one not in the file
+// must exist where the cluster runs, and is checked there.
+func checkCustomQueries(c *v1.Cluster, secrets map[string]secretDoc, configMaps map[string]map[string][]byte) []string {
+	sources, err := local.CustomQuerySources(c, func(kind, name string) (map[string][]byte, error) {
+		if kind == "ConfigMap" {
+			if d, ok := configMaps[name]; ok {
+				return d, nil
+			}
+		} else if s, ok := secrets[name]; ok {
+			d := map[string][]byte{}
+			for k, v := range s.StringData {
+				d[k] = []byte(v)
+			}
+			for k, v := range s.Data {
+				b, err := base64.StdEncoding.DecodeString(v)
+				if err != nil {
+					return nil, fmt.Errorf("data[%s] is not base64", k)
+				}
+				d[k] = b
+			}
+			return d, nil
+		}
+		return nil, errNotInFile
+	})
+	var problems []string
+	if err != nil {
+		for _, e := range unjoin(err) {
+			if !errors.Is(e, errNotInFile) {
+				problems = append(problems, e.Error())
+			}
+		}
+	}
+	if _, err := customqueries.Parse(sources); err != nil {
+		problems = append(problems, unjoinStrings(err)...)
+	}
+	return problems
+}
+
+var errNotInFile = errors.New("not in the file")
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func unjoinStrings(err error) []string {
+	var out []string
+	for _, e := range unjoin(err) {
+		out = append(out, e.Error())
+	}
+	return out
 }

@@ -52,6 +52,16 @@ func TestValidateManifestFile(t *testing.T) {
 		{"a ConfigMap", validCluster + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n", "1 ConfigMap(s) checked"},
 		{"a ConfigMap without the key a SQL reference names", strings.Replace(validCluster, "      owner: app\n", "      owner: app\n      postInitSQLRefs:\n        configMapRefs: [{name: c, key: x.sql}]\n", 1) +
 			"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  y.sql: SELECT 1\n", `ConfigMap "c" (a bootstrap.initdb SQL reference) has no key "x.sql"`},
+		{"another kind", validCluster + "---\napiVersion: monitoring.coreos.com/v1\nkind: PodMonitor\nmetadata:\n  name: c\n", `skipped: PodMonitor "c" (not read by pgward)`},
+		{"custom queries in a ConfigMap", strings.Replace(validCluster, "spec:\n", "spec:\n  monitoring:\n    customQueriesConfigMap: [{name: q, key: k}]\n", 1) +
+			"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: q\ndata:\n  k: |\n    x:\n      query: SELECT 1 AS a\n      metrics: [{a: {usage: GAUGE}}]\n", "1 ConfigMap(s) checked"},
+		{"a custom query that writes", strings.Replace(validCluster, "spec:\n", "spec:\n  monitoring:\n    customQueriesConfigMap: [{name: q, key: k}]\n", 1) +
+			"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: q\ndata:\n  k: |\n    x:\n      query: DELETE FROM t\n      metrics: [{a: {usage: GAUGE}}]\n",
+			`spec.monitoring.customQueriesConfigMap[0] (ConfigMap q, key k): query "x", key query: starts with "DELETE"`},
+		{"a generated secret as a source", strings.Replace(validCluster, "spec:\n", "spec:\n  monitoring:\n    customQueriesSecret: [{name: shop-ca, key: ca.key}]\n", 1),
+			`spec.monitoring.customQueriesSecret[0]: pgward generates secret "shop-ca"`},
+		{"a missing key", strings.Replace(validCluster, "spec:\n", "spec:\n  monitoring:\n    customQueriesConfigMap: [{name: q, key: other}]\n", 1) +
+			"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: q\ndata:\n  k: x\n", `spec.monitoring.customQueriesConfigMap[0]: ConfigMap "q" has no key "other"`},
 		{"a labelled Secret", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  namespace: db\n  labels:\n    a: b\n  annotations:\n    c: d\n", "1 Secret(s) checked"},
 		{"a Secret cert-manager fills", tlsCluster + emptyServerSecret + serverCertificate,
 			`not checked: Secret "srv" (filled by cert-manager's Certificate "srv-cert"`},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,7 +35,7 @@ const (
 // handshake, and only the metrics identity admitted.
 func newMetricsServer(addr string, files *tlsFiles, m *Manager) *http.Server {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(&exporter{m: m})
+	reg.MustRegister(&exporter{m: m}, newCustomCollector(m))
 	mux := http.NewServeMux()
 	mux.Handle(MetricsPath, requireMetrics(oneAtATime(promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
@@ -118,11 +119,12 @@ func (e *exporter) Collect(ch chan<- prometheus.Metric) {
 	e.m.mu.Lock()
 	v.promotedAt = e.m.st.PromotedAt
 	pool := e.m.pool
+	stats := e.m.cluster == nil || !e.m.cluster.Spec.Monitoring.StatisticsOff()
 	e.m.mu.Unlock()
 	var snap *pgSnapshot
 	if pool != nil && st.PostmasterRunning {
 		ctx, cancel := context.WithTimeout(context.Background(), metricsTimeout)
-		snap = querySnapshot(ctx, pool)
+		snap = querySnapshot(ctx, pool, stats)
 		cancel()
 	}
 	emit(ch, v, snap, e.m.certExpiries(), now)
@@ -192,9 +194,11 @@ type pgSnapshot struct {
 	locks       []countBy
 	databases   []countBy
 	bgwriter    *bgwriter
+	archiver    *archiver
 	// failed maps a collector to its error; a failed collector emits
-	// nothing of its own.
-	failed map[string]error
+	// nothing of its own. skipped are the collectors not run.
+	failed  map[string]error
+	skipped []string
 }
 
 // standby is one row of pg_stat_replication: how far behind the primary's
@@ -203,6 +207,12 @@ type standby struct {
 	name, state, syncState        string
 	sent, write, flush, replay    *float64
 	writeLag, flushLag, replayLag *float64
+}
+
+// archiver is pg_stat_archiver.
+type archiver struct {
+	archived, failed                 float64
+	lastArchivedTime, lastFailedTime *float64
 }
 
 type countBy struct {
@@ -225,14 +235,23 @@ const (
 	collectorLocks       = "locks"
 	collectorDatabases   = "databases"
 	collectorBgwriter    = "bgwriter"
+	collectorArchiver    = "archiver"
 )
 
-var collectors = []string{collectorRecovery, collectorWAL, collectorReplication, collectorConnections, collectorLocks, collectorDatabases, collectorBgwriter}
+var collectors = []string{collectorRecovery, collectorWAL, collectorReplication, collectorConnections, collectorLocks, collectorDatabases, collectorBgwriter, collectorArchiver}
+
+// statsCollectors are the "default queries" spec.monitoring's
+// disableDefaultQueries turns off.
+var statsCollectors = []string{collectorConnections, collectorLocks, collectorDatabases, collectorBgwriter, collectorArchiver}
 
 // querySnapshot asks PostgreSQL within ctx, each collector's queries
 // within metricsQueryTimeout. Each collector's failure is recorded and the
 // others still run.
-func querySnapshot(ctx context.Context, q pgxQuerier) *pgSnapshot {
+//
+// Without stats (spec.monitoring.disableDefaultQueries), the statistics
+// collectors (connections, locks, databases, bgwriter, archiver) are not
+// run and report no success line; health, replication and WAL always are.
+func querySnapshot(ctx context.Context, q pgxQuerier, stats bool) *pgSnapshot {
 	s := &pgSnapshot{failed: map[string]error{}}
 	first, cancel := context.WithTimeout(ctx, metricsQueryTimeout)
 	err := q.QueryRow(first, `SELECT pg_is_in_recovery()`).Scan(&s.inRecovery)
@@ -245,6 +264,10 @@ func querySnapshot(ctx context.Context, q pgxQuerier) *pgSnapshot {
 	}
 	s.answered = true
 	run := func(name string, f func(ctx context.Context) error) {
+		if !stats && slices.Contains(statsCollectors, name) {
+			s.skipped = append(s.skipped, name)
+			return
+		}
 		cctx, cancel := context.WithTimeout(ctx, metricsQueryTimeout)
 		defer cancel()
 		if err := f(cctx); err != nil {
@@ -323,6 +346,16 @@ func querySnapshot(ctx context.Context, q pgxQuerier) *pgSnapshot {
 		s.bgwriter = &b
 		return nil
 	})
+	run(collectorArchiver, func(ctx context.Context) error {
+		var a archiver
+		if err := q.QueryRow(ctx, `SELECT archived_count::float8, failed_count::float8,
+			extract(epoch FROM last_archived_time)::float8, extract(epoch FROM last_failed_time)::float8
+			FROM pg_stat_archiver`).Scan(&a.archived, &a.failed, &a.lastArchivedTime, &a.lastFailedTime); err != nil {
+			return err
+		}
+		s.archiver = &a
+		return nil
+	})
 	return s
 }
 
@@ -378,6 +411,10 @@ var (
 	descCheckpointSync    = desc("pg_stat_bgwriter_checkpoint_sync_time_seconds_total", "Time spent synchronizing checkpoint files to disk.")
 	descBuffersCheckpoint = desc("pg_stat_bgwriter_buffers_checkpoint_total", "Buffers written during checkpoints.")
 	descBuffersClean      = desc("pg_stat_bgwriter_buffers_clean_total", "Buffers written by the background writer.")
+	descArchived          = desc("pg_stat_archiver_archived_count", "WAL files archived successfully (pg_stat_archiver).")
+	descArchiveFailed     = desc("pg_stat_archiver_failed_count", "Failed attempts to archive WAL files (pg_stat_archiver).")
+	descLastArchived      = desc("pgward_archiver_last_archived_timestamp_seconds", "When the last WAL file was archived successfully, Unix time; absent if never.")
+	descLastArchiveFailed = desc("pgward_archiver_last_failed_timestamp_seconds", "When archiving last failed, Unix time; absent if never.")
 	descBuffersBackend    = desc("pg_stat_bgwriter_buffers_backend_total", "Buffers written directly by backends.")
 )
 
@@ -387,6 +424,7 @@ var allDescs = []*prometheus.Desc{
 	descReceivedLSN, descReplayedLSN, descWALBytes, descStandbyLagBytes, descStandbyLagSeconds, descStandby,
 	descConnections, descLocks, descDatabaseSize, descCheckpointsTimed, descCheckpointsReq, descCheckpointWrite,
 	descCheckpointSync, descBuffersCheckpoint, descBuffersClean, descBuffersBackend,
+	descArchived, descArchiveFailed, descLastArchived, descLastArchiveFailed,
 }
 
 // roles are the values of pgward_role's label, each always present.
@@ -440,7 +478,9 @@ func emit(ch chan<- prometheus.Metric, v managerView, s *pgSnapshot, certs []cer
 		return
 	}
 	for _, name := range collectors {
-		g(descCollector, b2f(s.failed[name] == nil), name)
+		if !slices.Contains(s.skipped, name) {
+			g(descCollector, b2f(s.failed[name] == nil), name)
+		}
 	}
 	if !up {
 		return
@@ -504,6 +544,12 @@ func emit(ch chan<- prometheus.Metric, v managerView, s *pgSnapshot, certs []cer
 		for _, r := range s.databases {
 			g(descDatabaseSize, r.value, r.a)
 		}
+	}
+	if a := s.archiver; a != nil && s.failed[collectorArchiver] == nil {
+		c(descArchived, a.archived)
+		c(descArchiveFailed, a.failed)
+		opt(descLastArchived, a.lastArchivedTime)
+		opt(descLastArchiveFailed, a.lastFailedTime)
 	}
 	if b := s.bgwriter; b != nil && s.failed[collectorBgwriter] == nil {
 		c(descCheckpointsTimed, b.checkpointsTimed)

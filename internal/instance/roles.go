@@ -79,6 +79,8 @@ func reconcileRoles(ctx context.Context, conn *pgx.Conn, c *v1.Cluster, cred cre
 		stmts = append(stmts, "GRANT EXECUTE ON FUNCTION "+fn+" TO "+ident(replicationRole))
 	}
 
+	stmts = append(stmts, monitorRoleStatements()...)
+
 	init := c.Spec.Bootstrap.Application()
 	appVerifier, err := secrets.SCRAMSHA256Verifier(cred.appPassword, rnd)
 	if err != nil {
@@ -170,3 +172,29 @@ func redact(stmt string) string {
 var passwordLiteralRE = regexp.MustCompile(`(?is)\bpassword\s*(e)?'`)
 
 var errNoBootstrap = errors.New("spec.bootstrap.initdb is missing (defaults not applied?)")
+
+// monitorRoleStatements make the role custom queries run as (see
+// customqueries.go): it can log in only through the instance's socket as
+// the instance's OS user (pgward's peer map; no password), reads what
+// pg_monitor reads, and nothing else. Its sessions start read-only with a
+// statement timeout and a cap on temporary files; the exporter adds a READ
+// ONLY transaction it rolls back. temp_file_limit is a superuser setting,
+// so the role cannot lift it.
+func monitorRoleStatements() []string {
+	r := ident(v1.MonitorRole)
+	return []string{
+		ensureRole(v1.MonitorRole, "LOGIN"),
+		"ALTER ROLE " + r + " WITH LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT 4 PASSWORD NULL",
+		"GRANT pg_monitor TO " + r,
+		"ALTER ROLE " + r + " SET default_transaction_read_only = on",
+		"ALTER ROLE " + r + " SET statement_timeout = '5s'",
+		"ALTER ROLE " + r + " SET idle_in_transaction_session_timeout = '10s'",
+		"ALTER ROLE " + r + " SET temp_file_limit = '64MB'",
+		// Query texts may come from a Secret: keep them out of the server
+		// log whatever the manifest's logging (superuser settings, which
+		// the role cannot change back).
+		"ALTER ROLE " + r + " SET log_statement = 'none'",
+		"ALTER ROLE " + r + " SET log_min_duration_statement = -1",
+		"ALTER ROLE " + r + " SET log_min_error_statement = 'panic'",
+	}
+}

@@ -41,6 +41,11 @@ type Config struct {
 	// MetricsAddress is host:port of the metrics exporter (HTTPS, a client
 	// certificate named pki.MetricsCommonName required); empty: none.
 	MetricsAddress string `json:"metricsAddress,omitempty"`
+	// CustomQueriesFile holds the cluster's custom queries in
+	// internal/customqueries' canonical form (written by the runtime from
+	// spec.monitoring's ConfigMaps and Secrets); empty or absent: none.
+	// The exporter re-reads it when it changes.
+	CustomQueriesFile string `json:"customQueriesFile,omitempty"`
 	// OSUser is the operating-system user PostgreSQL runs as; the peer map
 	// lets exactly this user in as the postgres role over the socket.
 	OSUser string `json:"osUser"`

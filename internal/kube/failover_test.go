@@ -196,6 +196,10 @@ func TestSimulatedFailover(t *testing.T) {
 	if p := promotions[0]; p.persistedTarget != "ha-3" {
 		t.Errorf("when ha-3 was promoted the stored target was %q (memory %s)", p.persistedTarget, p.stored)
 	}
+	// And counted once on the operator's metrics endpoint.
+	if v := operatorMetrics(t)["pgward_operator_failovers_total{cluster=ha,namespace="+ns+"}"]; v != 1 {
+		t.Errorf("pgward_operator_failovers_total = %v, want 1", v)
+	}
 	assertRW(t, ns, "ha", "ha-3")
 	if lost := sim.Lost("ha-3"); len(lost) > 0 {
 		t.Logf("asynchronous replication lost acknowledged writes %v (expected without sync replicas)", lost)
@@ -319,4 +323,7 @@ func TestSwitchoverRequest(t *testing.T) {
 		t.Errorf("writes lost in the switchover: %v", lost)
 	}
 	assertRW(t, ns, "sw", "sw-3")
+	if v := operatorMetrics(t)["pgward_operator_switchovers_total{cluster=sw,namespace="+ns+",result=promoting}"]; v != 1 {
+		t.Errorf("pgward_operator_switchovers_total{result=promoting} = %v, want 1", v)
+	}
 }

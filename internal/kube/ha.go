@@ -479,6 +479,9 @@ func (r *ClusterReconciler) publish(ctx context.Context, c *v1.Cluster, ready pl
 			kind = corev1.EventTypeWarning
 		}
 		logger.Info("planner", "event", e.Reason, "message", e.Message)
+		if e.Reason == plan.ReasonFailover {
+			failoversTotal.WithLabelValues(c.Namespace, c.Name).Inc()
+		}
 		if r.Recorder != nil {
 			r.Recorder.Eventf(c, nil, kind, e.Reason, "Plan", "%s", e.Message)
 		}

@@ -19,7 +19,7 @@ import (
 // which a switchover must move first). It returns the pods by name.
 //
 // A pod's spec is immutable: an existing pod only gets its labels updated.
-func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, target string) (map[string]*corev1.Pod, error) {
+func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, target string, mon monitoringResult) (map[string]*corev1.Pod, error) {
 	pods := map[string]*corev1.Pod{}
 	opts, err := r.podOptions(ctx, c)
 	r.setImageError(c, err)
@@ -48,6 +48,7 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		if err != nil {
 			return nil, err
 		}
+		r.applyCustomQueries(ctx, cfg, mon)
 		if _, err := ensure(ctx, r.Client, c, cfg, mutateSecret); err != nil {
 			return nil, err
 		}

@@ -107,6 +107,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req reconcile.Request
 			// Its objects go with it (owner references); only our
 			// in-memory state for it remains to drop.
 			r.forget(req.String())
+			forgetMetrics(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("reading cluster %s: %w", req, err)
@@ -188,6 +189,10 @@ func (r *ClusterReconciler) reconcile(ctx context.Context, c, desired *v1.Cluste
 	if err := r.ensureBackupSecrets(ctx, desired); err != nil {
 		return reconcile.Result{}, fmt.Errorf("backup: %w", err)
 	}
+	mon, err := r.ensureMonitoring(ctx, c, desired)
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("monitoring: %w", err)
+	}
 	mem, err := r.memory(ctx, c)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -195,7 +200,7 @@ func (r *ClusterReconciler) reconcile(ctx context.Context, c, desired *v1.Cluste
 	if err := r.ensureClusterObjects(ctx, desired); err != nil {
 		return reconcile.Result{}, err
 	}
-	pods, err := r.ensureInstances(ctx, desired, targetOf(desired, mem.Latest()))
+	pods, err := r.ensureInstances(ctx, desired, targetOf(desired, mem.Latest()), mon)
 	if err != nil {
 		return reconcile.Result{}, err
 	}

@@ -52,6 +52,7 @@ func (r *ClusterReconciler) updateStatus(ctx context.Context, c, desired *v1.Clu
 		meta.SetStatusCondition(&st.Conditions, cond)
 	}
 	r.setImageCondition(c, &st.Conditions)
+	observeStatus(c)
 	if equality.Semantic.DeepEqual(before.Status, c.Status) {
 		return nil
 	}
@@ -138,6 +139,7 @@ func (r *ClusterReconciler) setCondition(ctx context.Context, c *v1.Cluster, pha
 	meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{
 		Type: ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: c.Generation,
 	})
+	observeStatus(c)
 	if equality.Semantic.DeepEqual(before.Status, c.Status) {
 		return nil
 	}

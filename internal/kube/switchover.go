@@ -60,6 +60,9 @@ func (r *ClusterReconciler) clearSwitchoverAnnotation(ctx context.Context, c *v1
 
 // publishSwitchover records how a requested switchover ended, as an event.
 func (r *ClusterReconciler) publishSwitchover(c *v1.Cluster, o *plan.SwitchoverOutcome) {
+	if o != nil {
+		switchoversTotal.WithLabelValues(c.Namespace, c.Name, string(o.Result)).Inc()
+	}
 	if o == nil || r.Recorder == nil {
 		return
 	}

@@ -67,6 +67,14 @@ func (l Layout) BinDir() string { return filepath.Join(l.Dir, "bin") }
 // SecretsDir is the root of the secrets store.
 func (l Layout) SecretsDir() string { return filepath.Join(l.Dir, "secrets") }
 
+// ConfigMapsDir holds the ConfigMaps of the manifest file, one directory
+// each, like secrets.
+func (l Layout) ConfigMapsDir() string { return filepath.Join(l.Dir, "configmaps") }
+
+// CustomQueriesFile is spec.monitoring's custom queries, checked and in
+// canonical form, for every instance's exporter.
+func (l Layout) CustomQueriesFile() string { return filepath.Join(l.Dir, "custom-queries.json") }
+
 // InstanceDir is one instance's directory.
 func (l Layout) InstanceDir(name string) string { return filepath.Join(l.Dir, "instances", name) }
 

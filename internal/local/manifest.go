@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/customqueries"
 	"github.com/pgward/pgward/internal/secrets"
 )
 
@@ -23,27 +24,20 @@ type SecretDocs map[string]map[string][]byte
 // CloudNativePG's samples and `make objectstore-up`'s secret file are
 // written). Anything else is refused: locally nothing would apply it.
 func SplitManifest(data []byte) ([]byte, SecretDocs, error) {
-	cluster, secretDocs, cms, err := SplitManifestConfigMaps(data)
-	if err != nil {
-		return nil, nil, err
+	cluster, secretDocs, cms, err := SplitManifestWithConfigMaps(data)
+	if err == nil && len(cms) > 0 {
+		err = errors.New("the file holds ConfigMaps: use SplitManifestWithConfigMaps")
 	}
-	if len(cms) > 0 {
-		return nil, nil, errors.New("the file holds ConfigMaps, which only bootstrap.initdb's SQL references read")
-	}
-	return cluster, secretDocs, nil
+	return cluster, secretDocs, err
 }
 
-// ConfigMapDocs are the ConfigMaps a manifest file carries beside its
-// Cluster, by name (bootstrap.initdb's SQL references read them).
-type ConfigMapDocs map[string]map[string]string
-
-// SplitManifestConfigMaps is SplitManifest that also returns the file's
-// ConfigMaps (what `up` reads; the other callers take Secrets only).
-func SplitManifestConfigMaps(data []byte) ([]byte, SecretDocs, ConfigMapDocs, error) {
+// SplitManifestWithConfigMaps is SplitManifest that also returns the
+// ConfigMaps of the file (spec.monitoring's custom queries), by name.
+func SplitManifestWithConfigMaps(data []byte) ([]byte, SecretDocs, SecretDocs, error) {
 	docs := v1.SplitDocuments(data)
 	var cluster []byte
 	out := SecretDocs{}
-	cms := ConfigMapDocs{}
+	cms := SecretDocs{}
 	for i, doc := range docs {
 		var tm struct {
 			APIVersion string `json:"apiVersion"`
@@ -63,7 +57,7 @@ func SplitManifestConfigMaps(data []byte) ([]byte, SecretDocs, ConfigMapDocs, er
 			}
 			out[name] = data
 		case tm.Kind == "ConfigMap" && tm.APIVersion == "v1":
-			name, data, err := parseConfigMapDoc(doc)
+			name, data, err := ParseConfigMapDoc(doc)
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("document %d (ConfigMap): %w", i+1, err)
 			}
@@ -83,6 +77,53 @@ func SplitManifestConfigMaps(data []byte) ([]byte, SecretDocs, ConfigMapDocs, er
 		return nil, nil, nil, errors.New("no Cluster in the file")
 	}
 	return cluster, out, cms, nil
+}
+
+// ParseConfigMapDoc reads a ConfigMap's name and data (binaryData too),
+// strictly, with the names and keys a local store accepts.
+func ParseConfigMapDoc(doc []byte) (string, map[string][]byte, error) {
+	var cm struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Metadata   struct {
+			Name        string            `json:"name"`
+			Namespace   string            `json:"namespace,omitempty"`
+			Labels      map[string]string `json:"labels,omitempty"`
+			Annotations map[string]string `json:"annotations,omitempty"`
+		} `json:"metadata"`
+		Data       map[string]string `json:"data,omitempty"`
+		BinaryData map[string]string `json:"binaryData,omitempty"`
+		Immutable  *bool             `json:"immutable,omitempty"`
+	}
+	if err := yaml.UnmarshalStrict(doc, &cm); err != nil {
+		return "", nil, err
+	}
+	if err := secrets.ValidateName(cm.Metadata.Name); err != nil {
+		return "", nil, err
+	}
+	data := map[string][]byte{}
+	for k, v := range cm.Data {
+		data[k] = []byte(v)
+	}
+	for k, v := range cm.BinaryData {
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return "", nil, fmt.Errorf("%q: binaryData[%s] is not base64", cm.Metadata.Name, k)
+		}
+		data[k] = b
+	}
+	for k := range data {
+		if err := secrets.ValidateKey(k); err != nil {
+			return "", nil, fmt.Errorf("%q: %w", cm.Metadata.Name, err)
+		}
+	}
+	return cm.Metadata.Name, data, nil
+}
+
+// CustomQuerySources resolves spec.monitoring's references; see
+// customqueries.Sources.
+func CustomQuerySources(c *v1.Cluster, get func(kind, name string) (map[string][]byte, error)) ([]customqueries.Source, error) {
+	return customqueries.Sources(c, get)
 }
 
 func parseSecretDoc(doc []byte) (string, map[string][]byte, error) {
@@ -175,38 +216,13 @@ func ensureBackupKey(c *v1.Cluster, store secrets.Store, rnd io.Reader) (bool, e
 	return true, store.Put(c.Name+v1.BackupKeySuffix, map[string][]byte{v1.BackupKeyKey: []byte(hex.EncodeToString(key))})
 }
 
-func parseConfigMapDoc(doc []byte) (string, map[string]string, error) {
-	var cm struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		Metadata   struct {
-			Name      string            `json:"name"`
-			Namespace string            `json:"namespace,omitempty"`
-			Labels    map[string]string `json:"labels,omitempty"`
-		} `json:"metadata"`
-		Data map[string]string `json:"data,omitempty"`
-	}
-	if err := yaml.UnmarshalStrict(doc, &cm); err != nil {
-		return "", nil, err
-	}
-	if err := secrets.ValidateName(cm.Metadata.Name); err != nil {
-		return "", nil, err
-	}
-	for k := range cm.Data {
-		if err := secrets.ValidateKey(k); err != nil {
-			return "", nil, fmt.Errorf("%q: %w", cm.Metadata.Name, err)
-		}
-	}
-	return cm.Metadata.Name, cm.Data, nil
-}
-
 // bootstrapSQLFile holds the SQL of bootstrap.initdb's references (0600).
 const bootstrapSQLFile = "bootstrap-sql.json"
 
 // resolveSQLRefs reads bootstrap.initdb's SQL references: Secrets from the
 // file, else from the state directory's store (when store is not nil),
 // ConfigMaps from the file only. Errors name the reference's field.
-func resolveSQLRefs(c *v1.Cluster, docs SecretDocs, cms ConfigMapDocs, store secrets.Store) (*v1.ResolvedSQL, error) {
+func resolveSQLRefs(c *v1.Cluster, docs, cms SecretDocs, store secrets.Store) (*v1.ResolvedSQL, error) {
 	return c.Spec.ResolveSQLRefs(func(secret bool, name, key string) (string, error) {
 		if !secret {
 			data, ok := cms[name]
@@ -217,7 +233,7 @@ func resolveSQLRefs(c *v1.Cluster, docs SecretDocs, cms ConfigMapDocs, store sec
 			if !ok {
 				return "", fmt.Errorf("ConfigMap %q has no key %q", name, key)
 			}
-			return v, nil
+			return string(v), nil
 		}
 		data, ok := docs[name]
 		if !ok && store == nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/customqueries"
 	"github.com/pgward/pgward/internal/instance"
 	"github.com/pgward/pgward/internal/pgconf"
 	"github.com/pgward/pgward/internal/secrets"
@@ -53,7 +54,7 @@ type prepared struct {
 // (against the stored one when resuming), fixes ports, creates the PKI and
 // the credentials, and writes each instance manager's config. It is
 // idempotent: on an existing directory it reuses everything it finds.
-func prepare(l Layout, manifest []byte, docs SecretDocs, cms ConfigMapDocs, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
+func prepare(l Layout, manifest []byte, docs, configMaps SecretDocs, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
 	c, err := v1.LoadAndValidate(manifest)
 	if err != nil {
 		return nil, err
@@ -63,11 +64,15 @@ func prepare(l Layout, manifest []byte, docs SecretDocs, cms ConfigMapDocs, runA
 	}
 	// Before anything is written: a reference that cannot be read is
 	// refused now, not at initdb.
-	sql, err := resolveSQLRefs(c, docs, cms, secrets.DirStore{Root: l.SecretsDir()})
+	sql, err := resolveSQLRefs(c, docs, configMaps, secrets.DirStore{Root: l.SecretsDir()})
 	if err != nil {
 		return nil, err
 	}
 	if err := checkResume(l, c); err != nil {
+		return nil, err
+	}
+	queries, err := resolveCustomQueries(l, c, docs, configMaps)
+	if err != nil {
 		return nil, err
 	}
 	u, err := currentOwner(runAs)
@@ -117,6 +122,9 @@ func prepare(l Layout, manifest []byte, docs SecretDocs, cms ConfigMapDocs, runA
 		if err := instance.WriteFileAtomic(p.sqlFile, b, 0o600); err != nil {
 			return nil, fmt.Errorf("writing the bootstrap SQL: %w", err)
 		}
+	}
+	if err := writeCustomQueries(l, c, queries, configMaps, progress); err != nil {
+		return nil, err
 	}
 	if err := p.writeInstanceConfigs(); err != nil {
 		return nil, err
@@ -343,8 +351,11 @@ func (p *prepared) writeInstanceConfigs() error {
 			// The exporter listens on loopback like the status port;
 			// scraping needs the pgward-metrics certificate.
 			MetricsAddress: net.JoinHostPort(loopback, strconv.Itoa(is.MetricsPort)),
-			OSUser:         p.user.Name,
-			SecretsRoot:    p.layout.SecretsDir(),
+			// Always named, so that queries added later reach running
+			// exporters, which re-read the file.
+			CustomQueriesFile: p.layout.CustomQueriesFile(),
+			OSUser:            p.user.Name,
+			SecretsRoot:       p.layout.SecretsDir(),
 			Secrets: instance.Secrets{
 				ServerTLS: p.tls.ServerTLS, ServerCA: p.tls.ServerCA, ClientCA: p.tls.ClientCA,
 				Replication: p.tls.Replication, App: p.app, Superuser: p.super,
@@ -412,7 +423,7 @@ func touch(path string) error {
 // Preflight asks PostgreSQL on this machine whether it accepts the
 // manifest (see instance.PreflightCluster), as the OS user it will run as,
 // before anything is written. pgBin "" means the newest installed.
-func Preflight(ctx context.Context, manifest []byte, docs SecretDocs, cms ConfigMapDocs, dir, pgBin string, owner *Owner) error {
+func Preflight(ctx context.Context, manifest []byte, docs, cms SecretDocs, dir, pgBin string, owner *Owner) error {
 	c, err := v1.LoadAndValidate(manifest)
 	if err != nil {
 		return err
@@ -475,6 +486,67 @@ func checkSocketPath(dir string, c *v1.Cluster) error {
 	if len(longest) > pgconf.MaxSocketPath {
 		return fmt.Errorf("--dir %s is too deep: PostgreSQL's socket would be %s, %d bytes, more than Linux's %d: use a shorter path",
 			dir, longest, len(longest), pgconf.MaxSocketPath)
+	}
+	return nil
+}
+
+// resolveCustomQueries resolves spec.monitoring's custom queries from the
+// file's ConfigMaps and Secrets, else those already in the state directory,
+// and checks them (every problem named with its field, ConfigMap or
+// Secret, query and key). It writes nothing: a refusal leaves the state
+// directory as it was.
+func resolveCustomQueries(l Layout, c *v1.Cluster, docs, configMaps SecretDocs) (*customqueries.Set, error) {
+	cms := secrets.DirStore{Root: l.ConfigMapsDir()}
+	store := secrets.DirStore{Root: l.SecretsDir()}
+	sources, err := CustomQuerySources(c, func(kind, name string) (map[string][]byte, error) {
+		if kind == "ConfigMap" {
+			if d, ok := configMaps[name]; ok {
+				return d, nil
+			}
+			d, err := cms.Get(name)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, errors.New("not found (add it to the manifest file)")
+			}
+			return d, err
+		}
+		if d, ok := docs[name]; ok {
+			return d, nil
+		}
+		d, err := store.Get(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errors.New("not found (add it to the manifest file, or to the state directory's secrets/)")
+		}
+		return d, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return customqueries.Parse(sources)
+}
+
+// writeCustomQueries keeps the file's ConfigMaps in the state directory
+// and writes the checked queries as the file the exporters read. It says
+// what applies on Kubernetes only.
+func writeCustomQueries(l Layout, c *v1.Cluster, set *customqueries.Set, configMaps SecretDocs, progress func(string)) error {
+	cms := secrets.DirStore{Root: l.ConfigMapsDir()}
+	for _, name := range slices.Sorted(maps.Keys(configMaps)) {
+		if err := cms.Put(name, configMaps[name]); err != nil {
+			return fmt.Errorf("writing the file's ConfigMap %q: %w", name, err)
+		}
+		progress("configmaps: " + name + " written from the manifest file")
+	}
+	b, err := set.Encode()
+	if err != nil {
+		return err
+	}
+	if err := instance.WriteFileAtomic(l.CustomQueriesFile(), b, 0o600); err != nil {
+		return err
+	}
+	if n := len(set.Queries); n > 0 {
+		progress(fmt.Sprintf("monitoring: %d custom queries, run by each exporter as %s (read-only, %s each)", n, v1.MonitorRole, instance.CustomQueryTimeout))
+	}
+	if m := c.Spec.Monitoring; m != nil && m.EnablePodMonitor {
+		progress("note: spec.monitoring.enablePodMonitor (and its relabelings) applies on Kubernetes only; locally scrape the addresses below")
 	}
 	return nil
 }

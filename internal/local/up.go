@@ -31,9 +31,10 @@ type UpOptions struct {
 	// Cluster (see SplitManifest); they are written into the state
 	// directory, replacing same-named ones.
 	Secrets SecretDocs
-	// ConfigMaps are the file's ConfigMaps (bootstrap.initdb's SQL
-	// references read them).
-	ConfigMaps ConfigMapDocs
+	// ConfigMaps are the file's ConfigMaps, by name: bootstrap.initdb's
+	// SQL references and spec.monitoring's custom queries read them (the
+	// queries' are kept in the state directory's configmaps/).
+	ConfigMaps SecretDocs
 	// PGBinDir overrides PostgreSQL's bin directory discovery.
 	PGBinDir string
 	// Timeout bounds the wait for every instance to be ready.

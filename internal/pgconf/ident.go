@@ -44,6 +44,10 @@ func RenderIdent(c *v1.Cluster, osUser string) ([]byte, error) {
 	b.WriteString(identHeader)
 	b.WriteString("\n# The OS user PostgreSQL runs as may connect through the socket as postgres.\n")
 	fmt.Fprintf(&b, "%s %s %s\n", pgwardMap, osUser, superuserRole)
+	// And as the monitoring role custom queries run as (a member of
+	// pg_monitor only): the exporter in the instance manager, which runs as
+	// this OS user, logs in as it rather than as a superuser.
+	fmt.Fprintf(&b, "%s %s %s\n", pgwardMap, osUser, v1.MonitorRole)
 	b.WriteString("\n# spec.postgresql.pg_ident\n")
 	for i, line := range c.Spec.PostgresConfiguration.PgIdent {
 		rendered, err := identLine(line)

@@ -11,7 +11,7 @@ func TestRenderIdent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"pgward pgward-runner postgres", "users alice app", `users "Bob Smith" app`}
+	want := []string{"pgward pgward-runner postgres", "pgward pgward-runner pgward_monitor", "users alice app", `users "Bob Smith" app`}
 	got := rules(out)
 	if len(got) != len(want) {
 		t.Fatalf("rules %q, want %q", got, want)

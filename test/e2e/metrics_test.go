@@ -148,7 +148,7 @@ func TestMetrics(t *testing.T) {
 				t.Errorf("primary's metrics lack %q", want)
 			}
 		}
-		if c := grepLines(p, "pgward_exporter_collector_success{"); strings.Count(c, "} 1") != 7 {
+		if c := grepLines(p, "pgward_exporter_collector_success{"); strings.Count(c, "} 1") != 8 {
 			t.Errorf("a collector failed on the primary:\n%s", c)
 		}
 		r := scrape("cluster-example-2")

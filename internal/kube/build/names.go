@@ -45,18 +45,23 @@ const (
 // Paths inside an instance's container. The root filesystem is read-only:
 // the data volume, the socket directory and /tmp are the only writable places.
 const (
-	ConfigDir      = "/etc/pgward"
-	ConfigFile     = ConfigDir + "/config.json"
-	ClusterFile    = ConfigDir + "/cluster.json"
-	SecretsRoot    = ConfigDir + "/secrets"
-	DataMount      = "/var/lib/postgresql/data"
-	DataDir        = DataMount + "/pgdata"
-	ConfDir        = DataMount + "/conf"
-	SocketDir      = "/run/postgresql"
-	TmpDir         = "/tmp"
-	TokenDir       = "/var/run/secrets/kubernetes.io/serviceaccount" // #nosec G101 -- a well-known mount path, not a credential
-	configKeyJSON  = "config.json"
-	clusterKeyJSON = "cluster.json"
+	ConfigDir   = "/etc/pgward"
+	ConfigFile  = ConfigDir + "/config.json"
+	ClusterFile = ConfigDir + "/cluster.json"
+	// CustomQueriesFile is spec.monitoring's custom queries, resolved by
+	// the operator from their ConfigMaps and Secrets (customqueries'
+	// canonical form), in the config secret: pods mount no new secret.
+	CustomQueriesFile = ConfigDir + "/" + CustomQueriesKey
+	CustomQueriesKey  = "custom-queries.json"
+	SecretsRoot       = ConfigDir + "/secrets"
+	DataMount         = "/var/lib/postgresql/data"
+	DataDir           = DataMount + "/pgdata"
+	ConfDir           = DataMount + "/conf"
+	SocketDir         = "/run/postgresql"
+	TmpDir            = "/tmp"
+	TokenDir          = "/var/run/secrets/kubernetes.io/serviceaccount" // #nosec G101 -- a well-known mount path, not a credential
+	configKeyJSON     = "config.json"
+	clusterKeyJSON    = "cluster.json"
 )
 
 // PostgresUID and PostgresGID are the user and group PostgreSQL runs as, as

@@ -65,9 +65,10 @@ func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instancea
 		StatusAddress: ":" + strconv.Itoa(StatusPort),
 		// TLS with the server certificate; only the <c>-metrics client
 		// certificate may scrape (see Secrets).
-		MetricsAddress: ":" + strconv.Itoa(MetricsPort),
-		OSUser:         "postgres",
-		SecretsRoot:    SecretsRoot,
+		MetricsAddress:    ":" + strconv.Itoa(MetricsPort),
+		OSUser:            "postgres",
+		CustomQueriesFile: CustomQueriesFile,
+		SecretsRoot:       SecretsRoot,
 		Secrets: instanceapi.Secrets{
 			ServerTLS: n.ServerTLS, ServerCA: n.ServerCA, ClientCA: n.ClientCA,
 			Replication: n.Replication, App: n.App, Superuser: n.Superuser,
@@ -144,7 +145,10 @@ func InstanceConfigSecretWithSQL(c *v1.Cluster, name, primary string, opts Optio
 	if err != nil {
 		return nil, err
 	}
-	data := map[string][]byte{configKeyJSON: cfgJSON, clusterKeyJSON: manifest}
+	// The reconciler sets the custom queries (SetCustomQueries); the key
+	// always exists, so that the pod's projection of it never changes and
+	// adding queries needs no new pod.
+	data := map[string][]byte{configKeyJSON: cfgJSON, clusterKeyJSON: manifest, CustomQueriesKey: {}}
 	if c.Spec.HasSQLRefs() {
 		if sql == nil {
 			return nil, fmt.Errorf("config of %s: bootstrap.initdb's SQL references are not resolved", name)
@@ -166,6 +170,12 @@ func InstanceConfigSecretWithSQL(c *v1.Cluster, name, primary string, opts Optio
 // BootstrapSQLKey is the instance config Secret's key holding the SQL of
 // bootstrap.initdb's references (v1.ResolvedSQL as JSON).
 const BootstrapSQLKey = "bootstrap-sql.json"
+
+// SetCustomQueries puts the cluster's resolved custom queries into an
+// instance's config secret.
+func SetCustomQueries(s *corev1.Secret, queries []byte) {
+	s.Data[CustomQueriesKey] = queries
+}
 
 // BackupKeySecret holds the generated passphrase that encrypts the
 // cluster's backups (when spec.backup names no encryptionKey). It is owned
