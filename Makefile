@@ -90,14 +90,17 @@ kube-down: ## stop it and restore the host
 # End-to-end tests with real pods (test/kube): the operator installed from
 # dist/install.yaml, Clusters in namespaces that enforce the restricted Pod
 # Security Standard. The cluster is started fresh and always torn down.
-E2E_SMOKE = go test -tags e2e_kube -count=1 -v -timeout 25m -run '^(TestOperatorInstall|TestFailover|TestBackupAndRecovery)$$' ./test/kube/
+E2E_SMOKE = go test -tags e2e_kube -count=1 -v -timeout 40m -run '^(TestOperatorInstall|TestFailover|TestBackupAndRecovery|TestLeaseFencing|TestPodShape|TestUserImageWithoutPgward|TestPluginFenceHibernateOnPods|TestMetricsOnPods|TestImportOnPods)$$' ./test/kube/
 E2E_ENV = KUBECONFIG=$${PGWARD_KUBE_DIR:-/var/lib/pgward-kube}/kubeconfig PGWARD_KUBECTL=$$(hack/kube-binaries.sh --node)/kubectl
 e2e: kube-up
 	trap 'hack/kube-down.sh' EXIT; $(E2E_ENV) go test -tags e2e_kube -count=1 -v -timeout 30m ./test/kube/
 
 # What CI runs on every change: the operator installed, the synchronous
 # sample Ready, the app writing through <c>-rw over verify-full TLS, two
-# failovers, no acknowledged write lost.
+# failovers and a switchover, no acknowledged write lost; backups and a
+# recovery; the primary Lease (operator stopped, primary frozen); pod
+# shape; a user's image without pgward; fencing and hibernation through
+# the plugin; the exporters scraped; a logical import.
 e2e-smoke: kube-up
 	trap 'hack/kube-down.sh' EXIT; $(E2E_ENV) $(E2E_SMOKE)
 
