@@ -425,7 +425,7 @@ spec:
 	eventually(t, 30*time.Second, "the promoted primary runs without the delay", func() error {
 		out, err := psql(context.Background(), "", uri, "SHOW recovery_min_apply_delay")
 		if err != nil || out != "0" {
-			return fmt.Errorf("recovery_min_apply_delay %q: %v", out, err)
+			return fmt.Errorf("recovery_min_apply_delay %q: %w", out, err)
 		}
 		return nil
 	})
