@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -86,8 +87,7 @@ func (kc *kubeConn) client() (*rest.Config, client.Client, string, error) {
 	// client-go logs what it handles itself (a port-forward's closed
 	// stream) to stderr through klog: not the plugin's output.
 	if !strings.EqualFold(os.Getenv("PGWARD_LOG_LEVEL"), "debug") {
-		klog.LogToStderr(false)
-		klog.SetOutput(io.Discard)
+		quietKlog()
 	}
 	cfg := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(kc.rules, &kc.overrides)
 	ns, _, err := cfg.Namespace()
@@ -348,4 +348,17 @@ clusters.postgresql.pgward.io.`,
 			return nil
 		},
 	}
+}
+
+// quietKlog sends klog nowhere. Without logtostderr, klog still copies
+// errors at or above its stderr threshold to stderr (a port-forward's
+// "Error copying from local connection" when a stream closes), so the
+// threshold goes above every level that is logged.
+func quietKlog() {
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	for k, v := range map[string]string{"logtostderr": "false", "alsologtostderr": "false", "stderrthreshold": "FATAL", "legacy_stderr_threshold_behavior": "false"} {
+		_ = fs.Set(k, v) // every name exists in klog v2; a missing one only leaves the default
+	}
+	klog.SetOutput(io.Discard)
 }
