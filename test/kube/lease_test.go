@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,6 +41,16 @@ func TestLeaseFencing(t *testing.T) {
 	scale := func(n int) {
 		mustKubectl(t, "-n", operatorNamespace, "scale", "deployment", "pgward-operator", "--replicas="+strconv.Itoa(n))
 	}
+	// Put back what the install asked for (2 replicas): tests after this
+	// one, TestOperatorInstall among them, check the operator as installed.
+	var dep appsv1.Deployment
+	if err := cl.Get(context.Background(), client.ObjectKey{Namespace: operatorNamespace, Name: "pgward-operator"}, &dep); err != nil {
+		t.Fatal(err)
+	}
+	replicas := 1
+	if dep.Spec.Replicas != nil {
+		replicas = int(*dep.Spec.Replicas)
+	}
 	scale(0)
 	eventually(t, 2*time.Minute, "the operator's pods gone", func() error {
 		var pods corev1.PodList
@@ -56,15 +67,24 @@ func TestLeaseFencing(t *testing.T) {
 	from := time.Now()
 	time.Sleep(45 * time.Second)
 	to := time.Now()
-	scale(1)
+	scale(replicas)
 	gap, errs := writeGaps(w.log(t), from, to)
 	t.Logf("operator away %v: longest gap between acknowledged writes %v, %d failed writes", to.Sub(from).Round(time.Second), gap, errs)
 	if errs > 0 || gap > time.Second {
 		t.Errorf("writes stopped while the operator was away:\n%s", window(w.log(t), from, to))
 	}
 	eventually(t, 3*time.Minute, "the operator back", func() error {
-		_, err := kubectl("-n", operatorNamespace, "rollout", "status", "deployment/pgward-operator", "--timeout=5s")
-		return err
+		if _, err := kubectl("-n", operatorNamespace, "rollout", "status", "deployment/pgward-operator", "--timeout=5s"); err != nil {
+			return err
+		}
+		var d appsv1.Deployment
+		if err := cl.Get(context.Background(), client.ObjectKey{Namespace: operatorNamespace, Name: "pgward-operator"}, &d); err != nil {
+			return err
+		}
+		if int(d.Status.ReadyReplicas) != replicas {
+			return fmt.Errorf("%d of %d replicas ready", d.Status.ReadyReplicas, replicas)
+		}
+		return nil
 	})
 
 	// 2. Freeze the primary.
