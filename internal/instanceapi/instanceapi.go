@@ -234,3 +234,22 @@ type Peer struct {
 	TLSVersion      string `json:"tlsVersion,omitempty"`
 	ClientDN        string `json:"clientDN,omitempty"`
 }
+
+// StateOf is an instance's state in words, as both runtimes' status
+// commands print it.
+func StateOf(s *Status) string {
+	switch {
+	case s.Fenced && !s.PostmasterRunning:
+		return "fenced"
+	case !s.PostmasterRunning:
+		return "down (" + s.Phase + ")"
+	case !s.Ready:
+		return "not ready"
+	case s.Role == RoleReplica && s.WALReceiver != nil:
+		return s.WALReceiver.Status
+	case s.Role == RoleReplica:
+		return "disconnected"
+	default:
+		return "running"
+	}
+}

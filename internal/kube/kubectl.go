@@ -263,7 +263,7 @@ func askInstance(ctx context.Context, cl client.Client, fw PodForwarder, c *v1.C
 	ir.Role, ir.Timeline, ir.Fenced = st.Role, st.Timeline, st.Fenced
 	ir.CurrentLSN, ir.ReceivedLSN, ir.ReplayedLSN = st.CurrentLSN, st.ReceivedLSN, st.ReplayedLSN
 	ir.Archive, ir.Backup = st.Archive, st.Backup
-	ir.State = InstanceState(st)
+	ir.State = instanceapi.StateOf(st)
 	ir.Error = st.Error
 	if st.ConfigError != "" {
 		ir.Error = joinNonEmpty(ir.Error, st.ConfigError)
@@ -362,25 +362,6 @@ func certReports(t *ClientTLS) []CertificateReport {
 	add("controller client certificate", t.ClientCert)
 	add("server CA", t.ServerCA)
 	return out
-}
-
-// InstanceState is an instance's state in words, as `pgward local status`
-// says it.
-func InstanceState(s *instanceapi.Status) string {
-	switch {
-	case s.Fenced && !s.PostmasterRunning:
-		return "fenced"
-	case !s.PostmasterRunning:
-		return "down (" + s.Phase + ")"
-	case !s.Ready:
-		return "not ready"
-	case s.Role == instanceapi.RoleReplica && s.WALReceiver != nil:
-		return s.WALReceiver.Status
-	case s.Role == instanceapi.RoleReplica:
-		return "disconnected"
-	default:
-		return "running"
-	}
 }
 
 func orUnknown(s string) string {

@@ -146,7 +146,7 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 			}
 			r.CurrentLSN, r.ReceivedLSN, r.ReplayedLSN = s.CurrentLSN, s.ReceivedLSN, s.ReplayedLSN
 			r.Archive, r.Backup = s.Archive, s.Backup
-			r.State = stateOf(s)
+			r.State = instanceapi.StateOf(s)
 			if s.Designated {
 				r.Role, r.Source = RoleDesignatedPrimary, s.Source
 				if w := s.WALReceiver; w != nil {
@@ -174,23 +174,6 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 		cs.Instances = append(cs.Instances, r)
 	}
 	return cs, nil
-}
-
-func stateOf(s *instanceapi.Status) string {
-	switch {
-	case s.Fenced && !s.PostmasterRunning:
-		return "fenced"
-	case !s.PostmasterRunning:
-		return "down (" + s.Phase + ")"
-	case !s.Ready:
-		return "not ready"
-	case s.Role == instanceapi.RoleReplica && s.WALReceiver != nil:
-		return s.WALReceiver.Status
-	case s.Role == instanceapi.RoleReplica:
-		return "disconnected"
-	default:
-		return "running"
-	}
 }
 
 func printTable(out io.Writer, cs *ClusterStatus) {
