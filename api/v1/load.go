@@ -61,7 +61,6 @@ var cnpOnlyFields = specPaths(
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",
 	"storage.resizeInUseVolumes",
 	"walStorage.pvcTemplate", "walStorage.resizeInUseVolumes",
-	"probes.startup.type", "probes.startup.maximumLag", "probes.readiness.type", "probes.readiness.maximumLag",
 	"probes.liveness.isolationCheck",
 	"replica.promotionToken",
 	// pgward's primary Lease (Kubernetes) has operator-wide timings, derived

@@ -42,8 +42,8 @@ func TestValidatePodShape(t *testing.T) {
 			s.SecurityContext = &corev1.SecurityContext{AllowPrivilegeEscalation: new(false), Privileged: new(false), ReadOnlyRootFilesystem: new(true),
 				RunAsNonRoot: new(true), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_BIND_SERVICE"}}}
 			s.SeccompProfile = &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeLocalhost, LocalhostProfile: new("profiles/pg.json")}
-			s.Probes = &ProbesConfiguration{Startup: &ProbeWithStrategy{Probe{FailureThreshold: 30, PeriodSeconds: 10}},
-				Liveness: &LivenessProbe{Probe{TimeoutSeconds: 3, TerminationGracePeriodSeconds: new(int64(30))}}, Readiness: &ProbeWithStrategy{Probe{SuccessThreshold: 2}}}
+			s.Probes = &ProbesConfiguration{Startup: &ProbeWithStrategy{Probe: Probe{FailureThreshold: 30, PeriodSeconds: 10}, Type: ProbeStrategyStreaming, MaximumLag: new(q("16Mi"))},
+				Liveness: &LivenessProbe{Probe{TimeoutSeconds: 3, TerminationGracePeriodSeconds: new(int64(30))}}, Readiness: &ProbeWithStrategy{Probe: Probe{SuccessThreshold: 2}, Type: ProbeStrategyQuery}}
 			s.ProjectedVolumeTemplate = &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
 				{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "extra"}, Items: []corev1.KeyToPath{{Key: "a", Path: "certificate/a"}}}},
 				{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}},
@@ -180,8 +180,20 @@ func TestValidatePodShape(t *testing.T) {
 			[]string{"spec.priorityClassName", "spec.schedulerName"}},
 		{"probe timing", func(s *ClusterSpec) {
 			s.Probes = &ProbesConfiguration{Liveness: &LivenessProbe{Probe{PeriodSeconds: -1, SuccessThreshold: 2}},
-				Readiness: &ProbeWithStrategy{Probe{TerminationGracePeriodSeconds: new(int64(5))}}}
+				Readiness: &ProbeWithStrategy{Probe: Probe{TerminationGracePeriodSeconds: new(int64(5))}}}
 		}, []string{"spec.probes.liveness.periodSeconds|negative", "spec.probes.liveness.successThreshold|must be 1", "spec.probes.readiness.terminationGracePeriodSeconds"}},
+		{"probe strategy: pg_isready, unknown types, a lag bound without streaming, negative or huge", func(s *ClusterSpec) {
+			s.Probes = &ProbesConfiguration{
+				Startup:   &ProbeWithStrategy{Type: "pg_isready", MaximumLag: new(q("16Mi"))},
+				Readiness: &ProbeWithStrategy{Type: "exec"},
+			}
+		}, []string{"spec.probes.startup.type|pg_isready", "spec.probes.startup.maximumLag|needs type: streaming", "spec.probes.readiness.type|Unsupported"}},
+		{"probe lag bounds out of range", func(s *ClusterSpec) {
+			s.Probes = &ProbesConfiguration{
+				Startup:   &ProbeWithStrategy{Type: ProbeStrategyStreaming, MaximumLag: new(q("-1"))},
+				Readiness: &ProbeWithStrategy{Type: ProbeStrategyStreaming, MaximumLag: new(q("2Ti"))},
+			}
+		}, []string{"spec.probes.startup.maximumLag|must not be negative", "spec.probes.readiness.maximumLag|at most 1Ti"}},
 		{"projected volume: pgward's secrets, tokens, escaping paths", func(s *ClusterSpec) {
 			s.ProjectedVolumeTemplate = &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
 				{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "pg-ca"}}},

@@ -2,6 +2,7 @@ package v1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // The pod-shape fields of a Cluster, with CloudNativePG's names and shapes.
@@ -73,11 +74,34 @@ type ProbesConfiguration struct {
 	Readiness *ProbeWithStrategy `json:"readiness,omitempty"`
 }
 
-// ProbeWithStrategy is a startup or readiness probe's timing. (CloudNativePG
-// also has type and maximumLag here; pgward refuses them as not supported.)
+// ProbeWithStrategy is a startup or readiness probe's timing and what it
+// checks.
 type ProbeWithStrategy struct {
 	Probe `json:",inline"`
+	// Type is what the probe checks: "streaming" makes a replica pass only
+	// while it streams from its upstream (and, with MaximumLag, replays
+	// within that many bytes of the WAL the upstream reported); a primary
+	// passes when it accepts connections. "query" (readiness only) is
+	// pgward's default readiness: PostgreSQL answers a query. Empty keeps
+	// pgward's default.
+	// +optional
+	// +kubebuilder:validation:Enum=streaming;query
+	Type ProbeStrategyType `json:"type,omitempty"`
+	// MaximumLag bounds a streaming replica's replay lag (type streaming
+	// only).
+	// +optional
+	MaximumLag *resource.Quantity `json:"maximumLag,omitempty"`
 }
+
+// ProbeStrategyType is what a startup or readiness probe checks.
+type ProbeStrategyType string
+
+// The probe strategies pgward implements (CloudNativePG's pg_isready is
+// not one: pgward's startup check is its instance manager answering).
+const (
+	ProbeStrategyStreaming ProbeStrategyType = "streaming"
+	ProbeStrategyQuery     ProbeStrategyType = "query"
+)
 
 // LivenessProbe is the liveness probe's timing. (CloudNativePG's
 // isolationCheck is refused as not supported.)
@@ -104,4 +128,17 @@ type Probe struct {
 	FailureThreshold int32 `json:"failureThreshold,omitempty"`
 	// +optional
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+}
+
+// StreamingLag reports whether p asks for the streaming strategy and, if
+// so, its lag bound in bytes (nil: none). A nil p asks for nothing.
+func (p *ProbeWithStrategy) StreamingLag() (streaming bool, maxLagBytes *int64) {
+	if p == nil || p.Type != ProbeStrategyStreaming {
+		return false, nil
+	}
+	if p.MaximumLag != nil {
+		n := p.MaximumLag.Value()
+		return true, &n
+	}
+	return true, nil
 }

@@ -557,6 +557,11 @@ func isRelativeFile(s string) bool {
 	return s != "" && !path.IsAbs(s) && !slices.Contains(strings.Split(s, "/"), "..")
 }
 
+// maxProbeLag bounds maximumLag: 1 TiB of WAL is beyond any lag a
+// readiness check means to tolerate, and keeps the byte count far from
+// int64's edge where it is compared.
+var maxProbeLag = resource.MustParse("1Ti")
+
 // validateProbes checks the timing fields as the API server would check
 // the probes they end up in.
 func validateProbes(pc *ProbesConfiguration, p *field.Path) field.ErrorList {
@@ -583,14 +588,37 @@ func validateProbes(pc *ProbesConfiguration, p *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(pp.Child("terminationGracePeriodSeconds"), *t, "must be at least 1"))
 		}
 	}
+	strategy := func(ps *ProbeWithStrategy, pp *field.Path) {
+		switch ps.Type {
+		case "", ProbeStrategyStreaming, ProbeStrategyQuery:
+		case "pg_isready":
+			errs = append(errs, field.Invalid(pp.Child("type"), ps.Type,
+				"pgward does not run pg_isready: leave type out for pgward's own check, or use streaming or query"))
+		default:
+			errs = append(errs, field.NotSupported(pp.Child("type"), ps.Type, []string{string(ProbeStrategyStreaming), string(ProbeStrategyQuery)}))
+		}
+		if ps.MaximumLag == nil {
+			return
+		}
+		switch {
+		case ps.Type != ProbeStrategyStreaming:
+			errs = append(errs, field.Invalid(pp.Child("maximumLag"), ps.MaximumLag.String(), "needs type: streaming (the lag of a streaming replica)"))
+		case ps.MaximumLag.Sign() < 0:
+			errs = append(errs, field.Invalid(pp.Child("maximumLag"), ps.MaximumLag.String(), "must not be negative"))
+		case ps.MaximumLag.Cmp(maxProbeLag) > 0:
+			errs = append(errs, field.Invalid(pp.Child("maximumLag"), ps.MaximumLag.String(), "must be at most "+maxProbeLag.String()))
+		}
+	}
 	if pc.Startup != nil {
 		check(&pc.Startup.Probe, p.Child("startup"), true)
+		strategy(pc.Startup, p.Child("startup"))
 	}
 	if pc.Liveness != nil {
 		check(&pc.Liveness.Probe, p.Child("liveness"), true)
 	}
 	if pc.Readiness != nil {
 		check(&pc.Readiness.Probe, p.Child("readiness"), false)
+		strategy(pc.Readiness, p.Child("readiness"))
 		if pc.Readiness.TerminationGracePeriodSeconds != nil {
 			errs = append(errs, field.Forbidden(p.Child("readiness", "terminationGracePeriodSeconds"), "Kubernetes allows it on startup and liveness probes only"))
 		}

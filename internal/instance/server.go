@@ -20,6 +20,9 @@ import (
 type statusSource interface {
 	// Observe answers a status request that acknowledges answer ack.
 	Observe(ack uint64) instanceapi.Status
+	// Status is the same answer without taking part in the contact
+	// protocol (requestID 0): what the probes judge.
+	Status(requestID uint64) instanceapi.Status
 	Ready() bool
 	Submit(cmd instanceapi.Command) error
 	StartBackup() (instanceapi.BackupRun, error)
@@ -31,12 +34,35 @@ type statusSource interface {
 // fails the handshake); the probes need none, /pg/ needs the controller's.
 func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Server {
 	mux := http.NewServeMux()
+	// A readiness or startup probe may ask for the streaming strategy in
+	// its query string (probes.startup/readiness type streaming): the
+	// instance passes only while it also passes instanceapi.Streaming's
+	// check.
+	streaming := func(w http.ResponseWriter, r *http.Request) bool {
+		s, err := instanceapi.ParseStreaming(r.URL.Query())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return false
+		}
+		if s == nil {
+			return true
+		}
+		st := src.Status(0)
+		if err := s.Check(&st); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return false
+		}
+		return true
+	}
 	mux.HandleFunc(instanceapi.PathHealthz, func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc(instanceapi.PathReadyz, func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc(instanceapi.PathReadyz, func(w http.ResponseWriter, r *http.Request) {
 		if !src.Ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		if !streaming(w, r) {
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

@@ -115,8 +115,10 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 	if _, err := loadMemory(l); err != nil {
 		cs.Error = err.Error() + " (the controller cannot start until it is fixed or removed)"
 	}
+	var readiness *instanceapi.Streaming
 	if manifest, err := os.ReadFile(l.ClusterFile()); err == nil {
 		if c, err := v1.LoadAndValidate(manifest); err == nil {
+			_, readiness = streamingChecks(c)
 			if cs.Fenced, cs.Hibernated, err = applyFencing(l, c); err != nil {
 				cs.Error = strings.TrimSpace(cs.Error + " fencing request: " + err.Error())
 			}
@@ -147,6 +149,11 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 			r.CurrentLSN, r.ReceivedLSN, r.ReplayedLSN = s.CurrentLSN, s.ReceivedLSN, s.ReplayedLSN
 			r.Archive, r.Backup = s.Archive, s.Backup
 			r.State = instanceapi.StateOf(s)
+			if s.PostmasterRunning && s.Ready {
+				if err := passStreaming(s, readiness); err != nil {
+					r.State = "not ready (" + err.Error() + ")"
+				}
+			}
 			if s.Designated {
 				r.Role, r.Source = RoleDesignatedPrimary, s.Source
 				if w := s.WALReceiver; w != nil {

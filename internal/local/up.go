@@ -235,12 +235,20 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 	}
 	down := fencedSet(fencingRequest{FencedInstances: fenced, Hibernation: map[bool]string{true: "on"}[hibernate]})
 	anyDown := hibernate || len(fenced) > 0
+	startupCheck, readinessCheck := streamingChecks(p.cluster)
 	for {
 		sts, _ := observe(ctx, cl, p.state)
 		target := targetPrimary(l, p.state)
 		done := true
 		for i, is := range p.state.Instances[:p.cluster.Spec.Instances] {
 			line := progressLine(sts[i], target == is.Name)
+			if sts[i] != nil && sts[i].Ready {
+				// Not the reason itself: a lag in bytes changes every
+				// poll, and each change would print a line.
+				if passStreaming(sts[i], startupCheck, readinessCheck) != nil {
+					line += " (waiting for the streaming check of spec.probes)"
+				}
+			}
 			if line != last[is.Name] {
 				say(fmt.Sprintf("  %-24s %s", is.Name, line))
 				last[is.Name] = line
@@ -264,6 +272,9 @@ func waitReady(ctx context.Context, l Layout, p *prepared, timeout time.Duration
 					done = false
 				}
 			case !instanceUp(sts[i], target == is.Name, sts, p.state, target) && !designatedUp(p.cluster, sts[i], target == is.Name):
+				done = false
+			case passStreaming(sts[i], startupCheck, readinessCheck) != nil:
+				// probes.*.type streaming: up waits as the kubelet would.
 				done = false
 			}
 			if sts[i] == nil {

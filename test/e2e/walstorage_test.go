@@ -9,6 +9,8 @@ import (
 // TestWalStorage: with spec.walStorage every instance keeps its WAL in a
 // directory of its own (pg_wal links there), the primary's from initdb,
 // the replicas' from pg_basebackup, and a switchover works over them.
+// The same cluster checks spec.probes' streaming strategy
+// (checkStreamingReadiness).
 func TestWalStorage(t *testing.T) {
 	runAsUser(t)
 	dir := upCluster(t, "wal", `apiVersion: postgresql.pgward.io/v1
@@ -19,7 +21,7 @@ spec:
   instances: 2
   walStorage:
     size: 1Gi
-`)
+`+probesManifest)
 	appSQL(t, dir, "CREATE TABLE t AS SELECT g FROM generate_series(1, 100000) g")
 	check := func() {
 		t.Helper()
@@ -37,6 +39,7 @@ spec:
 		}
 	}
 	check()
+	checkStreamingReadiness(t, dir, "wal", "wal-1", "wal-2")
 	mustPgward(t, "local", "promote", "wal-2", "--dir", dir)
 	appSQL(t, dir, "INSERT INTO t VALUES (0)")
 	check()

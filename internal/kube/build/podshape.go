@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/instanceapi"
 )
 
 // volProjected is projectedVolumeTemplate's volume.
@@ -199,12 +200,28 @@ func tuneProbes(c *v1.Cluster, ctr *corev1.Container) {
 	}
 	if pc.Startup != nil {
 		tuneProbe(ctr.StartupProbe, &pc.Startup.Probe)
+		probeStrategy(ctr.StartupProbe, pc.Startup)
 	}
 	if pc.Liveness != nil {
 		tuneProbe(ctr.LivenessProbe, &pc.Liveness.Probe)
 	}
 	if pc.Readiness != nil {
 		tuneProbe(ctr.ReadinessProbe, &pc.Readiness.Probe)
+		probeStrategy(ctr.ReadinessProbe, pc.Readiness)
+	}
+}
+
+// probeStrategy points a startup or readiness probe at what its type asks
+// for: "query" is PostgreSQL answering a query (pgward's readiness check);
+// "streaming" adds the replica's streaming and lag check, which the
+// instance manager reads from the query string (instanceapi.Streaming).
+func probeStrategy(pr *corev1.Probe, ps *v1.ProbeWithStrategy) {
+	switch ps.Type {
+	case v1.ProbeStrategyQuery:
+		pr.HTTPGet.Path = instanceapi.PathReadyz
+	case v1.ProbeStrategyStreaming:
+		_, lag := ps.StreamingLag()
+		pr.HTTPGet.Path = instanceapi.PathReadyz + instanceapi.Streaming{MaxLagBytes: lag}.Query()
 	}
 }
 

@@ -213,3 +213,30 @@ func TestPodShapeDefaults(t *testing.T) {
 		t.Errorf("anti-affinity off, affinity = %+v", a)
 	}
 }
+
+// TestProbeStrategy: probes' type streaming points the startup and
+// readiness probes at /readyz with the bound in the query string the
+// instance manager reads (instanceapi.ParseStreaming); type query at
+// /readyz alone; no type keeps pgward's paths.
+func TestProbeStrategy(t *testing.T) {
+	c := sample(t)
+	lag := resource.MustParse("16Mi")
+	c.Spec.Probes = &v1.ProbesConfiguration{
+		Startup:   &v1.ProbeWithStrategy{Type: v1.ProbeStrategyStreaming, MaximumLag: &lag},
+		Readiness: &v1.ProbeWithStrategy{Type: v1.ProbeStrategyStreaming},
+	}
+	ctr := instanceContainer(Options{})
+	tuneProbes(c, &ctr)
+	if got, want := ctr.StartupProbe.HTTPGet.Path, "/readyz?maximumLag=16777216&type=streaming"; got != want {
+		t.Errorf("startup path = %q, want %q", got, want)
+	}
+	if got, want := ctr.ReadinessProbe.HTTPGet.Path, "/readyz?type=streaming"; got != want {
+		t.Errorf("readiness path = %q, want %q", got, want)
+	}
+	c.Spec.Probes = &v1.ProbesConfiguration{Startup: &v1.ProbeWithStrategy{Type: v1.ProbeStrategyQuery}, Readiness: &v1.ProbeWithStrategy{}}
+	ctr = instanceContainer(Options{})
+	tuneProbes(c, &ctr)
+	if ctr.StartupProbe.HTTPGet.Path != "/readyz" || ctr.ReadinessProbe.HTTPGet.Path != "/readyz" || ctr.LivenessProbe.HTTPGet.Path != "/healthz" {
+		t.Errorf("paths = %q %q %q", ctr.StartupProbe.HTTPGet.Path, ctr.ReadinessProbe.HTTPGet.Path, ctr.LivenessProbe.HTTPGet.Path)
+	}
+}
