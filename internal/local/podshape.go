@@ -14,8 +14,14 @@ import (
 // context nor an environment of the user's reaches them.
 func podShapeNotes(c *v1.Cluster) []string {
 	var out []string
+	startup, readiness := streamingChecks(c)
 	for _, f := range c.Spec.PodShapeFields() {
-		out = append(out, fmt.Sprintf("note: spec.%s applies on Kubernetes only (pods, volumes and their objects); locally the instances are processes", f))
+		line := fmt.Sprintf("note: spec.%s applies on Kubernetes only (pods, volumes and their objects); locally the instances are processes", f)
+		if f == "probes" && (startup != nil || readiness != nil) {
+			// The timings are the kubelet's; the streaming check is not.
+			line = "note: the timings of spec.probes apply on Kubernetes only; their streaming type and maximumLag apply locally too: up waits for them, status shows them"
+		}
+		out = append(out, line)
 	}
 	return out
 }

@@ -50,3 +50,18 @@ func TestPodShapeNotes(t *testing.T) {
 		t.Error("description is stored and shown, not noted")
 	}
 }
+
+// TestProbesStreamingNote: probes with a streaming type are not noted as
+// Kubernetes-only, since up and status apply their check locally.
+func TestProbesStreamingNote(t *testing.T) {
+	c := &v1.Cluster{}
+	c.Spec.Probes = &v1.ProbesConfiguration{Readiness: &v1.ProbeWithStrategy{Type: v1.ProbeStrategyStreaming}}
+	notes := podShapeNotes(c)
+	if len(notes) != 1 || !strings.Contains(notes[0], "apply locally too") {
+		t.Errorf("notes = %q", notes)
+	}
+	startup, readiness := streamingChecks(c)
+	if startup != nil || readiness == nil || readiness.MaxLagBytes != nil {
+		t.Errorf("checks = %+v, %+v", startup, readiness)
+	}
+}
