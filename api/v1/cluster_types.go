@@ -320,6 +320,25 @@ type PostgresConfiguration struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=1000
 	PgIdent []string `json:"pg_ident,omitempty"`
+
+	// SyncReplicaElectionConstraint chooses synchronous standbys only
+	// among instances whose nodes differ from the primary's node in the
+	// listed labels (Kubernetes only; CloudNativePG's field for
+	// minSyncReplicas/maxSyncReplicas).
+	// +optional
+	SyncReplicaElectionConstraint *SyncReplicaElectionConstraints `json:"syncReplicaElectionConstraint,omitempty"`
+}
+
+// SyncReplicaElectionConstraints names the node labels that make a
+// failure domain for choosing synchronous standbys.
+type SyncReplicaElectionConstraints struct {
+	// Enabled turns the constraint on.
+	Enabled bool `json:"enabled"`
+	// NodeLabelsAntiAffinity are node label keys: a standby is eligible
+	// when its node's values of them differ from the primary node's.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	NodeLabelsAntiAffinity []string `json:"nodeLabelsAntiAffinity,omitempty"`
 }
 
 // SynchronousReplicaConfiguration says how many standbys must confirm a
@@ -344,6 +363,17 @@ type SynchronousReplicaConfiguration struct {
 	// refused; with "preferred" it is off unless set.
 	// +optional
 	FailoverQuorum *bool `json:"failoverQuorum,omitempty"`
+	// PodFailureDomainKeys are label keys of the instances' pods, and
+	// NodeFailureDomainKeys of their nodes, whose values make an
+	// instance's failure domain: synchronous standbys are chosen only
+	// among instances in another domain than the primary's (Kubernetes
+	// only).
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	PodFailureDomainKeys []string `json:"podFailureDomainKeys,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	NodeFailureDomainKeys []string `json:"nodeFailureDomainKeys,omitempty"`
 }
 
 // FailoverQuorum reports whether a failover must find every commit that

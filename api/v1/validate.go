@@ -302,6 +302,7 @@ func (s *ClusterSpec) validateSyncReplicas(path *field.Path) field.ErrorList {
 	if s.FailoverDelay < 0 {
 		errs = append(errs, field.Invalid(path.Child("failoverDelay"), s.FailoverDelay, "must not be negative"))
 	}
+	errs = append(errs, s.validateFailureDomains(path.Child("postgresql"))...)
 	return append(errs, s.validateSynchronous(path.Child("postgresql", "synchronous"))...)
 }
 

@@ -47,6 +47,30 @@ func TestSynchronousAndFailoverDelay(t *testing.T) {
 			c.Spec.PostgresConfiguration.Synchronous = &SynchronousReplicaConfiguration{Method: "any", Number: 1, FailoverQuorum: ptrTo(false)}
 		}, "spec.postgresql.synchronous.failoverQuorum"},
 		{"negative failover delay", func(c *Cluster) { c.Spec.FailoverDelay = -1 }, "spec.failoverDelay"},
+		{"failure-domain keys", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Synchronous = &SynchronousReplicaConfiguration{Method: "first", Number: 1,
+				PodFailureDomainKeys: []string{"topology.kubernetes.io/zone"}, NodeFailureDomainKeys: []string{"rack"}}
+		}, ""},
+		{"election constraint", func(c *Cluster) {
+			c.Spec.MinSyncReplicas, c.Spec.MaxSyncReplicas = 1, 1
+			c.Spec.PostgresConfiguration.SyncReplicaElectionConstraint = &SyncReplicaElectionConstraints{Enabled: true, NodeLabelsAntiAffinity: []string{"az"}}
+		}, ""},
+		{"election constraint off, without sync replicas", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.SyncReplicaElectionConstraint = &SyncReplicaElectionConstraints{NodeLabelsAntiAffinity: []string{"az"}}
+		}, ""},
+		{"election constraint without sync replicas", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.SyncReplicaElectionConstraint = &SyncReplicaElectionConstraints{Enabled: true, NodeLabelsAntiAffinity: []string{"az"}}
+		}, "spec.postgresql.syncReplicaElectionConstraint: Forbidden: chooses synchronous standbys"},
+		{"election constraint without labels", func(c *Cluster) {
+			c.Spec.MinSyncReplicas, c.Spec.MaxSyncReplicas = 1, 1
+			c.Spec.PostgresConfiguration.SyncReplicaElectionConstraint = &SyncReplicaElectionConstraints{Enabled: true}
+		}, "spec.postgresql.syncReplicaElectionConstraint.nodeLabelsAntiAffinity: Required"},
+		{"a key that is no label key", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Synchronous = &SynchronousReplicaConfiguration{Method: "any", Number: 1, NodeFailureDomainKeys: []string{"a b"}}
+		}, "spec.postgresql.synchronous.nodeFailureDomainKeys[0]"},
+		{"a key twice", func(c *Cluster) {
+			c.Spec.PostgresConfiguration.Synchronous = &SynchronousReplicaConfiguration{Method: "any", Number: 1, PodFailureDomainKeys: []string{"z", "z"}}
+		}, "spec.postgresql.synchronous.podFailureDomainKeys[1]: Duplicate"},
 	}
 	for _, tc := range cases {
 		c := base()

@@ -86,6 +86,8 @@ var namespaced = map[string]bool{
 	"admissionregistration.k8s.io/validatingwebhookconfigurations": false,
 	"authentication.k8s.io/tokenreviews":                           false,
 	"authorization.k8s.io/subjectaccessreviews":                    false,
+	// Nodes' labels: the failure domains of synchronous standbys (get by name only).
+	"/nodes": false,
 }
 
 func main() {

@@ -211,6 +211,9 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	if spec.SyncDomains, err = r.syncDomains(ctx, desired, pods); err != nil {
+		return reconcile.Result{}, err
+	}
 	h := &haRound{r: r, c: c, desired: desired, pods: pods, tlsm: tlsm, mem: mem}
 	d := control.Driver{Observer: h, Store: h, Actuator: h, Now: r.now}
 	taken := takeSwitchover(c, mem)

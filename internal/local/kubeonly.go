@@ -2,6 +2,7 @@ package local
 
 import (
 	"fmt"
+	"strings"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -28,4 +29,31 @@ func kubernetesOnlyNotes(c *v1.Cluster, binDir string) []string {
 		notes = append(notes, "note: spec.managed.services applies on Kubernetes; locally there are no Services: pgward local uri lists every instance")
 	}
 	return notes
+}
+
+// refuseFailureDomains refuses the failure-domain fields of synchronous
+// replication. They are labels of pods and nodes; locally every instance
+// runs on this one machine, a single failure domain, so no standby would
+// ever be in another: with dataDurability "required" writes would wait
+// forever, with "preferred" replication would silently stay asynchronous.
+// A note would leave one of those to happen; a refusal says it.
+func refuseFailureDomains(c *v1.Cluster) error {
+	pc := c.Spec.PostgresConfiguration
+	var set []string
+	if sy := pc.Synchronous; sy != nil {
+		if len(sy.PodFailureDomainKeys) > 0 {
+			set = append(set, "spec.postgresql.synchronous.podFailureDomainKeys")
+		}
+		if len(sy.NodeFailureDomainKeys) > 0 {
+			set = append(set, "spec.postgresql.synchronous.nodeFailureDomainKeys")
+		}
+	}
+	if sc := pc.SyncReplicaElectionConstraint; sc != nil && sc.Enabled {
+		set = append(set, "spec.postgresql.syncReplicaElectionConstraint")
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: chooses synchronous standbys in another failure domain (pod and node labels) than the primary's, on Kubernetes only; locally every instance runs on this machine, one failure domain, so no standby could be chosen (writes would wait forever): remove it for pgward local up",
+		strings.Join(set, ", "))
 }

@@ -33,3 +33,24 @@ func TestKubernetesOnlyNotes(t *testing.T) {
 		})
 	}
 }
+
+// TestRefuseFailureDomains: each failure-domain field is refused by name
+// locally; a constraint turned off is not.
+func TestRefuseFailureDomains(t *testing.T) {
+	c := &v1.Cluster{}
+	if err := refuseFailureDomains(c); err != nil {
+		t.Fatal(err)
+	}
+	c.Spec.PostgresConfiguration.SyncReplicaElectionConstraint = &v1.SyncReplicaElectionConstraints{NodeLabelsAntiAffinity: []string{"az"}}
+	if err := refuseFailureDomains(c); err != nil {
+		t.Errorf("disabled constraint: %v", err)
+	}
+	c.Spec.PostgresConfiguration.SyncReplicaElectionConstraint.Enabled = true
+	c.Spec.PostgresConfiguration.Synchronous = &v1.SynchronousReplicaConfiguration{PodFailureDomainKeys: []string{"z"}, NodeFailureDomainKeys: []string{"z"}}
+	err := refuseFailureDomains(c)
+	for _, f := range []string{"spec.postgresql.synchronous.podFailureDomainKeys", "spec.postgresql.synchronous.nodeFailureDomainKeys", "spec.postgresql.syncReplicaElectionConstraint", "one failure domain"} {
+		if err == nil || !strings.Contains(err.Error(), f) {
+			t.Errorf("error %v does not name %s", err, f)
+		}
+	}
+}

@@ -443,6 +443,9 @@ func Preflight(ctx context.Context, manifest []byte, docs, cms SecretDocs, dir, 
 		// A Backup object exists only on Kubernetes; here it would name nothing.
 		return errors.New("spec.bootstrap.recovery.backup names a Kubernetes Backup object: locally, name the object store in spec.externalClusters (barmanObjectStore), set bootstrap.recovery.source to it, and the backup in recoveryTarget.backupID (`pgward local backups --dir` of the source lists them)")
 	}
+	if err := refuseFailureDomains(c); err != nil {
+		return err
+	}
 	if _, ok := c.Annotations[v1.RotateCAAnnotation]; ok {
 		// The operator's trigger; here it would be accepted and ignored.
 		return fmt.Errorf("metadata.annotations[%s]: the operator's trigger for a CA rotation; locally, run `pgward local rotate-ca`", v1.RotateCAAnnotation)

@@ -69,7 +69,24 @@ type Spec struct {
 	// Hibernate shuts every instance down cleanly and keeps it down, the
 	// data kept; lifting it starts the same primary again.
 	Hibernate bool
+	// SyncDomains, when not nil, constrains synchronous standbys to
+	// instances in another failure domain than the primary's
+	// (podFailureDomainKeys, nodeFailureDomainKeys,
+	// syncReplicaElectionConstraint): it maps an instance to its domain,
+	// the values of those labels on its pod and node. An instance
+	// missing from it (its pod not scheduled, its node unreadable) is in
+	// an unknown domain, never eligible, and neither is any instance
+	// while the primary's domain is unknown: a constraint that cannot be
+	// shown to hold does not.
+	SyncDomains map[string]string
 }
+
+// NoEligibleStandby is the one name synchronous_standby_names lists when
+// required synchronous replication has no instance in another failure
+// domain than the primary's: no standby can match it (instance names end
+// in a number), so writes wait, as dataDurability "required" says, rather
+// than be acknowledged by a standby in the primary's own domain.
+const NoEligibleStandby = "pgward-no-standby-in-another-failure-domain"
 
 // FenceAll in Spec.Fenced fences every instance.
 const FenceAll = "*"

@@ -21,11 +21,15 @@ import "fmt"
 // replicas than MinSyncReplicas it lists every other instance with
 // Num = MinSyncReplicas, so writes wait for them instead of silently losing
 // their protection (dataDurability "required").
+//
+// With Spec.SyncDomains only instances in another failure domain than the
+// primary's count, streaming or listed.
 func (p *planner) desiredSync(primary string, streaming []string) SyncConfig {
 	lo, hi := p.spec.MinSyncReplicas, p.spec.MaxSyncReplicas
 	if hi == 0 {
 		return SyncConfig{}
 	}
+	streaming = p.otherDomain(primary, streaming)
 	if len(streaming) >= lo {
 		n := min(len(streaming), hi)
 		if n == 0 {
@@ -39,7 +43,30 @@ func (p *planner) desiredSync(primary string, streaming []string) SyncConfig {
 			all = append(all, n)
 		}
 	}
+	all = p.otherDomain(primary, all)
+	if len(all) == 0 {
+		all = []string{NoEligibleStandby}
+	}
 	return SyncConfig{Method: p.spec.SyncMethod, Num: lo, Names: all}
+}
+
+// otherDomain keeps, in order, the names in another failure domain than
+// primary's; all of them when SyncDomains is nil (no constraint).
+func (p *planner) otherDomain(primary string, names []string) []string {
+	if p.spec.SyncDomains == nil {
+		return names
+	}
+	home, ok := p.spec.SyncDomains[primary]
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, n := range names {
+		if d, ok := p.spec.SyncDomains[n]; ok && d != home {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // appendSync records c as the newest value the primary may run with.

@@ -59,6 +59,8 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			[]string{"spec.bootstrap.initdb.icuLocale", "BCP 47"}},
 		{"an option PostgreSQL would refuse", "  postgresql:\n    pg_hba:\n      - hostssl all all all scram-sha-256 map=m\n",
 			[]string{"spec.postgresql.pg_hba[0]", `option "map" only applies to method`}},
+		{"sync failure domains locally", "  minSyncReplicas: 1\n  maxSyncReplicas: 1\n  postgresql:\n    syncReplicaElectionConstraint:\n      enabled: true\n      nodeLabelsAntiAffinity: [az]\n",
+			[]string{"spec.postgresql.syncReplicaElectionConstraint", "one failure domain"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
