@@ -42,11 +42,6 @@ var cnpOnlyFields = specPaths(
 	"backup.barmanObjectStore.tags", "backup.barmanObjectStore.historyTags",
 	"backup.barmanObjectStore.s3Credentials.inheritFromIAMRole",
 	"backup.barmanObjectStore.s3Credentials.sessionToken",
-	"backup.barmanObjectStore.wal.archiveAdditionalCommandArgs",
-	"backup.barmanObjectStore.wal.restoreAdditionalCommandArgs",
-	"backup.barmanObjectStore.data.additionalCommandArgs",
-	"backup.barmanObjectStore.wal.encryption", "backup.barmanObjectStore.data.encryption",
-	"externalClusters[].barmanObjectStore.wal.encryption", "externalClusters[].barmanObjectStore.data.encryption",
 	"externalClusters[].plugin",
 	"externalClusters[].barmanObjectStore.azureCredentials",
 	"externalClusters[].barmanObjectStore.googleCredentials",
@@ -359,6 +354,9 @@ func (w *fieldWalker) walkStruct(path string, obj map[string]any, t reflect.Type
 		switch {
 		// Before known: a type pgward shares between fields (storage and
 		// walStorage) can know a field that one of them does not support.
+		case cnpRefusedFields[listIndex.ReplaceAllString(child, "[]")] != "":
+			w.errs = append(w.errs, fmt.Errorf("field %q is a Cloud Native PostgreSQL field that pgward refuses: %s",
+				child, cnpRefusedFields[listIndex.ReplaceAllString(child, "[]")]))
 		case cnpOnlyFields[listIndex.ReplaceAllString(child, "[]")]:
 			w.errs = append(w.errs, fmt.Errorf(
 				"field %q is a Cloud Native PostgreSQL field that pgward does not support yet", child))

@@ -151,7 +151,7 @@ func TestLoadClusterErrors(t *testing.T) {
     pvcTemplate: {}
   walStorage:
     pvcTemplate: {}
-  probes: {startup: {type: streaming}}
+  probes: {liveness: {isolationCheck: {enabled: true}}}
   nope: 1
 metadata2: {}
 `, []string{
@@ -164,10 +164,23 @@ metadata2: {}
 			`unknown field "spec.nope"`,
 			`unknown field "spec.postgresql.paramters"`,
 			`field "spec.postgresql.synchronous.standbyNamesPre" is a Cloud Native PostgreSQL field that pgward does not support yet`,
-			`field "spec.probes.startup.type" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.probes.liveness.isolationCheck" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.switchoverDelay" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			// The type is shared with storage, which supports it.
 			`field "spec.walStorage.pvcTemplate" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+		}},
+		{"barman-cloud's options and S3 server-side encryption: refused with the reason", minimalManifest + `  backup:
+    barmanObjectStore:
+      destinationPath: s3://b/
+      wal: {encryption: AES256, archiveAdditionalCommandArgs: ["--x"]}
+      data: {encryption: "aws:kms", additionalCommandArgs: ["-vv"]}
+  externalClusters: [{name: a, barmanObjectStore: {destinationPath: "s3://b/", data: {encryption: AES256}}}]
+`, []string{
+			`field "spec.backup.barmanObjectStore.data.additionalCommandArgs" is a Cloud Native PostgreSQL field that pgward refuses: extra command-line options of barman-cloud`,
+			`field "spec.backup.barmanObjectStore.data.encryption" is a Cloud Native PostgreSQL field that pgward refuses: S3 server-side encryption`,
+			`field "spec.backup.barmanObjectStore.wal.archiveAdditionalCommandArgs" is a Cloud Native PostgreSQL field that pgward refuses: extra command-line options of barman-cloud`,
+			`field "spec.backup.barmanObjectStore.wal.encryption" is a Cloud Native PostgreSQL field that pgward refuses: S3 server-side encryption`,
+			`field "spec.externalClusters[0].barmanObjectStore.data.encryption" is a Cloud Native PostgreSQL field that pgward refuses: S3 server-side encryption`,
 		}},
 		{"CloudNativePG's primaryLease: understood, not supported yet", minimalManifest + "  primaryLease: {leaseDurationSeconds: 15, renewDeadlineSeconds: 10}\n", []string{
 			`field "spec.primaryLease" is a Cloud Native PostgreSQL field that pgward does not support yet`,
