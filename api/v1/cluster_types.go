@@ -195,6 +195,14 @@ type ClusterSpec struct {
 	// +optional
 	SeccompProfile *corev1.SeccompProfile `json:"seccompProfile,omitempty"`
 
+	// PodSelectorRefs name label selectors of pods of the Cluster's
+	// namespace; a pg_hba rule's address ${podselector:NAME} stands for
+	// the IP addresses of the running pods NAME selects, kept current by
+	// the operator (Kubernetes only).
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	PodSelectorRefs []PodSelectorRef `json:"podSelectorRefs,omitempty"`
+
 	// Probes tunes the timing of the container's probes (Kubernetes only).
 	// +optional
 	Probes *ProbesConfiguration `json:"probes,omitempty"`

@@ -32,7 +32,7 @@ var cnpOnlyFields = specPaths(
 	"livenessProbeTimeout", "logLevel",
 	"monitoring.metricsQueriesTTL", "nodeMaintenanceWindow", "plugins",
 	"postgresGID", "postgresUID",
-	"podSelectorRefs", "replicationSlots",
+	"replicationSlots",
 	"smartShutdownTimeout", "startDelay", "stopDelay",
 	"switchoverDelay", "tablespaces",
 	"bootstrap.recovery.backup.endpointCA", "bootstrap.recovery.volumeSnapshots",

@@ -451,6 +451,13 @@ func parseHBAAddress(fields []string) (addr, mask string, rest []string, err err
 		return "", "", nil, fmt.Errorf("address %q: must be a single unquoted value", field)
 	case field == "all" || field == "samehost" || field == "samenet":
 		return field, "", rest, nil
+	case strings.HasPrefix(field, podSelectorPrefix):
+		// Resolved by the operator to the selected pods' addresses
+		// (ExpandPodSelectors) before any instance reads the rule.
+		if _, ok := PodSelectorOf(field); !ok {
+			return "", "", nil, fmt.Errorf("address %q: a pod selector reference is ${podselector:NAME}, NAME a DNS label", field)
+		}
+		return field, "", rest, nil
 	case strings.Contains(field, "/"):
 		prefix, err := netip.ParsePrefix(field)
 		if err != nil {

@@ -224,6 +224,7 @@ func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 	}
 	errs = append(errs, validateCertificates(s.Certificates, path.Child("certificates"))...)
 	errs = append(errs, s.validateSyncReplicas(path)...)
+	errs = append(errs, s.validatePodSelectorRefs(path)...)
 	errs = append(errs, validateStorage(s.StorageConfiguration, path.Child("storage"))...)
 	if s.WalStorage != nil {
 		errs = append(errs, validateStorage(*s.WalStorage, path.Child("walStorage"))...)

@@ -179,6 +179,9 @@ func (r *ClusterReconciler) reconcile(ctx context.Context, c, desired *v1.Cluste
 	if err := r.resolveRecoveryBackup(ctx, desired); err != nil {
 		return reconcile.Result{}, err
 	}
+	if err := r.resolvePodSelectors(ctx, desired); err != nil {
+		return reconcile.Result{}, err
+	}
 	tlsm, err := r.ensurePKI(ctx, desired)
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("certificates: %w", err)

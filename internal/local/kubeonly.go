@@ -57,3 +57,13 @@ func refuseFailureDomains(c *v1.Cluster) error {
 	return fmt.Errorf("%s: chooses synchronous standbys in another failure domain (pod and node labels) than the primary's, on Kubernetes only; locally every instance runs on this machine, one failure domain, so no standby could be chosen (writes would wait forever): remove it for pgward local up",
 		strings.Join(set, ", "))
 }
+
+// refusePodSelectors refuses spec.podSelectorRefs: they select pods, and
+// locally there are none whose addresses pg_hba could name. Accepted, its
+// rules would let nobody in, or be taken for host names.
+func refusePodSelectors(c *v1.Cluster) error {
+	if len(c.Spec.PodSelectorRefs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("spec.podSelectorRefs: pg_hba's ${podselector:NAME} addresses are the IP addresses of Kubernetes pods, resolved by the operator; locally there are no pods: write the clients' addresses or networks (CIDR) in spec.postgresql.pg_hba instead")
+}

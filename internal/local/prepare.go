@@ -446,6 +446,9 @@ func Preflight(ctx context.Context, manifest []byte, docs, cms SecretDocs, dir, 
 	if err := refuseFailureDomains(c); err != nil {
 		return err
 	}
+	if err := refusePodSelectors(c); err != nil {
+		return err
+	}
 	if _, ok := c.Annotations[v1.RotateCAAnnotation]; ok {
 		// The operator's trigger; here it would be accepted and ignored.
 		return fmt.Errorf("metadata.annotations[%s]: the operator's trigger for a CA rotation; locally, run `pgward local rotate-ca`", v1.RotateCAAnnotation)

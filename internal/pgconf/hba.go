@@ -130,6 +130,11 @@ func manifestHBARule(line string) (string, error) {
 	if err := checkHBARule(rule); err != nil {
 		return "", err
 	}
+	if _, ok := v1.PodSelectorOf(rule.Address); ok {
+		// PostgreSQL would take it for a host name. The operator expands
+		// it before handing the spec over; the local runtime refuses it.
+		return "", fmt.Errorf("address %s is not resolved: only the operator resolves pod selectors", rule.Address)
+	}
 	rendered := rule.String()
 	// The rendered line must be the rule that was checked: parsing it again
 	// has to give the same fields. This also proves it is one line.

@@ -114,6 +114,7 @@ func TestRenderHBARefuses(t *testing.T) {
 		{"replication role", "hostssl all streaming_replica all scram-sha-256", "streaming_replica"},
 		{"trust over TCP", "host all all all trust", "trust"},
 		{"empty", "   ", "empty"},
+		{"unresolved pod selector", "hostssl app app ${podselector:web} scram-sha-256", "only the operator resolves pod selectors"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := renderHBALines(t, "hostssl app app all scram-sha-256", tt.line)

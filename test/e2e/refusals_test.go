@@ -61,6 +61,8 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			[]string{"spec.postgresql.pg_hba[0]", `option "map" only applies to method`}},
 		{"sync failure domains locally", "  minSyncReplicas: 1\n  maxSyncReplicas: 1\n  postgresql:\n    syncReplicaElectionConstraint:\n      enabled: true\n      nodeLabelsAntiAffinity: [az]\n",
 			[]string{"spec.postgresql.syncReplicaElectionConstraint", "one failure domain"}},
+		{"pod selectors locally", "  podSelectorRefs:\n    - name: app\n      selector: {matchLabels: {app: web}}\n  postgresql:\n    pg_hba:\n      - hostssl app app ${podselector:app} scram-sha-256\n",
+			[]string{"spec.podSelectorRefs", "locally there are no pods"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
