@@ -114,4 +114,3 @@ func bindPods(t *testing.T, ns string, names []string, place func(pod *corev1.Po
 	}
 	return true
 }
-
