@@ -203,6 +203,11 @@ type ClusterSpec struct {
 	// +kubebuilder:validation:MaxItems=16
 	PodSelectorRefs []PodSelectorRef `json:"podSelectorRefs,omitempty"`
 
+	// ReplicationSlots keeps a physical replication slot on the primary
+	// for each replica, with copies on the replicas for a failover.
+	// +optional
+	ReplicationSlots *ReplicationSlotsConfiguration `json:"replicationSlots,omitempty"`
+
 	// Probes tunes the timing of the container's probes (Kubernetes only).
 	// +optional
 	Probes *ProbesConfiguration `json:"probes,omitempty"`

@@ -32,7 +32,7 @@ var cnpOnlyFields = specPaths(
 	"livenessProbeTimeout", "logLevel",
 	"monitoring.metricsQueriesTTL", "nodeMaintenanceWindow", "plugins",
 	"postgresGID", "postgresUID",
-	"replicationSlots",
+	"replicationSlots.synchronizeReplicas", "replicationSlots.highAvailability.synchronizeLogicalDecoding",
 	"smartShutdownTimeout", "startDelay", "stopDelay",
 	"switchoverDelay", "tablespaces",
 	"bootstrap.recovery.backup.endpointCA", "bootstrap.recovery.volumeSnapshots",

@@ -105,7 +105,11 @@ type Manager struct {
 	// status (managedroles.go).
 	rolesDigest    [32]byte
 	rolesCheckedAt time.Time
-	rolesErr       string
+	// slotsAt is when the replication slots were last maintained
+	// (maintainSlots).
+	slotsAt   time.Time
+	slotsBusy bool
+	rolesErr  string
 	// pgTLS is the TLS material PostgreSQL last read, at start or reload.
 	pgTLS tlsState
 }
@@ -313,6 +317,7 @@ func (m *Manager) loop(ctx context.Context) error {
 			m.onPostmasterExit()
 		case <-tick.C:
 			m.checkSelfFence()
+			m.maintainSlots(ctx, time.Now())
 		case <-tlsTick.C:
 			m.reloadIfChanged(ctx)
 		case <-secretTick.C:

@@ -103,6 +103,11 @@ func (m *Manager) renderFiles(c *v1.Cluster, primary bool) (map[string][]byte, e
 	default:
 		in.PrimaryConnInfo = m.replicationConnInfo(st.Primary, m.cfg.Name)
 		in.MinApplyDelay = c.ApplyDelay()
+		if prefix, on := c.Spec.HASlots(); on {
+			// The primary creates it (maintainSlots); until then the WAL
+			// receiver retries.
+			in.PrimarySlotName = v1.HASlotName(prefix, m.cfg.Name)
+		}
 	}
 	repo, repoConf, err := m.ownRepo(c, pgdata)
 	if err != nil {

@@ -45,6 +45,9 @@ type Instance struct {
 	// PrimaryConnInfo is primary_conninfo, empty on a primary. It should set
 	// application_name to Name so synchronous_standby_names can name it.
 	PrimaryConnInfo string
+	// PrimarySlotName is primary_slot_name on a standby that streams
+	// through a slot of its upstream (replicationSlots.highAvailability).
+	PrimarySlotName string
 	// SynchronousStandbyNames is synchronous_standby_names; empty means
 	// asynchronous replication.
 	SynchronousStandbyNames string
@@ -221,6 +224,9 @@ func (in Instance) enforcedSettings() ([]setting, error) {
 	}
 	if in.PrimaryConnInfo != "" {
 		s = append(s, setting{"primary_conninfo", in.PrimaryConnInfo})
+	}
+	if in.PrimarySlotName != "" {
+		s = append(s, setting{"primary_slot_name", in.PrimarySlotName})
 	}
 	if in.MinApplyDelay > 0 {
 		s = append(s, setting{"recovery_min_apply_delay", strconv.FormatInt(in.MinApplyDelay.Milliseconds(), 10) + "ms"})

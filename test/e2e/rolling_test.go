@@ -26,9 +26,10 @@ spec:
   postgresql:
     parameters:
       shared_buffers: %s
-`, buffers)
+`, buffers) + slotsManifest
 	}
 	dir := upCluster(t, "roll", manifest("32MB"))
+	checkHASlots(t, dir, "roll", 3)
 	first := currentPrimary(t, dir)
 	uri := strings.TrimSpace(mustPgward(t, "local", "uri", "app", "--dir", dir))
 	appSQL(t, dir, "CREATE TABLE w (at timestamptz DEFAULT clock_timestamp())")
@@ -84,6 +85,9 @@ spec:
 	if after == first {
 		t.Errorf("the primary %s did not hand over (primaryUpdateMethod switchover is the default)", first)
 	}
+	// The new primary keeps slots for the others, the old one streams
+	// through one (replicationSlots.highAvailability).
+	checkHASlots(t, dir, "roll", 3)
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("rolled in %s; primary %s -> %s; %d writes, longest pause %s", took.Round(100*time.Millisecond), first, after, writes, longest.Round(time.Millisecond))
