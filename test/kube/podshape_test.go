@@ -51,7 +51,12 @@ func TestPodShape(t *testing.T) {
 		}
 		s.Env = []corev1.EnvVar{{Name: "APP_REGION", Value: "eu-west"}}
 		s.InheritedMetadata = &v1.EmbeddedObjectMetadata{Labels: map[string]string{"team": "payments"}}
-		s.Probes = &v1.ProbesConfiguration{Startup: &v1.ProbeWithStrategy{Probe: v1.Probe{FailureThreshold: 30, PeriodSeconds: 10}}}
+		lag := resource.MustParse("16Mi")
+		s.Probes = &v1.ProbesConfiguration{
+			Startup:   &v1.ProbeWithStrategy{Probe: v1.Probe{FailureThreshold: 30, PeriodSeconds: 10}, Type: v1.ProbeStrategyStreaming, MaximumLag: &lag},
+			Readiness: &v1.ProbeWithStrategy{Type: v1.ProbeStrategyStreaming, MaximumLag: &lag},
+		}
+		s.ReplicationSlots = &v1.ReplicationSlotsConfiguration{HighAvailability: &v1.ReplicationSlotsHAConfiguration{}, UpdateInterval: 5}
 		s.ProjectedVolumeTemplate = &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
 			{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "sample-secret"}, Items: []corev1.KeyToPath{{Key: "token", Path: "secret/token"}}}},
 			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "sample-configmap"}, Items: []corev1.KeyToPath{{Key: "key1", Path: "config/key1"}}}},
@@ -77,6 +82,11 @@ func TestPodShape(t *testing.T) {
 			return fmt.Errorf("pod %s is not Ready: %+v", name, pod.Status.Conditions)
 		})
 		ctr := pod.Spec.Containers[0]
+		// The kubelet asks the streaming check of the sample's probes:
+		// the pod became Ready through it.
+		if want := "/readyz?maximumLag=16777216&type=streaming"; ctr.StartupProbe.HTTPGet.Path != want || ctr.ReadinessProbe.HTTPGet.Path != want {
+			t.Errorf("%s: probe paths %q %q, want %q", name, ctr.StartupProbe.HTTPGet.Path, ctr.ReadinessProbe.HTTPGet.Path, want)
+		}
 		if pod.Labels["team"] != "payments" || ctr.Resources.Limits.Memory().String() != "1Gi" || ctr.StartupProbe.FailureThreshold != 30 ||
 			len(pod.Spec.Tolerations) == 0 || pod.Status.QOSClass != corev1.PodQOSBurstable {
 			t.Errorf("%s: labels %v resources %+v startup %+v tolerations %v QoS %s", name, pod.Labels, ctr.Resources,
@@ -104,5 +114,23 @@ func TestPodShape(t *testing.T) {
 	}
 	if got := psqlLocal(t, ns, c.Status.CurrentPrimary, "postgres", "select count(*) from pg_stat_replication where state = 'streaming'"); got != "1" {
 		t.Errorf("streaming replicas: %s", got)
+	}
+	// replicationSlots.highAvailability on pods: the replica streams
+	// through its slot on the primary.
+	for _, name := range c.Status.InstanceNames {
+		if name == c.Status.CurrentPrimary {
+			continue
+		}
+		slot := v1.HASlotName(v1.DefaultSlotPrefix, name)
+		if got := psqlLocal(t, ns, name, "postgres", "show primary_slot_name"); got != slot {
+			t.Errorf("%s: primary_slot_name %q, want %q", name, got, slot)
+		}
+		eventually(t, time.Minute, name+" streams through its slot", func() error {
+			got := psqlLocal(t, ns, c.Status.CurrentPrimary, "postgres", "select coalesce(string_agg(slot_name || ':' || active, ','), '') from pg_replication_slots where starts_with(slot_name, '"+v1.DefaultSlotPrefix+"')")
+			if got != slot+":true" {
+				return fmt.Errorf("the primary's slots: %q, want %s:true", got, slot)
+			}
+			return nil
+		})
 	}
 }
