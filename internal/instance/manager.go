@@ -109,7 +109,10 @@ type Manager struct {
 	// (maintainSlots).
 	slotsAt   time.Time
 	slotsBusy bool
-	rolesErr  string
+	// slotsPrefix is the prefix of the slots last maintained, so that
+	// they are dropped when the spec stops wanting them.
+	slotsPrefix string
+	rolesErr    string
 	// pgTLS is the TLS material PostgreSQL last read, at start or reload.
 	pgTLS tlsState
 }

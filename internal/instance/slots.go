@@ -110,7 +110,10 @@ func (m *Manager) maintainSlots(ctx context.Context, now time.Time) {
 	last := m.slotsAt
 	m.mu.Unlock()
 	prefix, on := c.Spec.HASlots()
-	if !on || pool == nil || phase != PhaseRunning || st.Designated || now.Sub(last) < time.Duration(c.Spec.SlotUpdateSeconds())*time.Second {
+	m.mu.Lock()
+	stale := staleSlotPrefix(c, m.slotsPrefix)
+	m.mu.Unlock()
+	if (!on && stale == "") || pool == nil || phase != PhaseRunning || st.Designated || now.Sub(last) < time.Duration(c.Spec.SlotUpdateSeconds())*time.Second {
 		return
 	}
 	m.mu.Lock()
@@ -131,15 +134,70 @@ func (m *Manager) maintainSlots(ctx context.Context, now time.Time) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		var err error
-		if primary {
+		if stale != "" {
+			err = m.dropStaleSlots(cctx, pool, stale)
+		}
+		switch {
+		case err != nil || !on:
+		case primary:
 			err = m.primarySlots(cctx, pool, prefix, c)
-		} else if st.Primary.Host != "" {
+		case st.Primary.Host != "":
 			err = m.replicaSlots(cctx, pool, prefix, st.Primary)
+		}
+		if err == nil && on && stale == "" {
+			m.mu.Lock()
+			m.slotsPrefix = prefix
+			m.mu.Unlock()
 		}
 		if err != nil {
 			m.log.Error("replication slots not maintained; retrying", "err", err)
 		}
 	}()
+}
+
+// staleSlotPrefix is the prefix of slots pgward made that the spec no
+// longer wants: the one it last maintained (lastPrefix) when the slots
+// were turned off or their prefix changed, or, with highAvailability
+// given and enabled false, its prefix. Those slots are dropped once
+// unused, so that turning the feature off frees the WAL they hold. (With
+// the whole section removed after a restart of the instance manager,
+// nothing says which slots were pgward's: set enabled: false instead.)
+func staleSlotPrefix(c *v1.Cluster, lastPrefix string) string {
+	prefix, on := c.Spec.HASlots()
+	switch {
+	case lastPrefix != "" && (!on || lastPrefix != prefix):
+		return lastPrefix
+	case on:
+		return ""
+	}
+	if rs := c.Spec.ReplicationSlots; rs != nil && rs.HighAvailability != nil {
+		if rs.HighAvailability.SlotPrefix != "" {
+			return rs.HighAvailability.SlotPrefix
+		}
+		return v1.DefaultSlotPrefix
+	}
+	return ""
+}
+
+// dropStaleSlots drops the unused slots of prefix; in-use ones (a
+// replica not yet reloaded without primary_slot_name) go at a later pass.
+// It forgets prefix once none is left.
+func (m *Manager) dropStaleSlots(ctx context.Context, pool pgxQuerier, prefix string) error {
+	have, err := listSlots(ctx, pool, prefix)
+	if err != nil {
+		return err
+	}
+	if err := applySlots(ctx, pool, planPrimarySlots(prefix, m.cfg.Name, nil, have)); err != nil {
+		return err
+	}
+	if len(have) == 0 {
+		m.mu.Lock()
+		if m.slotsPrefix == prefix {
+			m.slotsPrefix = ""
+		}
+		m.mu.Unlock()
+	}
+	return nil
 }
 
 func (m *Manager) primarySlots(ctx context.Context, pool pgxQuerier, prefix string, c *v1.Cluster) error {

@@ -3,6 +3,8 @@ package instance
 import (
 	"slices"
 	"testing"
+
+	v1 "github.com/pgward/pgward/api/v1"
 )
 
 func TestPlanSlots(t *testing.T) {
@@ -22,5 +24,34 @@ func TestPlanSlots(t *testing.T) {
 	if !slices.Equal(r.create, []string{"ha_pg_4"}) || !slices.Equal(r.drop, []string{"ha_pg_1", "ha_pg_2"}) ||
 		len(r.advance) != 1 || r.advance["ha_pg_3"] != "0/3000060" {
 		t.Errorf("replica: %+v", r)
+	}
+}
+
+// TestStaleSlotPrefix: the slots pgward made are dropped when the spec
+// turns them off or renames them; a cluster that never had them drops
+// nothing.
+func TestStaleSlotPrefix(t *testing.T) {
+	off := false
+	spec := func(rs *v1.ReplicationSlotsConfiguration) *v1.Cluster {
+		return &v1.Cluster{Spec: v1.ClusterSpec{ReplicationSlots: rs}}
+	}
+	on := &v1.ReplicationSlotsConfiguration{HighAvailability: &v1.ReplicationSlotsHAConfiguration{SlotPrefix: "ha_"}}
+	for _, tc := range []struct {
+		name string
+		c    *v1.Cluster
+		last string
+		want string
+	}{
+		{"never had slots", spec(nil), "", ""},
+		{"on, as before", spec(on), "ha_", ""},
+		{"on, first pass", spec(on), "", ""},
+		{"section removed", spec(nil), "ha_", "ha_"},
+		{"prefix changed", spec(on), "_cnpg_", "_cnpg_"},
+		{"enabled false, after a restart", spec(&v1.ReplicationSlotsConfiguration{HighAvailability: &v1.ReplicationSlotsHAConfiguration{Enabled: &off}}), "", v1.DefaultSlotPrefix},
+		{"enabled false with a prefix", spec(&v1.ReplicationSlotsConfiguration{HighAvailability: &v1.ReplicationSlotsHAConfiguration{Enabled: &off, SlotPrefix: "x_"}}), "", "x_"},
+	} {
+		if got := staleSlotPrefix(tc.c, tc.last); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -86,8 +86,11 @@ spec:
 		t.Errorf("the primary %s did not hand over (primaryUpdateMethod switchover is the default)", first)
 	}
 	// The new primary keeps slots for the others, the old one streams
-	// through one (replicationSlots.highAvailability).
+	// through one (replicationSlots.highAvailability); turned off, every
+	// slot goes, so none keeps WAL.
 	checkHASlots(t, dir, "roll", 3)
+	mustPgward(t, "local", "up", "-f", writeManifest(t, "roll.yaml", strings.Replace(manifest("48MB"), "      slotPrefix: ha_\n", "      slotPrefix: ha_\n      enabled: false\n", 1)), "--dir", dir)
+	checkNoSlots(t, dir, "roll", 3)
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("rolled in %s; primary %s -> %s; %d writes, longest pause %s", took.Round(100*time.Millisecond), first, after, writes, longest.Round(time.Millisecond))

@@ -70,3 +70,20 @@ func names(cluster string, n int) []string {
 	}
 	return out
 }
+
+// checkNoSlots: no instance has a physical slot or streams through one.
+func checkNoSlots(t *testing.T, dir, cluster string, instances int) {
+	t.Helper()
+	eventually(t, 30*time.Second, "no replication slot left in "+cluster, func() error {
+		for _, name := range names(cluster, instances) {
+			out, err := socketSQL(t, dir, name, `SELECT count(*) || ':' || current_setting('primary_slot_name') FROM pg_replication_slots WHERE slot_type = 'physical'`)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if out != "0:" {
+				return fmt.Errorf("%s: slots:primary_slot_name %q", name, out)
+			}
+		}
+		return nil
+	})
+}
