@@ -24,6 +24,7 @@ type statusSource interface {
 	Submit(cmd instanceapi.Command) error
 	StartBackup() (instanceapi.BackupRun, error)
 	ListBackups(ctx context.Context) (instanceapi.BackupList, error)
+	RequestReload(req instanceapi.ReloadRequest) error
 }
 
 // newStatusServer builds the HTTPS status server. TLS 1.3 only. Client
@@ -80,6 +81,24 @@ func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Serve
 				code = http.StatusServiceUnavailable
 			}
 			http.Error(w, err.Error(), code)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})))
+	mux.Handle(instanceapi.PathReload, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST only", http.StatusMethodNotAllowed)
+			return
+		}
+		var req instanceapi.ReloadRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			http.Error(w, "bad reload request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := src.RequestReload(req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)

@@ -64,6 +64,16 @@ func (c *Client) Command(ctx context.Context, addr string, cmd Command) error {
 	return c.do(ctx, http.MethodPost, addr, PathCommand, body, nil)
 }
 
+// Reload asks the instance at addr to apply its configuration now; it
+// accepts at once and Status's Reload shows the outcome of req.ID.
+func (c *Client) Reload(ctx context.Context, addr string, req ReloadRequest) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, addr, PathReload, body, nil)
+}
+
 // StartBackup asks the primary at addr to take a base backup and returns
 // the run as it started; Status's Backup shows its progress, the same
 // run while its Started matches.

@@ -21,6 +21,11 @@ const (
 	// when one runs or this is not the primary); GET lists the backups in
 	// the object store (a BackupList).
 	PathBackup = "/pg/backup"
+	// PathReload: POST a ReloadRequest; the instance re-reads its
+	// manifest, secrets and certificates and reloads PostgreSQL at once
+	// instead of at its next periodic check (202); Status.Reload shows
+	// the outcome.
+	PathReload = "/pg/reload"
 	// AckParam on a status request names the RequestID of the previous
 	// answer the controller received: only a completed exchange counts as
 	// contact for the instance's self-fencing timer.
@@ -153,9 +158,41 @@ type Status struct {
 	Backup *BackupRun `json:"backup,omitempty"`
 	// Designated means the instance is the designated primary of a
 	// replica cluster, following Source (a spec.externalClusters entry).
-	Designated bool      `json:"designated,omitempty"`
-	Source     string    `json:"source,omitempty"`
-	ObservedAt time.Time `json:"observedAt"`
+	Designated bool   `json:"designated,omitempty"`
+	Source     string `json:"source,omitempty"`
+	// Reload is the last reload request this instance received and its
+	// outcome (`pgward local reload`, `kubectl pgward reload`).
+	Reload     *ReloadResult `json:"reload,omitempty"`
+	ObservedAt time.Time     `json:"observedAt"`
+}
+
+// ReloadRequest asks an instance to apply its configuration now.
+type ReloadRequest struct {
+	// ID names the request; Status.Reload echoes it, so that the one who
+	// asked knows the outcome is that of its own request.
+	ID string `json:"id"`
+	// ManifestSHA256, when set, is the hex SHA-256 of the manifest file
+	// the reload must apply: the instance waits until its file has that
+	// content (on Kubernetes the kubelet updates a mounted Secret a little
+	// after the Secret changed), at most ReloadManifestWait.
+	ManifestSHA256 string `json:"manifestSHA256,omitempty"`
+}
+
+// ReloadManifestWait bounds an instance's wait for the manifest a reload
+// request names.
+const ReloadManifestWait = 2 * time.Minute
+
+// ReloadResult is the outcome of the last ReloadRequest.
+type ReloadResult struct {
+	ID string `json:"id"`
+	// Done is false while the instance waits for the manifest or reloads.
+	Done bool       `json:"done"`
+	At   *time.Time `json:"at,omitempty"`
+	// PendingRestart names the parameters whose new value waits for a
+	// restart of PostgreSQL (pg_settings.pending_restart).
+	PendingRestart []string `json:"pendingRestart,omitempty"`
+	// Error says why the new configuration is not in effect.
+	Error string `json:"error,omitempty"`
 }
 
 // Archive is pg_stat_archiver plus what waits in pg_wal.
