@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/kube"
 )
 
@@ -79,6 +80,9 @@ func addKubeVerbs(parent *cobra.Command) {
 	fs.StringVar(&kc.overrides.CurrentContext, "context", "", "the kubeconfig context to use")
 	clientcmd.BindContextFlags(&kc.overrides.Context, fs, ctx)
 	parent.AddCommand(newKubeStatusCmd(kc), newPromoteVerb(kc), newKubeFenceCmd(kc), newKubeHibernateCmd(kc), newKubeRestartCmd(kc))
+	// pgward validate, so that plugin users have it: the same checks,
+	// no API call.
+	parent.AddCommand(newValidateCmd(), newKubeReloadCmd(kc))
 }
 
 // client returns the REST config, a client for pgward's kinds and the
@@ -348,6 +352,54 @@ clusters.postgresql.pgward.io.`,
 			return nil
 		},
 	}
+}
+
+func newKubeReloadCmd(kc *kubeConn) *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "reload CLUSTER",
+		Short: "Apply the Cluster's configuration now on every instance, and wait until it is in effect",
+		Long: `Sets the Cluster's pgward.io/reloadedAt annotation to a new request; the
+operator passes it to every instance whose PostgreSQL runs, which re-reads
+its manifest, secrets and certificates as its Secrets hold them now
+(the operator has the kubelet refresh them at once), re-renders
+postgresql.conf, pg_hba.conf and pg_ident.conf and reloads PostgreSQL.
+reload waits until every instance reports the outcome (asking each on its
+status port through a port-forward, as status does): a parameter that
+needs a restart is named, with the restart command; an instance that
+refused the configuration is named with PostgreSQL's reason, and the
+command fails. Without it, instances apply a changed configuration at
+their periodic check (10 s after the kubelet updated the Secret, which
+may take a minute or more).
+
+RBAC needed: get and patch on clusters.postgresql.pgward.io, and what
+status needs to ask the instances (get on pods, create on pods/portforward,
+get on the secret <cluster>-controller).`,
+		Example: `  kubectl apply -f cluster.yaml                  # work_mem changed
+  kubectl pgward reload cluster-example -n db    # in effect on every instance when it returns`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rc, cl, ns, err := kc.client()
+			if err != nil {
+				return err
+			}
+			key := types.NamespacedName{Namespace: ns, Name: args[0]}
+			id, err := kube.RequestReload(cmd.Context(), cl, key, time.Now())
+			if err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "reload %s requested on %s; waiting for every instance\n", id, key)
+			outcomes, err := kube.WaitReload(cmd.Context(), cl, kube.PortForwarder{Config: rc}, key, id, timeout)
+			if err != nil {
+				return err
+			}
+			lines, err := instanceapi.SummarizeReload(outcomes, "kubectl pgward restart "+key.Name+" -n "+key.Namespace)
+			_, _ = fmt.Fprintln(cmd.OutOrStdout(), strings.Join(lines, "\n"))
+			return err
+		},
+	}
+	c.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for every instance (the kubelet may take a while to refresh a pod's Secrets)")
+	return c
 }
 
 // quietKlog sends klog nowhere. Without logtostderr, klog still copies

@@ -59,9 +59,9 @@ func SummarizeReload(outcomes []ReloadOutcome, restartCmd string) ([]string, err
 }
 
 // WaitReloads polls the asked instances' statuses (poll returns them by
-// index into outcomes) until each shows request id done or ctx ends, and
-// records their answers in outcomes.
-func WaitReloads(ctx context.Context, id string, poll func() map[int]*Status, outcomes []ReloadOutcome) {
+// index into outcomes) every interval until each shows request id done or
+// ctx ends, and records their answers in outcomes.
+func WaitReloads(ctx context.Context, id string, interval time.Duration, poll func() map[int]*Status, outcomes []ReloadOutcome) {
 	for {
 		sts := poll()
 		done := 0
@@ -80,7 +80,7 @@ func WaitReloads(ctx context.Context, id string, poll func() map[int]*Status, ou
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(interval):
 		}
 	}
 }

@@ -224,6 +224,7 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 	if res.Failed != nil {
 		log.FromContext(ctx).Info("action failed; retrying after the next observation", "error", res.Failed.Error())
 	}
+	r.requestReloads(ctx, c, h.obs, pods, tlsm)
 	if err := r.releaseHibernatedPods(ctx, spec, res.Memory, h.obs, pods); err != nil {
 		return reconcile.Result{}, err
 	}

@@ -78,6 +78,9 @@ type ClusterReconciler struct {
 	// powerFenced is when each pod ("namespace/name") was deleted by the
 	// power fence (lease.go).
 	powerFenced map[string]time.Time
+	// manifests: cluster -> instance -> digest of the manifest its config
+	// Secret was last written with (reload.go).
+	manifests map[string]map[string]string
 }
 
 var _ reconcile.Reconciler = (*ClusterReconciler)(nil)
@@ -330,6 +333,7 @@ func (r *ClusterReconciler) forget(key string) {
 	delete(r.imageErrs, key)
 	delete(r.leases, key)
 	delete(r.selfFences, key)
+	delete(r.manifests, key)
 	r.mu.Unlock()
 	if f, ok := r.Instances.(interface{ Forget(string) }); ok {
 		f.Forget(key)

@@ -77,7 +77,7 @@ func Reload(ctx context.Context, o ReloadOptions) error {
 			asked[i] = true
 		}
 	}
-	instanceapi.WaitReloads(ctx, req.ID, func() map[int]*instanceapi.Status {
+	instanceapi.WaitReloads(ctx, req.ID, 50*time.Millisecond, func() map[int]*instanceapi.Status {
 		sts, _ := observe(ctx, cl, st)
 		out := map[int]*instanceapi.Status{}
 		for i := range asked {

@@ -95,6 +95,9 @@ func Up(ctx context.Context, o UpOptions) error {
 	if _, ok := p.cluster.Annotations[v1.RestartAnnotation]; ok {
 		say("note: the " + v1.RestartAnnotation + " annotation is a request to the Kubernetes operator; locally, pgward local restart does it")
 	}
+	if _, ok := p.cluster.Annotations[v1.ReloadAnnotation]; ok {
+		say("note: the " + v1.ReloadAnnotation + " annotation is a request to the Kubernetes operator; locally, pgward local reload does it")
+	}
 	if sc := p.cluster.Spec.StorageConfiguration.StorageClass; sc != nil {
 		say(fmt.Sprintf("note: spec.storage.storageClass %q applies on Kubernetes; locally the data is in %s", *sc, filepath.Join(l.Dir, "instances")))
 	}
