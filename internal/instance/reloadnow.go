@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/pgward/pgward/internal/instanceapi"
@@ -135,4 +136,35 @@ func (m *Manager) pendingRestart(ctx context.Context) ([]string, error) {
 		out = append(out, n)
 	}
 	return out, rows.Err()
+}
+
+// maxConfigFile bounds each file ConfigFiles returns (the status port's
+// answers are read up to 1 MiB).
+const maxConfigFile = 128 << 10
+
+// ConfigFiles returns the configuration files PostgreSQL runs with, as
+// rendered here, and postgresql.auto.conf (ALTER SYSTEM's), for a bug
+// report. They hold no password: credentials are in files of their own.
+func (m *Manager) ConfigFiles() instanceapi.ConfigFiles {
+	out := instanceapi.ConfigFiles{Files: map[string]string{}}
+	for name, path := range map[string]string{
+		"postgresql.conf":      m.confFile(),
+		"pg_hba.conf":          filepath.Join(m.cfg.ConfDir, "pg_hba.conf"),
+		"pg_ident.conf":        filepath.Join(m.cfg.ConfDir, "pg_ident.conf"),
+		"postgresql.auto.conf": filepath.Join(m.cfg.DataDir, "postgresql.auto.conf"),
+	} {
+		b, err := os.ReadFile(path) // #nosec G304 -- pgward's own files
+		if err != nil {
+			if out.Errors == nil {
+				out.Errors = map[string]string{}
+			}
+			out.Errors[name] = err.Error()
+			continue
+		}
+		if len(b) > maxConfigFile {
+			b = b[:maxConfigFile]
+		}
+		out.Files[name] = string(b)
+	}
+	return out
 }

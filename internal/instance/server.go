@@ -25,6 +25,7 @@ type statusSource interface {
 	StartBackup() (instanceapi.BackupRun, error)
 	ListBackups(ctx context.Context) (instanceapi.BackupList, error)
 	RequestReload(req instanceapi.ReloadRequest) error
+	ConfigFiles() instanceapi.ConfigFiles
 }
 
 // newStatusServer builds the HTTPS status server. TLS 1.3 only. Client
@@ -102,6 +103,14 @@ func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Serve
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
+	})))
+	mux.Handle(instanceapi.PathConfig, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "GET only", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(src.ConfigFiles())
 	})))
 	mux.Handle(instanceapi.PathBackup, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {

@@ -74,6 +74,15 @@ func (c *Client) Reload(ctx context.Context, addr string, req ReloadRequest) err
 	return c.do(ctx, http.MethodPost, addr, PathReload, body, nil)
 }
 
+// Config fetches the configuration files the instance at addr runs with.
+func (c *Client) Config(ctx context.Context, addr string) (*ConfigFiles, error) {
+	var f ConfigFiles
+	if err := c.do(ctx, http.MethodGet, addr, PathConfig, nil, &f); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
 // StartBackup asks the primary at addr to take a base backup and returns
 // the run as it started; Status's Backup shows its progress, the same
 // run while its Started matches.

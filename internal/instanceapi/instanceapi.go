@@ -26,6 +26,9 @@ const (
 	// instead of at its next periodic check (202); Status.Reload shows
 	// the outcome.
 	PathReload = "/pg/reload"
+	// PathConfig: GET the configuration files PostgreSQL runs with, as
+	// rendered (a ConfigFiles), for `kubectl pgward report`.
+	PathConfig = "/pg/config"
 	// AckParam on a status request names the RequestID of the previous
 	// answer the controller received: only a completed exchange counts as
 	// contact for the instance's self-fencing timer.
@@ -164,6 +167,14 @@ type Status struct {
 	// outcome (`pgward local reload`, `kubectl pgward reload`).
 	Reload     *ReloadResult `json:"reload,omitempty"`
 	ObservedAt time.Time     `json:"observedAt"`
+}
+
+// ConfigFiles are an instance's configuration files by name
+// (postgresql.conf, pg_hba.conf, pg_ident.conf, postgresql.auto.conf);
+// Errors says why one could not be read.
+type ConfigFiles struct {
+	Files  map[string]string `json:"files"`
+	Errors map[string]string `json:"errors,omitempty"`
 }
 
 // ReloadRequest asks an instance to apply its configuration now.

@@ -2,6 +2,7 @@ package kube_test
 
 import (
 	"context"
+	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
@@ -52,6 +53,53 @@ func (r *reloadSim) Status(ctx context.Context, in kube.Instance, ack uint64) (*
 	return st, nil
 }
 
+// reconciledCluster creates c and returns its simulated instances and a
+// function that runs reconcile rounds of the real reconciler (with the
+// InstanceClient wrap makes of the simulation) until ok holds.
+func reconciledCluster(t *testing.T, c *v1.Cluster, wrap func(*simInstances) kube.InstanceClient) (*plantest.Sim, func(string, func(v1.Cluster) bool)) {
+	t.Helper()
+	ctx := ctxFor(t)
+	createCluster(t, c)
+	var mu sync.Mutex
+	clock := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	var names []string
+	for i := 1; i <= c.Spec.Instances; i++ {
+		names = append(names, fmt.Sprintf("%s-%d", c.Name, i))
+	}
+	sim := plantest.NewSim(clock, kube.DefaultTiming().SelfFence, names...)
+	si := &simInstances{sim: sim}
+	r := newReconciler(wrap(si), now)
+	until := func(what string, ok func(v1.Cluster) bool) {
+		t.Helper()
+		for i := 0; ; i++ {
+			var cur v1.Cluster
+			if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
+				t.Fatal(err)
+			}
+			reconcileOnce(t, r, &cur)
+			mu.Lock()
+			clock = clock.Add(time.Second)
+			mu.Unlock()
+			si.mu.Lock()
+			sim.Now = now()
+			sim.Step()
+			sim.Write()
+			si.mu.Unlock()
+			if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
+				t.Fatal(err)
+			}
+			if ok(cur) {
+				return
+			}
+			if i > 40 {
+				t.Fatalf("%s: not after %d rounds: %+v", what, i, cur.Status)
+			}
+		}
+	}
+	return sim, until
+}
+
 func (r *reloadSim) requests(name string) []instanceapi.ReloadRequest {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -73,40 +121,11 @@ func TestReloadAnnotation(t *testing.T) {
 	ctx := ctxFor(t)
 	c := sampleCluster(t, ns)
 	c.Name = "rl"
-	createCluster(t, c)
-	var mu sync.Mutex
-	clock := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	sim := plantest.NewSim(clock, kube.DefaultTiming().SelfFence, "rl-1", "rl-2", "rl-3")
-	rs := &reloadSim{simInstances: &simInstances{sim: sim}, got: map[string][]instanceapi.ReloadRequest{}, down: map[string]bool{}}
-	r := newReconciler(rs, now)
-	until := func(what string, ok func(v1.Cluster) bool) {
-		t.Helper()
-		for i := 0; ; i++ {
-			var cur v1.Cluster
-			if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
-				t.Fatal(err)
-			}
-			reconcileOnce(t, r, &cur)
-			mu.Lock()
-			clock = clock.Add(time.Second)
-			mu.Unlock()
-			rs.simInstances.mu.Lock()
-			sim.Now = now()
-			sim.Step()
-			sim.Write()
-			rs.simInstances.mu.Unlock()
-			if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
-				t.Fatal(err)
-			}
-			if ok(cur) {
-				return
-			}
-			if i > 40 {
-				t.Fatalf("%s: not after %d rounds: %+v", what, i, cur.Status)
-			}
-		}
-	}
+	var rs *reloadSim
+	_, until := reconciledCluster(t, c, func(si *simInstances) kube.InstanceClient {
+		rs = &reloadSim{simInstances: si, got: map[string][]instanceapi.ReloadRequest{}, down: map[string]bool{}}
+		return rs
+	})
 	until("healthy", func(c v1.Cluster) bool { return c.Status.CurrentPrimary == "rl-1" && c.Status.ReadyInstances == 3 })
 	for _, n := range []string{"rl-1", "rl-2", "rl-3"} {
 		if got := rs.requests(n); len(got) > 0 {
