@@ -37,10 +37,10 @@ func (r *Redactor) Add(v []byte) {
 }
 
 var (
-	privateKeyRE = regexp.MustCompile(`(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\z)`)
-	scramVerifierRE   = regexp.MustCompile(`SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+`)
-	hbaSecretRE  = regexp.MustCompile(`(?i)\b(ldapbindpasswd|radiussecrets)=("[^"]*"|\S+)`)
-	passwordKVRE = regexp.MustCompile(`(?i)\b(password)=('[^']*'|\S+)`)
+	privateKeyRE    = regexp.MustCompile(`(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|\z)`)
+	scramVerifierRE = regexp.MustCompile(`SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+`)
+	hbaSecretRE     = regexp.MustCompile(`(?i)\b(ldapbindpasswd|radiussecrets)=("[^"]*"|\S+)`)
+	passwordKVRE    = regexp.MustCompile(`(?i)\b(password)=('[^']*'|\S+)`)
 	// secretFieldRE: "password": "x", token: x, api_key=x in JSON, YAML,
 	// logs and URLs' query strings.
 	secretFieldRE = regexp.MustCompile(`(?i)((?:\b|_)(?:pass(?:word|wd)?|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key|client[_-]?secret))("?[ \t]*[:=][ \t]*)("[^"]*"|'[^']*'|[^\s,;&"'}\]]+)`)
