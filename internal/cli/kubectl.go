@@ -395,6 +395,9 @@ get on the secret <cluster>-controller).`,
 			}
 			lines, err := instanceapi.SummarizeReload(outcomes, "kubectl pgward restart "+key.Name+" -n "+key.Namespace)
 			_, _ = fmt.Fprintln(cmd.OutOrStdout(), strings.Join(lines, "\n"))
+			if err != nil && noneAnswered(outcomes) {
+				err = fmt.Errorf("%w (the operator passes the request to the instances: is it running? kubectl pgward status %s shows what they report)", err, key.Name)
+			}
 			return err
 		},
 	}
@@ -466,6 +469,16 @@ get on pods/log (without these the report says so and goes on).`,
 	c.Flags().StringVar(&opNS, "operator-namespace", "pgward-system", "the operator's namespace (\"\": leave the operator out)")
 	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for each instance's answers")
 	return c
+}
+
+// noneAnswered reports whether no asked instance reported the request.
+func noneAnswered(outcomes []instanceapi.ReloadOutcome) bool {
+	for _, o := range outcomes {
+		if o.Result != nil || o.Skipped != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // quietKlog sends klog nowhere. Without logtostderr, klog still copies

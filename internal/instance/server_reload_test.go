@@ -69,7 +69,7 @@ func TestReloadAndConfigNeedTheController(t *testing.T) {
 		{"config, controller", http.MethodGet, instanceapi.PathConfig, "", withCN(pki.ControllerCommonName), http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+			r := httptest.NewRequestWithContext(context.Background(), tc.method, tc.path, strings.NewReader(tc.body))
 			r.TLS = tc.tls
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, r)
