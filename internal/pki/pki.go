@@ -25,7 +25,8 @@ import (
 	"net"
 	"strings"
 	"time"
-	"unicode"
+
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 const (
@@ -401,8 +402,8 @@ func checkCommonName(cn string) error {
 	if len(cn) > maxCommonName {
 		return fmt.Errorf("pki: common name %q is longer than %d bytes", cn, maxCommonName)
 	}
-	if strings.ContainsFunc(cn, unicode.IsControl) {
-		return fmt.Errorf("pki: common name %q contains a control character", cn)
+	if strings.ContainsFunc(cn, safetext.Forbidden) {
+		return fmt.Errorf("pki: common name %q contains a control or invisible character", cn)
 	}
 	return nil
 }
