@@ -475,6 +475,8 @@ func TestIssueRejects(t *testing.T) {
 		{"bad IP", func() (*KeyPair, error) { return f.ca.IssueServer(rand.Reader, now, "s", nil, []net.IP{{1, 2}}) }},
 		{"empty CN", func() (*KeyPair, error) { return f.ca.IssueClient(rand.Reader, now, "") }},
 		{"control character in CN", func() (*KeyPair, error) { return f.ca.IssueClient(rand.Reader, now, "a\nb") }},
+		{"bidi override in CN", func() (*KeyPair, error) { return f.ca.IssueClient(rand.Reader, now, "app\u202egnp.") }},
+		{"invalid UTF-8 in CN", func() (*KeyPair, error) { return f.ca.IssueClient(rand.Reader, now, "a\xffb") }},
 		{"CA expired", func() (*KeyPair, error) {
 			return f.ca.IssueServer(rand.Reader, f.ca.Cert.NotAfter, "s", nil, ips)
 		}},
