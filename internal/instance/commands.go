@@ -21,6 +21,10 @@ func (m *Manager) Observe(ack uint64) instanceapi.Status {
 	return m.Status(id)
 }
 
+// Peek is the status without counting as contact: a watch waits on it,
+// and only a completed status exchange may keep a primary writing.
+func (m *Manager) Peek() instanceapi.Status { return m.Status(0) }
+
 // Submit validates a command and queues it for the manager's loop.
 func (m *Manager) Submit(cmd instanceapi.Command) error {
 	switch cmd.Kind {

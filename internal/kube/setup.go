@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -56,6 +57,13 @@ func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 		For(&v1.Cluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	for _, o := range ownedKinds() {
 		b = b.Owns(o)
+	}
+	if w, ok := r.Instances.(InstanceWatcher); ok {
+		r.wakeups = newWakeups(w, r.Timing.RequestTimeout)
+		if err := mgr.Add(r.wakeups); err != nil {
+			return fmt.Errorf("instance wake-ups: %w", err)
+		}
+		b = b.WatchesRawSource(source.Channel(r.wakeups.events, &handler.EnqueueRequestForObject{}))
 	}
 	return b.
 		Watches(&v1.ImageCatalog{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfCatalog(v1.ImageCatalogKind))).
