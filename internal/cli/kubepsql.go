@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -71,14 +72,13 @@ database-administrator power, grant it as such (docs/security.md).`,
 			if err != nil {
 				return err
 			}
-			expires := uc.Cert.Cert.NotAfter.UTC().Format(time.RFC3339)
 			if secret != "" {
 				created, err := kube.StoreUserCertificate(ctx, cl, uc, secret)
 				if err != nil {
 					return err
 				}
 				verb := map[bool]string{true: "created", false: "renewed"}[created]
-				_, _ = fmt.Fprintf(cmd.OutOrStdout(), "secret %s/%s %s: a client certificate for %q, expires %s\n", ns, secret, verb, user, expires)
+				_, _ = fmt.Fprintf(cmd.OutOrStdout(), "secret %s/%s %s: a client certificate for %q, expires %s\n", ns, secret, verb, user, uc.Cert.Cert.NotAfter.UTC().Format(time.RFC3339))
 				return nil
 			}
 			abs, err := filepath.Abs(out)
@@ -88,7 +88,6 @@ database-administrator power, grant it as such (docs/security.md).`,
 			if err := local.WriteCertificateDir(abs, uc.Cert.CertPEM, uc.Cert.KeyPEM, uc.ServerCA); err != nil {
 				return err
 			}
-			_, _ = fmt.Fprintf(cmd.ErrOrStderr(), "%s: a client certificate for %q, expires %s\n", abs, user, expires)
 			_, _ = fmt.Fprintln(cmd.OutOrStdout(), certConninfo(build.ClientHost(uc.Cluster), build.PostgresPort, user, abs))
 			return nil
 		},
@@ -217,7 +216,11 @@ func runPsql(cmd *cobra.Command, bin, addr string, t *kube.PsqlTarget, psqlArgs 
 	}
 	argv, env := psqlInvocation(dir, t.ServerName, port, t.Login, psqlArgs, os.Environ())
 	// #nosec G204 -- the user's psql, with the user's own arguments
-	p := exec.Command(bin, argv[1:]...)
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	p := exec.CommandContext(ctx, bin, argv[1:]...)
 	p.Env = env
 	p.Stdin, p.Stdout, p.Stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 	// Ctrl-C is psql's (it cancels the query): the plugin, in the same

@@ -15,7 +15,7 @@ import (
 	"github.com/pgward/pgward/internal/secrets"
 )
 
-const testPassword = "s3cr:et\\pw"
+const testPassword = "s3cr:et\\pw" // #nosec G101 -- a made-up password
 
 func TestPsqlInvocation(t *testing.T) {
 	login := secrets.Credentials{Username: "app", Password: testPassword, DBName: "app"}

@@ -27,7 +27,7 @@ func TestPgpassLine(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), want) {
 					t.Fatalf("got %q, %v; want an error with %q", got, err, want)
 				}
-				if err != nil && tc.c.Password != "" && strings.Contains(err.Error(), tc.c.Password) {
+				if tc.c.Password != "" && strings.Contains(err.Error(), tc.c.Password) {
 					t.Fatalf("the error shows the password: %v", err)
 				}
 				return
