@@ -67,7 +67,7 @@ func TestPluginCertificateAndPsqlOnPods(t *testing.T) {
 	cs := conninfo + " hostaddr=127.0.0.1 port=" + port + " dbname=app"
 	q := exec.CommandContext(context.Background(), "psql", cs, "-X", "-A", "-t", "-c", "select current_user || ' ' || ssl from pg_stat_ssl where pid = pg_backend_pid()") // #nosec G204 -- the test's own query
 	q.Env = []string{"PATH=/usr/bin:/bin", "PGPASSWORD="}                                                                                                                 // no password anywhere
-	if o, err := q.CombinedOutput(); err != nil || strings.TrimSpace(string(o)) != "reporter t" {
+	if o, err := q.CombinedOutput(); err != nil || strings.TrimSpace(string(o)) != "reporter true" {
 		t.Fatalf("login with the certificate: %v %s", err, o)
 	}
 
