@@ -79,6 +79,7 @@ func addKubeVerbs(parent *cobra.Command) {
 	fs.StringVar(&kc.overrides.CurrentContext, "context", "", "the kubeconfig context to use")
 	clientcmd.BindContextFlags(&kc.overrides.Context, fs, ctx)
 	parent.AddCommand(newKubeStatusCmd(kc), newPromoteVerb(kc), newKubeFenceCmd(kc), newKubeHibernateCmd(kc), newKubeRestartCmd(kc))
+	parent.AddCommand(newKubeCertificateCmd(kc), newKubePsqlCmd(kc))
 }
 
 // client returns the REST config, a client for pgward's kinds and the

@@ -509,3 +509,28 @@ func TestLeafNeverOutlivesCA(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestIssueClientFor(t *testing.T) {
+	f := newFixture(t)
+	leaf, err := f.ca.IssueClientFor(rand.Reader, now, "app", 7*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := now.Add(7 * 24 * time.Hour); !leaf.Cert.NotAfter.Equal(want) {
+		t.Errorf("NotAfter = %v, want %v", leaf.Cert.NotAfter, want)
+	}
+	if err := Verify(f.ca.Cert, leaf.Cert, x509.ExtKeyUsageClientAuth, now); err != nil {
+		t.Error(err)
+	}
+	// Capped at the CA's expiry, as every leaf.
+	long, err := f.ca.IssueClientFor(rand.Reader, now, "app", 10*Validity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !long.Cert.NotAfter.Equal(f.ca.Cert.NotAfter) {
+		t.Errorf("NotAfter = %v, want the CA's %v", long.Cert.NotAfter, f.ca.Cert.NotAfter)
+	}
+	if _, err := f.ca.IssueClientFor(rand.Reader, now, "app", 0); err == nil {
+		t.Error("a zero validity was accepted")
+	}
+}
