@@ -80,6 +80,7 @@ func addKubeVerbs(parent *cobra.Command) {
 	fs.StringVar(&kc.overrides.CurrentContext, "context", "", "the kubeconfig context to use")
 	clientcmd.BindContextFlags(&kc.overrides.Context, fs, ctx)
 	parent.AddCommand(newKubeStatusCmd(kc), newPromoteVerb(kc), newKubeFenceCmd(kc), newKubeHibernateCmd(kc), newKubeRestartCmd(kc))
+	parent.AddCommand(newKubeCertificateCmd(kc), newKubePsqlCmd(kc))
 	// pgward validate, so that plugin users have it: the same checks,
 	// no API call.
 	parent.AddCommand(newValidateCmd(), newKubeReloadCmd(kc), newKubeReportCmd(kc))

@@ -65,7 +65,7 @@ func newUpCmd(dir *string) *cobra.Command {
 				if err := local.CheckStateDirPath(abs, owner); err != nil {
 					return err
 				}
-				if err := local.Preflight(cmd.Context(), manifest, docs, configMaps, abs, pgBin, owner); err != nil {
+				if err := local.Preflight(cmd.Context(), c, docs, configMaps, abs, pgBin, owner); err != nil {
 					return err
 				}
 				sd, err := local.ClaimStateDir(abs, owner)

@@ -20,6 +20,8 @@ import (
 type statusSource interface {
 	// Observe answers a status request that acknowledges answer ack.
 	Observe(ack uint64) instanceapi.Status
+	// Peek is the status without counting as contact (for watches).
+	Peek() instanceapi.Status
 	Ready() bool
 	Submit(cmd instanceapi.Command) error
 	StartBackup() (instanceapi.BackupRun, error)
@@ -60,6 +62,15 @@ func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Serve
 		st := src.Observe(ack)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
+	})))
+	mux.Handle(instanceapi.PathWatch, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "GET only", http.StatusMethodNotAllowed)
+			return
+		}
+		d := waitForChange(r.Context(), src.Peek, r.URL.Query().Get(instanceapi.SinceParam), instanceapi.WatchWait, watchTick)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(instanceapi.WatchAnswer{Digest: d})
 	})))
 	mux.Handle(instanceapi.PathCommand, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -152,6 +163,39 @@ func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Serve
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       60 * time.Second,
+	}
+}
+
+// watchTick is how often a watch looks at the status: what the manager
+// knows changes at its own pace (the postmaster's exit is seen at once, the
+// PostgreSQL sample every few hundred milliseconds), and a look is a few
+// field reads.
+const watchTick = 50 * time.Millisecond
+
+// waitForChange returns the digest of peek's status as soon as it differs
+// from since, or when wait has passed or ctx ended, whichever comes first.
+func waitForChange(ctx context.Context, peek func() instanceapi.Status, since string, wait, tick time.Duration) string {
+	st := peek()
+	d := st.Digest()
+	if d != since {
+		return d
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return d
+		case <-deadline.C:
+			return d
+		case <-t.C:
+			st = peek()
+			if d = st.Digest(); d != since {
+				return d
+			}
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ type fakeSource struct {
 }
 
 func (f *fakeSource) Observe(uint64) instanceapi.Status { return instanceapi.Status{} }
+func (f *fakeSource) Peek() instanceapi.Status          { return instanceapi.Status{} }
 func (f *fakeSource) Ready() bool                       { return true }
 func (f *fakeSource) Submit(instanceapi.Command) error  { return nil }
 func (f *fakeSource) StartBackup() (instanceapi.BackupRun, error) {

@@ -6,6 +6,11 @@
 package instanceapi
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -33,7 +38,24 @@ const (
 	// answer the controller received: only a completed exchange counts as
 	// contact for the instance's self-fencing timer.
 	AckParam = "ack"
+	// PathWatch answers with the instance's Digest as soon as it differs
+	// from the SinceParam the caller last saw, or after at most WatchWait:
+	// a long poll that wakes the controller when an instance changes
+	// (its postmaster died, it shut down, it was promoted) rather than at
+	// its next periodic check. It is not contact for self-fencing (no ack):
+	// only a status exchange is.
+	PathWatch  = "/pg/watch"
+	SinceParam = "since"
 )
+
+// WatchWait is the longest a watch request is held open: below the status
+// server's write timeout (10 s), so the answer always gets out.
+const WatchWait = 8 * time.Second
+
+// WatchAnswer is the answer on PathWatch.
+type WatchAnswer struct {
+	Digest string `json:"digest"`
+}
 
 // Commands the controller sends. Each names an end state, so sending one
 // again when it already holds changes nothing.
@@ -204,6 +226,36 @@ type ReloadResult struct {
 	PendingRestart []string `json:"pendingRestart,omitempty"`
 	// Error says why the new configuration is not in effect.
 	Error string `json:"error,omitempty"`
+}
+
+// Digest summarises what in a status a controller acts on: role, whether
+// PostgreSQL runs and is ready, the manager's phase, command and fencing,
+// epoch, timeline, restart and configuration state, what it streams from
+// and which standbys stream from it, a backup's phase. It leaves out what
+// moves all the time (LSNs, lag, times, request IDs, error wording), so a
+// busy healthy instance keeps one digest and a watch stays quiet.
+func (s *Status) Digest() string {
+	type peer struct{ Name, State, Sync string }
+	var peers []peer
+	for _, p := range s.Replication {
+		peers = append(peers, peer{p.ApplicationName, p.State, p.SyncState})
+	}
+	slices.SortFunc(peers, func(a, b peer) int { return strings.Compare(a.Name, b.Name) })
+	receiver := ""
+	if s.WALReceiver != nil {
+		receiver = s.WALReceiver.Status
+	}
+	backup := ""
+	if s.Backup != nil {
+		backup = s.Backup.Phase + "@" + s.Backup.Started.UTC().Format(time.RFC3339Nano)
+	}
+	raw, _ := json.Marshal([]any{
+		s.Name, s.Role, s.PostmasterRunning, s.Ready, s.Phase, s.Busy, s.Fenced, s.Empty, s.Epoch,
+		s.Timeline, s.PendingRestart, s.StreamingFrom, receiver, s.SyncStandbyNames, peers,
+		s.Error != "", s.ConfigError != "", s.RolesError != "", s.Designated, s.Source, backup,
+	})
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:12])
 }
 
 // Archive is pg_stat_archiver plus what waits in pg_wal.

@@ -53,6 +53,10 @@ type Timing struct {
 	Drift float64
 	// CheckInterval is the longest a cluster goes unobserved.
 	CheckInterval time.Duration
+	// TransitionInterval is how soon a cluster that is changing (a
+	// switchover, a promotion, actions just sent) is observed again; its
+	// instances' wake-ups (instancewatch.go) usually come sooner.
+	TransitionInterval time.Duration
 	// UnreachableTimeout is how long the primary may not answer before it
 	// counts as unhealthy.
 	UnreachableTimeout time.Duration
@@ -74,6 +78,7 @@ func DefaultTiming() Timing {
 		ClockStep:          2 * time.Second,
 		Drift:              1e-4,
 		CheckInterval:      2 * time.Second,
+		TransitionInterval: 250 * time.Millisecond,
 		UnreachableTimeout: 5 * time.Second,
 	}
 }
@@ -129,6 +134,7 @@ func (r *ClusterReconciler) planSpec(c *v1.Cluster, target string) (plan.Spec, e
 	spec.SelfFenceBound = bound
 	spec.UnreachableTimeout = t.UnreachableTimeout
 	spec.CheckInterval = t.CheckInterval
+	spec.TransitionInterval = t.TransitionInterval
 	return spec, spec.Validate()
 }
 
@@ -323,6 +329,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	out := make([]observation, len(names))
 	ids := make([]uint64, len(names))
 	done := make(chan struct{}, len(names))
+	var watched []Instance
 	r.mu.Lock()
 	acks := map[string]uint64{}
 	for k, v := range r.acks[key] {
@@ -338,6 +345,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 			continue
 		}
 		in := r.instanceFor(c, pod, tlsm)
+		watched = append(watched, in)
 		go func() {
 			defer func() { done <- struct{}{} }()
 			rctx, cancel := context.WithTimeout(ctx, r.Timing.RequestTimeout)
@@ -357,6 +365,9 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	}
 	for range names {
 		<-done
+	}
+	if r.wakeups != nil {
+		r.wakeups.track(client.ObjectKeyFromObject(c), watched)
 	}
 	r.mu.Lock()
 	if r.acks == nil {
