@@ -26,13 +26,12 @@ fi
 if [ "${1:-}" != "--kube" ] && ! command -v faketime >/dev/null 2>&1; then
   packages+=(faketime)
 fi
-# Prometheus and promtool (Debian's 2.42, about 100 MB installed) for the
-# tests of config/monitoring against a real Prometheus, locally and on the
-# node of the one-node cluster (test/kube TestPrometheusOnPods).
-if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
-  packages+=(prometheus)
-fi
 if [ "${1:-}" != "--kube" ]; then
+  # Prometheus and promtool (Debian's 2.42, about 100 MB installed) for the
+  # tests of config/monitoring against a real Prometheus (test/e2e).
+  if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    packages+=(prometheus)
+  fi
   command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
   [ -f /usr/share/java/postgresql.jar ] || packages+=(libpostgresql-jdbc-java)
 fi
