@@ -12,7 +12,7 @@ PKGS    := ./...
 VERSION := $(shell cat VERSION)
 LDFLAGS := -s -w -X github.com/pgward/pgward/internal/cli.Version=$(VERSION)
 
-.PHONY: all build demo deps test lint unit e2e e2e-smoke e2e-faults fuzz clean demo-down generate manifests install-namespaced kube-binaries bench bench-operator bench-kube bench-backup images images-reproduce image-check scan vulncheck kube-up kube-down objectstore-up objectstore-down
+.PHONY: all build demo deps test lint unit e2e e2e-smoke e2e-faults fuzz clean demo-down dashboard-picture generate manifests install-namespaced kube-binaries bench bench-operator bench-kube bench-backup images images-reproduce image-check scan vulncheck kube-up kube-down objectstore-up objectstore-down
 
 all: build
 
@@ -186,6 +186,14 @@ test: deps lint vulncheck kube-binaries
 	hack/kube-up.sh
 	trap 'hack/kube-down.sh' EXIT; $(E2E_ENV) $(E2E_SMOKE)
 	hack/fuzz.sh 5s
+
+# docs/dashboard.png, drawn from a real run: a local cluster under pgbench
+# with a kill -9 failover halfway, scraped by Debian's Prometheus, the
+# dashboard's panels queried from it and drawn in headless Chromium
+# (hack/dashboard-picture.sh; about 3 minutes; not in make test: Chromium
+# is big). Needs apt-get install prometheus chromium.
+dashboard-picture: deps build
+	hack/dashboard-picture.sh
 
 clean:
 	rm -rf bin

@@ -4,7 +4,8 @@
 # runs its own instances), a Java runtime and PgJDBC (the end-to-end test of the
 # connection secrets' jdbc-uri runs the real driver; the JRE alone runs a
 # one-file Java program from source, no JDK needed: about 190 MB installed,
-# 45 MB downloaded) and the pinned Go tools (cached outside the repository).
+# 45 MB downloaded), Prometheus (the alerts and dashboard are tested against
+# a real one) and the pinned Go tools (cached outside the repository).
 #
 #   install-deps.sh          the local runtime's demo and tests
 #   install-deps.sh --kube   PostgreSQL and what `make images` and the one-node
@@ -26,6 +27,11 @@ if [ "${1:-}" != "--kube" ] && ! command -v faketime >/dev/null 2>&1; then
   packages+=(faketime)
 fi
 if [ "${1:-}" != "--kube" ]; then
+  # Prometheus and promtool (Debian's 2.42, about 100 MB installed) for the
+  # tests of config/monitoring against a real Prometheus (test/e2e).
+  if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+    packages+=(prometheus)
+  fi
   command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
   [ -f /usr/share/java/postgresql.jar ] || packages+=(libpostgresql-jdbc-java)
 fi

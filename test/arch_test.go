@@ -15,34 +15,36 @@ const module = "github.com/pgward/pgward"
 // Arrows point one way, toward api/v1: the core never imports a runtime,
 // and the instance manager executes but never decides (no plan).
 var allowed = map[string][]string{
-	"api/v1":           {},
-	"internal/pgconf":  {"api/v1"},
-	"internal/pki":     {},
-	"internal/secrets": {},
-	"internal/plan":    {"api/v1"},
+	"api/v1":           {"internal/safetext"},
+	"internal/pgconf":  {"api/v1", "internal/safetext"},
+	"internal/pki":     {"internal/safetext"},
+	"internal/secrets": {"internal/safetext"},
+	"internal/plan":    {"api/v1", "internal/safetext"},
 	// Test helpers for the planner: fakes of observations, never shipped.
-	"internal/plan/plantest": {"api/v1", "internal/plan"},
+	"internal/plan/plantest": {"api/v1", "internal/plan", "internal/safetext"},
 	"internal/instanceapi":   {},
+	// The characters never let through (one definition): a leaf.
+	"internal/safetext": {},
 	// CloudNativePG's custom query format: pure decisions, shared by
 	// validation, both runtimes and the exporter.
-	"internal/customqueries": {"api/v1"},
+	"internal/customqueries": {"api/v1", "internal/safetext"},
 	// The one planner loop: the planner and the instance contract, no runtime.
-	"internal/control": {"api/v1", "internal/plan", "internal/instanceapi"},
+	"internal/control": {"api/v1", "internal/plan", "internal/instanceapi", "internal/safetext"},
 	// The audit's decisions are pure; each runtime observes for it.
-	"internal/audit": {"api/v1", "internal/pki"},
+	"internal/audit": {"api/v1", "internal/pki", "internal/safetext"},
 	// pgBackRest's driver: configuration, commands, the choice of a backup.
-	"internal/backup":   {"api/v1"},
-	"internal/instance": {"api/v1", "internal/customqueries", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup"},
-	"internal/local":    {"api/v1", "internal/customqueries", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control"},
-	"internal/bench":    {"api/v1", "internal/customqueries", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local"},
-	"internal/cli":      {"api/v1", "internal/customqueries", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build"},
+	"internal/backup":   {"api/v1", "internal/safetext"},
+	"internal/instance": {"api/v1", "internal/customqueries", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/safetext"},
+	"internal/local":    {"api/v1", "internal/customqueries", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/safetext"},
+	"internal/bench":    {"api/v1", "internal/customqueries", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/safetext"},
+	"internal/cli":      {"api/v1", "internal/customqueries", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build", "internal/safetext"},
 	// The operator's pure builders see the instance manager's Config type
 	// through its contract (instanceapi), never the manager, the planner
 	// or a runtime.
-	"internal/kube/build": {"api/v1", "internal/pki", "internal/instanceapi"},
+	"internal/kube/build": {"api/v1", "internal/pki", "internal/instanceapi", "internal/safetext"},
 	// The operator drives the same planner as the local runtime but never
 	// imports it (nor the CLI).
-	"internal/kube": {"api/v1", "internal/customqueries", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/kube/build"},
+	"internal/kube": {"api/v1", "internal/customqueries", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/kube/build", "internal/safetext"},
 }
 
 // forbiddenExternal are imports a package must not pull in, even indirectly.

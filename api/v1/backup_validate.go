@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pgward/pgward/internal/safetext"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -342,7 +343,7 @@ func validateConnection(ec ExternalCluster, p *field.Path) field.ErrorList {
 		switch {
 		case !connectionKeys[k]:
 			errs = append(errs, field.NotSupported(cp.Key(k), "", []string{"host", "hostaddr", "port", "user", "dbname", "sslmode", "application_name", "connect_timeout", "ssl_min_protocol_version", "sslsni"}))
-		case checkText(v) != nil || v == "" || len(v) > 253:
+		case safetext.Check(v) != nil || v == "" || len(v) > 253:
 			errs = append(errs, field.Invalid(cp.Key(k), "", "must be a non-empty value without control characters"))
 		}
 	}
@@ -521,7 +522,7 @@ func validateRecoveryTarget(t *RecoveryTarget, p *field.Path) field.ErrorList {
 	}
 	if t.TargetName != "" {
 		set++
-		if err := checkText(t.TargetName); err != nil {
+		if err := safetext.Check(t.TargetName); err != nil {
 			errs = append(errs, field.Invalid(p.Child("targetName"), "", err.Error()))
 		} else if len(t.TargetName) > 63 {
 			errs = append(errs, field.TooLong(p.Child("targetName"), "", 63))

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 // This file splits the lines of pg_hba.conf and pg_ident.conf into fields
@@ -23,7 +25,7 @@ func checkConfLine(line string) error {
 	if strings.TrimLeft(line, " \t") == "" {
 		return errEmptyLine
 	}
-	if err := checkText(strings.ReplaceAll(line, "\t", " ")); err != nil {
+	if err := safetext.Check(strings.ReplaceAll(line, "\t", " ")); err != nil {
 		return fmt.Errorf("the line %w", err)
 	}
 	// Outside quotes '#' starts a comment that would hide the rest of the
@@ -51,7 +53,7 @@ func splitConfFields(line string, joinLists bool) ([]string, error) {
 		isBlank := r == ' ' || r == '\t'
 		switch {
 		case isBlank && inQuote && r == '\t':
-			return nil, forbiddenRuneError(r, i)
+			return nil, safetext.RuneError(r, i)
 		case isBlank && !inQuote:
 			listGoesOn := joinLists && continues
 			if current.Len() > 0 && !listGoesOn {

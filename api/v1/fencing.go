@@ -2,6 +2,7 @@ package v1
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -29,6 +30,14 @@ const HibernationAnnotation = "cnpg.io/hibernation"
 // name restarts that one. The operator removes it once taken
 // (`kubectl pgward restart`); locally, `pgward local restart` does it.
 const RestartAnnotation = "pgward.io/restart"
+
+// ReloadAnnotation asks the Kubernetes operator to apply the configuration
+// now on every instance (`kubectl pgward reload`): its value names the
+// request (the time it was made, as `kubectl pgward reload` sets it), each
+// instance reports the outcome under that name, and a new value is a new
+// request. It stays on the Cluster, as kubectl's restartedAt does; locally,
+// `pgward local reload` does it.
+const ReloadAnnotation = "pgward.io/reloadedAt"
 
 // FenceAll in the fencing list fences every instance.
 const FenceAll = "*"
@@ -75,6 +84,25 @@ func (c *Cluster) RestartRequest() (string, bool, error) {
 	return v, ok, nil
 }
 
+// ReloadRequest returns the pgward.io/reloadedAt request and whether there
+// is one. Its value goes to the instances, which echo it in their status:
+// 1 to 64 printable ASCII characters, no spaces.
+func (c *Cluster) ReloadRequest() (string, bool, error) {
+	v, ok := c.Annotations[ReloadAnnotation]
+	if !ok {
+		return "", false, nil
+	}
+	if v == "" || len(v) > 64 {
+		return "", true, errors.New("1 to 64 characters are expected (kubectl pgward reload sets the time of the request)")
+	}
+	for _, r := range v {
+		if r < '!' || r > '~' {
+			return "", true, errors.New("printable ASCII without spaces is expected (kubectl pgward reload sets the time of the request)")
+		}
+	}
+	return v, true, nil
+}
+
 // isInstanceName reports whether n is one of c's instances (both runtimes
 // name them <cluster>-<i>, i from 1).
 func (c *Cluster) isInstanceName(n string) bool {
@@ -97,6 +125,9 @@ func (c *Cluster) validateDayTwoAnnotations(path *field.Path) field.ErrorList {
 	}
 	if _, _, err := c.RestartRequest(); err != nil {
 		errs = append(errs, field.Invalid(path.Child("annotations").Key(RestartAnnotation), c.Annotations[RestartAnnotation], err.Error()))
+	}
+	if _, _, err := c.ReloadRequest(); err != nil {
+		errs = append(errs, field.Invalid(path.Child("annotations").Key(ReloadAnnotation), c.Annotations[ReloadAnnotation], err.Error()))
 	}
 	return errs
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pgward/pgward/internal/safetext"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -81,18 +82,18 @@ func validateRelabelings(rs []RelabelConfig, path *field.Path) field.ErrorList {
 				errs = append(errs, field.Invalid(p.Child("sourceLabels").Index(j), l, "must be a Prometheus label name"))
 			}
 		}
-		if r.TargetLabel != "" && checkText(r.TargetLabel) != nil {
+		if r.TargetLabel != "" && safetext.Check(r.TargetLabel) != nil {
 			errs = append(errs, field.Invalid(p.Child("targetLabel"), r.TargetLabel, "no control characters"))
 		}
 		if r.Regex != "" {
-			if checkText(r.Regex) != nil {
+			if safetext.Check(r.Regex) != nil {
 				errs = append(errs, field.Invalid(p.Child("regex"), r.Regex, "no control characters"))
 			} else if _, err := regexp.Compile("^(?:" + r.Regex + ")$"); err != nil {
 				errs = append(errs, field.Invalid(p.Child("regex"), r.Regex, "not a regular expression Prometheus accepts: "+err.Error()))
 			}
 		}
 		for _, s := range []*string{r.Separator, r.Replacement} {
-			if s != nil && checkText(*s) != nil {
+			if s != nil && safetext.Check(*s) != nil {
 				errs = append(errs, field.Invalid(p, "", "separator and replacement take no control characters"))
 			}
 		}

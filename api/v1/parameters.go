@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 const (
@@ -150,7 +152,7 @@ func ValidateParameter(name, value string) error {
 		return fmt.Errorf("parameter %q: value is %d bytes long, more than the %d allowed",
 			name, len(value), MaxParameterValueLength)
 	}
-	if err := checkText(value); err != nil {
+	if err := safetext.Check(value); err != nil {
 		return fmt.Errorf("parameter %q: value %w", name, err)
 	}
 	return checkSettingValue(name, value)

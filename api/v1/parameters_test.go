@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 func TestIsFixedParameter(t *testing.T) {
@@ -148,7 +150,7 @@ func FuzzValidateParameter(f *testing.F) {
 		if ValidateParameter(name, value) != nil {
 			return
 		}
-		if err := checkText(value); err != nil {
+		if err := safetext.Check(value); err != nil {
 			t.Fatalf("accepted value %q %v", value, err)
 		}
 		for _, r := range value {

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 var validHBALines = []struct {
@@ -286,7 +288,7 @@ func FuzzParseHBARule(f *testing.F) {
 		}
 		text := rule.String()
 		for i, r := range text {
-			if forbiddenRune(r) || r == '\t' {
+			if safetext.Forbidden(r) || r == '\t' {
 				t.Fatalf("rendering %q of %q has control character %U at %d", text, line, r, i)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pgward/pgward/internal/safetext"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -82,7 +83,7 @@ func (s *ClusterSpec) validatePodShape(p *field.Path, clusterName string) field.
 	var errs field.ErrorList
 	// Shown on terminals (`local up`, kubectl): no control characters,
 	// which could rewrite what the terminal shows.
-	if err := checkText(s.Description); err != nil {
+	if err := safetext.Check(s.Description); err != nil {
 		errs = append(errs, field.Invalid(p.Child("description"), field.OmitValueType{}, err.Error()))
 	}
 	if len(s.Description) > MaxDescriptionLength {

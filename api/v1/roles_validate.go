@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/pgward/pgward/internal/safetext"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -63,14 +64,14 @@ func (s *ClusterSpec) validateManaged(path *field.Path) field.ErrorList {
 		if r.ConnectionLimit != nil && *r.ConnectionLimit < -1 {
 			errs = append(errs, field.Invalid(p.Child("connectionLimit"), *r.ConnectionLimit, "must be -1 (no limit) or more"))
 		}
-		if err := checkText(r.Comment); err != nil {
+		if err := safetext.Check(r.Comment); err != nil {
 			errs = append(errs, field.Invalid(p.Child("comment"), "", err.Error()))
 		} else if len(r.Comment) > 1024 {
 			errs = append(errs, field.TooLong(p.Child("comment"), "", 1024))
 		}
 		for j, in := range r.InRoles {
 			q := p.Child("inRoles").Index(j)
-			if err := checkText(in); err != nil || in == "" || len(in) > 63 {
+			if err := safetext.Check(in); err != nil || in == "" || len(in) > 63 {
 				errs = append(errs, field.Invalid(q, truncate(in), "must be a role name"))
 				continue
 			}

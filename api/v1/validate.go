@@ -189,10 +189,10 @@ func operatorAnnotation(key string) string {
 		return "" // implemented (fencing.go), values checked there
 	case prefix == "cnpg.io" || strings.HasSuffix(prefix, ".cnpg.io") || prefix == "k8s.enterprisedb.io":
 		return "a CloudNativePG annotation that pgward does not implement: it would be ignored (remove it)"
-	case key == RotateCAAnnotation || key == SwitchoverAnnotation || key == RestartAnnotation:
+	case key == RotateCAAnnotation || key == SwitchoverAnnotation || key == RestartAnnotation || key == ReloadAnnotation:
 		return ""
 	case prefix == "pgward.io" || strings.HasSuffix(prefix, ".pgward.io"):
-		return "pgward reads no annotation but " + RotateCAAnnotation + ", " + SwitchoverAnnotation + " and " + RestartAnnotation + ": it would be ignored (remove it)"
+		return "pgward reads no annotation but " + RotateCAAnnotation + ", " + SwitchoverAnnotation + ", " + RestartAnnotation + ", " + ReloadAnnotation + ": it would be ignored (remove it)"
 	}
 	return ""
 }

@@ -180,6 +180,14 @@ func TestValidate(t *testing.T) {
 		{"restart of one instance", func(c *Cluster) { c.Annotations = map[string]string{"pgward.io/restart": "pg-2"} }, nil},
 		{"restart of no instance", func(c *Cluster) { c.Annotations = map[string]string{"pgward.io/restart": "pg-2; x"} },
 			[]string{"metadata.annotations[pgward.io/restart]|or an instance of cluster pg is expected"}},
+		{"reload request", func(c *Cluster) {
+			c.Annotations = map[string]string{"pgward.io/reloadedAt": "2026-12-06T18:00:00.123456789Z"}
+		}, nil},
+		{"reload request with a newline", func(c *Cluster) { c.Annotations = map[string]string{"pgward.io/reloadedAt": "now\nlevel=ERROR"} },
+			[]string{"metadata.annotations[pgward.io/reloadedAt]|printable ASCII without spaces"}},
+		{"reload request empty or long", func(c *Cluster) {
+			c.Annotations = map[string]string{"pgward.io/reloadedAt": strings.Repeat("1", 65)}
+		}, []string{"metadata.annotations[pgward.io/reloadedAt]|1 to 64 characters"}},
 		{"fencing and hibernation values", func(c *Cluster) {
 			c.Annotations = map[string]string{"cnpg.io/fencedInstances": `["pg-4","other-1","pg-01"]`, "cnpg.io/hibernation": "yes"}
 		}, []string{

@@ -17,8 +17,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 // Status is the outcome of one control.
@@ -136,7 +137,7 @@ func Print(w io.Writer, rs []Result, format string) error {
 // start a line of their own or rewrite the terminal. JSON escapes them
 // by itself.
 func oneLine(s string) string {
-	if strings.IndexFunc(s, unsafeRune) < 0 && utf8.ValidString(s) {
+	if strings.IndexFunc(s, safetext.Forbidden) < 0 && utf8.ValidString(s) {
 		return s
 	}
 	var b strings.Builder
@@ -144,7 +145,7 @@ func oneLine(s string) string {
 		switch {
 		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
 			fmt.Fprintf(&b, "\\x%02x", s[i])
-		case unsafeRune(r):
+		case safetext.Forbidden(r):
 			q := strconv.QuoteRuneToASCII(r)
 			b.WriteString(q[1 : len(q)-1])
 		default:
@@ -152,13 +153,6 @@ func oneLine(s string) string {
 		}
 	}
 	return b.String()
-}
-
-// unsafeRune: control characters, line and paragraph separators, and
-// format characters (bidi overrides, zero-width characters), which can
-// make a line read differently from what it holds.
-func unsafeRune(r rune) bool {
-	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
 // Part is what one check found about one subject (an instance, a secret).

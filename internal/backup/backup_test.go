@@ -42,7 +42,7 @@ func TestRepoForAndRenderConfig(t *testing.T) {
 	}
 	// A secret that would add an option (or be trimmed) is refused, and
 	// never echoed.
-	for _, bad := range []string{"a\nrepo1-path=/x", " lead", "trail ", "", "a\x00b"} {
+	for _, bad := range []string{"a\nrepo1-path=/x", " lead", "trail ", "", "a\x00b", "a\u2028repo1-path=/x", "a\u202eb", "a\xffb"} {
 		_, err := RenderConfig(r, Secrets{AccessKey: "AK", SecretKey: bad, CipherPass: "p"}, Local{PGData: "/d", SocketDir: "/s", Port: 1, StateDir: "/st"})
 		if err == nil || (bad != "" && strings.Contains(err.Error(), bad)) {
 			t.Errorf("secret %q: %v", bad, err)

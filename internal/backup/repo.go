@@ -13,9 +13,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"unicode"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 // Repo is one object store location, resolved from a Cluster: everything
@@ -230,8 +230,8 @@ func iniValue(v string) error {
 		return errors.New("is empty")
 	case strings.TrimSpace(v) != v:
 		return errors.New("starts or ends with white space")
-	case strings.IndexFunc(v, unicode.IsControl) >= 0:
-		return errors.New("contains a control character")
+	case strings.ContainsFunc(v, safetext.Forbidden):
+		return errors.New("contains a control or invisible character, or is not UTF-8")
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 // newCertificateCmd is `pgward local certificate USER --out DIR`.
 func newCertificateCmd(dir *string) *cobra.Command {
 	var out string
+	var validity time.Duration
 	c := &cobra.Command{
 		Use:   "certificate USER --out DIR",
 		Short: "Issue a client certificate for a PostgreSQL user, signed by the cluster's client CA (for cert pg_hba lines)",
@@ -24,13 +25,15 @@ func newCertificateCmd(dir *string) *cobra.Command {
 client CA, for pg_hba lines with the cert method (hostssl ... cert). DIR is
 created (0700) and receives tls.crt, tls.key and the server CA's ca.crt (0600);
 the printed connection string uses them with sslmode=verify-full. pgward's own
-identities are refused, and postgres unless enableSuperuserAccess is true. Run
-as root, the files belong to the cluster's OS user.`,
+identities are refused, and postgres unless enableSuperuserAccess is true. The
+certificate is valid for 7 days unless --valid-for says otherwise (at most 90
+days): nothing can revoke it, so it should not outlive its use. Run as root,
+the files belong to the cluster's OS user.`,
 		Example: `  pgward local certificate app --out ./app-cert
   psql "$(pgward local certificate app --out ./app-cert) dbname=app"`,
 		Args: cobra.ExactArgs(1),
 		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, args []string) error {
-			conninfo, err := local.IssueUserCertificate(local.Layout{Dir: d}, args[0], out, time.Now())
+			conninfo, err := local.IssueUserCertificate(local.Layout{Dir: d}, args[0], out, validity, time.Now())
 			if err != nil {
 				return err
 			}
@@ -39,6 +42,7 @@ as root, the files belong to the cluster's OS user.`,
 		}),
 	}
 	c.Flags().StringVar(&out, "out", "", "a new directory for tls.crt, tls.key and ca.crt")
+	c.Flags().DurationVar(&validity, "valid-for", v1.DefaultUserCertificateValidity, "how long the certificate is valid (at most 2160h)")
 	_ = c.MarkFlagRequired("out")
 	c.PreRunE = absoluteFlag("out")
 	return c
@@ -115,9 +119,12 @@ func newPsqlCmd(dir *string) *cobra.Command {
 
 // psqlEnv passes psql what a terminal session needs and nothing that
 // could redirect it (PGHOST, PGPASSWORD...).
-func psqlEnv() []string {
+func psqlEnv() []string { return filterPsqlEnv(os.Environ()) }
+
+// filterPsqlEnv keeps of environ what psqlEnv passes.
+func filterPsqlEnv(environ []string) []string {
 	var env []string
-	for _, kv := range os.Environ() {
+	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
 		case "PATH", "HOME", "TERM", "LANG", "LC_ALL", "LC_CTYPE", "PAGER", "PSQL_PAGER", "COLUMNS", "LINES", "TZ":

@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/kube"
 )
 
@@ -79,6 +80,10 @@ func addKubeVerbs(parent *cobra.Command) {
 	fs.StringVar(&kc.overrides.CurrentContext, "context", "", "the kubeconfig context to use")
 	clientcmd.BindContextFlags(&kc.overrides.Context, fs, ctx)
 	parent.AddCommand(newKubeStatusCmd(kc), newPromoteVerb(kc), newKubeFenceCmd(kc), newKubeHibernateCmd(kc), newKubeRestartCmd(kc))
+	parent.AddCommand(newKubeCertificateCmd(kc), newKubePsqlCmd(kc))
+	// pgward validate, so that plugin users have it: the same checks,
+	// no API call.
+	parent.AddCommand(newValidateCmd(), newKubeReloadCmd(kc), newKubeReportCmd(kc))
 }
 
 // client returns the REST config, a client for pgward's kinds and the
@@ -348,6 +353,133 @@ clusters.postgresql.pgward.io.`,
 			return nil
 		},
 	}
+}
+
+func newKubeReloadCmd(kc *kubeConn) *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "reload CLUSTER",
+		Short: "Apply the Cluster's configuration now on every instance, and wait until it is in effect",
+		Long: `Sets the Cluster's pgward.io/reloadedAt annotation to a new request; the
+operator passes it to every instance whose PostgreSQL runs, which re-reads
+its manifest, secrets and certificates as its Secrets hold them now
+(the operator has the kubelet refresh them at once), re-renders
+postgresql.conf, pg_hba.conf and pg_ident.conf and reloads PostgreSQL.
+reload waits until every instance reports the outcome (asking each on its
+status port through a port-forward, as status does): a parameter that
+needs a restart is named, with the restart command; an instance that
+refused the configuration is named with PostgreSQL's reason, and the
+command fails. Without it, instances apply a changed configuration at
+their periodic check (10 s after the kubelet updated the Secret, which
+may take a minute or more).
+
+RBAC needed: get and patch on clusters.postgresql.pgward.io, and what
+status needs to ask the instances (get on pods, create on pods/portforward,
+get on the secret <cluster>-controller).`,
+		Example: `  kubectl apply -f cluster.yaml                  # work_mem changed
+  kubectl pgward reload cluster-example -n db    # in effect on every instance when it returns`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rc, cl, ns, err := kc.client()
+			if err != nil {
+				return err
+			}
+			key := types.NamespacedName{Namespace: ns, Name: args[0]}
+			id, err := kube.RequestReload(cmd.Context(), cl, key, time.Now())
+			if err != nil {
+				return err
+			}
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "reload %s requested on %s; waiting for every instance\n", id, key)
+			outcomes, err := kube.WaitReload(cmd.Context(), cl, kube.PortForwarder{Config: rc}, key, id, timeout)
+			if err != nil {
+				return err
+			}
+			lines, err := instanceapi.SummarizeReload(outcomes, "kubectl pgward restart "+key.Name+" -n "+key.Namespace)
+			_, _ = fmt.Fprintln(cmd.OutOrStdout(), strings.Join(lines, "\n"))
+			if err != nil && noneAnswered(outcomes) {
+				err = fmt.Errorf("%w (the operator passes the request to the instances: is it running? kubectl pgward status %s shows what they report)", err, key.Name)
+			}
+			return err
+		},
+	}
+	c.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for every instance (the kubelet may take a while to refresh a pod's Secrets)")
+	return c
+}
+
+func newKubeReportCmd(kc *kubeConn) *cobra.Command {
+	var out, opNS string
+	var tail int64
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "report CLUSTER [-o FILE.zip]",
+		Short: "Write a zip to attach to a bug report: the Cluster, its pods, PVCs, services, events, statuses, configuration and logs; secrets redacted",
+		Long: `Writes a zip of what a maintainer needs to understand a problem: the
+Cluster and its Backups and ScheduledBackups, its pods, PVCs and Services,
+the namespace's events about them, each instance's live status and the
+configuration files PostgreSQL runs with (asked on the status port through
+a port-forward, as status does), the last --tail lines of every container's
+log, and the operator's Deployment and logs. Secrets appear by name, type
+and key names only. Every value of every Secret of the namespace is
+replaced wherever it appears, and so are private keys, tokens, SCRAM
+verifiers, pg_hba secrets and password=/token= pairs whatever their source;
+environment variables and annotations whose names say "password", "token",
+"secret" or "key" are blanked. What could not be had is in errors.txt.
+
+RBAC needed in the Cluster's namespace: what status needs (get on
+clusters.postgresql.pgward.io, get on pods, create on pods/portforward, get
+on the secret <cluster>-controller), list on secrets (to know every value to
+redact; the command refuses to run without it), list on pods, PVCs,
+services, events, backups and scheduledbackups, get on pods/log; and, in
+the operator's namespace, get on its Deployment, list on pods and secrets,
+get on pods/log (without these the report says so and goes on).`,
+		Example: `  kubectl pgward report cluster-example -n db
+  kubectl pgward report cluster-example -o /tmp/bug.zip --tail 5000`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tail < 1 {
+				return fmt.Errorf("--tail: at least 1 line")
+			}
+			rc, cl, ns, err := kc.client()
+			if err != nil {
+				return err
+			}
+			now := time.Now().UTC()
+			if out == "" {
+				out = fmt.Sprintf("pgward-report-%s-%s.zip", args[0], now.Format("20060102T150405Z"))
+			}
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the user's path
+			if err != nil {
+				return fmt.Errorf("--output: %w", err)
+			}
+			names, err := kube.WriteBugReport(cmd.Context(), cl, kube.PortForwarder{Config: rc}, kube.KubeletLogs{Config: rc}, kube.BugReportOptions{
+				Cluster: types.NamespacedName{Namespace: ns, Name: args[0]}, OperatorNamespace: opNS, TailLines: tail, Timeout: timeout, Now: now,
+			}, f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				_ = os.Remove(out)
+				return err
+			}
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "%s: %d files, secrets redacted\n", out, len(names))
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&out, "output", "o", "", "the zip to write, which must not exist (default pgward-report-CLUSTER-TIME.zip)")
+	c.Flags().Int64Var(&tail, "tail", 1000, "lines of each container's log")
+	c.Flags().StringVar(&opNS, "operator-namespace", "pgward-system", "the operator's namespace (\"\": leave the operator out)")
+	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for each instance's answers")
+	return c
+}
+
+// noneAnswered reports whether no asked instance reported the request.
+func noneAnswered(outcomes []instanceapi.ReloadOutcome) bool {
+	for _, o := range outcomes {
+		if o.Result != nil || o.Skipped != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // quietKlog sends klog nowhere. Without logtostderr, klog still copies

@@ -24,7 +24,7 @@ func NewLocalCmd() *cobra.Command {
 	}
 	var dir string
 	cmd.PersistentFlags().StringVar(&dir, "dir", "", "state directory (default ./.pgward/<cluster>)")
-	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newAuditCmd(&dir), newCertificateCmd(&dir), newReportCmd(&dir), newPsqlCmd(&dir), newBackupCmd(&dir), newBackupsCmd(&dir), newRestartCmd(&dir), newLocalFenceCmd(&dir), newLocalHibernateCmd(&dir), newControllerCmd(&dir))
+	cmd.AddCommand(newUpCmd(&dir), newDownCmd(&dir), newStatusCmd(&dir), newURICmd(&dir), newPromoteCmd(&dir), newRotatePasswordCmd(&dir), newRotateCACmd(&dir), newMetricsCmd(&dir), newAuditCmd(&dir), newCertificateCmd(&dir), newReportCmd(&dir), newPsqlCmd(&dir), newBackupCmd(&dir), newBackupsCmd(&dir), newRestartCmd(&dir), newLocalReloadCmd(&dir), newLocalFenceCmd(&dir), newLocalHibernateCmd(&dir), newControllerCmd(&dir))
 	return cmd
 }
 
@@ -65,7 +65,7 @@ func newUpCmd(dir *string) *cobra.Command {
 				if err := local.CheckStateDirPath(abs, owner); err != nil {
 					return err
 				}
-				if err := local.Preflight(cmd.Context(), manifest, docs, configMaps, abs, pgBin, owner); err != nil {
+				if err := local.Preflight(cmd.Context(), c, docs, configMaps, abs, pgBin, owner); err != nil {
 					return err
 				}
 				sd, err := local.ClaimStateDir(abs, owner)
@@ -356,6 +356,29 @@ func newRestartCmd(dir *string) *cobra.Command {
 		}),
 	}
 	c.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the whole restart")
+	return c
+}
+
+func newLocalReloadCmd(dir *string) *cobra.Command {
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "reload",
+		Short: "Apply the stored manifest, secrets and certificates now on every instance, and wait until it is in effect",
+		Long: `Every instance re-reads the stored manifest (what the last ` + "`up -f`" + ` wrote),
+its secrets and certificates, re-renders postgresql.conf, pg_hba.conf and
+pg_ident.conf, reloads PostgreSQL and reports back; reload waits for every
+answer. Without it the instances do the same within 10 seconds. A parameter
+that only a restart applies is named, with the restart command; an instance
+that refused the configuration is named with PostgreSQL's reason, and the
+command fails. Instances whose PostgreSQL is down read it when they start.`,
+		Example: `  pgward local up -f cluster.yaml    # the manifest with work_mem changed
+  pgward local reload                # in effect on every instance when it returns`,
+		Args: cobra.NoArgs,
+		RunE: inStateDir(dir, func(cmd *cobra.Command, d string, _ []string) error {
+			return local.Reload(cmd.Context(), local.ReloadOptions{Dir: d, Timeout: timeout, Out: cmd.OutOrStdout()})
+		}),
+	}
+	c.Flags().DurationVar(&timeout, "timeout", time.Minute, "how long to wait for every instance")
 	return c
 }
 

@@ -30,7 +30,8 @@ certificates), as CloudNativePG's samples do; each is checked for what pgward
 reads from it. CloudNativePG's apiVersion (postgresql.cnpg.io/v1) is read
 too. Exit status 0 when valid, 1 with every problem named otherwise.`,
 		Example: `  pgward validate -f cluster.yaml
-  pgward validate -f - < cluster.yaml`,
+  pgward validate -f - < cluster.yaml
+  kubectl pgward validate -f cluster.yaml   # the same, from the kubectl plugin (no API call)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			data, err := readManifest(file)

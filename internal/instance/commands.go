@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgward/pgward/internal/instanceapi"
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 // Observe answers a status request; ack acknowledges an earlier answer
@@ -20,6 +20,10 @@ func (m *Manager) Observe(ack uint64) instanceapi.Status {
 	id := m.contact.receive(time.Now(), ack)
 	return m.Status(id)
 }
+
+// Peek is the status without counting as contact: a watch waits on it,
+// and only a completed status exchange may keep a primary writing.
+func (m *Manager) Peek() instanceapi.Status { return m.Status(0) }
 
 // Submit validates a command and queues it for the manager's loop.
 func (m *Manager) Submit(cmd instanceapi.Command) error {
@@ -39,8 +43,10 @@ func (m *Manager) Submit(cmd instanceapi.Command) error {
 	default:
 		return fmt.Errorf("unknown command %q", cmd.Kind)
 	}
-	if strings.ContainsAny(cmd.SyncStandbys, "\n\r\x00") {
-		return errors.New("syncStandbys contains a control character")
+	// The value goes into synchronous_standby_names: the same class of
+	// characters as every other rendered value is refused.
+	if err := safetext.Check(cmd.SyncStandbys); err != nil {
+		return fmt.Errorf("syncStandbys %w", err)
 	}
 	return m.submit(cmd)
 }

@@ -87,7 +87,8 @@ func TestSubmitValidatesCommands(t *testing.T) {
 		{instanceapi.Command{Kind: instanceapi.CommandFollow, Epoch: 5}, "needs a primary endpoint"},
 		{instanceapi.Command{Kind: instanceapi.CommandFollow, Epoch: 5, Primary: &Endpoint{Name: "c-1", Host: "localhost", Port: 5432}}, "cannot follow itself"},
 		{instanceapi.Command{Kind: instanceapi.CommandPromote}, "needs an epoch"},
-		{instanceapi.Command{Kind: instanceapi.CommandSetSyncStandbys, Epoch: 5, SyncStandbys: "ANY 1 (a)\nhot_standby=off"}, "control character"},
+		{instanceapi.Command{Kind: instanceapi.CommandSetSyncStandbys, Epoch: 5, SyncStandbys: "ANY 1 (a)\nhot_standby=off"}, "control or invisible character U+000A"},
+		{instanceapi.Command{Kind: instanceapi.CommandSetSyncStandbys, Epoch: 5, SyncStandbys: "ANY 1 (a\u202e)"}, "U+202E"},
 		{instanceapi.Command{Kind: instanceapi.CommandFence, Epoch: 4}, "stale epoch"},
 	}
 	for _, c := range cases {

@@ -63,6 +63,11 @@ type Manager struct {
 	lease LeaseRenewer
 
 	wake chan struct{}
+	// reloadWake wakes the loop for a reload request (reloadnow.go);
+	// reloadReq is the one waiting, reloadRes the last outcome.
+	reloadWake chan struct{}
+	reloadReq  *pendingReload
+	reloadRes  *instanceapi.ReloadResult
 
 	mu      sync.Mutex
 	phase   string
@@ -153,11 +158,12 @@ func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
 	}
 	m := &Manager{
 		cfg: cfg, cluster: c, log: log,
-		store:   secrets.DirStore{Root: cfg.SecretsRoot},
-		contact: newContactTracker(time.Now()),
-		wake:    make(chan struct{}, 1),
-		phase:   PhaseWaiting,
-		st:      st,
+		store:      secrets.DirStore{Root: cfg.SecretsRoot},
+		contact:    newContactTracker(time.Now()),
+		wake:       make(chan struct{}, 1),
+		reloadWake: make(chan struct{}, 1),
+		phase:      PhaseWaiting,
+		st:         st,
 		// The modification time from before the read: a change racing
 		// with it is picked up at the next check.
 		manifestMod: fi.ModTime(),
@@ -323,6 +329,8 @@ func (m *Manager) loop(ctx context.Context) error {
 			m.maintainSlots(ctx, time.Now())
 		case <-tlsTick.C:
 			m.reloadIfChanged(ctx)
+		case <-m.reloadWake:
+			m.reloadRequested(ctx)
 		case <-secretTick.C:
 			m.applyChangedPasswords(ctx)
 			m.reconcileManagedRoles(ctx, time.Now())

@@ -2,6 +2,7 @@ package instance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,9 +23,17 @@ const TLSCheckInterval = 10 * time.Second
 // connection) and a changed manifest (parameters, pg_hba, pg_ident are
 // re-rendered). Parameters that need a restart show as pendingRestart.
 func (m *Manager) reloadIfChanged(ctx context.Context) {
+	_ = m.reload(ctx, false)
+}
+
+// reload is reloadIfChanged; force (a reload request) re-reads the
+// manifest whatever its modification time and reloads PostgreSQL even if
+// nothing changed, and returns why the configuration the files say is not
+// in effect, if it is not.
+func (m *Manager) reload(ctx context.Context, force bool) error {
 	if _, err := m.tls.load(); err != nil {
 		m.log.Error("TLS material", "err", err)
-		return
+		return fmt.Errorf("TLS material: %w", err)
 	}
 	// Compared with what PostgreSQL last read, not with the previous load:
 	// the status port loads the files at every handshake.
@@ -34,37 +43,85 @@ func (m *Manager) reloadIfChanged(ctx context.Context) {
 	certs := loaded.gen != m.pgTLS.gen
 	m.mu.Unlock()
 	if pool == nil {
+		if force {
+			return errors.New("PostgreSQL is not running here: it reads the configuration when it starts")
+		}
 		// Nothing to reload, and a changed manifest waits for a server
 		// that can check it.
-		return
+		return nil
+	}
+	if force {
+		m.manifestMod = time.Time{}
 	}
 	next, raw := m.reloadManifest()
-	if !certs && next == nil {
-		return
+	if !certs && next == nil && !force {
+		return nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	var applyErr error
 	if next != nil {
 		if err := m.applyManifest(rctx, pool, next, raw, primary); err != nil {
 			m.log.Error("refusing a manifest change; the instance keeps its running configuration", "err", err)
 			m.mu.Lock()
 			m.configErr = err.Error()
 			m.mu.Unlock()
-			if !certs {
-				return
+			applyErr = err
+			if !certs && !force {
+				return err
 			}
+		}
+	}
+	var loadedAt time.Time
+	if force {
+		if err := pool.QueryRow(rctx, "SELECT pg_conf_load_time()").Scan(&loadedAt); err != nil {
+			return fmt.Errorf("reading pg_conf_load_time(): %w", err)
 		}
 	}
 	if _, err := pool.Exec(rctx, "SELECT pg_reload_conf()"); err != nil {
 		m.log.Error("reloading configuration", "err", err)
-		return
+		return fmt.Errorf("reloading configuration: %w", err)
 	}
 	if certs {
 		m.mu.Lock()
 		m.pgTLS = loaded
 		m.mu.Unlock()
 	}
-	m.log.Info("configuration reloaded", "certificates", certs, "manifest", next != nil)
+	m.log.Info("configuration reloaded", "certificates", certs, "manifest", next != nil, "requested", force)
+	if force {
+		if err := waitConfLoaded(rctx, pool, loadedAt); err != nil {
+			return err
+		}
+		m.mu.Lock()
+		cfgErr := m.configErr
+		m.mu.Unlock()
+		if applyErr == nil && cfgErr != "" {
+			applyErr = errors.New(cfgErr)
+		}
+	}
+	return applyErr
+}
+
+// waitConfLoaded returns once PostgreSQL has read its files again after
+// pg_reload_conf(), which only signals the postmaster: a backend reloads
+// before its next command, after the postmaster did, so a backend whose
+// pg_conf_load_time() moved past before means new sessions get the new
+// configuration too.
+func waitConfLoaded(ctx context.Context, pool *pgxpool.Pool, before time.Time) error {
+	for {
+		var done bool
+		if err := pool.QueryRow(ctx, "SELECT pg_conf_load_time() > $1", before).Scan(&done); err != nil {
+			return fmt.Errorf("waiting for PostgreSQL to read its configuration: %w", err)
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("PostgreSQL did not read its configuration again: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // applyManifest makes next the running configuration if PostgreSQL
@@ -174,6 +231,10 @@ func (m *Manager) reloadManifest() (*v1.Cluster, []byte) {
 		return nil, nil
 	}
 	if reflect.DeepEqual(c.Spec, m.cluster.Spec) {
+		// The file says what runs: an earlier refusal is over.
+		m.mu.Lock()
+		m.configErr = ""
+		m.mu.Unlock()
 		return nil, nil
 	}
 	return c, b

@@ -129,6 +129,10 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 		run := *m.backupRun
 		st.Backup = &run
 	}
+	if m.reloadRes != nil {
+		res := *m.reloadRes
+		st.Reload = &res
+	}
 	m.mu.Unlock()
 	st.ObservedAt = time.Now().UTC()
 	st.PostmasterRunning = pm != nil && pm.Running()

@@ -20,13 +20,15 @@ import (
 type statusSource interface {
 	// Observe answers a status request that acknowledges answer ack.
 	Observe(ack uint64) instanceapi.Status
-	// Status is the same answer without taking part in the contact
-	// protocol (requestID 0): what the probes judge.
-	Status(requestID uint64) instanceapi.Status
+	// Peek is the status without counting as contact (for watches and
+	// the probes' streaming check).
+	Peek() instanceapi.Status
 	Ready() bool
 	Submit(cmd instanceapi.Command) error
 	StartBackup() (instanceapi.BackupRun, error)
 	ListBackups(ctx context.Context) (instanceapi.BackupList, error)
+	RequestReload(req instanceapi.ReloadRequest) error
+	ConfigFiles() instanceapi.ConfigFiles
 }
 
 // newStatusServer builds the HTTPS status server. TLS 1.3 only. Client
@@ -47,7 +49,7 @@ func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Serve
 		if s == nil {
 			return true
 		}
-		st := src.Status(0)
+		st := src.Peek()
 		if err := s.Check(&st); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return false
@@ -85,6 +87,15 @@ func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Serve
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
 	})))
+	mux.Handle(instanceapi.PathWatch, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "GET only", http.StatusMethodNotAllowed)
+			return
+		}
+		d := waitForChange(r.Context(), src.Peek, r.URL.Query().Get(instanceapi.SinceParam), instanceapi.WatchWait, watchTick)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(instanceapi.WatchAnswer{Digest: d})
+	})))
 	mux.Handle(instanceapi.PathCommand, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)
@@ -109,6 +120,32 @@ func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Serve
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
+	})))
+	mux.Handle(instanceapi.PathReload, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST only", http.StatusMethodNotAllowed)
+			return
+		}
+		var req instanceapi.ReloadRequest
+		dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			http.Error(w, "bad reload request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := src.RequestReload(req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})))
+	mux.Handle(instanceapi.PathConfig, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "GET only", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(src.ConfigFiles())
 	})))
 	mux.Handle(instanceapi.PathBackup, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
@@ -150,6 +187,39 @@ func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Serve
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
 		IdleTimeout:       60 * time.Second,
+	}
+}
+
+// watchTick is how often a watch looks at the status: what the manager
+// knows changes at its own pace (the postmaster's exit is seen at once, the
+// PostgreSQL sample every few hundred milliseconds), and a look is a few
+// field reads.
+const watchTick = 50 * time.Millisecond
+
+// waitForChange returns the digest of peek's status as soon as it differs
+// from since, or when wait has passed or ctx ended, whichever comes first.
+func waitForChange(ctx context.Context, peek func() instanceapi.Status, since string, wait, tick time.Duration) string {
+	st := peek()
+	d := st.Digest()
+	if d != since {
+		return d
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return d
+		case <-deadline.C:
+			return d
+		case <-t.C:
+			st = peek()
+			if d = st.Digest(); d != since {
+				return d
+			}
+		}
 	}
 }
 

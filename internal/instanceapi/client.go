@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 )
@@ -18,6 +19,9 @@ import (
 // Client queries instance managers over mutual TLS.
 type Client struct {
 	http *http.Client
+	// watch shares http's connections but not its timeout: a watch is
+	// held open up to WatchWait, bounded by its context.
+	watch *http.Client
 }
 
 // NewClient returns a client that trusts serverCA for the instances'
@@ -37,7 +41,34 @@ func NewClient(serverCA *x509.CertPool, clientCert tls.Certificate, serverName s
 		MaxIdleConnsPerHost: 2,
 		IdleConnTimeout:     30 * time.Second,
 	}
-	return &Client{http: &http.Client{Transport: tr, Timeout: timeout}}
+	return &Client{http: &http.Client{Transport: tr, Timeout: timeout}, watch: &http.Client{Transport: tr}}
+}
+
+// Watch waits until the digest of the instance at addr differs from since
+// ("" answers at once) or WatchWait passes, and returns the digest then.
+// ctx should allow WatchWait plus a request's time.
+func (c *Client) Watch(ctx context.Context, addr, since string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+PathWatch+"?"+SinceParam+"="+url.QueryEscape(since), nil)
+	if err != nil {
+		return "", fmt.Errorf("building watch request for %s: %w", addr, err)
+	}
+	resp, err := c.watch.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("watching instance at %s: %w", addr, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if err != nil {
+		return "", fmt.Errorf("reading watch answer from %s: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", &HTTPError{Code: resp.StatusCode, Body: string(body)}
+	}
+	var a WatchAnswer
+	if err := json.Unmarshal(body, &a); err != nil {
+		return "", fmt.Errorf("decoding watch answer from %s: %w", addr, err)
+	}
+	return a.Digest, nil
 }
 
 // Status fetches /pg/status from the instance listening on addr (host:port).
@@ -62,6 +93,25 @@ func (c *Client) Command(ctx context.Context, addr string, cmd Command) error {
 		return err
 	}
 	return c.do(ctx, http.MethodPost, addr, PathCommand, body, nil)
+}
+
+// Reload asks the instance at addr to apply its configuration now; it
+// accepts at once and Status's Reload shows the outcome of req.ID.
+func (c *Client) Reload(ctx context.Context, addr string, req ReloadRequest) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, addr, PathReload, body, nil)
+}
+
+// Config fetches the configuration files the instance at addr runs with.
+func (c *Client) Config(ctx context.Context, addr string) (*ConfigFiles, error) {
+	var f ConfigFiles
+	if err := c.do(ctx, http.MethodGet, addr, PathConfig, nil, &f); err != nil {
+		return nil, err
+	}
+	return &f, nil
 }
 
 // StartBackup asks the primary at addr to take a base backup and returns

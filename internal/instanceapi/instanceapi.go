@@ -6,6 +6,11 @@
 package instanceapi
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -21,11 +26,36 @@ const (
 	// when one runs or this is not the primary); GET lists the backups in
 	// the object store (a BackupList).
 	PathBackup = "/pg/backup"
+	// PathReload: POST a ReloadRequest; the instance re-reads its
+	// manifest, secrets and certificates and reloads PostgreSQL at once
+	// instead of at its next periodic check (202); Status.Reload shows
+	// the outcome.
+	PathReload = "/pg/reload"
+	// PathConfig: GET the configuration files PostgreSQL runs with, as
+	// rendered (a ConfigFiles), for `kubectl pgward report`.
+	PathConfig = "/pg/config"
 	// AckParam on a status request names the RequestID of the previous
 	// answer the controller received: only a completed exchange counts as
 	// contact for the instance's self-fencing timer.
 	AckParam = "ack"
+	// PathWatch answers with the instance's Digest as soon as it differs
+	// from the SinceParam the caller last saw, or after at most WatchWait:
+	// a long poll that wakes the controller when an instance changes
+	// (its postmaster died, it shut down, it was promoted) rather than at
+	// its next periodic check. It is not contact for self-fencing (no ack):
+	// only a status exchange is.
+	PathWatch  = "/pg/watch"
+	SinceParam = "since"
 )
+
+// WatchWait is the longest a watch request is held open: below the status
+// server's write timeout (10 s), so the answer always gets out.
+const WatchWait = 8 * time.Second
+
+// WatchAnswer is the answer on PathWatch.
+type WatchAnswer struct {
+	Digest string `json:"digest"`
+}
 
 // Commands the controller sends. Each names an end state, so sending one
 // again when it already holds changes nothing.
@@ -153,9 +183,79 @@ type Status struct {
 	Backup *BackupRun `json:"backup,omitempty"`
 	// Designated means the instance is the designated primary of a
 	// replica cluster, following Source (a spec.externalClusters entry).
-	Designated bool      `json:"designated,omitempty"`
-	Source     string    `json:"source,omitempty"`
-	ObservedAt time.Time `json:"observedAt"`
+	Designated bool   `json:"designated,omitempty"`
+	Source     string `json:"source,omitempty"`
+	// Reload is the last reload request this instance received and its
+	// outcome (`pgward local reload`, `kubectl pgward reload`).
+	Reload     *ReloadResult `json:"reload,omitempty"`
+	ObservedAt time.Time     `json:"observedAt"`
+}
+
+// ConfigFiles are an instance's configuration files by name
+// (postgresql.conf, pg_hba.conf, pg_ident.conf, postgresql.auto.conf);
+// Errors says why one could not be read.
+type ConfigFiles struct {
+	Files  map[string]string `json:"files"`
+	Errors map[string]string `json:"errors,omitempty"`
+}
+
+// ReloadRequest asks an instance to apply its configuration now.
+type ReloadRequest struct {
+	// ID names the request; Status.Reload echoes it, so that the one who
+	// asked knows the outcome is that of its own request.
+	ID string `json:"id"`
+	// ManifestSHA256, when set, is the hex SHA-256 of the manifest file
+	// the reload must apply: the instance waits until its file has that
+	// content (on Kubernetes the kubelet updates a mounted Secret a little
+	// after the Secret changed), at most ReloadManifestWait.
+	ManifestSHA256 string `json:"manifestSHA256,omitempty"`
+}
+
+// ReloadManifestWait bounds an instance's wait for the manifest a reload
+// request names.
+const ReloadManifestWait = 2 * time.Minute
+
+// ReloadResult is the outcome of the last ReloadRequest.
+type ReloadResult struct {
+	ID string `json:"id"`
+	// Done is false while the instance waits for the manifest or reloads.
+	Done bool       `json:"done"`
+	At   *time.Time `json:"at,omitempty"`
+	// PendingRestart names the parameters whose new value waits for a
+	// restart of PostgreSQL (pg_settings.pending_restart).
+	PendingRestart []string `json:"pendingRestart,omitempty"`
+	// Error says why the new configuration is not in effect.
+	Error string `json:"error,omitempty"`
+}
+
+// Digest summarises what in a status a controller acts on: role, whether
+// PostgreSQL runs and is ready, the manager's phase, command and fencing,
+// epoch, timeline, restart and configuration state, what it streams from
+// and which standbys stream from it, a backup's phase. It leaves out what
+// moves all the time (LSNs, lag, times, request IDs, error wording), so a
+// busy healthy instance keeps one digest and a watch stays quiet.
+func (s *Status) Digest() string {
+	type peer struct{ Name, State, Sync string }
+	var peers []peer
+	for _, p := range s.Replication {
+		peers = append(peers, peer{p.ApplicationName, p.State, p.SyncState})
+	}
+	slices.SortFunc(peers, func(a, b peer) int { return strings.Compare(a.Name, b.Name) })
+	receiver := ""
+	if s.WALReceiver != nil {
+		receiver = s.WALReceiver.Status
+	}
+	backup := ""
+	if s.Backup != nil {
+		backup = s.Backup.Phase + "@" + s.Backup.Started.UTC().Format(time.RFC3339Nano)
+	}
+	raw, _ := json.Marshal([]any{
+		s.Name, s.Role, s.PostmasterRunning, s.Ready, s.Phase, s.Busy, s.Fenced, s.Empty, s.Epoch,
+		s.Timeline, s.PendingRestart, s.StreamingFrom, receiver, s.SyncStandbyNames, peers,
+		s.Error != "", s.ConfigError != "", s.RolesError != "", s.Designated, s.Source, backup,
+	})
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:12])
 }
 
 // Archive is pg_stat_archiver plus what waits in pg_wal.

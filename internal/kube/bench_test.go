@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/instanceapi"
@@ -40,7 +42,7 @@ import (
 //
 //	make bench-operator
 func BenchmarkOperator(b *testing.B) {
-	const clusters = 100
+	clusters := benchClusters(b)
 	steady := 30 * time.Second
 	if s := os.Getenv("PGWARD_BENCH_STEADY"); s != "" {
 		d, err := time.ParseDuration(s)
@@ -115,7 +117,7 @@ func BenchmarkOperator(b *testing.B) {
 	created := make([]time.Time, clusters)
 	for i := range clusters {
 		c := sampleClusterB(b, ns)
-		c.Name = fmt.Sprintf("c%03d", i)
+		c.Name = fmt.Sprintf("c%04d", i)
 		v1.SetDefaults(c)
 		created[i] = time.Now()
 		if err := admin.Create(ctx, c); err != nil {
@@ -125,7 +127,7 @@ func BenchmarkOperator(b *testing.B) {
 	// Time to first status: poll until every Cluster has one.
 	firstStatus := make([]time.Duration, clusters)
 	seen := 0
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(5*time.Minute + time.Duration(clusters)*300*time.Millisecond)
 	for seen < clusters {
 		var list v1.ClusterList
 		if err := admin.List(ctx, &list, client.InNamespace(ns)); err != nil {
@@ -268,7 +270,7 @@ func sampleClusterB(b *testing.B, ns string) *v1.Cluster {
 //
 //	KUBEBUILDER_ASSETS="$(hack/kube-binaries.sh)" go test -run '^$' -bench BenchmarkHealthyClusterWrites -benchtime 1x ./internal/kube/
 func BenchmarkHealthyClusterWrites(b *testing.B) {
-	const clusters = 100
+	clusters := benchClusters(b)
 	window := time.Minute
 	if s := os.Getenv("PGWARD_BENCH_STEADY"); s != "" {
 		d, err := time.ParseDuration(s)
@@ -296,14 +298,14 @@ func BenchmarkHealthyClusterWrites(b *testing.B) {
 	}()
 	for i := range clusters {
 		c := sampleClusterB(b, ns)
-		c.Name = fmt.Sprintf("h%03d", i)
+		c.Name = fmt.Sprintf("h%04d", i)
 		v1.SetDefaults(c)
 		if err := admin.Create(ctx, c); err != nil {
 			b.Fatal(err)
 		}
 	}
 	start := time.Now()
-	for deadline := start.Add(10 * time.Minute); ; time.Sleep(time.Second) {
+	for deadline := start.Add(10*time.Minute + time.Duration(clusters)*300*time.Millisecond); ; time.Sleep(time.Second) {
 		var list v1.ClusterList
 		if err := admin.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			b.Fatal(err)
@@ -328,6 +330,7 @@ func BenchmarkHealthyClusterWrites(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	before := reconcileHistogram(b)
 	var writes, clusterWrites atomic.Int64
 	for _, l := range []client.ObjectList{&v1.ClusterList{}, &corev1.PodList{}, &corev1.SecretList{}, &corev1.ServiceList{}} {
 		opts := []client.ListOption{client.InNamespace(ns)}
@@ -355,11 +358,89 @@ func BenchmarkHealthyClusterWrites(b *testing.B) {
 	}
 	time.Sleep(window)
 	b.StopTimer()
+	steady := reconcileHistogram(b).minus(before)
+	hwm, _ := memory(b, os.Getpid())
+	b.ReportMetric(hwm/1024, "peak-RSS-MiB")
+	b.ReportMetric(steady.quantile(0.50)*1000, "steady-reconcile-p50-le-ms")
+	b.ReportMetric(steady.quantile(0.99)*1000, "steady-reconcile-p99-le-ms")
+	b.Logf("steady state: %d reconciles in %s; p50 <= %.0f ms, p99 <= %.0f ms (bucket bounds of controller-runtime's histogram); peak RSS of the process (operator manager, simulated instances, the benchmark's clients) %.0f MiB",
+		steady.count, window, steady.quantile(0.5)*1000, steady.quantile(0.99)*1000, hwm/1024)
 	perMin := float64(writes.Load()) / window.Minutes()
 	b.ReportMetric(perMin, "writes/min")
 	b.ReportMetric(float64(clusterWrites.Load())/window.Minutes(), "cluster-status-writes/min")
 	b.Logf("%d healthy clusters for %s: %d writes (%d of Clusters), %.0f per minute",
 		clusters, window, writes.Load(), clusterWrites.Load(), perMin)
+}
+
+// benchClusters is how many Clusters the operator benchmarks create: 100,
+// or PGWARD_BENCH_CLUSTERS (the 1,000-Cluster figures).
+func benchClusters(b *testing.B) int {
+	s := os.Getenv("PGWARD_BENCH_CLUSTERS")
+	if s == "" {
+		return 100
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 9999 {
+		b.Fatalf("PGWARD_BENCH_CLUSTERS=%q: want 1 to 9999", s)
+	}
+	return n
+}
+
+// histogram is a snapshot of controller-runtime's reconcile-time histogram
+// for the cluster controller: cumulative counts by upper bound (seconds).
+type histogram struct {
+	bounds []float64
+	counts []uint64
+	count  uint64
+}
+
+func reconcileHistogram(b *testing.B) histogram {
+	mfs, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "controller_runtime_reconcile_time_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == "cluster" {
+					var h histogram
+					for _, bk := range m.GetHistogram().GetBucket() {
+						h.bounds = append(h.bounds, bk.GetUpperBound())
+						h.counts = append(h.counts, bk.GetCumulativeCount())
+					}
+					h.count = m.GetHistogram().GetSampleCount()
+					return h
+				}
+			}
+		}
+	}
+	return histogram{}
+}
+
+// minus is the histogram of the reconciles between an earlier snapshot and h.
+func (h histogram) minus(earlier histogram) histogram {
+	d := histogram{bounds: h.bounds, counts: slices.Clone(h.counts), count: h.count - earlier.count}
+	if len(earlier.counts) == len(h.counts) {
+		for i := range d.counts {
+			d.counts[i] -= earlier.counts[i]
+		}
+	}
+	return d
+}
+
+// quantile is the upper bound of the bucket holding quantile q: the true
+// value is at most that (a histogram cannot say more).
+func (h histogram) quantile(q float64) float64 {
+	want := uint64(q*float64(h.count) + 0.999999)
+	for i, c := range h.counts {
+		if c >= want {
+			return h.bounds[i]
+		}
+	}
+	return math.Inf(1)
 }
 
 // simClusters plays the instances of many Clusters, a plantest.Sim each,

@@ -53,6 +53,10 @@ type Timing struct {
 	Drift float64
 	// CheckInterval is the longest a cluster goes unobserved.
 	CheckInterval time.Duration
+	// TransitionInterval is how soon a cluster that is changing (a
+	// switchover, a promotion, actions just sent) is observed again; its
+	// instances' wake-ups (instancewatch.go) usually come sooner.
+	TransitionInterval time.Duration
 	// UnreachableTimeout is how long the primary may not answer before it
 	// counts as unhealthy.
 	UnreachableTimeout time.Duration
@@ -74,6 +78,7 @@ func DefaultTiming() Timing {
 		ClockStep:          2 * time.Second,
 		Drift:              1e-4,
 		CheckInterval:      2 * time.Second,
+		TransitionInterval: 250 * time.Millisecond,
 		UnreachableTimeout: 5 * time.Second,
 	}
 }
@@ -129,6 +134,7 @@ func (r *ClusterReconciler) planSpec(c *v1.Cluster, target string) (plan.Spec, e
 	spec.SelfFenceBound = bound
 	spec.UnreachableTimeout = t.UnreachableTimeout
 	spec.CheckInterval = t.CheckInterval
+	spec.TransitionInterval = t.TransitionInterval
 	return spec, spec.Validate()
 }
 
@@ -227,6 +233,7 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 	if res.Failed != nil {
 		log.FromContext(ctx).Info("action failed; retrying after the next observation", "error", res.Failed.Error())
 	}
+	r.requestReloads(ctx, c, h.obs, pods, tlsm)
 	if err := r.releaseHibernatedPods(ctx, spec, res.Memory, h.obs, pods); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -325,6 +332,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	out := make([]observation, len(names))
 	ids := make([]uint64, len(names))
 	done := make(chan struct{}, len(names))
+	var watched []Instance
 	r.mu.Lock()
 	acks := map[string]uint64{}
 	for k, v := range r.acks[key] {
@@ -340,6 +348,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 			continue
 		}
 		in := r.instanceFor(c, pod, tlsm)
+		watched = append(watched, in)
 		go func() {
 			defer func() { done <- struct{}{} }()
 			rctx, cancel := context.WithTimeout(ctx, r.Timing.RequestTimeout)
@@ -359,6 +368,9 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	}
 	for range names {
 		<-done
+	}
+	if r.wakeups != nil {
+		r.wakeups.track(client.ObjectKeyFromObject(c), watched)
 	}
 	r.mu.Lock()
 	if r.acks == nil {

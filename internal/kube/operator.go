@@ -6,10 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/rest"
@@ -129,11 +125,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	// Namespaces are left to DefaultNamespaces below.
 	owned := cache.ByObject{Label: labels.NewSelector().Add(*ours)}
 	byObject := map[client.Object]cache.ByObject{}
-	for _, o := range []client.Object{
-		&corev1.Secret{}, &corev1.Pod{}, &corev1.Service{}, &corev1.PersistentVolumeClaim{},
-		&corev1.ServiceAccount{}, &rbacv1.Role{}, &rbacv1.RoleBinding{},
-		&policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{},
-	} {
+	for _, o := range ownedKinds() {
 		byObject[o] = owned
 	}
 	metrics := metricsserver.Options{BindAddress: cfg.MetricsAddr}

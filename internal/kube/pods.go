@@ -52,6 +52,7 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		if _, err := ensure(ctx, r.Client, c, cfg, mutateSecret); err != nil {
 			return nil, err
 		}
+		r.noteManifest(c, name, cfg.Data[build.ClusterKeyJSON])
 		pvc, err := build.PVC(c, name)
 		if err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -75,9 +77,15 @@ type ClusterReconciler struct {
 	// selfFences is the self-fencing time each instance manager last
 	// reported (ha.go:primarySelfFence).
 	selfFences map[string]map[string]time.Duration
+	// wakeups watches the instances and enqueues their Cluster when one
+	// changes (instancewatch.go); nil when Instances cannot watch.
+	wakeups *wakeups
 	// powerFenced is when each pod ("namespace/name") was deleted by the
 	// power fence (lease.go).
 	powerFenced map[string]time.Time
+	// manifests: cluster -> instance -> digest of the manifest its config
+	// Secret was last written with (reload.go).
+	manifests map[string]map[string]string
 }
 
 var _ reconcile.Reconciler = (*ClusterReconciler)(nil)
@@ -333,7 +341,13 @@ func (r *ClusterReconciler) forget(key string) {
 	delete(r.imageErrs, key)
 	delete(r.leases, key)
 	delete(r.selfFences, key)
+	delete(r.manifests, key)
 	r.mu.Unlock()
+	if r.wakeups != nil {
+		if ns, name, ok := strings.Cut(key, "/"); ok {
+			r.wakeups.forget(types.NamespacedName{Namespace: ns, Name: name})
+		}
+	}
 	if f, ok := r.Instances.(interface{ Forget(string) }); ok {
 		f.Forget(key)
 	}

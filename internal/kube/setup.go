@@ -11,9 +11,11 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -30,6 +32,19 @@ func NewScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
+// ownedKinds are the kinds of object a Cluster controls: the reconciler
+// watches them (a change wakes the Cluster that owns it) and the manager's
+// cache holds only those carrying pgward's cluster label. One list, so a new
+// kind cannot be watched but left uncached (every object of that kind in the
+// cluster held in memory) or the other way round.
+func ownedKinds() []client.Object {
+	return []client.Object{
+		&corev1.Pod{}, &corev1.Secret{}, &corev1.Service{}, &corev1.PersistentVolumeClaim{},
+		&corev1.ServiceAccount{}, &rbacv1.Role{}, &rbacv1.RoleBinding{},
+		&policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{},
+	}
+}
+
 // SetupWithManager registers the reconciler: it runs when a Cluster is
 // created, deleted or its spec changes, when an object a Cluster controls
 // changes, and after each RequeueAfter. Status-only changes of a Cluster do
@@ -38,17 +53,19 @@ func NewScheme() (*runtime.Scheme, error) {
 // own writes would observe the instances in a tight loop instead of every
 // CheckInterval.
 func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1.Cluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&corev1.Pod{}).
-		Owns(&corev1.Secret{}).
-		Owns(&corev1.Service{}).
-		Owns(&corev1.PersistentVolumeClaim{}).
-		Owns(&corev1.ServiceAccount{}).
-		Owns(&rbacv1.Role{}).
-		Owns(&rbacv1.RoleBinding{}).
-		Owns(&policyv1.PodDisruptionBudget{}).
-		Owns(&networkingv1.NetworkPolicy{}).
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&v1.Cluster{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	for _, o := range ownedKinds() {
+		b = b.Owns(o)
+	}
+	if w, ok := r.Instances.(InstanceWatcher); ok {
+		r.wakeups = newWakeups(w, r.Timing.RequestTimeout)
+		if err := mgr.Add(r.wakeups); err != nil {
+			return fmt.Errorf("instance wake-ups: %w", err)
+		}
+		b = b.WatchesRawSource(source.Channel(r.wakeups.events, &handler.EnqueueRequestForObject{}))
+	}
+	return b.
 		Watches(&v1.ImageCatalog{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfCatalog(v1.ImageCatalogKind))).
 		Watches(&v1.ClusterImageCatalog{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfCatalog(v1.ClusterImageCatalogKind))).
 		// Name validation guards against two controllers of one name in a

@@ -7,12 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/instance"
 	"github.com/pgward/pgward/internal/pki"
 	"github.com/pgward/pgward/internal/secrets"
@@ -22,22 +20,15 @@ import (
 // user with the cluster's client CA, for pg_hba lines with the cert method
 // (CloudNativePG's `kubectl cnpg certificate`). It writes tls.crt, tls.key
 // and the server CA's ca.crt into out, a new directory (0700, files 0600),
-// and returns a connection string that uses them. pgward's own identities
-// cannot be issued: streaming_replica's certificate is replication, the
-// controller's commands the instances, the metrics one scrapes them; and
-// postgres only with superuser access on, as with its password.
-func IssueUserCertificate(l Layout, user, out string, now time.Time) (string, error) {
+// and returns a connection string that uses them. Which users and
+// validities are refused is v1.Cluster.CheckUserCertificate's decision,
+// shared with `kubectl pgward certificate`.
+func IssueUserCertificate(l Layout, user, out string, validity time.Duration, now time.Time) (string, error) {
 	c, st, err := loadClusterState(l)
 	if err != nil {
 		return "", err
 	}
-	switch {
-	case slices.Contains([]string{v1.ReplicationUser, v1.ControllerIdentity, v1.MetricsIdentity}, user):
-		return "", fmt.Errorf("%q is one of pgward's own identities: its certificate is pgward's alone", user)
-	case user == v1.SuperuserRole && (c.Spec.EnableSuperuserAccess == nil || !*c.Spec.EnableSuperuserAccess):
-		return "", fmt.Errorf("a certificate for %q needs enableSuperuserAccess: true", v1.SuperuserRole)
-	}
-	if err := secrets.ValidateIdentifier("user", user); err != nil {
+	if err := c.CheckUserCertificate(user, validity); err != nil {
 		return "", err
 	}
 	names := tlsNamesFor(c)
@@ -57,20 +48,12 @@ func IssueUserCertificate(l Layout, user, out string, now time.Time) (string, er
 	if err != nil {
 		return "", fmt.Errorf("reading the server CA %q: %w", names.ServerCA, err)
 	}
-	kp, err := ca.IssueClient(rand.Reader, now, user)
+	kp, err := ca.IssueClientFor(rand.Reader, now, user, validity)
 	if err != nil {
 		return "", fmt.Errorf("issuing a certificate for %q: %w", user, err)
 	}
-	if err := os.Mkdir(out, 0o700); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return "", fmt.Errorf("%s exists: give a new directory, pgward will not overwrite keys", out)
-		}
+	if err := WriteCertificateDir(out, kp.CertPEM, kp.KeyPEM, serverCA[keyCACert]); err != nil {
 		return "", err
-	}
-	for name, data := range map[string][]byte{"tls.crt": kp.CertPEM, "tls.key": kp.KeyPEM, "ca.crt": serverCA[keyCACert]} {
-		if err := instance.WriteFileAtomic(filepath.Join(out, name), data, 0o600); err != nil {
-			return "", err
-		}
 	}
 	abs, err := filepath.Abs(out)
 	if err != nil {
@@ -85,4 +68,27 @@ func IssueUserCertificate(l Layout, user, out string, now time.Time) (string, er
 	return fmt.Sprintf("host=%s port=%s user=%s sslmode=verify-full sslrootcert=%s sslcert=%s sslkey=%s target_session_attrs=read-write",
 		strings.Join(hosts, ","), strings.Join(ports, ","), user,
 		filepath.Join(abs, "ca.crt"), filepath.Join(abs, "tls.crt"), filepath.Join(abs, "tls.key")), nil
+}
+
+// WriteCertificateDir creates out (0700; it must not exist, so no key is
+// ever overwritten or written where someone else prepared a directory) and
+// writes tls.crt, tls.key and ca.crt into it, each 0600. Both runtimes'
+// certificate verbs write with it.
+func WriteCertificateDir(out string, certPEM, keyPEM, caPEM []byte) error {
+	if err := os.Mkdir(out, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("--out: %s exists: give a new directory, pgward will not overwrite keys", out)
+		}
+		return fmt.Errorf("--out: %w", err)
+	}
+	// Mkdir's mode went through the umask: make sure.
+	if err := os.Chmod(out, 0o700); err != nil { // #nosec G302 -- a directory: 0700 is its owner's alone
+		return fmt.Errorf("--out: %w", err)
+	}
+	for name, data := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM, "ca.crt": caPEM} {
+		if err := instance.WriteFileAtomic(filepath.Join(out, name), data, 0o600); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+	}
+	return nil
 }

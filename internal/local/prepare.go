@@ -54,11 +54,7 @@ type prepared struct {
 // (against the stored one when resuming), fixes ports, creates the PKI and
 // the credentials, and writes each instance manager's config. It is
 // idempotent: on an existing directory it reuses everything it finds.
-func prepare(l Layout, manifest []byte, docs, configMaps SecretDocs, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
-	c, err := v1.LoadAndValidate(manifest)
-	if err != nil {
-		return nil, err
-	}
+func prepare(l Layout, manifest []byte, c *v1.Cluster, docs, configMaps SecretDocs, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
 	if err := checkSecretDocs(c, docs); err != nil {
 		return nil, err
 	}
@@ -423,11 +419,7 @@ func touch(path string) error {
 // Preflight asks PostgreSQL on this machine whether it accepts the
 // manifest (see instance.PreflightCluster), as the OS user it will run as,
 // before anything is written. pgBin "" means the newest installed.
-func Preflight(ctx context.Context, manifest []byte, docs, cms SecretDocs, dir, pgBin string, owner *Owner) error {
-	c, err := v1.LoadAndValidate(manifest)
-	if err != nil {
-		return err
-	}
+func Preflight(ctx context.Context, c *v1.Cluster, docs, cms SecretDocs, dir, pgBin string, owner *Owner) error {
 	if err := checkSecretDocs(c, docs); err != nil {
 		return err
 	}
@@ -457,6 +449,7 @@ func Preflight(ctx context.Context, manifest []byte, docs, cms SecretDocs, dir, 
 		return fmt.Errorf("metadata.annotations[%s]: the operator's switchover request; locally, run `pgward local promote INSTANCE`", v1.SwitchoverAnnotation)
 	}
 	if pgBin == "" {
+		var err error
 		if pgBin, err = findPGBinDir(); err != nil {
 			return err
 		}

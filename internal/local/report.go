@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -140,18 +139,11 @@ func secretListing(l Layout) ([]byte, error) {
 	return b.Bytes(), err
 }
 
-var (
-	privateKeyRE = regexp.MustCompile(`(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----`)
-	verifierRE   = regexp.MustCompile(`SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+`)
-	hbaSecretRE  = regexp.MustCompile(`(?i)\b(ldapbindpasswd|radiussecrets)=("[^"]*"|\S+)`)
-	passwordKVRE = regexp.MustCompile(`(?i)\b(password)=('[^']*'|\S+)`)
-)
-
 // newRedactor returns a function that removes every secret pgward holds
 // for the cluster from a text, and the shapes of secrets whatever their
-// source.
+// source (secrets.Redactor).
 func newRedactor(l Layout) (func([]byte) []byte, error) {
-	var values [][]byte
+	var r secrets.Redactor
 	entries, err := os.ReadDir(l.SecretsDir())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
@@ -165,26 +157,11 @@ func newRedactor(l Layout) (func([]byte) []byte, error) {
 		for key, v := range data {
 			// Certificates are public; everything else is a secret, and so
 			// is each line of a multi-line value (a pgpass line).
-			if strings.HasSuffix(key, ".crt") || len(v) < 8 {
+			if strings.HasSuffix(key, ".crt") {
 				continue
 			}
-			values = append(values, v)
-			for line := range bytes.SplitSeq(v, []byte("\n")) {
-				if len(bytes.TrimSpace(line)) >= 8 {
-					values = append(values, bytes.TrimSpace(line))
-				}
-			}
+			r.Add(v)
 		}
 	}
-	// Longest first, so a value containing another goes whole.
-	sort.Slice(values, func(i, j int) bool { return len(values[i]) > len(values[j]) })
-	return func(b []byte) []byte {
-		for _, v := range values {
-			b = bytes.ReplaceAll(b, v, []byte("<redacted>"))
-		}
-		b = privateKeyRE.ReplaceAll(b, []byte("<redacted private key>"))
-		b = verifierRE.ReplaceAll(b, []byte("<redacted verifier>"))
-		b = hbaSecretRE.ReplaceAll(b, []byte("$1=<redacted>"))
-		return passwordKVRE.ReplaceAll(b, []byte("$1=<redacted>"))
-	}, nil
+	return r.Redact, nil
 }

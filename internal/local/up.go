@@ -60,7 +60,8 @@ func Up(ctx context.Context, o UpOptions) error {
 		o.Timeout = 5 * time.Minute
 	}
 	// A manifest that is refused creates nothing, not even the directory.
-	if _, err := v1.LoadAndValidate(o.Manifest); err != nil {
+	c, err := v1.LoadAndValidate(o.Manifest)
+	if err != nil {
 		return err
 	}
 	owner, err := currentOwner(o.RunAs)
@@ -70,13 +71,13 @@ func Up(ctx context.Context, o UpOptions) error {
 	// What only PostgreSQL can check (a time zone, a locale) fails here,
 	// naming the field, before the directory exists or a live cluster's
 	// manifest is replaced.
-	if err := Preflight(ctx, o.Manifest, o.Secrets, o.ConfigMaps, o.Dir, o.PGBinDir, owner); err != nil {
+	if err := Preflight(ctx, c, o.Secrets, o.ConfigMaps, o.Dir, o.PGBinDir, owner); err != nil {
 		return err
 	}
 	if err := ClaimDir(l.Dir, owner); err != nil {
 		return err
 	}
-	p, exited, err := prepareAndStart(ctx, l, o, say)
+	p, exited, err := prepareAndStart(ctx, l, o, c, say)
 	if err != nil {
 		return err
 	}
@@ -94,6 +95,9 @@ func Up(ctx context.Context, o UpOptions) error {
 	}
 	if _, ok := p.cluster.Annotations[v1.RestartAnnotation]; ok {
 		say("note: the " + v1.RestartAnnotation + " annotation is a request to the Kubernetes operator; locally, pgward local restart does it")
+	}
+	if _, ok := p.cluster.Annotations[v1.ReloadAnnotation]; ok {
+		say("note: the " + v1.ReloadAnnotation + " annotation is a request to the Kubernetes operator; locally, pgward local reload does it")
 	}
 	if sc := p.cluster.Spec.StorageConfiguration.StorageClass; sc != nil {
 		say(fmt.Sprintf("note: spec.storage.storageClass %q applies on Kubernetes; locally the data is in %s", *sc, filepath.Join(l.Dir, "instances")))
@@ -121,7 +125,7 @@ func Up(ctx context.Context, o UpOptions) error {
 
 // prepareAndStart does, under the up/down lock, everything `up` writes:
 // the state directory's contents and the controller's start.
-func prepareAndStart(ctx context.Context, l Layout, o UpOptions, say func(string)) (*prepared, <-chan struct{}, error) {
+func prepareAndStart(ctx context.Context, l Layout, o UpOptions, c *v1.Cluster, say func(string)) (*prepared, <-chan struct{}, error) {
 	lctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	unlock, err := lockUp(lctx, l, say)
@@ -131,11 +135,11 @@ func prepareAndStart(ctx context.Context, l Layout, o UpOptions, say func(string
 	defer unlock()
 	running := controllerRunning(l)
 	if running {
-		if err := checkLiveChange(l, o.Manifest); err != nil {
+		if err := checkLiveChange(l, c); err != nil {
 			return nil, nil, err
 		}
 	}
-	p, err := prepare(l, o.Manifest, o.Secrets, o.ConfigMaps, o.RunAs, o.PGBinDir, o.HA, say)
+	p, err := prepare(l, o.Manifest, c, o.Secrets, o.ConfigMaps, o.RunAs, o.PGBinDir, o.HA, say)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -161,15 +165,14 @@ func prepareAndStart(ctx context.Context, l Layout, o UpOptions, say func(string
 // the controller's plan (instances, synchronous replication, failover
 // delay) is fixed while it runs. Everything else (parameters, pg_hba,
 // pg_ident) the instance managers reload.
-func checkLiveChange(l Layout, manifest []byte) error {
+func checkLiveChange(l Layout, next *v1.Cluster) error {
 	old, err := os.ReadFile(l.ClusterFile())
 	if err != nil {
 		return nil // nothing stored yet: prepare reports what is wrong
 	}
-	prev, err1 := v1.LoadAndValidate(old)
-	next, err2 := v1.LoadAndValidate(manifest)
-	if err1 != nil || err2 != nil {
-		return nil // prepare reports the validation errors
+	prev, err := v1.LoadAndValidate(old)
+	if err != nil {
+		return nil // prepare reports the stored manifest's errors
 	}
 	type planned struct {
 		instances, minSync, maxSync int

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 // injectionSeeds are values that try to end a line early, break out of the
@@ -167,7 +168,7 @@ func FuzzRenderIdent(f *testing.F) {
 		}
 		last := got[len(got)-1]
 		fields := splitAuthFields(last)
-		if len(fields) != 3 || fields[0] == pgwardMap || checkText(last) != nil {
+		if len(fields) != 3 || fields[0] == pgwardMap || safetext.Check(last) != nil {
 			t.Fatalf("added line %q", last)
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 // The rules pgward puts around the manifest's. PostgreSQL applies the first
@@ -156,7 +157,7 @@ func checkHBARule(r v1.HBARule) error {
 	}
 	fields := append([]string{r.Database, r.User, r.Address, r.Mask, r.Method}, r.Options...)
 	for _, f := range fields {
-		if err := checkText(f); err != nil {
+		if err := safetext.Check(f); err != nil {
 			return fmt.Errorf("field %w", err)
 		}
 		if strings.ContainsAny(f, `#\`) {

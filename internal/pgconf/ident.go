@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 // pgwardMap is the pg_ident map that lets the instance's OS user log in over
@@ -129,7 +130,7 @@ func splitAuthFields(line string) []string {
 // that reads the same to people and to PostgreSQL; # is refused even then
 // because PostgreSQL versions disagree about it.
 func checkIdentField(f string) error {
-	if err := checkText(f); err != nil {
+	if err := safetext.Check(f); err != nil {
 		return fmt.Errorf("field %w", err)
 	}
 	quoted := len(f) >= 3 && f[0] == '"' && f[len(f)-1] == '"' && !strings.Contains(f[1:len(f)-1], `"`)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 // Instance holds what the runtime decides for one PostgreSQL instance: its
@@ -235,7 +236,7 @@ func (in Instance) enforcedSettings() ([]setting, error) {
 	// asynchronous replication clears the previous value.
 	s = append(s, setting{"synchronous_standby_names", in.SynchronousStandbyNames})
 	for _, st := range s {
-		if err := checkText(st.value); err != nil {
+		if err := safetext.Check(st.value); err != nil {
 			return nil, fmt.Errorf("%s: value %w", st.name, err)
 		}
 	}
@@ -308,7 +309,7 @@ func userSettings(params map[string]string, enforced []setting) ([]setting, erro
 		if managed || v1.IsFixedParameter(name) {
 			return nil, fmt.Errorf("%s: parameter is managed by pgward and cannot be set", field)
 		}
-		if err := checkText(value); err != nil {
+		if err := safetext.Check(value); err != nil {
 			return nil, fmt.Errorf("%s: value %w", field, err)
 		}
 		out = append(out, setting{name, value})

@@ -98,7 +98,7 @@ func TestRenderPostgresConfRefusesInstance(t *testing.T) {
 		{"no key file", func(in *Instance) { in.ServerKeyFile = "" }, "ServerKeyFile"},
 		{"socket dir list", func(in *Instance) { in.SocketDir = "/run/a,/tmp" }, "comma"},
 		{"socket dir too long", func(in *Instance) { in.SocketDir = "/" + strings.Repeat("d", 100) }, "longer than 107 bytes"},
-		{"conninfo with newline", func(in *Instance) { in.PrimaryConnInfo = "host=a\nport = 1" }, "primary_conninfo: value contains control or invisible character U+000A"},
+		{"conninfo with newline", func(in *Instance) { in.PrimaryConnInfo = "host=a\nport = 1" }, "primary_conninfo: value contains the control or invisible character U+000A"},
 		{"listen with quote and newline", func(in *Instance) { in.ListenAddresses = "*'\nssl = 'off" }, "listen_addresses: value contains"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,33 +1,10 @@
 package pgconf
 
 import (
-	"errors"
-	"fmt"
 	"strings"
-	"unicode"
-	"unicode/utf8"
-)
 
-// checkText refuses text that must never reach a configuration file. All
-// three files are line-oriented, so a line break in a value would end the
-// current line and let the rest be read as a line of its own; other control
-// characters (NUL truncates C strings, CR confuses editors and diffs) have no
-// legitimate use in configuration either. Invisible formatting characters
-// (bidirectional overrides, zero-width joiners, line and paragraph
-// separators) and invalid UTF-8 are refused so that what a reviewer reads is
-// what PostgreSQL parses. The error gives the position, not the text, which
-// may hold a secret.
-func checkText(s string) error {
-	if !utf8.ValidString(s) {
-		return errors.New("is not valid UTF-8")
-	}
-	for i, r := range s {
-		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
-			return fmt.Errorf("contains control or invisible character %U at byte %d", r, i)
-		}
-	}
-	return nil
-}
+	"github.com/pgward/pgward/internal/safetext"
+)
 
 // quoteConfigString renders s as a single-quoted postgresql.conf string.
 // Inside such a string PostgreSQL reads a doubled quote as one quote and
@@ -37,7 +14,7 @@ func checkText(s string) error {
 // PostgreSQL accepts quotes for any parameter type and one rule is easier to
 // trust than a list of exceptions.
 func quoteConfigString(s string) (string, error) {
-	if err := checkText(s); err != nil {
+	if err := safetext.Check(s); err != nil {
 		return "", err
 	}
 	var b strings.Builder

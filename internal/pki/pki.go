@@ -25,7 +25,8 @@ import (
 	"net"
 	"strings"
 	"time"
-	"unicode"
+
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 const (
@@ -217,7 +218,7 @@ func (kp *KeyPair) IssueServer(rnd io.Reader, now time.Time, commonName string, 
 			return nil, fmt.Errorf("pki: invalid IP address %v", ip)
 		}
 	}
-	tmpl, key, err := kp.leafTemplate(rnd, now, commonName)
+	tmpl, key, err := kp.leafTemplate(rnd, now, commonName, Validity)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +233,17 @@ func (kp *KeyPair) IssueServer(rnd io.Reader, now time.Time, commonName string, 
 // proves: a PostgreSQL role name such as ReplicationCommonName, or
 // ControllerCommonName.
 func (kp *KeyPair) IssueClient(rnd io.Reader, now time.Time, commonName string) (*KeyPair, error) {
-	tmpl, key, err := kp.leafTemplate(rnd, now, commonName)
+	return kp.IssueClientFor(rnd, now, commonName, Validity)
+}
+
+// IssueClientFor is IssueClient with a validity of the caller's choice
+// (still capped at the CA's expiry): users' certificates are short-lived
+// because nothing can revoke them.
+func (kp *KeyPair) IssueClientFor(rnd io.Reader, now time.Time, commonName string, validity time.Duration) (*KeyPair, error) {
+	if validity <= 0 {
+		return nil, fmt.Errorf("pki: validity %s is not positive", validity)
+	}
+	tmpl, key, err := kp.leafTemplate(rnd, now, commonName, validity)
 	if err != nil {
 		return nil, err
 	}
@@ -257,7 +268,7 @@ func (kp *KeyPair) TLSCertificate() tls.Certificate {
 // refuses to sign with a CA that is not valid at now, and caps the leaf's
 // expiry at the CA's: a leaf cannot be trusted past its issuer anyway, and
 // would only fail later and more confusingly.
-func (kp *KeyPair) leafTemplate(rnd io.Reader, now time.Time, commonName string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+func (kp *KeyPair) leafTemplate(rnd io.Reader, now time.Time, commonName string, validity time.Duration) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	if kp == nil || kp.Cert == nil || kp.Key == nil {
 		return nil, nil, errors.New("pki: CA key pair is incomplete")
 	}
@@ -277,7 +288,7 @@ func (kp *KeyPair) leafTemplate(rnd io.Reader, now time.Time, commonName string)
 	if err != nil {
 		return nil, nil, err
 	}
-	tmpl.NotAfter = now.Add(Validity)
+	tmpl.NotAfter = now.Add(validity)
 	if tmpl.NotAfter.After(ca.NotAfter) {
 		tmpl.NotAfter = ca.NotAfter
 	}
@@ -401,8 +412,8 @@ func checkCommonName(cn string) error {
 	if len(cn) > maxCommonName {
 		return fmt.Errorf("pki: common name %q is longer than %d bytes", cn, maxCommonName)
 	}
-	if strings.ContainsFunc(cn, unicode.IsControl) {
-		return fmt.Errorf("pki: common name %q contains a control character", cn)
+	if strings.ContainsFunc(cn, safetext.Forbidden) {
+		return fmt.Errorf("pki: common name %q contains a control or invisible character", cn)
 	}
 	return nil
 }

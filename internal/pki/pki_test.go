@@ -475,6 +475,8 @@ func TestIssueRejects(t *testing.T) {
 		{"bad IP", func() (*KeyPair, error) { return f.ca.IssueServer(rand.Reader, now, "s", nil, []net.IP{{1, 2}}) }},
 		{"empty CN", func() (*KeyPair, error) { return f.ca.IssueClient(rand.Reader, now, "") }},
 		{"control character in CN", func() (*KeyPair, error) { return f.ca.IssueClient(rand.Reader, now, "a\nb") }},
+		{"bidi override in CN", func() (*KeyPair, error) { return f.ca.IssueClient(rand.Reader, now, "app\u202egnp.") }},
+		{"invalid UTF-8 in CN", func() (*KeyPair, error) { return f.ca.IssueClient(rand.Reader, now, "a\xffb") }},
 		{"CA expired", func() (*KeyPair, error) {
 			return f.ca.IssueServer(rand.Reader, f.ca.Cert.NotAfter, "s", nil, ips)
 		}},
@@ -505,5 +507,30 @@ func TestLeafNeverOutlivesCA(t *testing.T) {
 	}
 	if err := Verify(f.ca.Cert, leaf.Cert, x509.ExtKeyUsageClientAuth, later); err != nil {
 		t.Error(err)
+	}
+}
+
+func TestIssueClientFor(t *testing.T) {
+	f := newFixture(t)
+	leaf, err := f.ca.IssueClientFor(rand.Reader, now, "app", 7*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := now.Add(7 * 24 * time.Hour); !leaf.Cert.NotAfter.Equal(want) {
+		t.Errorf("NotAfter = %v, want %v", leaf.Cert.NotAfter, want)
+	}
+	if err := Verify(f.ca.Cert, leaf.Cert, x509.ExtKeyUsageClientAuth, now); err != nil {
+		t.Error(err)
+	}
+	// Capped at the CA's expiry, as every leaf.
+	long, err := f.ca.IssueClientFor(rand.Reader, now, "app", 10*Validity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !long.Cert.NotAfter.Equal(f.ca.Cert.NotAfter) {
+		t.Errorf("NotAfter = %v, want the CA's %v", long.Cert.NotAfter, f.ca.Cert.NotAfter)
+	}
+	if _, err := f.ca.IssueClientFor(rand.Reader, now, "app", 0); err == nil {
+		t.Error("a zero validity was accepted")
 	}
 }

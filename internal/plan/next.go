@@ -111,6 +111,9 @@ func (p *planner) ready() Ready {
 	if p.recheck > 0 && p.recheck < r {
 		r = p.recheck
 	}
+	if t := p.spec.TransitionInterval; t > 0 && t < r && p.changing() {
+		r = t
+	}
 	if len(p.mem.Diverged) == 0 {
 		p.mem.Diverged = nil
 	}
@@ -159,6 +162,12 @@ func (p *planner) event(reason, format string, args ...any) {
 
 func (p *planner) warn(reason, format string, args ...any) {
 	p.events = append(p.events, Event{Warning: true, Reason: reason, Message: fmt.Sprintf(format, args...)})
+}
+
+// changing reports whether the cluster is between two settled states: the
+// outcome of what was just decided is what the next observation shows.
+func (p *planner) changing() bool {
+	return len(p.actions) > 0 || p.mem.Switchover.From != "" || p.mem.CurrentPrimary != p.mem.TargetPrimary
 }
 
 // recheckIn asks for the next observation no later than d from now.

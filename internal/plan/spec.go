@@ -45,6 +45,13 @@ type Spec struct {
 	SwitchoverTimeout time.Duration
 	// CheckInterval is the longest RecheckAfter Next returns.
 	CheckInterval time.Duration
+	// TransitionInterval, when set, is the longest RecheckAfter while the
+	// cluster is changing: a switchover under way, a promotion not yet
+	// seen through, or actions just issued. Each step of a change waits on
+	// the next observation; at CheckInterval (chosen for the cost of a
+	// healthy cluster) a switchover's four steps took seconds. Zero means
+	// CheckInterval.
+	TransitionInterval time.Duration
 	// SupervisedPrimaryUpdate leaves a primary that needs a restart to the
 	// user's switchover; RestartPrimaryInPlace restarts it where it is
 	// instead of switching over to an updated replica.
@@ -136,7 +143,7 @@ func (s Spec) Validate() error {
 		seen[n] = true
 	}
 	for _, d := range []time.Duration{s.FailoverDelay, s.UnreachableTimeout, s.SelfFenceBound,
-		s.RejoinGrace, s.SwitchoverTimeout, s.CheckInterval} {
+		s.RejoinGrace, s.SwitchoverTimeout, s.CheckInterval, s.TransitionInterval} {
 		if d < 0 {
 			return fmt.Errorf("negative duration %v", d)
 		}

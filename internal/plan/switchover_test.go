@@ -234,3 +234,46 @@ func TestSwitchoverOutcomes(t *testing.T) {
 		t.Fatalf("waiting request: outcome %+v, memory %+v", r.SwitchoverOutcome, r.Memory.Switchover)
 	}
 }
+
+// TestTransitionInterval: with a TransitionInterval, every step of a
+// switchover asks to be looked at again that soon (each step waits on what
+// the next observation shows), and a settled cluster goes back to
+// CheckInterval, so a healthy cluster costs no more than before.
+func TestTransitionInterval(t *testing.T) {
+	spec := syncSpec(1, 2)
+	spec.CheckInterval = 2 * time.Second
+	spec.TransitionInterval = 200 * time.Millisecond
+	sim := pt.NewSim(t0, 4*time.Second, "c-1", "c-2", "c-3")
+	mem := settle(t, sim, spec, plan.Memory{})
+	r, err := sim.Round(spec, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Actions) != 0 || r.RecheckAfter != spec.CheckInterval {
+		t.Fatalf("settled: actions %v, recheck %v; want none and %v", pt.Strings(r.Actions), r.RecheckAfter, spec.CheckInterval)
+	}
+	mem = r.Memory
+	mem.Switchover.To = "c-2"
+	for i := 0; ; i++ {
+		if i == 10 {
+			t.Fatalf("the switchover did not settle: %+v", mem)
+		}
+		sim.Now = sim.Now.Add(200 * time.Millisecond)
+		r, err := sim.Round(spec, mem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		changing := len(r.Actions) > 0 || r.Memory.Switchover.From != "" || r.Memory.CurrentPrimary != r.Memory.TargetPrimary
+		if want := map[bool]time.Duration{true: spec.TransitionInterval, false: spec.CheckInterval}[changing]; r.RecheckAfter != want {
+			t.Fatalf("round %d (actions %v, memory %+v): recheck %v, want %v", i, pt.Strings(r.Actions), r.Memory, r.RecheckAfter, want)
+		}
+		mem = r.Memory
+		if !changing && mem.CurrentPrimary == "c-2" {
+			break
+		}
+	}
+	spec.TransitionInterval = -time.Second
+	if err := spec.Validate(); err == nil {
+		t.Fatal("a negative TransitionInterval is accepted")
+	}
+}

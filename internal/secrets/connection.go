@@ -10,7 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
+
+	"github.com/pgward/pgward/internal/safetext"
 )
 
 // Keys of a connection secret. They mean what they mean in CloudNativePG's
@@ -291,7 +292,7 @@ func validateQuery(query url.Values) error {
 			return fmt.Errorf("secrets: URI parameter %q is set by the secret itself", k)
 		}
 		for _, v := range vs {
-			if strings.ContainsFunc(k+v, unicode.IsControl) {
+			if strings.ContainsFunc(k+v, safetext.Forbidden) {
 				return fmt.Errorf("secrets: URI parameter %q contains a control character", k)
 			}
 		}

@@ -2,11 +2,20 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgward/pgward/internal/instanceapi"
+	"github.com/pgward/pgward/internal/local"
 )
 
 // stateOf returns each instance's state and role from `local status`.
@@ -35,6 +44,36 @@ func postgresAnswers(t *testing.T, dir, name string) bool {
 	return err == nil
 }
 
+// watchClient is an mTLS client of the cluster's status ports with the
+// client certificate in secret, and the status address of instance.
+func watchClient(t *testing.T, dir, cluster, secret, instance string) (*instanceapi.Client, string) {
+	t.Helper()
+	read := func(s, key string) []byte {
+		v, err := os.ReadFile(filepath.Join(dir, "secrets", s, key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	cert, err := tls.X509KeyPair(read(secret, "tls.crt"), read(secret, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(read(cluster+"-ca", "ca.crt"))
+	st, err := local.LoadState(local.Layout{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, is := range st.Instances {
+		if is.Name == instance {
+			return instanceapi.NewClient(pool, cert, "localhost", 2*time.Second), net.JoinHostPort("127.0.0.1", strconv.Itoa(is.StatusPort))
+		}
+	}
+	t.Fatalf("no instance %s", instance)
+	return nil, ""
+}
+
 // TestFenceAndHibernate runs CloudNativePG's fencing and hibernation on a
 // real three-instance cluster: a fenced replica's PostgreSQL is down, its
 // manager reports it fenced, and writes go on; a fenced primary is not
@@ -57,9 +96,43 @@ spec:
 		replica = "fen-3"
 	}
 
+	// The operator's wake-ups: a watch held open on the replica's status
+	// port answers as soon as its manager shuts PostgreSQL down.
+	watch, addr := watchClient(t, dir, "fen", "fen-controller", replica)
+	d0, err := watch.Watch(context.Background(), addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	woke := make(chan time.Time, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if d, err := watch.Watch(ctx, addr, d0); err == nil && d != d0 {
+			woke <- time.Now()
+		}
+		close(woke)
+	}()
 	start := time.Now()
 	mustPgward(t, "local", "fence", "on", replica, "--dir", dir)
 	t.Logf("replica %s fenced in %s", replica, time.Since(start).Round(time.Millisecond))
+	select {
+	case at, ok := <-woke:
+		if !ok {
+			t.Fatal("the watch ended without a change")
+		}
+		t.Logf("the watch answered %s after the fence was asked", at.Sub(start).Round(time.Millisecond))
+		if at.Sub(start) > instanceapi.WatchWait {
+			t.Errorf("the watch answered after %s: it waited out its time, not the change", at.Sub(start))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch did not answer within 10 s of the fence")
+	}
+	// Only the controller's identity may watch: the metrics client
+	// certificate comes from the same client CA and is refused.
+	other, _ := watchClient(t, dir, "fen", "fen-metrics", replica)
+	if _, err := other.Watch(context.Background(), addr, ""); !instanceapi.IsForbidden(err) {
+		t.Errorf("a watch with the metrics certificate: %v, want forbidden", err)
+	}
 	if states, _ := statesOf(t, dir); states[replica] != "fenced" {
 		t.Fatalf("states after fencing %s: %v", replica, states)
 	}

@@ -192,3 +192,6 @@ func BackupKeySecret(c *v1.Cluster, passphrase []byte) *corev1.Secret {
 // ClusterKeyJSON is the instance config Secret's key holding the Cluster
 // as the instance manager reads it (ManifestFor).
 const ClusterKeyJSON = clusterKeyJSON
+
+// ConfigKeyJSON is the key of an instance's config.json in its config Secret.
+const ConfigKeyJSON = configKeyJSON
