@@ -170,6 +170,11 @@ func (m *Manager) bootstrapPrimary(ctx context.Context, staging string) error {
 	if err != nil {
 		return err
 	}
+	// A new cluster has no tablespace yet: what a failed attempt or an
+	// earlier data directory left would make CREATE TABLESPACE fail.
+	if err := emptyTablespaceDirs(m.tablespaceDirs()); err != nil {
+		return err
+	}
 	if err := initdb(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, init); err != nil {
 		return err
 	}
@@ -406,7 +411,9 @@ func (m *Manager) rewind(ctx context.Context, primary Endpoint) error {
 	if err := m.checkpointOn(ctx, primary); err != nil {
 		return err
 	}
-	return runTool(ctx, m.cfg.PGBinDir, "pg_rewind", nil,
+	// From the data directory: its tablespace links may resolve through
+	// /proc/self/cwd (see runToolIn).
+	return runToolIn(ctx, m.cfg.DataDir, m.cfg.PGBinDir, "pg_rewind", nil,
 		"--target-pgdata", m.cfg.DataDir,
 		"--source-server", m.replicationConnInfo(primary, ""),
 		"--config-file", m.confFile())
@@ -448,7 +455,7 @@ func (m *Manager) doRecreate(ctx context.Context, primary Endpoint) error {
 	m.forgetSource()
 	m.setPhase(PhaseBaseBackup)
 	staging := stagingDir(m.cfg.DataDir)
-	if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, m.replicationConnInfo(primary, "")); err != nil {
+	if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, m.replicationConnInfo(primary, ""), m.tablespacePaths()); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(m.cfg.DataDir); err != nil {
