@@ -117,8 +117,10 @@ func ensureLocalTablespaceLink(cfg *Config) error {
 	switch {
 	case err == nil && target == want:
 		return nil
-	case err == nil || !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("spec.tablespaces: %s must be a link to %s (found %q, %v)", p, want, target, err)
+	case err == nil:
+		return fmt.Errorf("spec.tablespaces: %s must be a link to %s, not to %q", p, want, target)
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("spec.tablespaces: %s must be a link to %s: %w", p, want, err)
 	}
 	if err := os.Symlink(want, p); err != nil {
 		return fmt.Errorf("spec.tablespaces: %w", err)
@@ -170,7 +172,7 @@ func ensureTablespaceDirs(cfg *Config, c *v1.Cluster) error {
 			return fmt.Errorf("spec.tablespaces %s: %s must be a directory owned by this user", t.Name, d)
 		}
 		if fi.Mode().Perm() != 0o700 {
-			if err := os.Chmod(d, 0o700); err != nil {
+			if err := os.Chmod(d, 0o700); err != nil { // #nosec G302 -- a directory: PostgreSQL requires exactly 0700
 				return fmt.Errorf("spec.tablespaces %s: %w", t.Name, err)
 			}
 		}

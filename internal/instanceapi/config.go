@@ -27,18 +27,6 @@ type Config struct {
 	// WalDir, when set, holds the WAL (spec.walStorage): pg_wal is a link
 	// to it.
 	WalDir    string `json:"walDir,omitempty"`
-	// TablespacesDir holds this instance's tablespaces (spec.tablespaces):
-	// <dir>/<name>/data, 0700, made by the instance manager before
-	// PostgreSQL needs it. TablespaceLocation is the prefix of the location
-	// CREATE TABLESPACE records: the same string on every instance (a
-	// replica replays CREATE TABLESPACE with the primary's location), that
-	// resolves to TablespacesDir in PostgreSQL's processes. On Kubernetes
-	// both are the fixed mount path of the tablespaces' volumes; locally,
-	// where every instance shares one file system, it is
-	// LocalTablespaceLocation, which resolves through each process's working
-	// directory (its data directory) to the tablespaces beside it.
-	TablespacesDir     string `json:"tablespacesDir,omitempty"`
-	TablespaceLocation string `json:"tablespaceLocation,omitempty"`
 	ConfDir   string `json:"confDir"`
 	SocketDir string `json:"socketDir"`
 	// LogFile receives PostgreSQL's stderr.
@@ -86,6 +74,18 @@ type Config struct {
 	// inline statements of the same field. It may hold secrets: 0600
 	// locally, a Secret key on Kubernetes.
 	BootstrapSQLFile string `json:"bootstrapSQLFile,omitempty"`
+	// TablespacesDir holds this instance's tablespaces (spec.tablespaces):
+	// <dir>/<name>/data, 0700, made by the instance manager before
+	// PostgreSQL needs it. TablespaceLocation is the prefix of the location
+	// CREATE TABLESPACE records: the same string on every instance (a
+	// replica replays CREATE TABLESPACE with the primary's location), that
+	// resolves to TablespacesDir in PostgreSQL's processes. On Kubernetes
+	// both are the fixed mount path of the tablespaces' volumes; locally,
+	// where every instance shares one file system, it is
+	// LocalTablespaceLocation, which resolves through each process's working
+	// directory (its data directory) to the tablespaces beside it.
+	TablespacesDir     string `json:"tablespacesDir,omitempty"`
+	TablespaceLocation string `json:"tablespaceLocation,omitempty"`
 }
 
 // dnsName is a Kubernetes object name (RFC 1123 subdomain).

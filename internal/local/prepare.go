@@ -347,10 +347,6 @@ func (p *prepared) writeInstanceConfigs() error {
 			PGBinDir:      p.state.PGBinDir,
 			DataDir:       filepath.Join(dir, "data"),
 			WalDir:        walDir(p.cluster, dir),
-			// Every instance's tablespaces beside its data directory,
-			// under one location string (instance.LocalTablespaceLocation).
-			TablespacesDir:     filepath.Join(dir, "tablespaces"),
-			TablespaceLocation: instance.LocalTablespaceLocation,
 			ConfDir:       filepath.Join(dir, "conf"),
 			SocketDir:     filepath.Join(dir, "run"),
 			LogFile:       filepath.Join(dir, "postgres.log"),
@@ -380,6 +376,11 @@ func (p *prepared) writeInstanceConfigs() error {
 				LogFile:     p.layout.ControllerLog(),
 				OrphanAfter: orphanAfter,
 			},
+		}
+		if len(p.cluster.Spec.Tablespaces) > 0 {
+			// Every instance's tablespaces beside its data directory,
+			// under one location string (instance.LocalTablespaceLocation).
+			cfg.TablespacesDir, cfg.TablespaceLocation = filepath.Join(dir, "tablespaces"), instance.LocalTablespaceLocation
 		}
 		if err := instance.SaveConfig(cfg, p.layout.InstanceConfig(is.Name)); err != nil {
 			return err

@@ -70,7 +70,7 @@ spec:
 	eventually(t, 15*time.Second, "the table on the replica", func() error {
 		got, err := super(replica, "SELECT count(*) FROM t")
 		if err != nil || got != "1000" {
-			return fmt.Errorf("%v %s", err, got)
+			return fmt.Errorf("%w %s", err, got)
 		}
 		return nil
 	})
@@ -93,7 +93,7 @@ spec:
 	eventually(t, 15*time.Second, "the old primary following with the new row", func() error {
 		got, err := super(primary, "SELECT count(*) FROM t")
 		if err != nil || got != "1001" {
-			return fmt.Errorf("%v %s", err, got)
+			return fmt.Errorf("%w %s", err, got)
 		}
 		return nil
 	})
@@ -109,7 +109,7 @@ spec:
 	eventually(t, 15*time.Second, "the new tablespace replayed on the replica", func() error {
 		got, err := super(primary, "SELECT count(*) FROM pg_tablespace WHERE spcname = 'late'")
 		if err != nil || got != "1" {
-			return fmt.Errorf("%v %s", err, got)
+			return fmt.Errorf("%w %s", err, got)
 		}
 		if _, err := os.Stat(filepath.Join(dir, "instances", primary, "tablespaces", "late", "data")); err != nil {
 			return err
