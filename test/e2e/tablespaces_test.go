@@ -15,8 +15,9 @@ import (
 // primary with their owners, temp_tablespaces is pgward's, a table in the
 // normal one streams to the replica into the replica's own directory (the
 // same location string, resolved per instance), a switchover keeps it
-// readable and writable, and a tablespace added to the manifest later is
-// created and an owner changed is applied.
+// readable and writable, a tablespace added to the manifest later is
+// created and an owner changed is applied, and a failover (kill -9 of the
+// primary's postmaster) keeps the data and brings the old primary back.
 func TestTablespaces(t *testing.T) {
 	osUser := runAsUser(t)
 	manifest := func(extra string) string {
@@ -116,6 +117,42 @@ spec:
 		}
 		return nil
 	})
+	// A failover: the primary's postmaster killed, the other instance
+	// promoted, the killed one back as a replica of it (pg_rewind, or a new
+	// copy), each with the same tablespace links into its own directories.
+	killed := status(t, dir).CurrentPrimary
+	if out, err := runKill(postmasterPids(t, dir, killed)); err != nil {
+		t.Fatalf("kill: %v %s", err, out)
+	}
+	uri := strings.TrimSpace(mustPgward(t, "local", "uri", "app", "--dir", dir))
+	eventually(t, 30*time.Second, "a write on the new primary", func() error {
+		if p := status(t, dir).CurrentPrimary; p == killed {
+			return fmt.Errorf("primary still %s", p)
+		}
+		out, err := psql(ctx, "", uri, "INSERT INTO t VALUES (-1)")
+		if err != nil {
+			return fmt.Errorf("%w %s", err, out)
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, "the killed primary back with the new row", func() error {
+		got, err := super(killed, "SELECT count(*) FROM t")
+		if err != nil || got != "1002" {
+			return fmt.Errorf("%w %s", err, got)
+		}
+		return nil
+	})
+	for _, n := range []string{primary, replica} {
+		links, _ := filepath.Glob(filepath.Join(dir, "instances", n, "data", "pg_tblspc", "*"))
+		for _, l := range links {
+			if target, err := os.Readlink(l); err != nil || !strings.HasPrefix(target, "/proc/self/cwd/pgward_tablespaces/") {
+				t.Errorf("%s: %s -> %q (%v)", n, l, target, err)
+			}
+		}
+		if len(links) != 3 {
+			t.Errorf("%s: %d tablespace links, want 3", n, len(links))
+		}
+	}
 	// Removing one is refused before anything changes.
 	out, err := pgward(ctx, "local", "up", "-f", writeManifest(t, "tbs3.yaml", manifest("postgres")), "--dir", dir)
 	if err == nil || !strings.Contains(out, "spec.tablespaces[2]") || !strings.Contains(out, "cannot be removed") {
