@@ -411,9 +411,13 @@ func (m *Manager) rewind(ctx context.Context, primary Endpoint) error {
 	if err := m.checkpointOn(ctx, primary); err != nil {
 		return err
 	}
-	// From the data directory: its tablespace links may resolve through
-	// /proc/self/cwd (see runToolIn).
-	return runToolIn(ctx, m.cfg.DataDir, m.cfg.PGBinDir, "pg_rewind", nil,
+	// Its tablespace links may resolve through /proc/self/cwd (see
+	// rewindDir).
+	dir, err := rewindDir(m.cfg)
+	if err != nil {
+		return err
+	}
+	return runToolIn(ctx, dir, m.cfg.PGBinDir, "pg_rewind", nil,
 		"--target-pgdata", m.cfg.DataDir,
 		"--source-server", m.replicationConnInfo(primary, ""),
 		"--config-file", m.confFile())

@@ -105,27 +105,50 @@ func relinkTablespaces(dataDir string, tbs []tablespacePath) error {
 
 // ensureLocalTablespaceLink makes the data directory's link to the
 // tablespaces beside it (instanceapi.LocalTablespaceLink), when the
-// instance uses the local location and its data directory exists: a base
-// backup copies it, initdb does not make it.
+// instance uses the local location and its data directory exists: neither
+// initdb, pg_basebackup nor pg_rewind leaves one.
 func ensureLocalTablespaceLink(cfg *Config) error {
 	if cfg.TablespaceLocation != LocalTablespaceLocation || !hasDataDir(cfg.DataDir) {
 		return nil
 	}
-	p := filepath.Join(cfg.DataDir, instanceapi.LocalTablespaceLink)
-	want := filepath.Join("..", filepath.Base(cfg.TablespacesDir))
-	target, err := os.Readlink(p)
+	return ensureLink(filepath.Join(cfg.DataDir, instanceapi.LocalTablespaceLink), cfg.TablespacesDir)
+}
+
+// ensureLink makes p a symbolic link to target, or checks it is one.
+func ensureLink(p, target string) error {
+	got, err := os.Readlink(p)
 	switch {
-	case err == nil && target == want:
+	case err == nil && got == target:
 		return nil
 	case err == nil:
-		return fmt.Errorf("spec.tablespaces: %s must be a link to %s, not to %q", p, want, target)
+		return fmt.Errorf("spec.tablespaces: %s must be a link to %s, not to %q", p, target, got)
 	case !errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("spec.tablespaces: %s must be a link to %s: %w", p, want, err)
+		return fmt.Errorf("spec.tablespaces: %s must be a link to %s: %w", p, target, err)
 	}
-	if err := os.Symlink(want, p); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("spec.tablespaces: %w", err)
+	}
+	if err := os.Symlink(target, p); err != nil {
 		return fmt.Errorf("spec.tablespaces: %w", err)
 	}
 	return nil
+}
+
+// rewindDir is the working directory pg_rewind runs in. pg_rewind removes
+// the data directory's LocalTablespaceLink (it skips pg_dynshmem's
+// contents and removes them from the target) while it writes the
+// tablespaces through their links, which resolve from its working
+// directory: this one has a LocalTablespaceLink of its own, outside the
+// data directory.
+func rewindDir(cfg *Config) (string, error) {
+	if cfg.TablespaceLocation != LocalTablespaceLocation {
+		return cfg.DataDir, nil
+	}
+	d := filepath.Join(cfg.ConfDir, "rewind")
+	if err := ensureLink(filepath.Join(d, instanceapi.LocalTablespaceLink), cfg.TablespacesDir); err != nil {
+		return "", err
+	}
+	return d, nil
 }
 
 // checkTablespaceName refuses a name that could leave TablespacesDir or

@@ -10,7 +10,7 @@ import (
 )
 
 func TestTablespacePlan(t *testing.T) {
-	loc := "/proc/self/cwd/pgward_tablespaces/fast/data"
+	loc := "/proc/self/cwd/pg_dynshmem/pgward_tablespaces/fast/data"
 	for _, c := range []struct {
 		name    string
 		want    v1.TablespaceConfiguration
@@ -50,7 +50,7 @@ func TestTablespacePlan(t *testing.T) {
 // a directory of ours, or a link elsewhere, refused.
 func TestTablespaceDirs(t *testing.T) {
 	root := t.TempDir()
-	cfg := &Config{DataDir: filepath.Join(root, "data"), TablespacesDir: filepath.Join(root, "tablespaces"), TablespaceLocation: LocalTablespaceLocation}
+	cfg := &Config{DataDir: filepath.Join(root, "data"), ConfDir: filepath.Join(root, "conf"), TablespacesDir: filepath.Join(root, "tablespaces"), TablespaceLocation: LocalTablespaceLocation}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -69,12 +69,18 @@ func TestTablespaceDirs(t *testing.T) {
 			t.Errorf("%s: %v %v", n, fi, err)
 		}
 	}
-	if target, err := os.Readlink(filepath.Join(cfg.DataDir, "pgward_tablespaces")); err != nil || target != "../tablespaces" {
+	if target, err := os.Readlink(filepath.Join(cfg.DataDir, "pg_dynshmem", "pgward_tablespaces")); err != nil || target != cfg.TablespacesDir {
 		t.Errorf("link: %q %v", target, err)
 	}
 	// Resolved as PostgreSQL's processes resolve it: from the data directory.
-	if fi, err := os.Stat(filepath.Join(cfg.DataDir, "pgward_tablespaces", "fast", "data")); err != nil || !fi.IsDir() {
+	if fi, err := os.Stat(filepath.Join(cfg.DataDir, "pg_dynshmem", "pgward_tablespaces", "fast", "data")); err != nil || !fi.IsDir() {
 		t.Errorf("the location does not reach the directory: %v", err)
+	}
+	// pg_rewind's working directory reaches them the same way.
+	if d, err := rewindDir(cfg); err != nil || d == cfg.DataDir {
+		t.Errorf("rewindDir: %q %v", d, err)
+	} else if fi, err := os.Stat(filepath.Join(d, "pg_dynshmem", "pgward_tablespaces", "fast", "data")); err != nil || !fi.IsDir() {
+		t.Errorf("pg_rewind's location does not reach the directory: %v", err)
 	}
 	if err := os.Chmod(tablespaceDir(cfg, "fast"), 0o755); err != nil {
 		t.Fatal(err)
@@ -97,12 +103,12 @@ func TestTablespaceDirs(t *testing.T) {
 	}
 	_ = os.Remove(tablespaceDir(cfg, "scratch"))
 	// The data directory's link pointing elsewhere.
-	link := filepath.Join(cfg.DataDir, "pgward_tablespaces")
+	link := filepath.Join(cfg.DataDir, "pg_dynshmem", "pgward_tablespaces")
 	_ = os.Remove(link)
 	if err := os.Symlink("/tmp", link); err != nil {
 		t.Fatal(err)
 	}
-	if err := ensureTablespaceDirs(cfg, c); err == nil || !strings.Contains(err.Error(), "must be a link to ../tablespaces") {
+	if err := ensureTablespaceDirs(cfg, c); err == nil || !strings.Contains(err.Error(), "must be a link to "+cfg.TablespacesDir) {
 		t.Errorf("a link elsewhere: %v", err)
 	}
 	// A name validation would refuse never reaches a path.

@@ -212,10 +212,14 @@ type Supervisor struct {
 }
 
 // LocalTablespaceLink is the symbolic link, in a local instance's data
-// directory, to the "tablespaces" directory beside it ("../tablespaces":
-// relative, so a base backup's copy of it in another instance's data
-// directory names that instance's own).
-const LocalTablespaceLink = "pgward_tablespaces"
+// directory, to the "tablespaces" directory beside it. It lives in
+// pg_dynshmem, a directory whose contents PostgreSQL leaves alone (it
+// removes only its own mmap.* files there) and that pg_basebackup and
+// pg_rewind skip: a link elsewhere in the data directory would be copied
+// by pg_rewind as the directory it names (the source server reports it
+// as one), tablespace files and all. The instance manager makes it again
+// wherever it is missing.
+const LocalTablespaceLink = "pg_dynshmem/pgward_tablespaces"
 
 // LocalTablespaceLocation is the local runtime's TablespaceLocation.
 // PostgreSQL's processes run in their data directory (the postmaster
@@ -223,8 +227,8 @@ const LocalTablespaceLink = "pgward_tablespaces"
 // each instance's processes, its own tablespaces through
 // LocalTablespaceLink: a replica replaying the primary's CREATE TABLESPACE
 // uses its own directory, never the primary's, though all of them share
-// one file system. (PostgreSQL folds "..", so the link cannot be spelled
-// in the location itself.)
+// one file system. (PostgreSQL folds "..", so the way out of the data
+// directory cannot be spelled in the location itself.)
 const LocalTablespaceLocation = "/proc/self/cwd/" + LocalTablespaceLink
 
 // checkTablespaces makes sure the location CREATE TABLESPACE records

@@ -17,7 +17,8 @@ import (
 // same location string, resolved per instance), a switchover keeps it
 // readable and writable, a tablespace added to the manifest later is
 // created and an owner changed is applied, and a failover (kill -9 of the
-// primary's postmaster) keeps the data and brings the old primary back.
+// primary's postmaster) keeps the data and brings the old primary back
+// by pg_rewind.
 func TestTablespaces(t *testing.T) {
 	osUser := runAsUser(t)
 	manifest := func(extra string) string {
@@ -47,7 +48,7 @@ spec:
 		return "", fmt.Errorf("no instance %s", instance)
 	}
 	tablespaces := `SELECT string_agg(spcname || ':' || pg_get_userbyid(spcowner) || ':' || pg_tablespace_location(oid), ' ' ORDER BY spcname) FROM pg_tablespace WHERE spcname NOT LIKE 'pg\_%'`
-	want := "fast:app:/proc/self/cwd/pgward_tablespaces/fast/data scratch:app:/proc/self/cwd/pgward_tablespaces/scratch/data"
+	want := "fast:app:/proc/self/cwd/pg_dynshmem/pgward_tablespaces/fast/data scratch:app:/proc/self/cwd/pg_dynshmem/pgward_tablespaces/scratch/data"
 	eventually(t, 15*time.Second, "the tablespaces on the primary", func() error {
 		if got := appSQL(t, dir, tablespaces); got != want {
 			return fmt.Errorf("tablespaces: %q", got)
@@ -100,7 +101,7 @@ spec:
 	})
 	// Reconciled continuously: an owner changed, a tablespace added.
 	mustPgward(t, "local", "up", "-f", writeManifest(t, "tbs2.yaml", manifest("postgres")+"  - name: late\n"), "--dir", dir)
-	want = "fast:app:/proc/self/cwd/pgward_tablespaces/fast/data late:postgres:/proc/self/cwd/pgward_tablespaces/late/data scratch:postgres:/proc/self/cwd/pgward_tablespaces/scratch/data"
+	want = "fast:app:/proc/self/cwd/pg_dynshmem/pgward_tablespaces/fast/data late:postgres:/proc/self/cwd/pg_dynshmem/pgward_tablespaces/late/data scratch:postgres:/proc/self/cwd/pg_dynshmem/pgward_tablespaces/scratch/data"
 	eventually(t, 20*time.Second, "the new tablespace and owner", func() error {
 		if got := appSQL(t, dir, tablespaces); got != want {
 			return fmt.Errorf("tablespaces: %q", got)
@@ -142,10 +143,14 @@ spec:
 		}
 		return nil
 	})
+	// By pg_rewind, which must find the tablespaces from where it runs.
+	if b, err := os.ReadFile(filepath.Join(dir, "instances", killed, "instance.log")); err != nil || strings.Contains(string(b), "pg_rewind failed") {
+		t.Errorf("the killed primary was not rewound (%v): %s", err, b)
+	}
 	for _, n := range []string{primary, replica} {
 		links, _ := filepath.Glob(filepath.Join(dir, "instances", n, "data", "pg_tblspc", "*"))
 		for _, l := range links {
-			if target, err := os.Readlink(l); err != nil || !strings.HasPrefix(target, "/proc/self/cwd/pgward_tablespaces/") {
+			if target, err := os.Readlink(l); err != nil || !strings.HasPrefix(target, "/proc/self/cwd/pg_dynshmem/pgward_tablespaces/") {
 				t.Errorf("%s: %s -> %q (%v)", n, l, target, err)
 			}
 		}
