@@ -377,11 +377,11 @@ func (p *prepared) writeInstanceConfigs() error {
 				OrphanAfter: orphanAfter,
 			},
 		}
-		if len(p.cluster.Spec.Tablespaces) > 0 {
-			// Every instance's tablespaces beside its data directory,
-			// under one location string (instance.LocalTablespaceLocation).
-			cfg.TablespacesDir, cfg.TablespaceLocation = filepath.Join(dir, "tablespaces"), instance.LocalTablespaceLocation
-		}
+		// Every instance's tablespaces beside its data directory, under
+		// one location string (instance.LocalTablespaceLocation). Always
+		// set: a running manager keeps the config it started with, and a
+		// tablespace may be declared later.
+		cfg.TablespacesDir, cfg.TablespaceLocation = filepath.Join(dir, "tablespaces"), instance.LocalTablespaceLocation
 		if err := instance.SaveConfig(cfg, p.layout.InstanceConfig(is.Name)); err != nil {
 			return err
 		}
