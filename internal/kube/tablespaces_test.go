@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
 	v1 "github.com/pgward/pgward/api/v1"
@@ -21,7 +22,8 @@ import (
 // <pod>-tbs-<name>, size and class from the tablespace, owned by the
 // Cluster), its pod mounts each at the fixed path the instance manager's
 // config names (the pod is admitted in a namespace enforcing the
-// restricted standard). The webhook
+// restricted standard), and they go with their instance when the cluster
+// shrinks. The webhook
 // refuses a tablespace without a size, and, on a running cluster, one
 // added (the pods' volumes are fixed), removed, or a changed class.
 func TestTablespacesOnTheAPIServer(t *testing.T) {
@@ -94,6 +96,32 @@ func TestTablespacesOnTheAPIServer(t *testing.T) {
 	}
 
 	var cur v1.Cluster
+	if err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: c.Name}, &cur); err != nil {
+		t.Fatal(err)
+	}
+	v1.SetDefaults(&cur)
+
+	// Fewer instances: the tablespace volumes of the instances removed go
+	// with their data volume.
+	cur.Spec.Instances = 2
+	if err := admin.Update(ctx, &cur); err != nil {
+		t.Fatal(err)
+	}
+	reconcileOnce(t, r, &cur)
+	gone := c.Name + "-3"
+	for _, pvc := range []string{gone, gone + "-tbs-another-tablespace", gone + "-tbs-scratch"} {
+		var got corev1.PersistentVolumeClaim
+		err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: pvc}, &got)
+		if !apierrors.IsNotFound(err) && (err != nil || got.DeletionTimestamp == nil) {
+			t.Errorf("PVC %s of the removed instance: still there (%v)", pvc, err)
+		}
+	}
+	for _, pvc := range []string{c.Name + "-2-tbs-another-tablespace", c.Name + "-2-tbs-scratch"} {
+		var got corev1.PersistentVolumeClaim
+		if err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: pvc}, &got); err != nil || got.DeletionTimestamp != nil {
+			t.Errorf("PVC %s of a kept instance: %v %v", pvc, err, got.DeletionTimestamp)
+		}
+	}
 	if err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: c.Name}, &cur); err != nil {
 		t.Fatal(err)
 	}
