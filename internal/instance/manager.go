@@ -111,6 +111,12 @@ type Manager struct {
 	rolesDigest    [32]byte
 	rolesCheckedAt time.Time
 	rolesErr       string
+	// tablespacesDigest identifies spec.tablespaces last reconciled, at
+	// tablespacesCheckedAt; tablespacesErr is the last failure, in the
+	// status (tablespaces.go).
+	tablespacesDigest    [32]byte
+	tablespacesCheckedAt time.Time
+	tablespacesErr       string
 	// pgTLS is the TLS material PostgreSQL last read, at start or reload.
 	pgTLS tlsState
 }
@@ -326,6 +332,7 @@ func (m *Manager) loop(ctx context.Context) error {
 		case <-secretTick.C:
 			m.applyChangedPasswords(ctx)
 			m.reconcileManagedRoles(ctx, time.Now())
+			m.reconcileTablespaces(ctx, time.Now())
 		}
 	}
 }

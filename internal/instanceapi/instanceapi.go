@@ -177,6 +177,9 @@ type Status struct {
 	// RolesError says why spec.managed.roles is not (yet) what the
 	// primary has; empty when it is.
 	RolesError string `json:"rolesError,omitempty"`
+	// TablespacesError says why spec.tablespaces is not (yet) what the
+	// primary has; empty when it is.
+	TablespacesError string `json:"tablespacesError,omitempty"`
 	// Archive is the WAL archiver's state on a primary that archives.
 	Archive *Archive `json:"archive,omitempty"`
 	// Backup is the last base backup this instance ran, if any.
