@@ -90,6 +90,13 @@ func DecidePodSecurity(cs []ContainerSecurity, wantUID int64) Part {
 	return Part{"", Pass, fmt.Sprintf("%d containers in %d pods: runAsNonRoot, uid %d, no privilege escalation, capabilities drop ALL, read-only root filesystem, seccomp, no host namespace, no automounted token", len(cs), len(pods), wantUID)}
 }
 
+func orWhole(key string) string {
+	if key == "" {
+		return "(whole)"
+	}
+	return "key " + key
+}
+
 func orNone(s string) string {
 	if s == "" {
 		return "none"
@@ -114,8 +121,9 @@ const MaxSecretMode = 0o600
 // DecideProjectionModes checks the secrets the cluster's pods mount:
 // every key projected one by one (never a whole secret, which would bring
 // keys the instance does not need), no wider than MaxSecretMode, and none
-// of the secrets no pod may hold (forbidden: the CA's key, the operator's
-// client certificate).
+// of what no pod may hold (forbidden: "secret" for every key of a secret,
+// such as the operator's client certificate, or "secret/key", such as the
+// CA's private key).
 func DecideProjectionModes(ps []Projection, forbidden []string) Part {
 	if len(ps) == 0 {
 		return Part{"", Warn, "no secret projected into a pod of the cluster (no pod found?)"}
@@ -126,8 +134,10 @@ func DecideProjectionModes(ps []Projection, forbidden []string) Part {
 		pods[p.Pod] = true
 		where := fmt.Sprintf("pod %s volume %s secret %s", p.Pod, p.Volume, p.Secret)
 		switch {
-		case slices.Contains(forbidden, p.Secret):
-			bad = append(bad, where+" is never to be in a pod")
+		case slices.Contains(forbidden, p.Secret) || (p.Key != "" && slices.Contains(forbidden, p.Secret+"/"+p.Key)):
+			bad = append(bad, where+" "+orWhole(p.Key)+" is never to be in a pod")
+		case p.Key == "" && slices.ContainsFunc(forbidden, func(f string) bool { return strings.HasPrefix(f, p.Secret+"/") }):
+			bad = append(bad, where+" (whole, with a key never to be in a pod)")
 		case p.Key == "":
 			bad = append(bad, fmt.Sprintf("%s mounted whole (mode %04o; want key by key)", where, p.Mode))
 		case p.Mode&^MaxSecretMode != 0:

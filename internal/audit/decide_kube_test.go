@@ -73,11 +73,13 @@ func TestDecideProjectionModes(t *testing.T) {
 		{"0644 (Kubernetes' default)", Projection{Pod: "c-1", Volume: "config", Secret: "c-server", Key: "tls.key", Mode: 0o644}, Fail, "is 0644"},
 		{"0700 (executable)", Projection{Pod: "c-1", Volume: "config", Secret: "c-server", Key: "tls.key", Mode: 0o700}, Fail, "is 0700"},
 		{"a whole secret", Projection{Pod: "c-1", Volume: "extra", Secret: "c-app", Mode: 0o400}, Fail, "mounted whole"},
-		{"the CA's key", Projection{Pod: "c-1", Volume: "extra", Secret: "c-ca", Key: "ca.key", Mode: 0o400}, Fail, "never to be in a pod"},
+		{"the CA's certificate", Projection{Pod: "c-1", Volume: "config", Secret: "c-ca", Key: "ca.crt", Mode: 0o400}, Pass, ""},
+		{"the CA's key", Projection{Pod: "c-1", Volume: "extra", Secret: "c-ca", Key: "ca.key", Mode: 0o400}, Fail, "secret c-ca key ca.key is never to be in a pod"},
+		{"the CA's secret whole", Projection{Pod: "c-1", Volume: "extra", Secret: "c-ca", Mode: 0o400}, Fail, "with a key never to be in a pod"},
 		{"the controller certificate", Projection{Pod: "c-1", Volume: "extra", Secret: "c-controller", Key: "tls.key", Mode: 0o400}, Fail, "never to be in a pod"},
 	}
 	for _, c := range cases {
-		got := DecideProjectionModes([]Projection{ok, c.p}, []string{"c-ca", "c-controller"})
+		got := DecideProjectionModes([]Projection{ok, c.p}, []string{"c-ca/ca.key", "c-controller"})
 		if got.Status != c.st || !strings.Contains(got.Evidence, c.want) {
 			t.Errorf("%s: %v %q, want %v with %q", c.name, got.Status, got.Evidence, c.st, c.want)
 		}

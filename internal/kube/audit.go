@@ -206,7 +206,7 @@ func (a *kubeAuditor) projections(context.Context) audit.Result {
 		}
 	}
 	n := build.Secrets(a.c)
-	return audit.Combine(append(a.missingPods(), audit.DecideProjectionModes(ps, []string{n.CA, n.Controller})))
+	return audit.Combine(append(a.missingPods(), audit.DecideProjectionModes(ps, []string{n.CA + "/" + build.KeyCAKey, n.Controller})))
 }
 
 // SecretProjections lists every secret a pod mounts, key by key with the
