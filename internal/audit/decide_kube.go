@@ -160,8 +160,8 @@ type PolicyCheck struct {
 	Differs string
 }
 
-// DecideNetworkPolicies: with NetworkPolicies enabled, each of pgward's
-// must exist as pgward builds it; disabled, there is nothing to check.
+// DecideNetworkPolicies checks, with NetworkPolicies enabled, that each of
+// pgward's exists as pgward builds it; disabled, there is nothing to check.
 func DecideNetworkPolicies(enabled bool, checks []PolicyCheck) Part {
 	if !enabled {
 		return Part{"", Pass, "not enabled (spec.networkPolicy.enabled is false): nothing to check"}
@@ -182,8 +182,8 @@ func DecideNetworkPolicies(enabled bool, checks []PolicyCheck) Part {
 	return Part{"", Pass, "present as pgward builds them: " + strings.Join(names, ", ")}
 }
 
-// DecideSuperuserSecret: with superuser access off, the superuser secret
-// pgward would generate must not exist (it would hold a password nobody
+// DecideSuperuserSecret checks that, with superuser access off, the
+// superuser secret pgward would generate does not exist (it would hold a password nobody
 // should have).
 func DecideSuperuserSecret(access bool, name string, exists bool) Part {
 	switch {

@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	v1 "github.com/pgward/pgward/api/v1"
-	"github.com/pgward/pgward/internal/backup"
 	"github.com/pgward/pgward/internal/audit/probe"
+	"github.com/pgward/pgward/internal/backup"
 	"github.com/pgward/pgward/internal/instanceapi"
 )
 
@@ -115,4 +115,3 @@ func enforcedBase(cfg *Config) map[string]string {
 		"archive_mode":             "off",
 	}
 }
-

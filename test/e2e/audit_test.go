@@ -436,7 +436,11 @@ func auditEvidence(t *testing.T, dir string, port int, asController bool) instan
 		MinVersion: tls.VersionTLS13, RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{cert},
 	}}}
 	defer cl.CloseIdleConnections()
-	resp, err := cl.Get("https://127.0.0.1:" + strconv.Itoa(port) + instanceapi.PathAudit)
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "https://127.0.0.1:"+strconv.Itoa(port)+instanceapi.PathAudit, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cl.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
