@@ -404,7 +404,7 @@ func (a *kubeAuditor) superuser(ctx context.Context) audit.Result {
 	if a.c.Spec.SuperuserSecret != nil {
 		name = a.c.Spec.SuperuserSecret.Name
 	}
-	var parts []audit.Part
+	parts := a.missingPods()
 	if access {
 		return audit.Combine([]audit.Part{audit.DecideSuperuserSecret(true, name, false)})
 	}
@@ -439,9 +439,9 @@ func (a *kubeAuditor) superuser(ctx context.Context) audit.Result {
 // --- through a port-forward ---
 
 // eachRunning runs f for each running instance with a forwarded address
-// of port; an instance that cannot be reached adds a WARN.
+// of port; an instance that cannot be reached adds a WARN (a pod that
+// could not be read is the caller's to report, once: missingPods).
 func (a *kubeAuditor) eachRunning(ctx context.Context, port int, parts *[]audit.Part, f func(ctx context.Context, name, addr string) []audit.Part) {
-	*parts = append(*parts, a.missingPods()...)
 	for _, n := range a.names {
 		p, ok := a.pods[n]
 		if !ok {
@@ -495,7 +495,7 @@ func (a *kubeAuditor) pgAttempt(ctx context.Context, addr, rest, password string
 }
 
 func (a *kubeAuditor) postgresTLS12(ctx context.Context) audit.Result {
-	var parts []audit.Part
+	parts := a.missingPods()
 	a.eachRunning(ctx, build.PostgresPort, &parts, func(ictx context.Context, n, addr string) []audit.Part {
 		at := probe.TLS12Handshake(a.pgAttempt(ictx, addr, "user=pgward_audit dbname=postgres", "", tls.VersionTLS12))
 		return []audit.Part{audit.DecideRefusal(n+" TLS 1.2", at, "protocol version")}
@@ -504,26 +504,28 @@ func (a *kubeAuditor) postgresTLS12(ctx context.Context) audit.Result {
 }
 
 func (a *kubeAuditor) replicationPassword(ctx context.Context) audit.Result {
-	var parts []audit.Part
+	parts := a.missingPods()
 	pw := probe.RandomPassword()
-	a.eachRunning(ctx, build.PostgresPort, &parts, func(ictx context.Context, n, addr string) []audit.Part {
-		var out []audit.Part
-		for _, c := range []struct{ what, conninfo string }{
-			{"password over TLS", "dbname=postgres"},
-			{"replication with a password over TLS", "dbname=replication replication=true"},
-		} {
+	// One port-forward per attempt: a forward whose pod end closes the
+	// connection first (PostgreSQL's FATAL) may not carry the next one.
+	for _, c := range []struct{ what, conninfo string }{
+		{"password over TLS", "dbname=postgres"},
+		{"replication with a password over TLS", "dbname=replication replication=true"},
+	} {
+		var ps []audit.Part
+		a.eachRunning(ctx, build.PostgresPort, &ps, func(ictx context.Context, n, addr string) []audit.Part {
 			at := a.pgAttempt(ictx, addr, "user=streaming_replica "+c.conninfo, pw, 0)
-			out = append(out, audit.DecideRefusal(n+" "+c.what, at, "certificate"))
-		}
-		return out
-	})
+			return []audit.Part{audit.DecideRefusal(n+" "+c.what, at, "certificate")}
+		})
+		parts = append(parts, ps...)
+	}
 	return audit.Combine(parts)
 }
 
 // --- the status port ---
 
 func (a *kubeAuditor) statusPort(ctx context.Context) audit.Result {
-	var parts []audit.Part
+	parts := a.missingPods()
 	roots, err := a.serverRoots()
 	if err != nil {
 		return audit.Result{Status: audit.Warn, Evidence: "no server CA to verify with: " + err.Error()}
@@ -574,7 +576,7 @@ func foreignControllerCert(now time.Time) (tls.Certificate, error) {
 }
 
 func (a *kubeAuditor) statusTLS12(ctx context.Context) audit.Result {
-	var parts []audit.Part
+	parts := a.missingPods()
 	roots, err := a.serverRoots()
 	if err != nil {
 		return audit.Result{Status: audit.Warn, Evidence: "no server CA to verify with: " + err.Error()}
