@@ -546,18 +546,30 @@ func (a *kubeAuditor) statusPort(ctx context.Context) audit.Result {
 		return audit.Result{Status: audit.Warn, Evidence: "making a certificate of another CA: " + err.Error()}
 	}
 	sn := build.ServerName(a.c)
-	a.eachRunning(ctx, build.StatusPort, &parts, func(ictx context.Context, n, addr string) []audit.Part {
-		out := []audit.Part{
-			audit.DecideRefusal(n+" GET /pg/status without a certificate", probe.StatusRequest(ictx, addr, sn, roots, http.MethodGet, instanceapi.PathStatus, tls.VersionTLS13), "HTTP 401"),
-			audit.DecideRefusal(n+" POST /pg/command without a certificate", probe.StatusRequest(ictx, addr, sn, roots, http.MethodPost, instanceapi.PathCommand, tls.VersionTLS13), "HTTP 401"),
-			audit.DecideRefusal(n+" GET /pg/audit without a certificate", probe.StatusRequest(ictx, addr, sn, roots, http.MethodGet, instanceapi.PathAudit, tls.VersionTLS13), "HTTP 401"),
-			audit.DecideRefusal(n+" POST /pg/command with a pgward-controller certificate of another CA", probe.StatusRequest(ictx, addr, sn, roots, http.MethodPost, instanceapi.PathCommand, tls.VersionTLS13, foreign), "tls: "),
-		}
-		if len(repl) > 0 {
-			out = append(out, audit.DecideRefusal(n+" POST /pg/command with streaming_replica's certificate", probe.StatusRequest(ictx, addr, sn, roots, http.MethodPost, instanceapi.PathCommand, tls.VersionTLS13, repl...), "HTTP 403", "tls: "))
-		}
-		return out
-	})
+	type try struct {
+		what, method, path string
+		cert               []tls.Certificate
+		want               []string
+	}
+	tries := []try{
+		{"GET /pg/status without a certificate", http.MethodGet, instanceapi.PathStatus, nil, []string{"HTTP 401"}},
+		{"POST /pg/command without a certificate", http.MethodPost, instanceapi.PathCommand, nil, []string{"HTTP 401"}},
+		{"GET /pg/audit without a certificate", http.MethodGet, instanceapi.PathAudit, nil, []string{"HTTP 401"}},
+		{"POST /pg/command with a pgward-controller certificate of another CA", http.MethodPost, instanceapi.PathCommand, []tls.Certificate{foreign}, []string{"tls: "}},
+	}
+	if len(repl) > 0 {
+		tries = append(tries, try{"POST /pg/command with streaming_replica's certificate", http.MethodPost, instanceapi.PathCommand, repl, []string{"HTTP 403", "tls: "}})
+	}
+	// One port-forward per attempt: after the instance refused a
+	// certificate in the handshake (it closes first), the same forward
+	// may not carry another connection.
+	for _, tr := range tries {
+		var ps []audit.Part
+		a.eachRunning(ctx, build.StatusPort, &ps, func(ictx context.Context, n, addr string) []audit.Part {
+			return []audit.Part{audit.DecideRefusal(n+" "+tr.what, probe.StatusRequest(ictx, addr, sn, roots, tr.method, tr.path, tls.VersionTLS13, tr.cert...), tr.want...)}
+		})
+		parts = append(parts, ps...)
+	}
 	return audit.Combine(parts)
 }
 
