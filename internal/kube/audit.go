@@ -118,7 +118,7 @@ func (a *kubeAuditor) checks() []audit.Check {
 		audit.Func{Name: "certificate-chain", Fix: "replace the certificate with one issued by the cluster's CA (delete a generated secret: the operator issues it again)", Fn: a.certChain},
 		audit.Func{Name: "pg-hba-rules", Fix: "find who edited pg_hba.conf in the pod, then delete the pod (the instance manager renders it again at start)", Fn: a.hbaRules},
 		audit.Func{Name: "postgresql-conf-enforced", Fix: "find who edited postgresql.conf in the pod, then delete the pod (the instance manager renders it again at start)", Fn: a.confEnforced},
-		audit.Func{Name: "settings-running", Fix: "empty postgresql.auto.conf (ALTER SYSTEM RESET ALL) and reload (`kubectl pgward reload` or SELECT pg_reload_conf()), or restart the instance; ALTER ROLE/DATABASE ... RESET a fixed parameter set for a role or database", Fn: a.liveSettings},
+		audit.Func{Name: "settings-running", Fix: "empty postgresql.auto.conf (ALTER SYSTEM RESET ALL) and SELECT pg_reload_conf() on the instance named, or restart it (`kubectl pgward restart`); ALTER ROLE/DATABASE ... RESET a fixed parameter set for a role or database", Fn: a.liveSettings},
 		audit.Func{Name: "alter-system-drift", Fix: "run ALTER SYSTEM RESET ALL (then SELECT pg_reload_conf()) and put the setting in spec.postgresql.parameters; pgward also empties the file at the next start", Fn: a.autoConf},
 		audit.Func{Name: "replication-streams", Fix: "restart the replica named (`kubectl pgward restart CLUSTER INSTANCE`): its primary_conninfo is rendered with TLS 1.3 and streaming_replica's certificate", Fn: a.streams},
 		audit.Func{Name: "postgres-tls-1.3-only", Fix: "restart the instance (`kubectl pgward restart`): ssl_min_protocol_version is enforced", Fn: a.postgresTLS12},
