@@ -93,7 +93,7 @@ kube-down: ## stop it and restore the host
 E2E_SMOKE = go test -tags e2e_kube -count=1 -v -timeout 40m -run '^(TestOperatorInstall|TestFailover|TestBackupAndRecovery|TestLeaseFencing|TestPodShape|TestUserImageWithoutPgward|TestPluginFenceHibernateOnPods|TestMetricsOnPods|TestImportOnPods)$$' ./test/kube/
 E2E_ENV = KUBECONFIG=$${PGWARD_KUBE_DIR:-/var/lib/pgward-kube}/kubeconfig PGWARD_KUBECTL=$$(hack/kube-binaries.sh --node)/kubectl
 e2e: kube-up
-	trap 'hack/kube-down.sh' EXIT; $(E2E_ENV) go test -tags e2e_kube -count=1 -v -timeout 30m ./test/kube/
+	trap 'hack/kube-down.sh' EXIT; $(E2E_ENV) go test -tags e2e_kube -count=1 -v -timeout 75m ./test/kube/
 
 # What CI runs on every change: the operator installed, the synchronous
 # sample Ready, the app writing through <c>-rw over verify-full TLS, two

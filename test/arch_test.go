@@ -32,19 +32,22 @@ var allowed = map[string][]string{
 	"internal/control": {"api/v1", "internal/plan", "internal/instanceapi", "internal/safetext"},
 	// The audit's decisions are pure; each runtime observes for it.
 	"internal/audit": {"api/v1", "internal/pki", "internal/safetext"},
+	// The audit's observations, shared by the local adapter, the instance
+	// manager's audit endpoint and the Kubernetes adapter: no decision.
+	"internal/audit/probe": {"api/v1", "internal/pki", "internal/audit", "internal/safetext"},
 	// pgBackRest's driver: configuration, commands, the choice of a backup.
 	"internal/backup":   {"api/v1", "internal/safetext"},
-	"internal/instance": {"api/v1", "internal/customqueries", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/safetext"},
-	"internal/local":    {"api/v1", "internal/customqueries", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/safetext"},
-	"internal/bench":    {"api/v1", "internal/customqueries", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/safetext"},
-	"internal/cli":      {"api/v1", "internal/customqueries", "internal/audit", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build", "internal/safetext"},
+	"internal/instance": {"api/v1", "internal/customqueries", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/audit", "internal/audit/probe", "internal/safetext"},
+	"internal/local":    {"api/v1", "internal/customqueries", "internal/audit", "internal/audit/probe", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/safetext"},
+	"internal/bench":    {"api/v1", "internal/customqueries", "internal/audit", "internal/audit/probe", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/safetext"},
+	"internal/cli":      {"api/v1", "internal/customqueries", "internal/audit", "internal/audit/probe", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/local", "internal/bench", "internal/kube", "internal/kube/build", "internal/safetext"},
 	// The operator's pure builders see the instance manager's Config type
 	// through its contract (instanceapi), never the manager, the planner
 	// or a runtime.
 	"internal/kube/build": {"api/v1", "internal/pki", "internal/instanceapi", "internal/safetext"},
 	// The operator drives the same planner as the local runtime but never
 	// imports it (nor the CLI).
-	"internal/kube": {"api/v1", "internal/customqueries", "internal/pgconf", "internal/secrets", "internal/pki", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/kube/build", "internal/safetext"},
+	"internal/kube": {"api/v1", "internal/customqueries", "internal/pgconf", "internal/secrets", "internal/pki", "internal/audit", "internal/audit/probe", "internal/instanceapi", "internal/backup", "internal/instance", "internal/plan", "internal/control", "internal/kube/build", "internal/safetext"},
 }
 
 // forbiddenExternal are imports a package must not pull in, even indirectly.

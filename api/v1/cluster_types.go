@@ -127,6 +127,14 @@ type ClusterSpec struct {
 	// +optional
 	WalStorage *StorageConfiguration `json:"walStorage,omitempty"`
 
+	// Tablespaces are declared tablespaces: storage of their own on every
+	// instance (a PVC each on Kubernetes, a directory locally), created on
+	// the primary, owner kept as declared; the temporary ones make
+	// temp_tablespaces. They cannot be removed once the cluster exists.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Tablespaces []TablespaceConfiguration `json:"tablespaces,omitempty"`
+
 	// Monitoring configures each instance's exporter (custom queries, the
 	// built-in queries) and a PodMonitor on Kubernetes.
 	// +optional

@@ -34,7 +34,7 @@ var cnpOnlyFields = specPaths(
 	"postgresGID", "postgresUID",
 	"replicationSlots.synchronizeReplicas", "replicationSlots.highAvailability.synchronizeLogicalDecoding",
 	"smartShutdownTimeout", "startDelay", "stopDelay",
-	"switchoverDelay", "tablespaces",
+	"switchoverDelay",
 	"bootstrap.recovery.backup.endpointCA", "bootstrap.recovery.volumeSnapshots",
 	"bootstrap.recovery.recoveryTarget.targetTLI",
 	"backup.target", "backup.volumeSnapshot", "backup.pluginConfiguration",
@@ -54,6 +54,7 @@ var cnpOnlyFields = specPaths(
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",
 	"storage.resizeInUseVolumes",
 	"walStorage.pvcTemplate", "walStorage.resizeInUseVolumes",
+	"tablespaces[].storage.pvcTemplate", "tablespaces[].storage.resizeInUseVolumes",
 	"probes.liveness.isolationCheck",
 	"replica.promotionToken",
 	// pgward's primary Lease (Kubernetes) has operator-wide timings, derived

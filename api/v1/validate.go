@@ -98,6 +98,7 @@ func ValidateUpdate(oldC, newC *Cluster) field.ErrorList {
 	errs = append(errs, validateStorageUpdate(oldD.Spec.StorageConfiguration.Size,
 		newD.Spec.StorageConfiguration.Size, spec.Child("storage", "size"))...)
 	errs = append(errs, validateReplicaUpdate(oldD, newD, spec.Child("replica"))...)
+	errs = append(errs, validateTablespacesUpdate(&oldD.Spec, &newD.Spec, spec)...)
 	return errs
 }
 
@@ -230,6 +231,7 @@ func (s *ClusterSpec) validate(path *field.Path) field.ErrorList {
 	if s.WalStorage != nil {
 		errs = append(errs, validateStorage(*s.WalStorage, path.Child("walStorage"))...)
 	}
+	errs = append(errs, s.validateTablespaces(path)...)
 	errs = append(errs, validateNetworkPolicy(s.NetworkPolicy, path.Child("networkPolicy"))...)
 	errs = append(errs, s.validateBackup(path)...)
 	errs = append(errs, s.validateManaged(path)...)

@@ -314,6 +314,12 @@ func DecideAutoConf(subject, text string) Part {
 	for _, s := range ParseConf(text) {
 		names = append(names, s.Name)
 	}
+	return DecideAutoConfNames(subject, names)
+}
+
+// DecideAutoConfNames is DecideAutoConf on the names the file sets, as an
+// instance manager reports them.
+func DecideAutoConfNames(subject string, names []string) Part {
 	if len(names) > 0 {
 		return Part{subject, Fail, "postgresql.auto.conf sets " + strings.Join(names, ", ") + " (ALTER SYSTEM since the last start)"}
 	}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/pgward/pgward/internal/audit"
 	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/kube"
 )
@@ -79,7 +80,7 @@ func addKubeVerbs(parent *cobra.Command) {
 	ctx := clientcmd.RecommendedContextOverrideFlags("")
 	fs.StringVar(&kc.overrides.CurrentContext, "context", "", "the kubeconfig context to use")
 	clientcmd.BindContextFlags(&kc.overrides.Context, fs, ctx)
-	parent.AddCommand(newKubeStatusCmd(kc), newPromoteVerb(kc), newKubeFenceCmd(kc), newKubeHibernateCmd(kc), newKubeRestartCmd(kc))
+	parent.AddCommand(newKubeStatusCmd(kc), newPromoteVerb(kc), newKubeFenceCmd(kc), newKubeHibernateCmd(kc), newKubeRestartCmd(kc), newKubeAuditCmd(kc))
 	parent.AddCommand(newKubeCertificateCmd(kc), newKubePsqlCmd(kc))
 	// pgward validate, so that plugin users have it: the same checks,
 	// no API call.
@@ -493,4 +494,73 @@ func quietKlog() {
 		_ = fs.Set(k, v) // every name exists in klog v2; a missing one only leaves the default
 	}
 	klog.SetOutput(io.Discard)
+}
+
+// kubeAuditLong is the audit's help, with the RBAC it needs, as
+// docs/operations.md lists it (the tests run the audit as a user holding
+// exactly that).
+const kubeAuditLong = `Checks a running Cluster against pgward's security controls and prints one
+line per control:
+
+  PASS|WARN|FAIL  <control>  <evidence>  [fix: ...]
+
+From the API server: the pods' security contexts as admitted, the secrets
+they project and with which modes, the NetworkPolicies when the Cluster
+enables them, the certificates' expiry and chain, and that no superuser
+secret exists while superuser access is off. Through a port-forward to each
+instance, as an attacker on the cluster's network would: streaming_replica
+with a password (must be refused for want of a certificate), TLS 1.2 to
+PostgreSQL and to the status port, the status port without a certificate,
+with streaming_replica's and with a certificate of another CA. From each
+instance manager (GET /pg/audit on the status port, with the controller's
+certificate): who its processes run as, what postgresql.auto.conf sets
+(ALTER SYSTEM drift), the fixed parameters as rendered and as running, and
+pg_hba.conf's order and catch-all.
+
+The exit status is 1 when any control fails; a check that cannot tell (a
+pod not running, a forbidden read) is a WARN.
+
+RBAC needed in the Cluster's namespace: get on clusters.postgresql.pgward.io,
+pods and networkpolicies.networking.k8s.io; create on pods/portforward; get
+on the secrets <cluster>-controller, <cluster>-server, <cluster>-replication
+and <cluster>-superuser (read as metadata only: whether it exists), or the
+spec.certificates secrets that replace them. Those secrets let their reader
+command the instances and replicate the data: grant them only to those who
+may operate the cluster.`
+
+func newKubeAuditCmd(kc *kubeConn) *cobra.Command {
+	var output string
+	var timeout time.Duration
+	c := &cobra.Command{
+		Use:   "audit CLUSTER",
+		Short: "Check a running Cluster against pgward's security controls: one PASS/WARN/FAIL line per control (exit status 1 on any FAIL)",
+		Long:  kubeAuditLong,
+		Example: `  kubectl pgward audit cluster-example -n db
+  kubectl pgward audit cluster-example -o json | jq '.[] | select(.status != "PASS")'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "text" && output != "json" {
+				return fmt.Errorf("--output: unknown format %q (text or json)", output)
+			}
+			rc, cl, ns, err := kc.client()
+			if err != nil {
+				return err
+			}
+			rs, err := kube.Audit(cmd.Context(), cl, kube.PortForwarder{Config: rc}, types.NamespacedName{Namespace: ns, Name: args[0]}, kube.AuditOptions{Timeout: timeout})
+			if err != nil {
+				return err
+			}
+			if err := audit.Print(cmd.OutOrStdout(), rs, output); err != nil {
+				return err
+			}
+			if audit.Failed(rs) {
+				// The report says which control failed.
+				return &ExitCodeError{Code: 1}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
+	c.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long each instance's checks may take")
+	return c
 }

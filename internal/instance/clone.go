@@ -30,7 +30,7 @@ func (m *Manager) bootstrapClone(ctx context.Context, staging string) error {
 	}
 	defer cleanup()
 	m.setPhase(PhaseClone)
-	if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, conninfo); err != nil {
+	if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, conninfo, m.tablespacePaths()); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
 	if err := m.createStanza(ctx, staging); err != nil {

@@ -176,6 +176,11 @@ func (m *Manager) bootstrapPrimary(ctx context.Context, staging string) error {
 	if err != nil {
 		return err
 	}
+	// A new cluster has no tablespace yet: what a failed attempt or an
+	// earlier data directory left would make CREATE TABLESPACE fail.
+	if err := emptyTablespaceDirs(m.tablespaceDirs()); err != nil {
+		return err
+	}
 	if err := initdb(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, init); err != nil {
 		return err
 	}
@@ -412,7 +417,13 @@ func (m *Manager) rewind(ctx context.Context, primary Endpoint) error {
 	if err := m.checkpointOn(ctx, primary); err != nil {
 		return err
 	}
-	return runTool(ctx, m.cfg.PGBinDir, "pg_rewind", nil,
+	// Its tablespace links may resolve through /proc/self/cwd (see
+	// rewindDir).
+	dir, err := rewindDir(m.cfg)
+	if err != nil {
+		return err
+	}
+	return runToolIn(ctx, dir, m.cfg.PGBinDir, "pg_rewind", nil,
 		"--target-pgdata", m.cfg.DataDir,
 		"--source-server", m.replicationConnInfo(primary, ""),
 		"--config-file", m.confFile())
@@ -454,7 +465,7 @@ func (m *Manager) doRecreate(ctx context.Context, primary Endpoint) error {
 	m.forgetSource()
 	m.setPhase(PhaseBaseBackup)
 	staging := stagingDir(m.cfg.DataDir)
-	if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, m.replicationConnInfo(primary, "")); err != nil {
+	if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, m.replicationConnInfo(primary, ""), m.tablespacePaths()); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(m.cfg.DataDir); err != nil {

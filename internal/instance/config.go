@@ -71,3 +71,6 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	return nil
 }
+
+// LocalTablespaceLocation is instanceapi.LocalTablespaceLocation.
+const LocalTablespaceLocation = instanceapi.LocalTablespaceLocation

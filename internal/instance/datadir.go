@@ -60,7 +60,14 @@ func initdb(ctx context.Context, binDir, dir, walDir string, b *v1.BootstrapInit
 
 // basebackup clones the primary into dir over TLS as streaming_replica,
 // authenticated by its client certificate (no password exists for it).
-func basebackup(ctx context.Context, binDir, dir, walDir, conninfo string) error {
+//
+// Each declared tablespace goes into this instance's own directory: its
+// directory is emptied first (pg_basebackup writes a tablespace only into
+// an empty one, and what is there belongs to the data directory being
+// replaced), mapped from the location the source reports, and the copy's
+// pg_tblspc link is then set back to that location, the same string on
+// every instance (see tablespacePath).
+func basebackup(ctx context.Context, binDir, dir, walDir, conninfo string, tbs []tablespacePath) error {
 	if err := clearDirs(dir, walDir); err != nil {
 		return err
 	}
@@ -68,7 +75,20 @@ func basebackup(ctx context.Context, binDir, dir, walDir, conninfo string) error
 	if walDir != "" {
 		args = append(args, "--waldir", walDir)
 	}
-	return runTool(ctx, binDir, "pg_basebackup", nil, args...)
+	var dirs []string
+	for _, t := range tbs {
+		dirs = append(dirs, t.Dir)
+		if t.Location != t.Dir {
+			args = append(args, "--tablespace-mapping="+t.Location+"="+t.Dir)
+		}
+	}
+	if err := emptyTablespaceDirs(dirs); err != nil {
+		return err
+	}
+	if err := runTool(ctx, binDir, "pg_basebackup", nil, args...); err != nil {
+		return err
+	}
+	return relinkTablespaces(dir, tbs)
 }
 
 // clearDirs removes what a failed attempt left in the directories a new

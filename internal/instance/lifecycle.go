@@ -68,6 +68,10 @@ func (m *Manager) startPostgres(ctx context.Context, primary bool) error {
 		return nil
 	}
 	m.setPhase(PhaseStarting)
+	// WAL replay of CREATE TABLESPACE needs the directory in place.
+	if err := ensureTablespaceDirs(m.cfg, m.cluster); err != nil {
+		return err
+	}
 	if err := m.renderConfig(primary); err != nil {
 		return err
 	}
@@ -125,6 +129,11 @@ func (m *Manager) startPostgres(ctx context.Context, primary bool) error {
 	m.sample = sample{gen: m.gen, at: time.Now(), st: first}
 	m.mu.Unlock()
 	m.log.Info("postgres is running", "pid", pm.Pid(), "primary", primary)
+	if primary {
+		// At once rather than at the next tick: a new primary creates
+		// what the manifest declares before anyone waits for it.
+		m.reconcileTablespaces(ctx, time.Time{})
+	}
 	return nil
 }
 

@@ -118,6 +118,12 @@ type Manager struct {
 	// they are dropped when the spec stops wanting them.
 	slotsPrefix string
 	rolesErr    string
+	// tablespacesDigest identifies spec.tablespaces last reconciled, at
+	// tablespacesCheckedAt; tablespacesErr is the last failure, in the
+	// status (tablespaces.go).
+	tablespacesDigest    [32]byte
+	tablespacesCheckedAt time.Time
+	tablespacesErr       string
 	// pgTLS is the TLS material PostgreSQL last read, at start or reload.
 	pgTLS tlsState
 }
@@ -334,6 +340,7 @@ func (m *Manager) loop(ctx context.Context) error {
 		case <-secretTick.C:
 			m.applyChangedPasswords(ctx)
 			m.reconcileManagedRoles(ctx, time.Now())
+			m.reconcileTablespaces(ctx, time.Now())
 		}
 	}
 }

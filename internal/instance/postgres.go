@@ -202,7 +202,17 @@ func pgEnv() []string {
 // runTool runs one of PostgreSQL's programs (initdb, pg_basebackup, ...) and
 // returns its combined output in the error when it fails.
 func runTool(ctx context.Context, binDir, name string, env []string, args ...string) error {
+	return runToolIn(ctx, "", binDir, name, env, args...)
+}
+
+// runToolIn runs a tool with dir as its working directory. The local
+// runtime's tablespace locations resolve through /proc/self/cwd (see
+// instanceapi.Config.TablespaceLocation): a tool that follows them
+// (pg_basebackup writing them, pg_rewind) must run from the data directory
+// it works on, as PostgreSQL's own processes do.
+func runToolIn(ctx context.Context, dir, binDir, name string, env []string, args ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, name), args...)
+	cmd.Dir = dir
 	cmd.Env = append(pgEnv(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()

@@ -132,6 +132,11 @@ func waitConfLoaded(ctx context.Context, pool *pgxpool.Pool, before time.Time) e
 // without loading them) and put back if refused. A refused file must never
 // stay on disk: the next start, a failover or a crash, would fail on it.
 func (m *Manager) applyManifest(ctx context.Context, pool *pgxpool.Pool, next *v1.Cluster, raw []byte, primary bool) error {
+	// Before PostgreSQL can need them: the primary creates a tablespace
+	// added here, and this instance replays it (or creates it) in them.
+	if err := ensureTablespaceDirs(m.cfg, next); err != nil {
+		return err
+	}
 	files, err := m.renderFiles(next, primary)
 	if err != nil {
 		return err

@@ -37,7 +37,7 @@ func (m *Manager) bootstrapReplicaHead(ctx context.Context, staging string) erro
 		}
 		defer cleanup()
 		m.setPhase(PhaseClone)
-		if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, conninfo); err != nil {
+		if err := basebackup(ctx, m.cfg.PGBinDir, staging, m.cfg.WalDir, conninfo, m.tablespacePaths()); err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}
 	case b.Recovery != nil:

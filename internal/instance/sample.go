@@ -125,6 +125,7 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 	}
 	smp, gen, pgTLS := m.sample, m.gen, m.pgTLS
 	st.RolesError = m.rolesErr
+	st.TablespacesError = m.tablespacesErr
 	if m.backupRun != nil {
 		run := *m.backupRun
 		st.Backup = &run

@@ -29,6 +29,9 @@ type statusSource interface {
 	ListBackups(ctx context.Context) (instanceapi.BackupList, error)
 	RequestReload(req instanceapi.ReloadRequest) error
 	ConfigFiles() instanceapi.ConfigFiles
+	// AuditEvidence gathers what `kubectl pgward audit` cannot see from
+	// outside the pod.
+	AuditEvidence(ctx context.Context) instanceapi.AuditEvidence
 }
 
 // newStatusServer builds the HTTPS status server. TLS 1.3 only. Client
@@ -173,6 +176,16 @@ func newStatusServer(addr string, files *tlsFiles, src statusSource) *http.Serve
 		default:
 			http.Error(w, "GET or POST", http.StatusMethodNotAllowed)
 		}
+	})))
+	mux.Handle(instanceapi.PathAudit, requireController(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			http.Error(w, "GET only", http.StatusMethodNotAllowed)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 8*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(src.AuditEvidence(ctx))
 	})))
 	return &http.Server{
 		Addr:    addr,

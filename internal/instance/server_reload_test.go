@@ -38,6 +38,9 @@ func (f *fakeSource) RequestReload(req instanceapi.ReloadRequest) error {
 	f.reloads = append(f.reloads, req)
 	return nil
 }
+func (f *fakeSource) AuditEvidence(context.Context) instanceapi.AuditEvidence {
+	return instanceapi.AuditEvidence{}
+}
 func (f *fakeSource) ConfigFiles() instanceapi.ConfigFiles {
 	f.configs++
 	return instanceapi.ConfigFiles{Files: map[string]string{"postgresql.conf": "x = 1\n"}}

@@ -74,6 +74,18 @@ type Config struct {
 	// inline statements of the same field. It may hold secrets: 0600
 	// locally, a Secret key on Kubernetes.
 	BootstrapSQLFile string `json:"bootstrapSQLFile,omitempty"`
+	// TablespacesDir holds this instance's tablespaces (spec.tablespaces):
+	// <dir>/<name>/data, 0700, made by the instance manager before
+	// PostgreSQL needs it. TablespaceLocation is the prefix of the location
+	// CREATE TABLESPACE records: the same string on every instance (a
+	// replica replays CREATE TABLESPACE with the primary's location), that
+	// resolves to TablespacesDir in PostgreSQL's processes. On Kubernetes
+	// both are the fixed mount path of the tablespaces' volumes; locally,
+	// where every instance shares one file system, it is
+	// LocalTablespaceLocation, which resolves through each process's working
+	// directory (its data directory) to the tablespaces beside it.
+	TablespacesDir     string `json:"tablespacesDir,omitempty"`
+	TablespaceLocation string `json:"tablespaceLocation,omitempty"`
 }
 
 // dnsName is a Kubernetes object name (RFC 1123 subdomain).
@@ -149,6 +161,7 @@ func (c *Config) check() error {
 			errs = append(errs, fmt.Errorf("%s must be absolute, got %q", k, p))
 		}
 	}
+	errs = append(errs, c.checkTablespaces()...)
 	if l := c.Lease; l != nil {
 		switch {
 		case !dnsName.MatchString(l.Namespace) || !dnsName.MatchString(l.Name):
@@ -196,4 +209,42 @@ type Supervisor struct {
 	// OrphanAfter is how long a manager stays without a controller (no
 	// completed exchange, none running) before it stops PostgreSQL and exits.
 	OrphanAfter time.Duration `json:"orphanAfter"`
+}
+
+// LocalTablespaceLink is the symbolic link, in a local instance's data
+// directory, to the "tablespaces" directory beside it. It lives in
+// pg_dynshmem, a directory whose contents PostgreSQL leaves alone (it
+// removes only its own mmap.* files there) and that pg_basebackup and
+// pg_rewind skip: a link elsewhere in the data directory would be copied
+// by pg_rewind as the directory it names (the source server reports it
+// as one), tablespace files and all. The instance manager makes it again
+// wherever it is missing.
+const LocalTablespaceLink = "pg_dynshmem/pgward_tablespaces"
+
+// LocalTablespaceLocation is the local runtime's TablespaceLocation.
+// PostgreSQL's processes run in their data directory (the postmaster
+// changes into it, its children inherit it), so this one string names, in
+// each instance's processes, its own tablespaces through
+// LocalTablespaceLink: a replica replaying the primary's CREATE TABLESPACE
+// uses its own directory, never the primary's, though all of them share
+// one file system. (PostgreSQL folds "..", so the way out of the data
+// directory cannot be spelled in the location itself.)
+const LocalTablespaceLocation = "/proc/self/cwd/" + LocalTablespaceLink
+
+// checkTablespaces makes sure the location CREATE TABLESPACE records
+// resolves to TablespacesDir: the fixed path itself, or the local form,
+// which resolves to the directory beside DataDir.
+func (c *Config) checkTablespaces() []error {
+	if c.TablespacesDir == "" && c.TablespaceLocation == "" {
+		return nil
+	}
+	switch {
+	case !filepath.IsAbs(c.TablespacesDir) || filepath.Clean(c.TablespacesDir) != c.TablespacesDir:
+		return []error{fmt.Errorf("tablespacesDir must be a clean absolute path, got %q", c.TablespacesDir)}
+	case c.TablespaceLocation == c.TablespacesDir:
+		return nil
+	case c.TablespaceLocation == LocalTablespaceLocation && filepath.Join(filepath.Dir(c.DataDir), "tablespaces") == c.TablespacesDir:
+		return nil
+	}
+	return []error{fmt.Errorf("tablespaceLocation %q does not name tablespacesDir %q", c.TablespaceLocation, c.TablespacesDir)}
 }

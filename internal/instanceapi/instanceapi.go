@@ -177,6 +177,9 @@ type Status struct {
 	// RolesError says why spec.managed.roles is not (yet) what the
 	// primary has; empty when it is.
 	RolesError string `json:"rolesError,omitempty"`
+	// TablespacesError says why spec.tablespaces is not (yet) what the
+	// primary has; empty when it is.
+	TablespacesError string `json:"tablespacesError,omitempty"`
 	// Archive is the WAL archiver's state on a primary that archives.
 	Archive *Archive `json:"archive,omitempty"`
 	// Backup is the last base backup this instance ran, if any.
@@ -352,4 +355,62 @@ func StateOf(s *Status) string {
 	default:
 		return "running"
 	}
+}
+
+// PathAudit (GET) answers what an audit cannot see from outside the
+// instance: who its processes run as, what postgresql.auto.conf sets, how
+// the fixed parameters are set in the running server, and the
+// configuration files as rendered. Like the status, only the controller's
+// certificate may read it.
+const PathAudit = "/pg/audit"
+
+// AuditEvidence is the answer to GET PathAudit. Each part carries its own
+// error when it could not be read, so that one failure leaves the rest.
+type AuditEvidence struct {
+	Name string `json:"name"`
+	// Processes are every process the instance manager sees (in a pod:
+	// every process of its container), with the lowest of their real,
+	// effective and saved uids.
+	Processes      []AuditProc `json:"processes,omitempty"`
+	ProcessesError string      `json:"processesError,omitempty"`
+	// AutoConf lists the parameters postgresql.auto.conf sets (names only).
+	AutoConf      []string `json:"autoConf"`
+	AutoConfError string   `json:"autoConfError,omitempty"`
+	// Settings are the running server's pg_settings rows of fixed
+	// parameters; RoleSettings the parameters set for a role or database
+	// (names only); ConfFile the rendered postgresql.conf they must come from.
+	Settings      []AuditSetting     `json:"settings,omitempty"`
+	RoleSettings  []AuditRoleSetting `json:"roleSettings,omitempty"`
+	ConfFile      string             `json:"confFile,omitempty"`
+	SettingsError string             `json:"settingsError,omitempty"`
+	// SuperuserHasPassword says whether the postgres role has a password.
+	SuperuserHasPassword *bool `json:"superuserHasPassword,omitempty"`
+	// PostgresConf, HBA and Ident are the rendered files as on disk.
+	PostgresConf string `json:"postgresConf,omitempty"`
+	HBA          string `json:"hba,omitempty"`
+	Ident        string `json:"ident,omitempty"`
+	FilesError   string `json:"filesError,omitempty"`
+}
+
+// AuditProc is one process and its uid.
+type AuditProc struct {
+	PID  int    `json:"pid"`
+	UID  int    `json:"uid"`
+	Name string `json:"name"`
+}
+
+// AuditSetting is one row of pg_settings.
+type AuditSetting struct {
+	Name       string `json:"name"`
+	Setting    string `json:"setting"`
+	Source     string `json:"source"`
+	SourceFile string `json:"sourceFile,omitempty"`
+}
+
+// AuditRoleSetting is one parameter set for a role or database; empty
+// means all.
+type AuditRoleSetting struct {
+	Database string `json:"database,omitempty"`
+	Role     string `json:"role,omitempty"`
+	Name     string `json:"name"`
 }

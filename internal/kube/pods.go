@@ -60,6 +60,15 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		if _, err := ensure(ctx, r.Client, c, pvc, growPVC); err != nil {
 			return nil, err
 		}
+		tbs, err := build.TablespacePVCs(c, name)
+		if err != nil {
+			return nil, err
+		}
+		for _, pvc := range tbs {
+			if _, err := ensure(ctx, r.Client, c, pvc, growPVC); err != nil {
+				return nil, err
+			}
+		}
 		if r.powerFencedRecently(c, name) {
 			continue // lease.go:powerFence says why
 		}
@@ -117,6 +126,14 @@ func (r *ClusterReconciler) removeExtraInstances(ctx context.Context, c *v1.Clus
 	}
 	for _, p := range pvcs.Items {
 		extra[p.Name] = true
+		// A tablespace's volume goes with its instance.
+		if inst := p.Labels[build.InstanceLabel]; inst != p.Name && p.Labels[build.TablespaceLabel] != "" {
+			if idx := build.InstanceIndex(c, inst); idx > c.Spec.Instances && inst != target {
+				if err := deleteOwned(ctx, r.Client, c, &corev1.PersistentVolumeClaim{ObjectMeta: objectKey(c, p.Name)}); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	for name := range extra {
 		if idx := build.InstanceIndex(c, name); idx <= c.Spec.Instances || name == target {

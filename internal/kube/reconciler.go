@@ -156,6 +156,7 @@ func ValidateForKubernetes(c *v1.Cluster) field.ErrorList {
 			"each instance needs a persistent volume on Kubernetes, e.g. 1Gi"))
 	}
 	errs = append(errs, refuseLocalOnly(c)...)
+	errs = append(errs, tablespacesForKubernetes(c)...)
 	return errs
 }
 

@@ -90,6 +90,8 @@ func (w ClusterWebhook) ValidateUpdate(_ context.Context, oldC, newC *v1.Cluster
 	errs := append(v1.ValidateUpdate(o, n), refuseMountChanges(o, n)...)
 	errs = append(errs, refuseLocalOnly(n)...)
 	errs = append(errs, refusePodShapeChanges(o, n)...)
+	errs = append(errs, tablespacesForKubernetes(n)...)
+	errs = append(errs, refuseTablespaceChanges(o, n)...)
 	if n.Spec.StorageConfiguration.Size == "" && o.Spec.StorageConfiguration.Size == "" {
 		errs = append(errs, field.Required(field.NewPath("spec", "storage", "size"),
 			"each instance needs a persistent volume on Kubernetes, e.g. 1Gi"))

@@ -285,6 +285,8 @@ var createCases = []badCase{
 	{"network policy clients while disabled", `networkPolicy: {clients: [{podSelector: {matchLabels: {app: web}}}]}`, "spec.networkPolicy.clients", "enabled"},
 	{"network policy client without selector", `networkPolicy: {enabled: true, clients: [{}]}`, "spec.networkPolicy.clients[0]", ""},
 	{"network policy bad label", `networkPolicy: {enabled: true, clients: [{podSelector: {matchLabels: {"bad key!": x}}}]}`, "spec.networkPolicy.clients[0].podSelector.matchLabels", ""},
+	{"tablespace without a size", `tablespaces: [{name: fast}]`, "spec.tablespaces[0].storage.size", "persistent volume per tablespace"},
+	{"tablespace named pg_", `tablespaces: [{name: pg_fast, storage: {size: 1Gi}}]`, "spec.tablespaces[0].name", "pg_"},
 }
 
 // updateCases start from a valid stored Cluster and apply a change that
@@ -295,6 +297,7 @@ var updateCases = []badCase{
 	{"bootstrap database changed", `bootstrap: {initdb: {database: other}}`, "spec.bootstrap", "immutable"},
 	{"instances to zero", `instances: 0`, "spec.instances", ""},
 	{"fixed parameter added", `postgresql: {parameters: {data_directory: /tmp}}`, "spec.postgresql.parameters[data_directory]", ""},
+	{"tablespace added to running pods", `tablespaces: [{name: late, storage: {size: 1Gi}}]`, "spec.tablespaces[0]", "cannot be added to a running cluster"},
 }
 
 // TestAdmissionRefusesBadManifests sends every bad manifest through the

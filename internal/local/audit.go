@@ -1,12 +1,9 @@
 package local
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +21,7 @@ import (
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/audit"
-	"github.com/pgward/pgward/internal/backup"
+	"github.com/pgward/pgward/internal/audit/probe"
 	"github.com/pgward/pgward/internal/instance"
 	"github.com/pgward/pgward/internal/pgconf"
 	"github.com/pgward/pgward/internal/pki"
@@ -141,7 +138,7 @@ func (a *auditor) processes(context.Context) audit.Result {
 	}
 	var procs []audit.Proc
 	for _, pid := range pids {
-		uid, name := procUID(pid)
+		uid, name := probe.ProcUID(pid)
 		procs = append(procs, audit.Proc{PID: pid, UID: uid, Name: name})
 	}
 	r := audit.Combine([]audit.Part{audit.DecideProcesses(procs)})
@@ -166,7 +163,7 @@ func (a *auditor) environment(context.Context) audit.Result {
 		if err != nil || len(b) == 0 {
 			continue
 		}
-		_, name := procUID(pid)
+		_, name := probe.ProcUID(pid)
 		pe := audit.ProcEnv{PID: pid, Name: name}
 		for _, kv := range strings.Split(strings.TrimRight(string(b), "\x00"), "\x00") {
 			if k, _, ok := strings.Cut(kv, "="); ok {
@@ -245,30 +242,6 @@ func (a *auditor) clusterProcs() ([]int, error) {
 	}
 	sort.Ints(out)
 	return out, nil
-}
-
-// procUID returns the lowest of the real, effective and saved uids of pid
-// (0 if any of them is root), and the process's name.
-func procUID(pid int) (int, string) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status") // #nosec G304 -- procfs
-	if err != nil {
-		return -1, "?"
-	}
-	uid, name := -1, "?"
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) > 1 && f[0] == "Name:":
-			name = f[1]
-		case len(f) > 3 && f[0] == "Uid:":
-			for _, s := range f[1:4] {
-				if v, err := strconv.Atoi(s); err == nil && (uid < 0 || v < uid) {
-					uid = v
-				}
-			}
-		}
-	}
-	return uid, name
 }
 
 // --- files ---
@@ -420,40 +393,6 @@ func (a *auditor) identMaps(context.Context) audit.Result {
 	return audit.Combine(parts)
 }
 
-// enforced returns the settings pgward enforces for cfg's instance of c,
-// as postgresql.conf must have them: archiving is on, with pgward's own
-// command, exactly when the manifest has a backup store.
-func enforced(c *v1.Cluster, cfg *instance.Config) map[string]string {
-	want := enforcedBase(cfg)
-	if b := c.Spec.Backup; b != nil && b.BarmanObjectStore != nil {
-		want["archive_mode"] = "on"
-		if bin, err := backup.FindBin(); err == nil {
-			want["archive_command"] = backup.ArchiveCommand(bin, filepath.Join(cfg.ConfDir, "pgbackrest.conf"), b.BarmanObjectStore.ServerName)
-		}
-	}
-	return want
-}
-
-func enforcedBase(cfg *instance.Config) map[string]string {
-	return map[string]string{ // #nosec G101 -- setting names, no credential
-		"listen_addresses":         cfg.ListenAddress,
-		"port":                     strconv.Itoa(cfg.Port),
-		"unix_socket_directories":  cfg.SocketDir,
-		"unix_socket_permissions":  "0700",
-		"hba_file":                 filepath.Join(cfg.ConfDir, "pg_hba.conf"),
-		"ident_file":               filepath.Join(cfg.ConfDir, "pg_ident.conf"),
-		"ssl":                      "on",
-		"ssl_cert_file":            filepath.Join(cfg.SecretsRoot, cfg.Secrets.ServerTLS, keyTLSCert),
-		"ssl_key_file":             filepath.Join(cfg.SecretsRoot, cfg.Secrets.ServerTLS, keyTLSKey),
-		"ssl_ca_file":              filepath.Join(cfg.SecretsRoot, cfg.Secrets.ClientCA, keyCACert),
-		"ssl_min_protocol_version": "TLSv1.3",
-		"password_encryption":      "scram-sha-256",
-		"restart_after_crash":      "off",
-		"logging_collector":        "off",
-		"archive_mode":             "off",
-	}
-}
-
 func (a *auditor) confEnforced(context.Context) audit.Result {
 	var parts []audit.Part
 	for _, cfg := range a.cfgs {
@@ -462,7 +401,7 @@ func (a *auditor) confEnforced(context.Context) audit.Result {
 			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Fail, Evidence: err.Error()})
 			continue
 		}
-		parts = append(parts, audit.DecidePostgresConf(cfg.Name, string(got), enforced(a.cluster, cfg)))
+		parts = append(parts, audit.DecidePostgresConf(cfg.Name, string(got), instance.EnforcedSettings(a.cluster, cfg)))
 	}
 	return audit.Combine(parts)
 }
@@ -511,37 +450,14 @@ func (a *auditor) liveSettings(ctx context.Context) audit.Result {
 				return err
 			}
 			defer func() { _ = conn.Close(context.Background()) }()
-			r, err := conn.Query(ctx, `SELECT name, setting, source, coalesce(sourcefile, '') FROM pg_settings`)
-			if err != nil {
-				return err
-			}
-			rows, err = pgx.CollectRows(r, func(row pgx.CollectableRow) (audit.LiveSetting, error) {
-				var s audit.LiveSetting
-				err := row.Scan(&s.Name, &s.Setting, &s.Source, &s.SourceFile)
-				return s, err
-			})
-			if err != nil {
-				return err
-			}
-			// Names only: the values may be anything a role chose.
-			r, err = conn.Query(ctx, `SELECT coalesce(d.datname, ''), coalesce(r.rolname, ''), lower(split_part(c, '=', 1))
-				FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) AS c
-				LEFT JOIN pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_roles r ON r.oid = s.setrole ORDER BY 1, 2, 3`)
-			if err != nil {
-				return err
-			}
-			roles, err = pgx.CollectRows(r, func(row pgx.CollectableRow) (audit.RoleSetting, error) {
-				var s audit.RoleSetting
-				err := row.Scan(&s.Database, &s.Role, &s.Name)
-				return s, err
-			})
+			rows, roles, err = probe.Settings(ctx, conn)
 			return err
 		}()
 		if err != nil {
 			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Warn, Evidence: "could not read pg_settings and pg_db_role_setting: " + err.Error()})
 			continue
 		}
-		want := enforced(a.cluster, cfg)
+		want := instance.EnforcedSettings(a.cluster, cfg)
 		delete(want, "unix_socket_permissions") // shown as a number by pg_settings
 		parts = append(parts, audit.DecideLiveSettings(cfg.Name, rows, roles, want, filepath.Join(cfg.ConfDir, "postgresql.conf")))
 	}
@@ -557,16 +473,7 @@ func (a *auditor) streams(ctx context.Context) audit.Result {
 				return nil, err
 			}
 			defer func() { _ = conn.Close(context.Background()) }()
-			r, err := conn.Query(ctx, `SELECT coalesce(r.application_name, ''), coalesce(s.ssl, false), coalesce(s.version, ''), coalesce(s.client_dn, '')
-				FROM pg_stat_replication r LEFT JOIN pg_stat_ssl s USING (pid) ORDER BY 1`)
-			if err != nil {
-				return nil, err
-			}
-			return pgx.CollectRows(r, func(row pgx.CollectableRow) (audit.Stream, error) {
-				var s audit.Stream
-				err := row.Scan(&s.Application, &s.SSL, &s.Version, &s.ClientDN)
-				return s, err
-			})
+			return probe.Streams(ctx, conn)
 		}()
 		if err != nil {
 			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Warn, Evidence: "could not read pg_stat_replication: " + err.Error()})
@@ -575,48 +482,6 @@ func (a *auditor) streams(ctx context.Context) audit.Result {
 		parts = append(parts, audit.DecideStreams(cfg.Name, streams))
 	}
 	return audit.Combine(parts)
-}
-
-// attemptConnect tries a connection an attacker would; conninfo holds no
-// secret of the cluster.
-func attemptConnect(ctx context.Context, conninfo string, tweak func(*pgconn.Config)) audit.Attempt {
-	cc, err := pgconn.ParseConfig(conninfo)
-	if err != nil {
-		return audit.Attempt{Unknown: err.Error()}
-	}
-	cc.Fallbacks = nil
-	cc.ConnectTimeout = 3 * time.Second
-	if tweak != nil {
-		tweak(cc)
-	}
-	conn, err := pgconn.ConnectConfig(ctx, cc)
-	if err == nil {
-		_ = conn.Close(context.Background())
-		return audit.Attempt{Accepted: true, Refusal: "logged in"}
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return audit.Attempt{Refusal: pgErr.Message}
-	}
-	msg := err.Error()
-	if strings.Contains(msg, "tls:") || strings.Contains(msg, "certificate") {
-		return audit.Attempt{Refusal: tlsReason(msg)}
-	}
-	return audit.Attempt{Unknown: msg}
-}
-
-// tlsReason keeps the TLS part of a connection error.
-func tlsReason(msg string) string {
-	if i := strings.Index(msg, "tls:"); i >= 0 {
-		return strings.TrimSpace(msg[i:])
-	}
-	return msg
-}
-
-func randomPassword() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func (a *auditor) serverCAFile() string {
@@ -632,12 +497,10 @@ func (a *auditor) postgresTLS12(ctx context.Context) audit.Result {
 	for _, cfg := range a.cfgs {
 		// An attempt that gets past TLS is answered by authentication
 		// (a PostgreSQL error): that counts as accepted.
-		at := attemptConnect(ctx, a.tcp(cfg, "user=pgward_audit dbname=postgres sslmode=verify-full sslrootcert="+a.serverCAFile()), func(c *pgconn.Config) {
+		at := probe.Connect(ctx, a.tcp(cfg, "user=pgward_audit dbname=postgres sslmode=verify-full sslrootcert="+a.serverCAFile()), func(c *pgconn.Config) {
 			c.TLSConfig.MaxVersion = tls.VersionTLS12
 		})
-		if !at.Accepted && at.Unknown == "" && !strings.HasPrefix(at.Refusal, "tls:") {
-			at = audit.Attempt{Accepted: true, Refusal: "a TLS 1.2 handshake completed; then: " + at.Refusal}
-		}
+		at = probe.TLS12Handshake(at)
 		parts = append(parts, audit.DecideRefusal(cfg.Name+" TLS 1.2", at, "protocol version"))
 	}
 	return audit.Combine(parts)
@@ -645,13 +508,13 @@ func (a *auditor) postgresTLS12(ctx context.Context) audit.Result {
 
 func (a *auditor) replicationPassword(ctx context.Context) audit.Result {
 	var parts []audit.Part
-	pw := randomPassword()
+	pw := probe.RandomPassword()
 	for _, cfg := range a.cfgs {
 		for _, c := range []struct{ what, conninfo string }{
 			{"password over TLS", "dbname=postgres"},
 			{"replication with a password over TLS", "dbname=replication replication=true"},
 		} {
-			at := attemptConnect(ctx, a.tcp(cfg, "user=streaming_replica sslmode=verify-full sslrootcert="+a.serverCAFile()+" "+c.conninfo), func(cc *pgconn.Config) {
+			at := probe.Connect(ctx, a.tcp(cfg, "user=streaming_replica sslmode=verify-full sslrootcert="+a.serverCAFile()+" "+c.conninfo), func(cc *pgconn.Config) {
 				cc.Password = pw
 			})
 			parts = append(parts, audit.DecideRefusal(cfg.Name+" "+c.what, at, "certificate"))
@@ -667,7 +530,7 @@ func (a *auditor) replicationNoTLS(ctx context.Context) audit.Result {
 			{"replication without TLS", "dbname=replication replication=true"},
 			{"login without TLS", "dbname=postgres"},
 		} {
-			at := attemptConnect(ctx, a.tcp(cfg, "user=streaming_replica sslmode=disable "+c.conninfo), nil)
+			at := probe.Connect(ctx, a.tcp(cfg, "user=streaming_replica sslmode=disable "+c.conninfo), nil)
 			parts = append(parts, audit.DecideRefusal(cfg.Name+" "+c.what, at, "pg_hba.conf"))
 		}
 	}
@@ -687,25 +550,26 @@ func (a *auditor) superuser(ctx context.Context) audit.Result {
 	if _, err := a.store.Get(a.cluster.Name + "-superuser"); err == nil {
 		parts = append(parts, audit.Part{Status: audit.Fail, Evidence: "secret " + a.cluster.Name + "-superuser exists"})
 	}
-	pw := randomPassword()
+	pw := probe.RandomPassword()
 	for _, cfg := range a.cfgs {
-		at := attemptConnect(ctx, a.tcp(cfg, "user=postgres dbname=postgres sslmode=verify-full sslrootcert="+a.serverCAFile()), func(cc *pgconn.Config) {
+		at := probe.Connect(ctx, a.tcp(cfg, "user=postgres dbname=postgres sslmode=verify-full sslrootcert="+a.serverCAFile()), func(cc *pgconn.Config) {
 			cc.Password = pw
 		})
 		parts = append(parts, audit.DecideRefusal(cfg.Name+" login as postgres over TLS", at))
-		var noPassword bool
+		var hasPassword bool
 		err := func() error {
 			conn, err := superuserConn(ctx, cfg)
 			if err != nil {
 				return err
 			}
 			defer func() { _ = conn.Close(context.Background()) }()
-			return conn.QueryRow(ctx, `SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'postgres'`).Scan(&noPassword)
+			hasPassword, err = probe.SuperuserHasPassword(ctx, conn)
+			return err
 		}()
 		switch {
 		case err != nil:
 			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Warn, Evidence: "could not read pg_authid: " + err.Error()})
-		case !noPassword:
+		case hasPassword:
 			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Fail, Evidence: "postgres has a password although superuser access is off"})
 		default:
 			parts = append(parts, audit.Part{Subject: cfg.Name, Status: audit.Pass, Evidence: "postgres has no password"})
@@ -725,30 +589,7 @@ func (a *auditor) statusRequest(ctx context.Context, port int, method, path stri
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(caPEM)
-	cfg := &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: maxVersion, RootCAs: roots, ServerName: localhost} // #nosec G402 -- an attack: offering old TLS is the point
-	if len(cert) > 0 {
-		// Presented even if the server's list of CAs does not name its issuer.
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert[0], nil }
-	}
-	cl := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
-	defer cl.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+loopback+":"+strconv.Itoa(port)+path, bytes.NewReader([]byte("{}")))
-	if err != nil {
-		return audit.Attempt{Unknown: err.Error()}
-	}
-	resp, err := cl.Do(req)
-	if err != nil {
-		if strings.Contains(err.Error(), "tls:") {
-			return audit.Attempt{Refusal: tlsReason(err.Error())}
-		}
-		return audit.Attempt{Unknown: err.Error()}
-	}
-	defer func() { _ = resp.Body.Close() }()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return audit.Attempt{Refusal: "HTTP " + strconv.Itoa(resp.StatusCode)}
-	}
-	return audit.Attempt{Accepted: true, Refusal: "HTTP " + strconv.Itoa(resp.StatusCode)}
+	return probe.StatusRequest(ctx, loopback+":"+strconv.Itoa(port), localhost, roots, method, path, maxVersion, cert...)
 }
 
 func (a *auditor) statusAnonymous(ctx context.Context) audit.Result {

@@ -82,6 +82,12 @@ func prepare(l Layout, manifest []byte, c *v1.Cluster, docs, configMaps SecretDo
 	if err != nil {
 		return nil, err
 	}
+	// Before the manifest that declares them reaches the running managers:
+	// a replica replays the primary's CREATE TABLESPACE into its own
+	// directory, which must then exist.
+	if err := ensureTablespaceDirs(l, c, st); err != nil {
+		return nil, err
+	}
 	if err := instance.WriteFileAtomic(l.ClusterFile(), manifest, 0o600); err != nil {
 		return nil, err
 	}
@@ -367,6 +373,11 @@ func (p *prepared) writeInstanceConfigs() error {
 				OrphanAfter: orphanAfter,
 			},
 		}
+		// Every instance's tablespaces beside its data directory, under
+		// one location string (instance.LocalTablespaceLocation). Always
+		// set: a running manager keeps the config it started with, and a
+		// tablespace may be declared later.
+		cfg.TablespacesDir, cfg.TablespaceLocation = filepath.Join(dir, "tablespaces"), instance.LocalTablespaceLocation
 		if err := instance.SaveConfig(cfg, p.layout.InstanceConfig(is.Name)); err != nil {
 			return err
 		}
@@ -546,6 +557,29 @@ func writeCustomQueries(l Layout, c *v1.Cluster, set *customqueries.Set, configM
 	}
 	if m := c.Spec.Monitoring; m != nil && m.EnablePodMonitor {
 		progress("note: spec.monitoring.enablePodMonitor (and its relabelings) applies on Kubernetes only; locally scrape the addresses below")
+	}
+	return nil
+}
+
+// ensureTablespaceDirs makes instances/<i>/tablespaces/<name>/data (0700)
+// for every instance of the manifest: the instance managers make them too,
+// but only once they read the new manifest, and the primary may create a
+// tablespace before a replica's manager has.
+func ensureTablespaceDirs(l Layout, c *v1.Cluster, st *State) error {
+	if len(c.Spec.Tablespaces) == 0 {
+		return nil
+	}
+	n := min(c.Spec.Instances, len(st.Instances))
+	for _, is := range st.Instances[:n] {
+		dir := l.InstanceDir(is.Name)
+		cfg := &instance.Config{DataDir: filepath.Join(dir, "data"), TablespacesDir: filepath.Join(dir, "tablespaces"),
+			TablespaceLocation: instance.LocalTablespaceLocation}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		if err := instance.EnsureTablespaceDirs(cfg, c); err != nil {
+			return err
+		}
 	}
 	return nil
 }

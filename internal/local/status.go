@@ -146,6 +146,9 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 			if s.RolesError != "" {
 				r.Error = strings.TrimSpace(r.Error + " managed roles: " + s.RolesError)
 			}
+			if s.TablespacesError != "" {
+				r.Error = strings.TrimSpace(r.Error + " tablespaces: " + s.TablespacesError)
+			}
 			r.CurrentLSN, r.ReceivedLSN, r.ReplayedLSN = s.CurrentLSN, s.ReceivedLSN, s.ReplayedLSN
 			r.Archive, r.Backup = s.Archive, s.Backup
 			r.State = instanceapi.StateOf(s)

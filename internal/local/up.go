@@ -102,6 +102,11 @@ func Up(ctx context.Context, o UpOptions) error {
 	if sc := p.cluster.Spec.StorageConfiguration.StorageClass; sc != nil {
 		say(fmt.Sprintf("note: spec.storage.storageClass %q applies on Kubernetes; locally the data is in %s", *sc, filepath.Join(l.Dir, "instances")))
 	}
+	for _, t := range p.cluster.Spec.Tablespaces {
+		if t.Storage.StorageClass != nil || t.Storage.Size != "" {
+			say(fmt.Sprintf("note: spec.tablespaces %s: storage applies on Kubernetes; locally the tablespace is in instances/<instance>/tablespaces/%s/data, without a size limit", t.Name, t.Name))
+		}
+	}
 	if d := p.cluster.Spec.Description; d != "" {
 		say("description: " + d) // validated: no control characters
 	}

@@ -148,6 +148,18 @@ func RenderPostgresConf(c *v1.Cluster, in Instance) ([]byte, error) {
 	// Always written, even empty, so that removing a library takes effect
 	// at the next restart.
 	forced = append(forced, setting{"shared_preload_libraries", strings.Join(c.Spec.PostgresConfiguration.SharedPreloadLibraries, ",")})
+	// The tablespaces declared temporary (CloudNativePG does the same);
+	// written only then, so a user's own value stays theirs otherwise
+	// (validation refuses one beside temporary tablespaces). A name not
+	// created yet is skipped by PostgreSQL in a configuration file.
+	if tmp := c.Spec.TemporaryTablespaces(); len(tmp) > 0 {
+		for _, t := range tmp {
+			if !isIdentifier(t) {
+				return nil, fmt.Errorf("pgconf: spec.tablespaces: %q is not a tablespace name", t)
+			}
+		}
+		forced = append(forced, setting{"temp_tablespaces", strings.Join(tmp, ",")})
+	}
 	user, err := userSettings(c.Spec.PostgresConfiguration.Parameters, forced)
 	if err != nil {
 		return nil, fmt.Errorf("pgconf: %w", err)

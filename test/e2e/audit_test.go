@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -22,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgward/pgward/internal/audit"
+	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/pki"
 )
 
@@ -210,6 +214,32 @@ spec:
 		sql(t, "ALTER SYSTEM SET work_mem = '8MB'")
 		defer sql(t, "ALTER SYSTEM RESET ALL")
 		expectAudit(t, dir, map[string]string{"alter-system-drift": "FAIL"}, map[string]string{"alter-system-drift": "sets work_mem"})
+		// The instance manager's audit evidence (what `kubectl pgward
+		// audit` reads from inside a pod) sees the same, with the same
+		// probes, and only the controller's certificate may read it.
+		ev := auditEvidence(t, dir, inst.StatusPort, true)
+		if strings.Join(ev.AutoConf, ",") != "work_mem" || ev.AutoConfError != "" {
+			t.Errorf("evidence: postgresql.auto.conf sets %v (%s), want work_mem", ev.AutoConf, ev.AutoConfError)
+		}
+		if ev.SettingsError != "" || ev.SuperuserHasPassword == nil || *ev.SuperuserHasPassword || len(ev.Settings) == 0 || ev.ConfFile != filepath.Join(conf, "postgresql.conf") {
+			t.Errorf("evidence: settings %d, superuser password %v, conf file %s, error %q", len(ev.Settings), ev.SuperuserHasPassword, ev.ConfFile, ev.SettingsError)
+		}
+		if r := audit.RuleLines(ev.HBA); len(r) == 0 || r[0] != audit.HBAFirstRule {
+			t.Errorf("evidence: pg_hba.conf %q", ev.HBA)
+		}
+		postgres := 0
+		for _, p := range ev.Processes {
+			if p.Name == "postgres" {
+				postgres++
+				if p.UID == 0 {
+					t.Errorf("evidence: %+v runs as root", p)
+				}
+			}
+		}
+		if postgres == 0 {
+			t.Errorf("evidence: no postgres process in %+v", ev.Processes)
+		}
+		auditEvidence(t, dir, inst.StatusPort, false)
 	})
 
 	t.Run("ALTER SYSTEM lowers the TLS version and the server reloads", func(t *testing.T) {
@@ -378,6 +408,55 @@ spec:
 	t.Run("healthy again after every repair", func(t *testing.T) {
 		expectAudit(t, dir, nil, nil)
 	})
+}
+
+// auditEvidence asks the instance's status port for its audit evidence,
+// with the controller's certificate (asController) or with
+// streaming_replica's, which must be refused with 403.
+func auditEvidence(t *testing.T, dir string, port int, asController bool) instanceapi.AuditEvidence {
+	t.Helper()
+	secret := "audited-replication"
+	if asController {
+		secret = "audited-controller"
+	}
+	read := func(p ...string) []byte {
+		b, err := os.ReadFile(filepath.Join(append([]string{dir, "secrets"}, p...)...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cert, err := tls.X509KeyPair(read(secret, "tls.crt"), read(secret, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(read("audited-ca", "ca.crt"))
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		MinVersion: tls.VersionTLS13, RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{cert},
+	}}}
+	defer cl.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, "https://127.0.0.1:"+strconv.Itoa(port)+instanceapi.PathAudit, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var ev instanceapi.AuditEvidence
+	switch {
+	case !asController && resp.StatusCode != http.StatusForbidden:
+		t.Errorf("GET %s with streaming_replica's certificate: %s, want 403", instanceapi.PathAudit, resp.Status)
+	case asController && resp.StatusCode != http.StatusOK:
+		t.Fatalf("GET %s: %s", instanceapi.PathAudit, resp.Status)
+	case asController:
+		if err := json.NewDecoder(resp.Body).Decode(&ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ev
 }
 
 func randomHex(t *testing.T) string {

@@ -30,8 +30,8 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			[]string{"spec.postgresql.pg_hba[0]", `"trust"`}},
 		{"unknown field", "  postgresql:\n    parameterz:\n      work_mem: 4MB\n",
 			[]string{`unknown field "spec.postgresql.parameterz"`}},
-		{"unsupported Cloud Native PostgreSQL field", "  tablespaces:\n    - name: t\n",
-			[]string{`"spec.tablespaces"`, "not support yet"}},
+		{"unsupported Cloud Native PostgreSQL field", "  tablespaces:\n    - name: t\n      storage:\n        pvcTemplate: {}\n",
+			[]string{`"spec.tablespaces[0].storage.pvcTemplate"`, "not support yet"}},
 		{"ident over the network", "  postgresql:\n    pg_hba:\n      - host all postgres samenet ident map=m\n",
 			[]string{"spec.postgresql.pg_hba[0]", `"ident" is not allowed on host rules`}},
 		{"a map making the replication certificate a superuser", "  postgresql:\n    pg_hba:\n      - hostssl all postgres all cert map=certs\n" +

@@ -76,6 +76,9 @@ func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 	ctr := instanceContainer(opts)
 	shapeContainer(c, &ctr)
 	volumes := instanceVolumes(c, name)
+	tbsVolumes, tbsMounts := tablespaceVolumes(c, name)
+	volumes = append(volumes, tbsVolumes...)
+	ctr.VolumeMounts = append(ctr.VolumeMounts, tbsMounts...)
 	if pv := c.Spec.ProjectedVolumeTemplate; pv != nil {
 		volumes = append(volumes, corev1.Volume{Name: volProjected, VolumeSource: corev1.VolumeSource{Projected: pv.DeepCopy()}})
 	}

@@ -83,6 +83,10 @@ func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instancea
 	if c.Spec.HasSQLRefs() {
 		cfg.BootstrapSQLFile = ConfigDir + "/" + BootstrapSQLKey
 	}
+	if len(c.Spec.Tablespaces) > 0 {
+		// The same path in every pod, each its own volumes (TablespacesMount).
+		cfg.TablespacesDir, cfg.TablespaceLocation = TablespacesMount, TablespacesMount
+	}
 	return cfg
 }
 
