@@ -38,9 +38,14 @@ func checkStreamingReadiness(t *testing.T, dir, cluster, primary, replica string
 	}
 	caFile := filepath.Join(dir, "secrets", cluster+"-ca", "ca.crt")
 	const query = "/readyz?type=streaming&maximumLag=1048576"
-	if code, body := readyz(t, caFile, ports[replica], query); code != http.StatusOK {
-		t.Fatalf("%s before the lag: %d %s", replica, code, body)
-	}
+	// The caller may just have written a lot: the replica is ready once
+	// it has replayed it.
+	eventually(t, 30*time.Second, replica+" ready before the lag", func() error {
+		if code, body := readyz(t, caFile, ports[replica], query); code != http.StatusOK {
+			return fmt.Errorf("/readyz: %d %s", code, body)
+		}
+		return nil
+	})
 	if _, err := socketSQL(t, dir, replica, "SELECT pg_wal_replay_pause()"); err != nil {
 		t.Fatal(err)
 	}
