@@ -200,7 +200,8 @@ func TestAdmissionRefusesPodShape(t *testing.T) {
 		{"token projected", `projectedVolumeTemplate: {sources: [{serviceAccountToken: {path: t}}]}`, "spec.projectedVolumeTemplate.sources[0].serviceAccountToken", ""},
 		{"pvcTemplate size conflict", `storage: {size: 1Gi, pvcTemplate: {resources: {requests: {storage: 5Gi}}}}`, "spec.storage.pvcTemplate.resources.requests.storage", "conflicts"},
 		{"pvcTemplate block volume", `storage: {size: 1Gi, pvcTemplate: {volumeMode: Block}}`, "spec.storage.pvcTemplate.volumeMode", ""},
-		{"probe type", `probes: {startup: {type: streaming}}`, "spec.probes.startup.type", "unknown field"},
+		{"probe type", `probes: {startup: {type: pg_isready}}`, "spec.probes.startup.type", "Unsupported value"},
+		{"probe lag without streaming", `probes: {readiness: {type: query, maximumLag: 1Mi}}`, "spec.probes.readiness.maximumLag", "needs type: streaming"},
 	}
 	for i, tc := range createCases {
 		t.Run("create/"+tc.name, func(t *testing.T) {
