@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/audit"
 	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/kube"
@@ -324,7 +325,9 @@ primary starts first. Needs get and patch on clusters.postgresql.pgward.io.`,
 }
 
 func newKubeRestartCmd(kc *kubeConn) *cobra.Command {
-	return &cobra.Command{
+	var wait bool
+	var timeout time.Duration
+	c := &cobra.Command{
 		Use:   "restart CLUSTER [INSTANCE]",
 		Short: "Restart PostgreSQL: every instance, rolling (replicas one at a time, then a switchover), or one instance",
 		Long: `Sets the Cluster's pgward.io/restart annotation; the operator takes it into
@@ -332,7 +335,8 @@ its planner's memory, removes it, and restarts as for settings that need a
 restart: the replicas one at a time, each back streaming before the next,
 then a switchover to the most advanced (primaryUpdateMethod: restart
 restarts the primary in place; primaryUpdateStrategy: supervised waits for
-your promote). With INSTANCE, that instance only. Needs get and patch on
+your promote). With INSTANCE, that instance only. Waits until it is done
+(--wait=false: only asks). Needs get and patch on
 clusters.postgresql.pgward.io.`,
 		Example: `  kubectl pgward restart cluster-example -n db
   kubectl pgward restart cluster-example cluster-example-3 -n db`,
@@ -350,9 +354,48 @@ clusters.postgresql.pgward.io.`,
 			if err := kube.RequestRestart(cmd.Context(), cl, key, instance); err != nil {
 				return err
 			}
-			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "restart requested on %s\n", key)
-			return nil
+			out := cmd.OutOrStdout()
+			_, _ = fmt.Fprintf(out, "restart requested on %s\n", key)
+			if !wait {
+				return nil
+			}
+			return waitRestart(cmd.Context(), cl, key, timeout, out)
 		},
+	}
+	c.Flags().BoolVar(&wait, "wait", true, "wait until every instance restarted and the cluster is healthy again")
+	c.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait")
+	return c
+}
+
+// waitRestart polls the Cluster until kube.RestartProgress says the restart
+// is over, printing each new state.
+func waitRestart(ctx context.Context, cl client.Client, key types.NamespacedName, timeout time.Duration, out io.Writer) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	last := ""
+	for {
+		var c v1.Cluster
+		if err := cl.Get(ctx, key, &c); err != nil {
+			return fmt.Errorf("reading cluster %s: %w", key, err)
+		}
+		done, note, err := kube.RestartProgress(&c)
+		if err != nil {
+			return err
+		}
+		if note != last && note != "" {
+			_, _ = fmt.Fprintln(out, note)
+			last = note
+		}
+		if done {
+			_, _ = fmt.Fprintf(out, "restart of %s done in %s\n", key, time.Since(start).Round(100*time.Millisecond))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("restart of %s not done after %s (%s): see kubectl pgward status %s", key, timeout, last, key.Name)
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }
 

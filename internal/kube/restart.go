@@ -63,3 +63,31 @@ func RequestRestart(ctx context.Context, cl client.Client, key types.NamespacedN
 		return nil
 	})
 }
+
+// RestartProgress says where a restart requested with RequestRestart
+// stands, from the Cluster as the operator wrote it: done when the
+// operator has taken the request (the annotation is gone), no instance is
+// left to restart and the cluster is healthy again. Under
+// primaryUpdateStrategy supervised the primary waits for the user's
+// switchover: waiting is then over once it is the only one left, and
+// note says so.
+func RestartProgress(c *v1.Cluster) (done bool, note string, err error) {
+	if _, pending := c.Annotations[v1.RestartAnnotation]; pending {
+		return false, "waiting for the operator to take the request", nil
+	}
+	m, err := loadMemory(c)
+	if err != nil {
+		return false, "", err
+	}
+	left := m.RestartPending
+	if len(left) == 1 && left[0] == m.TargetPrimary && c.Spec.PrimaryUpdateStrategy == "supervised" {
+		return true, fmt.Sprintf("replicas restarted; the primary %s waits for your switchover (primaryUpdateStrategy: supervised): kubectl pgward promote %s INSTANCE", left[0], c.Name), nil
+	}
+	if len(left) > 0 {
+		return false, fmt.Sprintf("left to restart: %v", left), nil
+	}
+	if c.Status.Phase != PhaseHealthy || c.Status.ReadyInstances != c.Spec.Instances {
+		return false, fmt.Sprintf("%d of %d instances ready (%s)", c.Status.ReadyInstances, c.Spec.Instances, c.Status.Phase), nil
+	}
+	return true, "", nil
+}
