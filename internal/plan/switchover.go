@@ -65,6 +65,17 @@ func (p *planner) continueSwitchover() {
 		p.act(Action{Kind: ActionDemote, Instance: from.Name})
 		p.hold("switchover: waiting for %s to shut down", from.Name)
 		p.recheckIn(sw.Since.Add(p.spec.SwitchoverTimeout).Sub(p.now))
+	case from.CurrentLSN == 0:
+		// Stopped, but its manager has not read where its WAL ends yet
+		// (pg_controldata runs after the shutdown): 0 is "unknown", not
+		// "nothing to wait for". Promoting now could leave the shutdown's
+		// last records, and the commits before them, behind.
+		if late {
+			p.abortSwitchover(from, fmt.Sprintf("%s's final WAL position was not known within %s", from.Name, p.spec.SwitchoverTimeout))
+			return
+		}
+		p.hold("switchover: waiting for %s to report where its WAL ends", from.Name)
+		p.recheckIn(sw.Since.Add(p.spec.SwitchoverTimeout).Sub(p.now))
 	case !to.readyReplica() || to.ReceivedLSN < from.CurrentLSN:
 		p.hold("switchover: %s has received %s of %s's final %s", to.Name, to.ReceivedLSN, from.Name, from.CurrentLSN)
 		p.recheckIn(sw.Since.Add(p.spec.SwitchoverTimeout).Sub(p.now))

@@ -33,6 +33,10 @@ func TestSwitchoverSteps(t *testing.T) {
 		obs:  []plan.InstanceStatus{pt.Primary("c-1", 1, l5), pt.Replica("c-2", "c-1", l4), pt.Replica("c-3", "c-1", l4)},
 		want: []string{"demote c-1", hold("switchover: waiting for c-1 to shut down")},
 	}, {
+		name: "stopped, its final WAL position not read yet: wait (0 is unknown, not the start)",
+		obs:  []plan.InstanceStatus{stopped(0), pt.Replica("c-2", "", l5), pt.Replica("c-3", "", l4)},
+		want: []string{hold("switchover: waiting for c-1 to report where its WAL ends")},
+	}, {
 		name: "stopped, target behind its final WAL: wait",
 		obs:  []plan.InstanceStatus{stopped(l9), pt.Replica("c-2", "", l5), pt.Replica("c-3", "", l4)},
 		want: []string{hold("switchover: c-2 has received 0/3000500 of c-1's final 0/3000900")},

@@ -32,7 +32,8 @@ func TestPluginPromoteAndRestartOnPods(t *testing.T) {
 	if got := getCluster(t, ns, c.Name).Status.CurrentPrimary; got != other {
 		t.Fatalf("after promote %s the primary is %s", other, got)
 	}
-	if got := psqlLocal(t, ns, other, "app", "INSERT INTO t VALUES (101); SELECT count(*) FROM t"); got != "101" {
+	psqlLocal(t, ns, other, "app", "INSERT INTO t VALUES (101)")
+	if got := psqlLocal(t, ns, other, "app", "SELECT count(*) FROM t"); got != "101" {
 		t.Fatalf("the new primary has %q rows", got)
 	}
 
