@@ -56,18 +56,31 @@ type Timing struct {
 	// UnreachableTimeout is how long the primary may not answer before it
 	// counts as unhealthy.
 	UnreachableTimeout time.Duration
+	// RetryTimeout bounds the status request to an instance that did not
+	// answer the previous one (at most RequestTimeout). A frozen or cut-off
+	// primary would otherwise hold every step up for the whole
+	// RequestTimeout, the step that promotes its successor included. A
+	// shorter wait only makes an answer count less often, never more
+	// (plan.FenceTiming, step 1), so it cannot weaken the bound; the first
+	// answer puts the instance back on RequestTimeout.
+	RetryTimeout time.Duration
 }
 
 // DefaultTiming suits Kubernetes. The primary renews its Lease every
-// second, so a 4 s self-fencing window survives three failed renewals in a
+// second, so a 3 s self-fencing window survives two failed renewals in a
 // row while the operator is away, and any operator restart while the API
 // server answers; an unreachable primary is replaced after the derived
-// bound, ~9.1 s (it was ~35 s with the 30 s window that had to ride out an
-// operator restart before the Lease).
+// bound, ~7.1 s (it was ~35 s with the 30 s window that had to ride out an
+// operator restart before the Lease, and ~9.1 s with a 4 s window and 2 s
+// requests). A status answer takes milliseconds on a healthy pod (the
+// manager answers from a background sample), and a Lease read or update
+// tens of milliseconds on a loaded API server (docs/benchmarks.md), so 1 s
+// requests leave a wide margin. A cluster's spec.primaryLease replaces
+// SelfFence and the bound (clusterFence).
 func DefaultTiming() Timing {
 	return Timing{
-		RequestTimeout:     2 * time.Second,
-		SelfFence:          4 * time.Second,
+		RequestTimeout:     time.Second,
+		SelfFence:          3 * time.Second,
 		LeaseRenew:         time.Second,
 		LeaseTimeout:       2 * time.Second,
 		StopTime:           time.Second,
@@ -75,17 +88,14 @@ func DefaultTiming() Timing {
 		Drift:              1e-4,
 		CheckInterval:      2 * time.Second,
 		UnreachableTimeout: 5 * time.Second,
+		RetryTimeout:       500 * time.Millisecond,
 	}
 }
 
-// fenceBound is the planner's SelfFenceBound for t (plan.FenceTiming):
-// the same for the direct contact and the Lease, whose read RequestTimeout
-// also bounds.
+// fenceBound is the planner's SelfFenceBound for t with the operator's
+// own self-fencing time (plan.FenceTiming).
 func (t Timing) fenceBound() (time.Duration, error) {
-	bound, err := plan.FenceTiming{
-		SelfFence: t.SelfFence, RequestTimeout: t.RequestTimeout, CheckInterval: instance.FenceCheckInterval,
-		StopTime: t.StopTime, ClockStep: t.ClockStep, Drift: t.Drift,
-	}.Bound()
+	bound, err := t.fence(t.SelfFence).Bound()
 	if err != nil {
 		return 0, fmt.Errorf("self-fencing timing: %w", err)
 	}
@@ -96,12 +106,83 @@ func (t Timing) fenceBound() (time.Duration, error) {
 // self-fencing time (older than the primary Lease) were started with.
 const LegacySelfFence = 30 * time.Second
 
+// clusterSelfFence is the self-fencing time cluster c's pods are started
+// with: spec.primaryLease.renewDeadlineSeconds, else the operator's.
+func (t Timing) clusterSelfFence(c *v1.Cluster) time.Duration {
+	if _, d := c.Spec.PrimaryLeaseTimes(); d > 0 {
+		return d
+	}
+	return t.SelfFence
+}
+
+// fence is t's side of plan.FenceTiming for a primary that self-fences
+// after selfFence: the same for the direct contact and the Lease, whose
+// read RequestTimeout also bounds.
+func (t Timing) fence(selfFence time.Duration) plan.FenceTiming {
+	return plan.FenceTiming{
+		SelfFence: selfFence, RequestTimeout: t.RequestTimeout, CheckInterval: instance.FenceCheckInterval,
+		StopTime: t.StopTime, ClockStep: t.ClockStep, Drift: t.Drift,
+	}
+}
+
+// promotionBound is how long c's primary, started with self-fencing time
+// selfFence, must have been silent before another instance is promoted:
+// spec.primaryLease.leaseDurationSeconds, else the derived bound, and
+// never less than the derived bound. checkClusterFence keeps the first
+// from being shorter for the self-fencing time c's pods get, so the derived
+// bound wins only while a pod started with a longer one still runs (its
+// manager reads its config at start).
+func (t Timing) promotionBound(c *v1.Cluster, selfFence time.Duration) (time.Duration, error) {
+	bound, err := t.fence(selfFence).Bound()
+	if err != nil {
+		return 0, fmt.Errorf("self-fencing timing: %w", err)
+	}
+	if d, _ := c.Spec.PrimaryLeaseTimes(); d > bound {
+		return d, nil
+	}
+	return bound, nil
+}
+
+// checkClusterFence refuses a spec.primaryLease whose duration is shorter
+// than the bound this operator's timings derive for its renew deadline
+// (plan.FenceTiming.LeaseBound). api/v1's LeaseMarginSeconds makes that
+// impossible with the timings Run accepts (CheckPrimaryLeaseRange): this
+// is the same rule on the values themselves, naming the field.
+func (t Timing) checkClusterFence(c *v1.Cluster) error {
+	d, _ := c.Spec.PrimaryLeaseTimes()
+	if _, err := t.fence(t.clusterSelfFence(c)).LeaseBound(d); err != nil {
+		return fmt.Errorf("spec.primaryLease.leaseDurationSeconds: %w", err)
+	}
+	return nil
+}
+
+// CheckPrimaryLeaseRange reports whether every spec.primaryLease that
+// api/v1 accepts is safe with t: for every renew deadline in range, the
+// derived bound is at most the deadline plus v1.LeaseMarginSeconds, the
+// least leaseDurationSeconds accepted for it. Run refuses timings that fail
+// it.
+func (t Timing) CheckPrimaryLeaseRange() error {
+	for s := int64(v1.MinRenewDeadlineSeconds); s <= v1.MaxRenewDeadlineSeconds; s++ {
+		t.SelfFence = time.Duration(s) * time.Second
+		bound, err := t.fenceBound()
+		if err != nil {
+			return err
+		}
+		if least := time.Duration(s+v1.LeaseMarginSeconds) * time.Second; bound > least {
+			return fmt.Errorf("with a renew deadline of %ds the bound is %s, more than the %s spec.primaryLease may set: shorten the request timeout or the clock step",
+				s, bound.Round(time.Millisecond), least)
+		}
+	}
+	return nil
+}
+
 // primarySelfFence is the self-fencing time the bound must cover for
 // target: what its manager last reported to this operator, but never less
-// than the operator's own setting. A manager that has not answered since
+// than the cluster's own setting. A manager that has not answered since
 // the operator started, or that does not report it, counts as
 // LegacySelfFence: its pod may predate this operator's settings (an
-// upgrade, a changed --self-fence), and its config is read only at start.
+// upgrade, a changed --self-fence or spec.primaryLease), and its config is
+// read only at start.
 func (r *ClusterReconciler) primarySelfFence(c *v1.Cluster, target string) time.Duration {
 	key := client.ObjectKeyFromObject(c).String()
 	r.mu.Lock()
@@ -110,15 +191,17 @@ func (r *ClusterReconciler) primarySelfFence(c *v1.Cluster, target string) time.
 	if !ok {
 		reported = LegacySelfFence
 	}
-	return max(reported, r.Timing.SelfFence)
+	return max(reported, r.Timing.clusterSelfFence(c))
 }
 
 // planSpec is the planner's view of the cluster whose primary should be
 // target.
 func (r *ClusterReconciler) planSpec(c *v1.Cluster, target string) (plan.Spec, error) {
 	t := r.Timing
-	t.SelfFence = r.primarySelfFence(c, target)
-	bound, err := t.fenceBound()
+	if err := t.checkClusterFence(c); err != nil {
+		return plan.Spec{}, err
+	}
+	bound, err := t.promotionBound(c, r.primarySelfFence(c, target))
 	if err != nil {
 		return plan.Spec{}, err
 	}
@@ -327,6 +410,10 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	for k, v := range r.acks[key] {
 		acks[k] = v
 	}
+	unanswered := map[string]bool{}
+	for k, v := range r.unanswered[key] {
+		unanswered[k] = v
+	}
 	r.mu.Unlock()
 	for i, name := range names {
 		sent := r.now()
@@ -337,9 +424,13 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 			continue
 		}
 		in := r.instanceFor(c, pod, tlsm)
+		timeout := r.Timing.RequestTimeout
+		if unanswered[name] && r.Timing.RetryTimeout > 0 {
+			timeout = min(timeout, r.Timing.RetryTimeout)
+		}
 		go func() {
 			defer func() { done <- struct{}{} }()
-			rctx, cancel := context.WithTimeout(ctx, r.Timing.RequestTimeout)
+			rctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			st, err := r.Instances.Status(rctx, in, acks[name])
 			if err != nil || st.Name != name {
@@ -370,7 +461,12 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	if r.selfFences[key] == nil {
 		r.selfFences[key] = map[string]time.Duration{}
 	}
+	if r.unanswered == nil {
+		r.unanswered = map[string]map[string]bool{}
+	}
+	r.unanswered[key] = map[string]bool{}
 	for i, o := range out {
+		r.unanswered[key][o.plan.Name] = !o.plan.Reachable
 		if o.plan.Reachable {
 			r.acks[key][o.plan.Name] = ids[i]
 			sf := LegacySelfFence

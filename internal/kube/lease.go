@@ -52,7 +52,7 @@ func (r *ClusterReconciler) observeLease(ctx context.Context, c *v1.Cluster, tar
 	var l coordinationv1.Lease
 	err := r.APIReader.Get(rctx, types.NamespacedName{Namespace: c.Namespace, Name: build.LeaseName(c)}, &l)
 	if apierrors.IsNotFound(err) {
-		want := build.PrimaryLease(c, target, r.leaseSeconds(), metav1.NewMicroTime(sent))
+		want := build.PrimaryLease(c, target, r.leaseSeconds(c), metav1.NewMicroTime(sent))
 		if err = r.Client.Create(rctx, want); err == nil {
 			l = *want
 		}
@@ -84,9 +84,10 @@ func holderOf(l *coordinationv1.Lease) string {
 }
 
 // leaseSeconds is the Lease's leaseDurationSeconds: the bound after which
-// the operator may replace a silent holder. Informative only.
-func (r *ClusterReconciler) leaseSeconds() int32 {
-	bound, err := r.Timing.fenceBound()
+// the operator may replace a silent holder of c's Lease started with c's
+// settings (spec.primaryLease), rounded up. Informative only.
+func (r *ClusterReconciler) leaseSeconds(c *v1.Cluster) int32 {
+	bound, err := r.Timing.promotionBound(c, r.Timing.clusterSelfFence(c))
 	if err != nil {
 		return 0
 	}
@@ -148,7 +149,7 @@ func (r *ClusterReconciler) takeLease(ctx context.Context, c *v1.Cluster, to str
 		transitions = *l.Spec.LeaseTransitions + 1
 	}
 	l.Spec.HolderIdentity, l.Spec.AcquireTime, l.Spec.RenewTime, l.Spec.LeaseTransitions = &to, &t, &t, &transitions
-	secs := r.leaseSeconds()
+	secs := r.leaseSeconds(c)
 	l.Spec.LeaseDurationSeconds = &secs
 	rctx, cancel := context.WithTimeout(ctx, r.Timing.RequestTimeout)
 	defer cancel()
@@ -229,9 +230,7 @@ func (r *ClusterReconciler) powerFencedRecently(c *v1.Cluster, name string) bool
 // primaries are the memory's current primary and the Lease's holder.
 func (h *haRound) beforePromote(ctx context.Context, a plan.Action, m plan.Memory) error {
 	r := h.r
-	t := r.Timing
-	t.SelfFence = r.primarySelfFence(h.desired, holderOrCurrent(h, m))
-	bound, err := t.fenceBound()
+	bound, err := r.Timing.promotionBound(h.desired, r.primarySelfFence(h.desired, holderOrCurrent(h, m)))
 	if err != nil {
 		return err
 	}

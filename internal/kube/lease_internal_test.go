@@ -56,9 +56,9 @@ func TestPrimarySelfFence(t *testing.T) {
 	}{
 		{"nothing reported since the operator started: the legacy 30 s", nil, LegacySelfFence},
 		{"another instance's report does not count", map[string]time.Duration{"c-2": 4 * time.Second}, LegacySelfFence},
-		{"the primary reports the operator's 4 s", map[string]time.Duration{"c-1": 4 * time.Second}, 4 * time.Second},
+		{"the primary reports the operator's 3 s", map[string]time.Duration{"c-1": 3 * time.Second}, 3 * time.Second},
 		{"the primary was started with a longer one (an older --self-fence)", map[string]time.Duration{"c-1": 20 * time.Second}, 20 * time.Second},
-		{"never less than the operator's own", map[string]time.Duration{"c-1": time.Second}, 4 * time.Second},
+		{"never less than the operator's own", map[string]time.Duration{"c-1": time.Second}, 3 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &ClusterReconciler{Timing: DefaultTiming()}

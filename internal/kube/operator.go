@@ -115,6 +115,9 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	if cfg.Build.LeaseRenew != cfg.Timing.LeaseRenew || cfg.Timing.LeaseRenew <= 0 || cfg.Timing.LeaseRenew >= cfg.Timing.SelfFence {
 		return errors.New("the primary lease must be renewed (pods and planner agreeing) more often than the self-fencing time")
 	}
+	if err := cfg.Timing.CheckPrimaryLeaseRange(); err != nil {
+		return fmt.Errorf("timings unsafe for spec.primaryLease: %w", err)
+	}
 	scheme, err := NewScheme()
 	if err != nil {
 		return err

@@ -63,6 +63,9 @@ type ClusterReconciler struct {
 
 	mu   sync.Mutex
 	acks map[string]map[string]uint64 // cluster -> instance -> last RequestID
+	// unanswered: cluster -> instance -> did not answer the last status
+	// request (Timing.RetryTimeout).
+	unanswered map[string]map[string]bool
 	mems map[string]clusterMemory     // cluster -> planner memory between reconciles
 	said map[string]time.Time         // deduplicates repeated events and logs
 	// outdated: cluster -> instances whose pods run outdated images (images.go)
@@ -330,6 +333,7 @@ func (r *ClusterReconciler) forget(key string) {
 	delete(r.imageErrs, key)
 	delete(r.leases, key)
 	delete(r.selfFences, key)
+	delete(r.unanswered, key)
 	r.mu.Unlock()
 	if f, ok := r.Instances.(interface{ Forget(string) }); ok {
 		f.Forget(key)

@@ -108,6 +108,28 @@ func (t FenceTiming) Bound() (time.Duration, error) {
 	return time.Duration(math.Ceil(bound)) + 1, nil
 }
 
+// LeaseBound is the promotion bound for a primary Lease whose configured
+// duration is lease (zero: not configured) and whose holder self-fences
+// after t.SelfFence (spec.primaryLease's leaseDurationSeconds and
+// renewDeadlineSeconds on Kubernetes): the lease itself when it is at least
+// t.Bound(), the derived bound when none is configured, and an error when
+// the configured one is shorter, since promoting then could overlap the
+// old primary's last writes.
+func (t FenceTiming) LeaseBound(lease time.Duration) (time.Duration, error) {
+	bound, err := t.Bound()
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case lease == 0:
+		return bound, nil
+	case lease < bound:
+		return 0, fmt.Errorf("a lease of %s is shorter than the %s a primary that self-fences after %s may keep writing for",
+			lease, bound.Round(time.Millisecond), t.SelfFence)
+	}
+	return lease, nil
+}
+
 // staleMemory holds when an instance reports an epoch the memory never
 // issued: the persisted Memory is older than the cluster, and acting on it
 // could promote a second primary.
