@@ -328,7 +328,13 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 			return reconcile.Result{}, err
 		}
 	}
-	return reconcile.Result{RequeueAfter: res.Wait}, nil
+	wait := res.Wait
+	if !h.wakeAt.IsZero() {
+		if until := h.wakeAt.Sub(r.now()); until > 0 && (wait <= 0 || until < wait) {
+			wait = max(until, 100*time.Millisecond)
+		}
+	}
+	return reconcile.Result{RequeueAfter: wait}, nil
 }
 
 // haRound is the Kubernetes adapter of one reconcile to control.Driver:
@@ -341,6 +347,9 @@ type haRound struct {
 	tlsm       *tlsMaterial
 	mem        *control.Memory
 	obs        []observation // the last Observe, for the status
+	// wakeAt is when a silent primary will have fenced itself
+	// (fenceSelfFenced): the next step should come no later.
+	wakeAt time.Time
 }
 
 func (h *haRound) Observe(ctx context.Context, names []string) []plan.InstanceStatus {
@@ -372,7 +381,11 @@ func (h *haRound) Observe(ctx context.Context, names []string) []plan.InstanceSt
 	return out
 }
 
-func (h *haRound) Observed(ctx context.Context, _ []plan.InstanceStatus) {
+func (h *haRound) Observed(ctx context.Context, obs []plan.InstanceStatus) {
+	if err := h.fenceSelfFenced(ctx, obs); err != nil {
+		// The promotion deletes the pod again before it runs (beforePromote).
+		log.FromContext(ctx).Info("power fence", "error", err.Error())
+	}
 	if err := h.r.advanceCARotation(ctx, h.desired, h.obs); err != nil {
 		// The next observation tries again; nothing else depends on it.
 		log.FromContext(ctx).Info("CA rotation", "error", err.Error())
@@ -394,6 +407,60 @@ func (h *haRound) Run(ctx context.Context, a plan.Action, m plan.Memory) error {
 		}
 	}
 	return h.r.execute(ctx, h.desired, m, a, h.pods, h.tlsm)
+}
+
+// fenceSelfFenced deletes the pod of a silent target primary (grace
+// period 0) as soon as the primary has surely stopped accepting writes by
+// its own timer (plan.FenceTiming, steps 1-3 and 8: its last contact plus
+// RequestTimeout, its self-fencing time stretched by drift, the check
+// interval and the time to stop), instead of when the bound lets another
+// instance be promoted, about 2 s later (the clock-step allowance and the
+// rounding). The kubelet kills a deleted pod's processes only after its
+// minimum grace period (2 s): killed now, the frozen processes are gone
+// by the time the bound expires, and so are the client connections they
+// held, which would otherwise wait for the kill after the promotion. It
+// costs no availability: a primary this silent has fenced itself already;
+// a clock step that makes it come early kills a primary that was about to
+// stop anyway. Single-instance clusters have no self-fencing: never.
+func (h *haRound) fenceSelfFenced(ctx context.Context, obs []plan.InstanceStatus) error {
+	m := h.mem.Latest()
+	target := m.TargetPrimary
+	if target == "" || m.PrimaryLastSeen.IsZero() || len(build.InstanceNames(h.desired)) < 2 {
+		return nil
+	}
+	var st plan.InstanceStatus
+	for _, o := range obs {
+		if o.Name == target {
+			st = o
+		}
+	}
+	pod := h.pods[target]
+	if st.Name != target || st.Reachable || pod == nil || !pod.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	r := h.r
+	last := m.PrimaryLastSeen
+	if st.LeaseSeen.After(last) {
+		last = st.LeaseSeen
+	}
+	sf := r.primarySelfFence(h.desired, target)
+	t := r.Timing.fence(sf)
+	fencedBy := last.Add(t.RequestTimeout + time.Duration(float64(sf)*(1+t.Drift)) + t.CheckInterval + t.StopTime)
+	now := r.now()
+	if now.Before(fencedBy) {
+		h.wakeAt = fencedBy
+		return nil
+	}
+	bound, err := r.Timing.promotionBound(h.desired, sf)
+	if err != nil {
+		return err
+	}
+	// A pod created within the bound is a replacement the operator made
+	// after an earlier power fence: it starts PostgreSQL only when told.
+	if now.Sub(pod.CreationTimestamp.Time) < bound {
+		return nil
+	}
+	return r.powerFence(ctx, pod)
 }
 
 // observe asks every instance for its status, in parallel, each within
