@@ -329,20 +329,20 @@ type Round struct {
 
 // Summary is a run's result.
 type Summary struct {
-	Mode            string        `json:"mode"`
-	Rounds          []Round       `json:"rounds"`
-	P50             time.Duration `json:"p50Ns"`
-	P95             time.Duration `json:"p95Ns"`
-	Max             time.Duration `json:"maxNs"`
-	Acknowledged    int           `json:"acknowledged"`
-	MissingAcked    int           `json:"missingAcknowledged"`
-	MissingSample   []string      `json:"missingSample,omitempty"`
-	SplitBrain      int           `json:"splitBrainMoments"`
+	Mode          string        `json:"mode"`
+	Rounds        []Round       `json:"rounds"`
+	P50           time.Duration `json:"p50Ns"`
+	P95           time.Duration `json:"p95Ns"`
+	Max           time.Duration `json:"maxNs"`
+	Acknowledged  int           `json:"acknowledged"`
+	MissingAcked  int           `json:"missingAcknowledged"`
+	MissingSample []string      `json:"missingSample,omitempty"`
+	SplitBrain    int           `json:"splitBrainMoments"`
 	// Divergent counts acknowledged writes (writer's and probes') that
 	// the final timeline's history does not hold, by their servers' word.
-	Divergent int `json:"divergentAcknowledged"`
-	FailedRounds    int           `json:"failedRounds"`
-	SyncReplication bool          `json:"syncReplication"`
+	Divergent       int  `json:"divergentAcknowledged"`
+	FailedRounds    int  `json:"failedRounds"`
+	SyncReplication bool `json:"syncReplication"`
 }
 
 func summarize(mode string, rounds []Round) Summary {

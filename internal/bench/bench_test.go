@@ -72,7 +72,7 @@ func TestServerOrderIgnoresClientClocks(t *testing.T) {
 	}
 	rec := &recorder{
 		writes: []ack{
-			{id: 1, port: 1, at: at(900), word: w(1, 0x0f00, 0)},  // seen late: the client waited for the CPU
+			{id: 1, port: 1, at: at(900), word: w(1, 0x0f00, 0)},   // seen late: the client waited for the CPU
 			{id: 2, port: 2, at: at(300), word: w(2, 0x1100, 300)}, // the new primary's first write
 		},
 		probes: []ack{

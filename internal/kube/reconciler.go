@@ -66,8 +66,8 @@ type ClusterReconciler struct {
 	// unanswered: cluster -> instance -> did not answer the last status
 	// request (Timing.RetryTimeout).
 	unanswered map[string]map[string]bool
-	mems map[string]clusterMemory     // cluster -> planner memory between reconciles
-	said map[string]time.Time         // deduplicates repeated events and logs
+	mems       map[string]clusterMemory // cluster -> planner memory between reconciles
+	said       map[string]time.Time     // deduplicates repeated events and logs
 	// outdated: cluster -> instances whose pods run outdated images (images.go)
 	outdated map[string]map[string]bool
 	// imageErrs: cluster -> why its catalog entry does not resolve (images.go)
