@@ -63,11 +63,8 @@ type ClusterReconciler struct {
 
 	mu   sync.Mutex
 	acks map[string]map[string]uint64 // cluster -> instance -> last RequestID
-	// unanswered: cluster -> instance -> did not answer the last status
-	// request (Timing.RetryTimeout).
-	unanswered map[string]map[string]bool
-	mems       map[string]clusterMemory // cluster -> planner memory between reconciles
-	said       map[string]time.Time     // deduplicates repeated events and logs
+	mems map[string]clusterMemory     // cluster -> planner memory between reconciles
+	said map[string]time.Time         // deduplicates repeated events and logs
 	// outdated: cluster -> instances whose pods run outdated images (images.go)
 	outdated map[string]map[string]bool
 	// imageErrs: cluster -> why its catalog entry does not resolve (images.go)
@@ -81,6 +78,9 @@ type ClusterReconciler struct {
 	// powerFenced is when each pod ("namespace/name") was deleted by the
 	// power fence (lease.go).
 	powerFenced map[string]time.Time
+	// unanswered: cluster -> instance -> did not answer the last status
+	// request (Timing.RetryTimeout).
+	unanswered map[string]map[string]bool
 }
 
 var _ reconcile.Reconciler = (*ClusterReconciler)(nil)
