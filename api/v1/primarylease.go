@@ -18,14 +18,14 @@ import (
 //     renewal or answer it saw, before it promotes another instance.
 //
 // The operator derives the shortest safe wait from renewDeadlineSeconds
-// (plan.FenceTiming: request timeouts, the time to stop, clock steps and
+// (plan.FenceTiming: the request timeout, the time to stop and clock
 // drift) and refuses a shorter leaseDurationSeconds, so every accepted pair
 // keeps an isolated primary's last write before any promotion.
 type PrimaryLeaseConfiguration struct {
 	// LeaseDurationSeconds is how long after the primary's last renewal
 	// or answer the operator may promote another instance. At least
-	// renewDeadlineSeconds + 5. Default: the shortest safe wait for the
-	// renew deadline (about 7.1 s for the default 3 s).
+	// renewDeadlineSeconds + 3. Default: the shortest safe wait for the
+	// renew deadline (about 5.1 s for the default 3 s).
 	// +optional
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=600
@@ -52,13 +52,13 @@ const (
 	MaxLeaseDurationSeconds     = 600
 	DefaultRenewDeadlineSeconds = 3
 	// LeaseMarginSeconds is what leaseDurationSeconds must add to
-	// renewDeadlineSeconds: the operator's request timeout, the check
-	// interval and stop time of the instance manager, a wall-clock step
-	// and drift over the longest deadline (plan.FenceTiming) come to less
-	// than 4.2 s with the operator's default timings; the operator refuses
-	// to start with timings this margin does not cover
+	// renewDeadlineSeconds: the operator's request timeout (1 s), the
+	// instance manager's check interval (0.1 s) and stop time (1 s), and
+	// drift (1e-4) over the longest deadline come to less than 2.2 s with
+	// the operator's default timings (plan.FenceTiming); the operator
+	// refuses to start with timings this margin does not cover
 	// (internal/kube.Timing.CheckPrimaryLeaseRange).
-	LeaseMarginSeconds = 5
+	LeaseMarginSeconds = 3
 )
 
 // PrimaryLeaseTimes returns spec.primaryLease's duration and renew
@@ -106,7 +106,7 @@ func (s *ClusterSpec) validatePrimaryLease(p *field.Path) field.ErrorList {
 				which = "the default renewDeadlineSeconds"
 			}
 			errs = append(errs, field.Invalid(p.Child("leaseDurationSeconds"), *d,
-				fmt.Sprintf("must be at least %d: %s (%d) + %d s, so that a primary cut off from the operator and the API server has stopped writing before another instance is promoted (request timeouts, the time to stop PostgreSQL, clock steps and drift)",
+				fmt.Sprintf("must be at least %d: %s (%d) + %d s, so that a primary cut off from the operator and the API server has stopped writing before another instance is promoted (the request timeout, the time to stop PostgreSQL, clock drift)",
 					deadline+LeaseMarginSeconds, which, deadline, LeaseMarginSeconds)))
 		}
 	}

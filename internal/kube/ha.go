@@ -45,7 +45,11 @@ type Timing struct {
 	LeaseTimeout time.Duration
 	// StopTime bounds an instance's immediate shutdown once it fences.
 	StopTime time.Duration
-	// ClockStep is the largest forward jump of the operator's wall clock
+	// ClockStep is the largest forward jump of the operator's clock during
+	// one bound. Every interval the argument measures is between two
+	// readings of one operator process (clock: Go's monotonic clock, which
+	// NTP may slew, within Drift, but never steps), and a new process, a
+	// restart or a new leader, trusts no stored time (control.Resume): so 0.
 	// between two reconciles, including a move of leadership to another
 	// node whose clock differs.
 	ClockStep time.Duration
@@ -70,13 +74,14 @@ type Timing struct {
 // second, so a 3 s self-fencing window survives two failed renewals in a
 // row while the operator is away, and any operator restart while the API
 // server answers; an unreachable primary is replaced after the derived
-// bound, ~7.1 s (it was ~35 s with the 30 s window that had to ride out an
-// operator restart before the Lease, and ~9.1 s with a 4 s window and 2 s
-// requests). A status answer takes milliseconds on a healthy pod (the
-// manager answers from a background sample), and a Lease read or update
-// tens of milliseconds on a loaded API server (docs/benchmarks.md), so 1 s
-// requests leave a wide margin. A cluster's spec.primaryLease replaces
-// SelfFence and the bound (clusterFence).
+// bound, (1 + 3·1.0001 + 0.1 + 1)/0.9999 ≈ 5.1 s (it was ~35 s with the
+// 30 s window that had to ride out an operator restart before the Lease,
+// and ~9.1 s with a 4 s window, 2 s requests and a 2 s allowance for wall
+// clock steps, which the monotonic clock made unnecessary). A status
+// answer takes milliseconds on a healthy pod (the manager answers from a
+// background sample), and a Lease read or update tens of milliseconds on a
+// loaded API server, so 1 s requests leave a wide margin. A cluster's
+// spec.primaryLease replaces SelfFence and the bound (promotionBound).
 func DefaultTiming() Timing {
 	return Timing{
 		RequestTimeout:     time.Second,
@@ -84,7 +89,7 @@ func DefaultTiming() Timing {
 		LeaseRenew:         time.Second,
 		LeaseTimeout:       2 * time.Second,
 		StopTime:           time.Second,
-		ClockStep:          2 * time.Second,
+		ClockStep:          0,
 		Drift:              1e-4,
 		CheckInterval:      2 * time.Second,
 		UnreachableTimeout: 5 * time.Second,
@@ -169,7 +174,7 @@ func (t Timing) CheckPrimaryLeaseRange() error {
 			return err
 		}
 		if least := time.Duration(s+v1.LeaseMarginSeconds) * time.Second; bound > least {
-			return fmt.Errorf("with a renew deadline of %ds the bound is %s, more than the %s spec.primaryLease may set: shorten the request timeout or the clock step",
+			return fmt.Errorf("with a renew deadline of %ds the bound is %s, more than the %s spec.primaryLease may set: shorten the request timeout or the stop time",
 				s, bound.Round(time.Millisecond), least)
 		}
 	}
@@ -271,7 +276,7 @@ func (r *ClusterReconciler) memory(ctx context.Context, c *v1.Cluster) (*control
 	if ok && e.uid == c.UID && e.mem.Holds(stored) {
 		return e.mem, nil
 	}
-	m := control.Resume(stored, r.now())
+	m := control.Resume(stored, r.clock())
 	r.mu.Lock()
 	if r.mems == nil {
 		r.mems = map[string]clusterMemory{}
@@ -295,7 +300,7 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 		return reconcile.Result{}, err
 	}
 	h := &haRound{r: r, c: c, desired: desired, pods: pods, tlsm: tlsm, mem: mem}
-	d := control.Driver{Observer: h, Store: h, Actuator: h, Now: r.now}
+	d := control.Driver{Observer: h, Store: h, Actuator: h, Now: r.clock}
 	taken := takeSwitchover(c, mem)
 	restart := takeRestart(ctx, c, spec, mem)
 	res, err := d.Step(ctx, spec, mem)
@@ -330,7 +335,7 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 	}
 	wait := res.Wait
 	if !h.wakeAt.IsZero() {
-		if until := h.wakeAt.Sub(r.now()); until > 0 && (wait <= 0 || until < wait) {
+		if until := h.wakeAt.Sub(r.clock()); until > 0 && (wait <= 0 || until < wait) {
 			wait = max(until, 100*time.Millisecond)
 		}
 	}
@@ -413,15 +418,14 @@ func (h *haRound) Run(ctx context.Context, a plan.Action, m plan.Memory) error {
 // period 0) as soon as the primary has surely stopped accepting writes by
 // its own timer (plan.FenceTiming, steps 1-3 and 8: its last contact plus
 // RequestTimeout, its self-fencing time stretched by drift, the check
-// interval and the time to stop), instead of when the bound lets another
-// instance be promoted, about 2 s later (the clock-step allowance and the
-// rounding). The kubelet kills a deleted pod's processes only after its
-// minimum grace period (2 s): killed now, the frozen processes are gone
-// by the time the bound expires, and so are the client connections they
-// held, which would otherwise wait for the kill after the promotion. It
-// costs no availability: a primary this silent has fenced itself already;
-// a clock step that makes it come early kills a primary that was about to
-// stop anyway. Single-instance clusters have no self-fencing: never.
+// interval and the time to stop), and wakes the next step then. With the
+// default timings that is the bound itself (a nanosecond before); with a
+// spec.primaryLease.leaseDurationSeconds longer than the derived bound it
+// is earlier, and the kubelet, which kills a deleted pod's processes only
+// after its minimum grace period (2 s), has killed them (and released the
+// client connections they held) by the promotion. It costs no
+// availability: a primary this silent has fenced itself already.
+// Single-instance clusters have no self-fencing: never.
 func (h *haRound) fenceSelfFenced(ctx context.Context, obs []plan.InstanceStatus) error {
 	m := h.mem.Latest()
 	target := m.TargetPrimary
@@ -446,7 +450,7 @@ func (h *haRound) fenceSelfFenced(ctx context.Context, obs []plan.InstanceStatus
 	sf := r.primarySelfFence(h.desired, target)
 	t := r.Timing.fence(sf)
 	fencedBy := last.Add(t.RequestTimeout + time.Duration(float64(sf)*(1+t.Drift)) + t.CheckInterval + t.StopTime)
-	now := r.now()
+	now := r.clock()
 	if now.Before(fencedBy) {
 		h.wakeAt = fencedBy
 		return nil
@@ -460,7 +464,13 @@ func (h *haRound) fenceSelfFenced(ctx context.Context, obs []plan.InstanceStatus
 	if now.Sub(pod.CreationTimestamp.Time) < bound {
 		return nil
 	}
-	return r.powerFence(ctx, pod)
+	if err := r.powerFence(ctx, pod); err != nil {
+		return err
+	}
+	// Gone from the API at once (grace period 0): this step neither
+	// relabels nor fences it again.
+	delete(h.pods, target)
+	return nil
 }
 
 // observe asks every instance for its status, in parallel, each within
@@ -483,7 +493,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	}
 	r.mu.Unlock()
 	for i, name := range names {
-		sent := r.now()
+		sent := r.clock()
 		out[i] = observation{plan: control.Unreachable(name, sent)}
 		pod := pods[name]
 		if pod == nil || !pod.DeletionTimestamp.IsZero() {

@@ -46,7 +46,7 @@ type leaseView struct {
 // cannot tell, and the takeover (takeLease) needs a read anyway.
 func (r *ClusterReconciler) observeLease(ctx context.Context, c *v1.Cluster, target string) (string, time.Time) {
 	key := client.ObjectKeyFromObject(c).String()
-	sent := r.now()
+	sent := r.clock()
 	rctx, cancel := context.WithTimeout(ctx, r.Timing.RequestTimeout)
 	defer cancel()
 	var l coordinationv1.Lease
@@ -138,7 +138,7 @@ func (r *ClusterReconciler) takeLease(ctx context.Context, c *v1.Cluster, to str
 	if holder == to {
 		return nil
 	}
-	now := r.now()
+	now := r.clock()
 	if why := takeoverAllowed(holder, to, v.seen, now, bound, holderStatus); why != "" {
 		return fmt.Errorf("%w: %s", errLeaseHeld, why)
 	}

@@ -23,7 +23,7 @@ import (
 // (leaseDurationSeconds 20, renewDeadlineSeconds 12) against the real API
 // server: the pods' configuration carries the 12 s self-fencing time, the
 // Lease says 20 s, and a primary that goes silent is replaced 20 s after
-// its last contact, not at the default ~7.1 s; its pod is deleted (power
+// its last contact, not at the default ~5.1 s; its pod is deleted (power
 // fence) only once it has surely fenced itself (contact + 1 s request
 // timeout + 12 s·(1+1e-4) + 0.1 s check + 1 s stop ≈ 14.1 s), before the
 // promotion.
@@ -132,11 +132,11 @@ func TestPrimaryLeaseRefusedByTheOperator(t *testing.T) {
 	ns := newNamespace(t, false)
 	c := sampleCluster(t, ns)
 	c.Name = "pr"
-	c.Spec.PrimaryLease = &v1.PrimaryLeaseConfiguration{LeaseDurationSeconds: new(int32(8)), RenewDeadlineSeconds: new(int32(3))}
+	c.Spec.PrimaryLease = &v1.PrimaryLeaseConfiguration{LeaseDurationSeconds: new(int32(6)), RenewDeadlineSeconds: new(int32(3))}
 	createCluster(t, c)
 	sim := plantest.NewSim(time.Now(), 3*time.Second, "pr-1", "pr-2", "pr-3")
 	r := newReconciler(&simInstances{sim: sim}, time.Now)
-	r.Timing.RequestTimeout = 3 * time.Second // bound for 3 s: ~9.1 s > 8 s
+	r.Timing.RequestTimeout = 2 * time.Second // bound for 3 s: ~6.1 s > 6 s
 	var got v1.Cluster
 	for range 3 {
 		_, _ = r.Reconcile(ctxFor(t), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(c)})
@@ -152,7 +152,7 @@ func TestPrimaryLeaseRefusedByTheOperator(t *testing.T) {
 		t.Errorf("status does not name spec.primaryLease.leaseDurationSeconds: phase %q, conditions %q", got.Status.Phase, msg)
 	}
 	if err := r.Timing.CheckPrimaryLeaseRange(); err == nil {
-		t.Error("CheckPrimaryLeaseRange accepted 3 s requests, whose bound the 5 s margin does not cover")
+		t.Error("CheckPrimaryLeaseRange accepted 2 s requests, whose bound the 3 s margin does not cover")
 	}
 	if err := kube.DefaultTiming().CheckPrimaryLeaseRange(); err != nil {
 		t.Errorf("the default timings do not cover every accepted spec.primaryLease: %v", err)

@@ -317,6 +317,21 @@ func (r *ClusterReconciler) now() time.Time {
 	return time.Now().UTC().Round(0)
 }
 
+// clock is the reconciler's clock for the fencing argument (ha.go,
+// lease.go): Go's monotonic reading kept, so that no step of the wall clock
+// can shorten an interval measured between two of its readings (when the
+// primary last answered or renewed, and now). Those intervals never span
+// two processes: a restarted operator or a new leader trusts no stored
+// time (control.Resume). Times it stamps lose the monotonic reading when
+// written to the status, where nothing compares them. Tests pin it
+// through Now, as now.
+func (r *ClusterReconciler) clock() time.Time {
+	if r.Now != nil {
+		return r.Now().UTC().Round(0)
+	}
+	return time.Now()
+}
+
 func (r *ClusterReconciler) rand() io.Reader {
 	if r.Rand != nil {
 		return r.Rand

@@ -33,13 +33,21 @@ func TestFenceTimingBound(t *testing.T) {
 }
 
 // kubeFence is the operator's default timing on Kubernetes
-// (internal/kube.DefaultTiming, checked against it there by
-// TestDefaultTimingCoversPrimaryLease): 1 s requests, the instance
-// manager's 100 ms check, 1 s to stop, a 2 s wall-clock step, 1e-4 drift.
-var kubeFence = FenceTiming{
-	RequestTimeout: time.Second, CheckInterval: 100 * time.Millisecond,
-	StopTime: time.Second, ClockStep: 2 * time.Second, Drift: 1e-4,
-}
+// (internal/kube.DefaultTiming, whose CheckPrimaryLeaseRange
+// TestPrimaryLeaseRefusedByTheOperator runs): 1 s requests, the instance
+// manager's 100 ms check, 1 s to stop, no clock step (the operator measures
+// on its monotonic clock), 1e-4 drift. clockStepped is the same with the
+// 2 s wall-clock step the operator allowed for before.
+var (
+	kubeFence = FenceTiming{
+		RequestTimeout: time.Second, CheckInterval: 100 * time.Millisecond,
+		StopTime: time.Second, Drift: 1e-4,
+	}
+	clockStepped = FenceTiming{
+		RequestTimeout: time.Second, CheckInterval: 100 * time.Millisecond,
+		StopTime: time.Second, ClockStep: 2 * time.Second, Drift: 1e-4,
+	}
+)
 
 // worstCase plays one isolated primary against the controller on the real
 // time axis, each unknown at its worst, and returns the real times (in
@@ -64,42 +72,48 @@ func worstCase(t FenceTiming, bound time.Duration) (lastWrite, promotion float64
 
 // TestPrimaryLeaseRangeIsSafe: for every renew deadline spec.primaryLease
 // accepts (2-300 s), with the derived duration and with every accepted
-// duration from deadline+5 s (api/v1.LeaseMarginSeconds) up, the isolated
+// duration from deadline+3 s (api/v1.LeaseMarginSeconds) up, the isolated
 // primary's last possible write comes before the earliest promotion; and
 // LeaseBound refuses a duration shorter than that needs, while a bound a
 // little shorter than the derived one would overlap (the check can fail).
 func TestPrimaryLeaseRangeIsSafe(t *testing.T) {
 	for deadline := 2; deadline <= 300; deadline++ {
-		ft := kubeFence
-		ft.SelfFence = time.Duration(deadline) * time.Second
-		leases := []time.Duration{0}
-		for d := deadline + 5; d <= 600; d++ {
-			if d <= deadline+8 || d%50 == 0 || d == 600 {
-				leases = append(leases, time.Duration(d)*time.Second)
+		for _, base := range []FenceTiming{kubeFence, clockStepped} {
+			ft := base
+			ft.SelfFence = time.Duration(deadline) * time.Second
+			margin := 3
+			if ft.ClockStep > 0 {
+				margin += 2
 			}
-		}
-		for _, lease := range leases {
-			bound, err := ft.LeaseBound(lease)
+			leases := []time.Duration{0}
+			for d := deadline + margin; d <= 600; d++ {
+				if d <= deadline+margin+3 || d%50 == 0 || d == 600 {
+					leases = append(leases, time.Duration(d)*time.Second)
+				}
+			}
+			for _, lease := range leases {
+				bound, err := ft.LeaseBound(lease)
+				if err != nil {
+					t.Fatalf("deadline %ds, lease %s: refused: %v", deadline, lease, err)
+				}
+				if lease != 0 && bound != lease {
+					t.Fatalf("deadline %ds, lease %s: bound %s, want the lease itself", deadline, lease, bound)
+				}
+				if last, promo := worstCase(ft, bound); promo <= last {
+					t.Fatalf("deadline %ds, lease %s (bound %s): promotion at %.6fs, not after the last write at %.6fs",
+						deadline, lease, bound, promo, last)
+				}
+			}
+			derived, err := ft.Bound()
 			if err != nil {
-				t.Fatalf("deadline %ds, lease %s: refused: %v", deadline, lease, err)
+				t.Fatal(err)
 			}
-			if lease != 0 && bound != lease {
-				t.Fatalf("deadline %ds, lease %s: bound %s, want the lease itself", deadline, lease, bound)
+			if last, promo := worstCase(ft, derived-10*time.Millisecond); promo > last {
+				t.Fatalf("deadline %ds: a bound 10 ms under the derived %s would still be safe: the derivation is not tight", deadline, derived)
 			}
-			if last, promo := worstCase(ft, bound); promo <= last {
-				t.Fatalf("deadline %ds, lease %s (bound %s): promotion at %.6fs, not after the last write at %.6fs",
-					deadline, lease, bound, promo, last)
+			if _, err := ft.LeaseBound(derived - time.Millisecond); err == nil {
+				t.Fatalf("deadline %ds: a lease 1 ms under the derived bound %s was accepted", deadline, derived)
 			}
-		}
-		derived, err := ft.Bound()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if last, promo := worstCase(ft, derived-10*time.Millisecond); promo > last {
-			t.Fatalf("deadline %ds: a bound 10 ms under the derived %s would still be safe: the derivation is not tight", deadline, derived)
-		}
-		if _, err := ft.LeaseBound(derived - time.Millisecond); err == nil {
-			t.Fatalf("deadline %ds: a lease 1 ms under the derived bound %s was accepted", deadline, derived)
 		}
 	}
 }
@@ -111,9 +125,9 @@ func TestLeaseBound(t *testing.T) {
 		lease, want time.Duration
 		err         bool
 	}{
-		{0, 14102210223, false}, // derived: (1 + 10·1.0001 + 0.1 + 1)/0.9999 s + 2 s, rounded up, + 1 ns
-		{15 * time.Second, 15 * time.Second, false},
-		{14 * time.Second, 0, true},
+		{0, 12102210223, false}, // derived: (1 + 10·1.0001 + 0.1 + 1)/0.9999 s, rounded up, + 1 ns
+		{13 * time.Second, 13 * time.Second, false},
+		{12 * time.Second, 0, true},
 	} {
 		got, err := ft.LeaseBound(tc.lease)
 		if (err != nil) != tc.err || got != tc.want {
