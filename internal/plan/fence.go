@@ -31,7 +31,11 @@ import (
 //     SelfFenceBound on the controller's clock. That clock may run slow by
 //     Drift and jump forward by ClockStep (PrimaryLastSeen is persisted as
 //     wall-clock time), so the promotion happens at real time at least
-//     s + (SelfFenceBound - ClockStep)*(1-Drift).
+//     s + (SelfFenceBound - ClockStep)*(1-Drift). A controller that keeps
+//     every time it compares on one process's monotonic clock (the
+//     Kubernetes operator) and trusts no stored time after a restart
+//     (control.Resume) has ClockStep 0: a monotonic clock is slewed
+//     (Drift) but never stepped.
 //
 // Where the primary renews a lease of its own (on Kubernetes, the cluster's
 // coordination Lease, renewed through the API server), a renewal is a
