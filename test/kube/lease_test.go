@@ -139,11 +139,12 @@ func freezeFailover(t testing.TB, w *writer, c *v1.Cluster, round int) time.Dura
 		return nil
 	})
 	outage := first.Sub(t0)
-	// The bound (~9.1 s) from the later of the primary's last answer and
+	// The bound (~5.1 s) from the later of the primary's last answer and
 	// the operator's read that saw its last renewal (up to a check
 	// interval, 2 s, after it), the step that decides (its status request
-	// to the frozen pod waits out the 2 s timeout), and the writer's
-	// reconnection; 35 s or more with the 30 s self-fencing of before.
+	// to the silent pod waits 500 ms at most), and the writer's
+	// reconnection (its attempt in flight waits out libpq's 2 s connect
+	// timeout); 35 s or more with the 30 s self-fencing of before.
 	if outage > 20*time.Second {
 		t.Errorf("failover of the frozen %s took %v, more than the bound allows", old, outage)
 	}
