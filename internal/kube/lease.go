@@ -12,8 +12,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/kube/build"
@@ -25,7 +29,7 @@ import (
 // server; the operator never trusts the Lease's times, only the change of
 // its resourceVersion, timed on its own clock.
 //
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update
 
 // leaseView is what the operator knows of one cluster's Lease.
 type leaseView struct {
@@ -69,11 +73,62 @@ func (r *ClusterReconciler) observeLease(ctx context.Context, c *v1.Cluster, tar
 	}
 	v := r.leases[key]
 	if v.uid != c.UID || v.lease == nil || v.lease.ResourceVersion != l.ResourceVersion {
-		v = leaseView{uid: c.UID, seen: sent}
+		seen := sent
+		// The watch may have delivered this version earlier than the read
+		// that returns it: its receipt is after the API server stored it,
+		// so it bounds the renewal's send time as well (step 6), and
+		// sooner: a renewal just after one check is otherwise seen only at
+		// the next, up to CheckInterval later.
+		if e, ok := r.leaseEvents[types.NamespacedName{Namespace: c.Namespace, Name: build.LeaseName(c)}.String()]; ok &&
+			e.rv == l.ResourceVersion && e.at.Before(seen) {
+			seen = e.at
+		}
+		v = leaseView{uid: c.UID, seen: seen}
 	}
 	v.lease = &l
 	r.leases[key] = v
 	return holderOf(&l), v.seen
+}
+
+// leaseEvent is when the operator's watch delivered a Lease's version.
+type leaseEvent struct {
+	rv string
+	at time.Time
+}
+
+// recordLease notes when the watch delivered l's current version. It
+// enqueues nothing: the Lease changes every second, and the next check
+// reads it anyway (observeLease).
+func (r *ClusterReconciler) recordLease(obj client.Object) {
+	if _, ok := obj.(*coordinationv1.Lease); !ok || obj.GetLabels()[build.ClusterLabel] == "" {
+		return
+	}
+	at := r.clock()
+	key := client.ObjectKeyFromObject(obj).String()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leaseEvents == nil {
+		r.leaseEvents = map[string]leaseEvent{}
+	}
+	r.leaseEvents[key] = leaseEvent{rv: obj.GetResourceVersion(), at: at}
+}
+
+// leaseWatch is the handler of the Lease watch: it records, and enqueues
+// nothing.
+func (r *ClusterReconciler) leaseWatch() handler.EventHandler {
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.recordLease(e.Object)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.recordLease(e.ObjectNew)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.mu.Lock()
+			delete(r.leaseEvents, client.ObjectKeyFromObject(e.Object).String())
+			r.mu.Unlock()
+		},
+	}
 }
 
 func holderOf(l *coordinationv1.Lease) string {

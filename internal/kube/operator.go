@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -136,6 +137,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		&corev1.Secret{}, &corev1.Pod{}, &corev1.Service{}, &corev1.PersistentVolumeClaim{},
 		&corev1.ServiceAccount{}, &rbacv1.Role{}, &rbacv1.RoleBinding{},
 		&policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{},
+		&coordinationv1.Lease{},
 	} {
 		byObject[o] = owned
 	}

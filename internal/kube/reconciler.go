@@ -81,6 +81,9 @@ type ClusterReconciler struct {
 	// unanswered: cluster -> instance -> did not answer the last status
 	// request (Timing.RetryTimeout).
 	unanswered map[string]map[string]bool
+	// leaseEvents: Lease ("namespace/name") -> the version the watch
+	// last delivered, and when (lease.go:recordLease).
+	leaseEvents map[string]leaseEvent
 }
 
 var _ reconcile.Reconciler = (*ClusterReconciler)(nil)
