@@ -50,7 +50,9 @@ import (
 //     (s <= w), however long the requests took.
 //  6. The controller reads the Lease at each check, within RequestTimeout,
 //     and sets LeaseSeen to the send time g of the read that first
-//     returned the Lease's current resourceVersion; a controller that just
+//     returned the Lease's current resourceVersion (or, if earlier, the
+//     receipt of a watch event carrying that version: the API server sends
+//     it after the write, so w <= g holds for it); a controller that just
 //     started has no history and takes its first read (conservative: the
 //     Lease may have changed just before). Every renewal stored up to that
 //     version was written before the read was served: w <= g +
