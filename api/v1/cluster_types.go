@@ -264,6 +264,14 @@ type ClusterSpec struct {
 	// promoted (enabled: false, or primary set to this cluster).
 	// +optional
 	Replica *ReplicaClusterConfiguration `json:"replica,omitempty"`
+
+	// PrimaryLease tunes the primary's Lease on Kubernetes: how long an
+	// isolated primary keeps writing, and how long the operator waits
+	// before it promotes another instance (CloudNativePG's field names;
+	// pgward's defaults are shorter). Locally a note: the controller fences
+	// a silent instance by power instead.
+	// +optional
+	PrimaryLease *PrimaryLeaseConfiguration `json:"primaryLease,omitempty"`
 }
 
 // NetworkPolicyConfiguration describes the least-privilege NetworkPolicies

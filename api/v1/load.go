@@ -57,9 +57,12 @@ var cnpOnlyFields = specPaths(
 	"tablespaces[].storage.pvcTemplate", "tablespaces[].storage.resizeInUseVolumes",
 	"probes.liveness.isolationCheck",
 	"replica.promotionToken",
-	// pgward's primary Lease (Kubernetes) has operator-wide timings, derived
-	// by plan.FenceTiming; per-cluster ones are not configurable yet.
-	"primaryLease",
+	// pgward's primary Lease: the duration and the renew deadline are
+	// implemented (primarylease.go); a non-holder's retry period and a
+	// released lease's TTL have no counterpart yet (no instance acquires
+	// the Lease itself: the operator moves it, and a clean shutdown is a
+	// switchover).
+	"primaryLease.retryPeriodSeconds", "primaryLease.releasedLeaseDurationSeconds",
 )
 
 // listIndex matches the index of a list element in a field path, so that

@@ -182,8 +182,9 @@ metadata2: {}
 			`field "spec.backup.barmanObjectStore.wal.encryption" is a Cloud Native PostgreSQL field that pgward refuses: S3 server-side encryption`,
 			`field "spec.externalClusters[0].barmanObjectStore.data.encryption" is a Cloud Native PostgreSQL field that pgward refuses: S3 server-side encryption`,
 		}},
-		{"CloudNativePG's primaryLease: understood, not supported yet", minimalManifest + "  primaryLease: {leaseDurationSeconds: 15, renewDeadlineSeconds: 10}\n", []string{
-			`field "spec.primaryLease" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+		{"CloudNativePG's primaryLease: duration and renew deadline implemented, the others not yet", minimalManifest + "  primaryLease: {leaseDurationSeconds: 15, renewDeadlineSeconds: 10, retryPeriodSeconds: 2, releasedLeaseDurationSeconds: 1}\n", []string{
+			`field "spec.primaryLease.releasedLeaseDurationSeconds" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.primaryLease.retryPeriodSeconds" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 		}},
 		{"unknown metadata and list item fields", `apiVersion: postgresql.pgward.io/v1
 kind: Cluster

@@ -64,6 +64,7 @@ func (c *Cluster) Validate() field.ErrorList {
 	errs = append(errs, c.validateServices()...)
 	errs = append(errs, c.validateReplica(field.NewPath("spec", "replica"))...)
 	errs = append(errs, c.Spec.validateReplicationSlots(field.NewPath("spec"), c.Name)...)
+	errs = append(errs, c.Spec.validatePrimaryLease(field.NewPath("spec", "primaryLease"))...)
 	return errs
 }
 

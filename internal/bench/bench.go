@@ -40,11 +40,13 @@ type Options struct {
 	JSON bool
 }
 
-// ack is one acknowledged write.
+// ack is one acknowledged write: at is when the client saw it (for
+// durations), word what its server said (for the order of writes).
 type ack struct {
 	id   int64
 	port int
 	at   time.Time
+	word serverWord
 }
 
 // recorder collects acknowledged writes from the writer and the probes.
@@ -174,14 +176,20 @@ func writer(ctx context.Context, uri string, rec *recorder) {
 		id++
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		var port int
-		err := conn.QueryRow(wctx, "INSERT INTO bench_writes(id) VALUES ($1) RETURNING current_setting('port')::int", id).Scan(&port)
+		var walfile, lsn string
+		var srv time.Time
+		err := conn.QueryRow(wctx, "INSERT INTO bench_writes(id) VALUES ($1) RETURNING current_setting('port')::int, "+serverAckSQL, id).
+			Scan(&port, &walfile, &lsn, &srv)
 		cancel()
 		if err != nil {
 			_ = conn.Close(closeCtx)
 			conn = nil
 			continue
 		}
-		rec.write(ack{id: id, port: port, at: time.Now()})
+		// A word that does not parse leaves timeline 0: never in the
+		// surviving history, so it shows as divergent rather than vanish.
+		word, _ := parseServerWord(walfile, lsn, srv)
+		rec.write(ack{id: id, port: port, at: time.Now(), word: word})
 	}
 }
 
@@ -215,10 +223,13 @@ func prober(ctx context.Context, uri string, port int, rec *recorder) {
 			conn = c
 		}
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := conn.Exec(wctx, "INSERT INTO bench_probes(port) VALUES ($1)", port)
+		var walfile, lsn string
+		var srv time.Time
+		err := conn.QueryRow(wctx, "INSERT INTO bench_probes(port) VALUES ($1) RETURNING "+serverAckSQL, port).Scan(&walfile, &lsn, &srv)
 		cancel()
 		if err == nil {
-			rec.probe(ack{port: port, at: time.Now()})
+			word, _ := parseServerWord(walfile, lsn, srv)
+			rec.probe(ack{port: port, at: time.Now(), word: word})
 			continue
 		}
 		if !strings.Contains(err.Error(), "read-only transaction") {
@@ -279,31 +290,30 @@ func missing(ctx context.Context, uri string, acks []ack) ([]ack, error) {
 	return out, nil
 }
 
-// splitBrain counts acknowledged writes (writer's or probes') in a round
-// made by an instance other than the round's new primary after the new
-// primary's first acknowledged write: moments when two instances accepted
-// writes.
-func splitBrain(rec *recorder, rounds []Round, ports map[string]int) int {
+// splitBrain judges every acknowledged write (writer's and probes') by
+// what its server said (serverOrder), against the timeline history of the
+// final primary, read from its data directory.
+func splitBrain(rec *recorder, dataDir string) (divergent, overlapping int, err error) {
 	rec.mu.Lock()
 	all := append(append([]ack(nil), rec.writes...), rec.probes...)
-	rec.mu.Unlock()
-	sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) })
-	n := 0
-	for i, r := range rounds {
-		if r.FirstWrite.IsZero() {
-			continue
-		}
-		end := time.Now()
-		if i+1 < len(rounds) {
-			end = rounds[i+1].Start
-		}
-		for _, a := range all {
-			if a.at.After(r.FirstWrite) && a.at.Before(end) && a.port != ports[r.NewPrimary] {
-				n++
-			}
-		}
+	final := uint32(0)
+	if n := len(rec.writes); n > 0 {
+		final = rec.writes[n-1].word.tli
 	}
-	return n
+	rec.mu.Unlock()
+	if final == 0 {
+		return 0, 0, errors.New("the last acknowledged write did not say its timeline")
+	}
+	h, err := readHistory(dataDir, final)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the final timeline's history: %w", err)
+	}
+	words := make([]serverWord, len(all))
+	for i, a := range all {
+		words[i] = a.word
+	}
+	divergent, overlapping = serverOrder(words, h)
+	return divergent, overlapping, nil
 }
 
 // Round is one measured failover or switchover.
@@ -319,17 +329,20 @@ type Round struct {
 
 // Summary is a run's result.
 type Summary struct {
-	Mode            string        `json:"mode"`
-	Rounds          []Round       `json:"rounds"`
-	P50             time.Duration `json:"p50Ns"`
-	P95             time.Duration `json:"p95Ns"`
-	Max             time.Duration `json:"maxNs"`
-	Acknowledged    int           `json:"acknowledged"`
-	MissingAcked    int           `json:"missingAcknowledged"`
-	MissingSample   []string      `json:"missingSample,omitempty"`
-	SplitBrain      int           `json:"splitBrainMoments"`
-	FailedRounds    int           `json:"failedRounds"`
-	SyncReplication bool          `json:"syncReplication"`
+	Mode          string        `json:"mode"`
+	Rounds        []Round       `json:"rounds"`
+	P50           time.Duration `json:"p50Ns"`
+	P95           time.Duration `json:"p95Ns"`
+	Max           time.Duration `json:"maxNs"`
+	Acknowledged  int           `json:"acknowledged"`
+	MissingAcked  int           `json:"missingAcknowledged"`
+	MissingSample []string      `json:"missingSample,omitempty"`
+	SplitBrain    int           `json:"splitBrainMoments"`
+	// Divergent counts acknowledged writes (writer's and probes') that
+	// the final timeline's history does not hold, by their servers' word.
+	Divergent       int  `json:"divergentAcknowledged"`
+	FailedRounds    int  `json:"failedRounds"`
+	SyncReplication bool `json:"syncReplication"`
 }
 
 func summarize(mode string, rounds []Round) Summary {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"text/tabwriter"
@@ -147,7 +148,14 @@ func Run(ctx context.Context, o FailoverOptions) (Summary, error) {
 		}
 		s.MissingSample = append(s.MissingSample, fmt.Sprintf("id %d acknowledged by %s at %s", a.id, c.ports[a.port], a.at.Format("15:04:05.000")))
 	}
-	s.SplitBrain = splitBrain(rec, rounds, ports)
+	final, err := local.Observe(ctx, l)
+	if err != nil {
+		return s, err
+	}
+	s.Divergent, s.SplitBrain, err = splitBrain(rec, filepath.Join(l.InstanceDir(final.CurrentPrimary), "data"))
+	if err != nil {
+		return s, err
+	}
 	s.SyncReplication = syncOn(o.Manifest)
 	return s, printSummary(o, s)
 }
@@ -307,6 +315,7 @@ func printSummary(o FailoverOptions, s Summary) error {
 		_, _ = fmt.Fprintf(w, "  missing\t%s\n", m)
 	}
 	_, _ = fmt.Fprintf(w, "split-brain moments\t%d\n", s.SplitBrain)
+	_, _ = fmt.Fprintf(w, "acknowledged writes the final history lacks\t%d\n", s.Divergent)
 	_, _ = fmt.Fprintf(w, "synchronous replication\t%v\n", s.SyncReplication)
 	return w.Flush()
 }

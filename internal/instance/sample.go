@@ -161,8 +161,28 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 		st.Ready = false
 		st.Error = fmt.Sprintf("PostgreSQL has not answered a status query for %s: %v", age.Round(time.Second), smp.err)
 	}
-	if st.WALReceiver != nil && st.WALReceiver.Status == "streaming" && st.WALReceiver.SenderPort == follow.Port && !st.Designated {
-		st.StreamingFrom = follow.Name
-	}
+	st.StreamingFrom = streamingFrom(&st, follow)
 	return st
+}
+
+// streamingFrom names the primary st's WAL receiver streams from: the one
+// it was told to follow, when it streams to that one's port, unless it is
+// among its own WAL senders' clients. On Kubernetes a replica reaches the
+// primary through the read-write Service, which for a moment after a
+// promotion may still lead to this very pod (an old primary restarting as
+// a replica): it then streams from itself, forever on its old timeline,
+// while looking like a replica of the new primary (seen on real pods in
+// TestFailover's switchover). Reported as not streaming, it is rewound and
+// restarted by the planner after RejoinGrace, by when the Service has
+// moved.
+func streamingFrom(st *instanceapi.Status, follow instanceapi.Endpoint) string {
+	if st.WALReceiver == nil || st.WALReceiver.Status != "streaming" || st.WALReceiver.SenderPort != follow.Port || st.Designated {
+		return ""
+	}
+	for _, p := range st.Replication {
+		if p.ApplicationName == st.Name {
+			return ""
+		}
+	}
+	return follow.Name
 }

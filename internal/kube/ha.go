@@ -45,7 +45,11 @@ type Timing struct {
 	LeaseTimeout time.Duration
 	// StopTime bounds an instance's immediate shutdown once it fences.
 	StopTime time.Duration
-	// ClockStep is the largest forward jump of the operator's wall clock
+	// ClockStep is the largest forward jump of the operator's clock during
+	// one bound. Every interval the argument measures is between two
+	// readings of one operator process (clock: Go's monotonic clock, which
+	// NTP may slew, within Drift, but never steps), and a new process, a
+	// restart or a new leader, trusts no stored time (control.Resume): so 0.
 	// between two reconciles, including a move of leadership to another
 	// node whose clock differs.
 	ClockStep time.Duration
@@ -60,37 +64,48 @@ type Timing struct {
 	// UnreachableTimeout is how long the primary may not answer before it
 	// counts as unhealthy.
 	UnreachableTimeout time.Duration
+	// RetryTimeout bounds the status request to an instance that did not
+	// answer the previous one (at most RequestTimeout). A frozen or cut-off
+	// primary would otherwise hold every step up for the whole
+	// RequestTimeout, the step that promotes its successor included. A
+	// shorter wait only makes an answer count less often, never more
+	// (plan.FenceTiming, step 1), so it cannot weaken the bound; the first
+	// answer puts the instance back on RequestTimeout.
+	RetryTimeout time.Duration
 }
 
 // DefaultTiming suits Kubernetes. The primary renews its Lease every
-// second, so a 4 s self-fencing window survives three failed renewals in a
+// second, so a 3 s self-fencing window survives two failed renewals in a
 // row while the operator is away, and any operator restart while the API
 // server answers; an unreachable primary is replaced after the derived
-// bound, ~9.1 s (it was ~35 s with the 30 s window that had to ride out an
-// operator restart before the Lease).
+// bound, (1 + 3·1.0001 + 0.1 + 1)/0.9999 ≈ 5.1 s (it was ~35 s with the
+// 30 s window that had to ride out an operator restart before the Lease,
+// and ~9.1 s with a 4 s window, 2 s requests and a 2 s allowance for wall
+// clock steps, which the monotonic clock made unnecessary). A status
+// answer takes milliseconds on a healthy pod (the manager answers from a
+// background sample), and a Lease read or update tens of milliseconds on a
+// loaded API server, so 1 s requests leave a wide margin. A cluster's
+// spec.primaryLease replaces SelfFence and the bound (promotionBound).
 func DefaultTiming() Timing {
 	return Timing{
-		RequestTimeout:     2 * time.Second,
-		SelfFence:          4 * time.Second,
+		RequestTimeout:     time.Second,
+		SelfFence:          3 * time.Second,
 		LeaseRenew:         time.Second,
 		LeaseTimeout:       2 * time.Second,
 		StopTime:           time.Second,
-		ClockStep:          2 * time.Second,
+		ClockStep:          0,
 		Drift:              1e-4,
 		CheckInterval:      2 * time.Second,
 		TransitionInterval: 250 * time.Millisecond,
 		UnreachableTimeout: 5 * time.Second,
+		RetryTimeout:       500 * time.Millisecond,
 	}
 }
 
-// fenceBound is the planner's SelfFenceBound for t (plan.FenceTiming):
-// the same for the direct contact and the Lease, whose read RequestTimeout
-// also bounds.
+// fenceBound is the planner's SelfFenceBound for t with the operator's
+// own self-fencing time (plan.FenceTiming).
 func (t Timing) fenceBound() (time.Duration, error) {
-	bound, err := plan.FenceTiming{
-		SelfFence: t.SelfFence, RequestTimeout: t.RequestTimeout, CheckInterval: instance.FenceCheckInterval,
-		StopTime: t.StopTime, ClockStep: t.ClockStep, Drift: t.Drift,
-	}.Bound()
+	bound, err := t.fence(t.SelfFence).Bound()
 	if err != nil {
 		return 0, fmt.Errorf("self-fencing timing: %w", err)
 	}
@@ -101,12 +116,83 @@ func (t Timing) fenceBound() (time.Duration, error) {
 // self-fencing time (older than the primary Lease) were started with.
 const LegacySelfFence = 30 * time.Second
 
+// clusterSelfFence is the self-fencing time cluster c's pods are started
+// with: spec.primaryLease.renewDeadlineSeconds, else the operator's.
+func (t Timing) clusterSelfFence(c *v1.Cluster) time.Duration {
+	if _, d := c.Spec.PrimaryLeaseTimes(); d > 0 {
+		return d
+	}
+	return t.SelfFence
+}
+
+// fence is t's side of plan.FenceTiming for a primary that self-fences
+// after selfFence: the same for the direct contact and the Lease, whose
+// read RequestTimeout also bounds.
+func (t Timing) fence(selfFence time.Duration) plan.FenceTiming {
+	return plan.FenceTiming{
+		SelfFence: selfFence, RequestTimeout: t.RequestTimeout, CheckInterval: instance.FenceCheckInterval,
+		StopTime: t.StopTime, ClockStep: t.ClockStep, Drift: t.Drift,
+	}
+}
+
+// promotionBound is how long c's primary, started with self-fencing time
+// selfFence, must have been silent before another instance is promoted:
+// spec.primaryLease.leaseDurationSeconds, else the derived bound, and
+// never less than the derived bound. checkClusterFence keeps the first
+// from being shorter for the self-fencing time c's pods get, so the derived
+// bound wins only while a pod started with a longer one still runs (its
+// manager reads its config at start).
+func (t Timing) promotionBound(c *v1.Cluster, selfFence time.Duration) (time.Duration, error) {
+	bound, err := t.fence(selfFence).Bound()
+	if err != nil {
+		return 0, fmt.Errorf("self-fencing timing: %w", err)
+	}
+	if d, _ := c.Spec.PrimaryLeaseTimes(); d > bound {
+		return d, nil
+	}
+	return bound, nil
+}
+
+// checkClusterFence refuses a spec.primaryLease whose duration is shorter
+// than the bound this operator's timings derive for its renew deadline
+// (plan.FenceTiming.LeaseBound). api/v1's LeaseMarginSeconds makes that
+// impossible with the timings Run accepts (CheckPrimaryLeaseRange): this
+// is the same rule on the values themselves, naming the field.
+func (t Timing) checkClusterFence(c *v1.Cluster) error {
+	d, _ := c.Spec.PrimaryLeaseTimes()
+	if _, err := t.fence(t.clusterSelfFence(c)).LeaseBound(d); err != nil {
+		return fmt.Errorf("spec.primaryLease.leaseDurationSeconds: %w", err)
+	}
+	return nil
+}
+
+// CheckPrimaryLeaseRange reports whether every spec.primaryLease that
+// api/v1 accepts is safe with t: for every renew deadline in range, the
+// derived bound is at most the deadline plus v1.LeaseMarginSeconds, the
+// least leaseDurationSeconds accepted for it. Run refuses timings that fail
+// it.
+func (t Timing) CheckPrimaryLeaseRange() error {
+	for s := int64(v1.MinRenewDeadlineSeconds); s <= v1.MaxRenewDeadlineSeconds; s++ {
+		t.SelfFence = time.Duration(s) * time.Second
+		bound, err := t.fenceBound()
+		if err != nil {
+			return err
+		}
+		if least := time.Duration(s+v1.LeaseMarginSeconds) * time.Second; bound > least {
+			return fmt.Errorf("with a renew deadline of %ds the bound is %s, more than the %s spec.primaryLease may set: shorten the request timeout or the stop time",
+				s, bound.Round(time.Millisecond), least)
+		}
+	}
+	return nil
+}
+
 // primarySelfFence is the self-fencing time the bound must cover for
 // target: what its manager last reported to this operator, but never less
-// than the operator's own setting. A manager that has not answered since
+// than the cluster's own setting. A manager that has not answered since
 // the operator started, or that does not report it, counts as
 // LegacySelfFence: its pod may predate this operator's settings (an
-// upgrade, a changed --self-fence), and its config is read only at start.
+// upgrade, a changed --self-fence or spec.primaryLease), and its config is
+// read only at start.
 func (r *ClusterReconciler) primarySelfFence(c *v1.Cluster, target string) time.Duration {
 	key := client.ObjectKeyFromObject(c).String()
 	r.mu.Lock()
@@ -115,15 +201,17 @@ func (r *ClusterReconciler) primarySelfFence(c *v1.Cluster, target string) time.
 	if !ok {
 		reported = LegacySelfFence
 	}
-	return max(reported, r.Timing.SelfFence)
+	return max(reported, r.Timing.clusterSelfFence(c))
 }
 
 // planSpec is the planner's view of the cluster whose primary should be
 // target.
 func (r *ClusterReconciler) planSpec(c *v1.Cluster, target string) (plan.Spec, error) {
 	t := r.Timing
-	t.SelfFence = r.primarySelfFence(c, target)
-	bound, err := t.fenceBound()
+	if err := t.checkClusterFence(c); err != nil {
+		return plan.Spec{}, err
+	}
+	bound, err := t.promotionBound(c, r.primarySelfFence(c, target))
 	if err != nil {
 		return plan.Spec{}, err
 	}
@@ -194,7 +282,7 @@ func (r *ClusterReconciler) memory(ctx context.Context, c *v1.Cluster) (*control
 	if ok && e.uid == c.UID && e.mem.Holds(stored) {
 		return e.mem, nil
 	}
-	m := control.Resume(stored, r.now())
+	m := control.Resume(stored, r.clock())
 	r.mu.Lock()
 	if r.mems == nil {
 		r.mems = map[string]clusterMemory{}
@@ -221,7 +309,7 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 		return reconcile.Result{}, err
 	}
 	h := &haRound{r: r, c: c, desired: desired, pods: pods, tlsm: tlsm, mem: mem}
-	d := control.Driver{Observer: h, Store: h, Actuator: h, Now: r.now}
+	d := control.Driver{Observer: h, Store: h, Actuator: h, Now: r.clock}
 	taken := takeSwitchover(c, mem)
 	restart := takeRestart(ctx, c, spec, mem)
 	res, err := d.Step(ctx, spec, mem)
@@ -255,7 +343,13 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 			return reconcile.Result{}, err
 		}
 	}
-	return reconcile.Result{RequeueAfter: res.Wait}, nil
+	wait := res.Wait
+	if !h.wakeAt.IsZero() {
+		if until := h.wakeAt.Sub(r.clock()); until > 0 && (wait <= 0 || until < wait) {
+			wait = max(until, 100*time.Millisecond)
+		}
+	}
+	return reconcile.Result{RequeueAfter: wait}, nil
 }
 
 // haRound is the Kubernetes adapter of one reconcile to control.Driver:
@@ -268,6 +362,9 @@ type haRound struct {
 	tlsm       *tlsMaterial
 	mem        *control.Memory
 	obs        []observation // the last Observe, for the status
+	// wakeAt is when a silent primary will have fenced itself
+	// (fenceSelfFenced): the next step should come no later.
+	wakeAt time.Time
 }
 
 func (h *haRound) Observe(ctx context.Context, names []string) []plan.InstanceStatus {
@@ -299,7 +396,11 @@ func (h *haRound) Observe(ctx context.Context, names []string) []plan.InstanceSt
 	return out
 }
 
-func (h *haRound) Observed(ctx context.Context, _ []plan.InstanceStatus) {
+func (h *haRound) Observed(ctx context.Context, obs []plan.InstanceStatus) {
+	if err := h.fenceSelfFenced(ctx, obs); err != nil {
+		// The promotion deletes the pod again before it runs (beforePromote).
+		log.FromContext(ctx).Info("power fence", "error", err.Error())
+	}
 	if err := h.r.advanceCARotation(ctx, h.desired, h.obs); err != nil {
 		// The next observation tries again; nothing else depends on it.
 		log.FromContext(ctx).Info("CA rotation", "error", err.Error())
@@ -323,6 +424,65 @@ func (h *haRound) Run(ctx context.Context, a plan.Action, m plan.Memory) error {
 	return h.r.execute(ctx, h.desired, m, a, h.pods, h.tlsm)
 }
 
+// fenceSelfFenced deletes the pod of a silent target primary (grace
+// period 0) as soon as the primary has surely stopped accepting writes by
+// its own timer (plan.FenceTiming, steps 1-3 and 8: its last contact plus
+// RequestTimeout, its self-fencing time stretched by drift, the check
+// interval and the time to stop), and wakes the next step then. With the
+// default timings that is the bound itself (a nanosecond before); with a
+// spec.primaryLease.leaseDurationSeconds longer than the derived bound it
+// is earlier, and the kubelet, which kills a deleted pod's processes only
+// after its minimum grace period (2 s), has killed them (and released the
+// client connections they held) by the promotion. It costs no
+// availability: a primary this silent has fenced itself already.
+// Single-instance clusters have no self-fencing: never.
+func (h *haRound) fenceSelfFenced(ctx context.Context, obs []plan.InstanceStatus) error {
+	m := h.mem.Latest()
+	target := m.TargetPrimary
+	if target == "" || m.PrimaryLastSeen.IsZero() || len(build.InstanceNames(h.desired)) < 2 {
+		return nil
+	}
+	var st plan.InstanceStatus
+	for _, o := range obs {
+		if o.Name == target {
+			st = o
+		}
+	}
+	pod := h.pods[target]
+	if st.Name != target || st.Reachable || pod == nil || !pod.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	r := h.r
+	last := m.PrimaryLastSeen
+	if st.LeaseSeen.After(last) {
+		last = st.LeaseSeen
+	}
+	sf := r.primarySelfFence(h.desired, target)
+	t := r.Timing.fence(sf)
+	fencedBy := last.Add(t.RequestTimeout + time.Duration(float64(sf)*(1+t.Drift)) + t.CheckInterval + t.StopTime)
+	now := r.clock()
+	if now.Before(fencedBy) {
+		h.wakeAt = fencedBy
+		return nil
+	}
+	bound, err := r.Timing.promotionBound(h.desired, sf)
+	if err != nil {
+		return err
+	}
+	// A pod created within the bound is a replacement the operator made
+	// after an earlier power fence: it starts PostgreSQL only when told.
+	if now.Sub(pod.CreationTimestamp.Time) < bound {
+		return nil
+	}
+	if err := r.powerFence(ctx, pod); err != nil {
+		return err
+	}
+	// Gone from the API at once (grace period 0): this step neither
+	// relabels nor fences it again.
+	delete(h.pods, target)
+	return nil
+}
+
 // observe asks every instance for its status, in parallel, each within
 // RequestTimeout. ObservedAt is when the request was sent, as
 // plan.FenceTiming requires; an instance without a pod, or that does not
@@ -338,9 +498,13 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	for k, v := range r.acks[key] {
 		acks[k] = v
 	}
+	unanswered := map[string]bool{}
+	for k, v := range r.unanswered[key] {
+		unanswered[k] = v
+	}
 	r.mu.Unlock()
 	for i, name := range names {
-		sent := r.now()
+		sent := r.clock()
 		out[i] = observation{plan: control.Unreachable(name, sent)}
 		pod := pods[name]
 		if pod == nil || !pod.DeletionTimestamp.IsZero() {
@@ -349,9 +513,13 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 		}
 		in := r.instanceFor(c, pod, tlsm)
 		watched = append(watched, in)
+		timeout := r.Timing.RequestTimeout
+		if unanswered[name] && r.Timing.RetryTimeout > 0 {
+			timeout = min(timeout, r.Timing.RetryTimeout)
+		}
 		go func() {
 			defer func() { done <- struct{}{} }()
-			rctx, cancel := context.WithTimeout(ctx, r.Timing.RequestTimeout)
+			rctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			st, err := r.Instances.Status(rctx, in, acks[name])
 			if err != nil || st.Name != name {
@@ -385,7 +553,12 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	if r.selfFences[key] == nil {
 		r.selfFences[key] = map[string]time.Duration{}
 	}
+	if r.unanswered == nil {
+		r.unanswered = map[string]map[string]bool{}
+	}
+	r.unanswered[key] = map[string]bool{}
 	for i, o := range out {
+		r.unanswered[key][o.plan.Name] = !o.plan.Reachable
 		if o.plan.Reachable {
 			r.acks[key][o.plan.Name] = ids[i]
 			sf := LegacySelfFence

@@ -12,8 +12,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/kube/build"
@@ -25,7 +29,7 @@ import (
 // server; the operator never trusts the Lease's times, only the change of
 // its resourceVersion, timed on its own clock.
 //
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update
 
 // leaseView is what the operator knows of one cluster's Lease.
 type leaseView struct {
@@ -46,13 +50,13 @@ type leaseView struct {
 // cannot tell, and the takeover (takeLease) needs a read anyway.
 func (r *ClusterReconciler) observeLease(ctx context.Context, c *v1.Cluster, target string) (string, time.Time) {
 	key := client.ObjectKeyFromObject(c).String()
-	sent := r.now()
+	sent := r.clock()
 	rctx, cancel := context.WithTimeout(ctx, r.Timing.RequestTimeout)
 	defer cancel()
 	var l coordinationv1.Lease
 	err := r.APIReader.Get(rctx, types.NamespacedName{Namespace: c.Namespace, Name: build.LeaseName(c)}, &l)
 	if apierrors.IsNotFound(err) {
-		want := build.PrimaryLease(c, target, r.leaseSeconds(), metav1.NewMicroTime(sent))
+		want := build.PrimaryLease(c, target, r.leaseSeconds(c), metav1.NewMicroTime(sent))
 		if err = r.Client.Create(rctx, want); err == nil {
 			l = *want
 		}
@@ -69,11 +73,62 @@ func (r *ClusterReconciler) observeLease(ctx context.Context, c *v1.Cluster, tar
 	}
 	v := r.leases[key]
 	if v.uid != c.UID || v.lease == nil || v.lease.ResourceVersion != l.ResourceVersion {
-		v = leaseView{uid: c.UID, seen: sent}
+		seen := sent
+		// The watch may have delivered this version earlier than the read
+		// that returns it: its receipt is after the API server stored it,
+		// so it bounds the renewal's send time as well (step 6), and
+		// sooner: a renewal just after one check is otherwise seen only at
+		// the next, up to CheckInterval later.
+		if e, ok := r.leaseEvents[types.NamespacedName{Namespace: c.Namespace, Name: build.LeaseName(c)}.String()]; ok &&
+			e.rv == l.ResourceVersion && e.at.Before(seen) {
+			seen = e.at
+		}
+		v = leaseView{uid: c.UID, seen: seen}
 	}
 	v.lease = &l
 	r.leases[key] = v
 	return holderOf(&l), v.seen
+}
+
+// leaseEvent is when the operator's watch delivered a Lease's version.
+type leaseEvent struct {
+	rv string
+	at time.Time
+}
+
+// recordLease notes when the watch delivered l's current version. It
+// enqueues nothing: the Lease changes every second, and the next check
+// reads it anyway (observeLease).
+func (r *ClusterReconciler) recordLease(obj client.Object) {
+	if _, ok := obj.(*coordinationv1.Lease); !ok || obj.GetLabels()[build.ClusterLabel] == "" {
+		return
+	}
+	at := r.clock()
+	key := client.ObjectKeyFromObject(obj).String()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.leaseEvents == nil {
+		r.leaseEvents = map[string]leaseEvent{}
+	}
+	r.leaseEvents[key] = leaseEvent{rv: obj.GetResourceVersion(), at: at}
+}
+
+// leaseWatch is the handler of the Lease watch: it records, and enqueues
+// nothing.
+func (r *ClusterReconciler) leaseWatch() handler.EventHandler {
+	return handler.Funcs{
+		CreateFunc: func(_ context.Context, e event.CreateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.recordLease(e.Object)
+		},
+		UpdateFunc: func(_ context.Context, e event.UpdateEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.recordLease(e.ObjectNew)
+		},
+		DeleteFunc: func(_ context.Context, e event.DeleteEvent, _ workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			r.mu.Lock()
+			delete(r.leaseEvents, client.ObjectKeyFromObject(e.Object).String())
+			r.mu.Unlock()
+		},
+	}
 }
 
 func holderOf(l *coordinationv1.Lease) string {
@@ -84,9 +139,10 @@ func holderOf(l *coordinationv1.Lease) string {
 }
 
 // leaseSeconds is the Lease's leaseDurationSeconds: the bound after which
-// the operator may replace a silent holder. Informative only.
-func (r *ClusterReconciler) leaseSeconds() int32 {
-	bound, err := r.Timing.fenceBound()
+// the operator may replace a silent holder of c's Lease started with c's
+// settings (spec.primaryLease), rounded up. Informative only.
+func (r *ClusterReconciler) leaseSeconds(c *v1.Cluster) int32 {
+	bound, err := r.Timing.promotionBound(c, r.Timing.clusterSelfFence(c))
 	if err != nil {
 		return 0
 	}
@@ -137,7 +193,7 @@ func (r *ClusterReconciler) takeLease(ctx context.Context, c *v1.Cluster, to str
 	if holder == to {
 		return nil
 	}
-	now := r.now()
+	now := r.clock()
 	if why := takeoverAllowed(holder, to, v.seen, now, bound, holderStatus); why != "" {
 		return fmt.Errorf("%w: %s", errLeaseHeld, why)
 	}
@@ -148,7 +204,7 @@ func (r *ClusterReconciler) takeLease(ctx context.Context, c *v1.Cluster, to str
 		transitions = *l.Spec.LeaseTransitions + 1
 	}
 	l.Spec.HolderIdentity, l.Spec.AcquireTime, l.Spec.RenewTime, l.Spec.LeaseTransitions = &to, &t, &t, &transitions
-	secs := r.leaseSeconds()
+	secs := r.leaseSeconds(c)
 	l.Spec.LeaseDurationSeconds = &secs
 	rctx, cancel := context.WithTimeout(ctx, r.Timing.RequestTimeout)
 	defer cancel()
@@ -229,9 +285,7 @@ func (r *ClusterReconciler) powerFencedRecently(c *v1.Cluster, name string) bool
 // primaries are the memory's current primary and the Lease's holder.
 func (h *haRound) beforePromote(ctx context.Context, a plan.Action, m plan.Memory) error {
 	r := h.r
-	t := r.Timing
-	t.SelfFence = r.primarySelfFence(h.desired, holderOrCurrent(h, m))
-	bound, err := t.fenceBound()
+	bound, err := r.Timing.promotionBound(h.desired, r.primarySelfFence(h.desired, holderOrCurrent(h, m)))
 	if err != nil {
 		return err
 	}

@@ -212,9 +212,9 @@ func TestPrimaryLease(t *testing.T) {
 
 // TestLeaseTakeoverRefusedAfterRenewal: a renewal that lands after the
 // operator's last read of the Lease (the race of plan.FenceTiming's step
-// 7: here, while it deletes the silent primary's pod) makes the takeover
-// fail, and nothing is promoted; the operator then waits a whole bound
-// from the read that saw that renewal.
+// 7: here, just before its update moving the Lease to the new primary)
+// makes the takeover fail, and nothing is promoted; the operator then
+// waits a whole bound from the read that saw that renewal.
 func TestLeaseTakeoverRefusedAfterRenewal(t *testing.T) {
 	ns := newNamespace(t, false)
 	ctx := ctxFor(t)
@@ -241,8 +241,9 @@ func TestLeaseTakeoverRefusedAfterRenewal(t *testing.T) {
 	r := newReconciler(instances, now)
 	leaseKey := types.NamespacedName{Namespace: ns, Name: "lr"}
 	var renewedAt time.Time
-	r.Client = deleteHook{Client: operator, before: func(obj client.Object) {
-		if _, ok := obj.(*corev1.Pod); !ok || obj.GetName() != "lr-1" || !renewedAt.IsZero() {
+	r.Client = updateHook{Client: operator, before: func(obj client.Object) {
+		moving, ok := obj.(*coordinationv1.Lease)
+		if !ok || moving.Spec.HolderIdentity == nil || *moving.Spec.HolderIdentity == "lr-1" || !renewedAt.IsZero() {
 			return
 		}
 		// The old primary's renewal, stored just before the takeover.
@@ -284,7 +285,7 @@ func TestLeaseTakeoverRefusedAfterRenewal(t *testing.T) {
 		}
 	}
 	if renewedAt.IsZero() {
-		t.Fatal("the promotion step deleted no pod: the race was not staged")
+		t.Fatal("the promotion step moved no Lease: the race was not staged")
 	}
 	bound, err := timingBound(kube.DefaultTiming())
 	if err != nil {
@@ -303,15 +304,15 @@ func TestLeaseTakeoverRefusedAfterRenewal(t *testing.T) {
 	}
 }
 
-// deleteHook runs before before every Delete.
-type deleteHook struct {
+// updateHook runs before before every Update.
+type updateHook struct {
 	client.Client
 	before func(client.Object)
 }
 
-func (d deleteHook) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+func (d updateHook) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
 	d.before(obj)
-	return d.Client.Delete(ctx, obj, opts...)
+	return d.Client.Update(ctx, obj, opts...)
 }
 
 func timingBound(t kube.Timing) (time.Duration, error) {

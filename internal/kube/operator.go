@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/rest"
@@ -111,6 +112,9 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	if cfg.Build.LeaseRenew != cfg.Timing.LeaseRenew || cfg.Timing.LeaseRenew <= 0 || cfg.Timing.LeaseRenew >= cfg.Timing.SelfFence {
 		return errors.New("the primary lease must be renewed (pods and planner agreeing) more often than the self-fencing time")
 	}
+	if err := cfg.Timing.CheckPrimaryLeaseRange(); err != nil {
+		return fmt.Errorf("timings unsafe for spec.primaryLease: %w", err)
+	}
 	scheme, err := NewScheme()
 	if err != nil {
 		return err
@@ -125,7 +129,10 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	// Namespaces are left to DefaultNamespaces below.
 	owned := cache.ByObject{Label: labels.NewSelector().Add(*ours)}
 	byObject := map[client.Object]cache.ByObject{}
-	for _, o := range ownedKinds() {
+	// The cluster Leases are cached too (the primary's instance manager
+	// renews them; lease.go watches when each version arrives), but not
+	// owned: their changes wake no reconcile.
+	for _, o := range append(ownedKinds(), &coordinationv1.Lease{}) {
 		byObject[o] = owned
 	}
 	metrics := metricsserver.Options{BindAddress: cfg.MetricsAddr}

@@ -86,6 +86,12 @@ type ClusterReconciler struct {
 	// manifests: cluster -> instance -> digest of the manifest its config
 	// Secret was last written with (reload.go).
 	manifests map[string]map[string]string
+	// unanswered: cluster -> instance -> did not answer the last status
+	// request (Timing.RetryTimeout).
+	unanswered map[string]map[string]bool
+	// leaseEvents: Lease ("namespace/name") -> the version the watch
+	// last delivered, and when (lease.go:recordLease).
+	leaseEvents map[string]leaseEvent
 }
 
 var _ reconcile.Reconciler = (*ClusterReconciler)(nil)
@@ -326,6 +332,21 @@ func (r *ClusterReconciler) now() time.Time {
 	return time.Now().UTC().Round(0)
 }
 
+// clock is the reconciler's clock for the fencing argument (ha.go,
+// lease.go): Go's monotonic reading kept, so that no step of the wall clock
+// can shorten an interval measured between two of its readings (when the
+// primary last answered or renewed, and now). Those intervals never span
+// two processes: a restarted operator or a new leader trusts no stored
+// time (control.Resume). Times it stamps lose the monotonic reading when
+// written to the status, where nothing compares them. Tests pin it
+// through Now, as now.
+func (r *ClusterReconciler) clock() time.Time {
+	if r.Now != nil {
+		return r.Now().UTC().Round(0)
+	}
+	return time.Now()
+}
+
 func (r *ClusterReconciler) rand() io.Reader {
 	if r.Rand != nil {
 		return r.Rand
@@ -343,6 +364,7 @@ func (r *ClusterReconciler) forget(key string) {
 	delete(r.leases, key)
 	delete(r.selfFences, key)
 	delete(r.manifests, key)
+	delete(r.unanswered, key)
 	r.mu.Unlock()
 	if r.wakeups != nil {
 		if ns, name, ok := strings.Cut(key, "/"); ok {

@@ -3,6 +3,7 @@ package kube
 import (
 	"fmt"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -66,6 +67,9 @@ func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 		b = b.WatchesRawSource(source.Channel(r.wakeups.events, &handler.EnqueueRequestForObject{}))
 	}
 	return b.
+		// When each Lease version arrived (observeLease's LeaseSeen);
+		// enqueues nothing.
+		Watches(&coordinationv1.Lease{}, r.leaseWatch()).
 		Watches(&v1.ImageCatalog{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfCatalog(v1.ImageCatalogKind))).
 		Watches(&v1.ClusterImageCatalog{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfCatalog(v1.ClusterImageCatalogKind))).
 		// Name validation guards against two controllers of one name in a

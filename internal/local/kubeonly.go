@@ -28,6 +28,12 @@ func kubernetesOnlyNotes(c *v1.Cluster, binDir string) []string {
 	if s.Managed != nil && s.Managed.Services != nil {
 		notes = append(notes, "note: spec.managed.services applies on Kubernetes; locally there are no Services: pgward local uri lists every instance")
 	}
+	if s.PrimaryLease != nil {
+		// Locally there is no API server to hold a Lease, and the
+		// controller fences a silent instance by power within ~2 s; its
+		// self-fencing time is pgward local up --self-fence.
+		notes = append(notes, "note: spec.primaryLease applies on Kubernetes (the primary's Lease); locally the controller fences a silent primary by power, and its self-fencing time is pgward local up --self-fence")
+	}
 	return notes
 }
 

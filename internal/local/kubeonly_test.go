@@ -19,6 +19,7 @@ func TestKubernetesOnlyNotes(t *testing.T) {
 		{"image", v1.ClusterSpec{ImageName: "postgres:15", ImagePullPolicy: "Always"}, []string{`spec.imageName "postgres:15" applies on Kubernetes; locally PostgreSQL runs from /pg/bin`, "spec.imagePullPolicy"}},
 		{"catalog", v1.ClusterSpec{ImageCatalogRef: ref, ImagePullSecrets: []v1.LocalObjectReference{{Name: "r"}}}, []string{`spec.imageCatalogRef (ImageCatalog "cat")`, "spec.imagePullSecrets"}},
 		{"services", v1.ClusterSpec{Managed: svcs}, []string{"spec.managed.services applies on Kubernetes"}},
+		{"primary lease", v1.ClusterSpec{PrimaryLease: &v1.PrimaryLeaseConfiguration{}}, []string{"spec.primaryLease applies on Kubernetes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := kubernetesOnlyNotes(&v1.Cluster{Spec: tc.spec}, "/pg/bin")

@@ -31,7 +31,11 @@ import (
 //     SelfFenceBound on the controller's clock. That clock may run slow by
 //     Drift and jump forward by ClockStep (PrimaryLastSeen is persisted as
 //     wall-clock time), so the promotion happens at real time at least
-//     s + (SelfFenceBound - ClockStep)*(1-Drift).
+//     s + (SelfFenceBound - ClockStep)*(1-Drift). A controller that keeps
+//     every time it compares on one process's monotonic clock (the
+//     Kubernetes operator) and trusts no stored time after a restart
+//     (control.Resume) has ClockStep 0: a monotonic clock is slewed
+//     (Drift) but never stepped.
 //
 // Where the primary renews a lease of its own (on Kubernetes, the cluster's
 // coordination Lease, renewed through the API server), a renewal is a
@@ -46,7 +50,9 @@ import (
 //     (s <= w), however long the requests took.
 //  6. The controller reads the Lease at each check, within RequestTimeout,
 //     and sets LeaseSeen to the send time g of the read that first
-//     returned the Lease's current resourceVersion; a controller that just
+//     returned the Lease's current resourceVersion (or, if earlier, the
+//     receipt of a watch event carrying that version: the API server sends
+//     it after the write, so w <= g holds for it); a controller that just
 //     started has no history and takes its first read (conservative: the
 //     Lease may have changed just before). Every renewal stored up to that
 //     version was written before the read was served: w <= g +
@@ -106,6 +112,28 @@ func (t FenceTiming) Bound() (time.Duration, error) {
 	fenced := float64(t.RequestTimeout+t.CheckInterval+t.StopTime) + float64(t.SelfFence)*(1+t.Drift)
 	bound := fenced/(1-t.Drift) + float64(t.ClockStep)
 	return time.Duration(math.Ceil(bound)) + 1, nil
+}
+
+// LeaseBound is the promotion bound for a primary Lease whose configured
+// duration is lease (zero: not configured) and whose holder self-fences
+// after t.SelfFence (spec.primaryLease's leaseDurationSeconds and
+// renewDeadlineSeconds on Kubernetes): the lease itself when it is at least
+// t.Bound(), the derived bound when none is configured, and an error when
+// the configured one is shorter, since promoting then could overlap the
+// old primary's last writes.
+func (t FenceTiming) LeaseBound(lease time.Duration) (time.Duration, error) {
+	bound, err := t.Bound()
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case lease == 0:
+		return bound, nil
+	case lease < bound:
+		return 0, fmt.Errorf("a lease of %s is shorter than the %s a primary that self-fences after %s may keep writing for",
+			lease, bound.Round(time.Millisecond), t.SelfFence)
+	}
+	return lease, nil
 }
 
 // staleMemory holds when an instance reports an epoch the memory never

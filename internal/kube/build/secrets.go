@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -77,7 +78,7 @@ func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instancea
 		// name the server certificate carries: after a failover the
 		// Service follows the relabelled primary.
 		Primary:   instanceapi.Endpoint{Name: primary, Host: ServerName(c), Port: PostgresPort},
-		SelfFence: secondsDuration(opts.SelfFenceSeconds),
+		SelfFence: selfFence(c, opts),
 		Lease:     leaseConfig(c, opts),
 	}
 	if c.Spec.HasSQLRefs() {
@@ -88,6 +89,16 @@ func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instancea
 		cfg.TablespacesDir, cfg.TablespaceLocation = TablespacesMount, TablespacesMount
 	}
 	return cfg
+}
+
+// selfFence is how long c's primary accepts writes without renewing its
+// Lease or hearing from the operator: spec.primaryLease.renewDeadlineSeconds,
+// else the operator's.
+func selfFence(c *v1.Cluster, opts Options) time.Duration {
+	if _, d := c.Spec.PrimaryLeaseTimes(); d > 0 {
+		return d
+	}
+	return secondsDuration(opts.SelfFenceSeconds)
 }
 
 // leaseConfig tells the instance manager which Lease to renew when it is
