@@ -448,14 +448,30 @@ func TestRestartAnnotation(t *testing.T) {
 	ctx := ctxFor(t)
 	c, sim, until := pluginCluster(t, ns, "rs")
 	kubeconfig := pluginUser(t, ns, pluginRules(c.Name))
-	if out, err := runPlugin(ctx, t, "restart", "rs", "-n", ns, "--kubeconfig", kubeconfig); err != nil {
-		t.Fatalf("restart: %v\n%s", err, out)
+	// The verb waits until the restart is over: it runs beside the
+	// reconciles that carry the restart out.
+	type result struct {
+		out string
+		err error
 	}
+	waited := make(chan result, 1)
+	go func() {
+		out, err := runPlugin(ctx, t, "restart", "rs", "-n", ns, "--kubeconfig", kubeconfig, "--timeout", "2m")
+		waited <- result{out, err}
+	}()
 	until("rolled", func(cl v1.Cluster) bool {
 		_, pending := cl.Annotations[v1.RestartAnnotation]
 		return !pending && sim.Node("rs-2").Restarts == 1 && sim.Node("rs-3").Restarts == 1 &&
 			cl.Status.CurrentPrimary != "rs-1" && cl.Status.ReadyInstances == 3
 	})
+	select {
+	case r := <-waited:
+		if r.err != nil || !strings.Contains(r.out, "done in") {
+			t.Errorf("restart returned %v:\n%s", r.err, r.out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("kubectl pgward restart still waits 30 s after the restart ended")
+	}
 	if lost := sim.Lost(sim.Writable()[0]); len(lost) > 0 {
 		t.Errorf("writes lost: %v", lost)
 	}
@@ -472,7 +488,7 @@ func TestRestartAnnotation(t *testing.T) {
 		counts[n] = sim.Node(n).Restarts
 	}
 	before := counts[replica]
-	if out, err := runPlugin(ctx, t, "restart", "rs", replica, "-n", ns, "--kubeconfig", kubeconfig); err != nil {
+	if out, err := runPlugin(ctx, t, "restart", "rs", replica, "-n", ns, "--kubeconfig", kubeconfig, "--wait=false"); err != nil {
 		t.Fatalf("restart %s: %v\n%s", replica, err, out)
 	}
 	rounds := 0
