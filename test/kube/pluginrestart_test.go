@@ -37,6 +37,7 @@ func TestPluginPromoteAndRestartOnPods(t *testing.T) {
 		t.Fatalf("the new primary has %q rows", got)
 	}
 
+	waitStreaming(t, ns, c.Name) // the old primary back as a replica
 	started := map[string]string{}
 	for _, p := range pods {
 		started[p] = psqlLocal(t, ns, p, "postgres", "SELECT pg_postmaster_start_time()")
