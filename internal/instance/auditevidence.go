@@ -2,13 +2,10 @@ package instance
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/audit/probe"
@@ -52,13 +49,9 @@ func (m *Manager) AuditEvidence(ctx context.Context) instanceapi.AuditEvidence {
 func (m *Manager) auditSQL(ctx context.Context, ev *instanceapi.AuditEvidence) error {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	cc, err := localConnConfig(m.cfg.SocketDir, m.cfg.Port, "postgres")
+	conn, err := m.ownConn(cctx, "read audit evidence")
 	if err != nil {
 		return err
-	}
-	conn, err := pgx.ConnectConfig(cctx, cc)
-	if err != nil {
-		return fmt.Errorf("connecting through the socket: %w", err)
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	rows, roles, err := probe.Settings(cctx, conn)

@@ -222,18 +222,11 @@ func (m *Manager) reconcileManagedRoles(ctx context.Context, now time.Time) {
 func (m *Manager) applyManagedRoles(ctx context.Context, c *v1.Cluster, passwords map[string]string) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cc, err := localConnConfig(m.cfg.SocketDir, m.cfg.Port, "postgres")
+	conn, err := m.quietConn(cctx, "reconcile managed roles")
 	if err != nil {
 		return err
 	}
-	conn, err := pgx.ConnectConfig(cctx, cc)
-	if err != nil {
-		return fmt.Errorf("connecting to reconcile managed roles: %w", err)
-	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	if _, err := conn.Exec(cctx, quietSession); err != nil {
-		return fmt.Errorf("preparing session: %w", err)
-	}
 	var names []string
 	for _, r := range c.Spec.Managed.Roles {
 		names = append(names, r.Name)

@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // SecretCheckInterval is how often a primary's manager re-reads the
@@ -62,13 +60,9 @@ func (m *Manager) applyChangedPasswords(ctx context.Context) {
 func (m *Manager) setPasswords(ctx context.Context, cred credentials) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cc, err := localConnConfig(m.cfg.SocketDir, m.cfg.Port, "postgres")
+	conn, err := m.ownConn(cctx, "apply changed passwords")
 	if err != nil {
 		return err
-	}
-	conn, err := pgx.ConnectConfig(cctx, cc)
-	if err != nil {
-		return fmt.Errorf("connecting to apply changed passwords: %w", err)
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	if err := reconcileRoles(cctx, conn, m.cluster, cred, rand.Reader); err != nil {

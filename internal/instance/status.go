@@ -14,6 +14,36 @@ import (
 
 // localConnConfig connects through the instance's own socket as postgres;
 // pg_hba's peer map admits only the instance's OS user there.
+// ownConn opens a connection of its own to the instance's PostgreSQL, as
+// postgres through the socket (peer authentication), for work whose session
+// settings must not stay on the sampler's pooled connections; purpose names
+// the work in the error. The caller closes it.
+func (m *Manager) ownConn(ctx context.Context, purpose string) (*pgx.Conn, error) {
+	cc, err := localConnConfig(m.cfg.SocketDir, m.cfg.Port, "postgres")
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", purpose, err)
+	}
+	return conn, nil
+}
+
+// quietConn is ownConn with quietSession applied: statements that carry
+// passwords are not logged.
+func (m *Manager) quietConn(ctx context.Context, purpose string) (*pgx.Conn, error) {
+	conn, err := m.ownConn(ctx, purpose)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, quietSession); err != nil {
+		_ = conn.Close(context.Background())
+		return nil, fmt.Errorf("preparing the session to %s: %w", purpose, err)
+	}
+	return conn, nil
+}
+
 func localConnConfig(socketDir string, port int, dbname string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig("")
 	if err != nil {

@@ -291,18 +291,11 @@ func (m *Manager) reconcileTablespaces(ctx context.Context, now time.Time) {
 func (m *Manager) applyTablespaces(ctx context.Context, c *v1.Cluster) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cc, err := localConnConfig(m.cfg.SocketDir, m.cfg.Port, "postgres")
+	conn, err := m.quietConn(cctx, "reconcile tablespaces")
 	if err != nil {
 		return err
 	}
-	conn, err := pgx.ConnectConfig(cctx, cc)
-	if err != nil {
-		return fmt.Errorf("connecting to reconcile tablespaces: %w", err)
-	}
 	defer func() { _ = conn.Close(context.Background()) }()
-	if _, err := conn.Exec(cctx, quietSession); err != nil {
-		return fmt.Errorf("preparing session: %w", err)
-	}
 	rows, err := conn.Query(cctx, `SELECT spcname, pg_get_userbyid(spcowner), pg_tablespace_location(oid) FROM pg_tablespace`)
 	if err != nil {
 		return fmt.Errorf("reading tablespaces: %w", err)
