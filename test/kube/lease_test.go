@@ -39,7 +39,7 @@ func TestLeaseFencing(t *testing.T) {
 	w := startWriter(t, ns, c)
 	waitStreaming(t, ns, c.Name)
 
-	// 1. No operator for 45 s.
+	// 1. No operator for 45 s (PGWARD_OPERATOR_AWAY).
 	scale := func(n int) {
 		mustKubectl(t, "-n", operatorNamespace, "scale", "deployment", "pgward-operator", "--replicas="+strconv.Itoa(n))
 	}
@@ -66,8 +66,18 @@ func TestLeaseFencing(t *testing.T) {
 		}
 		return nil
 	})
+	// 45 s in CI; issue 12's figure is 5 minutes:
+	// PGWARD_OPERATOR_AWAY=5m make e2e (or -run TestLeaseFencing).
+	away := 45 * time.Second
+	if v := os.Getenv("PGWARD_OPERATOR_AWAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("PGWARD_OPERATOR_AWAY=%q: %v", v, err)
+		}
+		away = d
+	}
 	from := time.Now()
-	time.Sleep(45 * time.Second)
+	time.Sleep(away)
 	to := time.Now()
 	scale(replicas)
 	gap, errs := writeGaps(w.log(t), from, to)
