@@ -269,41 +269,8 @@ func TestSwitchoverRequest(t *testing.T) {
 	ctx := ctxFor(t)
 	c := sampleCluster(t, ns)
 	c.Name = "sw"
-	createCluster(t, c)
-	var mu sync.Mutex
-	clock := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	sim := plantest.NewSim(clock, kube.DefaultTiming().SelfFence, "sw-1", "sw-2", "sw-3")
-	advance := func(d time.Duration) {
-		mu.Lock()
-		clock = clock.Add(d)
-		mu.Unlock()
-		sim.Now = now()
-		sim.Step()
-	}
-	r := newReconciler(&simInstances{sim: sim}, now)
-	get := func() v1.Cluster {
-		var got v1.Cluster
-		if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &got); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-	until := func(what string, ok func(v1.Cluster) bool) {
-		t.Helper()
-		for i := 0; ; i++ {
-			cur := get()
-			reconcileOnce(t, r, &cur)
-			advance(time.Second)
-			sim.Write()
-			if ok(get()) {
-				return
-			}
-			if i > 40 {
-				t.Fatalf("%s: not after %d rounds: %+v", what, i, get().Status)
-			}
-		}
-	}
+	h := newSimHarness(t, c, nil)
+	sim, get, until := h.sim, h.get, h.until
 	until("healthy", func(c v1.Cluster) bool { return c.Status.CurrentPrimary == "sw-1" && c.Status.ReadyInstances == 3 })
 
 	// What `pgward promote sw sw-3` does, without waiting (nothing

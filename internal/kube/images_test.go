@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/kube"
 	"github.com/pgward/pgward/internal/kube/build"
-	"github.com/pgward/pgward/internal/plan/plantest"
 )
 
 const (
@@ -179,27 +177,8 @@ func TestCatalogChangeRollsThePods(t *testing.T) {
 	c := sampleCluster(t, ns)
 	c.Name = "roll"
 	c.Spec.ImageCatalogRef = &v1.ImageCatalogRef{Kind: v1.ImageCatalogKind, Name: "images", Major: 15}
-	createCluster(t, c)
-
-	var mu sync.Mutex
-	clock := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	sim := plantest.NewSim(clock, kube.DefaultTiming().SelfFence, "roll-1", "roll-2", "roll-3")
-	advance := func(d time.Duration) {
-		mu.Lock()
-		clock = clock.Add(d)
-		mu.Unlock()
-		sim.Now = now()
-		sim.Step()
-	}
-	r := newReconciler(&simInstances{sim: sim}, now)
-	get := func() v1.Cluster {
-		var got v1.Cluster
-		if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &got); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
+	h := newSimHarness(t, c, nil)
+	sim, get := h.sim, h.get
 	images := func() map[string]string {
 		out := map[string]string{}
 		for i := 1; i <= 3; i++ {
@@ -217,10 +196,7 @@ func TestCatalogChangeRollsThePods(t *testing.T) {
 	until := func(what string, ok func(v1.Cluster) bool) {
 		t.Helper()
 		for i := 0; ; i++ {
-			cur := get()
-			reconcileOnce(t, r, &cur)
-			advance(time.Second)
-			sim.Write()
+			h.round()
 			// A pod deleted in one round is created again in the next:
 			// compare with the last image each pod was seen with.
 			for name, img := range images() {

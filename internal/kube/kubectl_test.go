@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,45 +36,11 @@ import (
 // returns a function that runs reconcile rounds until ok holds.
 func pluginCluster(t *testing.T, ns, name string) (*v1.Cluster, *plantest.Sim, func(string, func(v1.Cluster) bool)) {
 	t.Helper()
-	ctx := ctxFor(t)
 	c := sampleCluster(t, ns)
 	c.Name = name
-	createCluster(t, c)
-	var mu sync.Mutex
-	clock := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	sim := plantest.NewSim(clock, kube.DefaultTiming().SelfFence, name+"-1", name+"-2", name+"-3")
-	si := &simInstances{sim: sim}
-	r := newReconciler(si, now)
-	until := func(what string, ok func(v1.Cluster) bool) {
-		t.Helper()
-		for i := 0; ; i++ {
-			var cur v1.Cluster
-			if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
-				t.Fatal(err)
-			}
-			reconcileOnce(t, r, &cur)
-			mu.Lock()
-			clock = clock.Add(time.Second)
-			mu.Unlock()
-			si.mu.Lock()
-			sim.Now = now()
-			sim.Step()
-			sim.Write()
-			si.mu.Unlock()
-			if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
-				t.Fatal(err)
-			}
-			if ok(cur) {
-				return
-			}
-			if i > 40 {
-				t.Fatalf("%s: not after %d rounds: %+v", what, i, cur.Status)
-			}
-		}
-	}
-	until("healthy", func(c v1.Cluster) bool { return c.Status.CurrentPrimary == name+"-1" && c.Status.ReadyInstances == 3 })
-	return c, sim, until
+	h := newSimHarness(t, c, nil)
+	h.until("healthy", func(c v1.Cluster) bool { return c.Status.CurrentPrimary == name+"-1" && c.Status.ReadyInstances == 3 })
+	return c, h.sim, h.until
 }
 
 // pluginUser is a user holding only the RBAC that docs/operations.md lists

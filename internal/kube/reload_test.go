@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -58,46 +57,8 @@ func (r *reloadSim) Status(ctx context.Context, in kube.Instance, ack uint64) (*
 // InstanceClient wrap makes of the simulation) until ok holds.
 func reconciledCluster(t *testing.T, c *v1.Cluster, wrap func(*simInstances) kube.InstanceClient) (*plantest.Sim, func(string, func(v1.Cluster) bool)) {
 	t.Helper()
-	ctx := ctxFor(t)
-	createCluster(t, c)
-	var mu sync.Mutex
-	clock := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	var names []string
-	for i := 1; i <= c.Spec.Instances; i++ {
-		names = append(names, fmt.Sprintf("%s-%d", c.Name, i))
-	}
-	sim := plantest.NewSim(clock, kube.DefaultTiming().SelfFence, names...)
-	si := &simInstances{sim: sim}
-	r := newReconciler(wrap(si), now)
-	until := func(what string, ok func(v1.Cluster) bool) {
-		t.Helper()
-		for i := 0; ; i++ {
-			var cur v1.Cluster
-			if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
-				t.Fatal(err)
-			}
-			reconcileOnce(t, r, &cur)
-			mu.Lock()
-			clock = clock.Add(time.Second)
-			mu.Unlock()
-			si.mu.Lock()
-			sim.Now = now()
-			sim.Step()
-			sim.Write()
-			si.mu.Unlock()
-			if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
-				t.Fatal(err)
-			}
-			if ok(cur) {
-				return
-			}
-			if i > 40 {
-				t.Fatalf("%s: not after %d rounds: %+v", what, i, cur.Status)
-			}
-		}
-	}
-	return sim, until
+	h := newSimHarness(t, c, wrap)
+	return h.sim, h.until
 }
 
 func (r *reloadSim) requests(name string) []instanceapi.ReloadRequest {
