@@ -72,7 +72,8 @@ func BenchmarkOperator(b *testing.B) {
 	args := []string{"operator", "--namespace", operatorNamespace,
 		"--leader-elect=false", "--webhooks=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
 		"--log-level=debug"}
-	// PGWARD_BENCH_PPROF=FILE writes a CPU profile of the steady state.
+	// PGWARD_BENCH_PPROF=FILE writes a CPU profile of the steady state, and
+	// FILE.heap the heap at its end.
 	profile := os.Getenv("PGWARD_BENCH_PPROF")
 	pprofAddr := ""
 	if profile != "" {
@@ -162,7 +163,8 @@ func BenchmarkOperator(b *testing.B) {
 	mu.Unlock()
 	cpuBefore := cpuSeconds(b, cmd.Process.Pid)
 	if profile != "" {
-		writeProfile(b, pprofAddr, steady, profile)
+		writeProfile(b, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, int(steady.Seconds())), profile)
+		writeProfile(b, fmt.Sprintf("http://%s/debug/pprof/heap", pprofAddr), profile+".heap")
 	} else {
 		time.Sleep(steady)
 	}
@@ -488,9 +490,8 @@ func (s *simClusters) Command(ctx context.Context, in kube.Instance, cmd instanc
 	return s.of(in).Command(ctx, in, cmd)
 }
 
-// writeProfile takes a CPU profile of the operator for d into path.
-func writeProfile(b *testing.B, addr string, d time.Duration, path string) {
-	u := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))
+// writeProfile saves one of the operator's profiles (u) into path.
+func writeProfile(b *testing.B, u, path string) {
 	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, u, nil) // #nosec G704 -- the operator's loopback pprof address
 	if err != nil {
 		b.Fatal(err)

@@ -83,6 +83,9 @@ type ClusterReconciler struct {
 	// leaves: cluster -> secret -> its certificate parsed and checked
 	// (pki.go:verifiedLeaf).
 	leaves map[string]map[string]*leafMemo
+	// pace stretches the periodic checks under load (pace.go); nil when
+	// the reconciler is driven by hand (tests).
+	pace *pacer
 	// indexed: Client reads from a cache indexed by clusterIndex
 	// (SetupWithManager).
 	indexed bool
@@ -144,6 +147,16 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		return reconcile.Result{}, r.setCondition(ctx, &c, PhaseInvalid, metav1.ConditionFalse, "InvalidSpec", errs.ToAggregate().Error())
 	}
 	res, err := r.reconcile(ctx, &c, desired)
+	if r.pace != nil {
+		r.pace.observe(req.String(), time.Since(start))
+		if res.RequeueAfter >= r.Timing.CheckInterval {
+			d, moved := r.pace.interval(res.RequeueAfter)
+			if moved {
+				logger.Info("periodic checks stretched: more Clusters than the workers can check every interval", "interval", d.String(), "base", res.RequeueAfter.String())
+			}
+			res.RequeueAfter = d
+		}
+	}
 	logger.V(1).Info("reconciled", "duration", time.Since(start).Seconds(), "requeueAfter", res.RequeueAfter.Seconds(), "error", err != nil)
 	if err != nil {
 		if apierrors.IsConflict(err) {
@@ -373,6 +386,9 @@ func (r *ClusterReconciler) forget(key string) {
 	delete(r.unanswered, key)
 	delete(r.leaves, key)
 	r.mu.Unlock()
+	if r.pace != nil {
+		r.pace.forget(key)
+	}
 	if r.wakeups != nil {
 		if ns, name, ok := strings.Cut(key, "/"); ok {
 			r.wakeups.forget(types.NamespacedName{Namespace: ns, Name: name})

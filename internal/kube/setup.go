@@ -65,6 +65,7 @@ func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 		return err
 	}
 	r.indexed = true
+	r.pace = newPacer(workers)
 	if w, ok := r.Instances.(InstanceWatcher); ok {
 		r.wakeups = newWakeups(w, r.Timing.RequestTimeout)
 		if err := mgr.Add(r.wakeups); err != nil {
