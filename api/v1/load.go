@@ -28,12 +28,8 @@ var foreignAPIVersions = []string{"postgresql.cnpg.io/v1", "postgresql.k8s.enter
 // not implement yet. Naming them in errors tells a user bringing a manifest
 // that the field is understood but unsupported, not misspelled.
 var cnpOnlyFields = specPaths(
-	"ephemeralVolumeSource", "ephemeralVolumesSizeLimit",
-	"livenessProbeTimeout", "logLevel",
 	"monitoring.metricsQueriesTTL", "nodeMaintenanceWindow", "plugins",
-	"postgresGID", "postgresUID",
 	"replicationSlots.synchronizeReplicas", "replicationSlots.highAvailability.synchronizeLogicalDecoding",
-	"smartShutdownTimeout", "startDelay", "stopDelay",
 	"switchoverDelay",
 	"bootstrap.recovery.backup.endpointCA", "bootstrap.recovery.volumeSnapshots",
 	"bootstrap.recovery.recoveryTarget.targetTLI",

@@ -29,9 +29,17 @@ func NewRootCmd() *cobra.Command {
 
 // newLogger logs text to stderr; PGWARD_LOG_LEVEL=debug for more.
 func newLogger() *slog.Logger {
-	level := slog.LevelInfo
+	log, _ := newLeveledLogger()
+	return log
+}
+
+// newLeveledLogger is newLogger with its level to change: the instance
+// manager and the local controller keep it at the manifest's
+// spec.logLevel.
+func newLeveledLogger() (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
 	if strings.EqualFold(os.Getenv("PGWARD_LOG_LEVEL"), "debug") {
-		level = slog.LevelDebug
+		level.Set(slog.LevelDebug)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), level
 }

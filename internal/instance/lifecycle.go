@@ -144,9 +144,16 @@ func (m *Manager) waitConnect(ctx context.Context, pm *postmaster, dbname string
 		return nil, err
 	}
 	var lastErr error
+	// spec.startDelay bounds the wait (crash recovery, a long replay): the
+	// caller then stops PostgreSQL and the error reaches the status.
+	limit := m.cluster.Spec.StartDelay()
+	deadline := time.Now().Add(limit)
 	for {
 		if !pm.Running() {
 			return nil, fmt.Errorf("%w while starting: %s (see %s)", errPostmasterExited, pm.exitReason(m.cfg.DataDir), m.cfg.LogFile)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("postgres did not accept connections within spec.startDelay (%s): last error: %w", limit, lastErr)
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		conn, err := pgx.ConnectConfig(cctx, cc)

@@ -502,7 +502,8 @@ func Down(ctx context.Context, o DownOptions) error {
 		return fmt.Errorf("no cluster in %s", l.Dir)
 	}
 	if o.Timeout == 0 {
-		o.Timeout = 2 * time.Minute
+		// Every instance has the manifest's spec.stopDelay to stop.
+		o.Timeout = max(2*time.Minute, stopDelayOf(l)+30*time.Second)
 	}
 	say := func(s string) { _, _ = fmt.Fprintln(o.Out, s) }
 	lctx, cancel := context.WithTimeout(ctx, o.Timeout)
