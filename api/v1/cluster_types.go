@@ -320,7 +320,7 @@ type ClusterSpec struct {
 	// EphemeralVolumeSource replaces the pods' scratch volume (/tmp) by a
 	// generic ephemeral volume: a claim made with the pod and deleted with
 	// it (Kubernetes only). Its claim must ask for a fresh file-system
-	// volume: no dataSource, selector or volumeName.
+	// volume (no dataSource, selector or volumeName) and give no metadata.
 	// +optional
 	EphemeralVolumeSource *corev1.EphemeralVolumeSource `json:"ephemeralVolumeSource,omitempty"`
 

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -186,11 +188,12 @@ func (s *ClusterSpec) validateEphemeralVolumes(p *field.Path) field.ErrorList {
 	if t == nil {
 		return append(errs, field.Required(ep, "the claim each pod's scratch volume is made from"))
 	}
-	m := t.ObjectMeta
-	if m.Name != "" || m.GenerateName != "" || m.Namespace != "" || len(m.OwnerReferences) > 0 || len(m.Finalizers) > 0 {
-		errs = append(errs, field.Forbidden(ep.Child("metadata"), "only labels and annotations: Kubernetes names the claim after the pod and deletes it with the pod"))
+	// Kubernetes names the claim after the pod and deletes it with the
+	// pod; pgward's CRD carries no embedded metadata (the API server would
+	// drop its labels), so none is accepted rather than lost on the way.
+	if !equality.Semantic.DeepEqual(t.ObjectMeta, metav1.ObjectMeta{}) {
+		errs = append(errs, field.Forbidden(ep.Child("metadata"), "not supported: give the claim's spec only (spec.inheritedMetadata labels the cluster's objects)"))
 	}
-	errs = append(errs, validateInheritedMetadata(&EmbeddedObjectMetadata{Labels: m.Labels, Annotations: m.Annotations}, ep.Child("metadata"))...)
 	sp := ep.Child("spec")
 	spec := t.Spec
 	if len(spec.AccessModes) == 0 {

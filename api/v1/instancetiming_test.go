@@ -56,10 +56,10 @@ func TestValidateInstanceTiming(t *testing.T) {
 			`spec.ephemeralVolumeSource.volumeClaimTemplate.spec.accessModes[0]: Unsupported value: "ReadWriteMany"`},
 		{"an ephemeral claim without a size", strings.Replace(ephemeral(""), "storage: 1Gi", "cpu: \"1\"", 1),
 			"spec.ephemeralVolumeSource.volumeClaimTemplate.spec.resources.requests.storage: Required value"},
-		{"an ephemeral claim with a name", strings.Replace(ephemeral(""), "metadata:\n", "metadata:\n      name: fixed\n", 1),
-			"spec.ephemeralVolumeSource.volumeClaimTemplate.metadata: Forbidden: only labels and annotations"},
-		{"an ephemeral claim with pgward's label", strings.Replace(ephemeral(""), "team: db", "pgward.io/cluster: other", 1),
-			`spec.ephemeralVolumeSource.volumeClaimTemplate.metadata.labels[pgward.io/cluster]: Forbidden`},
+		{"an ephemeral claim with a name", strings.Replace(ephemeral(""), "    spec:\n", "    metadata:\n      name: fixed\n    spec:\n", 1),
+			"spec.ephemeralVolumeSource.volumeClaimTemplate.metadata: Forbidden: not supported"},
+		{"an ephemeral claim with labels", strings.Replace(ephemeral(""), "    spec:\n", "    metadata:\n      labels:\n        team: db\n    spec:\n", 1),
+			"spec.ephemeralVolumeSource.volumeClaimTemplate.metadata: Forbidden: not supported"},
 		{"an ephemeral source without a claim", "ephemeralVolumeSource: {}",
 			"spec.ephemeralVolumeSource.volumeClaimTemplate: Required value"},
 	} {
@@ -87,9 +87,6 @@ func TestValidateInstanceTiming(t *testing.T) {
 func ephemeral(extra string) string {
 	s := `ephemeralVolumeSource:
   volumeClaimTemplate:
-    metadata:
-      labels:
-        team: db
     spec:
       accessModes: [ReadWriteOnce]
       storageClassName: fast-local
