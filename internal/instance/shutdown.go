@@ -34,7 +34,7 @@ func shutdownPlan(s *v1.ClusterSpec) []stopStep {
 	return append(steps,
 		stopStep{Mode: "fast", Signal: syscall.SIGINT, Until: max(stop-v1.ImmediateShutdownReserve, smart)},
 		stopStep{Mode: "immediate", Signal: syscall.SIGQUIT, Until: max(stop-time.Second, smart)},
-		stopStep{Mode: "kill", Signal: syscall.SIGKILL},
+		stopStep{Mode: "forced", Signal: syscall.SIGKILL},
 	)
 }
 
@@ -61,7 +61,7 @@ func (p *postmaster) stopPlanned(start time.Time, steps []stopStep, logf func(ms
 		if !p.Running() {
 			return
 		}
-		logf("requesting a "+st.Mode+" shutdown", "signal", st.Signal.String(), "elapsed", time.Since(start).Round(time.Millisecond))
+		logf("requesting "+st.Mode+" shutdown", "signal", st.Signal.String(), "elapsed", time.Since(start).Round(time.Millisecond))
 		_ = p.cmd.Process.Signal(st.Signal)
 		if st.Until == 0 {
 			<-p.done

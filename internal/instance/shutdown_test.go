@@ -22,15 +22,15 @@ func TestShutdownPlan(t *testing.T) {
 		want string
 	}{
 		{"defaults: fast at once within pgward's 180 s", v1.ClusterSpec{},
-			"fast until 2m57s, immediate until 2m59s, kill"},
+			"fast until 2m57s, immediate until 2m59s, forced"},
 		{"CloudNativePG's defaults", v1.ClusterSpec{MaxStopDelay: 1800, SmartShutdownTimeout: i32(180)},
-			"smart until 3m0s, fast until 29m57s, immediate until 29m59s, kill"},
+			"smart until 3m0s, fast until 29m57s, immediate until 29m59s, forced"},
 		{"the shortest smart phase allowed before stopDelay", v1.ClusterSpec{MaxStopDelay: 20, SmartShutdownTimeout: i32(5)},
-			"smart until 5s, fast until 17s, immediate until 19s, kill"},
+			"smart until 5s, fast until 17s, immediate until 19s, forced"},
 		{"smartShutdownTimeout 0: no smart phase", v1.ClusterSpec{MaxStopDelay: 30, SmartShutdownTimeout: i32(0)},
-			"fast until 27s, immediate until 29s, kill"},
+			"fast until 27s, immediate until 29s, forced"},
 		{"the shortest stopDelay", v1.ClusterSpec{MaxStopDelay: 5},
-			"fast until 2s, immediate until 4s, kill"},
+			"fast until 2s, immediate until 4s, forced"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := describePlan(shutdownPlan(&tc.spec)); got != tc.want {
@@ -84,7 +84,7 @@ func TestStopPlanned(t *testing.T) {
 		{Mode: "smart", Signal: syscall.SIGTERM, Until: 400 * time.Millisecond},
 		{Mode: "fast", Signal: syscall.SIGINT, Until: 900 * time.Millisecond},
 		{Mode: "immediate", Signal: syscall.SIGQUIT, Until: 1200 * time.Millisecond},
-		{Mode: "kill", Signal: syscall.SIGKILL},
+		{Mode: "forced", Signal: syscall.SIGKILL},
 	}
 	for _, tc := range []struct {
 		name     string
@@ -95,7 +95,7 @@ func TestStopPlanned(t *testing.T) {
 		{"smart shutdown completes", nil, "smart", 0, 300 * time.Millisecond},
 		{"smart does not finish: fast after smartShutdownTimeout", []string{"TERM"}, "fast", 400 * time.Millisecond, 700 * time.Millisecond},
 		{"fast hangs: immediate", []string{"TERM", "INT"}, "immediate", 900 * time.Millisecond, 1150 * time.Millisecond},
-		{"nothing works: killed", []string{"TERM", "INT", "QUIT"}, "kill", 1200 * time.Millisecond, 1600 * time.Millisecond},
+		{"nothing works: killed", []string{"TERM", "INT", "QUIT"}, "forced", 1200 * time.Millisecond, 1600 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pm := signalledProcess(t, tc.ignore...)
