@@ -27,15 +27,9 @@ func NewRootCmd() *cobra.Command {
 	return root
 }
 
-// newLogger logs text to stderr; PGWARD_LOG_LEVEL=debug for more.
-func newLogger() *slog.Logger {
-	log, _ := newLeveledLogger()
-	return log
-}
-
-// newLeveledLogger is newLogger with its level to change: the instance
-// manager and the local controller keep it at the manifest's
-// spec.logLevel.
+// newLeveledLogger logs text to stderr (PGWARD_LOG_LEVEL=debug for
+// more), at a level the caller may change: the instance manager and the
+// local controller keep it at the manifest's spec.logLevel.
 func newLeveledLogger() (*slog.Logger, *slog.LevelVar) {
 	level := new(slog.LevelVar)
 	if strings.EqualFold(os.Getenv("PGWARD_LOG_LEVEL"), "debug") {
