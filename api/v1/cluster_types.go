@@ -422,6 +422,15 @@ type PostgresConfiguration struct {
 	// minSyncReplicas/maxSyncReplicas).
 	// +optional
 	SyncReplicaElectionConstraint *SyncReplicaElectionConstraints `json:"syncReplicaElectionConstraint,omitempty"`
+
+	// EnableAlterSystem false makes every instance manager undo ALTER
+	// SYSTEM while PostgreSQL runs: within a second of a setting appearing
+	// in postgresql.auto.conf, the file is emptied and the configuration
+	// reloaded (left out, the file is emptied at every start, and `local
+	// audit` flags it meanwhile). true is refused: pgward's configuration
+	// is the manifest's.
+	// +optional
+	EnableAlterSystem *bool `json:"enableAlterSystem,omitempty"`
 }
 
 // SyncReplicaElectionConstraints names the node labels that make a

@@ -149,6 +149,10 @@ func (s *ClusterSpec) validateInstanceTiming(p *field.Path) field.ErrorList {
 		errs = append(errs, field.NotSupported(p.Child("logLevel"), s.LogLevel, LogLevels))
 	}
 	errs = append(errs, s.validateEphemeralVolumes(p)...)
+	if e := s.PostgresConfiguration.EnableAlterSystem; e != nil && *e {
+		errs = append(errs, field.Forbidden(p.Child("postgresql", "enableAlterSystem"),
+			"pgward's configuration is the manifest's: an ALTER SYSTEM setting would override it on one instance and travel to new replicas with their copy; set the parameter in spec.postgresql.parameters"))
+	}
 	if s.PostgresUID != 0 && s.PostgresUID != PostgresUID {
 		errs = append(errs, field.Invalid(p.Child("postgresUID"), s.PostgresUID,
 			fmt.Sprintf("must be %d: pgward's image runs PostgreSQL as uid %d, the owner of every data volume, and the pods run as no other user", PostgresUID, PostgresUID)))

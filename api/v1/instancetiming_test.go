@@ -60,6 +60,8 @@ func TestValidateInstanceTiming(t *testing.T) {
 			"spec.ephemeralVolumeSource.volumeClaimTemplate.metadata: Forbidden: not supported"},
 		{"an ephemeral claim with labels", strings.Replace(ephemeral(""), "    spec:\n", "    metadata:\n      labels:\n        team: db\n    spec:\n", 1),
 			"spec.ephemeralVolumeSource.volumeClaimTemplate.metadata: Forbidden: not supported"},
+		{"ALTER SYSTEM off", "postgresql:\n  enableAlterSystem: false", ""},
+		{"ALTER SYSTEM on", "postgresql:\n  enableAlterSystem: true", "spec.postgresql.enableAlterSystem: Forbidden: pgward's configuration is the manifest's"},
 		{"an ephemeral source without a claim", "ephemeralVolumeSource: {}",
 			"spec.ephemeralVolumeSource.volumeClaimTemplate: Required value"},
 	} {

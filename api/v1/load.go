@@ -44,7 +44,7 @@ var cnpOnlyFields = specPaths(
 	"externalClusters[].barmanObjectStore.tags", "externalClusters[].barmanObjectStore.historyTags",
 	"externalClusters[].barmanObjectStore.s3Credentials.inheritFromIAMRole",
 	"externalClusters[].barmanObjectStore.s3Credentials.sessionToken",
-	"postgresql.enableAlterSystem", "postgresql.extensions", "postgresql.ldap",
+	"postgresql.extensions", "postgresql.ldap",
 	"postgresql.promotionTimeout",
 	"postgresql.synchronous.maxStandbyNamesFromCluster",
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",

@@ -342,6 +342,7 @@ func (m *Manager) loop(ctx context.Context) error {
 			m.applyChangedPasswords(ctx)
 			m.reconcileManagedRoles(ctx, time.Now())
 			m.reconcileTablespaces(ctx, time.Now())
+			m.revertAlterSystem(ctx)
 		}
 	}
 }

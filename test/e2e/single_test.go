@@ -133,7 +133,46 @@ spec:
 	// The restart emptied postgresql.auto.conf: no drift left.
 	expectAudit(t, dir, nil, nil)
 
+	checkAlterSystemReverted(t, manifest, dir, su)
 	checkShutdownTimings(t, dir, su)
+}
+
+// checkAlterSystemReverted sets postgresql.enableAlterSystem: false on the
+// running cluster: an ALTER SYSTEM applied by a reload is then undone by
+// the manager within seconds, not at the next restart.
+func checkAlterSystemReverted(t *testing.T, manifest, dir, su string) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(b), "  postgresql:\n", "  postgresql:\n    enableAlterSystem: false\n", 1)
+	if err := os.WriteFile(manifest, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustPgward(t, "local", "up", "-f", manifest, "--dir", dir)
+	mustPgward(t, "local", "reload", "--dir", dir)
+	for _, sql := range []string{"ALTER SYSTEM SET work_mem = '77MB'", "SELECT pg_reload_conf()"} {
+		if out, err := psql(ctx, "", su, sql); err != nil {
+			t.Fatalf("%s: %v %s", sql, err, out)
+		}
+	}
+	eventually(t, 10e9, "ALTER SYSTEM undone", func() error {
+		got, err := psql(ctx, "", su, "SHOW work_mem")
+		if err == nil && got == "77MB" {
+			err = fmt.Errorf("work_mem %s", got)
+		}
+		return err
+	})
+	log, err := os.ReadFile(filepath.Join(dir, "instances", "single-1", "instance.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), `msg="ALTER SYSTEM reverted (spec.postgresql.enableAlterSystem is false)" instance=single-1 parameters=[work_mem]`) {
+		t.Error("no revert in the manager's log")
+	}
+	expectAudit(t, dir, nil, nil)
 }
 
 // checkShutdownTimings stops the cluster while a session is open: the
