@@ -338,6 +338,17 @@ type ClusterSpec struct {
 	// PostgresGID is the group of PostgresUID: only 26 (Kubernetes only).
 	// +optional
 	PostgresGID int64 `json:"postgresGID,omitempty"`
+
+	// MaxSwitchoverDelay (switchoverDelay) is how many seconds a primary
+	// being demoted (a switchover; also fencing and hibernation) is given
+	// for its fast shutdown before an immediate one; the switchover waits
+	// that long and 30 s more for the target to catch up before it is
+	// abandoned. Left out: 60 s for the shutdown and 30 s for the whole
+	// switchover (pgward's; CloudNativePG's default is 3600).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=86400
+	MaxSwitchoverDelay int32 `json:"switchoverDelay,omitempty"`
 }
 
 // NetworkPolicyConfiguration describes the least-privilege NetworkPolicies

@@ -76,6 +76,15 @@ func (s *ClusterSpec) SmartShutdown() time.Duration {
 	return 0
 }
 
+// SwitchoverDelay is how long a demoted primary's fast shutdown may take
+// (spec.switchoverDelay; zero: left out, pgward's defaults apply).
+func (s *ClusterSpec) SwitchoverDelay() time.Duration {
+	if s.MaxSwitchoverDelay > 0 {
+		return time.Duration(s.MaxSwitchoverDelay) * time.Second
+	}
+	return 0
+}
+
 // LivenessTimeout is how long the liveness probe may fail
 // (spec.livenessProbeTimeout).
 func (s *ClusterSpec) LivenessTimeout() time.Duration {
@@ -121,6 +130,9 @@ func (s *ClusterSpec) validateInstanceTiming(p *field.Path) field.ErrorList {
 	}
 	if s.MaxStopDelay != 0 {
 		between(int64(s.MaxStopDelay), 5, 86400, p.Child("stopDelay"))
+	}
+	if s.MaxSwitchoverDelay != 0 {
+		between(int64(s.MaxSwitchoverDelay), 1, 86400, p.Child("switchoverDelay"))
 	}
 	if t := s.SmartShutdownTimeout; t != nil {
 		stop := int64(s.StopDelay() / time.Second)

@@ -60,6 +60,8 @@ func TestValidateInstanceTiming(t *testing.T) {
 			"spec.ephemeralVolumeSource.volumeClaimTemplate.metadata: Forbidden: not supported"},
 		{"an ephemeral claim with labels", strings.Replace(ephemeral(""), "    spec:\n", "    metadata:\n      labels:\n        team: db\n    spec:\n", 1),
 			"spec.ephemeralVolumeSource.volumeClaimTemplate.metadata: Forbidden: not supported"},
+		{"switchoverDelay", "switchoverDelay: 3600", ""},
+		{"switchoverDelay negative", "switchoverDelay: -1", "spec.switchoverDelay: Invalid value: -1: must be between 1 and 86400 seconds"},
 		{"ALTER SYSTEM off", "postgresql:\n  enableAlterSystem: false", ""},
 		{"ALTER SYSTEM on", "postgresql:\n  enableAlterSystem: true", "spec.postgresql.enableAlterSystem: Forbidden: pgward's configuration is the manifest's"},
 		{"an ephemeral source without a claim", "ephemeralVolumeSource: {}",

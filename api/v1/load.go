@@ -30,7 +30,6 @@ var foreignAPIVersions = []string{"postgresql.cnpg.io/v1", "postgresql.k8s.enter
 var cnpOnlyFields = specPaths(
 	"monitoring.metricsQueriesTTL", "nodeMaintenanceWindow", "plugins",
 	"replicationSlots.synchronizeReplicas", "replicationSlots.highAvailability.synchronizeLogicalDecoding",
-	"switchoverDelay",
 	"bootstrap.recovery.backup.endpointCA", "bootstrap.recovery.volumeSnapshots",
 	"bootstrap.recovery.recoveryTarget.targetTLI",
 	"backup.target", "backup.volumeSnapshot", "backup.pluginConfiguration",

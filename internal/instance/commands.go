@@ -373,7 +373,7 @@ func (m *Manager) doDemote() error {
 	if err := m.update(func(p *persisted) { p.Fenced = true }); err != nil {
 		return err
 	}
-	m.stopPostgres(fastStop)
+	m.stopPostgres(demoteStop)
 	if isStandby(m.cfg.DataDir) {
 		// A replica fenced or hibernated on request: pg_controldata says
 		// "shut down in recovery", and it has no WAL of its own to report.

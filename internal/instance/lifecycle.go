@@ -37,6 +37,9 @@ const (
 	fastStop stopKind = iota
 	// immediateStop is the quickest way to stop accepting writes.
 	immediateStop
+	// demoteStop is fastStop within spec.switchoverDelay when set, then
+	// an immediate shutdown (demotePlan).
+	demoteStop
 )
 
 func (m *Manager) stopPostgres(kind stopKind) {
@@ -52,9 +55,13 @@ func (m *Manager) stopPostgres(kind stopKind) {
 		m.setPhase(PhaseStopped)
 		return
 	}
-	if kind == immediateStop {
+	switch steps := demotePlan(&m.cluster.Spec); {
+	case kind == immediateStop:
 		pm.Kill()
-	} else {
+	case kind == demoteStop && steps != nil:
+		m.log.Info("demoting within spec.switchoverDelay", "switchoverDelay", m.cluster.Spec.SwitchoverDelay(), "plan", describePlan(steps))
+		pm.stopPlanned(time.Now(), steps, m.log.Info)
+	default:
 		pm.Stop(60 * time.Second)
 	}
 	m.setPhase(PhaseStopped)

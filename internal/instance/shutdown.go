@@ -38,6 +38,24 @@ func shutdownPlan(s *v1.ClusterSpec) []stopStep {
 	)
 }
 
+// demotePlan is how a demoted primary stops with spec.switchoverDelay set,
+// as CloudNativePG stops it in a switchover: a fast shutdown (its WAL sent
+// to the replicas, which the switchover needs) for switchoverDelay, then
+// an immediate one, which leaves no clean end of WAL, so the planner
+// abandons the switchover rather than promote. Nil when left out: the
+// manager's usual fast shutdown.
+func demotePlan(s *v1.ClusterSpec) []stopStep {
+	d := s.SwitchoverDelay()
+	if d == 0 {
+		return nil
+	}
+	return []stopStep{
+		{Mode: "fast", Signal: syscall.SIGINT, Until: d},
+		{Mode: "immediate", Signal: syscall.SIGQUIT, Until: d + 2*time.Second},
+		{Mode: "forced", Signal: syscall.SIGKILL},
+	}
+}
+
 // describePlan is the plan in one log line's words.
 func describePlan(steps []stopStep) string {
 	out := ""

@@ -40,6 +40,15 @@ func TestShutdownPlan(t *testing.T) {
 	}
 }
 
+func TestDemotePlan(t *testing.T) {
+	if p := demotePlan(&v1.ClusterSpec{}); p != nil {
+		t.Errorf("left out: %v, want the usual fast shutdown", p)
+	}
+	if got := describePlan(demotePlan(&v1.ClusterSpec{MaxSwitchoverDelay: 90})); got != "fast until 1m30s, immediate until 1m32s, forced" {
+		t.Errorf("switchoverDelay 90: %q", got)
+	}
+}
+
 // signalledProcess runs a shell standing in for postgres: it ignores the
 // signals in ignore and exits on any other of TERM, INT, QUIT.
 func signalledProcess(t *testing.T, ignore ...string) *postmaster {
