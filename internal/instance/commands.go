@@ -49,7 +49,7 @@ func (m *Manager) Submit(cmd instanceapi.Command) error {
 	if err := safetext.Check(cmd.SyncStandbys); err != nil {
 		return fmt.Errorf("syncStandbys %w", err)
 	}
-	m.log.Debug("command received", "kind", cmd.Kind, "epoch", cmd.Epoch, "primary", endpointName(cmd.Primary))
+	m.debug("command received", "kind", cmd.Kind, "epoch", cmd.Epoch, "primary", endpointName(cmd.Primary))
 	return m.submit(cmd)
 }
 
@@ -71,7 +71,7 @@ func (m *Manager) execute(ctx context.Context, cmd instanceapi.Command) {
 		return
 	}
 	m.setErr(nil)
-	m.log.Debug("command done", "kind", cmd.Kind, "epoch", cmd.Epoch, "took", time.Since(start).Round(time.Millisecond))
+	m.debug("command done", "kind", cmd.Kind, "epoch", cmd.Epoch, "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (m *Manager) run(ctx context.Context, cmd instanceapi.Command) error {

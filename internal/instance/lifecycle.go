@@ -55,12 +55,17 @@ func (m *Manager) stopPostgres(kind stopKind) {
 		m.setPhase(PhaseStopped)
 		return
 	}
-	switch steps := demotePlan(&m.cluster.Spec); {
-	case kind == immediateStop:
+	switch kind {
+	case immediateStop:
+		// Self-fencing: nothing but the kill, read nothing first.
 		pm.Kill()
-	case kind == demoteStop && steps != nil:
-		m.log.Info("demoting within spec.switchoverDelay", "switchoverDelay", m.cluster.Spec.SwitchoverDelay(), "plan", describePlan(steps))
-		pm.stopPlanned(time.Now(), steps, m.log.Info)
+	case demoteStop:
+		if steps := demotePlan(&m.cluster.Spec); steps != nil {
+			m.log.Info("demoting within spec.switchoverDelay", "switchoverDelay", m.cluster.Spec.SwitchoverDelay(), "plan", describePlan(steps))
+			pm.stopPlanned(time.Now(), steps, m.log.Info)
+			break
+		}
+		pm.Stop(60 * time.Second)
 	default:
 		pm.Stop(60 * time.Second)
 	}

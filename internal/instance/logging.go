@@ -47,7 +47,17 @@ func (m *Manager) applyLogLevel() {
 	}
 }
 
-// trace logs at LevelTrace.
+// trace and debug log at LevelTrace and debug level; they are called
+// from the status port's handlers too, on managers tests build without
+// a logger.
 func (m *Manager) trace(msg string, args ...any) {
-	m.log.Log(context.Background(), LevelTrace, msg, args...)
+	if m.log != nil {
+		m.log.Log(context.Background(), LevelTrace, msg, args...)
+	}
+}
+
+func (m *Manager) debug(msg string, args ...any) {
+	if m.log != nil {
+		m.log.Debug(msg, args...)
+	}
 }
