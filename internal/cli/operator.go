@@ -67,6 +67,7 @@ func NewOperatorCmd() *cobra.Command {
 	f.StringVar(&watch, "watch-namespaces", watch, "comma-separated namespaces whose Clusters are reconciled, for the namespaced install (default every namespace; $"+kube.WatchNamespacesEnv+" when set)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-bind-address", cfg.MetricsAddr, "HTTPS metrics address, authenticated and authorized through the API server (0 disables)")
 	f.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", cfg.ProbeAddr, "address of /healthz and /readyz")
+	f.StringVar(&cfg.PprofAddr, "pprof-bind-address", cfg.PprofAddr, "loopback address serving Go profiles (/debug/pprof/) for diagnosis; off by default")
 	f.BoolVar(&cfg.LeaderElect, "leader-elect", cfg.LeaderElect, "elect one active reconciler among replicas")
 	f.IntVar(&cfg.Workers, "workers", cfg.Workers, "Clusters reconciled concurrently")
 	f.BoolVar(&webhooks, "webhooks", webhooks, "serve the admission webhooks")

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
@@ -9,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/conversion"
+	forkedreflect "k8s.io/apimachinery/third_party/forked/golang/reflect"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/pgward/pgward/api/v1"
@@ -63,7 +66,7 @@ func ensure[T client.Object](ctx context.Context, c client.Client, owner *v1.Clu
 		maps.Copy(annotations, want)
 		current.SetAnnotations(annotations)
 	}
-	if equality.Semantic.DeepEqual(before, current) {
+	if semantic.DeepEqual(before, current) {
 		return current, nil
 	}
 	patch := client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})
@@ -96,3 +99,16 @@ func deleteOwned(ctx context.Context, c client.Client, owner *v1.Cluster, obj cl
 func kindOf(obj client.Object) string {
 	return reflect.TypeOf(obj).Elem().Name()
 }
+
+// semantic is equality.Semantic, plus bytes compared as a whole: its
+// reflection walks a []byte one element at a time, and Secrets (PEM
+// certificates, config manifests) made that walk the largest part of a
+// healthy Cluster's reconcile.
+var semantic = func() conversion.Equalities {
+	e := conversion.Equalities{Equalities: forkedreflect.Equalities{}}
+	maps.Copy(e.Equalities, equality.Semantic.Equalities)
+	if err := e.AddFunc(func(a, b []byte) bool { return bytes.Equal(a, b) }); err != nil {
+		panic(err)
+	}
+	return e
+}()

@@ -323,79 +323,34 @@ func (a *kubeAuditor) secret(ctx context.Context, name string) (map[string][]byt
 // which the audit has no business reading), or from the user's CA secrets.
 func (a *kubeAuditor) certificates(ctx context.Context) ([]audit.Cert, []audit.Part) {
 	n := build.Secrets(a.c)
-	var certs []audit.Cert
-	var problems []audit.Part
-	parse := func(secret, key string) *x509.Certificate {
-		data, err := a.secret(ctx, secret)
-		if err != nil {
-			problems = append(problems, audit.Part{Subject: secret, Status: audit.Fail, Evidence: err.Error()})
-			return nil
-		}
-		c, err := pki.ParseCertificatePEM(data[key])
-		if err != nil {
-			problems = append(problems, audit.Part{Subject: secret + "/" + key, Status: audit.Fail, Evidence: err.Error()})
-			return nil
-		}
-		return c
-	}
 	caSecret := func(s string) string {
 		if s == n.CA {
 			return n.Controller
 		}
 		return s
 	}
-	cas := map[string]*x509.Certificate{}
-	for _, s := range []string{n.ServerCA, n.ClientCA} {
-		if _, ok := cas[s]; ok {
-			continue
-		}
-		cas[s] = parse(caSecret(s), build.KeyCACert)
-		if cas[s] != nil {
-			certs = append(certs, audit.Cert{Name: caSecret(s) + "/" + build.KeyCACert, Cert: cas[s]})
-		}
-	}
-	for _, lf := range []struct {
-		secret, ca string
-		usage      x509.ExtKeyUsage
-	}{
-		{n.ServerTLS, n.ServerCA, x509.ExtKeyUsageServerAuth},
-		{n.Replication, n.ClientCA, x509.ExtKeyUsageClientAuth},
-		{n.Controller, n.ClientCA, x509.ExtKeyUsageClientAuth},
-	} {
-		if c := parse(lf.secret, build.KeyTLSCert); c != nil {
-			certs = append(certs, audit.Cert{Name: lf.secret + "/" + build.KeyTLSCert, Cert: c, CA: cas[lf.ca], Usage: lf.usage})
-		}
-	}
-	return certs, problems
+	return probe.Certificates(a.secretData(ctx),
+		[]probe.CA{{Name: n.ServerCA, ReadFrom: caSecret(n.ServerCA)}, {Name: n.ClientCA, ReadFrom: caSecret(n.ClientCA)}},
+		[]probe.Leaf{
+			{Secret: n.ServerTLS, CA: n.ServerCA, Usage: x509.ExtKeyUsageServerAuth},
+			{Secret: n.Replication, CA: n.ClientCA, Usage: x509.ExtKeyUsageClientAuth},
+			{Secret: n.Controller, CA: n.ClientCA, Usage: x509.ExtKeyUsageClientAuth},
+		})
+}
+
+// secretData reads secrets for the shared certificate checks.
+func (a *kubeAuditor) secretData(ctx context.Context) probe.SecretData {
+	return func(name string) (map[string][]byte, error) { return a.secret(ctx, name) }
 }
 
 func (a *kubeAuditor) certExpiry(ctx context.Context) audit.Result {
 	certs, parts := a.certificates(ctx)
-	for _, c := range certs {
-		parts = append(parts, audit.DecideExpiry(c, a.now))
-	}
-	return audit.Combine(parts)
+	return probe.CertExpiry(certs, parts, a.now)
 }
 
 func (a *kubeAuditor) certChain(ctx context.Context) audit.Result {
 	certs, parts := a.certificates(ctx)
-	for _, c := range certs {
-		if c.CA == nil && c.Usage != 0 {
-			parts = append(parts, audit.Part{Subject: c.Name, Status: audit.Fail, Evidence: "its CA could not be read"})
-			continue
-		}
-		p := audit.DecideChain(c)
-		if c.CA != nil && p.Status == audit.Pass {
-			secret, _, _ := strings.Cut(c.Name, "/")
-			if data, err := a.secret(ctx, secret); err != nil {
-				p = audit.Part{Subject: c.Name, Status: audit.Fail, Evidence: err.Error()}
-			} else if _, err := tls.X509KeyPair(data[build.KeyTLSCert], data[build.KeyTLSKey]); err != nil {
-				p = audit.Part{Subject: c.Name, Status: audit.Fail, Evidence: "does not match " + build.KeyTLSKey + ": " + err.Error()}
-			}
-		}
-		parts = append(parts, p)
-	}
-	return audit.Combine(parts)
+	return probe.CertChain(a.secretData(ctx), certs, parts)
 }
 
 func (a *kubeAuditor) superuser(ctx context.Context) audit.Result {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,9 +69,17 @@ func BenchmarkOperator(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "operator", "--namespace", operatorNamespace,
+	args := []string{"operator", "--namespace", operatorNamespace,
 		"--leader-elect=false", "--webhooks=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
-		"--log-level=debug")
+		"--log-level=debug"}
+	// PGWARD_BENCH_PPROF=FILE writes a CPU profile of the steady state.
+	profile := os.Getenv("PGWARD_BENCH_PPROF")
+	pprofAddr := ""
+	if profile != "" {
+		pprofAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(b)))
+		args = append(args, "--pprof-bind-address="+pprofAddr)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kc)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	stderr, err := cmd.StderrPipe()
@@ -151,7 +161,11 @@ func BenchmarkOperator(b *testing.B) {
 	inSteady = true
 	mu.Unlock()
 	cpuBefore := cpuSeconds(b, cmd.Process.Pid)
-	time.Sleep(steady)
+	if profile != "" {
+		writeProfile(b, pprofAddr, steady, profile)
+	} else {
+		time.Sleep(steady)
+	}
 	cpuSteady := cpuSeconds(b, cmd.Process.Pid) - cpuBefore
 	hwm, rss := memory(b, cmd.Process.Pid)
 	b.StopTimer()
@@ -472,4 +486,26 @@ func (s *simClusters) Status(ctx context.Context, in kube.Instance, ack uint64) 
 
 func (s *simClusters) Command(ctx context.Context, in kube.Instance, cmd instanceapi.Command) error {
 	return s.of(in).Command(ctx, in, cmd)
+}
+
+// writeProfile takes a CPU profile of the operator for d into path.
+func writeProfile(b *testing.B, addr string, d time.Duration, path string) {
+	u := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, u, nil) // #nosec G704 -- the operator's loopback pprof address
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req) // #nosec G107 G704 -- the operator's loopback pprof address
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	f, err := os.Create(path) // #nosec G304 G703 -- a path the developer chose
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		b.Fatal(err)
+	}
 }

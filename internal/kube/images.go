@@ -168,7 +168,7 @@ func (r *ClusterReconciler) clustersOfCatalog(kind string) func(context.Context,
 // the images they run; ok is false when c has no pod.
 func (r *ClusterReconciler) currentImageOptions(ctx context.Context, c *v1.Cluster) (build.Options, bool, error) {
 	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(c.Namespace), client.MatchingLabels(build.ClusterLabels(c))); err != nil {
+	if err := r.Client.List(ctx, &pods, r.ofCluster(c)...); err != nil {
 		return r.Options, false, fmt.Errorf("listing pods of %s: %w", c.Name, err)
 	}
 	for _, p := range pods.Items {

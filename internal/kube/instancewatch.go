@@ -145,7 +145,12 @@ func (w *wakeups) stopLocked(cluster types.NamespacedName) {
 }
 
 func (w *wakeups) run(ctx context.Context, cluster types.NamespacedName, in Instance) {
-	since, answering := "", false
+	// failed: the watch has failed since it last answered (or since it
+	// started): its first answer after that wakes the Cluster, since the
+	// planner may be waiting for this instance to answer at all (a new
+	// pod's manager starting) and holds alone are looked at only every
+	// CheckInterval.
+	since, answering, failed := "", false, false
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithTimeout(ctx, instanceapi.WatchWait+w.timeout)
 		d, err := w.watcher.Watch(wctx, in, since)
@@ -157,17 +162,17 @@ func (w *wakeups) run(ctx context.Context, cluster types.NamespacedName, in Inst
 			if answering {
 				w.wake(cluster) // it stopped answering: worth a look now
 			}
-			answering = false
+			answering, failed = false, true
 			select {
 			case <-ctx.Done():
 			case <-time.After(w.retry):
 			}
 			continue
 		}
-		if since != "" && d != since {
+		if (since != "" && d != since) || failed {
 			w.wake(cluster)
 		}
-		since, answering = d, true
+		since, answering, failed = d, true, false
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -45,6 +46,10 @@ type Config struct {
 	MetricsAddr string
 	// ProbeAddr serves /healthz and /readyz over HTTP for the kubelet.
 	ProbeAddr string
+	// PprofAddr serves Go's profiles over plain HTTP ("" disables them,
+	// the default); a loopback address only, since anyone who reaches it
+	// can read goroutine stacks and stall the process with a CPU profile.
+	PprofAddr string
 	// LeaderElect makes replicas elect one reconciler.
 	LeaderElect bool
 	// Workers is how many Clusters are reconciled at once.
@@ -114,6 +119,9 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	if err := cfg.Timing.CheckPrimaryLeaseRange(); err != nil {
 		return fmt.Errorf("timings unsafe for spec.primaryLease: %w", err)
 	}
+	if err := checkLoopback(cfg.PprofAddr); err != nil {
+		return fmt.Errorf("--pprof-bind-address: %w", err)
+	}
 	scheme, err := NewScheme()
 	if err != nil {
 		return err
@@ -139,7 +147,10 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		metrics.SecureServing = true
 		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
-	cacheOpts := cache.Options{ByObject: byObject}
+	// managedFields are never read here, and they are most of a cached
+	// pod's bytes and of the deep copies and comparisons each reconcile
+	// makes (ensure's DeepEqual of current and desired).
+	cacheOpts := cache.Options{ByObject: byObject, DefaultTransform: cache.TransformStripManagedFields()}
 	if len(cfg.WatchNamespaces) == 0 {
 		ctrl.Log.Info("reconciling Clusters in every namespace")
 	} else {
@@ -164,6 +175,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		Cache:                         cacheOpts,
 		Metrics:                       metrics,
 		HealthProbeBindAddress:        cfg.ProbeAddr,
+		PprofBindAddress:              cfg.PprofAddr,
 		LeaderElection:                cfg.LeaderElect,
 		LeaderElectionID:              "pgward-operator.pgward.io",
 		LeaderElectionNamespace:       cfg.Namespace,
@@ -239,4 +251,24 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// checkLoopback accepts "" (off) or a host:port whose host is a loopback IP
+// or localhost: profiles are for someone already on the operator's host or
+// in its pod (kubectl port-forward), never for the network.
+func checkLoopback(addr string) error {
+	if addr == "" || addr == "0" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%q: profiles are served to loopback only (127.0.0.1:PORT, [::1]:PORT or localhost:PORT)", addr)
 }

@@ -2,9 +2,12 @@ package kube
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -224,9 +227,10 @@ func (r *ClusterReconciler) ensureLeaf(ctx context.Context, c *v1.Cluster, name,
 		return nil, fmt.Errorf("reading secret %s: %w", name, err)
 	}
 	if err == nil {
-		kp, perr := pki.ParseKeyPair(cur.Data[build.KeyTLSCert], cur.Data[build.KeyTLSKey])
-		current := perr == nil && !pki.NeedsRenewal(kp.Cert, r.now()) && kp.Cert.CheckSignatureFrom(ca.parsed.Cert) == nil
-		if perr == nil && !current && ca.rotation.keepsOld(dns != nil) && kp.Cert.CheckSignatureFrom(ca.rotation.old) == nil &&
+		leaf := r.verifiedLeaf(c, &cur)
+		kp, perr := leaf.kp, leaf.err
+		current := perr == nil && !pki.NeedsRenewal(kp.Cert, r.now()) && leaf.signedBy(ca.parsed.Cert)
+		if perr == nil && !current && ca.rotation.keepsOld(dns != nil) && leaf.signedBy(ca.rotation.old) &&
 			!r.now().Before(kp.Cert.NotBefore) && r.now().Before(kp.Cert.NotAfter) {
 			current = true
 		}
@@ -284,4 +288,58 @@ func (r *ClusterReconciler) checkUserLeaf(ctx context.Context, c *v1.Cluster, na
 func mutateSecret(cur, want *corev1.Secret) {
 	cur.Data = want.Data
 	cur.StringData = nil
+}
+
+// leafMemo is one version of a certificate secret, parsed, and the CAs it
+// was checked against. Parsing the key and checking the signature of every
+// leaf at every 2 s check was a tenth of a healthy Cluster's reconcile; a
+// secret's content changes only with its resourceVersion, and what depends
+// on the time (renewal, validity) is still decided at each reconcile.
+type leafMemo struct {
+	uid, version string
+	kp           *pki.KeyPair
+	err          error
+
+	mu       sync.Mutex
+	verified map[[32]byte]bool // CA certificate's hash -> signature checks
+}
+
+// signedBy reports whether the leaf's certificate is signed by ca.
+func (m *leafMemo) signedBy(ca *x509.Certificate) bool {
+	if m.err != nil || ca == nil {
+		return false
+	}
+	key := sha256.Sum256(ca.Raw)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ok, seen := m.verified[key]
+	if !seen {
+		ok = m.kp.Cert.CheckSignatureFrom(ca) == nil
+		m.verified[key] = ok
+	}
+	return ok
+}
+
+// verifiedLeaf returns s's certificate and key parsed, from the memo when
+// this version of s was parsed before.
+func (r *ClusterReconciler) verifiedLeaf(c *v1.Cluster, s *corev1.Secret) *leafMemo {
+	key := c.Namespace + "/" + c.Name
+	r.mu.Lock()
+	m := r.leaves[key][s.Name]
+	r.mu.Unlock()
+	if m != nil && m.uid == string(s.UID) && m.version == s.ResourceVersion && s.ResourceVersion != "" {
+		return m
+	}
+	kp, err := pki.ParseKeyPair(s.Data[build.KeyTLSCert], s.Data[build.KeyTLSKey])
+	m = &leafMemo{uid: string(s.UID), version: s.ResourceVersion, kp: kp, err: err, verified: map[[32]byte]bool{}}
+	r.mu.Lock()
+	if r.leaves == nil {
+		r.leaves = map[string]map[string]*leafMemo{}
+	}
+	if r.leaves[key] == nil {
+		r.leaves[key] = map[string]*leafMemo{}
+	}
+	r.leaves[key][s.Name] = m
+	r.mu.Unlock()
+	return m
 }

@@ -111,7 +111,7 @@ func growPVC(cur, want *corev1.PersistentVolumeClaim) {
 // removeExtraInstances deletes the pods, PVCs and config secrets of
 // instances beyond spec.instances.
 func (r *ClusterReconciler) removeExtraInstances(ctx context.Context, c *v1.Cluster, target string) error {
-	sel := []client.ListOption{client.InNamespace(c.Namespace), client.MatchingLabels(build.ClusterLabels(c))}
+	sel := r.ofCluster(c)
 	var pods corev1.PodList
 	if err := r.Client.List(ctx, &pods, sel...); err != nil {
 		return fmt.Errorf("listing pods of %s: %w", c.Name, err)

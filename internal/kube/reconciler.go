@@ -80,6 +80,12 @@ type ClusterReconciler struct {
 	// wakeups watches the instances and enqueues their Cluster when one
 	// changes (instancewatch.go); nil when Instances cannot watch.
 	wakeups *wakeups
+	// leaves: cluster -> secret -> its certificate parsed and checked
+	// (pki.go:verifiedLeaf).
+	leaves map[string]map[string]*leafMemo
+	// indexed: Client reads from a cache indexed by clusterIndex
+	// (SetupWithManager).
+	indexed bool
 	// powerFenced is when each pod ("namespace/name") was deleted by the
 	// power fence (lease.go).
 	powerFenced map[string]time.Time
@@ -365,6 +371,7 @@ func (r *ClusterReconciler) forget(key string) {
 	delete(r.selfFences, key)
 	delete(r.manifests, key)
 	delete(r.unanswered, key)
+	delete(r.leaves, key)
 	r.mu.Unlock()
 	if r.wakeups != nil {
 		if ns, name, ok := strings.Cut(key, "/"); ok {

@@ -38,7 +38,7 @@ func (r *ClusterReconciler) ensureManagedServices(ctx context.Context, c *v1.Clu
 		}
 	}
 	var list corev1.ServiceList
-	if err := r.Client.List(ctx, &list, client.InNamespace(c.Namespace), client.MatchingLabels(build.ClusterLabels(c))); err != nil {
+	if err := r.Client.List(ctx, &list, r.ofCluster(c)...); err != nil {
 		return fmt.Errorf("listing services of %s: %w", c.Name, err)
 	}
 	for i := range list.Items {

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"context"
 	"fmt"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/kube/build"
 )
 
 // NewScheme knows the built-in kinds and pgward's Cluster.
@@ -59,6 +61,10 @@ func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 	for _, o := range ownedKinds() {
 		b = b.Owns(o)
 	}
+	if err := indexByCluster(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return err
+	}
+	r.indexed = true
 	if w, ok := r.Instances.(InstanceWatcher); ok {
 		r.wakeups = newWakeups(w, r.Timing.RequestTimeout)
 		if err := mgr.Add(r.wakeups); err != nil {
@@ -77,4 +83,41 @@ func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, SkipNameValidation: new(true)}).
 		Named("cluster").
 		Complete(r)
+}
+
+// clusterIndex indexes cached pods, PVCs and Services by the Cluster their
+// label names. Listing a Cluster's objects by label selector scans every
+// object of its namespace: with a thousand Clusters in one namespace that
+// was a quarter of the operator's CPU.
+const clusterIndex = "pgward.io/cluster"
+
+// indexedKinds are the kinds listed per Cluster.
+func indexedKinds() []client.Object {
+	return []client.Object{&corev1.Pod{}, &corev1.PersistentVolumeClaim{}, &corev1.Service{}}
+}
+
+func indexByCluster(ctx context.Context, fi client.FieldIndexer) error {
+	for _, o := range indexedKinds() {
+		err := fi.IndexField(ctx, o, clusterIndex, func(o client.Object) []string {
+			if name, ok := o.GetLabels()[build.ClusterLabel]; ok {
+				return []string{name}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("indexing %T by cluster: %w", o, err)
+		}
+	}
+	return nil
+}
+
+// ofCluster selects c's objects among the indexedKinds: through the index
+// when the reconciler reads from the manager's cache, by label otherwise
+// (a client that reads the API server directly, as some tests use, has no
+// such index).
+func (r *ClusterReconciler) ofCluster(c *v1.Cluster) []client.ListOption {
+	if r.indexed {
+		return []client.ListOption{client.InNamespace(c.Namespace), client.MatchingFields{clusterIndex: c.Name}}
+	}
+	return []client.ListOption{client.InNamespace(c.Namespace), client.MatchingLabels(build.ClusterLabels(c))}
 }

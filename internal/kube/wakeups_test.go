@@ -138,3 +138,79 @@ func TestWakeupsFailOverBeforeTheNextCheck(t *testing.T) {
 	t.Logf("failed over %s after the postmaster died (check interval %s); %d watch requests", time.Since(killed).Round(time.Millisecond), cfg.Timing.CheckInterval, sim.watches.Load())
 	assertRW(t, ns, "wk", status().CurrentPrimary)
 }
+
+// TestWakeupsWhenInstancesStartAnswering: a new Cluster whose instances do
+// not answer yet is held, and looked at only every CheckInterval (here a
+// minute) rather than every TransitionInterval; when its instances start
+// answering, their watches wake it and it bootstraps at once. Without the
+// wake on a first answer it would wait for the next check.
+func TestWakeupsWhenInstancesStartAnswering(t *testing.T) {
+	ns := newNamespace(t, false)
+	c := sampleCluster(t, ns)
+	c.Name = "wa"
+	sim := &watchingSim{simInstances: &simInstances{sim: plantest.NewSim(time.Now(), kube.DefaultTiming().SelfFence, "wa-1", "wa-2", "wa-3")}}
+	for _, n := range []string{"wa-1", "wa-2", "wa-3"} {
+		sim.sim.Node(n).Isolated = true
+	}
+	cfg := kube.DefaultConfig()
+	cfg.Namespace = operatorNamespace
+	cfg.Build.OperatorNamespace = operatorNamespace
+	cfg.MetricsAddr, cfg.ProbeAddr = "0", "0"
+	cfg.LeaderElect, cfg.Webhooks = false, false
+	cfg.Timing.CheckInterval = time.Minute
+	cfg.Instances = sim
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- kube.Run(ctx, opCfg, cfg) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("operator: %v", err)
+		}
+	}()
+	createCluster(t, c)
+	var pods corev1.PodList
+	for deadline := time.Now().Add(30 * time.Second); len(pods.Items) < 3; time.Sleep(100 * time.Millisecond) {
+		if err := admin.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{build.ClusterLabel: c.Name}); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pods", len(pods.Items))
+		}
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		p.Status.PodIP = fmt.Sprintf("10.244.1.%d", 10+i)
+		if err := admin.Status().Update(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The pod events are handled and every watch has failed at least once
+	// by now; nothing else will look for a minute.
+	for before := sim.watches.Load(); sim.watches.Load() < before+6; {
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	sim.mu.Lock()
+	for _, n := range []string{"wa-1", "wa-2", "wa-3"} {
+		sim.sim.Node(n).Isolated = false
+	}
+	sim.mu.Unlock()
+	answered := time.Now()
+	for ; ; time.Sleep(100 * time.Millisecond) {
+		var got v1.Cluster
+		if err := admin.Get(ctx, client.ObjectKeyFromObject(c), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Status.CurrentPrimary == "wa-1" {
+			break
+		}
+		if time.Since(answered) > 20*time.Second {
+			t.Fatalf("not bootstrapped %s after its instances started answering (check interval %s): %+v", time.Since(answered), cfg.Timing.CheckInterval, got.Status)
+		}
+		sim.mu.Lock()
+		sim.sim.Write()
+		sim.mu.Unlock()
+	}
+	t.Logf("bootstrapped %s after the instances started answering", time.Since(answered).Round(time.Millisecond))
+}

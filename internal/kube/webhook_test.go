@@ -99,7 +99,7 @@ func startOperatorAs(t *testing.T, restCfg *rest.Config, probeNS string, edit fu
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {

@@ -24,7 +24,6 @@ import (
 	"github.com/pgward/pgward/internal/audit/probe"
 	"github.com/pgward/pgward/internal/instance"
 	"github.com/pgward/pgward/internal/pgconf"
-	"github.com/pgward/pgward/internal/pki"
 	"github.com/pgward/pgward/internal/secrets"
 )
 
@@ -275,84 +274,24 @@ func (a *auditor) fileModes(context.Context) audit.Result {
 // --- certificates ---
 
 func (a *auditor) certificates() ([]audit.Cert, []audit.Part) {
-	cfg := a.cfgs[0]
-	var certs []audit.Cert
-	var problems []audit.Part
-	ca := func(secret string) *x509.Certificate {
-		data, err := a.store.Get(secret)
-		if err != nil {
-			problems = append(problems, audit.Part{Subject: secret, Status: audit.Fail, Evidence: err.Error()})
-			return nil
-		}
-		c, err := pki.ParseCertificatePEM(data[keyCACert])
-		if err != nil {
-			problems = append(problems, audit.Part{Subject: secret + "/" + keyCACert, Status: audit.Fail, Evidence: err.Error()})
-			return nil
-		}
-		return c
-	}
-	cas := map[string]*x509.Certificate{}
-	for _, s := range []string{cfg.Secrets.ServerCA, cfg.Secrets.ClientCA} {
-		if _, ok := cas[s]; ok {
-			continue
-		}
-		cas[s] = ca(s)
-		if cas[s] != nil {
-			certs = append(certs, audit.Cert{Name: s + "/" + keyCACert, Cert: cas[s]})
-		}
-	}
-	leaves := []struct {
-		secret, ca string
-		usage      x509.ExtKeyUsage
-	}{
-		{cfg.Secrets.ServerTLS, cfg.Secrets.ServerCA, x509.ExtKeyUsageServerAuth},
-		{cfg.Secrets.Replication, cfg.Secrets.ClientCA, x509.ExtKeyUsageClientAuth},
-		{a.cluster.Name + "-controller", cfg.Secrets.ClientCA, x509.ExtKeyUsageClientAuth},
-	}
-	for _, lf := range leaves {
-		data, err := a.store.Get(lf.secret)
-		if err != nil {
-			problems = append(problems, audit.Part{Subject: lf.secret, Status: audit.Fail, Evidence: err.Error()})
-			continue
-		}
-		c, err := pki.ParseCertificatePEM(data[keyTLSCert])
-		if err != nil {
-			problems = append(problems, audit.Part{Subject: lf.secret + "/" + keyTLSCert, Status: audit.Fail, Evidence: err.Error()})
-			continue
-		}
-		certs = append(certs, audit.Cert{Name: lf.secret + "/" + keyTLSCert, Cert: c, CA: cas[lf.ca], Usage: lf.usage})
-	}
-	return certs, problems
+	sec := a.cfgs[0].Secrets
+	return probe.Certificates(a.store.Get,
+		[]probe.CA{{Name: sec.ServerCA, ReadFrom: sec.ServerCA}, {Name: sec.ClientCA, ReadFrom: sec.ClientCA}},
+		[]probe.Leaf{
+			{Secret: sec.ServerTLS, CA: sec.ServerCA, Usage: x509.ExtKeyUsageServerAuth},
+			{Secret: sec.Replication, CA: sec.ClientCA, Usage: x509.ExtKeyUsageClientAuth},
+			{Secret: a.cluster.Name + "-controller", CA: sec.ClientCA, Usage: x509.ExtKeyUsageClientAuth},
+		})
 }
 
 func (a *auditor) certExpiry(context.Context) audit.Result {
 	certs, parts := a.certificates()
-	for _, c := range certs {
-		parts = append(parts, audit.DecideExpiry(c, a.now))
-	}
-	return audit.Combine(parts)
+	return probe.CertExpiry(certs, parts, a.now)
 }
 
 func (a *auditor) certChain(context.Context) audit.Result {
 	certs, parts := a.certificates()
-	for _, c := range certs {
-		if c.CA == nil && c.Usage != 0 {
-			parts = append(parts, audit.Part{Subject: c.Name, Status: audit.Fail, Evidence: "its CA could not be read"})
-			continue
-		}
-		p := audit.DecideChain(c)
-		if c.CA != nil && p.Status == audit.Pass {
-			// The key beside the certificate must be its own.
-			secret, _, _ := strings.Cut(c.Name, "/")
-			if data, err := a.store.Get(secret); err != nil {
-				p = audit.Part{Subject: c.Name, Status: audit.Fail, Evidence: err.Error()}
-			} else if _, err := tls.X509KeyPair(data[keyTLSCert], data[keyTLSKey]); err != nil {
-				p = audit.Part{Subject: c.Name, Status: audit.Fail, Evidence: "does not match " + keyTLSKey + ": " + err.Error()}
-			}
-		}
-		parts = append(parts, p)
-	}
-	return audit.Combine(parts)
+	return probe.CertChain(a.store.Get, certs, parts)
 }
 
 // --- rendered configuration ---

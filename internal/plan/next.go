@@ -166,8 +166,20 @@ func (p *planner) warn(reason, format string, args ...any) {
 
 // changing reports whether the cluster is between two settled states: the
 // outcome of what was just decided is what the next observation shows.
+//
+// A hold alone is not a change: a cluster waiting on something outside the
+// planner (pods not scheduled yet, an instance that does not answer) would
+// otherwise be looked at every TransitionInterval for as long as it waits,
+// and a thousand of them would keep the operator busy doing nothing (1,000
+// bootstrapping Clusters: 4,000 reconciles a second). What it waits for
+// wakes it (the instance watches, pod events) or the next check does.
 func (p *planner) changing() bool {
-	return len(p.actions) > 0 || p.mem.Switchover.From != "" || p.mem.CurrentPrimary != p.mem.TargetPrimary
+	for _, a := range p.actions {
+		if a.Kind != ActionHold {
+			return true
+		}
+	}
+	return p.mem.Switchover.From != "" || p.mem.CurrentPrimary != p.mem.TargetPrimary
 }
 
 // recheckIn asks for the next observation no later than d from now.

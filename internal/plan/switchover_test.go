@@ -2,6 +2,7 @@ package plan_test
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -267,7 +268,8 @@ func TestTransitionInterval(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		changing := len(r.Actions) > 0 || r.Memory.Switchover.From != "" || r.Memory.CurrentPrimary != r.Memory.TargetPrimary
+		changing := slices.ContainsFunc(r.Actions, func(a plan.Action) bool { return a.Kind != plan.ActionHold }) ||
+			r.Memory.Switchover.From != "" || r.Memory.CurrentPrimary != r.Memory.TargetPrimary
 		if want := map[bool]time.Duration{true: spec.TransitionInterval, false: spec.CheckInterval}[changing]; r.RecheckAfter != want {
 			t.Fatalf("round %d (actions %v, memory %+v): recheck %v, want %v", i, pt.Strings(r.Actions), r.Memory, r.RecheckAfter, want)
 		}
@@ -275,6 +277,18 @@ func TestTransitionInterval(t *testing.T) {
 		if !changing && mem.CurrentPrimary == "c-2" {
 			break
 		}
+	}
+	// A cluster that only waits (here: a new one whose instances do not
+	// answer yet) is looked at every CheckInterval, not every
+	// TransitionInterval: what it waits for wakes it.
+	fresh := pt.NewSim(t0, 4*time.Second, "c-1", "c-2", "c-3")
+	fresh.Node("c-3").Isolated = true
+	r, err = fresh.Round(spec, plan.Memory{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Actions) != 1 || r.Actions[0].Kind != plan.ActionHold || r.RecheckAfter != spec.CheckInterval {
+		t.Fatalf("waiting for instances: actions %v, recheck %v; want one hold and %v", pt.Strings(r.Actions), r.RecheckAfter, spec.CheckInterval)
 	}
 	spec.TransitionInterval = -time.Second
 	if err := spec.Validate(); err == nil {
