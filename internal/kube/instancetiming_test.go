@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -111,14 +112,21 @@ func TestInstanceTimingOnTheAPIServer(t *testing.T) {
 		}
 	}
 
+	// The operator writes the Cluster's status meanwhile: an update that
+	// lost that race is tried again on the new version.
 	update := func(edit func(spec map[string]any)) error {
-		var stored unstructured.Unstructured
-		stored.SetGroupVersionKind(v1.SchemeGroupVersion.WithKind(v1.Kind))
-		if err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: "timed"}, &stored); err != nil {
-			t.Fatal(err)
+		for {
+			var stored unstructured.Unstructured
+			stored.SetGroupVersionKind(v1.SchemeGroupVersion.WithKind(v1.Kind))
+			if err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: "timed"}, &stored); err != nil {
+				t.Fatal(err)
+			}
+			edit(stored.Object["spec"].(map[string]any))
+			err := admin.Update(ctx, &stored, client.FieldValidation("Strict"))
+			if !apierrors.IsConflict(err) {
+				return err
+			}
 		}
-		edit(stored.Object["spec"].(map[string]any))
-		return admin.Update(ctx, &stored, client.FieldValidation("Strict"))
 	}
 	for _, tc := range []struct {
 		badCase
