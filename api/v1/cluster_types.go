@@ -279,7 +279,6 @@ type ClusterSpec struct {
 	// the failure; on Kubernetes it also sizes the startup probe.
 	// Default 3600 (CloudNativePG's).
 	// +optional
-	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=86400
 	MaxStartDelay int32 `json:"startDelay,omitempty"`
 
@@ -290,7 +289,6 @@ type ClusterSpec struct {
 	// is the pods' terminationGracePeriodSeconds. Default 180 (pgward's;
 	// CloudNativePG's is 1800).
 	// +optional
-	// +kubebuilder:validation:Minimum=5
 	// +kubebuilder:validation:Maximum=86400
 	MaxStopDelay int32 `json:"stopDelay,omitempty"`
 
@@ -346,7 +344,6 @@ type ClusterSpec struct {
 	// abandoned. Left out: 60 s for the shutdown and 30 s for the whole
 	// switchover (pgward's; CloudNativePG's default is 3600).
 	// +optional
-	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=86400
 	MaxSwitchoverDelay int32 `json:"switchoverDelay,omitempty"`
 }
