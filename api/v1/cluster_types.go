@@ -272,6 +272,80 @@ type ClusterSpec struct {
 	// a silent instance by power instead.
 	// +optional
 	PrimaryLease *PrimaryLeaseConfiguration `json:"primaryLease,omitempty"`
+
+	// MaxStartDelay (startDelay) is how many seconds an instance's
+	// PostgreSQL may take to accept connections once started (crash
+	// recovery, a long replay) before its manager stops it and reports
+	// the failure; on Kubernetes it also sizes the startup probe.
+	// Default 3600 (CloudNativePG's).
+	// +optional
+	// +kubebuilder:validation:Maximum=86400
+	MaxStartDelay int32 `json:"startDelay,omitempty"`
+
+	// MaxStopDelay (stopDelay) is how many seconds an instance has to
+	// shut down when its manager is told to stop (`local down`, a pod
+	// deleted): a smart shutdown for smartShutdownTimeout, then a fast
+	// one, then an immediate one before the time is up. On Kubernetes it
+	// is the pods' terminationGracePeriodSeconds. Default 180 (pgward's;
+	// CloudNativePG's is 1800).
+	// +optional
+	// +kubebuilder:validation:Maximum=86400
+	MaxStopDelay int32 `json:"stopDelay,omitempty"`
+
+	// SmartShutdownTimeout is the part of stopDelay, in seconds, given to
+	// a smart shutdown (sessions may finish) before the fast one; it must
+	// leave at least 15 s of stopDelay. Default 0: a fast shutdown at once
+	// (pgward's; CloudNativePG's default is 180).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	SmartShutdownTimeout *int32 `json:"smartShutdownTimeout,omitempty"`
+
+	// LivenessProbeTimeout is how many seconds the instance manager may
+	// fail to answer its liveness probe before the kubelet restarts the
+	// container (Kubernetes only): the probe's failureThreshold is this
+	// over its period, rounded up. Default 30.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=3600
+	LivenessProbeTimeout *int32 `json:"livenessProbeTimeout,omitempty"`
+
+	// LogLevel of the instance managers (and, locally, the controller):
+	// error, warning, info (default), debug or trace.
+	// +optional
+	// +kubebuilder:validation:Enum=error;warning;info;debug;trace
+	LogLevel string `json:"logLevel,omitempty"`
+
+	// EphemeralVolumeSource replaces the pods' scratch volume (/tmp) by a
+	// generic ephemeral volume: a claim made with the pod and deleted with
+	// it (Kubernetes only). Its claim must ask for a fresh file-system
+	// volume (no dataSource, selector or volumeName) and give no metadata.
+	// +optional
+	EphemeralVolumeSource *corev1.EphemeralVolumeSource `json:"ephemeralVolumeSource,omitempty"`
+
+	// EphemeralVolumesSizeLimit bounds the pods' scratch volume (/tmp) and
+	// shared memory (/dev/shm) (Kubernetes only).
+	// +optional
+	EphemeralVolumesSizeLimit *EphemeralVolumesSizeLimitConfiguration `json:"ephemeralVolumesSizeLimit,omitempty"`
+
+	// PostgresUID is the user PostgreSQL runs as in the image; pgward's
+	// pods always run as 26 (pgward's image's postgres), so only 26 is
+	// accepted (Kubernetes only).
+	// +optional
+	PostgresUID int64 `json:"postgresUID,omitempty"`
+
+	// PostgresGID is the group of PostgresUID: only 26 (Kubernetes only).
+	// +optional
+	PostgresGID int64 `json:"postgresGID,omitempty"`
+
+	// MaxSwitchoverDelay (switchoverDelay) is how many seconds a primary
+	// being demoted (a switchover; also fencing and hibernation) is given
+	// for its fast shutdown before an immediate one; the switchover waits
+	// that long and 30 s more for the target to catch up before it is
+	// abandoned. Left out: 60 s for the shutdown and 30 s for the whole
+	// switchover (pgward's; CloudNativePG's default is 3600).
+	// +optional
+	// +kubebuilder:validation:Maximum=86400
+	MaxSwitchoverDelay int32 `json:"switchoverDelay,omitempty"`
 }
 
 // NetworkPolicyConfiguration describes the least-privilege NetworkPolicies
@@ -356,6 +430,15 @@ type PostgresConfiguration struct {
 	// minSyncReplicas/maxSyncReplicas).
 	// +optional
 	SyncReplicaElectionConstraint *SyncReplicaElectionConstraints `json:"syncReplicaElectionConstraint,omitempty"`
+
+	// EnableAlterSystem false makes every instance manager undo ALTER
+	// SYSTEM while PostgreSQL runs: within a second of a setting appearing
+	// in postgresql.auto.conf, the file is emptied and the configuration
+	// reloaded (left out, the file is emptied at every start, and `local
+	// audit` flags it meanwhile). true is refused: pgward's configuration
+	// is the manifest's.
+	// +optional
+	EnableAlterSystem *bool `json:"enableAlterSystem,omitempty"`
 }
 
 // SyncReplicaElectionConstraints names the node labels that make a

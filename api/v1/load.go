@@ -28,13 +28,8 @@ var foreignAPIVersions = []string{"postgresql.cnpg.io/v1", "postgresql.k8s.enter
 // not implement yet. Naming them in errors tells a user bringing a manifest
 // that the field is understood but unsupported, not misspelled.
 var cnpOnlyFields = specPaths(
-	"ephemeralVolumeSource", "ephemeralVolumesSizeLimit",
-	"livenessProbeTimeout", "logLevel",
 	"monitoring.metricsQueriesTTL", "nodeMaintenanceWindow", "plugins",
-	"postgresGID", "postgresUID",
 	"replicationSlots.synchronizeReplicas", "replicationSlots.highAvailability.synchronizeLogicalDecoding",
-	"smartShutdownTimeout", "startDelay", "stopDelay",
-	"switchoverDelay",
 	"bootstrap.recovery.backup.endpointCA", "bootstrap.recovery.volumeSnapshots",
 	"bootstrap.recovery.recoveryTarget.targetTLI",
 	"backup.target", "backup.volumeSnapshot", "backup.pluginConfiguration",
@@ -48,7 +43,7 @@ var cnpOnlyFields = specPaths(
 	"externalClusters[].barmanObjectStore.tags", "externalClusters[].barmanObjectStore.historyTags",
 	"externalClusters[].barmanObjectStore.s3Credentials.inheritFromIAMRole",
 	"externalClusters[].barmanObjectStore.s3Credentials.sessionToken",
-	"postgresql.enableAlterSystem", "postgresql.extensions", "postgresql.ldap",
+	"postgresql.extensions", "postgresql.ldap",
 	"postgresql.promotionTimeout",
 	"postgresql.synchronous.maxStandbyNamesFromCluster",
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",

@@ -139,7 +139,7 @@ func TestLoadClusterErrors(t *testing.T) {
 		{"unknown and CNP fields, sorted by path", minimalManifest + `  backup: {volumeSnapshot: {}}
   externalClusters: [{name: a, plugin: {name: x}}]
   Instances: 4
-  switchoverDelay: 60
+  nodeMaintenanceWindow: {inProgress: true}
   postgresql:
     paramters: {a: b}
     synchronous: {method: any, standbyNamesPre: [a]}
@@ -161,11 +161,11 @@ metadata2: {}
 			`unknown field "spec.bootstrap.initdb.dtabase"`,
 			`field "spec.bootstrap.recovery.volumeSnapshots" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.externalClusters[0].plugin" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.nodeMaintenanceWindow" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`unknown field "spec.nope"`,
 			`unknown field "spec.postgresql.paramters"`,
 			`field "spec.postgresql.synchronous.standbyNamesPre" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.probes.liveness.isolationCheck" is a Cloud Native PostgreSQL field that pgward does not support yet`,
-			`field "spec.switchoverDelay" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			// The type is shared with storage, which supports it.
 			`field "spec.walStorage.pvcTemplate" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 		}},

@@ -65,6 +65,7 @@ func (c *Cluster) Validate() field.ErrorList {
 	errs = append(errs, c.validateReplica(field.NewPath("spec", "replica"))...)
 	errs = append(errs, c.Spec.validateReplicationSlots(field.NewPath("spec"), c.Name)...)
 	errs = append(errs, c.Spec.validatePrimaryLease(field.NewPath("spec", "primaryLease"))...)
+	errs = append(errs, c.Spec.validateInstanceTiming(field.NewPath("spec"))...)
 	return errs
 }
 

@@ -36,11 +36,13 @@ func NewInstanceCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := newLogger().With("instance", cfg.Name)
+			log, level := newLeveledLogger()
+			log = log.With("instance", cfg.Name)
 			m, err := instance.NewManager(cfg, log)
 			if err != nil {
 				return err
 			}
+			m.SetLogLevel(level)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			return m.Run(ctx)

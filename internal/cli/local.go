@@ -238,7 +238,8 @@ func newControllerCmd(dir *string) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			ctl := &local.Controller{Layout: local.Layout{Dir: *dir}, Log: newLogger(), Binary: self}
+			log, level := newLeveledLogger()
+			ctl := &local.Controller{Layout: local.Layout{Dir: *dir}, Log: log, Level: level, Binary: self}
 			return ctl.Run(ctx)
 		},
 	}

@@ -27,11 +27,13 @@ func NewRootCmd() *cobra.Command {
 	return root
 }
 
-// newLogger logs text to stderr; PGWARD_LOG_LEVEL=debug for more.
-func newLogger() *slog.Logger {
-	level := slog.LevelInfo
+// newLeveledLogger logs text to stderr (PGWARD_LOG_LEVEL=debug for
+// more), at a level the caller may change: the instance manager and the
+// local controller keep it at the manifest's spec.logLevel.
+func newLeveledLogger() (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
 	if strings.EqualFold(os.Getenv("PGWARD_LOG_LEVEL"), "debug") {
-		level = slog.LevelDebug
+		level.Set(slog.LevelDebug)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), level
 }

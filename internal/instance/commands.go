@@ -18,6 +18,7 @@ import (
 // (see contactTracker).
 func (m *Manager) Observe(ack uint64) instanceapi.Status {
 	id := m.contact.receive(time.Now(), ack)
+	m.trace("status request", "ack", ack, "answer", id)
 	return m.Status(id)
 }
 
@@ -48,11 +49,13 @@ func (m *Manager) Submit(cmd instanceapi.Command) error {
 	if err := safetext.Check(cmd.SyncStandbys); err != nil {
 		return fmt.Errorf("syncStandbys %w", err)
 	}
+	m.debug("command received", "kind", cmd.Kind, "epoch", cmd.Epoch, "primary", endpointName(cmd.Primary))
 	return m.submit(cmd)
 }
 
 // execute runs one command to its end state. Every command is idempotent.
 func (m *Manager) execute(ctx context.Context, cmd instanceapi.Command) {
+	start := time.Now()
 	m.log.Info("command", "kind", cmd.Kind, "epoch", cmd.Epoch, "primary", endpointName(cmd.Primary))
 	err := m.noteEpoch(cmd.Epoch)
 	if err == nil {
@@ -68,6 +71,7 @@ func (m *Manager) execute(ctx context.Context, cmd instanceapi.Command) {
 		return
 	}
 	m.setErr(nil)
+	m.debug("command done", "kind", cmd.Kind, "epoch", cmd.Epoch, "took", time.Since(start).Round(time.Millisecond))
 }
 
 func (m *Manager) run(ctx context.Context, cmd instanceapi.Command) error {
@@ -369,7 +373,7 @@ func (m *Manager) doDemote() error {
 	if err := m.update(func(p *persisted) { p.Fenced = true }); err != nil {
 		return err
 	}
-	m.stopPostgres(fastStop)
+	m.stopPostgres(demoteStop)
 	if isStandby(m.cfg.DataDir) {
 		// A replica fenced or hibernated on request: pg_controldata says
 		// "shut down in recovery", and it has no WAL of its own to report.

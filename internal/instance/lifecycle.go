@@ -37,6 +37,9 @@ const (
 	fastStop stopKind = iota
 	// immediateStop is the quickest way to stop accepting writes.
 	immediateStop
+	// demoteStop is fastStop within spec.switchoverDelay when set, then
+	// an immediate shutdown (demotePlan).
+	demoteStop
 )
 
 func (m *Manager) stopPostgres(kind stopKind) {
@@ -52,9 +55,18 @@ func (m *Manager) stopPostgres(kind stopKind) {
 		m.setPhase(PhaseStopped)
 		return
 	}
-	if kind == immediateStop {
+	switch kind {
+	case immediateStop:
+		// Self-fencing: nothing but the kill, read nothing first.
 		pm.Kill()
-	} else {
+	case demoteStop:
+		if steps := demotePlan(&m.cluster.Spec); steps != nil {
+			m.log.Info("demoting within spec.switchoverDelay", "switchoverDelay", m.cluster.Spec.SwitchoverDelay(), "plan", describePlan(steps))
+			pm.stopPlanned(time.Now(), steps, m.log.Info)
+			break
+		}
+		pm.Stop(60 * time.Second)
+	default:
 		pm.Stop(60 * time.Second)
 	}
 	m.setPhase(PhaseStopped)
@@ -144,9 +156,16 @@ func (m *Manager) waitConnect(ctx context.Context, pm *postmaster, dbname string
 		return nil, err
 	}
 	var lastErr error
+	// spec.startDelay bounds the wait (crash recovery, a long replay): the
+	// caller then stops PostgreSQL and the error reaches the status.
+	limit := m.cluster.Spec.StartDelay()
+	deadline := time.Now().Add(limit)
 	for {
 		if !pm.Running() {
 			return nil, fmt.Errorf("%w while starting: %s (see %s)", errPostmasterExited, pm.exitReason(m.cfg.DataDir), m.cfg.LogFile)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("postgres did not accept connections within spec.startDelay (%s): last error: %w", limit, lastErr)
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		conn, err := pgx.ConnectConfig(cctx, cc)

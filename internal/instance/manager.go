@@ -126,6 +126,8 @@ type Manager struct {
 	tablespacesErr       string
 	// pgTLS is the TLS material PostgreSQL last read, at start or reload.
 	pgTLS tlsState
+	// level is the logger's level, kept at spec.logLevel (logging.go).
+	level *slog.LevelVar
 }
 
 // NewManager loads the cluster spec the config points at.
@@ -314,8 +316,7 @@ func (m *Manager) loop(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			m.archiveLast()
-			m.stopPostgres(fastStop)
+			m.shutdown(time.Now())
 			return nil
 		case <-supTick:
 			now := time.Now()
@@ -341,6 +342,7 @@ func (m *Manager) loop(ctx context.Context) error {
 			m.applyChangedPasswords(ctx)
 			m.reconcileManagedRoles(ctx, time.Now())
 			m.reconcileTablespaces(ctx, time.Now())
+			m.revertAlterSystem(ctx)
 		}
 	}
 }

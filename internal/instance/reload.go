@@ -204,6 +204,7 @@ func (m *Manager) applyManifest(ctx context.Context, pool *pgxpool.Pool, next *v
 	m.cluster = next
 	m.configErr = ""
 	m.mu.Unlock()
+	m.applyLogLevel()
 	if err := WriteFileAtomic(m.appliedFile(), raw, 0o600); err != nil {
 		m.log.Error("recording the applied manifest", "err", err)
 	}

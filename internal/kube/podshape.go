@@ -38,6 +38,14 @@ func refusePodShapeChanges(o, n *v1.Cluster) field.ErrorList {
 	check(!eq(oldS.SeccompProfile, newS.SeccompProfile), spec.Child("seccompProfile"))
 	check(!eq(oldS.Probes, newS.Probes), spec.Child("probes"))
 	check(!eq(oldS.ProjectedVolumeTemplate, newS.ProjectedVolumeTemplate), spec.Child("projectedVolumeTemplate"))
+	// The probes' limits, the grace period and the scratch volumes; the
+	// effective values, so that writing out a default is no change.
+	// (smartShutdownTimeout and logLevel reach the running managers.)
+	check(oldS.StartDelay() != newS.StartDelay(), spec.Child("startDelay"))
+	check(oldS.StopDelay() != newS.StopDelay(), spec.Child("stopDelay"))
+	check(oldS.LivenessTimeout() != newS.LivenessTimeout() || (oldS.LivenessProbeTimeout == nil) != (newS.LivenessProbeTimeout == nil), spec.Child("livenessProbeTimeout"))
+	check(!eq(oldS.EphemeralVolumeSource, newS.EphemeralVolumeSource), spec.Child("ephemeralVolumeSource"))
+	check(!eq(oldS.EphemeralVolumesSizeLimit, newS.EphemeralVolumesSizeLimit), spec.Child("ephemeralVolumesSizeLimit"))
 	// A claim's spec is immutable but for its size, which storage.size grows.
 	ot, nt := pvcTemplateSansSize(oldS.StorageConfiguration.PersistentVolumeClaimTemplate), pvcTemplateSansSize(newS.StorageConfiguration.PersistentVolumeClaimTemplate)
 	if !eq(ot, nt) {

@@ -222,7 +222,7 @@ var createCases = []badCase{
 	{"instances not a number", `instances: three`, "spec.instances", ""},
 	{"unknown field", `foo: bar`, "spec.foo", "unknown field"},
 	{"misspelt field", `postgresql: {params: {work_mem: 4MB}}`, "spec.postgresql.params", "unknown field"},
-	{"CNPG field not supported", `switchoverDelay: 60`, "spec.switchoverDelay", "unknown field"},
+	{"CNPG field not supported", `nodeMaintenanceWindow: {inProgress: true}`, "spec.nodeMaintenanceWindow", "unknown field"},
 	{"image of PostgreSQL 18", `imageName: ghcr.io/cloudnative-pg/postgresql:18.6-system-trixie`, "spec.imageName", "pgward supports PostgreSQL 15"},
 	{"catalog major 16", `imageCatalogRef: {apiGroup: postgresql.cnpg.io, kind: ImageCatalog, name: c, major: 16}`, "spec.imageCatalogRef.major", "pgward supports PostgreSQL 15"},
 	{"image reference with spaces", `imageName: "postgres:15 --privileged"`, "spec.imageName", "not an image reference"},

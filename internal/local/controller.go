@@ -34,6 +34,9 @@ type Controller struct {
 	Log    *slog.Logger
 	// Binary is the pgward executable to run instance managers with.
 	Binary string
+	// Level is Log's level, set to the manifest's spec.logLevel (nil:
+	// left as it is).
+	Level *slog.LevelVar
 }
 
 // Run holds the state directory's lock until ctx ends.
@@ -65,6 +68,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	cluster, err := v1.LoadAndValidate(manifest)
 	if err != nil {
 		return err
+	}
+	if c.Level != nil {
+		c.Level.Set(instance.SlogLevel(&cluster.Spec))
 	}
 	ha, err := newHALoop(c.Layout, cluster, st, c.Log)
 	if err != nil {
@@ -228,14 +234,15 @@ func (c *Controller) startManager(name string) (*proc, error) {
 	return &p, nil
 }
 
-// stopManager asks a manager to shut down (SIGTERM: fast shutdown of
-// PostgreSQL) and waits, killing it after 90 s.
+// stopManager asks a manager to shut down (SIGTERM: it stops PostgreSQL
+// within the manifest's spec.stopDelay) and waits that long and 10 s for
+// the manager's own exit, then kills it.
 func (c *Controller) stopManager(name string, p proc) {
 	if !p.alive() {
 		return
 	}
 	_ = syscall.Kill(p.pid, syscall.SIGTERM)
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(stopDelayOf(c.Layout) + 10*time.Second)
 	for p.alive() {
 		if time.Now().After(deadline) {
 			c.Log.Error("instance manager did not stop; killing it", "instance", name, "pid", p.pid)
@@ -347,4 +354,16 @@ func trimNL(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// stopDelayOf is spec.stopDelay of the manifest in the state directory, as
+// the instance managers read it; the default when it cannot be read (a
+// damaged directory is still stopped).
+func stopDelayOf(l Layout) time.Duration {
+	if b, err := os.ReadFile(l.ClusterFile()); err == nil {
+		if c, err := v1.LoadAndValidate(b); err == nil {
+			return c.Spec.StopDelay()
+		}
+	}
+	return v1.DefaultStopDelaySeconds * time.Second
 }

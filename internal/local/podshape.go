@@ -23,5 +23,8 @@ func podShapeNotes(c *v1.Cluster) []string {
 		}
 		out = append(out, line)
 	}
+	for _, f := range c.Spec.KubernetesOnlyInstanceFields() {
+		out = append(out, fmt.Sprintf("note: spec.%s applies on Kubernetes only (the pods' probes, volumes and user); locally the instances are processes of the run-as user", f))
+	}
 	return out
 }

@@ -34,10 +34,17 @@ func TestPodShapeNotes(t *testing.T) {
 	s.EnablePDB = new(true)
 	s.StorageConfiguration.PersistentVolumeClaimTemplate = &corev1.PersistentVolumeClaimSpec{}
 	s.Description = "shown, not a pod-shape field"
+	s.LivenessProbeTimeout = new(int32(40))
+	s.EphemeralVolumeSource = &corev1.EphemeralVolumeSource{}
+	s.EphemeralVolumesSizeLimit = &v1.EphemeralVolumesSizeLimitConfiguration{}
+	s.PostgresUID, s.PostgresGID = 26, 26
+	// The timings and logLevel act locally: no note.
+	s.MaxStartDelay, s.MaxStopDelay, s.MaxSwitchoverDelay, s.LogLevel = 60, 60, 60, "debug"
 	notes := podShapeNotes(c)
 	want := []string{"affinity", "topologySpreadConstraints", "priorityClassName", "schedulerName", "resources", "env", "envFrom",
 		"inheritedMetadata", "podSecurityContext", "securityContext", "seccompProfile", "probes", "projectedVolumeTemplate",
-		"serviceAccountTemplate", "enablePDB", "storage.pvcTemplate"}
+		"serviceAccountTemplate", "enablePDB", "storage.pvcTemplate",
+		"livenessProbeTimeout", "ephemeralVolumeSource", "ephemeralVolumesSizeLimit", "postgresUID", "postgresGID"}
 	if len(notes) != len(want) {
 		t.Fatalf("%d notes, want %d:\n%s", len(notes), len(want), strings.Join(notes, "\n"))
 	}

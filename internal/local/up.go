@@ -183,13 +183,16 @@ func checkLiveChange(l Layout, next *v1.Cluster) error {
 		instances, minSync, maxSync int
 		method                      string
 		delay                       int32
+		// switchoverDelay is the instances' and the planner's: both must
+		// take a change at once.
+		switchover int32
 	}
 	of := func(s *v1.ClusterSpec) planned {
 		lo, hi, m := s.SyncBounds()
-		return planned{s.Instances, lo, hi, m, s.FailoverDelay}
+		return planned{s.Instances, lo, hi, m, s.FailoverDelay, s.MaxSwitchoverDelay}
 	}
 	if of(&prev.Spec) != of(&next.Spec) {
-		return fmt.Errorf("instances, synchronous replication and failoverDelay cannot change while the cluster runs: run `pgward local down --dir %s`, then `up` again (data is kept)", l.Dir)
+		return fmt.Errorf("instances, synchronous replication, failoverDelay and switchoverDelay cannot change while the cluster runs: run `pgward local down --dir %s`, then `up` again (data is kept)", l.Dir)
 	}
 	return nil
 }
@@ -502,7 +505,8 @@ func Down(ctx context.Context, o DownOptions) error {
 		return fmt.Errorf("no cluster in %s", l.Dir)
 	}
 	if o.Timeout == 0 {
-		o.Timeout = 2 * time.Minute
+		// Every instance has the manifest's spec.stopDelay to stop.
+		o.Timeout = max(2*time.Minute, stopDelayOf(l)+30*time.Second)
 	}
 	say := func(s string) { _, _ = fmt.Fprintln(o.Out, s) }
 	lctx, cancel := context.WithTimeout(ctx, o.Timeout)

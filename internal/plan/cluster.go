@@ -40,5 +40,10 @@ func SpecFromCluster(c *v1.Cluster, names []string) (Spec, error) {
 		Fenced:                  fenced,
 		Hibernate:               hibernate,
 	}
+	// spec.switchoverDelay is the old primary's time to shut down: the
+	// switchover waits for it, then as long as ever for the catch-up.
+	if d := c.Spec.SwitchoverDelay(); d > 0 {
+		s.SwitchoverTimeout = d + DefaultSwitchoverTimeout
+	}
 	return s, s.Validate()
 }

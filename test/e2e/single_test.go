@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSingleInstanceWithSuperuser covers what the sample does not:
@@ -21,6 +23,10 @@ metadata:
 spec:
   instances: 1
   enableSuperuserAccess: true
+  # CloudNativePG's shutdown timings, seen at the end in the manager's log.
+  stopDelay: 25
+  smartShutdownTimeout: 4
+  logLevel: debug
   postgresql:
     parameters:
       # Every statement is logged, by every path PostgreSQL has: the role
@@ -126,4 +132,91 @@ spec:
 	}
 	// The restart emptied postgresql.auto.conf: no drift left.
 	expectAudit(t, dir, nil, nil)
+
+	checkAlterSystemReverted(t, manifest, dir, su)
+	checkShutdownTimings(t, dir, su)
+}
+
+// checkAlterSystemReverted sets postgresql.enableAlterSystem: false on the
+// running cluster: an ALTER SYSTEM applied by a reload is then undone by
+// the manager within seconds, not at the next restart.
+func checkAlterSystemReverted(t *testing.T, manifest, dir, su string) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(b), "  postgresql:\n", "  postgresql:\n    enableAlterSystem: false\n", 1)
+	if err := os.WriteFile(manifest, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustPgward(t, "local", "up", "-f", manifest, "--dir", dir)
+	mustPgward(t, "local", "reload", "--dir", dir)
+	for _, sql := range []string{"ALTER SYSTEM SET work_mem = '77MB'", "SELECT pg_reload_conf()"} {
+		if out, err := psql(ctx, "", su, sql); err != nil {
+			t.Fatalf("%s: %v %s", sql, err, out)
+		}
+	}
+	eventually(t, 10e9, "ALTER SYSTEM undone", func() error {
+		got, err := psql(ctx, "", su, "SHOW work_mem")
+		if err == nil && got == "77MB" {
+			err = fmt.Errorf("work_mem %s", got)
+		}
+		return err
+	})
+	log, err := os.ReadFile(filepath.Join(dir, "instances", "single-1", "instance.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), `msg="ALTER SYSTEM reverted (spec.postgresql.enableAlterSystem is false)" instance=single-1 parameters=[work_mem]`) {
+		t.Error("no revert in the manager's log")
+	}
+	expectAudit(t, dir, nil, nil)
+}
+
+// checkShutdownTimings stops the cluster while a session is open: the
+// manager asks for a smart shutdown, which waits for the session, for
+// spec.smartShutdownTimeout (4 s), then for a fast one, which ends it;
+// all within spec.stopDelay. spec.logLevel debug shows in the manager's
+// log too.
+func checkShutdownTimings(t *testing.T, dir, su string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	session := make(chan string, 1)
+	go func() {
+		out, _ := psql(ctx, "", su, "SELECT pg_sleep(60)")
+		session <- out
+	}()
+	eventually(t, 10e9, "the session open", func() error {
+		got, err := psql(ctx, "", su, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'")
+		if err == nil && got != "1" {
+			err = fmt.Errorf("%s sessions", got)
+		}
+		return err
+	})
+	start := time.Now()
+	mustPgward(t, "local", "down", "--dir", dir)
+	took := time.Since(start)
+	if took < 4*time.Second || took > 25*time.Second {
+		t.Errorf("down took %s: want the 4 s smart phase, then a fast shutdown, within stopDelay 25 s", took)
+	}
+	if out := <-session; !strings.Contains(out, "terminating connection due to administrator command") {
+		t.Errorf("the session was not ended by the fast shutdown: %q", out)
+	}
+	log, err := os.ReadFile(filepath.Join(dir, "instances", "single-1", "instance.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(log)
+	plan := strings.Index(text, `msg="stopping postgres within spec.stopDelay" instance=single-1 stopDelay=25s plan="smart until 4s, fast until 22s, immediate until 24s, forced"`)
+	smart := strings.LastIndex(text, `msg="requesting smart shutdown"`)
+	fast := strings.LastIndex(text, `msg="requesting fast shutdown"`)
+	if plan < 0 || smart < plan || fast < smart || strings.Contains(text[plan:], `msg="requesting immediate shutdown"`) {
+		t.Errorf("the manager's shutdown (plan at %d, smart at %d, fast at %d):\n%s", plan, smart, fast, text[max(plan, 0):])
+	}
+	if !strings.Contains(text, `level=DEBUG msg="command received"`) {
+		t.Error("logLevel debug: no debug line in the manager's log")
+	}
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -19,6 +20,7 @@ metadata:
   name: wal
 spec:
   instances: 2
+  switchoverDelay: 90
   walStorage:
     size: 1Gi
 `+probesManifest)
@@ -41,6 +43,11 @@ spec:
 	check()
 	checkStreamingReadiness(t, dir, "wal", "wal-1", "wal-2")
 	mustPgward(t, "local", "promote", "wal-2", "--dir", dir)
+	// spec.switchoverDelay: the old primary's fast shutdown had 90 s.
+	if log, err := os.ReadFile(filepath.Join(dir, "instances", "wal-1", "instance.log")); err != nil ||
+		!strings.Contains(string(log), `msg="demoting within spec.switchoverDelay" instance=wal-1 switchoverDelay=1m30s plan="fast until 1m30s, immediate until 1m32s, forced"`) {
+		t.Errorf("wal-1's demotion did not follow switchoverDelay: %v", err)
+	}
 	appSQL(t, dir, "INSERT INTO t VALUES (0)")
 	check()
 	if got := appSQL(t, dir, "SELECT count(*) FROM t"); got != "100001" {

@@ -26,13 +26,12 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 var testOpts = Options{
-	Image:                         "pgward/postgresql:15",
-	ImagePullPolicy:               "IfNotPresent",
-	PGBinDir:                      "/usr/lib/postgresql/15/bin",
-	OperatorNamespace:             "pgward-system",
-	ClusterDomain:                 "cluster.local",
-	SelfFenceSeconds:              30,
-	TerminationGracePeriodSeconds: 180,
+	Image:             "pgward/postgresql:15",
+	ImagePullPolicy:   "IfNotPresent",
+	PGBinDir:          "/usr/lib/postgresql/15/bin",
+	OperatorNamespace: "pgward-system",
+	ClusterDomain:     "cluster.local",
+	SelfFenceSeconds:  30,
 }
 
 // sample loads the repository's sample manifest, placed in namespace db.

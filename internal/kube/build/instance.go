@@ -3,6 +3,7 @@ package build
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -76,6 +77,10 @@ func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 	ctr := instanceContainer(opts)
 	shapeContainer(c, &ctr)
 	volumes := instanceVolumes(c, name)
+	if v, m := shmVolume(c); v != nil {
+		volumes = append(volumes, *v)
+		ctr.VolumeMounts = append(ctr.VolumeMounts, *m)
+	}
 	tbsVolumes, tbsMounts := tablespaceVolumes(c, name)
 	volumes = append(volumes, tbsVolumes...)
 	ctr.VolumeMounts = append(ctr.VolumeMounts, tbsMounts...)
@@ -93,8 +98,10 @@ func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 			AutomountServiceAccountToken: new(false),
 			// Service environment variables would leak every Service of the
 			// namespace into PostgreSQL's environment for nothing.
-			EnableServiceLinks:            new(false),
-			TerminationGracePeriodSeconds: new(opts.TerminationGracePeriodSeconds),
+			EnableServiceLinks: new(false),
+			// spec.stopDelay: the instance manager plans its shutdown (smart,
+			// fast, immediate) to end within it (internal/instance).
+			TerminationGracePeriodSeconds: new(int64(c.Spec.StopDelay() / time.Second)),
 			SecurityContext:               podSecurityContext(c),
 			Affinity:                      affinity(c),
 			NodeSelector:                  nodeSelector(c),
@@ -127,6 +134,7 @@ func shapeContainer(c *v1.Cluster, ctr *corev1.Container) {
 		ctr.EnvFrom = append(ctr.EnvFrom, *e.DeepCopy())
 	}
 	tuneProbes(c, ctr)
+	probeLimits(c, ctr)
 	ctr.SecurityContext = containerSecurityContext(c)
 	if c.Spec.ProjectedVolumeTemplate != nil {
 		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: volProjected, MountPath: v1.ProjectedVolumeMount, ReadOnly: true})
@@ -144,9 +152,9 @@ func instanceContainer(opts Options) corev1.Container {
 			FailureThreshold: failures,
 		}
 	}
-	// initdb or a base backup of a large primary can take long: the startup
-	// probe allows an hour before liveness takes over.
-	startup := probe("/healthz", 360)
+	// The startup probe's failureThreshold comes from spec.startDelay
+	// (probeLimits): an hour by default.
+	startup := probe("/healthz", 0)
 	return corev1.Container{
 		Name:            container,
 		Image:           opts.Image,
@@ -199,9 +207,7 @@ func instanceVolumes(c *v1.Cluster, name string) []corev1.Volume {
 		{Name: volSocket, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
 			Medium: corev1.StorageMediumMemory, SizeLimit: new(resource.MustParse("1Mi")),
 		}}},
-		{Name: volTmp, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
-			SizeLimit: new(resource.MustParse("256Mi")),
-		}}},
+		scratchVolume(c),
 		{Name: volToken, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			DefaultMode: new(int32(0o444)),
 			Sources: []corev1.VolumeProjection{

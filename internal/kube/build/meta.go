@@ -33,8 +33,6 @@ type Options struct {
 	// LeaseTimeout bounds one renewal; zero LeaseRenew: no Lease.
 	LeaseRenew   time.Duration
 	LeaseTimeout time.Duration
-	// TerminationGracePeriodSeconds bounds an instance's clean shutdown.
-	TerminationGracePeriodSeconds int64
 }
 
 // OwnerReference makes c the controller of an object: garbage collection

@@ -240,4 +240,6 @@ func dropPodShape(s *v1.ClusterSpec) {
 	s.PodSecurityContext, s.SecurityContext, s.SeccompProfile, s.Probes = nil, nil, nil, nil
 	s.ProjectedVolumeTemplate, s.ServiceAccountTemplate, s.EnablePDB = nil, nil, nil
 	s.StorageConfiguration.PersistentVolumeClaimTemplate = nil
+	s.LivenessProbeTimeout, s.EphemeralVolumeSource, s.EphemeralVolumesSizeLimit = nil, nil, nil
+	s.PostgresUID, s.PostgresGID = 0, 0
 }
