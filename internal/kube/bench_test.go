@@ -21,10 +21,12 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/yaml"
 
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/instanceapi"
@@ -82,6 +84,9 @@ func BenchmarkOperator(b *testing.B) {
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kc)
+	// The environment the shipped Deployment gives the operator (its
+	// memory bound), so the figures are the deployed operator's.
+	cmd.Env = append(cmd.Env, deploymentEnv(b)...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -509,4 +514,31 @@ func writeProfile(b *testing.B, u, path string) {
 	if _, err := io.Copy(f, resp.Body); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// deploymentEnv returns the literal environment variables of the operator
+// container in config/manager/operator.yaml.
+func deploymentEnv(b *testing.B) []string {
+	data, err := os.ReadFile("../../config/manager/operator.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var env []string
+	for doc := range strings.SplitSeq(string(data), "\n---") {
+		var d appsv1.Deployment
+		if err := yaml.Unmarshal([]byte(doc), &d); err != nil || d.Kind != "Deployment" {
+			continue
+		}
+		for _, c := range d.Spec.Template.Spec.Containers {
+			for _, e := range c.Env {
+				if e.ValueFrom == nil {
+					env = append(env, e.Name+"="+e.Value)
+				}
+			}
+		}
+	}
+	if len(env) == 0 {
+		b.Fatal("no environment found for the operator in config/manager/operator.yaml")
+	}
+	return env
 }

@@ -84,6 +84,15 @@ func Up(ctx context.Context, o UpOptions) error {
 	if err := waitReady(ctx, l, p, o.Timeout, exited, say); err != nil {
 		return err
 	}
+	if exited == nil {
+		// The controller was already running: the instances would read
+		// the new manifest at their next check (up to 10 s later), and
+		// `up` would return before it took effect. Apply it now and say
+		// what did, as `pgward local reload` does.
+		if err := Reload(ctx, ReloadOptions{Dir: l.Dir, Timeout: o.Timeout, Out: o.Out}); err != nil {
+			return fmt.Errorf("applying the manifest to the running cluster: %w", err)
+		}
+	}
 	say("")
 	head := "primary"
 	if p.cluster.IsReplica() {
@@ -150,7 +159,7 @@ func prepareAndStart(ctx context.Context, l Layout, o UpOptions, c *v1.Cluster, 
 	}
 	say(fmt.Sprintf("state directory %s (owner %s, mode 0700)", l.Dir, p.user.Name))
 	if running {
-		say("controller already running; instances reload a changed manifest within 10 s")
+		say("controller already running; the instances apply the new manifest now")
 		return p, nil, nil
 	}
 	// A stop that finished (or was interrupted) left its mark: this run

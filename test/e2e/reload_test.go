@@ -124,4 +124,20 @@ spec:
 	if !strings.Contains(out, "`pgward local restart --dir "+dir+"` does it now") {
 		t.Errorf("reload does not point at restart:\n%s", out)
 	}
+
+	// `up` with a changed manifest on the running cluster returns once the
+	// change is in effect, not before the managers' next check.
+	write(file, fmt.Sprintf(manifest, "9MB", 120, "UTC"))
+	start = time.Now()
+	out = mustPgward(t, "local", "up", "-f", file, "--dir", dir)
+	took = time.Since(start)
+	for i, is := range cs.Instances {
+		if got := show(i, "work_mem"); got != "9MB" {
+			t.Errorf("%s: work_mem %q right after up, want 9MB:\n%s", is.Name, got, out)
+		}
+		if want := is.Name + ": reloaded, configuration in effect"; !strings.Contains(out, want) {
+			t.Errorf("up does not say %q:\n%s", want, out)
+		}
+	}
+	t.Logf("up on the running cluster (%s):\n%s", took.Round(time.Millisecond), out)
 }
