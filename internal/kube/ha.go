@@ -513,7 +513,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 		sent := r.clock()
 		out[i] = observation{plan: control.Unreachable(name, sent)}
 		pod := pods[name]
-		if pod == nil {
+		if !askTerminating(pod) {
 			done <- struct{}{}
 			continue
 		}
@@ -576,6 +576,23 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	}
 	r.mu.Unlock()
 	return out
+}
+
+// recreatingAnnotation marks a pod the operator deletes to recreate it
+// (a new image): a restart the planner asked for, not a departure.
+const recreatingAnnotation = "pgward.io/recreating"
+
+// askTerminating reports whether observe asks pod's instance manager for
+// its status: any existing pod, terminating or not, except one the
+// operator is recreating for a restart in place. That one stays
+// unreachable until its successor answers, as the planner expects of a
+// restart (a primary seen stopped there would be failed over, against
+// primaryUpdateMethod restart).
+func askTerminating(pod *corev1.Pod) bool {
+	if pod == nil {
+		return false
+	}
+	return pod.DeletionTimestamp.IsZero() || pod.Annotations[recreatingAnnotation] == ""
 }
 
 func (r *ClusterReconciler) instanceFor(c *v1.Cluster, pod *corev1.Pod, tlsm *tlsMaterial) Instance {
