@@ -318,6 +318,17 @@ func (m *Manager) loop(ctx context.Context) error {
 			stay := leaveWindow(m.primary, m.cfg.Lease != nil, m.selfFence)
 			m.mu.Unlock()
 			m.archiveLast()
+			if pm := m.postmaster(); pm != nil && stay > 0 {
+				// Stopped with the postmaster still on record, so that
+				// the status says "running" until it has exited: a fast
+				// shutdown's walsenders first hand every connected
+				// standby the WAL up to the shutdown checkpoint. Seen
+				// stopped earlier, a standby was promoted before it had
+				// that checkpoint while another received it, which then
+				// had to be rewound before the new primary's first
+				// synchronous commit (5-8 s on real pods).
+				pm.Stop(60 * time.Second)
+			}
 			m.stopPostgres(fastStop)
 			if stay > 0 {
 				// The status server (and the pod's address) stay up:
