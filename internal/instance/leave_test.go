@@ -88,12 +88,15 @@ func TestDeletedPrimaryStaysToReportTheStop(t *testing.T) {
 		t.Errorf("postgres reported stopped after %v: the stand-in's shutdown takes 400 ms", stoppedAt)
 	}
 	select {
-	case <-done:
-		t.Fatalf("loop returned %v after the stop request, less than LeaveWindow after postgres stopped", time.Since(start))
+	case err := <-done:
+		t.Fatalf("loop returned (%v) %v after the stop request, less than LeaveWindow after postgres stopped", err, time.Since(start))
 	case <-time.After(LeaveWindow - 300*time.Millisecond):
 	}
 	select {
-	case <-done:
+	case err := <-done:
+		if err != nil {
+			t.Errorf("loop: %v", err)
+		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("loop did not return after LeaveWindow")
 	}
