@@ -181,3 +181,33 @@ func (m *Manager) waitConnect(ctx context.Context, pm *postmaster, dbname string
 		}
 	}
 }
+
+// LeaveWindow is how long the instance manager of a primary told to stop
+// for good (SIGTERM: on Kubernetes, its pod deleted) keeps running after
+// PostgreSQL has stopped, answering on its status port that postgres is
+// down. Without it the manager exits the moment postgres is down, the
+// kubelet tears the pod's network down right after, and for the operator
+// the primary is merely silent: it may not promote another instance before
+// the self-fencing bound (seconds), and clients of the read-write Service,
+// which still leads to that address, wait out their connect timeout
+// instead of being refused. Seen stopped, the primary is failed over at
+// once, as after a crash (the operator reacts within a few hundred
+// milliseconds through /pg/watch). The window covers that reaction, the
+// label move and kube-proxy's next sync (at most its minimum sync period,
+// 1 s by default, after the previous one), during which the address still
+// refuses connections at once. It delays only the pod's own end, not the
+// failover; the pod's termination grace period bounds it anyway.
+const LeaveWindow = 2 * time.Second
+
+// leaveWindow is how long to stay after the final stop: LeaveWindow for a
+// primary of a cluster that fails over on Kubernetes (it holds a Lease and
+// has a self-fencing timer, which only clusters with replicas have), none
+// otherwise: a replica's address leaves no write waiting, a single
+// instance has nobody to hand over to, and the local runtime's controller
+// stops its instances itself.
+func leaveWindow(primary, kubernetes bool, selfFence time.Duration) time.Duration {
+	if primary && kubernetes && selfFence > 0 {
+		return LeaveWindow
+	}
+	return 0
+}

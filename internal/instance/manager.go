@@ -316,7 +316,16 @@ func (m *Manager) loop(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			m.mu.Lock()
+			stay := leaveWindow(m.primary, m.cfg.Lease != nil, m.selfFence)
+			m.mu.Unlock()
 			m.shutdown(time.Now())
+			if stay > 0 {
+				// The status server (and the pod's address) stay up:
+				// Run stops them on return.
+				m.log.Info("postgres stopped; staying to report it before the pod goes", "for", stay)
+				time.Sleep(stay)
+			}
 			return nil
 		case <-supTick:
 			now := time.Now()

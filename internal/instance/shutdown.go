@@ -99,18 +99,27 @@ func (p *postmaster) stopPlanned(start time.Time, steps []stopStep, logf func(ms
 func (m *Manager) shutdown(start time.Time) {
 	m.archiveLast()
 	m.mu.Lock()
-	pm, pool := m.pm, m.pool
-	m.pm, m.pool, m.primary = nil, nil, false
-	m.phase = PhaseStopping
+	pm := m.pm
 	m.mu.Unlock()
-	if pool != nil {
-		pool.Close()
-	}
 	if pm != nil {
+		// Stopped with the postmaster still on record, so that the
+		// status says "running" until it has exited: a fast shutdown's
+		// walsenders first hand every connected standby the WAL up to the
+		// shutdown checkpoint. Seen stopped earlier, a standby was
+		// promoted before it had that checkpoint while another received
+		// it, which then had to be rewound before the new primary's first
+		// synchronous commit (5-8 s on real pods).
 		steps := shutdownPlan(&m.cluster.Spec)
 		m.log.Info("stopping postgres within spec.stopDelay", "stopDelay", m.cluster.Spec.StopDelay(), "plan", describePlan(steps))
 		pm.stopPlanned(start, steps, m.log.Info)
 		m.log.Info("postgres stopped", "after", time.Since(start).Round(time.Millisecond))
+	}
+	m.mu.Lock()
+	pool := m.pool
+	m.pm, m.pool, m.primary = nil, nil, false
+	m.mu.Unlock()
+	if pool != nil {
+		pool.Close()
 	}
 	m.setPhase(PhaseStopped)
 }

@@ -1,10 +1,12 @@
 package kube
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -486,7 +488,11 @@ func (h *haRound) fenceSelfFenced(ctx context.Context, obs []plan.InstanceStatus
 // observe asks every instance for its status, in parallel, each within
 // RequestTimeout. ObservedAt is when the request was sent, as
 // plan.FenceTiming requires; an instance without a pod, or that does not
-// answer, is unreachable.
+// answer, is unreachable. A terminating pod is asked too: the instance
+// manager of a deleted primary stops PostgreSQL and stays to say so
+// (instance.LeaveWindow), which lets the planner promote at once, as after
+// a crash, rather than after the self-fencing bound it must wait out for a
+// silent primary.
 func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []string, pods map[string]*corev1.Pod, tlsm *tlsMaterial) []observation {
 	key := client.ObjectKeyFromObject(c).String()
 	out := make([]observation, len(names))
@@ -507,7 +513,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 		sent := r.clock()
 		out[i] = observation{plan: control.Unreachable(name, sent)}
 		pod := pods[name]
-		if pod == nil || !pod.DeletionTimestamp.IsZero() {
+		if !askTerminating(pod) {
 			done <- struct{}{}
 			continue
 		}
@@ -572,6 +578,23 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	return out
 }
 
+// recreatingAnnotation marks a pod the operator deletes to recreate it
+// (a new image): a restart the planner asked for, not a departure.
+const recreatingAnnotation = "pgward.io/recreating"
+
+// askTerminating reports whether observe asks pod's instance manager for
+// its status: any existing pod, terminating or not, except one the
+// operator is recreating for a restart in place. That one stays
+// unreachable until its successor answers, as the planner expects of a
+// restart (a primary seen stopped there would be failed over, against
+// primaryUpdateMethod restart).
+func askTerminating(pod *corev1.Pod) bool {
+	if pod == nil {
+		return false
+	}
+	return pod.DeletionTimestamp.IsZero() || pod.Annotations[recreatingAnnotation] == ""
+}
+
 func (r *ClusterReconciler) instanceFor(c *v1.Cluster, pod *corev1.Pod, tlsm *tlsMaterial) Instance {
 	in := Instance{
 		Cluster:    client.ObjectKeyFromObject(c).String(),
@@ -603,9 +626,28 @@ func (r *ClusterReconciler) persistMemory(ctx context.Context, c *v1.Cluster, me
 
 // relabel moves the primary role label to target (and the replica label to
 // every other instance), which is what points the read-write Service at
-// the new primary after a failover.
+// the new primary after a failover. The target is labelled first: kube-proxy
+// applies an endpoint change at once but the next one only a second later
+// (its minimum sync period), so the Service's state after the first patch
+// is what clients meet for that second. Target first, that is the new
+// primary beside the old one (whose address answers or refuses at once
+// when its postgres is down); old first, it was a Service without
+// endpoints, whose connections went unanswered until their connect timeout
+// on real pods (docs/benchmarks.md, kill -9 and pod deletion).
 func (r *ClusterReconciler) relabel(ctx context.Context, pods map[string]*corev1.Pod, target string) error {
-	for name, pod := range pods {
+	names := make([]string, 0, len(pods))
+	for name := range pods {
+		names = append(names, name)
+	}
+	rank := func(name string) int {
+		if name == target {
+			return 0
+		}
+		return 1
+	}
+	slices.SortFunc(names, func(a, b string) int { return cmp.Or(cmp.Compare(rank(a), rank(b)), cmp.Compare(a, b)) })
+	for _, name := range names {
+		pod := pods[name]
 		want := roleOf(name, target)
 		if pod.Labels[build.RoleLabel] == want {
 			continue

@@ -133,6 +133,18 @@ func (r *ClusterReconciler) isOutdated(c *v1.Cluster, name string) bool {
 // replicas first, the primary after a switchover.
 func (r *ClusterReconciler) recreatePod(ctx context.Context, pod *corev1.Pod) error {
 	uid := pod.UID
+	// Marked first: a restart in place (primaryUpdateMethod restart) must
+	// not look like a deleted primary to observe (askTerminating).
+	if pod.Annotations[recreatingAnnotation] == "" {
+		before := pod.DeepCopy()
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[recreatingAnnotation] = "new image"
+		if err := r.Client.Patch(ctx, pod, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("marking pod %s for its recreation: %w", pod.Name, err)
+		}
+	}
 	if err := r.Client.Delete(ctx, pod, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("recreating pod %s for its new image: %w", pod.Name, err)
 	}

@@ -73,8 +73,8 @@ func TestInstanceTimingOnTheAPIServer(t *testing.T) {
 		if *ps.TerminationGracePeriodSeconds != 60 {
 			t.Errorf("pod %s grace period %d, want stopDelay 60", name, *ps.TerminationGracePeriodSeconds)
 		}
-		if ctr.StartupProbe.FailureThreshold != 30 || ctr.LivenessProbe.FailureThreshold != 5 {
-			t.Errorf("pod %s startup threshold %d (want 300/10), liveness %d (want ceil(45/10))", name, ctr.StartupProbe.FailureThreshold, ctr.LivenessProbe.FailureThreshold)
+		if ctr.StartupProbe.FailureThreshold != 300 || ctr.LivenessProbe.FailureThreshold != 5 {
+			t.Errorf("pod %s startup threshold %d (want startDelay 300 over the 1 s period), liveness %d (want ceil(45/10))", name, ctr.StartupProbe.FailureThreshold, ctr.LivenessProbe.FailureThreshold)
 		}
 		var tmp, shm *corev1.Volume
 		for i := range ps.Volumes {

@@ -171,7 +171,7 @@ func RenderPostgresConf(c *v1.Cluster, in Instance) ([]byte, error) {
 		title    string
 		settings []setting
 	}{
-		{"pgward defaults", defaultSettings},
+		{"pgward defaults", in.defaults()},
 		{"spec.postgresql.parameters", user},
 		{"Enforced by pgward", forced},
 	}
@@ -186,6 +186,33 @@ func RenderPostgresConf(c *v1.Cluster, in Instance) ([]byte, error) {
 		}
 	}
 	return b.Bytes(), nil
+}
+
+// StreamingRetryInterval is wal_retrieve_retry_interval on a standby that
+// streams from its cluster's primary and restores nothing from an archive.
+// After a failover its WAL receiver's first attempts may meet the old
+// primary's address (refused) until the new one is reachable where it
+// connects: on Kubernetes the read-write Service, which kube-proxy moves
+// within its minimum sync period (1 s by default). The synchronous
+// standby's reconnection is what the new primary's first commit waits for,
+// so the retry interval adds to the failover directly; 200 ms costs one
+// refused connection attempt per retry and only while the primary is away.
+// A standby with a restore_command (a replica cluster's designated primary)
+// keeps the general default: each retry would also ask the archive.
+const StreamingRetryInterval = "200ms"
+
+// defaults are defaultSettings for this instance.
+func (in Instance) defaults() []setting {
+	if in.PrimaryConnInfo == "" || in.RestoreCommand != "" {
+		return defaultSettings
+	}
+	out := slices.Clone(defaultSettings)
+	for i := range out {
+		if out[i].name == "wal_retrieve_retry_interval" {
+			out[i].value = StreamingRetryInterval
+		}
+	}
+	return out
 }
 
 // enforcedSettings returns the settings pgward must control: where the

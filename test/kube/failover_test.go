@@ -25,7 +25,8 @@ import (
 // read-write Service, one connection per row (so it follows the Service
 // to a new primary), and logs each acknowledged row with the time it was
 // acknowledged and the address of the server that took it:
-// "ack <id> <unix ms> <server IP>", or "err <id> <unix ms> <message>".
+// "ack <id> <unix ms> <server IP> <unix ms it started>", or
+// "err <id> <unix ms> from=<unix ms it started> <message>".
 type writer struct {
 	ns, pod string
 	c       *v1.Cluster
@@ -40,10 +41,11 @@ echo started
 i=0
 while [ ! -e /tmp/stop ]; do
   i=$((i+1))
+  s=$(date +%%s%%3N)
   if ip=$(psql -XAtq -c "insert into e2e_writes values ($i) returning inet_server_addr()" 2>/tmp/err); then
-    echo "ack $i $(date +%%s%%3N) $ip"
+    echo "ack $i $(date +%%s%%3N) $ip $s"
   else
-    echo "err $i $(date +%%s%%3N) $(head -c 160 /tmp/err | tr '\n' ' ')"
+    echo "err $i $(date +%%s%%3N) from=$s $(head -c 160 /tmp/err | tr '\n' ' ')"
     sleep 0.05
   fi
 done
@@ -166,6 +168,13 @@ func failover(t testing.TB, w *writer, how string) time.Duration {
 	if err := cl.Get(context.Background(), client.ObjectKey{Namespace: w.ns, Name: old}, &oldPod); err != nil {
 		t.Fatal(err)
 	}
+	// Where the time goes: the Service's endpoints and the pods as the API
+	// server announces them, printed with the writer's attempts and the
+	// operator's log after the round (-v).
+	var trace *roundTrace
+	if testing.Verbose() {
+		trace = traceRound(t, w.ns, clusterName{c.Name, build.RWServiceName(c)})
+	}
 	var t0 time.Time
 	switch how {
 	case "kill":
@@ -183,6 +192,7 @@ func failover(t testing.TB, w *writer, how string) time.Duration {
 		t.Fatalf("failover %q", how)
 	}
 	var outage time.Duration
+	var first time.Time
 	eventually(t, 2*time.Minute, "a new primary taking writes", func() error {
 		cur := getCluster(t, w.ns, w.c.Name)
 		if cur.Status.CurrentPrimary == old || cur.Status.CurrentPrimary == "" {
@@ -192,12 +202,13 @@ func failover(t testing.TB, w *writer, how string) time.Duration {
 		if !ok {
 			return fmt.Errorf("no write acknowledged since the %s", how)
 		}
-		outage = at.Sub(t0)
-		if testing.Verbose() && outage > 3*time.Second {
-			t.Logf("writer around the %s at %d:\n%s", how, t0.UnixMilli(), window(w.log(t), t0.Add(-300*time.Millisecond), at))
-		}
+		outage, first = at.Sub(t0), at
 		return nil
 	})
+	if trace != nil {
+		t.Logf("%s of %s: first write on the new primary after %v; timeline:\n%s", how, old, outage.Round(time.Millisecond),
+			roundTimeline(t, w, w.ns, t0, first, trace.stop()))
+	}
 	c = waitHealthy(t, w.ns, w.c.Name, 3*time.Minute)
 	if !slices.Contains(c.Status.InstanceNames, old) {
 		t.Errorf("%s did not come back: %v", old, c.Status.InstanceNames)

@@ -142,19 +142,26 @@ func shapeContainer(c *v1.Cluster, ctr *corev1.Container) {
 }
 
 func instanceContainer(opts Options) corev1.Container {
-	probe := func(path string, failures int32) *corev1.Probe {
+	probe := func(path string, period, timeout, failures int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 				Path: path, Port: intstr.FromString(statusPortName), Scheme: corev1.URISchemeHTTPS,
 			}},
-			PeriodSeconds:    10,
-			TimeoutSeconds:   5,
+			PeriodSeconds:    period,
+			TimeoutSeconds:   timeout,
 			FailureThreshold: failures,
 		}
 	}
-	// The startup probe's failureThreshold comes from spec.startDelay
-	// (probeLimits): an hour by default.
-	startup := probe("/healthz", 0)
+	// initdb or a base backup of a large primary can take long: the startup
+	// probe allows spec.startDelay (probeLimits; an hour by default) before
+	// liveness takes over. It looks every second, and readiness every 2 s,
+	// because a pod is in no Service until its Ready condition says so: with
+	// 10 s periods a pod recreated a few seconds before a failover (the old
+	// primary, rejoined) was promoted while not Ready yet, and <c>-rw had no
+	// endpoint for up to 20 s (docs/benchmarks.md, pod deletion). Each look
+	// is one HTTPS request to the instance manager (readiness: one ping of
+	// PostgreSQL).
+	startup := probe("/healthz", 1, 1, 0)
 	return corev1.Container{
 		Name:            container,
 		Image:           opts.Image,
@@ -169,8 +176,8 @@ func instanceContainer(opts Options) corev1.Container {
 		// ~/.postgresql lookups.
 		Env:            []corev1.EnvVar{{Name: "HOME", Value: TmpDir}},
 		StartupProbe:   startup,
-		LivenessProbe:  probe("/healthz", 3),
-		ReadinessProbe: probe("/readyz", 3),
+		LivenessProbe:  probe("/healthz", 10, 5, 3),
+		ReadinessProbe: probe("/readyz", 2, 2, 3),
 		SecurityContext: &corev1.SecurityContext{
 			RunAsNonRoot:             new(true),
 			RunAsUser:                new(PostgresUID),

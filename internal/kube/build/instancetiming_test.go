@@ -34,10 +34,10 @@ func TestInstanceTimingInThePod(t *testing.T) {
 		set  func(*v1.ClusterSpec)
 		want want
 	}{
-		{"defaults: what pods always had", func(*v1.ClusterSpec) {}, want{180, 360, 3, "256Mi", ""}},
+		{"defaults: what pods always had", func(*v1.ClusterSpec) {}, want{180, 3600, 3, "256Mi", ""}},
 		{"cluster-example-full: startDelay 300, stopDelay 300", func(s *v1.ClusterSpec) { s.MaxStartDelay, s.MaxStopDelay = 300, 300 },
-			want{300, 30, 3, "256Mi", ""}},
-		{"startDelay not a multiple of the period", func(s *v1.ClusterSpec) { s.MaxStartDelay = 95 }, want{180, 10, 3, "256Mi", ""}},
+			want{300, 300, 3, "256Mi", ""}},
+		{"startDelay: the startup probe looks every second", func(s *v1.ClusterSpec) { s.MaxStartDelay = 95 }, want{180, 95, 3, "256Mi", ""}},
 		{"startDelay over a shorter startup period", func(s *v1.ClusterSpec) {
 			s.MaxStartDelay = 60
 			s.Probes = &v1.ProbesConfiguration{Startup: &v1.ProbeWithStrategy{Probe: v1.Probe{PeriodSeconds: 4}}}
@@ -48,19 +48,19 @@ func TestInstanceTimingInThePod(t *testing.T) {
 		{"the startup probe's own failureThreshold", func(s *v1.ClusterSpec) {
 			s.Probes = &v1.ProbesConfiguration{Startup: &v1.ProbeWithStrategy{Probe: v1.Probe{FailureThreshold: 7}}}
 		}, want{180, 7, 3, "256Mi", ""}},
-		{"livenessProbeTimeout", func(s *v1.ClusterSpec) { s.LivenessProbeTimeout = i32(45) }, want{180, 360, 5, "256Mi", ""}},
+		{"livenessProbeTimeout", func(s *v1.ClusterSpec) { s.LivenessProbeTimeout = i32(45) }, want{180, 3600, 5, "256Mi", ""}},
 		{"livenessProbeTimeout over a shorter liveness period", func(s *v1.ClusterSpec) {
 			s.LivenessProbeTimeout = i32(10)
 			s.Probes = &v1.ProbesConfiguration{Liveness: &v1.LivenessProbe{Probe: v1.Probe{PeriodSeconds: 3}}}
-		}, want{180, 360, 4, "256Mi", ""}},
+		}, want{180, 3600, 4, "256Mi", ""}},
 		{"size limits", func(s *v1.ClusterSpec) {
 			s.EphemeralVolumesSizeLimit = &v1.EphemeralVolumesSizeLimitConfiguration{Shm: q("512Mi"), TemporaryData: q("2Gi")}
-		}, want{180, 360, 3, "2Gi", "512Mi"}},
+		}, want{180, 3600, 3, "2Gi", "512Mi"}},
 		{"an ephemeral claim for /tmp, shm bounded", func(s *v1.ClusterSpec) {
 			s.EphemeralVolumeSource = claim.DeepCopy()
 			s.EphemeralVolumesSizeLimit = &v1.EphemeralVolumesSizeLimitConfiguration{Shm: q("64Mi")}
-		}, want{180, 360, 3, "ephemeral", "64Mi"}},
-		{"stopDelay with a smart phase", func(s *v1.ClusterSpec) { s.MaxStopDelay, s.SmartShutdownTimeout = 1800, i32(180) }, want{1800, 360, 3, "256Mi", ""}},
+		}, want{180, 3600, 3, "ephemeral", "64Mi"}},
+		{"stopDelay with a smart phase", func(s *v1.ClusterSpec) { s.MaxStopDelay, s.SmartShutdownTimeout = 1800, i32(180) }, want{1800, 3600, 3, "256Mi", ""}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := sample(t)

@@ -112,13 +112,13 @@ func TestPodShape(t *testing.T) {
 		t.Errorf("envFrom = %+v", ctr.EnvFrom)
 	}
 	st, lv, rd := ctr.StartupProbe, ctr.LivenessProbe, ctr.ReadinessProbe
-	if st.FailureThreshold != 30 || st.PeriodSeconds != 5 || st.TimeoutSeconds != 5 || st.HTTPGet.Path != "/healthz" {
+	if st.FailureThreshold != 30 || st.PeriodSeconds != 5 || st.TimeoutSeconds != 1 || st.HTTPGet.Path != "/healthz" {
 		t.Errorf("startup probe = %+v", st)
 	}
 	if lv.TimeoutSeconds != 2 || lv.FailureThreshold != 3 || *lv.TerminationGracePeriodSeconds != 20 || lv.HTTPGet.Path != "/healthz" {
 		t.Errorf("liveness probe = %+v", lv)
 	}
-	if rd.InitialDelaySeconds != 3 || rd.PeriodSeconds != 10 || rd.HTTPGet.Path != "/readyz" {
+	if rd.InitialDelaySeconds != 3 || rd.PeriodSeconds != 2 || rd.HTTPGet.Path != "/readyz" {
 		t.Errorf("readiness probe = %+v", rd)
 	}
 	mounts := map[string]corev1.VolumeMount{}
