@@ -90,7 +90,7 @@ func record(t testing.TB, ns string, c *v1.Cluster) *recorder {
 		// kube-proxy's metrics listen on the node's loopback, inside its
 		// network namespace (hack/kube-up.sh): one loop there reads them.
 		cmd := exec.CommandContext(ctx, "nsenter", "--net=/run/netns/pgward-kube", "sh", "-c",
-			`while :; do curl -s --max-time 1 http://127.0.0.1:10249/metrics | grep '^kubeproxy_sync_proxy_rules_last_timestamp_seconds '; sleep 0.02; done`)
+			`while :; do curl -s --max-time 1 http://127.0.0.1:10249/metrics | grep '^kubeproxy_sync_proxy_rules_last_timestamp_seconds'; sleep 0.02; done`)
 		out, err := cmd.StdoutPipe()
 		if err != nil || cmd.Start() != nil {
 			return
@@ -99,7 +99,12 @@ func record(t testing.TB, ns string, c *v1.Cluster) *recorder {
 		sc := bufio.NewScanner(out)
 		last := ""
 		for sc.Scan() {
-			v := strings.TrimSpace(strings.TrimPrefix(sc.Text(), "kubeproxy_sync_proxy_rules_last_timestamp_seconds "))
+			// "name{labels} value": the value is the last field.
+			f := strings.Fields(sc.Text())
+			if len(f) < 2 {
+				continue
+			}
+			v := f[len(f)-1]
 			if v != last && last != "" {
 				if f, err := strconv.ParseFloat(v, 64); err == nil {
 					r.add(time.UnixMilli(int64(f*1000)), "kube-proxy: iptables rules synced")
