@@ -398,6 +398,15 @@ func (m *Manager) doRejoin(ctx context.Context, primary Endpoint) error {
 	if hasDataDir(m.cfg.DataDir) {
 		m.setPhase(PhaseRewind)
 		err := m.rewind(ctx, primary)
+		if errors.Is(err, errPrimaryUnreachable) {
+			// Nothing was rewound: the new primary did not answer (on
+			// Kubernetes, -rw may not lead to it yet, seconds after a
+			// switchover). A clone could not reach it either, and would
+			// copy the whole database instead of the few changed blocks
+			// once it can: the planner asks again.
+			m.setPhase(PhaseStopped)
+			return err
+		}
 		if err == nil {
 			m.resetTimeline()
 			if err := setStandby(m.cfg.DataDir, true); err != nil {
@@ -412,6 +421,10 @@ func (m *Manager) doRejoin(ctx context.Context, primary Endpoint) error {
 	}
 	return m.doRecreate(ctx, primary)
 }
+
+// errPrimaryUnreachable is a rejoin that could not connect to the new
+// primary: retried, not a reason to clone.
+var errPrimaryUnreachable = errors.New("the new primary is not reachable yet")
 
 func (m *Manager) rewind(ctx context.Context, primary Endpoint) error {
 	if err := m.checkpointOn(ctx, primary); err != nil {
@@ -447,7 +460,7 @@ func (m *Manager) checkpointOn(ctx context.Context, primary Endpoint) error {
 	defer cancel()
 	conn, err := pgx.ConnectConfig(cctx, cfg)
 	if err != nil {
-		return fmt.Errorf("connecting to %s for CHECKPOINT: %w", primary.Name, err)
+		return fmt.Errorf("%w: connecting to %s for CHECKPOINT: %w", errPrimaryUnreachable, primary.Name, err)
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	if _, err := conn.Exec(cctx, "CHECKPOINT"); err != nil {

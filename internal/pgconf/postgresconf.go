@@ -90,7 +90,14 @@ var defaultSettings = []setting{
 	// primary soon after a failover.
 	{"wal_sender_timeout", "5s"},
 	{"wal_receiver_timeout", "5s"},
-	{"wal_retrieve_retry_interval", "1s"},
+	// How soon a standby whose stream ended tries again. After a
+	// switchover the new primary's first commit waits for its synchronous
+	// standby to connect: with 1 s, a standby that tried the moment its
+	// old primary stopped, before the route reached the new one (-rw on
+	// Kubernetes), came back a second later, which was most of the
+	// switchover window on real pods. A failed try costs a refused
+	// connection and a log line.
+	{"wal_retrieve_retry_interval", "200ms"},
 	{"max_wal_senders", "10"},
 	{"max_replication_slots", "10"},
 	// Feedback would let a standby's queries hold back vacuum on the primary.
