@@ -366,6 +366,7 @@ func (m *Manager) doStart(ctx context.Context) error {
 // the connected standbys, and keeps it fenced; a replica (the user's
 // fencing or hibernation) is shut down cleanly and kept fenced too.
 func (m *Manager) doDemote() error {
+	m.checkpointBeforeShutdown()
 	if err := m.update(func(p *persisted) { p.Fenced = true }); err != nil {
 		return err
 	}
@@ -385,6 +386,34 @@ func (m *Manager) doDemote() error {
 	m.phase = PhaseFenced
 	m.mu.Unlock()
 	return nil
+}
+
+// preShutdownCheckpoint bounds the checkpoint before a primary's clean
+// shutdown; a switchover's own timeout (30 s by default) counts from the
+// same command.
+const preShutdownCheckpointTimeout = 10 * time.Second
+
+// checkpointBeforeShutdown runs a CHECKPOINT on a running primary while it
+// still accepts writes. The clean shutdown that follows writes everything
+// still dirty in its own checkpoint while nothing can be written, and a
+// switchover's window starts there: after this one, only what changed in
+// the meantime is left for it. A failure only leaves the work to the
+// shutdown checkpoint.
+func (m *Manager) checkpointBeforeShutdown() {
+	m.mu.Lock()
+	pool, primary := m.pool, m.primary
+	m.mu.Unlock()
+	if pool == nil || !primary {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), preShutdownCheckpointTimeout)
+	defer cancel()
+	start := time.Now()
+	if _, err := pool.Exec(ctx, "CHECKPOINT"); err != nil {
+		m.log.Warn("checkpoint before shutdown", "err", err)
+		return
+	}
+	m.log.Info("checkpoint before shutdown", "took", time.Since(start).Round(time.Millisecond).String())
 }
 
 // doRejoin turns a former primary into a replica of primary: pg_rewind

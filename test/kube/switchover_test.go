@@ -97,7 +97,7 @@ func record(t testing.TB, ns string, c *v1.Cluster) *recorder {
 		}
 		defer func() { _ = cmd.Wait() }()
 		sc := bufio.NewScanner(out)
-		last := ""
+		last, newest := "", 0.0
 		for sc.Scan() {
 			// "name{labels} value": the value is the last field.
 			f := strings.Fields(sc.Text())
@@ -105,10 +105,11 @@ func record(t testing.TB, ns string, c *v1.Cluster) *recorder {
 				continue
 			}
 			v := f[len(f)-1]
-			if v != last && last != "" {
-				if f, err := strconv.ParseFloat(v, 64); err == nil {
+			if f, err := strconv.ParseFloat(v, 64); err == nil && f > newest {
+				if last != "" {
 					r.add(time.UnixMilli(int64(f*1000)), "kube-proxy: iptables rules synced")
 				}
+				newest = f
 			}
 			last = v
 		}
@@ -153,11 +154,12 @@ func podLogEvents(t testing.TB, ns string, c *v1.Cluster, from, to time.Time) []
 			msg := m["msg"]
 			switch msg {
 			case "command", "postgres stopped", "postgres is running", "promoted", "following", "synchronous standbys",
-				"restarting postgres to apply settings that need a restart", "command failed", "pg_rewind failed; cloning afresh":
+				"restarting postgres to apply settings that need a restart", "command failed", "pg_rewind failed; cloning afresh",
+				"checkpoint before shutdown":
 			default:
 				continue
 			}
-			for _, k := range []string{"kind", "primary", "names", "err"} {
+			for _, k := range []string{"kind", "primary", "names", "err", "took"} {
 				if v, ok := m[k]; ok && v != "" {
 					msg += fmt.Sprintf(" %s=%v", k, v)
 				}
@@ -266,6 +268,28 @@ func formatTimeline(evs []event, t0 time.Time) string {
 		fmt.Fprintf(&b, "  %+8.3fs  %s\n", e.at.Sub(t0).Seconds(), e.what)
 	}
 	return b.String()
+}
+
+// downOutage sums the writer's gaps between consecutive acknowledged
+// writes that overlap one of the down intervals (an instance restarting,
+// one second added after each) and are longer than normal: the time
+// without writes that the rolling update caused, not the machine's noise
+// over the minute it waits for the pods' configuration.
+func downOutage(log string, down []downInterval, normal time.Duration) (total time.Duration) {
+	acks := parseAcks(log)
+	for i := 1; i < len(acks); i++ {
+		from, to := acks[i-1].at, acks[i].at
+		if to.Sub(from) <= normal {
+			continue
+		}
+		for _, d := range down {
+			if from.Before(d.to.Add(time.Second)) && d.from.Before(to) {
+				total += to.Sub(from)
+				break
+			}
+		}
+	}
+	return total
 }
 
 // outage sums the writer's gaps between consecutive acknowledged writes in
@@ -400,6 +424,7 @@ type downInterval struct {
 type rollResult struct {
 	took              time.Duration
 	downtime, longest time.Duration
+	normal            time.Duration
 	failed            int
 	down              []downInterval
 	promoted          string
@@ -453,7 +478,7 @@ func rollingUpdate(t testing.TB, w *writer, value string) rollResult {
 	evs := rec.stop()
 	log := w.log(t)
 	res := rollResult{took: end.Sub(t0)}
-	res.downtime, res.longest, res.failed = outage(log, t0, end, normal)
+	_, res.longest, res.failed = outage(log, t0, end, normal)
 
 	// The instances' down intervals, from their managers' logs.
 	pevs := podLogEvents(t, ns, c, t0.Add(-time.Second), end)
@@ -474,6 +499,8 @@ func rollingUpdate(t testing.TB, w *writer, value string) rollResult {
 			res.promoted, res.promotedAt = name, e.at
 		}
 	}
+	res.downtime = downOutage(log, res.down, normal)
+	res.normal = normal
 	for name, from := range stopping {
 		t.Errorf("%s stopped at %+.3fs and was not seen running again", name, from.Sub(t0).Seconds())
 	}
@@ -529,8 +556,8 @@ func rollingUpdate(t testing.TB, w *writer, value string) rollResult {
 
 func (r rollResult) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "rolling update in %v: write downtime %v (longest gap %v, %d failed writes); promoted %s; down:",
-		r.took.Round(time.Millisecond), r.downtime.Round(time.Millisecond), r.longest.Round(time.Millisecond), r.failed, r.promoted)
+	fmt.Fprintf(&b, "rolling update in %v: write downtime %v (gaps over %v while an instance was down), longest gap %v, %d failed writes; promoted %s; down:",
+		r.took.Round(time.Millisecond), r.downtime.Round(time.Millisecond), r.normal.Round(time.Millisecond), r.longest.Round(time.Millisecond), r.failed, r.promoted)
 	for _, d := range r.down {
 		role := "replica"
 		if d.wasPrimary {
