@@ -173,7 +173,7 @@ spec:
 // every checkpoint with what it wrote.
 func checkShortShutdown(t *testing.T, dir, name string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "instances", name, "instance.log"))
+	b, err := os.ReadFile(filepath.Join(dir, "instances", name, "postgres.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
