@@ -465,7 +465,7 @@ func rollingUpdate(t testing.TB, w *writer, value string) rollResult {
 			out, err := podExec(ctx, ns, name, "psql", "-h", "/run/postgresql", "-U", "postgres", "-XAtc", "show shared_buffers")
 			cancel()
 			if err != nil {
-				return fmt.Errorf("%s: %v", name, err)
+				return fmt.Errorf("%s: %w", name, err)
 			}
 			if got := strings.TrimSpace(out); got != value {
 				return fmt.Errorf("%s runs with shared_buffers %s", name, got)
