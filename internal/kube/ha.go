@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -615,7 +616,13 @@ func (r *ClusterReconciler) persistMemory(ctx context.Context, c *v1.Cluster, me
 // (build.PrimarySelector) if it selects another instance.
 func (r *ClusterReconciler) routeService(ctx context.Context, c *v1.Cluster, target string) error {
 	var svc corev1.Service
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: build.RWServiceName(c)}, &svc); err != nil {
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: build.RWServiceName(c)}, &svc)
+	if apierrors.IsNotFound(err) {
+		// Just created by this reconcile (ensureClusterObjects), for the
+		// same target; the cache has not seen it yet.
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("reading the read-write Service: %w", err)
 	}
 	want := build.PrimarySelector(c, target)
