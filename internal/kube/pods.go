@@ -2,8 +2,6 @@ package kube
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -81,7 +79,6 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 			continue // hibernated (hibernation.go)
 		}
 		want := build.Pod(c, name, roleOf(name, target), opts)
-		markConfig(want, cfg.Data[build.ClusterKeyJSON])
 		pod, err := ensure(ctx, r.Client, c, want, func(_, _ *corev1.Pod) {})
 		if err != nil {
 			return nil, err
@@ -96,24 +93,6 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		return nil, err
 	}
 	return pods, nil
-}
-
-// ConfigAnnotation on an instance's pod is the SHA-256 of the manifest its
-// config Secret holds. The kubelet refreshes a Secret volume when it syncs
-// the pod, periodically (a minute or more apart, at a different moment for
-// each pod) or at once when the pod changes: changing the annotation with
-// the Secret makes a spec change (a parameter that needs a restart, say)
-// reach every instance within seconds, so a rolling update does not wait
-// up to a minute for each pod's next sync (reload.go does the same for a
-// reload request).
-const ConfigAnnotation = "pgward.io/config-sha256"
-
-func markConfig(pod *corev1.Pod, manifest []byte) {
-	sum := sha256.Sum256(manifest)
-	if pod.Annotations == nil {
-		pod.Annotations = map[string]string{}
-	}
-	pod.Annotations[ConfigAnnotation] = hex.EncodeToString(sum[:])
 }
 
 // growPVC asks for more storage when the spec grew; volumes never shrink

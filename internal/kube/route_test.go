@@ -1,15 +1,12 @@
 package kube_test
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -115,52 +112,5 @@ func TestSwitchoverMovesRWInOneChange(t *testing.T) {
 	}
 	if rw[0].rv > firstLabel {
 		t.Errorf("the pods' role labels moved (revision %d) before the read-write Service (%d): the read-only Service's EndpointSlice change may reach kube-proxy first and hold the read-write one back a sync period", firstLabel, rw[0].rv)
-	}
-}
-
-// TestConfigChangeMarksPods: a spec change that rewrites the instances'
-// config Secrets also changes kube.ConfigAnnotation on each pod (the digest
-// of the manifest its Secret now holds), which has the kubelet refresh the
-// Secret volume at once instead of at the pod's next periodic sync, up to a
-// minute or more away: on real pods the replicas of a rolling update got a
-// new shared_buffers 11 s after the change and the primary 71 s after it.
-func TestConfigChangeMarksPods(t *testing.T) {
-	ns := newNamespace(t, false)
-	ctx := ctxFor(t)
-	c := sampleCluster(t, ns)
-	c.Name = "cm"
-	h := newSimHarness(t, c, nil)
-	h.until("healthy", func(c v1.Cluster) bool { return c.Status.ReadyInstances == 3 })
-	marks := func() map[string]string {
-		out := map[string]string{}
-		for _, name := range []string{"cm-1", "cm-2", "cm-3"} {
-			var pod corev1.Pod
-			if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &pod); err != nil {
-				t.Fatal(err)
-			}
-			var sec corev1.Secret
-			if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: name + "-config"}, &sec); err != nil {
-				t.Fatal(err)
-			}
-			sum := sha256.Sum256(sec.Data[build.ClusterKeyJSON])
-			if got := pod.Annotations[kube.ConfigAnnotation]; got != hex.EncodeToString(sum[:]) {
-				t.Errorf("%s: %s=%q, not the digest of its config Secret's manifest", name, kube.ConfigAnnotation, got)
-			}
-			out[name] = pod.Annotations[kube.ConfigAnnotation]
-		}
-		return out
-	}
-	before := marks()
-	cur := h.get()
-	patch := []byte(`{"spec":{"postgresql":{"parameters":{"shared_buffers":"64MB"}}}}`)
-	if err := admin.Patch(ctx, &cur, client.RawPatch(types.MergePatchType, patch)); err != nil {
-		t.Fatal(err)
-	}
-	h.round()
-	after := marks()
-	for name, m := range after {
-		if m == before[name] {
-			t.Errorf("%s: the annotation did not change with its configuration", name)
-		}
 	}
 }

@@ -455,6 +455,33 @@ func rollingUpdate(t testing.TB, w *writer, value string) rollResult {
 	if err := cl.Patch(context.Background(), c, client.RawPatch("application/merge-patch+json", []byte(patch))); err != nil {
 		t.Fatalf("patching shared_buffers: %v", err)
 	}
+	// The new settings reach each pod when its kubelet refreshes the config
+	// Secret's volume: at its next periodic sync (a minute or more apart, at
+	// a different moment for each pod), or at once when the pod changes.
+	// Touching the replicas' pods has them learn first, as the planner
+	// needs today: it takes a replica that has not loaded the new settings
+	// yet for one that has them (not PendingRestart), and when the primary's
+	// pod happens to sync first it switches over to a replica that still
+	// runs the old ones (seen on real pods; the report of branch podswitch).
+	for _, name := range build.InstanceNames(c) {
+		if name == old {
+			continue
+		}
+		eventually(t, time.Minute, "the new settings in "+name+"'s config Secret", func() error {
+			var sec corev1.Secret
+			if err := cl.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: build.InstanceConfigSecretName(name)}, &sec); err != nil {
+				return err
+			}
+			if !strings.Contains(string(sec.Data[build.ClusterKeyJSON]), value) {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+		mark := fmt.Sprintf(`{"metadata":{"annotations":{"e2e.pgward.io/config":%q}}}`, value)
+		if _, err := kubectl("-n", ns, "patch", "pod", name, "--type=merge", "-p", mark); err != nil {
+			t.Fatalf("touching pod %s: %v", name, err)
+		}
+	}
 	eventually(t, 5*time.Minute, "every instance running with shared_buffers "+value, func() error {
 		cur := getCluster(t, ns, c.Name)
 		if err := healthy(cur); err != nil {
