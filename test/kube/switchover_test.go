@@ -482,6 +482,36 @@ func rollingUpdate(t testing.TB, w *writer, value string) rollResult {
 			t.Fatalf("touching pod %s: %v", name, err)
 		}
 	}
+	// Then the primary, once the replicas run the new value: its pod would
+	// otherwise wait for its next periodic sync, up to a minute or more,
+	// which measures the kubelet, not the rolling update.
+	runs := func(name string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := podExec(ctx, ns, name, "psql", "-h", "/run/postgresql", "-U", "postgres", "-XAtc", "show shared_buffers")
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if got := strings.TrimSpace(out); got != value {
+			return fmt.Errorf("%s runs with shared_buffers %s", name, got)
+		}
+		return nil
+	}
+	eventually(t, 5*time.Minute, "the replicas running with shared_buffers "+value, func() error {
+		for _, name := range build.InstanceNames(c) {
+			if name == old {
+				continue
+			}
+			if err := runs(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if _, err := kubectl("-n", ns, "patch", "pod", old, "--type=merge", "-p",
+		fmt.Sprintf(`{"metadata":{"annotations":{"e2e.pgward.io/config":%q}}}`, value)); err != nil {
+		t.Fatalf("touching pod %s: %v", old, err)
+	}
 	eventually(t, 5*time.Minute, "every instance running with shared_buffers "+value, func() error {
 		cur := getCluster(t, ns, c.Name)
 		if err := healthy(cur); err != nil {
