@@ -370,6 +370,7 @@ func (m *Manager) doStart(ctx context.Context) error {
 // the connected standbys, and keeps it fenced; a replica (the user's
 // fencing or hibernation) is shut down cleanly and kept fenced too.
 func (m *Manager) doDemote() error {
+	m.checkpointBeforeShutdown()
 	if err := m.update(func(p *persisted) { p.Fenced = true }); err != nil {
 		return err
 	}
@@ -391,6 +392,34 @@ func (m *Manager) doDemote() error {
 	return nil
 }
 
+// preShutdownCheckpoint bounds the checkpoint before a primary's clean
+// shutdown; a switchover's own timeout (30 s by default) counts from the
+// same command.
+const preShutdownCheckpointTimeout = 10 * time.Second
+
+// checkpointBeforeShutdown runs a CHECKPOINT on a running primary while it
+// still accepts writes. The clean shutdown that follows writes everything
+// still dirty in its own checkpoint while nothing can be written, and a
+// switchover's window starts there: after this one, only what changed in
+// the meantime is left for it. A failure only leaves the work to the
+// shutdown checkpoint.
+func (m *Manager) checkpointBeforeShutdown() {
+	m.mu.Lock()
+	pool, primary := m.pool, m.primary
+	m.mu.Unlock()
+	if pool == nil || !primary {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), preShutdownCheckpointTimeout)
+	defer cancel()
+	start := time.Now()
+	if _, err := pool.Exec(ctx, "CHECKPOINT"); err != nil {
+		m.log.Warn("checkpoint before shutdown", "err", err)
+		return
+	}
+	m.log.Info("checkpoint before shutdown", "took", time.Since(start).Round(time.Millisecond).String())
+}
+
 // doRejoin turns a former primary into a replica of primary: pg_rewind
 // after a CHECKPOINT on the new primary, or a fresh clone if that fails.
 func (m *Manager) doRejoin(ctx context.Context, primary Endpoint) error {
@@ -402,6 +431,15 @@ func (m *Manager) doRejoin(ctx context.Context, primary Endpoint) error {
 	if hasDataDir(m.cfg.DataDir) {
 		m.setPhase(PhaseRewind)
 		err := m.rewind(ctx, primary)
+		if errors.Is(err, errPrimaryUnreachable) {
+			// Nothing was rewound: the new primary did not answer (on
+			// Kubernetes, -rw may not lead to it yet, seconds after a
+			// switchover). A clone could not reach it either, and would
+			// copy the whole database instead of the few changed blocks
+			// once it can: the planner asks again.
+			m.setPhase(PhaseStopped)
+			return err
+		}
 		if err == nil {
 			m.resetTimeline()
 			if err := setStandby(m.cfg.DataDir, true); err != nil {
@@ -416,6 +454,10 @@ func (m *Manager) doRejoin(ctx context.Context, primary Endpoint) error {
 	}
 	return m.doRecreate(ctx, primary)
 }
+
+// errPrimaryUnreachable is a rejoin that could not connect to the new
+// primary: retried, not a reason to clone.
+var errPrimaryUnreachable = errors.New("the new primary is not reachable yet")
 
 func (m *Manager) rewind(ctx context.Context, primary Endpoint) error {
 	if err := m.checkpointOn(ctx, primary); err != nil {
@@ -451,7 +493,7 @@ func (m *Manager) checkpointOn(ctx context.Context, primary Endpoint) error {
 	defer cancel()
 	conn, err := pgx.ConnectConfig(cctx, cfg)
 	if err != nil {
-		return fmt.Errorf("connecting to %s for CHECKPOINT: %w", primary.Name, err)
+		return fmt.Errorf("%w: connecting to %s for CHECKPOINT: %w", errPrimaryUnreachable, primary.Name, err)
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 	if _, err := conn.Exec(cctx, "CHECKPOINT"); err != nil {

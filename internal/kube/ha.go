@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -414,7 +416,16 @@ func (h *haRound) Save(ctx context.Context, m plan.Memory) error {
 }
 
 func (h *haRound) Route(ctx context.Context, m plan.Memory) error {
-	return h.r.relabel(ctx, h.pods, targetOf(h.desired, m))
+	target := targetOf(h.desired, m)
+	// The Service first, in one update: the pods' role labels then move the
+	// read-only Service and the PodDisruptionBudgets, whose EndpointSlice
+	// changes must not reach kube-proxy before the read-write one (it
+	// applies a change that comes within its minimum sync period of the
+	// last one only after that period).
+	if err := h.r.routeService(ctx, h.desired, target); err != nil {
+		return err
+	}
+	return h.r.relabel(ctx, h.pods, target)
 }
 
 func (h *haRound) Run(ctx context.Context, a plan.Action, m plan.Memory) error {
@@ -624,16 +635,44 @@ func (r *ClusterReconciler) persistMemory(ctx context.Context, c *v1.Cluster, me
 	return r.Client.Status().Patch(ctx, c, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 }
 
+// routeService points the read-write Service at target
+// (build.PrimarySelector) if it selects another instance.
+func (r *ClusterReconciler) routeService(ctx context.Context, c *v1.Cluster, target string) error {
+	var svc corev1.Service
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: build.RWServiceName(c)}, &svc)
+	if apierrors.IsNotFound(err) {
+		// Just created by this reconcile (ensureClusterObjects), for the
+		// same target; the cache has not seen it yet.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the read-write Service: %w", err)
+	}
+	want := build.PrimarySelector(c, target)
+	if maps.Equal(svc.Spec.Selector, want) {
+		return nil
+	}
+	before := svc.DeepCopy()
+	svc.Spec.Selector = want
+	if err := r.Client.Patch(ctx, &svc, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("pointing Service %s at %s: %w", svc.Name, target, err)
+	}
+	log.FromContext(ctx).Info("read-write service moved", "to", target)
+	return nil
+}
+
 // relabel moves the primary role label to target (and the replica label to
-// every other instance), which is what points the read-write Service at
-// the new primary after a failover. The target is labelled first: kube-proxy
-// applies an endpoint change at once but the next one only a second later
-// (its minimum sync period), so the Service's state after the first patch
-// is what clients meet for that second. Target first, that is the new
-// primary beside the old one (whose address answers or refuses at once
-// when its postgres is down); old first, it was a Service without
-// endpoints, whose connections went unanswered until their connect timeout
-// on real pods (docs/benchmarks.md, kill -9 and pod deletion).
+// every other instance): the read-only Service, the PodDisruptionBudgets
+// and the users' own selectors follow it (routeService moves the
+// read-write Service, by instance name, in one change). The target is
+// labelled first: kube-proxy applies an endpoint change at once but the
+// next one only a second later (its minimum sync period), so the state
+// after the first patch is what clients meet for that second. Target
+// first, that is the new primary beside the old one (whose address answers
+// or refuses at once when its postgres is down); old first, it was a
+// Service without endpoints, whose connections went unanswered until
+// their connect timeout on real pods (docs/benchmarks.md, kill -9 and pod
+// deletion).
 func (r *ClusterReconciler) relabel(ctx context.Context, pods map[string]*corev1.Pod, target string) error {
 	names := make([]string, 0, len(pods))
 	for name := range pods {

@@ -703,7 +703,7 @@ func TestDriftIsRepaired(t *testing.T) {
 	if err := admin.Get(ctx, key("cluster-example-rw"), &svc); err != nil {
 		t.Fatal(err)
 	}
-	if svc.Spec.Selector[build.RoleLabel] != build.RolePrimary || svc.Spec.Selector["app"] != "" {
+	if svc.Spec.Selector[build.InstanceLabel] != "cluster-example-1" || svc.Spec.Selector["app"] != "" {
 		t.Errorf("rw selector not repaired: %v", svc.Spec.Selector)
 	}
 	if err := admin.Get(ctx, key("cluster-example-1"), &pod); err != nil {

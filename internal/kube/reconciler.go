@@ -234,7 +234,7 @@ func (r *ClusterReconciler) reconcile(ctx context.Context, c, desired *v1.Cluste
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if err := r.ensureClusterObjects(ctx, desired); err != nil {
+	if err := r.ensureClusterObjects(ctx, desired, targetOf(desired, mem.Latest())); err != nil {
 		return reconcile.Result{}, err
 	}
 	pods, err := r.ensureInstances(ctx, desired, targetOf(desired, mem.Latest()), mon)
@@ -246,9 +246,10 @@ func (r *ClusterReconciler) reconcile(ctx context.Context, c, desired *v1.Cluste
 
 // ensureClusterObjects makes the per-cluster objects: Services, RBAC,
 // PodDisruptionBudgets and (when asked for) NetworkPolicies, deleting those
-// the spec no longer calls for.
-func (r *ClusterReconciler) ensureClusterObjects(ctx context.Context, c *v1.Cluster) error {
-	for _, s := range build.Services(c) {
+// the spec no longer calls for. primary is the planner's target primary,
+// which the read-write Service selects.
+func (r *ClusterReconciler) ensureClusterObjects(ctx context.Context, c *v1.Cluster, primary string) error {
+	for _, s := range build.Services(c, primary) {
 		if _, err := ensure(ctx, r.Client, c, s, mutateService); err != nil {
 			return err
 		}

@@ -23,7 +23,7 @@ import (
 // removed or renamed.
 func (r *ClusterReconciler) ensureManagedServices(ctx context.Context, c *v1.Cluster) error {
 	want := map[string]bool{}
-	for _, s := range build.Services(c) {
+	for _, s := range build.Services(c, "") { // names only
 		want[s.Name] = true
 	}
 	for _, s := range build.AdditionalServices(c) {

@@ -90,6 +90,10 @@ var defaultSettings = []setting{
 	// primary soon after a failover.
 	{"wal_sender_timeout", "5s"},
 	{"wal_receiver_timeout", "5s"},
+	// How soon a standby whose stream ended tries again: PostgreSQL's
+	// default, for a standby that also restores from an archive (each try
+	// asks it); a standby streaming from its own cluster's primary retries
+	// faster (StreamingRetryInterval).
 	{"wal_retrieve_retry_interval", "1s"},
 	{"max_wal_senders", "10"},
 	{"max_replication_slots", "10"},

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +36,9 @@ spec:
 	first := currentPrimary(t, dir)
 	uri := strings.TrimSpace(mustPgward(t, "local", "uri", "app", "--dir", dir))
 	appSQL(t, dir, "CREATE TABLE w (at timestamptz DEFAULT clock_timestamp())")
+	// About 2,000 dirty buffers on the primary (plain INSERT: no ring
+	// buffer writes them early), for checkShortShutdown below.
+	appSQL(t, dir, "CREATE TABLE big (g int, s text); INSERT INTO big SELECT g, repeat('x', 500) FROM generate_series(1, 30000) g")
 
 	// A writer, one insert at a time, recording the longest pause.
 	ctx, stop := context.WithCancel(context.Background())
@@ -89,6 +95,7 @@ spec:
 	// through one (replicationSlots.highAvailability); turned off, every
 	// slot goes, so none keeps WAL.
 	checkHASlots(t, dir, "roll", 3)
+	checkShortShutdown(t, dir, first)
 	mustPgward(t, "local", "up", "-f", writeManifest(t, "roll.yaml", strings.Replace(manifest("48MB"), "      slotPrefix: ha_\n", "      slotPrefix: ha_\n      enabled: false\n", 1)), "--dir", dir)
 	checkNoSlots(t, dir, "roll", 3)
 	mu.Lock()
@@ -156,5 +163,37 @@ spec:
 		if changed := again[p] != at; changed != (p == port) {
 			t.Errorf("instance on port %d restarted: %v (only %s, port %d, should)", p, changed, replica, port)
 		}
+	}
+}
+
+// checkShortShutdown: the old primary's clean shutdown for the switchover
+// (which opens its window: nothing can be written from there on) found
+// little left to write, because pgward checkpointed while it still took
+// writes (internal/instance: checkpointBeforeShutdown); PostgreSQL 15 logs
+// every checkpoint with what it wrote.
+func checkShortShutdown(t *testing.T, dir, name string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "instances", name, "postgres.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrote := func(kind string) int {
+		n, starting := -1, false
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "checkpoint starting: ") {
+				starting = strings.Contains(l, "checkpoint starting: "+kind)
+				continue
+			}
+			if _, rest, ok := strings.Cut(l, "checkpoint complete: wrote "); ok && starting {
+				n, _ = strconv.Atoi(strings.Fields(rest)[0])
+				starting = false
+			}
+		}
+		return n
+	}
+	before, shutdown := wrote("immediate force wait"), wrote("shutdown")
+	t.Logf("%s: the checkpoint before the shutdown wrote %d buffers, the shutdown checkpoint %d", name, before, shutdown)
+	if before < 1000 || shutdown < 0 || shutdown > 200 {
+		t.Errorf("%s's shutdown checkpoint wrote %d buffers (the one before it %d): the switchover's shutdown wrote what pgward should have checkpointed before it", name, shutdown, before)
 	}
 }

@@ -87,7 +87,7 @@ func allObjects(t *testing.T, c *v1.Cluster) []runtime.Object {
 		TLSSecret(c, n.Metrics, "metrics", fakeKeyPair("metrics"), []byte("ca CERT PEM\n")),
 		CredentialsSecret(c, n.App, map[string][]byte{"username": []byte("app"), "password": []byte("redacted")}),
 	}
-	for _, s := range Services(c) {
+	for _, s := range Services(c, InstanceName(c, 1)) {
 		objs = append(objs, s)
 	}
 	for _, p := range PodDisruptionBudgets(c) {
@@ -299,12 +299,18 @@ func TestServerDNSNames(t *testing.T) {
 	}
 }
 
+// TestServicesSelectByRole: -ro and -r select by the role label; -rw
+// selects the target primary by name and not by role, so that moving it
+// is one change of the Service (PrimarySelector).
 func TestServicesSelectByRole(t *testing.T) {
 	c := sample(t)
-	want := map[string]string{"cluster-example-rw": RolePrimary, "cluster-example-ro": RoleReplica, "cluster-example-r": ""}
-	for _, s := range Services(c) {
+	want := map[string]string{"cluster-example-rw": "", "cluster-example-ro": RoleReplica, "cluster-example-r": ""}
+	for _, s := range Services(c, InstanceName(c, 2)) {
 		if s.Spec.Selector[ClusterLabel] != c.Name || s.Spec.Selector[RoleLabel] != want[s.Name] {
 			t.Errorf("%s selects %v", s.Name, s.Spec.Selector)
+		}
+		if inst := s.Spec.Selector[InstanceLabel]; (s.Name == "cluster-example-rw") != (inst == InstanceName(c, 2)) {
+			t.Errorf("%s selects instance %q", s.Name, inst)
 		}
 		if len(s.Spec.Ports) != 1 || s.Spec.Ports[0].Port != PostgresPort {
 			t.Errorf("%s ports %v: only PostgreSQL is exposed", s.Name, s.Spec.Ports)
@@ -360,7 +366,7 @@ func TestMetricsPort(t *testing.T) {
 	if cfg := InstanceConfig(c, InstanceName(c, 1), InstanceName(c, 1), testOpts); cfg.MetricsAddress != ":9187" {
 		t.Errorf("metrics address %q", cfg.MetricsAddress)
 	}
-	for _, s := range Services(c) {
+	for _, s := range Services(c, InstanceName(c, 1)) {
 		for _, sp := range s.Spec.Ports {
 			if sp.Port == MetricsPort {
 				t.Errorf("Service %s exposes the metrics port: scrapers reach each pod", s.Name)

@@ -8,9 +8,10 @@ import (
 	v1 "github.com/pgward/pgward/api/v1"
 )
 
-// Labels pgward puts on the objects it makes. The Services select pods by
-// ClusterLabel and RoleLabel, so relabelling a pod is what moves the
-// read-write Service to a new primary.
+// Labels pgward puts on the objects it makes. The read-only Services select
+// pods by ClusterLabel and RoleLabel; the read-write one selects the target
+// primary by InstanceLabel (PrimarySelector), so a switchover moves it in
+// one change.
 const (
 	ClusterLabel  = "pgward.io/cluster"
 	InstanceLabel = "pgward.io/instance"

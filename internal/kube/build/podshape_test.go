@@ -147,7 +147,7 @@ func TestPodShape(t *testing.T) {
 	if pvc.Labels["team"] != "db" || pvc.Annotations["example.com/owner"] != "dba" {
 		t.Errorf("PVC metadata = %v %v", pvc.Labels, pvc.Annotations)
 	}
-	for _, s := range Services(c) {
+	for _, s := range Services(c, InstanceName(c, 1)) {
 		if s.Labels["team"] != "db" || s.Annotations["example.com/owner"] != "dba" {
 			t.Errorf("service %s metadata = %v %v", s.Name, s.Labels, s.Annotations)
 		}

@@ -11,8 +11,12 @@ import (
 // (any instance) Services. They expose PostgreSQL only: the status port is
 // reached by the operator on each pod's own address.
 // spec.managed.services.disabledDefaultServices leaves out -ro and -r.
-func Services(c *v1.Cluster) []*corev1.Service {
-	out := []*corev1.Service{service(c, rwService(c), RolePrimary)}
+// primary is the planner's target primary, which the read-write Service
+// selects by name (PrimarySelector).
+func Services(c *v1.Cluster, primary string) []*corev1.Service {
+	rw := service(c, rwService(c), "")
+	rw.Spec.Selector = PrimarySelector(c, primary)
+	out := []*corev1.Service{rw}
 	if c.Spec.KeepsDefaultService(v1.ServiceSelectorRO) {
 		out = append(out, service(c, roService(c), RoleReplica))
 	}
@@ -92,6 +96,21 @@ func UpdateByReplace(c *v1.Cluster, name string) bool {
 		}
 	}
 	return false
+}
+
+// PrimarySelector is the read-write Service's selector: the cluster's pod
+// of instance primary, by name, not by the role label. Moving the primary
+// is then one change of one object (the Service), which the EndpointSlice
+// controller turns into one EndpointSlice update: the old address out and
+// the new one in together. With the role label it took two pod patches and
+// two updates, and kube-proxy applies a second change no sooner than its
+// minimum sync period (1 s by default) after the first: clients were sent
+// to no primary, or to the stopped old one too, for up to a second of every
+// switchover (docs/benchmarks.md, switchover on real pods).
+func PrimarySelector(c *v1.Cluster, primary string) map[string]string {
+	s := ClusterLabels(c)
+	s[InstanceLabel] = primary
+	return s
 }
 
 func service(c *v1.Cluster, name, role string) *corev1.Service {
