@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/bench"
 	"github.com/pgward/pgward/internal/kube"
 	"github.com/pgward/pgward/internal/kube/build"
 	"github.com/pgward/pgward/internal/plan"
@@ -24,8 +25,10 @@ import (
 // writer is a client pod that inserts numbered rows through the cluster's
 // read-write Service, one connection per row (so it follows the Service
 // to a new primary), and logs each acknowledged row with the time it was
-// acknowledged and the address of the server that took it:
-// "ack <id> <unix ms> <server IP>", or "err <id> <unix ms> <message>".
+// acknowledged and the address of the server that took it, then what the
+// server said of the write (bench.ServerAckEpochSQL: WAL file, insert LSN,
+// its clock): "ack <id> <unix ms> <server IP> <walfile> <lsn> <epoch>", or
+// "err <id> <unix ms> <message>".
 type writer struct {
 	ns, pod string
 	c       *v1.Cluster
@@ -40,14 +43,14 @@ echo started
 i=0
 while [ ! -e /tmp/stop ]; do
   i=$((i+1))
-  if ip=$(psql -XAtq -c "insert into e2e_writes values ($i) returning inet_server_addr()" 2>/tmp/err); then
+  if ip=$(psql -XAtq -F ' ' -c "insert into e2e_writes values ($i) returning inet_server_addr(), %s" 2>/tmp/err); then
     echo "ack $i $(date +%%s%%3N) $ip"
   else
     echo "err $i $(date +%%s%%3N) $(head -c 160 /tmp/err | tr '\n' ' ')"
     sleep 0.05
   fi
 done
-echo stopped`, build.ClientHost(c)))
+echo stopped`, build.ClientHost(c), bench.ServerAckEpochSQL))
 	p := clientPod(ns, "writer", map[string]string{"e2e": "writer"}, script, c.Name+"-app")
 	if err := cl.Create(context.Background(), p); err != nil {
 		t.Fatal(err)
