@@ -38,12 +38,16 @@ func startWriter(t testing.TB, ns string, c *v1.Cluster) *writer {
 	t.Helper()
 	script := pgClientScript(c.Name+"-app", fmt.Sprintf(`
 export PGHOST=%s PGCONNECT_TIMEOUT=2
+# An application's dead-peer detection: without it a write sent just
+# before the primary's network is cut waits for an answer for ~15 minutes
+# of TCP retransmissions (libpq has no environment variable for these).
+live='tcp_user_timeout=2000 keepalives_idle=1 keepalives_interval=1 keepalives_count=2'
 until psql -XAtq -c "create table if not exists e2e_writes(id bigint primary key)"; do sleep 0.2; done
 echo started
 i=0
 while [ ! -e /tmp/stop ]; do
   i=$((i+1))
-  if ip=$(psql -XAtq -F ' ' -c "insert into e2e_writes values ($i) returning inet_server_addr(), %s" 2>/tmp/err); then
+  if ip=$(psql -XAtq -F ' ' -d "$live" -c "insert into e2e_writes values ($i) returning inet_server_addr(), %s" 2>/tmp/err); then
     echo "ack $i $(date +%%s%%3N) $ip"
   else
     echo "err $i $(date +%%s%%3N) $(head -c 160 /tmp/err | tr '\n' ' ')"
