@@ -256,9 +256,17 @@ func networkCutFailover(t testing.TB, w *writer, c *v1.Cluster, round int) cutRo
 	procs := containerProcs(t, &oldPod, "postgres")
 	probe := startNSProbe(t, ns, c, procs[0].pid, round)
 	probeDone := false
+	var t0 time.Time
 	defer func() {
-		if !probeDone {
-			probe.finish(t)
+		if probeDone {
+			return
+		}
+		// A round that stopped early: what the old primary told the
+		// probe after the cut says whether it fenced itself.
+		log := probe.finish(t)
+		if t.Failed() && !t0.IsZero() {
+			lines := strings.Split(window(log, t0, time.Now()), "\n")
+			t.Logf("the probe after the cut (first %d lines):\n%s", min(len(lines), 150), strings.Join(lines[:min(len(lines), 150)], "\n"))
 		}
 	}()
 	oldTLI := serverAcks(t, probe.log(t))[0].Timeline()
