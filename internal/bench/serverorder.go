@@ -29,6 +29,20 @@ type serverWord struct {
 	tli uint32
 	lsn uint64
 	srv time.Time
+	// acked, when known, is a clock reading taken after the client got the
+	// acknowledgement, on the clock the servers read (real pods of one
+	// node: CLOCK_REALTIME is not namespaced). The commit lies between srv
+	// and acked; a client that waited for the CPU only makes acked later,
+	// so judging by it can report an overlap that was not, never hide one.
+	acked time.Time
+}
+
+// latest is the last moment the write can have been acknowledged at.
+func (w serverWord) latest() time.Time {
+	if w.acked.After(w.srv) {
+		return w.acked
+	}
+	return w.srv
 }
 
 // parseServerWord reads serverAckSQL's three columns.
@@ -137,7 +151,9 @@ func (h history) survives(w serverWord) bool {
 // last commits before a failover are lost this way) and, of those, the
 // ones their server ran at or after the moment the timeline that replaced
 // theirs took its first write (overlapping: two writable primaries at
-// once). Both moments are read from the servers' clock_timestamp(): the
+// once). Both moments are read from the servers' clock_timestamp() (the
+// old write's from its acknowledgement instead when that is known and
+// later: see serverWord.acked): the
 // instances of one machine (or one node) read one clock, and each stamp is
 // taken by the server that did the write, not by a client that may have
 // been waiting for the CPU. A round ends by itself: the old primary's
@@ -155,7 +171,7 @@ func serverOrder(words []serverWord, h history) (divergent, overlapping int) {
 		}
 		divergent++
 		next, ok := h.successor(w.tli)
-		if f, seen := first[next]; ok && seen && !w.srv.Before(f) {
+		if f, seen := first[next]; ok && seen && !w.latest().Before(f) {
 			overlapping++
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/pgward/pgward/api/v1"
+	"github.com/pgward/pgward/internal/bench"
 	"github.com/pgward/pgward/internal/kube"
 	"github.com/pgward/pgward/internal/kube/build"
 	"github.com/pgward/pgward/internal/plan"
@@ -24,9 +25,11 @@ import (
 // writer is a client pod that inserts numbered rows through the cluster's
 // read-write Service, one connection per row (so it follows the Service
 // to a new primary), and logs each acknowledged row with the time it was
-// acknowledged and the address of the server that took it:
-// "ack <id> <unix ms> <server IP> <unix ms it started>", or
-// "err <id> <unix ms> from=<unix ms it started> <message>".
+// acknowledged and the address of the server that took it, then what the
+// server said of the write (bench.ServerAckEpochSQL: WAL file, insert LSN,
+// its clock) and when the attempt started:
+// "ack <id> <unix ms> <server IP> <walfile> <lsn> <epoch> <unix ms it started>",
+// or "err <id> <unix ms> from=<unix ms it started> <message>".
 type writer struct {
 	ns, pod string
 	c       *v1.Cluster
@@ -36,20 +39,24 @@ func startWriter(t testing.TB, ns string, c *v1.Cluster) *writer {
 	t.Helper()
 	script := pgClientScript(c.Name+"-app", fmt.Sprintf(`
 export PGHOST=%s PGCONNECT_TIMEOUT=2
+# An application's dead-peer detection: without it a write sent just
+# before the primary's network is cut waits for an answer for ~15 minutes
+# of TCP retransmissions (libpq has no environment variable for these).
+live='tcp_user_timeout=2000 keepalives_idle=1 keepalives_interval=1 keepalives_count=2'
 until psql -XAtq -c "create table if not exists e2e_writes(id bigint primary key)"; do sleep 0.2; done
 echo started
 i=0
 while [ ! -e /tmp/stop ]; do
   i=$((i+1))
   s=$(date +%%s%%3N)
-  if ip=$(psql -XAtq -c "insert into e2e_writes values ($i) returning inet_server_addr()" 2>/tmp/err); then
+  if ip=$(psql -XAtq -F ' ' -d "$live" -c "insert into e2e_writes values ($i) returning inet_server_addr(), %s" 2>/tmp/err); then
     echo "ack $i $(date +%%s%%3N) $ip $s"
   else
     echo "err $i $(date +%%s%%3N) from=$s $(head -c 160 /tmp/err | tr '\n' ' ')"
     sleep 0.05
   fi
 done
-echo stopped`, build.ClientHost(c)))
+echo stopped`, build.ClientHost(c), bench.ServerAckEpochSQL))
 	p := clientPod(ns, "writer", map[string]string{"e2e": "writer"}, script, c.Name+"-app")
 	if err := cl.Create(context.Background(), p); err != nil {
 		t.Fatal(err)
