@@ -256,7 +256,8 @@ func networkCutFailover(t testing.TB, w *writer, c *v1.Cluster, round int) cutRo
 		t.Fatal(err)
 	}
 	procs := containerProcs(t, &oldPod, "postgres")
-	probe := startNSProbe(t, ns, c, procs[0].pid, round)
+	root := rootProc(t, procs)
+	probe := startNSProbe(t, ns, c, root.pid, round)
 	probeDone := false
 	var t0 time.Time
 	defer func() {
@@ -273,7 +274,7 @@ func networkCutFailover(t testing.TB, w *writer, c *v1.Cluster, round int) cutRo
 	}()
 	oldTLI := serverAcks(t, probe.log(t))[0].Timeline()
 
-	cut, t0 := cutNetwork(t, procs[0].pid)
+	cut, t0 := cutNetwork(t, root.pid)
 	defer cut.restore(t)
 	var first time.Time
 	eventually(t, 2*time.Minute, "a new primary taking writes", func() error {

@@ -103,3 +103,22 @@ func readProc(pid int) (containerProc, bool) {
 	}
 	return p, true
 }
+
+// rootProc is the container's first process (the instance manager): the one
+// whose parent is outside the container. procs[0] is whatever ctr listed
+// first, which can be a backend that exits a moment later (a readiness
+// probe's connection), and its network namespace with it.
+func rootProc(t testing.TB, procs []containerProc) containerProc {
+	t.Helper()
+	in := map[string]bool{}
+	for _, p := range procs {
+		in[strconv.Itoa(p.pid)] = true
+	}
+	for _, p := range procs {
+		if !in[p.status["PPid"]] {
+			return p
+		}
+	}
+	t.Fatalf("no process of the container has its parent outside it: %v", procs)
+	return containerProc{}
+}
