@@ -8,12 +8,27 @@ import (
 
 // walStorageForKubernetes requires spec.walStorage's size: each instance's
 // WAL volume needs one, as the data volume does.
+//
+// It also refuses walStorage.pvcTemplate, which the WAL volumes do not
+// take yet: the API server's schema knows the field (walStorage shares
+// storage's type), so the loader's list of CloudNativePG fields pgward
+// does not support, which refuses it locally, never sees it here.
 func walStorageForKubernetes(c *v1.Cluster) field.ErrorList {
-	if w := c.Spec.WalStorage; w != nil && w.Size == "" {
-		return field.ErrorList{field.Required(field.NewPath("spec", "walStorage", "size"),
-			"each instance needs a persistent volume for its WAL on Kubernetes, e.g. 1Gi")}
+	w := c.Spec.WalStorage
+	if w == nil {
+		return nil
 	}
-	return nil
+	var errs field.ErrorList
+	p := field.NewPath("spec", "walStorage")
+	if w.Size == "" {
+		errs = append(errs, field.Required(p.Child("size"),
+			"each instance needs a persistent volume for its WAL on Kubernetes, e.g. 1Gi"))
+	}
+	if w.PersistentVolumeClaimTemplate != nil {
+		errs = append(errs, field.Forbidden(p.Child("pvcTemplate"),
+			"pgward does not support a template for the WAL volumes yet: set walStorage.size and walStorage.storageClass"))
+	}
+	return errs
 }
 
 // refuseWalStorageChanges refuses changing the WAL volumes' storage class
