@@ -2,6 +2,9 @@ package kube
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,8 +31,12 @@ const ConditionManagedRoles = "ManagedRoles"
 // roleSecretProblems reads the password secrets spec.managed.roles names
 // (directly from the API server: they carry no pgward label) and says what
 // is wrong with each, by role; nothing about a role that is to be absent.
-func (r *ClusterReconciler) roleSecretProblems(ctx context.Context, c *v1.Cluster) ([]string, error) {
-	var out []string
+//
+// versions identifies what the secrets hold (their names and
+// resourceVersions, no value): markRoleSecrets passes a change on to the
+// pods.
+func (r *ClusterReconciler) roleSecretProblems(ctx context.Context, c *v1.Cluster) (out []string, versions string, err error) {
+	var seen []string
 	for i, role := range c.Spec.Managed.Roles {
 		if role.PasswordSecret == nil || role.Ensure == "absent" {
 			continue
@@ -41,15 +48,48 @@ func (r *ClusterReconciler) roleSecretProblems(ctx context.Context, c *v1.Cluste
 		case apierrors.IsNotFound(err):
 			out = append(out, where+": no such Secret in the Cluster's namespace")
 		case err != nil:
-			return nil, fmt.Errorf("%s: %w", where, err)
+			return nil, "", fmt.Errorf("%s: %w", where, err)
 		case len(s.Data["password"]) == 0:
 			out = append(out, where+": the Secret has no key \"password\"")
 		case s.Data["username"] != nil && string(s.Data["username"]) != role.Name:
 			// The value is a user name, not a secret.
 			out = append(out, fmt.Sprintf("%s: the Secret is for user %q", where, s.Data["username"]))
 		}
+		if err == nil && !slices.Contains(seen, s.Name) {
+			seen = append(seen, s.Name)
+			versions += s.Name + "=" + s.ResourceVersion + ";"
+		}
 	}
-	return out, nil
+	return out, versions, nil
+}
+
+// RoleSecretsAnnotation on a pod is a digest of the declared managed roles
+// and of the version of their password secrets the operator last saw. The
+// kubelet refreshes a pod's projected secrets (the manifest and the
+// passwords) when it syncs the pod, which a change to the pod makes happen
+// at once rather than at its next periodic sync, a minute or more away: a
+// role declared, dropped, or its password changed in its Secret reaches
+// the primary's instance manager, which applies it, within seconds.
+const RoleSecretsAnnotation = "pgward.io/roleSecrets"
+
+// markRoleSecrets puts the digest of what on each pod that does not have
+// it yet.
+func (r *ClusterReconciler) markRoleSecrets(ctx context.Context, what string, pods map[string]*corev1.Pod) error {
+	sum := sha256.Sum256([]byte(what))
+	digest := hex.EncodeToString(sum[:8])
+	for _, pod := range pods {
+		if pod == nil || pod.Annotations[RoleSecretsAnnotation] == digest {
+			continue
+		}
+		b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{RoleSecretsAnnotation: digest}}})
+		if err != nil {
+			return err
+		}
+		if err := r.Client.Patch(ctx, pod.DeepCopy(), client.RawPatch(types.MergePatchType, b)); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("annotating pod %s with its role secrets' version: %w", pod.Name, err)
+		}
+	}
+	return nil
 }
 
 // managedRolesCondition is ConditionManagedRoles from the password
@@ -78,14 +118,22 @@ func managedRolesCondition(problems []string, primaryErr string, answered bool, 
 
 // setManagedRolesCondition sets ConditionManagedRoles on conds (removes it
 // without managed roles) and publishes a warning Event when it is False,
-// at most every ten minutes for the same message.
-func (r *ClusterReconciler) setManagedRolesCondition(ctx context.Context, c *v1.Cluster, primary string, obs []observation, conds *[]metav1.Condition) error {
+// at most every ten minutes for the same message; it passes a change of
+// the password secrets on to the pods (markRoleSecrets).
+func (r *ClusterReconciler) setManagedRolesCondition(ctx context.Context, c *v1.Cluster, primary string, obs []observation, pods map[string]*corev1.Pod, conds *[]metav1.Condition) error {
 	if c.Spec.Managed == nil || len(c.Spec.Managed.Roles) == 0 {
 		meta.RemoveStatusCondition(conds, ConditionManagedRoles)
 		return nil
 	}
-	problems, err := r.roleSecretProblems(ctx, c)
+	problems, versions, err := r.roleSecretProblems(ctx, c)
 	if err != nil {
+		return err
+	}
+	declared, err := json.Marshal(c.Spec.Managed.Roles)
+	if err != nil {
+		return fmt.Errorf("encoding spec.managed.roles: %w", err)
+	}
+	if err := r.markRoleSecrets(ctx, versions+string(declared), pods); err != nil {
 		return err
 	}
 	answered, primaryErr := false, ""

@@ -178,6 +178,18 @@ func TestWalStorageAndRolesOnTheAPIServer(t *testing.T) {
 		!strings.Contains(cond.Message, `the Secret is for user "virgil"`) {
 		t.Errorf("ManagedRoles with a secret for another user: %+v", cond)
 	}
+	marks := func() map[string]string {
+		out := map[string]string{}
+		for _, name := range build.InstanceNames(c) {
+			var pod corev1.Pod
+			if err := admin.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &pod); err != nil {
+				t.Fatal(err)
+			}
+			out[name] = pod.Annotations[kube.RoleSecretsAnnotation]
+		}
+		return out
+	}
+	first := marks()
 	pw.Data["username"] = []byte("dante")
 	if err := admin.Update(ctx, pw); err != nil {
 		t.Fatal(err)
@@ -185,6 +197,18 @@ func TestWalStorageAndRolesOnTheAPIServer(t *testing.T) {
 	reconcileOnce(t, r, c)
 	if cond := findCondition(storedCluster(t, c).Status.Conditions, kube.ConditionManagedRoles); cond == nil || cond.Status != metav1.ConditionUnknown || cond.Reason != "PrimaryUnavailable" {
 		t.Errorf("ManagedRoles with the secret: %+v", cond)
+	}
+	// A changed secret changes the pods' annotation (the kubelet then
+	// refreshes their projected secrets at once); no change, no write.
+	second := marks()
+	for name, m := range second {
+		if m == "" || m == first[name] || strings.Contains(m, "dante") {
+			t.Errorf("pod %s: role secrets annotation %q, before the change %q", name, m, first[name])
+		}
+	}
+	reconcileOnce(t, r, c)
+	if again := marks(); fmt.Sprint(again) != fmt.Sprint(second) {
+		t.Errorf("annotations changed without a secret change: %v then %v", second, again)
 	}
 
 	// The webhook.
