@@ -70,7 +70,7 @@ func (r *ClusterReconciler) roleSecretProblems(ctx context.Context, c *v1.Cluste
 // at once rather than at its next periodic sync, a minute or more away: a
 // role declared, dropped, or its password changed in its Secret reaches
 // the primary's instance manager, which applies it, within seconds.
-const RoleSecretsAnnotation = "pgward.io/roleSecrets"
+const RoleSecretsAnnotation = "pgward.io/roleSecrets" // #nosec G101 -- an annotation name, no credential
 
 // markRoleSecrets puts the digest of what on each pod that does not have
 // it yet.

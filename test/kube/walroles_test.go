@@ -111,7 +111,7 @@ func TestWalStorageAndRolesOnPods(t *testing.T) {
 		out, err := kubectlIn(password+"\n", "-n", ns, "exec", "-i", pod, "--", "sh", "-c",
 			`read -r PGPASSWORD && export PGPASSWORD && psql "host=127.0.0.1 port=5432 sslmode=require user=dante dbname=app connect_timeout=5" -XAtc "SELECT current_user"`)
 		if err != nil || strings.TrimSpace(out) != "dante" {
-			return fmt.Errorf("login as dante on %s: %v %q", pod, err, out)
+			return fmt.Errorf("login as dante on %s: %w %q", pod, err, out)
 		}
 		return nil
 	}
