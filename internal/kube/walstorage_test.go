@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -284,4 +286,37 @@ func storedCluster(t *testing.T, c *v1.Cluster) *v1.Cluster {
 	}
 	v1.SetDefaults(&cur)
 	return &cur
+}
+
+// TestCloudNativePGWalAndRolesSamples: CloudNativePG's walStorage and
+// roles samples (../shared/cnpg-samples, read there, the Cluster document
+// with pgward's apiVersion) are accepted by the operator's validation and
+// its webhook, which refused both fields before.
+func TestCloudNativePGWalAndRolesSamples(t *testing.T) {
+	dir := os.Getenv("PGWARD_CNPG_SAMPLES")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "cnpg-samples")
+	}
+	for _, f := range []string{"cluster-example-wal-storage.yaml", "cluster-example-with-roles.yaml"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if os.IsNotExist(err) {
+			t.Skipf("no CloudNativePG samples in %s (set PGWARD_CNPG_SAMPLES)", dir)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, _, _ := strings.Cut(string(b), "\n---")
+		doc = strings.Replace(doc, "apiVersion: postgresql.cnpg.io/v1", "apiVersion: "+v1.APIVersion, 1)
+		c, err := v1.LoadAndValidate([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		c.Namespace = "ns"
+		if errs := kube.ValidateForKubernetes(c); len(errs) > 0 {
+			t.Errorf("%s: %v", f, errs.ToAggregate())
+		}
+		if _, err := (kube.ClusterWebhook{}).ValidateCreate(context.Background(), c); err != nil {
+			t.Errorf("%s: webhook: %v", f, err)
+		}
+	}
 }
