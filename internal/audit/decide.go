@@ -568,3 +568,38 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// WalDir is an instance's separate WAL directory (spec.walStorage) as the
+// instance manager found it.
+type WalDir struct {
+	// Dir is where the WAL must be; Link where pg_wal points.
+	Dir, Link string
+	Mode      fs.FileMode
+	UID       int
+}
+
+// DecideWalDir checks that pg_wal is a link to the configured WAL
+// directory (the WAL is on its own volume, not filling the data volume)
+// and that the directory is PostgreSQL's alone: owned by uid, no access
+// for others and no write for the group (PostgreSQL makes it 0700, 0750
+// with group access).
+func DecideWalDir(subject string, w WalDir, uid int) Part {
+	var bad []string
+	if w.Link != w.Dir {
+		link := w.Link
+		if link == "" {
+			link = "not a symbolic link"
+		}
+		bad = append(bad, fmt.Sprintf("pg_wal is %s, want a link to %s", link, w.Dir))
+	}
+	if w.Mode.Perm()&^0o750 != 0 {
+		bad = append(bad, fmt.Sprintf("%s is %04o (want 0700)", w.Dir, w.Mode.Perm()))
+	}
+	if w.UID != uid {
+		bad = append(bad, fmt.Sprintf("%s is owned by uid %d (want %d)", w.Dir, w.UID, uid))
+	}
+	if len(bad) > 0 {
+		return Part{subject, Fail, strings.Join(bad, "; ")}
+	}
+	return Part{subject, Pass, fmt.Sprintf("pg_wal links to %s, mode %04o, owned by uid %d", w.Dir, w.Mode.Perm(), uid)}
+}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	v1 "github.com/pgward/pgward/api/v1"
@@ -40,10 +41,34 @@ func (m *Manager) AuditEvidence(ctx context.Context) instanceapi.AuditEvidence {
 		}
 		*dst = string(b)
 	}
+	if m.cfg.WalDir != "" {
+		ev.WalDir = walDirEvidence(m.cfg.DataDir, m.cfg.WalDir)
+	}
 	if err := m.auditSQL(ctx, &ev); err != nil {
 		ev.SettingsError = err.Error()
 	}
 	return ev
+}
+
+// walDirEvidence is where dataDir's pg_wal points and walDir's mode and
+// owner; audit.DecideWalDir judges them.
+func walDirEvidence(dataDir, walDir string) *instanceapi.AuditWalDir {
+	out := &instanceapi.AuditWalDir{Dir: walDir}
+	if link, err := os.Readlink(filepath.Join(dataDir, "pg_wal")); err == nil {
+		out.Link = link
+	}
+	fi, err := os.Stat(walDir)
+	if err != nil {
+		out.Error = err.Error()
+		return out
+	}
+	out.Mode = uint32(fi.Mode().Perm())
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		out.UID = int(st.Uid)
+	} else {
+		out.Error = "no owner in the file's information"
+	}
+	return out
 }
 
 func (m *Manager) auditSQL(ctx context.Context, ev *instanceapi.AuditEvidence) error {

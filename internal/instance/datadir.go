@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	v1 "github.com/pgward/pgward/api/v1"
 )
@@ -116,12 +118,68 @@ func moveWAL(dataDir, walDir string) error {
 	}
 	pgWAL := filepath.Join(dataDir, "pg_wal")
 	if err := os.Rename(pgWAL, walDir); err != nil {
-		return fmt.Errorf("moving pg_wal to %s: %w", walDir, err)
+		// On Kubernetes the WAL has a volume of its own: a rename cannot
+		// cross it, so the restored WAL is copied over and then removed.
+		if !errors.Is(err, syscall.EXDEV) {
+			return fmt.Errorf("moving pg_wal to %s: %w", walDir, err)
+		}
+		if err := copyWAL(pgWAL, walDir); err != nil {
+			return fmt.Errorf("copying pg_wal to %s: %w", walDir, err)
+		}
+		if err := os.RemoveAll(pgWAL); err != nil {
+			return fmt.Errorf("removing the copied %s: %w", pgWAL, err)
+		}
 	}
 	if err := os.Symlink(walDir, pgWAL); err != nil {
 		return fmt.Errorf("linking pg_wal to %s: %w", walDir, err)
 	}
 	return nil
+}
+
+// copyWAL copies the WAL directory src to dst, which it creates: the
+// directories 0700 and the files 0600, as PostgreSQL keeps them. Anything
+// but a directory or a regular file (a link could point anywhere) is an
+// error.
+func copyWAL(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.Mkdir(to, 0o700)
+		case d.Type().IsRegular():
+			return copyFile(path, to)
+		default:
+			return fmt.Errorf("%s is neither a directory nor a regular file", path)
+		}
+	})
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from) // #nosec G304 -- a file of the instance's own restored pg_wal
+	if err != nil {
+		return err
+	}
+	defer func() { _ = in.Close() }()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- under the instance's WAL directory
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // promoteStaging renames a finished staging directory into PGDATA.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -156,30 +157,44 @@ func readRoles(ctx context.Context, conn *pgx.Conn, names []string) (map[string]
 }
 
 // managedPasswords reads the password of each role that takes one from a
-// secret; the secret must be for that role (its username).
-func (m *Manager) managedPasswords(c *v1.Cluster) (map[string]string, error) {
-	out := map[string]string{}
+// secret; the secret must be for that role (its username). A role whose
+// secret cannot be used is in held, with the reason in err: it is left as
+// it is until its secret can be (on Kubernetes a secret created after the
+// Cluster reaches the pods later), while the other roles are reconciled.
+func (m *Manager) managedPasswords(c *v1.Cluster) (passwords map[string]string, held map[string]bool, err error) {
+	passwords, held = map[string]string{}, map[string]bool{}
 	if c.Spec.Managed == nil {
-		return out, nil
+		return passwords, held, nil
 	}
+	var errs []error
 	for _, r := range c.Spec.Managed.Roles {
 		if r.PasswordSecret == nil || r.Ensure == "absent" {
 			continue
 		}
-		data, err := m.store.Get(r.PasswordSecret.Name)
+		pw, err := m.rolePassword(r)
 		if err != nil {
-			return nil, fmt.Errorf("role %s: reading secret %q: %w", r.Name, r.PasswordSecret.Name, err)
+			held[r.Name] = true
+			errs = append(errs, err)
+			continue
 		}
-		if u, ok := data["username"]; ok && string(u) != r.Name {
-			return nil, fmt.Errorf("role %s: secret %q is for user %q", r.Name, r.PasswordSecret.Name, u)
-		}
-		pw := string(data["password"])
-		if err := secrets.ValidatePassword(pw); err != nil {
-			return nil, fmt.Errorf("role %s: secret %q: %w", r.Name, r.PasswordSecret.Name, err)
-		}
-		out[r.Name] = pw
+		passwords[r.Name] = pw
 	}
-	return out, nil
+	return passwords, held, errors.Join(errs...)
+}
+
+func (m *Manager) rolePassword(r v1.RoleConfiguration) (string, error) {
+	data, err := m.store.Get(r.PasswordSecret.Name)
+	if err != nil {
+		return "", fmt.Errorf("role %s: reading secret %q: %w", r.Name, r.PasswordSecret.Name, err)
+	}
+	if u, ok := data["username"]; ok && string(u) != r.Name {
+		return "", fmt.Errorf("role %s: secret %q is for user %q", r.Name, r.PasswordSecret.Name, u)
+	}
+	pw := string(data["password"])
+	if err := secrets.ValidatePassword(pw); err != nil {
+		return "", fmt.Errorf("role %s: secret %q: %w", r.Name, r.PasswordSecret.Name, err)
+	}
+	return pw, nil
 }
 
 // reconcileManagedRoles makes the primary's roles what spec.managed.roles
@@ -193,22 +208,22 @@ func (m *Manager) reconcileManagedRoles(ctx context.Context, now time.Time) {
 	if !running || c.Spec.Managed == nil || len(c.Spec.Managed.Roles) == 0 {
 		return
 	}
-	passwords, err := m.managedPasswords(c)
-	if err == nil {
-		spec, _ := json.Marshal(c.Spec.Managed)
-		pw, _ := json.Marshal(passwords)
-		digest := sha256.Sum256(append(spec, pw...))
-		if digest == m.rolesDigest && now.Sub(m.rolesCheckedAt) < managedRolesRecheck {
-			return
-		}
-		err = m.applyManagedRoles(ctx, c, passwords)
-		if err == nil {
-			m.rolesDigest, m.rolesCheckedAt = digest, now
-		}
+	passwords, held, perr := m.managedPasswords(c)
+	spec, _ := json.Marshal(c.Spec.Managed)
+	pw, _ := json.Marshal(passwords)
+	hd, _ := json.Marshal(held)
+	digest := sha256.Sum256(append(append(spec, pw...), hd...))
+	if digest == m.rolesDigest && now.Sub(m.rolesCheckedAt) < managedRolesRecheck {
+		return
 	}
+	err := m.applyManagedRoles(ctx, c, passwords, held)
+	if err == nil {
+		m.rolesDigest, m.rolesCheckedAt = digest, now
+	}
+	err = errors.Join(perr, err)
 	msg := ""
 	if err != nil {
-		msg = err.Error()
+		msg = strings.ReplaceAll(err.Error(), "\n", "; ")
 	}
 	m.mu.Lock()
 	changed := m.rolesErr != msg
@@ -219,7 +234,9 @@ func (m *Manager) reconcileManagedRoles(ctx context.Context, now time.Time) {
 	}
 }
 
-func (m *Manager) applyManagedRoles(ctx context.Context, c *v1.Cluster, passwords map[string]string) error {
+// applyManagedRoles makes the server's roles what c declares, but for the
+// held ones (their password secret cannot be used yet).
+func (m *Manager) applyManagedRoles(ctx context.Context, c *v1.Cluster, passwords map[string]string, held map[string]bool) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := m.quietConn(cctx, "reconcile managed roles")
@@ -237,6 +254,9 @@ func (m *Manager) applyManagedRoles(ctx context.Context, c *v1.Cluster, password
 	}
 	applied := 0
 	for _, r := range c.Spec.Managed.Roles {
+		if held[r.Name] {
+			continue
+		}
 		pw, hasPW := passwords[r.Name]
 		stmts, err := rolePlan(r, have[r.Name], pw, hasPW, rand.Reader)
 		if err != nil {

@@ -2,6 +2,7 @@ package instance
 
 import (
 	"crypto/rand"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +61,49 @@ func TestRolePlan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestManagedPasswordsHoldsOnlyTheRolesConcerned: a role whose password
+// secret is missing, for another user or holds no usable password is held
+// (left as it is, the reason reported) while the other roles get theirs.
+func TestManagedPasswordsHoldsOnlyTheRolesConcerned(t *testing.T) {
+	root := t.TempDir()
+	store := secrets.DirStore{Root: root}
+	for name, data := range map[string]map[string][]byte{
+		"ok":     {"username": []byte("a"), "password": []byte("pass-a")},
+		"nouser": {"password": []byte("pass-b")},
+		"other":  {"username": []byte("zz"), "password": []byte("pass-c")},
+		"empty":  {"username": []byte("e")},
+	} {
+		if err := store.Put(name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref := func(n string) *v1.LocalObjectReference { return &v1.LocalObjectReference{Name: n} }
+	c := &v1.Cluster{Spec: v1.ClusterSpec{Managed: &v1.ManagedConfiguration{Roles: []v1.RoleConfiguration{
+		{Name: "a", PasswordSecret: ref("ok")},
+		{Name: "b", PasswordSecret: ref("nouser")},
+		{Name: "c", PasswordSecret: ref("other")},
+		{Name: "d", PasswordSecret: ref("missing")},
+		{Name: "e", PasswordSecret: ref("empty")},
+		{Name: "f", PasswordSecret: ref("missing"), Ensure: "absent"},
+		{Name: "g"},
+	}}}}
+	m := &Manager{store: store}
+	pw, held, err := m.managedPasswords(c)
+	if fmt.Sprint(pw) != "map[a:pass-a b:pass-b]" {
+		t.Errorf("passwords %v", pw)
+	}
+	if fmt.Sprint(held) != "map[c:true d:true e:true]" {
+		t.Errorf("held %v", held)
+	}
+	for _, want := range []string{`role c: secret "other" is for user "zz"`, `role d: reading secret "missing"`, `role e: secret "empty"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "pass-") {
+		t.Errorf("a password in the error: %v", err)
 	}
 }

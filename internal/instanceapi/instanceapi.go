@@ -390,6 +390,20 @@ type AuditEvidence struct {
 	HBA          string `json:"hba,omitempty"`
 	Ident        string `json:"ident,omitempty"`
 	FilesError   string `json:"filesError,omitempty"`
+	// WalDir is the WAL directory of an instance with spec.walStorage.
+	WalDir *AuditWalDir `json:"walDir,omitempty"`
+}
+
+// AuditWalDir is what an instance's separate WAL directory is on disk.
+type AuditWalDir struct {
+	// Dir is the configured WAL directory; Link where the data
+	// directory's pg_wal points ("" when it is not a symbolic link).
+	Dir  string `json:"dir"`
+	Link string `json:"link,omitempty"`
+	// Mode and UID are the WAL directory's permission bits and owner.
+	Mode  uint32 `json:"mode"`
+	UID   int    `json:"uid"`
+	Error string `json:"error,omitempty"`
 }
 
 // AuditProc is one process and its uid.

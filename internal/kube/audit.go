@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"strings"
@@ -113,6 +114,7 @@ func (a *kubeAuditor) checks() []audit.Check {
 		audit.Func{Name: "pod-security-context", Fix: "find what changed the pod (an admission webhook, a hand-made pod) and delete the pod: the operator recreates it with pgward's security context", Fn: a.podSecurity},
 		audit.Func{Name: "secret-projection-modes", Fix: "delete the pod: the operator recreates it projecting each key alone, mode 0400; never mount a whole secret, the CA or the controller secret into an instance", Fn: a.projections},
 		audit.Func{Name: "network-policies", Fix: fixOperator + " (it recreates the NetworkPolicies of a Cluster that enables them)", Fn: a.networkPolicies},
+		audit.Func{Name: "wal-directory", Fix: "delete the pod: the instance manager links pg_wal to the WAL volume and PostgreSQL owns the directory (a pg_wal left in the data volume needs the instance rebuilt: delete its PVCs and pod)", Fn: a.walDir},
 		audit.Func{Name: "processes-not-root", Fix: "delete the pod: the operator recreates it running as uid 26; find what started a root process in the container", Fn: a.processes},
 		audit.Func{Name: "certificate-expiry", Fix: "the operator renews generated certificates within the renewal window (check that it runs); replace user-provided ones", Fn: a.certExpiry},
 		audit.Func{Name: "certificate-chain", Fix: "replace the certificate with one issued by the cluster's CA (delete a generated secret: the operator issues it again)", Fn: a.certChain},
@@ -656,6 +658,23 @@ func (a *kubeAuditor) processes(ctx context.Context) audit.Result {
 		p := audit.DecideProcesses(procs)
 		p.Subject = n
 		return p
+	})
+}
+
+// walDir checks each instance's WAL directory, with spec.walStorage.
+func (a *kubeAuditor) walDir(ctx context.Context) audit.Result {
+	if a.c.Spec.WalStorage == nil {
+		return audit.Combine([]audit.Part{{Status: audit.Pass, Evidence: "no spec.walStorage: the WAL is in the data volume"}})
+	}
+	return a.eachEvidence(ctx, func(n string, ev *instanceapi.AuditEvidence) audit.Part {
+		w := ev.WalDir
+		switch {
+		case w == nil:
+			return audit.Part{Subject: n, Status: audit.Fail, Evidence: "the instance reports no WAL directory: its configuration has none"}
+		case w.Error != "":
+			return audit.Part{Subject: n, Status: audit.Fail, Evidence: "WAL directory not read: " + w.Error}
+		}
+		return audit.DecideWalDir(n, audit.WalDir{Dir: w.Dir, Link: w.Link, Mode: fs.FileMode(w.Mode), UID: w.UID}, int(build.PostgresUID))
 	})
 }
 

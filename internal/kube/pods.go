@@ -64,6 +64,13 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		if err != nil {
 			return nil, err
 		}
+		wal, err := build.WalPVC(c, name)
+		if err != nil {
+			return nil, err
+		}
+		if wal != nil {
+			tbs = append(tbs, wal)
+		}
 		for _, pvc := range tbs {
 			if _, err := ensure(ctx, r.Client, c, pvc, growPVC); err != nil {
 				return nil, err
@@ -126,8 +133,8 @@ func (r *ClusterReconciler) removeExtraInstances(ctx context.Context, c *v1.Clus
 	}
 	for _, p := range pvcs.Items {
 		extra[p.Name] = true
-		// A tablespace's volume goes with its instance.
-		if inst := p.Labels[build.InstanceLabel]; inst != p.Name && p.Labels[build.TablespaceLabel] != "" {
+		// A tablespace's or the WAL's volume goes with its instance.
+		if inst := p.Labels[build.InstanceLabel]; inst != p.Name && (p.Labels[build.TablespaceLabel] != "" || p.Labels[build.PVCRoleLabel] == build.PVCRoleWAL) {
 			if idx := build.InstanceIndex(c, inst); idx > c.Spec.Instances && inst != target {
 				if err := deleteOwned(ctx, r.Client, c, &corev1.PersistentVolumeClaim{ObjectMeta: objectKey(c, p.Name)}); err != nil {
 					return err

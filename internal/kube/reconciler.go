@@ -182,6 +182,7 @@ func ValidateForKubernetes(c *v1.Cluster) field.ErrorList {
 	}
 	errs = append(errs, refuseLocalOnly(c)...)
 	errs = append(errs, tablespacesForKubernetes(c)...)
+	errs = append(errs, walStorageForKubernetes(c)...)
 	return errs
 }
 
@@ -193,14 +194,6 @@ func refuseLocalOnly(c *v1.Cluster) field.ErrorList {
 	if c.Spec.Bootstrap != nil && c.Spec.Bootstrap.PgBaseBackup != nil {
 		errs = append(errs, field.Forbidden(spec.Child("bootstrap", "pg_basebackup"),
 			"cloning another cluster runs in the local runtime only so far"))
-	}
-	if c.Spec.WalStorage != nil {
-		errs = append(errs, field.Forbidden(spec.Child("walStorage"),
-			"a separate WAL volume runs in the local runtime only so far: the operator does not make the second PVC yet"))
-	}
-	if c.Spec.Managed != nil && len(c.Spec.Managed.Roles) > 0 {
-		errs = append(errs, field.Forbidden(spec.Child("managed", "roles"),
-			"managed roles run in the local runtime only so far: the operator does not project their password secrets into the pods yet"))
 	}
 	if c.Spec.Replica != nil {
 		errs = append(errs, field.Forbidden(spec.Child("replica"),

@@ -52,6 +52,9 @@ func (r *ClusterReconciler) updateStatus(ctx context.Context, c, desired *v1.Clu
 		meta.SetStatusCondition(&st.Conditions, cond)
 	}
 	r.setImageCondition(c, &st.Conditions)
+	if err := r.setManagedRolesCondition(ctx, c, mem.CurrentPrimary, obs, pods, &st.Conditions); err != nil {
+		return err
+	}
 	observeStatus(c)
 	if equality.Semantic.DeepEqual(before.Status, c.Status) {
 		return nil

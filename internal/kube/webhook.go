@@ -92,6 +92,9 @@ func (w ClusterWebhook) ValidateUpdate(_ context.Context, oldC, newC *v1.Cluster
 	errs = append(errs, refusePodShapeChanges(o, n)...)
 	errs = append(errs, tablespacesForKubernetes(n)...)
 	errs = append(errs, refuseTablespaceChanges(o, n)...)
+	errs = append(errs, walStorageForKubernetes(n)...)
+	errs = append(errs, refuseWalStorageChanges(o, n)...)
+	errs = append(errs, refuseRoleSecretChanges(o, n)...)
 	if n.Spec.StorageConfiguration.Size == "" && o.Spec.StorageConfiguration.Size == "" {
 		errs = append(errs, field.Required(field.NewPath("spec", "storage", "size"),
 			"each instance needs a persistent volume on Kubernetes, e.g. 1Gi"))

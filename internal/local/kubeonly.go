@@ -28,6 +28,11 @@ func kubernetesOnlyNotes(c *v1.Cluster, binDir string) []string {
 	if s.Managed != nil && s.Managed.Services != nil {
 		notes = append(notes, "note: spec.managed.services applies on Kubernetes; locally there are no Services: pgward local uri lists every instance")
 	}
+	if w := s.WalStorage; w != nil && (w.Size != "" || w.StorageClass != nil) {
+		// Locally the WAL directory is beside the data directory, on the
+		// state directory's file system (prepare.go:walDir).
+		notes = append(notes, "note: spec.walStorage's size and storageClass apply on Kubernetes (a volume per instance); locally the WAL is in instances/<instance>/wal beside the data, without a size limit")
+	}
 	if s.PrimaryLease != nil {
 		// Locally there is no API server to hold a Lease, and the
 		// controller fences a silent instance by power within ~2 s; its

@@ -20,6 +20,8 @@ func TestKubernetesOnlyNotes(t *testing.T) {
 		{"catalog", v1.ClusterSpec{ImageCatalogRef: ref, ImagePullSecrets: []v1.LocalObjectReference{{Name: "r"}}}, []string{`spec.imageCatalogRef (ImageCatalog "cat")`, "spec.imagePullSecrets"}},
 		{"services", v1.ClusterSpec{Managed: svcs}, []string{"spec.managed.services applies on Kubernetes"}},
 		{"primary lease", v1.ClusterSpec{PrimaryLease: &v1.PrimaryLeaseConfiguration{}}, []string{"spec.primaryLease applies on Kubernetes"}},
+		{"WAL storage", v1.ClusterSpec{WalStorage: &v1.StorageConfiguration{Size: "1Gi"}}, []string{"spec.walStorage's size and storageClass apply on Kubernetes"}},
+		{"WAL storage without size or class", v1.ClusterSpec{WalStorage: &v1.StorageConfiguration{}}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := kubernetesOnlyNotes(&v1.Cluster{Spec: tc.spec}, "/pg/bin")

@@ -93,7 +93,7 @@ func TestPluginAuditOnPods(t *testing.T) {
 	t.Logf("healthy audit after %s", time.Since(start).Round(time.Millisecond))
 	text, code := pluginAudit(t, ns, c.Name, false)
 	t.Logf("audit:\n%s", text)
-	if code != 0 || strings.Count(text, "\n") != 16 {
+	if code != 0 || strings.Count(text, "\n") != 17 {
 		t.Errorf("text audit: exit %d, %d lines", code, strings.Count(text, "\n"))
 	}
 	by, _, _ := auditResults(t, ns, c.Name)

@@ -84,6 +84,9 @@ func Pod(c *v1.Cluster, name, role string, opts Options) *corev1.Pod {
 	tbsVolumes, tbsMounts := tablespaceVolumes(c, name)
 	volumes = append(volumes, tbsVolumes...)
 	ctr.VolumeMounts = append(ctr.VolumeMounts, tbsMounts...)
+	walVols, walMounts := walVolumes(c, name)
+	volumes = append(volumes, walVols...)
+	ctr.VolumeMounts = append(ctr.VolumeMounts, walMounts...)
 	if pv := c.Spec.ProjectedVolumeTemplate; pv != nil {
 		volumes = append(volumes, corev1.Volume{Name: volProjected, VolumeSource: corev1.VolumeSource{Projected: pv.DeepCopy()}})
 	}
@@ -259,6 +262,20 @@ func configProjection(c *v1.Cluster, name string) []corev1.VolumeProjection {
 	for _, u := range c.BackupSecretKeys() {
 		wants = append(wants, want{u.Name, u.Key})
 	}
+	// The managed roles' password secrets, optional: a secret that does
+	// not exist (yet) must not keep the pod from starting; the instance
+	// manager reports the role it cannot reconcile, the operator the
+	// missing secret (condition ManagedRoles), and the kubelet projects
+	// the secret once it exists, and its new content when it changes.
+	optional := map[string]bool{}
+	for _, s := range RoleSecretNames(c) {
+		if !slices.ContainsFunc(wants, func(w want) bool { return w.secret == s }) {
+			optional[s] = true
+		}
+		for _, k := range RoleSecretKeys {
+			wants = append(wants, want{s, k})
+		}
+	}
 	// One projection per secret, in first-use order; a secret used twice
 	// (the CA for both server and client) contributes each key once.
 	var order []string
@@ -278,10 +295,14 @@ func configProjection(c *v1.Cluster, name string) []corev1.VolumeProjection {
 		Items:                configItems(c),
 	}}}
 	for _, s := range order {
-		out = append(out, corev1.VolumeProjection{Secret: &corev1.SecretProjection{
+		p := &corev1.SecretProjection{
 			LocalObjectReference: corev1.LocalObjectReference{Name: s},
 			Items:                items[s],
-		}})
+		}
+		if optional[s] {
+			p.Optional = new(true)
+		}
+		out = append(out, corev1.VolumeProjection{Secret: p})
 	}
 	return out
 }

@@ -88,6 +88,11 @@ func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instancea
 		// The same path in every pod, each its own volumes (TablespacesMount).
 		cfg.TablespacesDir, cfg.TablespaceLocation = TablespacesMount, TablespacesMount
 	}
+	if c.Spec.WalStorage != nil {
+		// initdb --waldir and pg_basebackup --waldir put the WAL on its
+		// own volume and link pg_wal there, as locally.
+		cfg.WalDir = WalDir
+	}
 	return cfg
 }
 
