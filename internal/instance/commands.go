@@ -342,19 +342,6 @@ func (m *Manager) doFollow(ctx context.Context, primary Endpoint) error {
 	if _, err := pool.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
 		return fmt.Errorf("reloading primary_conninfo: %w", err)
 	}
-	if old.Host == primary.Host && old.Port == primary.Port {
-		// The same address for another primary (Kubernetes: the read-write
-		// Service): primary_conninfo did not change, so the reload leaves
-		// the WAL receiver where it is. Connected to an old primary that
-		// is cut off, it would wait for wal_receiver_timeout before
-		// reconnecting, long enough for the planner to rewind this standby
-		// (network cut on real pods: every round). Ended, it is started
-		// again after wal_retrieve_retry_interval, through the address as
-		// it now routes.
-		if _, err := pool.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_wal_receiver"); err != nil {
-			m.log.Warn("restarting the WAL receiver to follow the new primary", "err", err)
-		}
-	}
 	m.log.Info("following", "primary", primary.Name)
 	return nil
 }
