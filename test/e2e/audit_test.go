@@ -155,11 +155,11 @@ spec:
 		if changed == string(orig) {
 			t.Fatalf("%s: the edit changed nothing", path)
 		}
-		if err := os.WriteFile(path, []byte(changed), 0o600); err != nil {
+		if err := replaceFile(path, []byte(changed)); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() {
-			if err := os.WriteFile(path, orig, 0o600); err != nil {
+			if err := replaceFile(path, orig); err != nil {
 				t.Errorf("restoring %s: %v", path, err)
 			}
 		})
@@ -508,4 +508,26 @@ func leafFromClusterCA(t *testing.T, dir string, notBefore, notAfter time.Time) 
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+}
+
+// replaceFile swaps path's content in one rename, keeping its owner and
+// mode: PostgreSQL may reread pg_hba.conf or pg_ident.conf at any moment
+// (the managers reload on their own), and a file truncated then written in
+// place was once read empty, which left peer authentication broken for
+// the rest of the test (CI, 2026-12-06).
+func replaceFile(path string, data []byte) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tamper"
+	if err := os.WriteFile(tmp, data, fi.Mode().Perm()); err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if err := os.Chown(tmp, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+	}
+	return os.Rename(tmp, path)
 }
