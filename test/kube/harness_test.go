@@ -229,7 +229,12 @@ func newNamespace(t testing.TB, name string) string {
 			dumpNamespace(t, name)
 		}
 		_ = cl.Delete(ctx, ns)
-		eventually(t, 3*time.Minute, "namespace "+name+" deleted", func() error {
+		// A pod may take its whole grace period to stop (spec.stopDelay,
+		// 180 s by default, when its fast shutdown waits: the archiver's
+		// object store may be gone by then), and the namespace goes after
+		// its pods. Which pod held TestBackupAndRecovery's namespace past
+		// 3 minutes once was not recorded.
+		eventually(t, 4*time.Minute, "namespace "+name+" deleted", func() error {
 			err := cl.Get(ctx, client.ObjectKey{Name: name}, &corev1.Namespace{})
 			if apierrors.IsNotFound(err) {
 				return nil
