@@ -68,22 +68,8 @@ func TestWakeupsFailOverBeforeTheNextCheck(t *testing.T) {
 	c.Name = "wk"
 	sim := &watchingSim{simInstances: &simInstances{sim: plantest.NewSim(time.Now(), kube.DefaultTiming().SelfFence, "wk-1", "wk-2", "wk-3")}}
 
-	cfg := kube.DefaultConfig()
-	cfg.Namespace = operatorNamespace
-	cfg.Build.OperatorNamespace = operatorNamespace
-	cfg.MetricsAddr, cfg.ProbeAddr = "0", "0"
-	cfg.LeaderElect, cfg.Webhooks = false, false
-	cfg.Timing.CheckInterval = time.Minute
-	cfg.Instances = sim
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- kube.Run(ctx, opCfg, cfg) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("operator: %v", err)
-		}
-	}()
+	cfg := runSlowOperator(t, sim)
+	ctx := context.Background()
 	createCluster(t, c)
 
 	status := func() v1.ClusterStatus {
@@ -152,22 +138,8 @@ func TestWakeupsWhenInstancesStartAnswering(t *testing.T) {
 	for _, n := range []string{"wa-1", "wa-2", "wa-3"} {
 		sim.sim.Node(n).Isolated = true
 	}
-	cfg := kube.DefaultConfig()
-	cfg.Namespace = operatorNamespace
-	cfg.Build.OperatorNamespace = operatorNamespace
-	cfg.MetricsAddr, cfg.ProbeAddr = "0", "0"
-	cfg.LeaderElect, cfg.Webhooks = false, false
-	cfg.Timing.CheckInterval = time.Minute
-	cfg.Instances = sim
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- kube.Run(ctx, opCfg, cfg) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("operator: %v", err)
-		}
-	}()
+	cfg := runSlowOperator(t, sim)
+	ctx := context.Background()
 	createCluster(t, c)
 	var pods corev1.PodList
 	for deadline := time.Now().Add(30 * time.Second); len(pods.Items) < 3; time.Sleep(100 * time.Millisecond) {
@@ -213,4 +185,28 @@ func TestWakeupsWhenInstancesStartAnswering(t *testing.T) {
 		sim.mu.Unlock()
 	}
 	t.Logf("bootstrapped %s after the instances started answering", time.Since(answered).Round(time.Millisecond))
+}
+
+// runSlowOperator runs the operator's manager against sim with a check
+// interval of a minute, so that anything sooner is a wake-up; it stops when
+// the test ends.
+func runSlowOperator(t *testing.T, sim kube.InstanceClient) kube.Config {
+	t.Helper()
+	cfg := kube.DefaultConfig()
+	cfg.Namespace = operatorNamespace
+	cfg.Build.OperatorNamespace = operatorNamespace
+	cfg.MetricsAddr, cfg.ProbeAddr = "0", "0"
+	cfg.LeaderElect, cfg.Webhooks = false, false
+	cfg.Timing.CheckInterval = time.Minute
+	cfg.Instances = sim
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- kube.Run(ctx, opCfg, cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("operator: %v", err)
+		}
+	})
+	return cfg
 }
