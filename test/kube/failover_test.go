@@ -312,3 +312,29 @@ func waitStreaming(t testing.TB, ns, name string) *v1.Cluster {
 	})
 	return c
 }
+
+// writerLine is one "ack" or "err" line of the writer's log, by the time
+// it records; fields are all of the line's fields.
+type writerLine struct {
+	at     time.Time
+	fields []string
+}
+
+// writerLines returns the writer's lines timed within [from, to].
+func writerLines(log string, from, to time.Time) []writerLine {
+	var out []writerLine
+	for _, line := range strings.Split(log, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || (f[0] != "ack" && f[0] != "err") {
+			continue
+		}
+		ms, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil {
+			continue
+		}
+		if at := time.UnixMilli(ms); !at.Before(from) && !at.After(to) {
+			out = append(out, writerLine{at: at, fields: f})
+		}
+	}
+	return out
+}

@@ -284,19 +284,8 @@ func lastBefore(acks []ack, t time.Time) time.Duration {
 // [from, to] (including from the window's edges) and the failed writes.
 func writeGaps(log string, from, to time.Time) (time.Duration, int) {
 	last, gap, errs := from, time.Duration(0), 0
-	for _, line := range strings.Split(log, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 3 {
-			continue
-		}
-		ms, err := strconv.ParseInt(f[2], 10, 64)
-		if err != nil {
-			continue
-		}
-		at := time.UnixMilli(ms)
-		if at.Before(from) || at.After(to) {
-			continue
-		}
+	for _, l := range writerLines(log, from, to) {
+		at, f := l.at, l.fields
 		switch f[0] {
 		case "ack":
 			gap, last = max(gap, at.Sub(last)), at

@@ -227,26 +227,15 @@ func writerEvents(log string, from, to time.Time) []event {
 	var evs []event
 	var prev *ack
 	seen := map[string]bool{}
-	for _, line := range strings.Split(log, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 3 {
-			continue
-		}
-		ms, err := strconv.ParseInt(f[2], 10, 64)
-		if err != nil {
-			continue
-		}
-		at := time.UnixMilli(ms)
-		if at.Before(from) || at.After(to) {
-			continue
-		}
+	for _, l := range writerLines(log, from, to) {
+		at, f := l.at, l.fields
 		switch f[0] {
 		case "ack":
-			if prev != nil && (prev.server != strings.Join(f[3:], " ") || at.Sub(prev.at) > 200*time.Millisecond) {
+			if prev != nil && (prev.server != f[3] || at.Sub(prev.at) > 200*time.Millisecond) {
 				evs = append(evs, event{prev.at, "writer: ack on " + prev.server})
-				evs = append(evs, event{at, "writer: ack on " + strings.Join(f[3:], " ") + fmt.Sprintf(" (%d ms after the previous)", at.Sub(prev.at).Milliseconds())})
+				evs = append(evs, event{at, "writer: ack on " + f[3] + fmt.Sprintf(" (%d ms after the previous)", at.Sub(prev.at).Milliseconds())})
 			}
-			prev = &ack{at: at, server: strings.Join(f[3:], " ")}
+			prev = &ack{at: at, server: f[3]}
 		case "err":
 			msg := strings.Join(f[3:], " ")
 			if len(msg) > 90 {
@@ -297,19 +286,8 @@ func downOutage(log string, down []downInterval, normal time.Duration) (total ti
 // returns the sum, the longest gap and the failed writes.
 func outage(log string, from, to time.Time, normal time.Duration) (total, longest time.Duration, failed int) {
 	var last time.Time
-	for _, line := range strings.Split(log, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 3 {
-			continue
-		}
-		ms, err := strconv.ParseInt(f[2], 10, 64)
-		if err != nil {
-			continue
-		}
-		at := time.UnixMilli(ms)
-		if at.Before(from) || at.After(to) {
-			continue
-		}
+	for _, l := range writerLines(log, from, to) {
+		at, f := l.at, l.fields
 		switch f[0] {
 		case "ack":
 			if !last.IsZero() {
