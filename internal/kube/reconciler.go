@@ -191,10 +191,6 @@ func ValidateForKubernetes(c *v1.Cluster) field.ErrorList {
 func refuseLocalOnly(c *v1.Cluster) field.ErrorList {
 	var errs field.ErrorList
 	spec := field.NewPath("spec")
-	if c.Spec.Bootstrap != nil && c.Spec.Bootstrap.PgBaseBackup != nil {
-		errs = append(errs, field.Forbidden(spec.Child("bootstrap", "pg_basebackup"),
-			"cloning another cluster runs in the local runtime only so far"))
-	}
 	if c.Spec.Replica != nil {
 		errs = append(errs, field.Forbidden(spec.Child("replica"),
 			"replica clusters run in the local runtime only so far: the operator does not yet bootstrap a designated primary from the source, project the source's secrets into the pods, nor promote one when spec.replica changes"))
