@@ -190,11 +190,6 @@ func ValidateForKubernetes(c *v1.Cluster) field.ErrorList {
 // rather than accept it and run pods that do not do it.
 func refuseLocalOnly(c *v1.Cluster) field.ErrorList {
 	var errs field.ErrorList
-	spec := field.NewPath("spec")
-	if c.Spec.Replica != nil {
-		errs = append(errs, field.Forbidden(spec.Child("replica"),
-			"replica clusters run in the local runtime only so far: the operator does not yet bootstrap a designated primary from the source, project the source's secrets into the pods, nor promote one when spec.replica changes"))
-	}
 	return errs
 }
 

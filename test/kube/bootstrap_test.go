@@ -184,3 +184,76 @@ func TestCloneOnPods(t *testing.T) {
 		})
 	}
 }
+
+// TestReplicaClusterOnPods: a replica cluster on real pods, CloudNativePG's
+// TLS sample shape: its designated primary is cloned from the source
+// Cluster and streams from it through the source's -rw Service as
+// streaming_replica with the source's client certificate, its own replica
+// cascades from it, no instance accepts writes; spec.replica.enabled set
+// to false promotes it into an independent cluster.
+func TestReplicaClusterOnPods(t *testing.T) {
+	ns := newNamespace(t, "replicapods")
+	ctx := context.Background()
+	src := newCluster(t, ns, "cluster-example.yaml", func(c *v1.Cluster) {
+		c.Name = "rsrc"
+		c.Spec.Instances = 1
+	})
+	psqlLocal(t, ns, src.Status.CurrentPrimary, "app", "CREATE TABLE items AS SELECT g AS id FROM generate_series(1, 1000) g")
+	copySecret := func(from, to string, keys ...string) {
+		var s corev1.Secret
+		if err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: from}, &s); err != nil {
+			t.Fatal(err)
+		}
+		data := map[string][]byte{}
+		for _, k := range keys {
+			data[k] = s.Data[k]
+		}
+		if err := cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: to}, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copySecret("rsrc-replication", "rsrc-replication-copy", "tls.crt", "tls.key")
+	copySecret("rsrc-ca", "rsrc-ca-copy", "ca.crt")
+	dst := newCluster(t, ns, "cluster-example.yaml", func(c *v1.Cluster) {
+		c.Name = "rdst"
+		c.Spec.Instances = 2
+		c.Spec.Bootstrap = &v1.BootstrapConfiguration{PgBaseBackup: &v1.BootstrapPgBaseBackup{Source: "rsrc"}}
+		c.Spec.Replica = &v1.ReplicaClusterConfiguration{Enabled: new(true), Source: "rsrc"}
+		c.Spec.ExternalClusters = []v1.ExternalCluster{{Name: "rsrc",
+			ConnectionParameters: map[string]string{"host": "rsrc-rw", "user": "streaming_replica", "dbname": "postgres", "sslmode": "verify-full"},
+			SSLCert:              &v1.SecretKeySelector{Name: "rsrc-replication-copy", Key: "tls.crt"},
+			SSLKey:               &v1.SecretKeySelector{Name: "rsrc-replication-copy", Key: "tls.key"},
+			SSLRootCert:          &v1.SecretKeySelector{Name: "rsrc-ca-copy", Key: "ca.crt"},
+		}}
+	})
+	head := dst.Status.CurrentPrimary
+	psqlLocal(t, ns, src.Status.CurrentPrimary, "app", "INSERT INTO items VALUES (0)")
+	for _, pod := range []string{"rdst-1", "rdst-2"} {
+		eventually(t, time.Minute, "the source's new row on "+pod, func() error {
+			if got := psqlLocal(t, ns, pod, "app", "SELECT count(*) FROM items"); got != "1001" {
+				return fmt.Errorf("%q rows, want 1001", got)
+			}
+			return nil
+		})
+		if out, err := podExec(ctx, ns, pod, "psql", "-h", "/run/postgresql", "-U", "postgres", "-d", "app", "-X", "-c", "INSERT INTO items VALUES (-1)"); err == nil || !strings.Contains(out, "read-only") {
+			t.Errorf("a write on %s of the replica cluster: want a read-only refusal, got %v\n%s", pod, err, out)
+		}
+	}
+	mustKubectl(t, "-n", ns, "patch", "cluster", "rdst", "--type=merge", "-p", `{"spec":{"replica":{"enabled":false}}}`)
+	eventually(t, 2*time.Minute, "the promoted cluster taking a write", func() error {
+		c := getCluster(t, ns, "rdst")
+		if c.Status.CurrentPrimary == "" {
+			return fmt.Errorf("no primary yet")
+		}
+		out, err := podExec(ctx, ns, c.Status.CurrentPrimary, "psql", "-h", "/run/postgresql", "-U", "postgres", "-d", "app", "-X", "-c", "INSERT INTO items VALUES (-2)")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	promoted := waitHealthy(t, ns, "rdst", 2*time.Minute)
+	t.Logf("designated primary %s; after the promotion the primary is %s", head, promoted.Status.CurrentPrimary)
+	if got := psqlLocal(t, ns, src.Status.CurrentPrimary, "app", "SELECT count(*) FROM items"); got != "1001" {
+		t.Errorf("the source has %q rows after the replica cluster's promotion, want 1001", got)
+	}
+}
