@@ -124,6 +124,12 @@ type Manager struct {
 	tablespacesDigest    [32]byte
 	tablespacesCheckedAt time.Time
 	tablespacesErr       string
+	// dbDigest identifies the declared databases last reconciled, at
+	// dbCheckedAt; dbResults are their outcomes, in the status
+	// (databases.go).
+	dbDigest    [32]byte
+	dbCheckedAt time.Time
+	dbResults   []instanceapi.DatabaseResult
 	// pgTLS is the TLS material PostgreSQL last read, at start or reload.
 	pgTLS tlsState
 	// level is the logger's level, kept at spec.logLevel (logging.go).
@@ -351,6 +357,7 @@ func (m *Manager) loop(ctx context.Context) error {
 			m.applyChangedPasswords(ctx)
 			m.reconcileManagedRoles(ctx, time.Now())
 			m.reconcileTablespaces(ctx, time.Now())
+			m.reconcileDatabases(ctx, time.Now())
 			m.revertAlterSystem(ctx)
 		}
 	}

@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"slices"
 	"context"
 	"fmt"
 	"time"
@@ -126,6 +127,9 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 	smp, gen, pgTLS := m.sample, m.gen, m.pgTLS
 	st.RolesError = m.rolesErr
 	st.TablespacesError = m.tablespacesErr
+	if m.primary {
+		st.Databases = slices.Clone(m.dbResults)
+	}
 	if m.backupRun != nil {
 		run := *m.backupRun
 		st.Backup = &run

@@ -180,6 +180,9 @@ type Status struct {
 	// TablespacesError says why spec.tablespaces is not (yet) what the
 	// primary has; empty when it is.
 	TablespacesError string `json:"tablespacesError,omitempty"`
+	// Databases is the primary's result for each declared database (see
+	// Config.DatabasesFile), for the generation it applied.
+	Databases []DatabaseResult `json:"databases,omitempty"`
 	// Archive is the WAL archiver's state on a primary that archives.
 	Archive *Archive `json:"archive,omitempty"`
 	// Backup is the last base backup this instance ran, if any.
@@ -192,6 +195,17 @@ type Status struct {
 	// outcome (`pgward local reload`, `kubectl pgward reload`).
 	Reload     *ReloadResult `json:"reload,omitempty"`
 	ObservedAt time.Time     `json:"observedAt"`
+}
+
+// DatabaseResult is the outcome of one declared database: Object and
+// Generation echo the declaration's; Applied is true when the server has
+// it as declared, else Message says why not (each schema's and
+// extension's problem named).
+type DatabaseResult struct {
+	Object     string `json:"object"`
+	Generation int64  `json:"generation,omitempty"`
+	Applied    bool   `json:"applied"`
+	Message    string `json:"message,omitempty"`
 }
 
 // ConfigFiles are an instance's configuration files by name
@@ -257,6 +271,21 @@ func (s *Status) Digest() string {
 		s.Timeline, s.PendingRestart, s.StreamingFrom, receiver, s.SyncStandbyNames, peers,
 		s.Error != "", s.ConfigError != "", s.RolesError != "", s.Designated, s.Source, backup,
 	})
+	if len(s.Databases) > 0 {
+		// Only with declared databases, so that the digest of every other
+		// instance stays what it was.
+		type db struct {
+			O string
+			G int64
+			A bool
+		}
+		var dbs []db
+		for _, d := range s.Databases {
+			dbs = append(dbs, db{d.Object, d.Generation, d.Applied})
+		}
+		more, _ := json.Marshal(dbs)
+		raw = append(raw, more...)
+	}
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:12])
 }

@@ -70,7 +70,10 @@ type InstanceReport struct {
 	// last base backup the instance ran.
 	Archive *instanceapi.Archive   `json:"archive,omitempty"`
 	Backup  *instanceapi.BackupRun `json:"backup,omitempty"`
-	Error   string                 `json:"error,omitempty"`
+	// Databases is the primary's result for each declared database (the
+	// file's Database documents).
+	Databases []instanceapi.DatabaseResult `json:"databases,omitempty"`
+	Error     string                       `json:"error,omitempty"`
 }
 
 // StatusOptions configure `pgward local status`.
@@ -148,6 +151,12 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 			}
 			if s.TablespacesError != "" {
 				r.Error = strings.TrimSpace(r.Error + " tablespaces: " + s.TablespacesError)
+			}
+			r.Databases = s.Databases
+			for _, d := range s.Databases {
+				if !d.Applied {
+					r.Error = strings.TrimSpace(r.Error + " database " + d.Object + ": " + d.Message)
+				}
 			}
 			r.CurrentLSN, r.ReceivedLSN, r.ReplayedLSN = s.CurrentLSN, s.ReceivedLSN, s.ReplayedLSN
 			r.Archive, r.Backup = s.Archive, s.Backup
