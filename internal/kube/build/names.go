@@ -54,6 +54,11 @@ const (
 	// canonical form), in the config secret: pods mount no new secret.
 	CustomQueriesFile = ConfigDir + "/" + CustomQueriesKey
 	CustomQueriesKey  = "custom-queries.json"
+	// DatabasesFile is the cluster's declared databases (the Database
+	// objects naming it, v1.DatabaseDeclaration as JSON), set by the
+	// operator in the config secret like the custom queries.
+	DatabasesFile = ConfigDir + "/" + DatabasesKey
+	DatabasesKey  = "databases.json"
 	SecretsRoot       = ConfigDir + "/secrets"
 	DataMount         = "/var/lib/postgresql/data"
 	DataDir           = DataMount + "/pgdata"
