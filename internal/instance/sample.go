@@ -1,9 +1,9 @@
 package instance
 
 import (
-	"slices"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pgward/pgward/internal/instanceapi"

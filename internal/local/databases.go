@@ -62,13 +62,13 @@ func CheckDatabases(c *v1.Cluster, dbs []*v1.Database) error {
 			fe = append(fe, field.Duplicate(field.NewPath("metadata", "name"), d.Name))
 		}
 		if agg := fe.ToAggregate(); agg != nil {
-			errs = append(errs, fmt.Errorf("Database %q: %w", d.Name, agg))
+			errs = append(errs, fmt.Errorf("kind Database %q: %w", d.Name, agg))
 		}
 		objects, names = append(objects, d.Name), append(names, d.Spec.Name)
 	}
 	for i, msg := range v1.DatabaseConflicts(objects, names) {
 		if msg != "" {
-			errs = append(errs, fmt.Errorf("Database %q: spec.name: %s", objects[i], msg))
+			errs = append(errs, fmt.Errorf("kind Database %q: spec.name: %s", objects[i], msg))
 		}
 	}
 	return errors.Join(errs...)

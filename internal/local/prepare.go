@@ -365,8 +365,8 @@ func (p *prepared) writeInstanceConfigs() error {
 			// Always named, as the queries are: a Database added later
 			// reaches the running primary.
 			DatabasesFile: p.layout.DatabasesFile(),
-			OSUser:            p.user.Name,
-			SecretsRoot:       p.layout.SecretsDir(),
+			OSUser:        p.user.Name,
+			SecretsRoot:   p.layout.SecretsDir(),
 			Secrets: instance.Secrets{
 				ServerTLS: p.tls.ServerTLS, ServerCA: p.tls.ServerCA, ClientCA: p.tls.ClientCA,
 				Replication: p.tls.Replication, App: p.app, Superuser: p.super,
