@@ -25,6 +25,11 @@ import (
 // or extension altered by hand is put back within it.
 const databasesRecheck = 10 * time.Second
 
+// databasesBudget bounds one pass over every declared database. A longer
+// statement (ALTER DATABASE SET TABLESPACE copies the files) is cancelled
+// and reported, and tried again at the next pass.
+const databasesBudget = 10 * time.Second
+
 // dbState is what the server has for a database.
 type dbState struct {
 	exists                bool
@@ -247,8 +252,17 @@ func (m *Manager) reconcileDatabases(ctx context.Context, now time.Time) {
 func (m *Manager) applyDatabases(ctx context.Context, c *v1.Cluster, decls []v1.DatabaseDeclaration) []instanceapi.DatabaseResult {
 	out := make([]instanceapi.DatabaseResult, 0, len(decls))
 	applied := 0
+	// One budget for the pass, as for the roles: this runs in the
+	// manager's loop, which also fences and executes commands.
+	cctx, cancel := context.WithTimeout(ctx, databasesBudget)
+	defer cancel()
 	for _, d := range decls {
 		res := instanceapi.DatabaseResult{Object: d.Object, Generation: d.Generation}
+		if cctx.Err() != nil {
+			res.Message = fmt.Sprintf("not reached in this pass (its %s were spent): retried within %s", databasesBudget, databasesRecheck)
+			out = append(out, res)
+			continue
+		}
 		errs := d.Spec.Validate(field.NewPath("spec"))
 		if c != nil {
 			errs = append(errs, c.CheckDatabase(&d.Spec, field.NewPath("spec"))...)
@@ -258,7 +272,7 @@ func (m *Manager) applyDatabases(ctx context.Context, c *v1.Cluster, decls []v1.
 			out = append(out, res)
 			continue
 		}
-		n, msgs := m.applyDatabase(ctx, d.Spec)
+		n, msgs := m.applyDatabase(cctx, d.Spec)
 		applied += n
 		res.Applied = len(msgs) == 0
 		res.Message = strings.Join(msgs, "; ")
@@ -275,9 +289,7 @@ func (m *Manager) applyDatabases(ctx context.Context, c *v1.Cluster, decls []v1.
 
 // applyDatabase reconciles one database, then its schemas and extensions;
 // it returns how many statements ran and every problem.
-func (m *Manager) applyDatabase(ctx context.Context, want v1.DatabaseSpec) (int, []string) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+func (m *Manager) applyDatabase(cctx context.Context, want v1.DatabaseSpec) (int, []string) {
 	conn, err := m.quietConn(cctx, "reconcile declared databases")
 	if err != nil {
 		return 0, []string{err.Error()}
