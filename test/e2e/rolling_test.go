@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -32,6 +35,7 @@ spec:
 `, buffers) + slotsManifest
 	}
 	dir := upCluster(t, "roll", manifest("32MB"))
+	eventually(t, 30*time.Second, "every instance reporting the first manifest loaded", func() error { return runsStored(t, dir) })
 	checkHASlots(t, dir, "roll", 3)
 	first := currentPrimary(t, dir)
 	uri := strings.TrimSpace(mustPgward(t, "local", "uri", "app", "--dir", dir))
@@ -82,7 +86,7 @@ spec:
 		if p := currentPrimary(t, dir); p == "" {
 			return fmt.Errorf("no primary")
 		}
-		return nil
+		return runsStored(t, dir)
 	})
 	took := time.Since(start)
 	stop()
@@ -106,6 +110,39 @@ spec:
 	if longest > 8*time.Second {
 		t.Errorf("writes paused for %s", longest)
 	}
+}
+
+// runsStored checks that every instance reports the stored manifest
+// loaded (the hex SHA-256 of its bytes, which the rolling update waits
+// for) with no restart pending.
+func runsStored(t *testing.T, dir string) error {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "cluster.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	want := hex.EncodeToString(sum[:])
+	out := mustPgward(t, "local", "status", "-o", "json", "--dir", dir)
+	var cs struct {
+		Instances []struct {
+			Name           string `json:"name"`
+			ManifestSHA256 string `json:"manifestSHA256"`
+			PendingRestart bool   `json:"pendingRestart"`
+		} `json:"instances"`
+	}
+	if err := json.Unmarshal([]byte(out), &cs); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	if len(cs.Instances) == 0 {
+		return fmt.Errorf("no instances in the status")
+	}
+	for _, is := range cs.Instances {
+		if is.ManifestSHA256 != want || is.PendingRestart {
+			return fmt.Errorf("%s reports manifest %q, pending restart %v; the stored one is %s", is.Name, is.ManifestSHA256, is.PendingRestart, want)
+		}
+	}
+	return nil
 }
 
 // TestLocalRestart: `pgward local restart` restarts every instance
