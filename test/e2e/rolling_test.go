@@ -89,7 +89,7 @@ spec:
 				t.Errorf("%s reports the stored manifest loaded with no restart pending, but runs shared_buffers %s", name, out)
 			}
 			if (err != nil || out != "48MB") && notYet == nil {
-				notYet = fmt.Errorf("%s (port %d): %v %s", name, port, err, out)
+				notYet = fmt.Errorf("%s (port %d): %w %s", name, port, err, out)
 			}
 		}
 		if notYet != nil {
