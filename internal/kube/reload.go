@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -116,6 +117,17 @@ func (r *ClusterReconciler) noteManifest(c *v1.Cluster, name string, manifest []
 		r.manifests[key] = map[string]string{}
 	}
 	r.manifests[key][name] = hex.EncodeToString(sum[:])
+}
+
+// manifestsOf is plan.Spec.Manifests: each instance's manifest as this
+// operator last wrote it into its config Secret. A rolling update waits
+// until an instance reports it loaded (its kubelet refreshes the Secret's
+// volume at its own next sync). Empty until this operator has written
+// them, which it does before every planner step (ensureInstances).
+func (r *ClusterReconciler) manifestsOf(c *v1.Cluster) map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.manifests[client.ObjectKeyFromObject(c).String()])
 }
 
 func (r *ClusterReconciler) manifestOf(c *v1.Cluster, name string) string {

@@ -70,7 +70,12 @@ type InstanceReport struct {
 	// last base backup the instance ran.
 	Archive *instanceapi.Archive   `json:"archive,omitempty"`
 	Backup  *instanceapi.BackupRun `json:"backup,omitempty"`
-	Error   string                 `json:"error,omitempty"`
+	// ManifestSHA256 identifies the stored manifest PostgreSQL has loaded
+	// (hex SHA-256 of its bytes), PendingRestart whether settings in it
+	// wait for a restart: what the rolling update waits on.
+	ManifestSHA256 string `json:"manifestSHA256,omitempty"`
+	PendingRestart bool   `json:"pendingRestart,omitempty"`
+	Error          string `json:"error,omitempty"`
 }
 
 // StatusOptions configure `pgward local status`.
@@ -151,6 +156,7 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 			}
 			r.CurrentLSN, r.ReceivedLSN, r.ReplayedLSN = s.CurrentLSN, s.ReceivedLSN, s.ReplayedLSN
 			r.Archive, r.Backup = s.Archive, s.Backup
+			r.ManifestSHA256, r.PendingRestart = s.ManifestSHA256, s.PendingRestart
 			r.State = instanceapi.StateOf(s)
 			if s.PostmasterRunning && s.Ready {
 				if err := passStreaming(s, readiness); err != nil {
