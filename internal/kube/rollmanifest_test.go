@@ -5,6 +5,9 @@ import (
 	"sync"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	v1 "github.com/pgward/pgward/api/v1"
 	"github.com/pgward/pgward/internal/instanceapi"
 	"github.com/pgward/pgward/internal/kube"
@@ -62,6 +65,18 @@ func TestRollingUpdateWaitsForManifest(t *testing.T) {
 	}
 	if manifestOf(in("rollm-1")) == old {
 		t.Fatal("the operator did not write the new manifest")
+	}
+	// Each pod carries the digest of its Secret's manifest, so that its
+	// kubelet refreshes the volume at once rather than at its next
+	// periodic sync (a minute or more on real pods).
+	for _, name := range []string{"rollm-1", "rollm-2", "rollm-3"} {
+		var pod corev1.Pod
+		if err := admin.Get(ctxFor(t), types.NamespacedName{Namespace: ns, Name: name}, &pod); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := pod.Annotations[kube.ManifestAnnotation], manifestOf(in(name)); got != want {
+			t.Errorf("pod %s: annotation %s is %q, want its config Secret's manifest %q", name, kube.ManifestAnnotation, got, want)
+		}
 	}
 	if got := took(); len(got) != 0 || h.get().Status.CurrentPrimary != "rollm-1" {
 		t.Fatalf("moved on while no replica had loaded the new manifest: %q, primary %s", got, h.get().Status.CurrentPrimary)
