@@ -131,6 +131,14 @@ type Status struct {
 	ReplayedLSN string `json:"replayedLSN,omitempty"`
 	// PendingRestart is true when a changed parameter needs a restart.
 	PendingRestart bool `json:"pendingRestart"`
+	// ManifestSHA256 is the hex SHA-256 of the manifest file whose
+	// configuration PostgreSQL has loaded (the bytes of ReloadRequest's
+	// ManifestSHA256): taken before the query that read PendingRestart,
+	// after PostgreSQL confirmed the load, so the two together say
+	// whether the instance runs the manifest it was given. Empty while
+	// PostgreSQL does not run, and from instance managers older than the
+	// field, which the planner does not count as running any manifest.
+	ManifestSHA256 string `json:"manifestSHA256,omitempty"`
 	// StreamingFrom names the primary a replica streams from ("" if none).
 	StreamingFrom string `json:"streamingFrom,omitempty"`
 	// WALReceiver describes a replica's upstream connection.
@@ -268,7 +276,7 @@ func (s *Status) Digest() string {
 	}
 	raw, _ := json.Marshal([]any{
 		s.Name, s.Role, s.PostmasterRunning, s.Ready, s.Phase, s.Busy, s.Fenced, s.Empty, s.Epoch,
-		s.Timeline, s.PendingRestart, s.StreamingFrom, receiver, s.SyncStandbyNames, peers,
+		s.Timeline, s.PendingRestart, s.ManifestSHA256, s.StreamingFrom, receiver, s.SyncStandbyNames, peers,
 		s.Error != "", s.ConfigError != "", s.RolesError != "", s.Designated, s.Source, backup,
 	})
 	if len(s.Databases) > 0 {

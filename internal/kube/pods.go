@@ -92,8 +92,16 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 			continue // hibernated (hibernation.go)
 		}
 		want := build.Pod(c, name, roleOf(name, target), opts)
+		manifest := r.manifestOf(c, name)
+		if want.Annotations == nil {
+			want.Annotations = map[string]string{}
+		}
+		want.Annotations[ManifestAnnotation] = manifest
 		pod, err := ensure(ctx, r.Client, c, want, func(_, _ *corev1.Pod) {})
 		if err != nil {
+			return nil, err
+		}
+		if err := r.markManifest(ctx, pod, manifest); err != nil {
 			return nil, err
 		}
 		pods[name] = pod

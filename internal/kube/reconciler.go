@@ -180,16 +180,8 @@ func ValidateForKubernetes(c *v1.Cluster) field.ErrorList {
 		errs = append(errs, field.Required(field.NewPath("spec", "storage", "size"),
 			"each instance needs a persistent volume on Kubernetes, e.g. 1Gi"))
 	}
-	errs = append(errs, refuseLocalOnly(c)...)
 	errs = append(errs, tablespacesForKubernetes(c)...)
 	errs = append(errs, walStorageForKubernetes(c)...)
-	return errs
-}
-
-// refuseLocalOnly refuses what only the local runtime implements so far,
-// rather than accept it and run pods that do not do it.
-func refuseLocalOnly(c *v1.Cluster) field.ErrorList {
-	var errs field.ErrorList
 	return errs
 }
 

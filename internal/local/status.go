@@ -70,6 +70,11 @@ type InstanceReport struct {
 	// last base backup the instance ran.
 	Archive *instanceapi.Archive   `json:"archive,omitempty"`
 	Backup  *instanceapi.BackupRun `json:"backup,omitempty"`
+	// ManifestSHA256 identifies the stored manifest PostgreSQL has loaded
+	// (hex SHA-256 of its bytes), PendingRestart whether settings in it
+	// wait for a restart: what the rolling update waits on.
+	ManifestSHA256 string `json:"manifestSHA256,omitempty"`
+	PendingRestart bool   `json:"pendingRestart,omitempty"`
 	// Databases is the primary's result for each declared database (the
 	// file's Database documents).
 	Databases []instanceapi.DatabaseResult `json:"databases,omitempty"`
@@ -160,6 +165,7 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 			}
 			r.CurrentLSN, r.ReceivedLSN, r.ReplayedLSN = s.CurrentLSN, s.ReceivedLSN, s.ReplayedLSN
 			r.Archive, r.Backup = s.Archive, s.Backup
+			r.ManifestSHA256, r.PendingRestart = s.ManifestSHA256, s.PendingRestart
 			r.State = instanceapi.StateOf(s)
 			if s.PostmasterRunning && s.Ready {
 				if err := passStreaming(s, readiness); err != nil {
