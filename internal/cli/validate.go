@@ -211,6 +211,9 @@ func validateManifestFile(data []byte) (string, error) {
 	if len(configMaps) > 0 {
 		summary += fmt.Sprintf("; %d ConfigMap(s) checked", len(configMaps))
 	}
+	if len(dbs) > 0 {
+		summary += fmt.Sprintf("; %d Database(s) checked", len(dbs))
+	}
 	return strings.Join(append([]string{summary}, skipped...), "\n"), nil
 }
 

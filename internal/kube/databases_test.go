@@ -175,6 +175,23 @@ func TestDatabasesOnTheAPIServer(t *testing.T) {
 		t.Errorf("no-cluster: %+v", s)
 	}
 
+	// Deleted while its Cluster does not exist: nothing to drop it from,
+	// the finalizer is released.
+	nc, _ := get("no-cluster")
+	nc.Finalizers = append(nc.Finalizers, kube.DatabaseFinalizer)
+	if err := admin.Update(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Delete(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dr.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "no-cluster"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get("no-cluster"); !apierrors.IsNotFound(err) {
+		t.Errorf("a Database of no Cluster kept by its finalizer: %v", err)
+	}
+
 	// A change is handed on with its generation, and reported for it.
 	d.Spec.ConnectionLimit = new(int64(5))
 	if err := admin.Update(ctx, d); err != nil {
