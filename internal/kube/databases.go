@@ -153,7 +153,7 @@ func (r *ClusterReconciler) updateDatabases(ctx context.Context, c *v1.Cluster, 
 	if err != nil {
 		return err
 	}
-	if err := r.markPods(ctx, DatabasesAnnotation, string(databaseDeclarations(dbs)), pods); err != nil {
+	if err := r.markPods(ctx, DatabasesAnnotation, string(databaseDeclarations(dbs)), pods, len(dbs) > 0); err != nil {
 		return err
 	}
 	var report []instanceapi.DatabaseResult
@@ -226,12 +226,14 @@ func writeDatabaseStatus(ctx context.Context, cl client.Client, d *v1.Database, 
 }
 
 // markPods puts the digest of what under key on each pod that does not
-// have it yet (see DatabasesAnnotation).
-func (r *ClusterReconciler) markPods(ctx context.Context, key, what string, pods map[string]*corev1.Pod) error {
+// have it yet (see DatabasesAnnotation). Without any (none: a Cluster
+// that never had a Database) a pod not marked yet is left alone, so that
+// such Clusters' pods are not written to.
+func (r *ClusterReconciler) markPods(ctx context.Context, key, what string, pods map[string]*corev1.Pod, some bool) error {
 	sum := sha256.Sum256([]byte(what))
 	digest := hex.EncodeToString(sum[:8])
 	for _, pod := range pods {
-		if pod == nil || pod.Annotations[key] == digest {
+		if pod == nil || pod.Annotations[key] == digest || (!some && pod.Annotations[key] == "") {
 			continue
 		}
 		b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{key: digest}}})
