@@ -92,7 +92,12 @@ kube-down: ## stop it and restore the host
 # Security Standard. The cluster is started fresh and always torn down.
 E2E_SMOKE = go test -tags e2e_kube -count=1 -v -timeout 40m -run '^(TestOperatorInstall|TestFailover|TestBackupAndRecovery|TestLeaseFencing|TestPodShape|TestUserImageWithoutPgward|TestPluginFenceHibernateOnPods|TestMetricsOnPods|TestImportOnPods)$$' ./test/kube/
 E2E_ENV = KUBECONFIG=$${PGWARD_KUBE_DIR:-/var/lib/pgward-kube}/kubeconfig PGWARD_KUBECTL=$$(hack/kube-binaries.sh --node)/kubectl
-e2e: kube-up
+# make e2e also brings up CSI storage with volume snapshots (PGWARD_KUBE_CSI=1:
+# hack/kube-csi.sh) for TestCSISnapshots and the volume-snapshot tests; the
+# smoke run does not (CI time).
+e2e: images
+	@hack/kube-binaries.sh --node >/dev/null
+	PGWARD_KUBE_CSI=1 hack/kube-up.sh
 	trap 'hack/kube-down.sh' EXIT; $(E2E_ENV) go test -tags e2e_kube -count=1 -v -timeout 75m ./test/kube/
 
 # What CI runs on every change: the operator installed, the synchronous
