@@ -42,6 +42,7 @@ type driver struct {
 	csi.UnimplementedIdentityServer
 	csi.UnimplementedControllerServer
 	csi.UnimplementedNodeServer
+	csi.UnimplementedGroupControllerServer
 
 	name, root, nodeID string
 	// One lock for every call: a test driver, where simple beats fast.
@@ -79,6 +80,7 @@ func (d *driver) register(s *grpc.Server) {
 	csi.RegisterIdentityServer(s, d)
 	csi.RegisterControllerServer(s, d)
 	csi.RegisterNodeServer(s, d)
+	csi.RegisterGroupControllerServer(s, d)
 }
 
 // IDs are derived from the CO's names, so a repeated create finds its first
@@ -195,6 +197,12 @@ func (d *driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCa
 		})
 	}
 	return &csi.ControllerGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// GroupControllerGetCapabilities says: no group snapshots. Served so that
+// csi-snapshotter asks and gets an answer instead of logging an error.
+func (d *driver) GroupControllerGetCapabilities(context.Context, *csi.GroupControllerGetCapabilitiesRequest) (*csi.GroupControllerGetCapabilitiesResponse, error) {
+	return &csi.GroupControllerGetCapabilitiesResponse{}, nil
 }
 
 // checkCapabilities: mounted (not block) volumes used from one node, which
