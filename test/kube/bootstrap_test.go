@@ -235,7 +235,7 @@ func TestReplicaClusterOnPods(t *testing.T) {
 			}
 			return nil
 		})
-		if out, err := podExec(ctx, ns, pod, "psql", "-h", "/run/postgresql", "-U", "postgres", "-d", "app", "-X", "-c", "INSERT INTO items VALUES (-1)"); err == nil || !strings.Contains(out, "read-only") {
+		if out, err := podExec(ctx, ns, pod, "psql", "-h", "/run/postgresql", "-U", "postgres", "-d", "app", "-X", "-c", "INSERT INTO items VALUES (-1)"); err == nil || !strings.Contains(out+err.Error(), "read-only") {
 			t.Errorf("a write on %s of the replica cluster: want a read-only refusal, got %v\n%s", pod, err, out)
 		}
 	}
