@@ -247,7 +247,7 @@ func TestReplicaClusterOnPods(t *testing.T) {
 		}
 		out, err := podExec(ctx, ns, c.Status.CurrentPrimary, "psql", "-h", "/run/postgresql", "-U", "postgres", "-d", "app", "-X", "-c", "INSERT INTO items VALUES (-2)")
 		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
+			return fmt.Errorf("%w: %s", err, out)
 		}
 		return nil
 	})
