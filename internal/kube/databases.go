@@ -176,7 +176,10 @@ func (r *ClusterReconciler) updateDatabases(ctx context.Context, c *v1.Cluster, 
 			}
 			continue
 		}
-		if err := r.setDatabaseFinalizer(ctx, d.db, d.db.Spec.ReclaimPolicy == v1.DatabaseReclaimDelete); err != nil {
+		// Only an accepted declaration is dropped with its object: a
+		// refused one (a second declaration of a database, the
+		// application database) must never drop what it does not own.
+		if err := r.setDatabaseFinalizer(ctx, d.db, d.db.Spec.ReclaimPolicy == v1.DatabaseReclaimDelete && d.problem == ""); err != nil {
 			return err
 		}
 		if st, ok := databaseStatus(d, report, answered); ok {

@@ -90,6 +90,7 @@ func TestDatabasesOnTheAPIServer(t *testing.T) {
 	mk("orphaned-owner", v1.DatabaseSpec{Name: "two", Owner: "nosuchrole"})
 	mk("app-dropped", v1.DatabaseSpec{Name: "app", Owner: "app", Ensure: "absent"})
 	mk("one-again", v1.DatabaseSpec{Name: "one", Owner: "app"})
+	mk("one-again-delete", v1.DatabaseSpec{Name: "one", Owner: "app", ReclaimPolicy: "delete"})
 	mk("no-cluster", v1.DatabaseSpec{Name: "x", Owner: "app", Cluster: corev1.LocalObjectReference{Name: "nosuch"}})
 
 	_, until := reconciledCluster(t, c, func(si *simInstances) kube.InstanceClient { return &dbSim{simInstances: si, ns: ns} })
@@ -165,6 +166,10 @@ func TestDatabasesOnTheAPIServer(t *testing.T) {
 	if !slices.Contains(d.Finalizers, kube.DatabaseFinalizer) {
 		t.Errorf("Database one (databaseReclaimPolicy delete) has finalizers %v", d.Finalizers)
 	}
+	// A refused declaration with delete never drops what it does not own.
+	if dd, _ := get("one-again-delete"); len(dd.Finalizers) != 0 {
+		t.Errorf("the refused Database one-again-delete has finalizers %v", dd.Finalizers)
+	}
 
 	// A Database whose Cluster does not exist says so.
 	dr := &kube.DatabaseReconciler{Client: operator}
@@ -214,6 +219,12 @@ func TestDatabasesOnTheAPIServer(t *testing.T) {
 	// Released, the declaration to drop it goes, and the newer Database
 	// of that name, which waited, is handed on.
 	until("one-again applied", applied("one-again", 1))
+	if err := admin.Delete(ctx, &v1.Database{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "one-again-delete"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := get("one-again-delete"); !apierrors.IsNotFound(err) {
+		t.Errorf("the refused Database one-again-delete waits on deletion: %v", err)
+	}
 	var sec corev1.Secret
 	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: build.InstanceConfigSecretName("dbc-1")}, &sec); err != nil {
 		t.Fatal(err)
