@@ -274,6 +274,10 @@ func networkCutFailover(t testing.TB, w *writer, c *v1.Cluster, round int) cutRo
 	}()
 	oldTLI := serverAcks(t, probe.log(t))[0].Timeline()
 
+	var trace *replicaTrace
+	if netcutTraceOn() {
+		trace = startReplicaTrace(t, ns, c, old)
+	}
 	cut, t0 := cutNetwork(t, root.pid)
 	defer cut.restore(t)
 	var first time.Time
@@ -325,6 +329,9 @@ func networkCutFailover(t testing.TB, w *writer, c *v1.Cluster, round int) cutRo
 	}
 
 	newPrimary := getCluster(t, ns, c.Name).Status.CurrentPrimary
+	if trace != nil {
+		trace.finish(t, t0, newPrimary)
+	}
 	acks := append(serverAcks(t, w.log(t)), serverAcks(t, log)...)
 	divergent, overlapping := splitBrainOnPods(t, ns, newPrimary, acks)
 	r.late = overlapping
@@ -398,7 +405,7 @@ func operatorLogAt(t testing.TB, ns string, t0 time.Time, key string) (time.Time
 // (server order); no write acknowledged to the writer is lost.
 func TestFailoverNetworkCut(t *testing.T) {
 	ns := newNamespace(t, "e2e-netcut")
-	c := newCluster(t, ns, "cluster-sync.yaml", nil)
+	c := newCluster(t, ns, "cluster-sync.yaml", netcutDebugLogs)
 	w := startWriter(t, ns, c)
 	r := networkCutFailover(t, w, c, 0)
 	if r.outage > cutOutageBound {
@@ -412,7 +419,7 @@ func TestFailoverNetworkCut(t *testing.T) {
 // networkCutFailover on the synchronous sample.
 func BenchmarkFailoverNetworkCut(b *testing.B) {
 	ns := newNamespace(b, "bench-netcut")
-	c := newCluster(b, ns, "cluster-sync.yaml", nil)
+	c := newCluster(b, ns, "cluster-sync.yaml", netcutDebugLogs)
 	w := startWriter(b, ns, c)
 	var rs []cutRound
 	for i := range rounds(20) {
