@@ -238,7 +238,17 @@ type cutRound struct {
 	killed    time.Duration // every process of the old primary's container gone (the power fence)
 	probeAcks int           // writes the old primary acknowledged to the probe after the cut
 	late      int           // writes acknowledged at or after the new primary's first, by server order
+	rewound   bool          // the planner rewound a replica that had not streamed (RejoinGrace) before that first write
 }
+
+// notStreamedRewind is what the planner logs when it rewinds a replica on
+// an older timeline that has not streamed for RejoinGrace (rejoinDiverged).
+// After a network cut that was every round until the WAL receiver's
+// connection got a TCP bound (walReceiverTCP): the remaining standby's
+// attempt through -rw hung on the cut-off address, and the new primary's
+// first commit waited for the rewind. The replica has no WAL past the fork
+// (the new primary is the most advanced), so it must follow by streaming.
+const notStreamedRewind = "has not streamed for"
 
 // networkCutFailover cuts the primary's network, waits for the first write
 // a new primary acknowledges through -rw, and checks by server order that
@@ -327,6 +337,9 @@ func networkCutFailover(t testing.TB, w *writer, c *v1.Cluster, round int) cutRo
 	if at, ok := operatorLogAt(t, ns, t0, `"action":"promote `); ok {
 		r.promoted = at.Sub(t0)
 	}
+	if at, ok := operatorLogAt(t, ns, t0, notStreamedRewind); ok && at.Before(first) {
+		r.rewound = true
+	}
 
 	newPrimary := getCluster(t, ns, c.Name).Status.CurrentPrimary
 	if trace != nil {
@@ -336,8 +349,8 @@ func networkCutFailover(t testing.TB, w *writer, c *v1.Cluster, round int) cutRo
 	divergent, overlapping := splitBrainOnPods(t, ns, newPrimary, acks)
 	r.late = overlapping
 	t.Logf("round %d timeline, from the cut:\n%s", round, failoverTimeline(t, w, ns, t0, first))
-	t.Logf("round %d: cut %s off; probe through its loopback: %d writes acknowledged after the cut, the last at +%.3fs, first refusal at +%.3fs; promote at +%.3fs; writer's first write on the new primary %s at +%.3fs; processes gone by +%.3fs; by server order %d divergent (the probe's synchronous_commit=local writes), %d acknowledged at or after the new primary's first write",
-		round, old, r.probeAcks, r.lastOld.Seconds(), r.refused.Seconds(), r.promoted.Seconds(), newPrimary, r.outage.Seconds(), r.killed.Seconds(), divergent, overlapping)
+	t.Logf("round %d: cut %s off; probe through its loopback: %d writes acknowledged after the cut, the last at +%.3fs, first refusal at +%.3fs; promote at +%.3fs; writer's first write on the new primary %s at +%.3fs; processes gone by +%.3fs; by server order %d divergent (the probe's synchronous_commit=local writes), %d acknowledged at or after the new primary's first write; remaining replica rewound first: %v",
+		round, old, r.probeAcks, r.lastOld.Seconds(), r.refused.Seconds(), r.promoted.Seconds(), newPrimary, r.outage.Seconds(), r.killed.Seconds(), divergent, overlapping, r.rewound)
 	if overlapping > 0 {
 		t.Errorf("round %d: %d writes acknowledged while two primaries took writes (server order); probe log after the cut:\n%s", round, overlapping, window(log, t0, time.Now()))
 	}
@@ -411,6 +424,9 @@ func TestFailoverNetworkCut(t *testing.T) {
 	if r.outage > cutOutageBound {
 		t.Errorf("first write on the new primary %.3fs after the cut; the bound is %v", r.outage.Seconds(), cutOutageBound)
 	}
+	if r.rewound {
+		t.Errorf("the remaining replica was rewound for not streaming before the new primary's first write (%q in the operator's log): its WAL receiver did not reach the new primary", notStreamedRewind)
+	}
 	n := w.stop(t)
 	t.Logf("network cut: first write on the new primary after %v; %d acknowledged writes, none lost", r.outage.Round(time.Millisecond), n)
 }
@@ -438,12 +454,16 @@ func BenchmarkFailoverNetworkCut(b *testing.B) {
 	s := slices.Clone(outage)
 	slices.Sort(s)
 	b.ReportMetric(s[(len(s)*95+99)/100-1].Seconds(), "p95-s")
-	late, probe := 0, 0
+	late, probe, rewound := 0, 0, 0
 	for _, r := range rs {
 		late += r.late
 		probe += r.probeAcks
+		if r.rewound {
+			rewound++
+		}
 	}
 	b.ReportMetric(float64(late), "late-writes")
+	b.ReportMetric(float64(rewound), "rewound-rounds")
 	var sum bytes.Buffer
 	for _, part := range []struct {
 		what string
@@ -459,6 +479,6 @@ func BenchmarkFailoverNetworkCut(b *testing.B) {
 		slices.Sort(d)
 		fmt.Fprintf(&sum, "  %-52s p50 +%.2fs, min +%.2fs, max +%.2fs\n", part.what, d[len(d)/2].Seconds(), d[0].Seconds(), d[len(d)-1].Seconds())
 	}
-	b.Logf("network cut, %d rounds, from the cut:\n%s%d writes acknowledged to the writer, none lost; the probe had %d writes acknowledged by cut-off primaries, %d of them at or after the new primary's first (server order)",
-		len(rs), sum.String(), n, probe, late)
+	b.Logf("network cut, %d rounds, from the cut:\n%s%d writes acknowledged to the writer, none lost; the probe had %d writes acknowledged by cut-off primaries, %d of them at or after the new primary's first (server order); %d rounds rewound the remaining replica before the first write",
+		len(rs), sum.String(), n, probe, late, rewound)
 }
