@@ -186,13 +186,18 @@ func (m *Manager) replicationConnInfo(primary Endpoint, appName string) string {
 // standby never reaches the new primary, whose first commit waits for it
 // until the planner rewinds it (RejoinGrace, 5 s). With
 // tcp_user_timeout an attempt or a session with nothing acknowledged for
-// 2 s fails, and the WAL receiver tries again (wal_retrieve_retry_interval,
+// 1 s fails, and the WAL receiver tries again (wal_retrieve_retry_interval,
 // 200 ms), reaching the new primary once the Service leads there;
 // keepalives make an idle session to a silent primary end the same way.
+// Why 1 s: an attempt that starts just before kube-proxy moves the Service
+// waits the whole bound on the cut-off address, and on pods the first
+// commit came in two groups that bound apart (2 s: p50 8.09 s). Only a
+// peer's kernel silent for that long trips it (acknowledgements are the
+// kernel's, not a busy PostgreSQL's), and the price is a reconnection.
 // Only the WAL receiver's connection carries it: a clone or a rewind is
 // one long transfer better retried by its command than cut short, and
 // pgx reads unknown keywords as server settings.
-const walReceiverTCP = "tcp_user_timeout=2000 keepalives=1 keepalives_idle=1 keepalives_interval=1 keepalives_count=2"
+const walReceiverTCP = "tcp_user_timeout=1000 keepalives=1 keepalives_idle=1 keepalives_interval=1 keepalives_count=2"
 
 // walReceiverConnInfo is primary_conninfo: conninfo with walReceiverTCP.
 func walReceiverConnInfo(conninfo string) string {

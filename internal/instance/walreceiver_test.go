@@ -41,7 +41,7 @@ func TestPrimaryConnInfoBoundsASilentPrimary(t *testing.T) {
 			conninfo = v
 		}
 	}
-	for _, want := range []string{"host=''c-rw''", "connect_timeout=2", "tcp_user_timeout=2000", "keepalives=1", "keepalives_idle=1", "keepalives_interval=1", "keepalives_count=2", "application_name=''c-2''"} {
+	for _, want := range []string{"host=''c-rw''", "connect_timeout=2", "tcp_user_timeout=1000", "keepalives=1", "keepalives_idle=1", "keepalives_interval=1", "keepalives_count=2", "application_name=''c-2''"} {
 		if !strings.Contains(conninfo, want) {
 			t.Errorf("a replica's primary_conninfo lacks %s: %s", want, conninfo)
 		}
@@ -106,8 +106,8 @@ func silentListener(t *testing.T) int {
 // its WAL receiver must give up each connection attempt within seconds and
 // try again, as it must after a network cut to reach the new primary.
 // Without walReceiverTCP the first attempt waits for TCP's own limit
-// (minutes; connect_timeout is not applied by the WAL receiver) and this
-// fails.
+// (over a minute; connect_timeout is not applied by the WAL receiver) and
+// this fails.
 func TestWALReceiverGivesUpOnASilentPrimary(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -180,7 +180,8 @@ func TestWALReceiverGivesUpOnASilentPrimary(t *testing.T) {
 		_ = pg.Wait()
 	})
 	// Each failed attempt is one FATAL of a WAL receiver; pgward's bound
-	// is 2 s per attempt, so 6 s see at least two.
+	// is 1 s per attempt (then 200 ms to the next), so 4 s see at least
+	// two: a 2 s bound would not (its second comes after 4.2 s).
 	failed := make(chan string, 16)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -192,7 +193,7 @@ func TestWALReceiverGivesUpOnASilentPrimary(t *testing.T) {
 	}()
 	start := time.Now()
 	var got []time.Duration
-	timeout := time.After(6 * time.Second)
+	timeout := time.After(4 * time.Second)
 	for len(got) < 2 {
 		select {
 		case line := <-failed:
@@ -201,7 +202,7 @@ func TestWALReceiverGivesUpOnASilentPrimary(t *testing.T) {
 				t.Errorf("the attempt failed otherwise than by the timeout: %s", line)
 			}
 		case <-timeout:
-			t.Fatalf("the WAL receiver gave up %d connection attempts to a silent primary in 6 s (after %v); it must give each up within about 2 s", len(got), got)
+			t.Fatalf("the WAL receiver gave up %d connection attempts to a silent primary in 4 s (after %v); it must give each up within about 1 s", len(got), got)
 		}
 	}
 	t.Logf("connection attempts to a silent primary given up after %v", got)

@@ -47,7 +47,7 @@ const (
 	// the promotion at the bound (≈5.1 s) plus the deciding step, then the
 	// first commit, which waits for the remaining synchronous standby to
 	// stream from it (its WAL receiver's attempts through -rw meet the
-	// cut-off address, each given up after 2 s, until kube-proxy has moved
+	// cut-off address, each given up after walReceiverTCP, until kube-proxy has moved
 	// the Service; before that bound it was rewound after 5 s of not
 	// streaming in every measured round: 8.2-12.0 s in all,
 	// docs/benchmarks.md), and room for a shared CI machine, as the frozen
