@@ -101,7 +101,7 @@ func (m *Manager) renderFiles(c *v1.Cluster, primary bool) (map[string][]byte, e
 		}
 		in.MinApplyDelay = c.ApplyDelay()
 	default:
-		in.PrimaryConnInfo = m.replicationConnInfo(st.Primary, m.cfg.Name)
+		in.PrimaryConnInfo = walReceiverConnInfo(m.replicationConnInfo(st.Primary, m.cfg.Name))
 		in.MinApplyDelay = c.ApplyDelay()
 		if prefix, on := c.Spec.HASlots(); on {
 			// The primary creates it (maintainSlots); until then the WAL
@@ -171,6 +171,37 @@ func (m *Manager) replicationConnInfo(primary Endpoint, appName string) string {
 		kv = append(kv, "application_name="+quoteConnValue(appName))
 	}
 	return strings.Join(kv, " ")
+}
+
+// walReceiverTCP bounds, in the kernel, how long the WAL receiver waits on
+// a primary that answers nothing at all, which connect_timeout does not:
+// PostgreSQL's WAL receiver connects asynchronously and ignores
+// connect_timeout, so a connection attempt whose SYNs are dropped waits
+// as long as TCP retries a SYN, over a minute (PostgreSQL 15.18, Linux
+// 6.18: still in SYN-SENT after 37 s). A primary cut off by the network
+// leaves exactly that behind on Kubernetes (measured, docs/benchmarks.md):
+// the standby's session ends (wal_receiver_timeout), its next attempt
+// through the read-write Service is still led to the cut-off address (and
+// conntrack keeps it there after the Service moves), so the synchronous
+// standby never reaches the new primary, whose first commit waits for it
+// until the planner rewinds it (RejoinGrace, 5 s). With
+// tcp_user_timeout an attempt or a session with nothing acknowledged for
+// 1 s fails, and the WAL receiver tries again (wal_retrieve_retry_interval,
+// 200 ms), reaching the new primary once the Service leads there;
+// keepalives make an idle session to a silent primary end the same way.
+// Why 1 s: an attempt that starts just before kube-proxy moves the Service
+// waits the whole bound on the cut-off address, and on pods the first
+// commit came in two groups that bound apart (2 s: p50 8.09 s). Only a
+// peer's kernel silent for that long trips it (acknowledgements are the
+// kernel's, not a busy PostgreSQL's), and the price is a reconnection.
+// Only the WAL receiver's connection carries it: a clone or a rewind is
+// one long transfer better retried by its command than cut short, and
+// pgx reads unknown keywords as server settings.
+const walReceiverTCP = "tcp_user_timeout=1000 keepalives=1 keepalives_idle=1 keepalives_interval=1 keepalives_count=2"
+
+// walReceiverConnInfo is primary_conninfo: conninfo with walReceiverTCP.
+func walReceiverConnInfo(conninfo string) string {
+	return conninfo + " " + walReceiverTCP
 }
 
 // quoteConnValue quotes a libpq keyword/value conninfo value.
