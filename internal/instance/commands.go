@@ -153,6 +153,8 @@ func (m *Manager) doBootstrap(ctx context.Context, cmd instanceapi.Command) erro
 	switch {
 	case cmd.Designated:
 		bootstrap = m.bootstrapReplicaHead
+	case m.cluster.Spec.SnapshotDataSource() != nil:
+		bootstrap = m.bootstrapSnapshot
 	case m.cluster.Spec.Bootstrap.Recovery != nil:
 		bootstrap = m.bootstrapRecovery
 	case m.cluster.Spec.Bootstrap.PgBaseBackup != nil:
