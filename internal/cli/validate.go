@@ -200,6 +200,9 @@ func validateManifestFile(data []byte) (string, error) {
 	if len(configMaps) > 0 {
 		summary += fmt.Sprintf("; %d ConfigMap(s) checked", len(configMaps))
 	}
+	for _, f := range cluster.Spec.KubernetesOnlySnapshotFields() {
+		skipped = append(skipped, fmt.Sprintf("note: %s is Kubernetes-only (CSI VolumeSnapshots): the operator implements it, `pgward local up` refuses it", f))
+	}
 	return strings.Join(append([]string{summary}, skipped...), "\n"), nil
 }
 
