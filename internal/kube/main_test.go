@@ -106,7 +106,7 @@ func run(m *testing.M) int {
 // real API server's validation of them. No snapshot controller runs: the
 // tests mark snapshots ready themselves.
 func snapshotCRDs() ([]string, error) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/kubernetes-csi/external-snapshotter/client/v8").Output()
+	out, err := exec.CommandContext(context.Background(), "go", "list", "-m", "-f", "{{.Dir}}", "github.com/kubernetes-csi/external-snapshotter/client/v8").Output()
 	if err != nil {
 		return nil, fmt.Errorf("locating the external-snapshotter client module (its CRDs): %w", err)
 	}
