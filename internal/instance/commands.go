@@ -154,7 +154,9 @@ func (m *Manager) doBootstrap(ctx context.Context, cmd instanceapi.Command) erro
 	case cmd.Designated:
 		bootstrap = m.bootstrapReplicaHead
 	case m.cluster.Spec.SnapshotDataSource() != nil:
-		bootstrap = m.bootstrapSnapshot
+		// The restored data waits where prepareSnapshotImport put it:
+		// not in staging, which a start clears.
+		bootstrap, staging = m.bootstrapSnapshot, snapshotDir(m.cfg.DataDir)
 	case m.cluster.Spec.Bootstrap.Recovery != nil:
 		bootstrap = m.bootstrapRecovery
 	case m.cluster.Spec.Bootstrap.PgBaseBackup != nil:

@@ -20,8 +20,8 @@ import (
 // the latter may be used: the epoch, the primary it followed, the
 // applied manifest, pgBackRest's configuration and credentials are the
 // other cluster's. So before anything reads them, the instance manager
-// forgets ConfDir and moves PGDATA aside (into the staging directory, on
-// the same volume), and the instance reports itself empty: the planner
+// forgets ConfDir and moves PGDATA aside (into snapshotDir, on the same
+// volume), and the instance reports itself empty: the planner
 // bootstraps it like a new cluster, and the bootstrap starts PostgreSQL on
 // that directory with this cluster's configuration, replays the WAL the
 // snapshots hold, promotes onto a new timeline and gives the roles this
@@ -63,16 +63,22 @@ func prepareSnapshotImport(cfg *Config, manifest []byte, log *slog.Logger) error
 		if err := clearDir(cfg.ConfDir); err != nil {
 			return err
 		}
-		staging := stagingDir(cfg.DataDir)
-		if err := os.RemoveAll(staging); err != nil {
-			return fmt.Errorf("clearing %s: %w", staging, err)
+		aside := snapshotDir(cfg.DataDir)
+		if err := os.RemoveAll(aside); err != nil {
+			return fmt.Errorf("clearing %s: %w", aside, err)
 		}
-		if err := promoteStaging(cfg.DataDir, staging); err != nil {
+		if err := promoteStaging(cfg.DataDir, aside); err != nil {
 			return err
 		}
 	}
 	return WriteFileAtomic(marker, []byte(id), 0o600)
 }
+
+// snapshotDir is where a restored PGDATA waits for its bootstrap, beside
+// PGDATA on the same volume. Unlike the staging directory, which a start
+// clears as a failed attempt's leftover, it survives restarts until the
+// bootstrap moves it into place.
+func snapshotDir(dataDir string) string { return dataDir + ".snapshot" }
 
 // clearDir removes everything in dir, keeping dir.
 func clearDir(dir string) error {
@@ -95,11 +101,11 @@ func clearDir(dir string) error {
 const snapshotRestoreCommand = "false"
 
 // bootstrapSnapshot starts the data directory prepareSnapshotImport moved
-// into staging as this cluster's: its own configuration, pg_hba and
-// certificates (rendered by replayAndPromote), no standby.signal (a
-// standby's snapshot has one), the WAL the snapshots hold replayed, a new
-// timeline, and the roles given this cluster's credentials; then its own
-// stanza in its own object store, if it has one.
+// aside (staging is snapshotDir here) as this cluster's: its own
+// configuration, pg_hba and certificates (rendered by replayAndPromote),
+// no standby.signal (a standby's snapshot has one), the WAL the snapshots
+// hold replayed, a new timeline, and the roles given this cluster's
+// credentials; its own stanza in its own object store, if it has one.
 func (m *Manager) bootstrapSnapshot(ctx context.Context, staging string) error {
 	if !hasDataDir(staging) {
 		return errors.New("spec.bootstrap.recovery.volumeSnapshots.storage: the data volume restored from the snapshot holds no PostgreSQL data directory (was it a pgward instance's data volume?)")

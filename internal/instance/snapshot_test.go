@@ -34,7 +34,7 @@ func writeFile(t *testing.T, path, content string) {
 // TestPrepareSnapshotImport: a data volume restored from another
 // cluster's snapshot has that instance's state and configuration
 // forgotten (its epoch, applied manifest, pgBackRest credentials) and its
-// PGDATA moved into staging, so the instance reports empty and is
+// PGDATA moved aside, so the instance reports empty and is
 // bootstrapped as this cluster's; once marked, a restart changes nothing
 // (the bootstrapped data stays); a new cluster recovered from another
 // snapshot onto the same name imports again; an empty volume (a replica's)
@@ -54,8 +54,8 @@ func TestPrepareSnapshotImport(t *testing.T) {
 	if err := prepareSnapshotImport(cfg, manifest("snap-a"), log); err != nil {
 		t.Fatal(err)
 	}
-	if hasDataDir(cfg.DataDir) || !hasDataDir(stagingDir(cfg.DataDir)) {
-		t.Fatal("PGDATA was not moved into staging: the instance would not report empty")
+	if hasDataDir(cfg.DataDir) || !hasDataDir(snapshotDir(cfg.DataDir)) {
+		t.Fatal("PGDATA was not moved aside: the instance would not report empty")
 	}
 	ents, _ := os.ReadDir(cfg.ConfDir)
 	if len(ents) != 1 || ents[0].Name() != snapshotMarker {
@@ -66,9 +66,9 @@ func TestPrepareSnapshotImport(t *testing.T) {
 		t.Fatalf("state %+v (%v), want a fresh one", st, err)
 	}
 
-	// Bootstrapped (the staging directory moved into place): a restart
+	// Bootstrapped (the set-aside directory moved into place): a restart
 	// leaves it alone.
-	if err := promoteStaging(stagingDir(cfg.DataDir), cfg.DataDir); err != nil {
+	if err := promoteStaging(snapshotDir(cfg.DataDir), cfg.DataDir); err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, statePath(cfg.ConfDir), `{"epoch": 1}`)
@@ -98,8 +98,8 @@ func TestPrepareSnapshotImport(t *testing.T) {
 	if err := prepareSnapshotImport(empty, manifest("snap-a"), log); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(stagingDir(empty.DataDir)); err == nil {
-		t.Fatal("an empty volume got a staging directory")
+	if _, err := os.Stat(snapshotDir(empty.DataDir)); err == nil {
+		t.Fatal("an empty volume got a snapshot directory")
 	}
 
 	// Not a snapshot recovery: nothing happens.
