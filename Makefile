@@ -92,7 +92,12 @@ kube-down: ## stop it and restore the host
 # Security Standard. The cluster is started fresh and always torn down.
 E2E_SMOKE = go test -tags e2e_kube -count=1 -v -timeout 40m -run '^(TestOperatorInstall|TestFailover|TestBackupAndRecovery|TestLeaseFencing|TestPodShape|TestUserImageWithoutPgward|TestPluginFenceHibernateOnPods|TestMetricsOnPods|TestImportOnPods)$$' ./test/kube/
 E2E_ENV = KUBECONFIG=$${PGWARD_KUBE_DIR:-/var/lib/pgward-kube}/kubeconfig PGWARD_KUBECTL=$$(hack/kube-binaries.sh --node)/kubectl
-e2e: kube-up
+# make e2e also brings up CSI storage with volume snapshots (PGWARD_KUBE_CSI=1:
+# hack/kube-csi.sh) for TestCSISnapshots and the volume-snapshot tests; the
+# smoke run does not (CI time).
+e2e: images
+	@hack/kube-binaries.sh --node >/dev/null
+	PGWARD_KUBE_CSI=1 hack/kube-up.sh
 	trap 'hack/kube-down.sh' EXIT; $(E2E_ENV) go test -tags e2e_kube -count=1 -v -timeout 75m ./test/kube/
 
 # What CI runs on every change: the operator installed, the synchronous
@@ -139,11 +144,13 @@ bench-backup: build objectstore-up
 bench-operator: kube-binaries
 	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" go test -run '^$$' -bench BenchmarkOperator -benchtime 1x -timeout 20m ./internal/kube/
 
-# The image builder is a module of its own (hack/image): linted and tested
+# The image builder (hack/image) and the CSI test driver (test/csi) are
+# modules of their own: linted and tested
 # with the same rules.
 lint:
 	"$$(hack/tools.sh)/golangci-lint" run $(PKGS)
 	cd hack/image && "$$(../tools.sh)/golangci-lint" run --config ../../.golangci.yml ./...
+	cd test/csi && "$$(../../hack/tools.sh)/golangci-lint" run --config ../../.golangci.yml ./...
 
 # Known vulnerabilities that pgward's code reaches, in its dependencies and
 # in the standard library, from a pinned copy of Go's vulnerability database
@@ -154,6 +161,7 @@ vulncheck:
 unit: kube-binaries
 	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" go test -count=1 $(PKGS)
 	cd hack/image && go test -count=1 ./...
+	cd test/csi && go test -count=1 ./...
 
 # The local runtime's fault suite with 5 rounds of each process fault
 # (make test runs it with 1): controller killed or frozen, managers killed,
@@ -179,6 +187,7 @@ test: deps lint vulncheck kube-binaries
 	@hack/install-deps.sh --kube
 	KUBEBUILDER_ASSETS="$$(hack/kube-binaries.sh)" go test -p 1 -count=1 -timeout 45m $(PKGS)
 	cd hack/image && go test -count=1 ./...
+	cd test/csi && go test -count=1 ./...
 	$(MAKE) --no-print-directory bench-check
 	hack/images.sh
 	hack/image-check.sh

@@ -16,6 +16,11 @@
 # gives the pods' fsGroup, unlike hostPath), and prints
 # `export KUBECONFIG=<path>` as its last line.
 #
+# PGWARD_KUBE_CSI=1 adds CSI storage with volume snapshots (hack/kube-csi.sh:
+# pgward's test driver, the snapshot controller and the CSI sidecars as host
+# processes; StorageClass csi-hostpath-sc, VolumeSnapshotClass
+# csi-hostpath-snapclass); `make e2e` sets it, the smoke run does not.
+#
 # Needs root. Everything it starts is recorded in $PGWARD_KUBE_DIR (default
 # /var/lib/pgward-kube) and stopped by hack/kube-down.sh, which also undoes
 # what the kubelet changes on the host; kube-up runs it first, so a second
@@ -47,6 +52,11 @@ log() { echo "[kube-up $(elapsed)s] $*" >&2; }
 
 "$repo/hack/kube-down.sh" --quiet
 bin="$("$repo/hack/kube-binaries.sh" --node)"
+if [ "${PGWARD_KUBE_CSI:-}" = 1 ]; then
+  # Built (or found in the cache) before anything starts.
+  "$repo/hack/csi.sh" > /dev/null
+  "$repo/hack/csi.sh" --driver > /dev/null
+fi
 mkdir -p "$KDIR"
 chmod 0700 "$KDIR"
 cd "$KDIR"
@@ -427,6 +437,11 @@ chmod 0755 recycle.sh
 setsid "$KDIR/recycle.sh" > logs/recycle.log 2>&1 < /dev/null &
 echo "recycle $!" >> pids
 log "StorageClass local with $VOLUMES volumes"
+
+if [ "${PGWARD_KUBE_CSI:-}" = 1 ]; then
+  # shellcheck source=hack/kube-csi.sh
+  . "$repo/hack/kube-csi.sh"
+fi
 
 # Pods must be able to reach the API server before anything is installed:
 # kube-proxy has programmed the kubernetes Service when its endpoint answers.
