@@ -381,3 +381,37 @@ func TestRecoveryFromVolumeSnapshots(t *testing.T) {
 		}
 	}
 }
+
+// TestScheduledVolumeSnapshotBackup: a ScheduledBackup of method
+// volumeSnapshot creates Backups with its method and target.
+func TestScheduledVolumeSnapshotBackup(t *testing.T) {
+	ns := newNamespace(t, false)
+	ctx := ctxFor(t)
+	c := sampleCluster(t, ns)
+	createCluster(t, c)
+	now := time.Date(2026, 12, 6, 12, 0, 5, 0, time.UTC)
+	r := &kube.ScheduledBackupReconciler{Client: operator, Now: func() time.Time { return now }}
+	sb := &v1.ScheduledBackup{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nightly"},
+		Spec: v1.ScheduledBackupSpec{
+			Schedule: "0 0 0 * * *", Immediate: new(true), Cluster: v1.LocalObjectReference{Name: c.Name},
+			Method: v1.BackupMethodVolumeSnapshot, Target: v1.BackupTargetPrimary,
+		},
+	}
+	if errs := kube.ValidateScheduledBackup(sb); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if err := admin.Create(ctx, sb); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(sb)}); err != nil {
+		t.Fatal(err)
+	}
+	var l v1.BackupList
+	if err := admin.List(ctx, &l, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Items) != 1 || l.Items[0].Spec.Method != v1.BackupMethodVolumeSnapshot || l.Items[0].Spec.Target != v1.BackupTargetPrimary {
+		t.Fatalf("backups %+v, want one volumeSnapshot Backup with target primary", l.Items)
+	}
+}
