@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -110,6 +111,11 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	var b v1.Backup
 	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if controllerutil.ContainsFinalizer(&b, unfenceFinalizer) && (!b.DeletionTimestamp.IsZero() || b.Status.Phase == v1.BackupPhaseCompleted || b.Status.Phase == v1.BackupPhaseFailed) {
+		// A volume snapshot Backup deleted (or ended) while its instance
+		// is fenced: the fence goes first (volumesnapshot.go).
+		return reconcile.Result{}, r.releaseFence(ctx, &b)
 	}
 	switch b.Status.Phase {
 	case v1.BackupPhaseCompleted, v1.BackupPhaseFailed:

@@ -58,6 +58,10 @@ const (
 	// fenced for it (and must unfence): one the user had fenced already
 	// stays fenced.
 	backupFenceAnnotation = "pgward.io/fenced-instance"
+	// unfenceFinalizer keeps a Backup that fenced an instance until the
+	// fence is lifted: deleting it mid-run must not leave the instance
+	// down for good.
+	unfenceFinalizer = "pgward.io/unfence"
 )
 
 // snapshotFenceTimeout bounds how long a backup waits for its instance to
@@ -109,6 +113,7 @@ func (r *BackupReconciler) snapshotBackup(ctx context.Context, b *v1.Backup, c *
 			b.Annotations = map[string]string{}
 		}
 		b.Annotations[backupFenceAnnotation] = pod
+		controllerutil.AddFinalizer(b, unfenceFinalizer)
 		if err := r.Client.Patch(ctx, b, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 			return reconcile.Result{}, fmt.Errorf("recording the fence of backup %s: %w", b.Name, err)
 		}
@@ -215,7 +220,31 @@ func (r *BackupReconciler) followSnapshots(ctx context.Context, b *v1.Backup, c 
 		return reconcile.Result{}, err
 	}
 	r.event(b, corev1.EventTypeNormal, "Completed", "volume snapshots of %s ready: %s", pod, snapshotNames(b))
-	return reconcile.Result{}, nil
+	return reconcile.Result{}, r.releaseFence(ctx, b)
+}
+
+// releaseFence lifts the fence the Backup set, if its Cluster is still
+// there, and then drops its finalizer.
+func (r *BackupReconciler) releaseFence(ctx context.Context, b *v1.Backup) error {
+	var c v1.Cluster
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: b.Spec.Cluster.Name}, &c)
+	switch {
+	case err == nil:
+		if err := r.setFence(ctx, &c, b, false); err != nil {
+			return err
+		}
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("reading cluster %s: %w", b.Spec.Cluster.Name, err)
+	}
+	if !controllerutil.ContainsFinalizer(b, unfenceFinalizer) {
+		return nil
+	}
+	before := b.DeepCopy()
+	controllerutil.RemoveFinalizer(b, unfenceFinalizer)
+	if err := r.Client.Patch(ctx, b, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("dropping the finalizer of backup %s: %w", b.Name, err)
+	}
+	return nil
 }
 
 func snapshotNames(b *v1.Backup) string {
@@ -344,7 +373,11 @@ func (r *BackupReconciler) failSnapshot(ctx context.Context, b *v1.Backup, c *v1
 		return reconcile.Result{}, err
 	}
 	r.event(b, corev1.EventTypeWarning, "Failed", "%s", why)
-	return r.fail(ctx, b, why)
+	res, err := r.fail(ctx, b, why)
+	if err != nil {
+		return res, err
+	}
+	return res, r.releaseFence(ctx, b)
 }
 
 // setFence adds (on) or removes the instance the Backup fenced to or from

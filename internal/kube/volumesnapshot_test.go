@@ -9,6 +9,7 @@ import (
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -236,6 +237,37 @@ func TestVolumeSnapshotBackup(t *testing.T) {
 	}
 	if f := fencedOf(t, c); f != "" {
 		t.Fatalf("the primary is still fenced (%q) after the failed backup", f)
+	}
+	for _, name := range []string{"snap1", "snap2"} {
+		if f := getBackup(t, ns, name).Finalizers; len(f) != 0 {
+			t.Errorf("%s ended with finalizers %v", name, f)
+		}
+	}
+
+	// A Backup deleted while its instance is fenced lifts the fence.
+	if err := admin.Create(ctx, &v1.Backup{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "snap3"},
+		Spec:       v1.BackupSpec{Cluster: v1.LocalObjectReference{Name: c.Name}, Method: v1.BackupMethodVolumeSnapshot, Target: v1.BackupTargetPrimary},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	delete(fake.fenced, c.Name+"-1")
+	do("snap3")
+	if f := fencedOf(t, c); f != `["`+c.Name+`-1"]` {
+		t.Fatalf("snap3 did not fence the primary: %q", f)
+	}
+	if err := admin.Delete(ctx, &v1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "snap3"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Namespace: ns, Name: "snap3"}}); err != nil {
+		t.Fatal(err)
+	}
+	if f := fencedOf(t, c); f != "" {
+		t.Fatalf("a deleted Backup left its instance fenced: %q", f)
+	}
+	var gone v1.Backup
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "snap3"}, &gone); !apierrors.IsNotFound(err) {
+		t.Fatalf("the deleted Backup is still there (%v): finalizers %v", err, gone.Finalizers)
 	}
 }
 
