@@ -28,7 +28,7 @@ fi
 db="$(field Dir)/data/osv"
 echo "vulncheck: $(go env GOVERSION), database golang.org/x/vulndb@$VULNDB_VERSION ($(ls "$db" | wc -l) reports)" >&2
 rc=0
-for mod in . hack/image; do
+for mod in . hack/image test/csi; do
   echo "== $mod" >&2
   (cd "$mod" && "$govulncheck" -db "file://$db" ./...) || rc=1
 done

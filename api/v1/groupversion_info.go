@@ -27,7 +27,8 @@ func Resource(resource string) schema.GroupResource {
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion, &Cluster{}, &ClusterList{},
 		&Backup{}, &BackupList{}, &ScheduledBackup{}, &ScheduledBackupList{},
-		&ImageCatalog{}, &ImageCatalogList{}, &ClusterImageCatalog{}, &ClusterImageCatalogList{})
+		&ImageCatalog{}, &ImageCatalogList{}, &ClusterImageCatalog{}, &ClusterImageCatalogList{},
+		&Database{}, &DatabaseList{})
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
 }

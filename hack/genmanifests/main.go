@@ -76,6 +76,9 @@ var namespaced = map[string]bool{
 	"postgresql.pgward.io/scheduledbackups/finalizers": true,
 	"postgresql.pgward.io/scheduledbackups/status":     true,
 	"postgresql.pgward.io/imagecatalogs":               true,
+	"postgresql.pgward.io/databases":                   true,
+	"postgresql.pgward.io/databases/finalizers":        true,
+	"postgresql.pgward.io/databases/status":            true,
 	// The catalogs every namespace's Clusters may name (read only).
 	"postgresql.pgward.io/clusterimagecatalogs": false,
 	"snapshot.storage.k8s.io/volumesnapshots":   true,
@@ -121,7 +124,7 @@ func generate(dir string, namespaces []string) ([]byte, error) {
 		return nil, errors.New("config/manager/operator.yaml must start with the Namespace")
 	}
 	var crd []map[string]any
-	for _, kind := range []string{"clusters", "backups", "scheduledbackups", "imagecatalogs", "clusterimagecatalogs"} {
+	for _, kind := range []string{"clusters", "backups", "scheduledbackups", "imagecatalogs", "clusterimagecatalogs", "databases"} {
 		docs, err := readDocs(filepath.Join(dir, "crd", "bases", "postgresql.pgward.io_"+kind+".yaml"))
 		if err != nil {
 			return nil, err

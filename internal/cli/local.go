@@ -45,8 +45,15 @@ func newUpCmd(dir *string) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			dbs, err := local.DatabaseDocs(whole)
+			if err != nil {
+				return err
+			}
 			c, err := v1.LoadAndValidate(manifest)
 			if err != nil {
+				return err
+			}
+			if err := local.CheckDatabases(c, dbs); err != nil {
 				return err
 			}
 			d := *dir
@@ -76,7 +83,7 @@ func newUpCmd(dir *string) *cobra.Command {
 				return asOwner(cmd, args, sd.Owner, sd.Path, whole)
 			}
 			return local.Up(cmd.Context(), local.UpOptions{
-				Dir: abs, Manifest: manifest, Secrets: docs, ConfigMaps: configMaps, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, HA: ha, Out: cmd.OutOrStdout(),
+				Dir: abs, Manifest: manifest, Secrets: docs, ConfigMaps: configMaps, Databases: dbs, RunAs: runAs, PGBinDir: pgBin, Timeout: timeout, HA: ha, Out: cmd.OutOrStdout(),
 			})
 		},
 	}

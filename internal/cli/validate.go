@@ -111,6 +111,7 @@ func validateManifestFile(data []byte) (string, error) {
 		// empty, for cert-manager to write on Kubernetes.
 		issued   = map[string]string{}
 		catalogs = map[string]*v1.ImageCatalogSpec{}
+		dbs      []*v1.Database
 	)
 	for i, doc := range docs {
 		var tm typeMeta
@@ -137,6 +138,13 @@ func validateManifestFile(data []byte) (string, error) {
 				continue
 			}
 			catalogs[kind+"/"+name] = spec
+		case tm.Kind == v1.DatabaseKind:
+			d, err := v1.LoadDatabase(doc)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("document %d: %v", i+1, err))
+				continue
+			}
+			dbs = append(dbs, d)
 		case tm.Kind == "Secret" && tm.APIVersion == "v1":
 			var s secretDoc
 			if err := yaml.UnmarshalStrict(doc, &s); err != nil {
@@ -181,6 +189,9 @@ func validateManifestFile(data []byte) (string, error) {
 			}
 		}
 		problems = append(problems, checkSecretDocs(cluster, secrets)...)
+		if err := local.CheckDatabases(cluster, dbs); err != nil {
+			problems = append(problems, strings.Split(err.Error(), "\n")...)
+		}
 		problems = append(problems, checkCustomQueries(cluster, secrets, configMaps)...)
 		// A catalog in the same file must have the entry the Cluster
 		// selects; one applied separately is checked by the operator.
@@ -199,6 +210,9 @@ func validateManifestFile(data []byte) (string, error) {
 	summary := fmt.Sprintf("Cluster %q is valid (%d instance(s)); %d Secret(s) checked", cluster.Name, cluster.Spec.Instances, len(secrets))
 	if len(configMaps) > 0 {
 		summary += fmt.Sprintf("; %d ConfigMap(s) checked", len(configMaps))
+	}
+	if len(dbs) > 0 {
+		summary += fmt.Sprintf("; %d Database(s) checked", len(dbs))
 	}
 	for _, f := range cluster.Spec.KubernetesOnlySnapshotFields() {
 		skipped = append(skipped, fmt.Sprintf("note: %s is Kubernetes-only (CSI VolumeSnapshots): the operator implements it, `pgward local up` refuses it", f))

@@ -36,6 +36,9 @@ spec:
 	serverCertificate = "---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: srv-cert\nspec:\n  secretName: srv\n"
 )
 
+// dbDoc is CloudNativePG's Database sample shape, for the Cluster "shop".
+const dbDoc = "---\napiVersion: postgresql.cnpg.io/v1\nkind: Database\nmetadata:\n  name: shop-one\nspec:\n  name: one\n  owner: app\n  cluster:\n    name: shop\n"
+
 func TestValidateManifestFile(t *testing.T) {
 	for _, tc := range []struct {
 		name, file, want string
@@ -48,6 +51,11 @@ func TestValidateManifestFile(t *testing.T) {
 		{"a Secret without a password", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: app-creds\nstringData:\n  username: app\n",
 			`Secret "app-creds" (spec.bootstrap.initdb.secret) has no key "password"`},
 		{"an unknown field in a Secret", validCluster + "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: x\nstrngData:\n  a: b\n", `unknown field "strngData"`},
+		{"a Database", validCluster + dbDoc, "1 Database(s) checked"},
+		{"a Database of another Cluster", validCluster + strings.Replace(dbDoc, "    name: shop\n", "    name: other\n", 1), `kind Database "shop-one": spec.cluster.name`},
+		{"a Database PostgreSQL 15 cannot make", validCluster + strings.Replace(dbDoc, "owner: app", "owner: app\n  icuRules: fr", 1), "spec.icuRules: Forbidden"},
+		{"a Database dropping the app database", validCluster + strings.Replace(dbDoc, "name: one", "name: app\n  ensure: absent", 1), "spec.ensure: Forbidden"},
+		{"a Database with foreign servers", validCluster + dbDoc + "  servers: [{name: s, fdw: f}]\n", `"spec.servers" is a Cloud Native PostgreSQL field that pgward does not support yet`},
 		{"another kind", validCluster + "---\napiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata:\n  name: c\n", `skipped: Issuer "c" (not read by pgward)`},
 		{"a ConfigMap", validCluster + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n", "1 ConfigMap(s) checked"},
 		{"a ConfigMap without the key a SQL reference names", strings.Replace(validCluster, "      owner: app\n", "      owner: app\n      postInitSQLRefs:\n        configMapRefs: [{name: c, key: x.sql}]\n", 1) +

@@ -35,6 +35,7 @@ func Observation(st *instanceapi.Status, sent time.Time) plan.InstanceStatus {
 		ReplayedLSN:       lsn(st.ReplayedLSN),
 		CurrentLSN:        lsn(st.CurrentLSN),
 		PendingRestart:    st.PendingRestart,
+		Manifest:          st.ManifestSHA256,
 		Restarting:        st.Busy == instanceapi.CommandRestart,
 		Designated:        st.Designated,
 	}

@@ -1,6 +1,8 @@
 package control
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +24,36 @@ func TestObservation(t *testing.T) {
 	}
 	if u := Unreachable("c-3", sent); u.Reachable || u.Name != "c-3" {
 		t.Fatalf("%+v", u)
+	}
+}
+
+// TestObservationManifest: the manifest an instance runs reaches the
+// planner with its pending restart; an instance manager older than the
+// field (its JSON has no manifestSHA256) reaches it as none, which the
+// planner does not count as running the current manifest
+// (plan.TestRollingRestartOldManager).
+func TestObservationManifest(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	var cur, old instanceapi.Status
+	if err := json.Unmarshal([]byte(`{"name":"c-2","role":"replica","postmasterRunning":true,"ready":true,"pendingRestart":true,"manifestSHA256":"`+sum+`"}`), &cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(`{"name":"c-2","role":"replica","postmasterRunning":true,"ready":true,"pendingRestart":false}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if p := Observation(&cur, time.Now()); p.Manifest != sum || !p.PendingRestart {
+		t.Errorf("current manager: %+v", p)
+	}
+	if p := Observation(&old, time.Now()); p.Manifest != "" || p.PendingRestart {
+		t.Errorf("old manager: %+v", p)
+	}
+	// And back: a manager that runs no manifest yet says nothing.
+	b, err := json.Marshal(instanceapi.Status{Name: "c-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "manifestSHA256") {
+		t.Errorf("an empty manifest is sent: %s", b)
 	}
 }
 

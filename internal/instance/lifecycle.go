@@ -84,6 +84,10 @@ func (m *Manager) startPostgres(ctx context.Context, primary bool) error {
 	if err := ensureTablespaceDirs(m.cfg, m.cluster); err != nil {
 		return err
 	}
+	// What renderConfig renders: PostgreSQL starts on that manifest.
+	m.mu.Lock()
+	sum := m.clusterSum
+	m.mu.Unlock()
 	if err := m.renderConfig(primary); err != nil {
 		return err
 	}
@@ -137,6 +141,8 @@ func (m *Manager) startPostgres(ctx context.Context, primary bool) error {
 	m.phase = PhaseRunning
 	m.endLSN = ""
 	m.gen++
+	m.loadedSum = sum
+	first.ManifestSHA256 = sum
 	m.keepTimeline(&first)
 	m.sample = sample{gen: m.gen, at: time.Now(), st: first}
 	m.mu.Unlock()

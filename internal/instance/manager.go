@@ -2,6 +2,8 @@ package instance
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -100,6 +102,13 @@ type Manager struct {
 	manifestMod time.Time
 	// configErr says why the latest manifest was not applied (see reload.go).
 	configErr string
+	// clusterSum identifies (hex SHA-256 of the file's bytes) the manifest
+	// cluster was read from; loadedSum the one whose configuration
+	// PostgreSQL has loaded: set when it starts on cluster's files and
+	// when it confirmed a reload of them (reload.go), never earlier, so a
+	// sample that reads loadedSum before its query reports a pending
+	// restart that belongs to that manifest (Status.ManifestSHA256).
+	clusterSum, loadedSum string
 	// appliedCreds identifies the credentials last set on the roles, and
 	// secretErr the last failure to read or apply them (passwords.go).
 	// Both belong to the loop's goroutine.
@@ -124,6 +133,12 @@ type Manager struct {
 	tablespacesDigest    [32]byte
 	tablespacesCheckedAt time.Time
 	tablespacesErr       string
+	// dbDigest identifies the declared databases last reconciled, at
+	// dbCheckedAt; dbResults are their outcomes, in the status
+	// (databases.go).
+	dbDigest    [32]byte
+	dbCheckedAt time.Time
+	dbResults   []instanceapi.DatabaseResult
 	// pgTLS is the TLS material PostgreSQL last read, at start or reload.
 	pgTLS tlsState
 	// level is the logger's level, kept at spec.logLevel (logging.go).
@@ -157,7 +172,7 @@ func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
 	if err := prepareSnapshotImport(cfg, b, log); err != nil {
 		return nil, err
 	}
-	c, configErr, err := startingManifest(cfg, b)
+	c, sum, configErr, err := startingManifest(cfg, b)
 	if err != nil {
 		return nil, err
 	}
@@ -180,6 +195,7 @@ func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
 		// with it is picked up at the next check.
 		manifestMod: fi.ModTime(),
 		configErr:   configErr,
+		clusterSum:  sum,
 	}
 	if configErr != "" {
 		// Checked against the running server at the first reload check.
@@ -202,34 +218,41 @@ func appliedFile(cfg *Config) string { return filepath.Join(cfg.ConfDir, "applie
 
 func (m *Manager) appliedFile() string { return appliedFile(m.cfg) }
 
-// startingManifest picks the manifest to start with. The first time, it is
+// startingManifest picks the manifest to start with (and its manifestSum). The first time, it is
 // the manifest file. After that, a manifest that changed while the manager
 // was not running (a pod restarted with a new Secret) is not trusted to
 // start PostgreSQL: the instance starts on the last manifest it applied,
 // and the new one is then checked against the running server and applied
 // like any live change (reload.go), or refused with the reason in status,
 // instead of leaving an instance that cannot start.
-func startingManifest(cfg *Config, manifest []byte) (*v1.Cluster, string, error) {
+func startingManifest(cfg *Config, manifest []byte) (*v1.Cluster, string, string, error) {
 	c, err := v1.LoadAndValidate(manifest)
 	prevBytes, prevErr := os.ReadFile(appliedFile(cfg))
 	if errors.Is(prevErr, fs.ErrNotExist) {
 		if err != nil {
-			return nil, "", fmt.Errorf("cluster manifest %s: %w", cfg.ClusterFile, err)
+			return nil, "", "", fmt.Errorf("cluster manifest %s: %w", cfg.ClusterFile, err)
 		}
-		return c, "", WriteFileAtomic(appliedFile(cfg), manifest, 0o600)
+		return c, manifestSum(manifest), "", WriteFileAtomic(appliedFile(cfg), manifest, 0o600)
 	}
 	prev, prevErr := v1.LoadAndValidate(prevBytes)
 	switch {
 	case prevErr != nil && err != nil:
-		return nil, "", fmt.Errorf("cluster manifest %s: %w", cfg.ClusterFile, err)
+		return nil, "", "", fmt.Errorf("cluster manifest %s: %w", cfg.ClusterFile, err)
 	case prevErr != nil:
-		return c, "", WriteFileAtomic(appliedFile(cfg), manifest, 0o600)
+		return c, manifestSum(manifest), "", WriteFileAtomic(appliedFile(cfg), manifest, 0o600)
 	case err != nil:
-		return prev, "manifest change refused: " + err.Error(), nil
+		return prev, manifestSum(prevBytes), "manifest change refused: " + err.Error(), nil
 	case reflect.DeepEqual(prev.Spec, c.Spec):
-		return c, "", nil
+		return c, manifestSum(manifest), "", nil
 	}
-	return prev, "manifest changed while the instance was down: starting on the last applied one until PostgreSQL has checked the new one", nil
+	return prev, manifestSum(prevBytes), "manifest changed while the instance was down: starting on the last applied one until PostgreSQL has checked the new one", nil
+}
+
+// manifestSum identifies a manifest file's content as the status reports
+// it (Status.ManifestSHA256) and a reload request names it.
+func manifestSum(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // Run serves the status port and executes commands until ctx ends, then
@@ -355,6 +378,7 @@ func (m *Manager) loop(ctx context.Context) error {
 			m.applyChangedPasswords(ctx)
 			m.reconcileManagedRoles(ctx, time.Now())
 			m.reconcileTablespaces(ctx, time.Now())
+			m.reconcileDatabases(ctx, time.Now())
 			m.revertAlterSystem(ctx)
 		}
 	}

@@ -72,8 +72,16 @@ func (m *Manager) reload(ctx context.Context, force bool) error {
 			}
 		}
 	}
+	// A manifest applied here counts as loaded (Status.ManifestSHA256)
+	// only once PostgreSQL has read the files again: pg_reload_conf()
+	// only signals the postmaster, and until then pg_settings shows no
+	// restart pending for the new values.
+	confirm := force || (next != nil && applyErr == nil)
+	m.mu.Lock()
+	sum := m.clusterSum
+	m.mu.Unlock()
 	var loadedAt time.Time
-	if force {
+	if confirm {
 		if err := pool.QueryRow(rctx, "SELECT pg_conf_load_time()").Scan(&loadedAt); err != nil {
 			return fmt.Errorf("reading pg_conf_load_time(): %w", err)
 		}
@@ -88,14 +96,17 @@ func (m *Manager) reload(ctx context.Context, force bool) error {
 		m.mu.Unlock()
 	}
 	m.log.Info("configuration reloaded", "certificates", certs, "manifest", next != nil, "requested", force)
-	if force {
+	if confirm {
 		if err := waitConfLoaded(rctx, pool, loadedAt); err != nil {
 			return err
 		}
 		m.mu.Lock()
+		if m.pool == pool { // not restarted meanwhile (it set its own)
+			m.loadedSum = sum
+		}
 		cfgErr := m.configErr
 		m.mu.Unlock()
-		if applyErr == nil && cfgErr != "" {
+		if force && applyErr == nil && cfgErr != "" {
 			applyErr = errors.New(cfgErr)
 		}
 	}
@@ -201,7 +212,7 @@ func (m *Manager) applyManifest(ctx context.Context, pool *pgxpool.Pool, next *v
 		}
 	}
 	m.mu.Lock()
-	m.cluster = next
+	m.cluster, m.clusterSum = next, manifestSum(raw)
 	m.configErr = ""
 	m.mu.Unlock()
 	m.applyLogLevel()
@@ -237,9 +248,15 @@ func (m *Manager) reloadManifest() (*v1.Cluster, []byte) {
 		return nil, nil
 	}
 	if reflect.DeepEqual(c.Spec, m.cluster.Spec) {
-		// The file says what runs: an earlier refusal is over.
+		// The file says what runs: an earlier refusal is over, and the
+		// file's bytes name the running manifest from now on.
+		sum := manifestSum(b)
 		m.mu.Lock()
 		m.configErr = ""
+		if m.loadedSum == m.clusterSum {
+			m.loadedSum = sum
+		}
+		m.clusterSum = sum
 		m.mu.Unlock()
 		return nil, nil
 	}

@@ -3,6 +3,7 @@ package instance
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pgward/pgward/internal/instanceapi"
@@ -58,11 +59,13 @@ func (m *Manager) sampler(ctx context.Context) {
 		}
 		m.mu.Lock()
 		pool, gen := m.pool, m.gen
+		// Before the query: PostgreSQL has loaded at least this manifest
+		// by now, so the pending restart the query reads is not older.
+		st := instanceapi.Status{ManifestSHA256: m.loadedSum}
 		m.mu.Unlock()
 		if pool == nil {
 			continue
 		}
-		var st instanceapi.Status
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := queryStatus(qctx, pool, &st)
 		cancel()
@@ -126,6 +129,9 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 	smp, gen, pgTLS := m.sample, m.gen, m.pgTLS
 	st.RolesError = m.rolesErr
 	st.TablespacesError = m.tablespacesErr
+	if m.primary {
+		st.Databases = slices.Clone(m.dbResults)
+	}
 	if m.backupRun != nil {
 		run := *m.backupRun
 		st.Backup = &run
@@ -153,7 +159,7 @@ func (m *Manager) Status(requestID uint64) instanceapi.Status {
 		return st
 	}
 	st.Role, st.Ready, st.PGVersion, st.SystemID = smp.st.Role, smp.st.Ready, smp.st.PGVersion, smp.st.SystemID
-	st.Timeline, st.PendingRestart = smp.st.Timeline, smp.st.PendingRestart
+	st.Timeline, st.PendingRestart, st.ManifestSHA256 = smp.st.Timeline, smp.st.PendingRestart, smp.st.ManifestSHA256
 	st.CurrentLSN, st.ReceivedLSN, st.ReplayedLSN = smp.st.CurrentLSN, smp.st.ReceivedLSN, smp.st.ReplayedLSN
 	st.WALReceiver, st.Replication = smp.st.WALReceiver, smp.st.Replication
 	st.Archive = smp.st.Archive

@@ -46,6 +46,12 @@ type Config struct {
 	// spec.monitoring's ConfigMaps and Secrets); empty or absent: none.
 	// The exporter re-reads it when it changes.
 	CustomQueriesFile string `json:"customQueriesFile,omitempty"`
+	// DatabasesFile holds the cluster's declared databases (the Database
+	// kind on Kubernetes, Database documents of the manifest file
+	// locally) as a JSON list of v1.DatabaseDeclaration, written by the
+	// runtime; empty or absent: none. The primary re-reads it every
+	// second and reconciles at once when it changed, else every 10 s.
+	DatabasesFile string `json:"databasesFile,omitempty"`
 	// OSUser is the operating-system user PostgreSQL runs as; the peer map
 	// lets exactly this user in as the postgres role over the socket.
 	OSUser string `json:"osUser"`

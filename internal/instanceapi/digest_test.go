@@ -48,6 +48,7 @@ func TestDigest(t *testing.T) {
 		"epoch":                func(s *Status) { s.Epoch = 4 },
 		"timeline":             func(s *Status) { s.Timeline = 3 },
 		"pending restart":      func(s *Status) { s.PendingRestart = true },
+		"manifest loaded":      func(s *Status) { s.ManifestSHA256 = "ab12" },
 		"standby left":         func(s *Status) { s.Replication = s.Replication[:1] },
 		"standby caught up":    func(s *Status) { s.Replication[1].State = "catchup" },
 		"sync state":           func(s *Status) { s.Replication[1].SyncState = "sync" },

@@ -131,6 +131,14 @@ type Status struct {
 	ReplayedLSN string `json:"replayedLSN,omitempty"`
 	// PendingRestart is true when a changed parameter needs a restart.
 	PendingRestart bool `json:"pendingRestart"`
+	// ManifestSHA256 is the hex SHA-256 of the manifest file whose
+	// configuration PostgreSQL has loaded (the bytes of ReloadRequest's
+	// ManifestSHA256): taken before the query that read PendingRestart,
+	// after PostgreSQL confirmed the load, so the two together say
+	// whether the instance runs the manifest it was given. Empty while
+	// PostgreSQL does not run, and from instance managers older than the
+	// field, which the planner does not count as running any manifest.
+	ManifestSHA256 string `json:"manifestSHA256,omitempty"`
 	// StreamingFrom names the primary a replica streams from ("" if none).
 	StreamingFrom string `json:"streamingFrom,omitempty"`
 	// WALReceiver describes a replica's upstream connection.
@@ -180,6 +188,9 @@ type Status struct {
 	// TablespacesError says why spec.tablespaces is not (yet) what the
 	// primary has; empty when it is.
 	TablespacesError string `json:"tablespacesError,omitempty"`
+	// Databases is the primary's result for each declared database (see
+	// Config.DatabasesFile), for the generation it applied.
+	Databases []DatabaseResult `json:"databases,omitempty"`
 	// Archive is the WAL archiver's state on a primary that archives.
 	Archive *Archive `json:"archive,omitempty"`
 	// Backup is the last base backup this instance ran, if any.
@@ -192,6 +203,17 @@ type Status struct {
 	// outcome (`pgward local reload`, `kubectl pgward reload`).
 	Reload     *ReloadResult `json:"reload,omitempty"`
 	ObservedAt time.Time     `json:"observedAt"`
+}
+
+// DatabaseResult is the outcome of one declared database: Object and
+// Generation echo the declaration's; Applied is true when the server has
+// it as declared, else Message says why not (each schema's and
+// extension's problem named).
+type DatabaseResult struct {
+	Object     string `json:"object"`
+	Generation int64  `json:"generation,omitempty"`
+	Applied    bool   `json:"applied"`
+	Message    string `json:"message,omitempty"`
 }
 
 // ConfigFiles are an instance's configuration files by name
@@ -254,9 +276,24 @@ func (s *Status) Digest() string {
 	}
 	raw, _ := json.Marshal([]any{
 		s.Name, s.Role, s.PostmasterRunning, s.Ready, s.Phase, s.Busy, s.Fenced, s.Empty, s.Epoch,
-		s.Timeline, s.PendingRestart, s.StreamingFrom, receiver, s.SyncStandbyNames, peers,
+		s.Timeline, s.PendingRestart, s.ManifestSHA256, s.StreamingFrom, receiver, s.SyncStandbyNames, peers,
 		s.Error != "", s.ConfigError != "", s.RolesError != "", s.Designated, s.Source, backup,
 	})
+	if len(s.Databases) > 0 {
+		// Only with declared databases, so that the digest of every other
+		// instance stays what it was.
+		type db struct {
+			O string
+			G int64
+			A bool
+		}
+		var dbs []db
+		for _, d := range s.Databases {
+			dbs = append(dbs, db{d.Object, d.Generation, d.Applied})
+		}
+		more, _ := json.Marshal(dbs)
+		raw = append(raw, more...)
+	}
 	sum := sha256.Sum256(raw)
 	return hex.EncodeToString(sum[:12])
 }

@@ -2,8 +2,11 @@ package kube_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,9 +35,30 @@ type simInstances struct {
 	id  uint64
 	// onCommand runs before each command is applied.
 	onCommand func(in kube.Instance, cmd instanceapi.Command)
+	// stale names the instances whose kubelet has not refreshed their
+	// config Secret yet: they report the manifest given here. The others
+	// report the one their Secret holds (a kubelet that refreshes at once,
+	// a manager that loads it at once).
+	stale map[string]string
+	// pending names the instances that report a restart pending until a
+	// restart command reaches them.
+	pending map[string]bool
+}
+
+// manifestOf is the hex SHA-256 of in's manifest in its config Secret, as
+// the instance manager would report it once loaded ("" without one).
+func manifestOf(in kube.Instance) string {
+	ns, _, _ := strings.Cut(in.Cluster, "/")
+	var sec corev1.Secret
+	if err := admin.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: build.InstanceConfigSecretName(in.Name)}, &sec); err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(sec.Data[build.ClusterKeyJSON])
+	return hex.EncodeToString(sum[:])
 }
 
 func (s *simInstances) Status(_ context.Context, in kube.Instance, _ uint64) (*instanceapi.Status, error) {
+	mounted := manifestOf(in)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, st := range s.sim.Observe() {
@@ -45,7 +69,15 @@ func (s *simInstances) Status(_ context.Context, in kube.Instance, _ uint64) (*i
 			return nil, errors.New("no answer")
 		}
 		s.id++
-		return toWire(st, s.id), nil
+		w := toWire(st, s.id)
+		if w.PostmasterRunning {
+			w.ManifestSHA256 = mounted
+			if m, ok := s.stale[in.Name]; ok {
+				w.ManifestSHA256 = m
+			}
+			w.PendingRestart = s.pending[in.Name]
+		}
+		return w, nil
 	}
 	return nil, fmt.Errorf("no instance %s", in.Name)
 }
@@ -56,6 +88,10 @@ func (s *simInstances) Command(_ context.Context, in kube.Instance, cmd instance
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if cmd.Kind == instanceapi.CommandRestart || cmd.Kind == instanceapi.CommandDemote {
+		// Its start after either runs what it has loaded.
+		delete(s.pending, in.Name)
+	}
 	a := plan.Action{Instance: in.Name, Epoch: cmd.Epoch, SyncStandbys: cmd.SyncStandbys}
 	if cmd.Primary != nil {
 		a.Primary = cmd.Primary.Name

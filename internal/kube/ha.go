@@ -312,6 +312,7 @@ func (r *ClusterReconciler) drive(ctx context.Context, c, desired *v1.Cluster, m
 	if spec.SyncDomains, err = r.syncDomains(ctx, desired, pods); err != nil {
 		return reconcile.Result{}, err
 	}
+	spec.Manifests = r.manifestsOf(desired)
 	h := &haRound{r: r, c: c, desired: desired, pods: pods, tlsm: tlsm, mem: mem}
 	d := control.Driver{Observer: h, Store: h, Actuator: h, Now: r.clock}
 	taken := takeSwitchover(c, mem)

@@ -229,6 +229,9 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	if err := (&ScheduledBackupReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("registering the scheduled backup reconciler: %w", err)
 	}
+	if err := (&DatabaseReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("registering the database reconciler: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -241,6 +244,9 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		}
 		if err := SetupImageCatalogWebhooksWithManager(mgr); err != nil {
 			return fmt.Errorf("image catalog webhooks: %w", err)
+		}
+		if err := SetupDatabaseWebhookWithManager(mgr); err != nil {
+			return fmt.Errorf("database webhook: %w", err)
 		}
 		if err := mgr.Add(certs); err != nil {
 			return err

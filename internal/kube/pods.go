@@ -42,6 +42,11 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 	if err != nil {
 		return nil, fmt.Errorf("spec.bootstrap.initdb SQL references: %w", err)
 	}
+	dbs, err := r.clusterDatabases(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	decls := databaseDeclarations(dbs)
 	outdated := map[string]bool{}
 	for _, name := range build.InstanceNames(c) {
 		cfg, err := build.InstanceConfigSecretWithSQL(c, name, target, opts, sql)
@@ -49,6 +54,7 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 			return nil, err
 		}
 		r.applyCustomQueries(ctx, cfg, mon)
+		build.SetDatabases(cfg, decls)
 		if _, err := ensure(ctx, r.Client, c, cfg, mutateSecret); err != nil {
 			return nil, err
 		}
@@ -89,8 +95,16 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 			continue // hibernated (hibernation.go)
 		}
 		want := build.Pod(c, name, roleOf(name, target), opts)
+		manifest := r.manifestOf(c, name)
+		if want.Annotations == nil {
+			want.Annotations = map[string]string{}
+		}
+		want.Annotations[ManifestAnnotation] = manifest
 		pod, err := ensure(ctx, r.Client, c, want, func(_, _ *corev1.Pod) {})
 		if err != nil {
+			return nil, err
+		}
+		if err := r.markManifest(ctx, pod, manifest); err != nil {
 			return nil, err
 		}
 		pods[name] = pod

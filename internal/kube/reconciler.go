@@ -180,25 +180,8 @@ func ValidateForKubernetes(c *v1.Cluster) field.ErrorList {
 		errs = append(errs, field.Required(field.NewPath("spec", "storage", "size"),
 			"each instance needs a persistent volume on Kubernetes, e.g. 1Gi"))
 	}
-	errs = append(errs, refuseLocalOnly(c)...)
 	errs = append(errs, tablespacesForKubernetes(c)...)
 	errs = append(errs, walStorageForKubernetes(c)...)
-	return errs
-}
-
-// refuseLocalOnly refuses what only the local runtime implements so far,
-// rather than accept it and run pods that do not do it.
-func refuseLocalOnly(c *v1.Cluster) field.ErrorList {
-	var errs field.ErrorList
-	spec := field.NewPath("spec")
-	if c.Spec.Bootstrap != nil && c.Spec.Bootstrap.PgBaseBackup != nil {
-		errs = append(errs, field.Forbidden(spec.Child("bootstrap", "pg_basebackup"),
-			"cloning another cluster runs in the local runtime only so far"))
-	}
-	if c.Spec.Replica != nil {
-		errs = append(errs, field.Forbidden(spec.Child("replica"),
-			"replica clusters run in the local runtime only so far: the operator does not yet bootstrap a designated primary from the source, project the source's secrets into the pods, nor promote one when spec.replica changes"))
-	}
 	return errs
 }
 

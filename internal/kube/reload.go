@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -118,10 +120,46 @@ func (r *ClusterReconciler) noteManifest(c *v1.Cluster, name string, manifest []
 	r.manifests[key][name] = hex.EncodeToString(sum[:])
 }
 
+// manifestsOf is plan.Spec.Manifests: each instance's manifest as this
+// operator last wrote it into its config Secret. A rolling update waits
+// until an instance reports it loaded (its kubelet refreshes the Secret's
+// volume at its own next sync). Empty until this operator has written
+// them, which it does before every planner step (ensureInstances).
+func (r *ClusterReconciler) manifestsOf(c *v1.Cluster) map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.manifests[client.ObjectKeyFromObject(c).String()])
+}
+
 func (r *ClusterReconciler) manifestOf(c *v1.Cluster, name string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.manifests[client.ObjectKeyFromObject(c).String()][name]
+}
+
+// ManifestAnnotation on a pod is the digest of the manifest its config
+// Secret holds. The kubelet refreshes a Secret's volume when it syncs the
+// pod, which a change to the pod makes happen at once; otherwise at its
+// periodic sync, a minute or more away (measured: a rolling update on real
+// pods took 77-96 s of waiting for it). With the annotation, a manifest
+// change (a parameter, pg_hba, a restart-needing setting a rolling update
+// waits for each instance to load) reaches the instance manager within
+// seconds.
+const ManifestAnnotation = "pgward.io/manifest"
+
+// markManifest puts the manifest digest on the pod when it differs.
+func (r *ClusterReconciler) markManifest(ctx context.Context, pod *corev1.Pod, digest string) error {
+	if digest == "" || pod.Annotations[ManifestAnnotation] == digest {
+		return nil
+	}
+	b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{ManifestAnnotation: digest}}})
+	if err != nil {
+		return err
+	}
+	if err := r.Client.Patch(ctx, pod.DeepCopy(), client.RawPatch(types.MergePatchType, b)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("annotating pod %s with its manifest: %w", pod.Name, err)
+	}
+	return nil
 }
 
 // markPodReload puts the request's annotation on the pod (see

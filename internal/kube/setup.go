@@ -84,6 +84,8 @@ func (r *ClusterReconciler) SetupWithManager(mgr ctrl.Manager, workers int) erro
 		Watches(&coordinationv1.Lease{}, r.leaseWatch()).
 		Watches(&v1.ImageCatalog{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfCatalog(v1.ImageCatalogKind))).
 		Watches(&v1.ClusterImageCatalog{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfCatalog(v1.ClusterImageCatalogKind))).
+		// A Database's declaration reaches the pods through its Cluster.
+		Watches(&v1.Database{}, handler.EnqueueRequestsFromMapFunc(clusterOfDatabase)).
 		// Name validation guards against two controllers of one name in a
 		// process; the operator runs one manager, its tests several.
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, SkipNameValidation: new(true)}).

@@ -55,6 +55,9 @@ func (r *ClusterReconciler) updateStatus(ctx context.Context, c, desired *v1.Clu
 	if err := r.setManagedRolesCondition(ctx, c, mem.CurrentPrimary, obs, pods, &st.Conditions); err != nil {
 		return err
 	}
+	if err := r.updateDatabases(ctx, c, mem.CurrentPrimary, obs, pods); err != nil {
+		return err
+	}
 	observeStatus(c)
 	if equality.Semantic.DeepEqual(before.Status, c.Status) {
 		return nil

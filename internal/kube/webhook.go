@@ -88,7 +88,6 @@ func (w ClusterWebhook) ValidateUpdate(_ context.Context, oldC, newC *v1.Cluster
 	v1.SetDefaults(o)
 	v1.SetDefaults(n)
 	errs := append(v1.ValidateUpdate(o, n), refuseMountChanges(o, n)...)
-	errs = append(errs, refuseLocalOnly(n)...)
 	errs = append(errs, refusePodShapeChanges(o, n)...)
 	errs = append(errs, tablespacesForKubernetes(n)...)
 	errs = append(errs, refuseTablespaceChanges(o, n)...)

@@ -229,9 +229,6 @@ var createCases = []badCase{
 	{"rw service disabled", `managed: {services: {disabledDefaultServices: [rw]}}`, "spec.managed.services.disabledDefaultServices[0]", "replicas reach the primary"},
 	{"service selecting other pods", `managed: {services: {additional: [{selectorType: rw, serviceTemplate: {metadata: {name: x}, spec: {selector: {app: web}}}}]}}`, "spec.managed.services.additional[0].serviceTemplate.spec.selector", ""},
 	{"service with externalIPs", `managed: {services: {additional: [{selectorType: r, serviceTemplate: {metadata: {name: x}, spec: {externalIPs: [10.0.0.1]}}}]}}`, "spec.managed.services.additional[0].serviceTemplate.spec.externalIPs", ""},
-	{"replica cluster (local runtime only)", `{instances: 1, bootstrap: {pg_basebackup: {source: src}}, replica: {enabled: true, source: src},
-		externalClusters: [{name: src, connectionParameters: {host: src.example.org, user: streaming_replica, sslmode: verify-full},
-		sslRootCert: {name: src-ca, key: ca.crt}}]}`, "spec.replica", "local runtime only"},
 	{"negative minSyncReplicas", `minSyncReplicas: -1`, "spec.minSyncReplicas", ""},
 	// Refused by the validating webhook (api/v1 Validate).
 	{"fixed parameter port", `postgresql: {parameters: {port: "5433"}}`, "spec.postgresql.parameters[port]", "pgward"},

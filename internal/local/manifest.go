@@ -65,12 +65,15 @@ func SplitManifestWithConfigMaps(data []byte) ([]byte, SecretDocs, SecretDocs, e
 				return nil, nil, nil, fmt.Errorf("document %d: a second ConfigMap %q", i+1, name)
 			}
 			cms[name] = data
+		case tm.Kind == v1.DatabaseKind:
+			// Read by DatabaseDocs: the file's declared databases.
+			continue
 		case cluster == nil && (tm.Kind == v1.Kind || tm.Kind == ""):
 			cluster = doc
 		case tm.Kind == v1.Kind:
 			return nil, nil, nil, fmt.Errorf("document %d: a second Cluster: give one per file", i+1)
 		default:
-			return nil, nil, nil, fmt.Errorf("document %d: kind %q: the local runtime reads a Cluster, its Secrets and ConfigMaps only", i+1, tm.Kind)
+			return nil, nil, nil, fmt.Errorf("document %d: kind %q: the local runtime reads a Cluster, its Secrets, ConfigMaps and Databases only", i+1, tm.Kind)
 		}
 	}
 	if cluster == nil {

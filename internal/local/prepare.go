@@ -55,8 +55,11 @@ type prepared struct {
 // (against the stored one when resuming), fixes ports, creates the PKI and
 // the credentials, and writes each instance manager's config. It is
 // idempotent: on an existing directory it reuses everything it finds.
-func prepare(l Layout, manifest []byte, c *v1.Cluster, docs, configMaps SecretDocs, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
+func prepare(l Layout, manifest []byte, c *v1.Cluster, docs, configMaps SecretDocs, dbs []*v1.Database, runAs, pgBin string, ha HAOptions, progress func(string)) (*prepared, error) {
 	if err := checkSecretDocs(c, docs); err != nil {
+		return nil, err
+	}
+	if err := CheckDatabases(c, dbs); err != nil {
 		return nil, err
 	}
 	// Before anything is written: a reference that cannot be read is
@@ -127,6 +130,9 @@ func prepare(l Layout, manifest []byte, c *v1.Cluster, docs, configMaps SecretDo
 		}
 	}
 	if err := writeCustomQueries(l, c, queries, configMaps, progress); err != nil {
+		return nil, err
+	}
+	if err := writeDatabases(l, dbs, progress); err != nil {
 		return nil, err
 	}
 	if err := p.writeInstanceConfigs(); err != nil {
@@ -357,8 +363,11 @@ func (p *prepared) writeInstanceConfigs() error {
 			// Always named, so that queries added later reach running
 			// exporters, which re-read the file.
 			CustomQueriesFile: p.layout.CustomQueriesFile(),
-			OSUser:            p.user.Name,
-			SecretsRoot:       p.layout.SecretsDir(),
+			// Always named, as the queries are: a Database added later
+			// reaches the running primary.
+			DatabasesFile: p.layout.DatabasesFile(),
+			OSUser:        p.user.Name,
+			SecretsRoot:   p.layout.SecretsDir(),
 			Secrets: instance.Secrets{
 				ServerTLS: p.tls.ServerTLS, ServerCA: p.tls.ServerCA, ClientCA: p.tls.ClientCA,
 				Replication: p.tls.Replication, App: p.app, Superuser: p.super,

@@ -1,6 +1,8 @@
 package local
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 
 	v1 "github.com/pgward/pgward/api/v1"
@@ -13,7 +15,9 @@ import (
 // planner then promotes the designated primary. Everything else the plan
 // holds cannot change while the cluster runs (checkLiveChange), so only
 // the replica mode is taken; `up` has already judged the change with
-// ValidateUpdate (a promoted cluster never becomes a replica again).
+// ValidateUpdate (a promoted cluster never becomes a replica again). It
+// also takes the manifest's digest, which the rolling update waits for
+// (plan.Spec.Manifests).
 func (h *haLoop) refreshReplicaMode() {
 	fi, err := os.Stat(h.layout.ClusterFile()) // #nosec G703 -- the state directory is the user's own choice
 	if err != nil || fi.ModTime().Equal(h.manifestTime) {
@@ -28,6 +32,15 @@ func (h *haLoop) refreshReplicaMode() {
 	if err != nil {
 		h.log.Warn("the stored manifest changed but does not validate; keeping the running plan", "err", err)
 		return
+	}
+	// Every instance reads this one file: a rolling update counts an
+	// instance updated once it reports these bytes loaded (each manager
+	// looks for a change at its own moment; `up` asks them all to reload,
+	// and one that answered late must not be taken for updated).
+	sum := sha256.Sum256(data)
+	h.spec.Manifests = map[string]string{}
+	for _, n := range h.spec.Instances {
+		h.spec.Manifests[n] = hex.EncodeToString(sum[:])
 	}
 	if c.IsReplica() != h.spec.ReplicaCluster {
 		h.log.Info("replica mode changed", "replica", c.IsReplica())

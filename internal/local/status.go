@@ -70,7 +70,15 @@ type InstanceReport struct {
 	// last base backup the instance ran.
 	Archive *instanceapi.Archive   `json:"archive,omitempty"`
 	Backup  *instanceapi.BackupRun `json:"backup,omitempty"`
-	Error   string                 `json:"error,omitempty"`
+	// ManifestSHA256 identifies the stored manifest PostgreSQL has loaded
+	// (hex SHA-256 of its bytes), PendingRestart whether settings in it
+	// wait for a restart: what the rolling update waits on.
+	ManifestSHA256 string `json:"manifestSHA256,omitempty"`
+	PendingRestart bool   `json:"pendingRestart,omitempty"`
+	// Databases is the primary's result for each declared database (the
+	// file's Database documents).
+	Databases []instanceapi.DatabaseResult `json:"databases,omitempty"`
+	Error     string                       `json:"error,omitempty"`
 }
 
 // StatusOptions configure `pgward local status`.
@@ -149,8 +157,15 @@ func Observe(ctx context.Context, l Layout) (*ClusterStatus, error) {
 			if s.TablespacesError != "" {
 				r.Error = strings.TrimSpace(r.Error + " tablespaces: " + s.TablespacesError)
 			}
+			r.Databases = s.Databases
+			for _, d := range s.Databases {
+				if !d.Applied {
+					r.Error = strings.TrimSpace(r.Error + " database " + d.Object + ": " + d.Message)
+				}
+			}
 			r.CurrentLSN, r.ReceivedLSN, r.ReplayedLSN = s.CurrentLSN, s.ReceivedLSN, s.ReplayedLSN
 			r.Archive, r.Backup = s.Archive, s.Backup
+			r.ManifestSHA256, r.PendingRestart = s.ManifestSHA256, s.PendingRestart
 			r.State = instanceapi.StateOf(s)
 			if s.PostmasterRunning && s.Ready {
 				if err := passStreaming(s, readiness); err != nil {

@@ -35,6 +35,8 @@ type UpOptions struct {
 	// SQL references and spec.monitoring's custom queries read them (the
 	// queries' are kept in the state directory's configmaps/).
 	ConfigMaps SecretDocs
+	// Databases are the file's Database documents (DatabaseDocs).
+	Databases []*v1.Database
 	// PGBinDir overrides PostgreSQL's bin directory discovery.
 	PGBinDir string
 	// Timeout bounds the wait for every instance to be ready.
@@ -153,7 +155,7 @@ func prepareAndStart(ctx context.Context, l Layout, o UpOptions, c *v1.Cluster, 
 			return nil, nil, err
 		}
 	}
-	p, err := prepare(l, o.Manifest, c, o.Secrets, o.ConfigMaps, o.RunAs, o.PGBinDir, o.HA, say)
+	p, err := prepare(l, o.Manifest, c, o.Secrets, o.ConfigMaps, o.Databases, o.RunAs, o.PGBinDir, o.HA, say)
 	if err != nil {
 		return nil, nil, err
 	}

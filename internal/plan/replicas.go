@@ -28,11 +28,16 @@ func (p *planner) maintain(pr InstanceStatus) {
 // once every other one streams, then the primary, by a switchover to an
 // updated replica (which rejoins the old primary, restarted, as a replica),
 // or in place when asked, or when the user switches over (supervised).
+// The primary's turn comes only once every replica runs its manifest
+// (loaded) with nothing pending (updated): a replica that has not read
+// the new manifest yet has nothing pending either, and switching over to
+// it would hand the writes to the old settings.
 func (p *planner) rollingRestart(pr InstanceStatus) {
 	if len(p.actions) > 0 || p.mem.Switchover.To != "" {
 		return // not settled: one change at a time
 	}
 	var pending []string
+	behind := ""
 	for _, n := range p.spec.Instances {
 		s := p.status(n)
 		if n == pr.Name {
@@ -41,8 +46,11 @@ func (p *planner) rollingRestart(pr InstanceStatus) {
 		if !s.readyReplica() || s.StreamingFrom != pr.Name || s.Restarting {
 			return
 		}
-		if p.needsRestart(s) {
+		switch {
+		case p.needsRestart(s):
 			pending = append(pending, n)
+		case behind == "" && !p.loaded(s):
+			behind = n
 		}
 	}
 	if len(pending) > 0 {
@@ -52,6 +60,10 @@ func (p *planner) rollingRestart(pr InstanceStatus) {
 		return
 	}
 	if !p.needsRestart(pr) {
+		return
+	}
+	if behind != "" {
+		p.hold("primary %s needs a restart for new settings: waiting for replica %s to %s", pr.Name, behind, p.notLoaded(p.status(behind)))
 		return
 	}
 	switch {
@@ -74,6 +86,34 @@ func (p *planner) rollingRestart(pr InstanceStatus) {
 			p.restarted(pr.Name)
 		}
 	}
+}
+
+// loaded reports whether s runs the manifest the runtime last gave it (see
+// Spec.Manifests). An instance manager that reports none is older than
+// the field: it is not taken to run anything in particular, or a
+// rolling update would go on as if it did, the fault Manifests closes.
+// Its replica blocks the primary's restart (the hold says why) until it
+// runs a current manager: on Kubernetes an operator upgrade changes its
+// pod's images, so it reports PendingRestart and its restart recreates it.
+func (p *planner) loaded(s InstanceStatus) bool {
+	want := p.spec.Manifests[s.Name]
+	return want == "" || s.Manifest == want
+}
+
+// notLoaded says what replica s has still to do, for a hold.
+func (p *planner) notLoaded(s InstanceStatus) string {
+	if s.Manifest == "" {
+		return "report the manifest it runs (its instance manager is older than this controller: restart it with the current version)"
+	}
+	return fmt.Sprintf("load its new manifest (it runs %s, the current one is %s)", short(s.Manifest), short(p.spec.Manifests[s.Name]))
+}
+
+// short abbreviates a hex digest for messages.
+func short(d string) string {
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
 }
 
 // needsRestart reports whether s runs with settings that need a restart,

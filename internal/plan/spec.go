@@ -57,6 +57,15 @@ type Spec struct {
 	// instead of switching over to an updated replica.
 	SupervisedPrimaryUpdate bool
 	RestartPrimaryInPlace   bool
+	// Manifests maps an instance to the manifest (InstanceStatus.Manifest)
+	// the runtime last gave it. A rolling update counts a replica updated
+	// only once it reports that manifest loaded with no restart pending:
+	// the runtime's copy reaches each instance at its own moment (a
+	// kubelet refreshes a pod's Secret volume at its next sync, a minute
+	// or more apart per pod), and a replica that has not read it yet has
+	// nothing pending either. An instance missing from it (or a nil map)
+	// is judged by PendingRestart alone.
+	Manifests map[string]string
 	// FailoverQuorum applies the quorum check of required synchronous
 	// replication to preferred replication too (CloudNativePG's
 	// synchronous.failoverQuorum): writes go on with fewer standbys, but

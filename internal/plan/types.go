@@ -71,6 +71,12 @@ type InstanceStatus struct {
 	// Restarting reports that the instance manager is restarting postgres
 	// on the planner's request (ActionRestart): down on purpose, briefly.
 	Restarting bool
+	// Manifest identifies (hex SHA-256) the manifest whose configuration
+	// postgres has loaded: PendingRestart was read after that load, so
+	// together they say whether the instance runs what it was given. Empty
+	// while postgres does not run, and from an instance manager older than
+	// the field (see Spec.Manifests).
+	Manifest string
 	// StreamingFrom names the primary the replica's WAL receiver is
 	// streaming from, or "" when it is not streaming.
 	StreamingFrom string

@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -32,6 +35,7 @@ spec:
 `, buffers) + slotsManifest
 	}
 	dir := upCluster(t, "roll", manifest("32MB"))
+	eventually(t, 30*time.Second, "every instance reporting the first manifest loaded", func() error { return runsStored(t, dir) })
 	checkHASlots(t, dir, "roll", 3)
 	first := currentPrimary(t, dir)
 	uri := strings.TrimSpace(mustPgward(t, "local", "uri", "app", "--dir", dir))
@@ -66,7 +70,13 @@ spec:
 	start := time.Now()
 	mustPgward(t, "local", "up", "-f", writeManifest(t, "roll.yaml", manifest("48MB")), "--dir", dir)
 	eventually(t, 3*time.Minute, "every instance runs with shared_buffers 48MB", func() error {
-		for _, port := range instancePorts(t, dir) {
+		// An instance that reports the stored manifest loaded with nothing
+		// pending (what the planner counts as updated) runs its settings:
+		// checked on every look, after the status was read (an instance
+		// only moves forward).
+		want, reports := manifestReports(t, dir)
+		var notYet error
+		for name, port := range instancePorts(t, dir) {
 			u, err := url.Parse(uri)
 			if err != nil {
 				t.Fatal(err)
@@ -75,14 +85,20 @@ spec:
 			q.Set("target_session_attrs", "any")
 			u.Host, u.RawQuery = fmt.Sprintf("localhost:%d", port), q.Encode()
 			out, err := psql(context.Background(), "", u.String(), "SHOW shared_buffers")
-			if err != nil || out != "48MB" {
-				return fmt.Errorf("port %d: %w %s", port, err, out)
+			if r := reports[name]; err == nil && r.ManifestSHA256 == want && !r.PendingRestart && out != "48MB" {
+				t.Errorf("%s reports the stored manifest loaded with no restart pending, but runs shared_buffers %s", name, out)
 			}
+			if (err != nil || out != "48MB") && notYet == nil {
+				notYet = fmt.Errorf("%s (port %d): %w %s", name, port, err, out)
+			}
+		}
+		if notYet != nil {
+			return notYet
 		}
 		if p := currentPrimary(t, dir); p == "" {
 			return fmt.Errorf("no primary")
 		}
-		return nil
+		return runsStored(t, dir)
 	})
 	took := time.Since(start)
 	stop()
@@ -106,6 +122,56 @@ spec:
 	if longest > 8*time.Second {
 		t.Errorf("writes paused for %s", longest)
 	}
+}
+
+// manifestReport is what `local status` says of the manifest an instance
+// runs.
+type manifestReport struct {
+	ManifestSHA256 string `json:"manifestSHA256"`
+	PendingRestart bool   `json:"pendingRestart"`
+}
+
+// manifestReports returns the stored manifest's hex SHA-256 and what each
+// instance reports.
+func manifestReports(t *testing.T, dir string) (string, map[string]manifestReport) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "cluster.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	out := mustPgward(t, "local", "status", "-o", "json", "--dir", dir)
+	var cs struct {
+		Instances []struct {
+			Name string `json:"name"`
+			manifestReport
+		} `json:"instances"`
+	}
+	if err := json.Unmarshal([]byte(out), &cs); err != nil {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	reports := map[string]manifestReport{}
+	for _, is := range cs.Instances {
+		reports[is.Name] = is.manifestReport
+	}
+	return hex.EncodeToString(sum[:]), reports
+}
+
+// runsStored checks that every instance reports the stored manifest
+// loaded (the hex SHA-256 of its bytes, which the rolling update waits
+// for) with no restart pending.
+func runsStored(t *testing.T, dir string) error {
+	t.Helper()
+	want, reports := manifestReports(t, dir)
+	if len(reports) == 0 {
+		return fmt.Errorf("no instances in the status")
+	}
+	for name, r := range reports {
+		if r.ManifestSHA256 != want || r.PendingRestart {
+			return fmt.Errorf("%s reports manifest %q, pending restart %v; the stored one is %s", name, r.ManifestSHA256, r.PendingRestart, want)
+		}
+	}
+	return nil
 }
 
 // TestLocalRestart: `pgward local restart` restarts every instance

@@ -308,13 +308,16 @@ func alive(procs []containerProc) int {
 }
 
 // probeWriter writes straight to one instance's address (verifying its
-// certificate for the -rw name it carries), logging like writer.
+// certificate for the -rw name it carries), logging like writer. It
+// commits with synchronous_commit=local, which any client may set: under
+// synchronous replication a cut-off or frozen primary could otherwise
+// acknowledge nothing whatever pgward does, and only fencing is tested.
 type probeWriter struct{ ns, pod string }
 
 func startProbe(t testing.TB, ns, cluster, addr string, round int) *probeWriter {
 	t.Helper()
 	script := pgClientScript(cluster+"-app", fmt.Sprintf(`
-export PGHOST=%s PGHOSTADDR=%s PGCONNECT_TIMEOUT=2
+export PGHOST=%s PGHOSTADDR=%s PGCONNECT_TIMEOUT=2 PGOPTIONS="-c synchronous_commit=local"
 until psql -XAtq -c "create table if not exists e2e_probe(id bigint primary key)"; do sleep 0.2; done
 i=%d
 while [ ! -e /tmp/stop ]; do

@@ -308,13 +308,14 @@ func configProjection(c *v1.Cluster, name string) []corev1.VolumeProjection {
 }
 
 // configItems are the keys of the instance config Secret a pod reads:
-// config.json, cluster.json, the custom queries and, with SQL
+// config.json, cluster.json, the custom queries, the declared databases and, with SQL
 // references, their SQL.
 func configItems(c *v1.Cluster) []corev1.KeyToPath {
 	items := []corev1.KeyToPath{
 		{Key: configKeyJSON, Path: configKeyJSON},
 		{Key: clusterKeyJSON, Path: clusterKeyJSON},
 		{Key: CustomQueriesKey, Path: CustomQueriesKey},
+		{Key: DatabasesKey, Path: DatabasesKey},
 	}
 	if c.Spec.HasSQLRefs() {
 		items = append(items, corev1.KeyToPath{Key: BootstrapSQLKey, Path: BootstrapSQLKey})

@@ -54,15 +54,20 @@ const (
 	// canonical form), in the config secret: pods mount no new secret.
 	CustomQueriesFile = ConfigDir + "/" + CustomQueriesKey
 	CustomQueriesKey  = "custom-queries.json"
-	SecretsRoot       = ConfigDir + "/secrets"
-	DataMount         = "/var/lib/postgresql/data"
-	DataDir           = DataMount + "/pgdata"
-	ConfDir           = DataMount + "/conf"
-	SocketDir         = "/run/postgresql"
-	TmpDir            = "/tmp"
-	TokenDir          = "/var/run/secrets/kubernetes.io/serviceaccount" // #nosec G101 -- a well-known mount path, not a credential
-	configKeyJSON     = "config.json"
-	clusterKeyJSON    = "cluster.json"
+	// DatabasesFile is the cluster's declared databases (the Database
+	// objects naming it, v1.DatabaseDeclaration as JSON), set by the
+	// operator in the config secret like the custom queries.
+	DatabasesFile  = ConfigDir + "/" + DatabasesKey
+	DatabasesKey   = "databases.json"
+	SecretsRoot    = ConfigDir + "/secrets"
+	DataMount      = "/var/lib/postgresql/data"
+	DataDir        = DataMount + "/pgdata"
+	ConfDir        = DataMount + "/conf"
+	SocketDir      = "/run/postgresql"
+	TmpDir         = "/tmp"
+	TokenDir       = "/var/run/secrets/kubernetes.io/serviceaccount" // #nosec G101 -- a well-known mount path, not a credential
+	configKeyJSON  = "config.json"
+	clusterKeyJSON = "cluster.json"
 )
 
 // PostgresUID and PostgresGID are the user and group PostgreSQL runs as, as

@@ -69,6 +69,7 @@ func InstanceConfig(c *v1.Cluster, name, primary string, opts Options) instancea
 		MetricsAddress:    ":" + strconv.Itoa(MetricsPort),
 		OSUser:            "postgres",
 		CustomQueriesFile: CustomQueriesFile,
+		DatabasesFile:     DatabasesFile,
 		SecretsRoot:       SecretsRoot,
 		Secrets: instanceapi.Secrets{
 			ServerTLS: n.ServerTLS, ServerCA: n.ServerCA, ClientCA: n.ClientCA,
@@ -168,7 +169,7 @@ func InstanceConfigSecretWithSQL(c *v1.Cluster, name, primary string, opts Optio
 	// The reconciler sets the custom queries (SetCustomQueries); the key
 	// always exists, so that the pod's projection of it never changes and
 	// adding queries needs no new pod.
-	data := map[string][]byte{configKeyJSON: cfgJSON, clusterKeyJSON: manifest, CustomQueriesKey: {}}
+	data := map[string][]byte{configKeyJSON: cfgJSON, clusterKeyJSON: manifest, CustomQueriesKey: {}, DatabasesKey: []byte("[]")}
 	if c.Spec.HasSQLRefs() {
 		if sql == nil {
 			return nil, fmt.Errorf("config of %s: bootstrap.initdb's SQL references are not resolved", name)
@@ -195,6 +196,12 @@ const BootstrapSQLKey = "bootstrap-sql.json"
 // instance's config secret.
 func SetCustomQueries(s *corev1.Secret, queries []byte) {
 	s.Data[CustomQueriesKey] = queries
+}
+
+// SetDatabases puts the cluster's declared databases (a JSON list of
+// v1.DatabaseDeclaration) into an instance's config secret.
+func SetDatabases(s *corev1.Secret, decls []byte) {
+	s.Data[DatabasesKey] = decls
 }
 
 // BackupKeySecret holds the generated passphrase that encrypts the
