@@ -42,6 +42,14 @@ var notReadByName = map[string]string{
 	"RelabelConfig.Modulus":      "serialised into the PodMonitor",
 	"RelabelConfig.Replacement":  "serialised into the PodMonitor",
 	"RelabelConfig.Action":       "serialised into the PodMonitor",
+	// bootstrap.recovery.volumeSnapshots: only external-snapshotter's
+	// VolumeSnapshot is accepted (api/v1 validateSnapshotRef), which the
+	// claims' data sources then name as constants.
+	"TypedLocalObjectReference.APIGroup": "only snapshot.storage.k8s.io accepted",
+	"TypedLocalObjectReference.Kind":     "only VolumeSnapshot accepted",
+	// pgward's volume snapshots are cold: online: true is refused (api/v1
+	// validateVolumeSnapshotConfig); false states what is so.
+	"VolumeSnapshotConfiguration.Online": "refused when true",
 	// The Database kind's options PostgreSQL 15 lacks or pgward does not
 	// support yet: declared so that the error names them (api/v1
 	// DatabaseSpec.Validate), never pruned unseen by the API server.

@@ -60,6 +60,16 @@ type BackupSpec struct {
 	// +optional
 	// +kubebuilder:default=barmanObjectStore
 	Method string `json:"method,omitempty"`
+	// Target is the instance a volumeSnapshot backup is taken on:
+	// prefer-standby (the default: a streaming standby if there is one,
+	// else the primary) or primary.
+	// +optional
+	// +kubebuilder:validation:Enum=primary;prefer-standby
+	Target string `json:"target,omitempty"`
+	// Online, for a volumeSnapshot backup, is refused when true: pgward
+	// takes cold snapshots (the instance is stopped cleanly first).
+	// +optional
+	Online *bool `json:"online,omitempty"`
 }
 
 // BackupStatus is what the operator observed of the backup.
@@ -86,6 +96,17 @@ type BackupStatus struct {
 	// Error says why the backup failed.
 	// +optional
 	Error string `json:"error,omitempty"`
+	// Method is the method the backup was taken with.
+	// +optional
+	Method string `json:"method,omitempty"`
+	// Online is whether the backup was taken with PostgreSQL running
+	// (always false for pgward's volume snapshots).
+	// +optional
+	Online *bool `json:"online,omitempty"`
+	// BackupSnapshotStatus lists the VolumeSnapshots of a volumeSnapshot
+	// backup.
+	// +optional
+	BackupSnapshotStatus *BackupSnapshotStatus `json:"snapshotBackupStatus,omitempty"`
 }
 
 // InstanceID names the instance a backup runs on.
@@ -150,6 +171,13 @@ type ScheduledBackupSpec struct {
 	// +optional
 	// +kubebuilder:default=barmanObjectStore
 	Method string `json:"method,omitempty"`
+	// Target is the created Backups' target (volumeSnapshot only).
+	// +optional
+	// +kubebuilder:validation:Enum=primary;prefer-standby
+	Target string `json:"target,omitempty"`
+	// Online is the created Backups' online (true is refused).
+	// +optional
+	Online *bool `json:"online,omitempty"`
 }
 
 // ScheduledBackupStatus records the schedule's progress.

@@ -14,6 +14,11 @@ type BackupConfiguration struct {
 	// +optional
 	// +kubebuilder:validation:Pattern=`^[1-9][0-9]{0,3}[dwm]$`
 	RetentionPolicy string `json:"retentionPolicy,omitempty"`
+	// VolumeSnapshot configures backups taken as CSI VolumeSnapshots of
+	// an instance's volumes (Kubernetes only; a Backup with method
+	// volumeSnapshot takes one).
+	// +optional
+	VolumeSnapshot *VolumeSnapshotConfiguration `json:"volumeSnapshot,omitempty"`
 }
 
 // BarmanObjectStoreConfiguration locates an S3 bucket and path, the
@@ -145,6 +150,11 @@ type BootstrapRecovery struct {
 	// spec.externalClusters and the backup in recoveryTarget.backupID.
 	// +optional
 	Backup *LocalObjectReference `json:"backup,omitempty"`
+	// VolumeSnapshots are the VolumeSnapshots (of a Backup with method
+	// volumeSnapshot) the first instance's volumes are created from
+	// (Kubernetes only).
+	// +optional
+	VolumeSnapshots *DataSource `json:"volumeSnapshots,omitempty"`
 	// RecoveryTarget stops the recovery at a point (empty: the end of the
 	// archived WAL).
 	// +optional

@@ -145,9 +145,12 @@ func (s *ClusterSpec) validateBackup(path *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	if b := s.Backup; b != nil {
 		p := path.Child("backup")
-		if b.BarmanObjectStore == nil {
-			errs = append(errs, field.Required(p.Child("barmanObjectStore"), "where the backups go"))
-		} else {
+		if b.VolumeSnapshot != nil {
+			errs = append(errs, s.validateVolumeSnapshotConfig(p.Child("volumeSnapshot"))...)
+		}
+		if b.BarmanObjectStore == nil && b.VolumeSnapshot == nil {
+			errs = append(errs, field.Required(p.Child("barmanObjectStore"), "where the backups go (or volumeSnapshot)"))
+		} else if b.BarmanObjectStore != nil {
 			errs = append(errs, validateObjectStore(b.BarmanObjectStore, p.Child("barmanObjectStore"))...)
 		}
 		if _, err := RetentionDays(b.RetentionPolicy); err != nil {
@@ -435,6 +438,8 @@ func (s *ClusterSpec) validateRecovery(p *field.Path) field.ErrorList {
 	}
 	src := s.RecoverySource()
 	switch {
+	case r.VolumeSnapshots != nil:
+		errs = append(errs, s.validateVolumeSnapshots(p)...)
 	case r.Backup != nil && r.Source != "":
 		errs = append(errs, field.Forbidden(p.Child("backup"), "source names the recovery source already: give source or backup, not both"))
 	case r.Backup != nil:

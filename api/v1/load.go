@@ -30,9 +30,12 @@ var foreignAPIVersions = []string{"postgresql.cnpg.io/v1", "postgresql.k8s.enter
 var cnpOnlyFields = specPaths(
 	"monitoring.metricsQueriesTTL", "nodeMaintenanceWindow", "plugins",
 	"replicationSlots.synchronizeReplicas", "replicationSlots.highAvailability.synchronizeLogicalDecoding",
-	"bootstrap.recovery.backup.endpointCA", "bootstrap.recovery.volumeSnapshots",
+	"bootstrap.recovery.backup.endpointCA",
 	"bootstrap.recovery.recoveryTarget.targetTLI",
-	"backup.target", "backup.volumeSnapshot", "backup.pluginConfiguration",
+	"backup.target", "backup.pluginConfiguration",
+	// Volume snapshots are cold (volumesnapshot.go): online ones and group
+	// snapshots are not implemented.
+	"backup.volumeSnapshot.onlineConfiguration", "backup.volumeSnapshot.groupSnapshot",
 	"backup.barmanObjectStore.azureCredentials", "backup.barmanObjectStore.googleCredentials",
 	"backup.barmanObjectStore.tags", "backup.barmanObjectStore.historyTags",
 	"backup.barmanObjectStore.s3Credentials.inheritFromIAMRole",

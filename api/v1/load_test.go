@@ -136,7 +136,7 @@ func TestLoadClusterErrors(t *testing.T) {
 		{"status", minimalManifest + "status:\n  phase: healthy\n", []string{
 			`field "status" is written by pgward and cannot be set in a manifest`,
 		}},
-		{"unknown and CNP fields, sorted by path", minimalManifest + `  backup: {volumeSnapshot: {}}
+		{"unknown and CNP fields, sorted by path", minimalManifest + `  backup: {volumeSnapshot: {groupSnapshot: true}}
   externalClusters: [{name: a, plugin: {name: x}}]
   Instances: 4
   nodeMaintenanceWindow: {inProgress: true}
@@ -144,7 +144,7 @@ func TestLoadClusterErrors(t *testing.T) {
     paramters: {a: b}
     synchronous: {method: any, standbyNamesPre: [a]}
   bootstrap:
-    recovery: {volumeSnapshots: {}}
+    recovery: {backup: {name: b, endpointCA: {name: x, key: y}}}
     initdb:
       dtabase: app
   storage:
@@ -157,9 +157,9 @@ metadata2: {}
 `, []string{
 			`unknown field "metadata2"`,
 			`unknown field "spec.Instances"`,
-			`field "spec.backup.volumeSnapshot" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.backup.volumeSnapshot.groupSnapshot" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`unknown field "spec.bootstrap.initdb.dtabase"`,
-			`field "spec.bootstrap.recovery.volumeSnapshots" is a Cloud Native PostgreSQL field that pgward does not support yet`,
+			`field "spec.bootstrap.recovery.backup.endpointCA" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.externalClusters[0].plugin" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`field "spec.nodeMaintenanceWindow" is a Cloud Native PostgreSQL field that pgward does not support yet`,
 			`unknown field "spec.nope"`,

@@ -81,6 +81,7 @@ var namespaced = map[string]bool{
 	"postgresql.pgward.io/databases/status":            true,
 	// The catalogs every namespace's Clusters may name (read only).
 	"postgresql.pgward.io/clusterimagecatalogs": false,
+	"snapshot.storage.k8s.io/volumesnapshots":   true,
 	"rbac.authorization.k8s.io/rolebindings":    true,
 	"rbac.authorization.k8s.io/roles":           true,
 	// The webhook configurations the operator keeps its CA in, and the

@@ -214,6 +214,9 @@ func validateManifestFile(data []byte) (string, error) {
 	if len(dbs) > 0 {
 		summary += fmt.Sprintf("; %d Database(s) checked", len(dbs))
 	}
+	for _, f := range cluster.Spec.KubernetesOnlySnapshotFields() {
+		skipped = append(skipped, fmt.Sprintf("note: %s is Kubernetes-only (CSI VolumeSnapshots): the operator implements it, `pgward local up` refuses it", f))
+	}
 	return strings.Join(append([]string{summary}, skipped...), "\n"), nil
 }
 

@@ -139,7 +139,7 @@ func (m *Manager) createStanza(ctx context.Context, pgdata string) error {
 func (m *Manager) StartBackup() (instanceapi.BackupRun, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cluster.Spec.Backup == nil {
+	if m.cluster.Spec.Backup == nil || m.cluster.Spec.Backup.BarmanObjectStore == nil {
 		return instanceapi.BackupRun{}, errors.New("spec.backup is not set: this cluster has no object store")
 	}
 	if !m.primary || m.pm == nil {
@@ -376,7 +376,8 @@ func (m *Manager) archiveLast() {
 	m.mu.Lock()
 	pool, primary := m.pool, m.primary
 	m.mu.Unlock()
-	if pool == nil || !primary || m.cluster.Spec.Backup == nil {
+	// Volume snapshots alone archive nothing.
+	if pool == nil || !primary || m.cluster.Spec.Backup == nil || m.cluster.Spec.Backup.BarmanObjectStore == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

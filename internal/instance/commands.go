@@ -153,6 +153,10 @@ func (m *Manager) doBootstrap(ctx context.Context, cmd instanceapi.Command) erro
 	switch {
 	case cmd.Designated:
 		bootstrap = m.bootstrapReplicaHead
+	case m.cluster.Spec.SnapshotDataSource() != nil:
+		// The restored data waits where prepareSnapshotImport put it:
+		// not in staging, which a start clears.
+		bootstrap, staging = m.bootstrapSnapshot, snapshotDir(m.cfg.DataDir)
 	case m.cluster.Spec.Bootstrap.Recovery != nil:
 		bootstrap = m.bootstrapRecovery
 	case m.cluster.Spec.Bootstrap.PgBaseBackup != nil:

@@ -168,6 +168,10 @@ func NewManager(cfg *Config, log *slog.Logger) (*Manager, error) {
 	if err := os.MkdirAll(cfg.ConfDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", cfg.ConfDir, err)
 	}
+	// Before anything of ConfDir is read: it may be another cluster's.
+	if err := prepareSnapshotImport(cfg, b, log); err != nil {
+		return nil, err
+	}
 	c, sum, configErr, err := startingManifest(cfg, b)
 	if err != nil {
 		return nil, err

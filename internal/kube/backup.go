@@ -11,10 +11,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -23,7 +25,7 @@ import (
 	"github.com/pgward/pgward/internal/kube/build"
 )
 
-// +kubebuilder:rbac:groups=postgresql.pgward.io,resources=backups,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=postgresql.pgward.io,resources=backups,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups=postgresql.pgward.io,resources=backups/status,verbs=get;update;patch
 
 // BackupClient starts and follows base backups on instance managers.
@@ -76,6 +78,8 @@ type BackupReconciler struct {
 	// Poll is how often a running backup is looked at (default 5 s).
 	Poll time.Duration
 	Now  func() time.Time
+	// Recorder publishes volume snapshot backups' events (optional).
+	Recorder events.EventRecorder
 }
 
 func (r *BackupReconciler) poll() time.Duration {
@@ -108,11 +112,16 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
+	if controllerutil.ContainsFinalizer(&b, unfenceFinalizer) && (!b.DeletionTimestamp.IsZero() || b.Status.Phase == v1.BackupPhaseCompleted || b.Status.Phase == v1.BackupPhaseFailed) {
+		// A volume snapshot Backup deleted (or ended) while its instance
+		// is fenced: the fence goes first (volumesnapshot.go).
+		return reconcile.Result{}, r.releaseFence(ctx, &b)
+	}
 	switch b.Status.Phase {
 	case v1.BackupPhaseCompleted, v1.BackupPhaseFailed:
 		return reconcile.Result{}, nil
 	}
-	if m := b.Spec.Method; m != "" && m != v1.BackupMethodBarmanObjectStore {
+	if m := b.Spec.Method; m != "" && m != v1.BackupMethodBarmanObjectStore && m != v1.BackupMethodVolumeSnapshot {
 		return r.fail(ctx, &b, fmt.Sprintf("method %q is not supported: pgward backs up to the cluster's barmanObjectStore only", m))
 	}
 	var c v1.Cluster
@@ -122,6 +131,9 @@ func (r *BackupReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 			return r.pending(ctx, &b, fmt.Sprintf("cluster %s does not exist", b.Spec.Cluster.Name))
 		}
 		return reconcile.Result{}, fmt.Errorf("reading cluster %s: %w", b.Spec.Cluster.Name, err)
+	}
+	if b.Spec.Method == v1.BackupMethodVolumeSnapshot {
+		return r.snapshotBackup(ctx, &b, &c)
 	}
 	if c.Spec.Backup == nil || c.Spec.Backup.BarmanObjectStore == nil {
 		return r.fail(ctx, &b, fmt.Sprintf("cluster %s has no spec.backup.barmanObjectStore", c.Name))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,9 +63,14 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		return 1
 	}
+	snapCRDs, err := snapshotCRDs()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		return 1
+	}
 	env = &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		CRDDirectoryPaths:     append([]string{filepath.Join("..", "..", "config", "crd", "bases")}, snapCRDs...),
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}
@@ -92,6 +98,24 @@ func run(m *testing.M) int {
 	}
 	defer kcm.stop()
 	return m.Run()
+}
+
+// snapshotCRDs are the VolumeSnapshot CRDs of the external-snapshotter
+// client module pgward builds with (the versions a CSI snapshotter
+// installs), so volume snapshot backups and recoveries run against the
+// real API server's validation of them. No snapshot controller runs: the
+// tests mark snapshots ready themselves.
+func snapshotCRDs() ([]string, error) {
+	out, err := exec.CommandContext(context.Background(), "go", "list", "-m", "-f", "{{.Dir}}", "github.com/kubernetes-csi/external-snapshotter/client/v8").Output()
+	if err != nil {
+		return nil, fmt.Errorf("locating the external-snapshotter client module (its CRDs): %w", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd")
+	var files []string
+	for _, f := range []string{"volumesnapshotclasses", "volumesnapshotcontents", "volumesnapshots"} {
+		files = append(files, filepath.Join(dir, "snapshot.storage.k8s.io_"+f+".yaml"))
+	}
+	return files, nil
 }
 
 // kubeAssets finds kube-apiserver, etcd, kubectl and

@@ -221,6 +221,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	br := &BackupReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Instances: &MTLSInstances{Timeout: cfg.Timing.RequestTimeout},
+		Recorder:  mgr.GetEventRecorder("pgward-operator"),
 	}
 	if err := br.SetupWithManager(mgr, cfg.Workers); err != nil {
 		return fmt.Errorf("registering the backup reconciler: %w", err)

@@ -63,9 +63,6 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		if err != nil {
 			return nil, err
 		}
-		if _, err := ensure(ctx, r.Client, c, pvc, growPVC); err != nil {
-			return nil, err
-		}
 		tbs, err := build.TablespacePVCs(c, name)
 		if err != nil {
 			return nil, err
@@ -76,6 +73,12 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		}
 		if wal != nil {
 			tbs = append(tbs, wal)
+		}
+		// The data volume first, as before; all from the recovery's
+		// snapshots when there are some (volumesnapshot.go).
+		tbs = append([]*corev1.PersistentVolumeClaim{pvc}, tbs...)
+		if err := r.snapshotClaims(ctx, c, name, tbs); err != nil {
+			return nil, err
 		}
 		for _, pvc := range tbs {
 			if _, err := ensure(ctx, r.Client, c, pvc, growPVC); err != nil {

@@ -124,7 +124,7 @@ func (r *ScheduledBackupReconciler) createBackup(ctx context.Context, sb *v1.Sch
 			Name:      sb.Name + "-" + t.Format("20060102150405"),
 			Labels:    map[string]string{ScheduledBackupLabel: sb.Name},
 		},
-		Spec: v1.BackupSpec{Cluster: sb.Spec.Cluster, Method: sb.Spec.Method},
+		Spec: v1.BackupSpec{Cluster: sb.Spec.Cluster, Method: sb.Spec.Method, Target: sb.Spec.Target, Online: sb.Spec.Online},
 	}
 	switch sb.Spec.BackupOwnerReference {
 	case v1.BackupOwnerSelf:
@@ -154,6 +154,7 @@ func ValidateScheduledBackup(sb *v1.ScheduledBackup) field.ErrorList {
 		errs = append(errs, field.Invalid(spec.Child("schedule"), sb.Spec.Schedule, err.Error()))
 	}
 	errs = append(errs, validateBackupTarget(sb.Spec.Cluster, sb.Spec.Method, spec)...)
+	errs = append(errs, validateSnapshotOptions(sb.Spec.Method, sb.Spec.Target, sb.Spec.Online, spec)...)
 	if n := len(sb.Name) + len("-20060102150405"); n > 253 {
 		errs = append(errs, field.TooLong(field.NewPath("metadata", "name"), sb.Name, 253-len("-20060102150405")))
 	}
@@ -162,7 +163,30 @@ func ValidateScheduledBackup(sb *v1.ScheduledBackup) field.ErrorList {
 
 // ValidateBackup is the admission check of a Backup.
 func ValidateBackup(b *v1.Backup) field.ErrorList {
-	return validateBackupTarget(b.Spec.Cluster, b.Spec.Method, field.NewPath("spec"))
+	spec := field.NewPath("spec")
+	errs := validateBackupTarget(b.Spec.Cluster, b.Spec.Method, spec)
+	return append(errs, validateSnapshotOptions(b.Spec.Method, b.Spec.Target, b.Spec.Online, spec)...)
+}
+
+// validateSnapshotOptions checks target and online, which only a
+// volumeSnapshot backup takes: a barmanObjectStore backup always runs on
+// the primary, online (accepted and ignored otherwise).
+func validateSnapshotOptions(method, target string, online *bool, spec *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	snap := method == v1.BackupMethodVolumeSnapshot
+	switch {
+	case target != "" && !snap:
+		errs = append(errs, field.Forbidden(spec.Child("target"), "applies to method volumeSnapshot only: a barmanObjectStore backup runs on the primary"))
+	case target != "" && target != v1.BackupTargetPrimary && target != v1.BackupTargetPreferStandby:
+		errs = append(errs, field.NotSupported(spec.Child("target"), target, []string{v1.BackupTargetPrimary, v1.BackupTargetPreferStandby}))
+	}
+	switch {
+	case online != nil && !snap:
+		errs = append(errs, field.Forbidden(spec.Child("online"), "applies to method volumeSnapshot only: a barmanObjectStore backup is always online"))
+	case online != nil && *online:
+		errs = append(errs, field.Forbidden(spec.Child("online"), "pgward takes cold volume snapshots only: the instance is stopped cleanly while its volumes are snapshotted"))
+	}
+	return errs
 }
 
 func validateBackupTarget(c v1.LocalObjectReference, method string, spec *field.Path) field.ErrorList {
@@ -170,8 +194,8 @@ func validateBackupTarget(c v1.LocalObjectReference, method string, spec *field.
 	if c.Name == "" {
 		errs = append(errs, field.Required(spec.Child("cluster", "name"), "the Cluster to back up"))
 	}
-	if method != "" && method != v1.BackupMethodBarmanObjectStore {
-		errs = append(errs, field.NotSupported(spec.Child("method"), method, []string{v1.BackupMethodBarmanObjectStore}))
+	if method != "" && method != v1.BackupMethodBarmanObjectStore && method != v1.BackupMethodVolumeSnapshot {
+		errs = append(errs, field.NotSupported(spec.Child("method"), method, []string{v1.BackupMethodBarmanObjectStore, v1.BackupMethodVolumeSnapshot}))
 	}
 	return errs
 }

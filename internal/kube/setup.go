@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -31,6 +32,10 @@ func NewScheme() (*runtime.Scheme, error) {
 	}
 	if err := v1.AddToScheme(s); err != nil {
 		return nil, fmt.Errorf("registering %s: %w", v1.APIVersion, err)
+	}
+	// VolumeSnapshots (volume snapshot backups and recoveries).
+	if err := snapv1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("registering %s: %w", v1.VolumeSnapshotGroup, err)
 	}
 	return s, nil
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -454,6 +455,10 @@ func Preflight(ctx context.Context, c *v1.Cluster, docs, cms SecretDocs, dir, pg
 	if b := c.Spec.Bootstrap; b != nil && b.Recovery != nil && b.Recovery.Backup != nil {
 		// A Backup object exists only on Kubernetes; here it would name nothing.
 		return errors.New("spec.bootstrap.recovery.backup names a Kubernetes Backup object: locally, name the object store in spec.externalClusters (barmanObjectStore), set bootstrap.recovery.source to it, and the backup in recoveryTarget.backupID (`pgward local backups --dir` of the source lists them)")
+	}
+	if f := c.Spec.KubernetesOnlySnapshotFields(); len(f) > 0 {
+		// There are no volumes to snapshot here: accepted, it would do nothing.
+		return fmt.Errorf("%s: volume snapshots are Kubernetes-only (CSI VolumeSnapshots of an instance's persistent volumes): locally, back up with `pgward local backup` to spec.backup.barmanObjectStore and recover with bootstrap.recovery.source", strings.Join(f, ", "))
 	}
 	if err := refuseFailureDomains(c); err != nil {
 		return err

@@ -63,6 +63,10 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			[]string{"spec.postgresql.syncReplicaElectionConstraint", "one failure domain"}},
 		{"pod selectors locally", "  podSelectorRefs:\n    - name: app\n      selector: {matchLabels: {app: web}}\n  postgresql:\n    pg_hba:\n      - hostssl app app ${podselector:app} scram-sha-256\n",
 			[]string{"spec.podSelectorRefs", "locally there are no pods"}},
+		{"volume snapshots locally", "  backup:\n    volumeSnapshot:\n      className: csi\n",
+			[]string{"spec.backup.volumeSnapshot", "Kubernetes-only"}},
+		{"snapshot recovery locally", "  bootstrap:\n    recovery:\n      volumeSnapshots:\n        storage: {name: s, kind: VolumeSnapshot, apiGroup: snapshot.storage.k8s.io}\n",
+			[]string{"spec.bootstrap.recovery.volumeSnapshots", "Kubernetes-only"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
