@@ -62,7 +62,7 @@ func (m *Manager) stopPostgres(kind stopKind) {
 	case demoteStop:
 		if steps := demotePlan(&m.cluster.Spec); steps != nil {
 			m.log.Info("demoting within spec.switchoverDelay", "switchoverDelay", m.cluster.Spec.SwitchoverDelay(), "plan", describePlan(steps))
-			pm.stopPlanned(time.Now(), steps, m.log.Info)
+			pm.stopPlanned(time.Now(), steps, m.log.Info, nil)
 			break
 		}
 		pm.Stop(60 * time.Second)

@@ -364,7 +364,7 @@ func (d *departure) goneAt(name string) time.Duration {
 	if g, ok := d.gone[name]; ok {
 		return g
 	}
-	return time.Duration(1<<62)
+	return time.Duration(1 << 62)
 }
 
 // lockedWriter serialises writes into a buffer shared with a reader.
