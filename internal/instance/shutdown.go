@@ -319,7 +319,18 @@ func controlState(ctx context.Context, binDir, dataDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("pg_controldata: %w", err)
 	}
-	for _, line := range strings.Split(string(out), "\n") {
+	return parseControlState(string(out))
+}
+
+// parseControlState reads the cluster state from pg_controldata's output.
+func parseControlState(out string) (string, error) {
+	// Read while PostgreSQL rewrites it, pg_control may be torn:
+	// pg_controldata then warns of a CRC mismatch, and nothing it printed
+	// counts.
+	if strings.Contains(out, "CRC checksum does not match") {
+		return "", errors.New("pg_controldata: pg_control read while being written (CRC mismatch)")
+	}
+	for _, line := range strings.Split(out, "\n") {
 		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "Database cluster state" {
 			return strings.TrimSpace(v), nil
 		}

@@ -306,3 +306,20 @@ func TestStopPlannedCutsTheArchiver(t *testing.T) {
 		})
 	}
 }
+
+func TestParseControlState(t *testing.T) {
+	const ok = "pg_control version number:            1300\nDatabase cluster state:               shut down\nLatest checkpoint location:           0/3000028\n"
+	if got, err := parseControlState(ok); err != nil || got != "shut down" {
+		t.Errorf("clean: %q %v", got, err)
+	}
+	if got, err := parseControlState("Database cluster state:               in production\n"); err != nil || got != "in production" {
+		t.Errorf("running: %q %v", got, err)
+	}
+	torn := "WARNING: Calculated CRC checksum does not match value stored in file.\nEither the file is corrupt, or it has a different layout than this program\n" + ok
+	if got, err := parseControlState(torn); err == nil {
+		t.Errorf("a torn pg_control read counted: %q", got)
+	}
+	if _, err := parseControlState("nothing"); err == nil {
+		t.Error("no state accepted")
+	}
+}
