@@ -552,7 +552,6 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 				return
 			}
 			out[i] = observation{plan: control.Observation(st, sent), wire: st}
-			out[i].plan.Unroutable = podNotReady(pod)
 			if r.isOutdated(c, name) {
 				// A new image is a restart the planner rolls like any
 				// other: replicas one at a time, then the primary.
@@ -597,20 +596,6 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	}
 	r.mu.Unlock()
 	return out
-}
-
-// podNotReady reports whether the kubelet says pod is not Ready: a
-// Service such as <c>-rw does not route to it, whatever its instance
-// manager answers (the readiness probe lags that answer after a pod
-// starts). A pod without the condition (none reported yet, or no kubelet,
-// as in envtest) is not held against.
-func podNotReady(pod *corev1.Pod) bool {
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionFalse
-		}
-	}
-	return false
 }
 
 // answeredAs is the name an instance's answer carried ("" for none).

@@ -137,8 +137,7 @@ func (p *planner) candidates(exclude ...string) []InstanceStatus {
 }
 
 // moreAdvanced orders promotion candidates: newer timeline, then more WAL
-// received, then more replayed, then one clients can be routed to at once
-// (Unroutable), then name for determinism.
+// received, then more replayed, then name for determinism.
 func moreAdvanced(a, b InstanceStatus) bool {
 	switch {
 	case a.Timeline != b.Timeline:
@@ -147,8 +146,6 @@ func moreAdvanced(a, b InstanceStatus) bool {
 		return a.ReceivedLSN > b.ReceivedLSN
 	case a.ReplayedLSN != b.ReplayedLSN:
 		return a.ReplayedLSN > b.ReplayedLSN
-	case a.Unroutable != b.Unroutable:
-		return !a.Unroutable
 	}
 	return a.Name < b.Name
 }

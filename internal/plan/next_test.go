@@ -131,28 +131,6 @@ func TestNextFailover(t *testing.T) {
 		},
 		want: []string{"fence c-1", `promote c-2 epoch=2 sync=""`, "follow c-3 from=c-2"},
 	}, {
-		// Real pods: the deleted primary's successor was a pod recreated
-		// in the round before, not Ready yet, so <c>-rw had no ready
-		// endpoint and a client waited out its connect timeout (3.59 s,
-		// docs/benchmarks.md).
-		name: "equally advanced: the one clients can be routed to at once",
-		spec: three(), mem: steady, at: time.Second,
-		obs: []plan.InstanceStatus{
-			pt.Dead(pt.Primary("c-1", 1, l5)),
-			func() plan.InstanceStatus { s := pt.Replica("c-2", "", l5); s.Unroutable = true; return s }(),
-			pt.Replica("c-3", "", l5),
-		},
-		want: []string{"fence c-1", `promote c-3 epoch=2 sync=""`, "follow c-2 from=c-3"},
-	}, {
-		name: "unroutable but more advanced: data first",
-		spec: three(), mem: steady, at: time.Second,
-		obs: []plan.InstanceStatus{
-			pt.Dead(pt.Primary("c-1", 1, l5)),
-			func() plan.InstanceStatus { s := pt.Replica("c-2", "", l5); s.Unroutable = true; return s }(),
-			pt.Replica("c-3", "", l4),
-		},
-		want: []string{"fence c-1", `promote c-2 epoch=2 sync=""`, "follow c-3 from=c-2"},
-	}, {
 		name: "primary silent for less than the unreachable timeout: hold",
 		spec: three(), mem: steady, at: time.Second,
 		obs:  []plan.InstanceStatus{pt.Unreachable("c-1"), pt.Replica("c-2", "", l5), pt.Replica("c-3", "", l5)},

@@ -38,13 +38,6 @@ type InstanceStatus struct {
 	// unreachable primary as fenced only once both have been silent for
 	// Spec.SelfFenceBound (see FenceTiming).
 	LeaseSeen time.Time
-	// Unroutable reports, in a runtime whose clients reach the primary
-	// only through instances a router counts ready (Kubernetes: <c>-rw
-	// and the pod's Ready condition, which lags the instance manager's own
-	// answer after a pod starts), that this instance is not one yet:
-	// promoted now, it would leave clients nowhere to go until it is.
-	// Only a tie-break between equally advanced candidates (moreAdvanced).
-	Unroutable bool
 	// Empty reports whether the instance has no data directory yet (a new
 	// instance) or has lost it.
 	Empty bool
