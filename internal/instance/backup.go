@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -371,14 +373,17 @@ func (m *Manager) replayAndPromote(ctx context.Context, staging string, archive 
 // good, closes the current WAL segment and waits (briefly) until it is in
 // the object store: a recovery to the end of the archive then has every
 // commit acknowledged before the shutdown, not only those of segments
-// that happened to be full.
-func (m *Manager) archiveLast() {
+// that happened to be full. It reports whether the store took it (true
+// too when there is nothing to archive). A store that does not answer a
+// plain dial, or fails the segment, is not waited for: the closed segment
+// stays ready in pg_wal and PostgreSQL pushes it at its next start.
+func (m *Manager) archiveLast() bool {
 	m.mu.Lock()
 	pool, primary := m.pool, m.primary
 	m.mu.Unlock()
 	// Volume snapshots alone archive nothing.
 	if pool == nil || !primary || m.cluster.Spec.Backup == nil || m.cluster.Spec.Backup.BarmanObjectStore == nil {
-		return
+		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -387,19 +392,37 @@ func (m *Manager) archiveLast() {
 	// switch when no WAL was written since the last switch.
 	if err := pool.QueryRow(ctx, `SELECT pg_walfile_name(pg_switch_wal() - 1)`).Scan(&seg); err != nil {
 		m.log.Warn("final WAL switch", "err", err)
-		return
+		return false
+	}
+	// pgBackRest retries a refused connection or an unknown host for
+	// archive-timeout (30 s): a plain dial tells at once.
+	if ep, err := v1.ParseEndpointURL(m.cluster.Spec.Backup.BarmanObjectStore.EndpointURL); err == nil {
+		addr := net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port))
+		dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := (&net.Dialer{}).DialContext(dctx, "tcp", addr)
+		dcancel()
+		if err != nil {
+			m.log.Warn("the object store does not answer: not waiting for the last WAL segment; PostgreSQL archives it at its next start",
+				"segment", seg, "store", addr, "err", err)
+			return false
+		}
+		_ = conn.Close()
 	}
 	for {
-		var archived bool
-		err := pool.QueryRow(ctx, `SELECT coalesce(last_archived_wal >= $1, false) FROM pg_stat_archiver`, seg).Scan(&archived)
+		var archived, failed bool
+		err := pool.QueryRow(ctx, `SELECT coalesce(last_archived_wal >= $1, false), coalesce(last_failed_wal >= $1, false) FROM pg_stat_archiver`, seg).Scan(&archived, &failed)
 		if err == nil && archived {
 			m.log.Info("last WAL segment archived", "segment", seg)
-			return
+			return true
+		}
+		if err == nil && failed {
+			m.log.Warn("the object store failed the last WAL segment; PostgreSQL archives it at its next start", "segment", seg)
+			return false
 		}
 		select {
 		case <-ctx.Done():
 			m.log.Warn("the last WAL segment is not archived yet; PostgreSQL archives it at its next start", "segment", seg)
-			return
+			return false
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

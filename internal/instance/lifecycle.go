@@ -3,9 +3,11 @@ package instance
 import (
 	"context"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgward/pgward/internal/instanceapi"
 )
 
@@ -48,6 +50,13 @@ func (m *Manager) stopPostgres(kind stopKind) {
 	m.pm, m.pool, m.primary = nil, nil, false
 	m.phase = PhaseStopping
 	m.mu.Unlock()
+	var w *stopWatch
+	if pm != nil && kind != immediateStop {
+		// A fast shutdown past its checkpoint may only be waiting for
+		// the archiver, retrying a store that does not answer (cutArchiver):
+		// a switchover, a fence or a restart does not wait on it either.
+		w = &stopWatch{probe: m.stopProbe(pm), grace: m.archiverGrace(pool), every: 200 * time.Millisecond}
+	}
 	if pool != nil {
 		pool.Close()
 	}
@@ -62,15 +71,41 @@ func (m *Manager) stopPostgres(kind stopKind) {
 	case demoteStop:
 		if steps := demotePlan(&m.cluster.Spec); steps != nil {
 			m.log.Info("demoting within spec.switchoverDelay", "switchoverDelay", m.cluster.Spec.SwitchoverDelay(), "plan", describePlan(steps))
-			pm.stopPlanned(time.Now(), steps, m.log.Info)
+			pm.stopPlanned(time.Now(), steps, m.log.Info, w)
 			break
 		}
-		pm.Stop(60 * time.Second)
+		pm.stopPlanned(time.Now(), fastStopPlan, m.log.Info, w)
 	default:
-		pm.Stop(60 * time.Second)
+		pm.stopPlanned(time.Now(), fastStopPlan, m.log.Info, w)
 	}
 	m.setPhase(PhaseStopped)
 	m.log.Info("postgres stopped", "immediate", kind == immediateStop)
+}
+
+// fastStopPlan is how the manager stops PostgreSQL for a command (a
+// switchover without switchoverDelay, a fence, a restart): a fast
+// shutdown for a minute, then an immediate one for a minute, then SIGKILL.
+var fastStopPlan = []stopStep{
+	{Mode: "fast", Signal: syscall.SIGINT, Until: time.Minute},
+	{Mode: "immediate", Signal: syscall.SIGQUIT, Until: 2 * time.Minute},
+	{Mode: "forced", Signal: syscall.SIGKILL},
+}
+
+// archiverGrace is the archiver's grace in a stop (cutArchiver): none when
+// its last attempt failed (the store is not taking WAL now), else
+// ArchiverShutdownGrace.
+func (m *Manager) archiverGrace(pool *pgxpool.Pool) time.Duration {
+	if pool == nil || m.cluster.Spec.Backup == nil {
+		return ArchiverShutdownGrace
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var failing bool
+	err := pool.QueryRow(ctx, `SELECT coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false) FROM pg_stat_archiver`).Scan(&failing)
+	if err == nil && failing {
+		return 0
+	}
+	return ArchiverShutdownGrace
 }
 
 // startPostgres renders the configuration for the role the data directory

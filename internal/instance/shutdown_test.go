@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -110,7 +111,7 @@ func TestStopPlanned(t *testing.T) {
 			pm := signalledProcess(t, tc.ignore...)
 			var modes []string
 			start := time.Now()
-			pm.stopPlanned(start, steps, func(msg string, _ ...any) { modes = append(modes, msg) })
+			pm.stopPlanned(start, steps, func(msg string, _ ...any) { modes = append(modes, msg) }, nil)
 			took := time.Since(start)
 			if pm.Running() {
 				t.Fatal("still running")
@@ -157,5 +158,168 @@ func TestSlogLevel(t *testing.T) {
 	}
 	if got := SlogLevel(&v1.ClusterSpec{LogLevel: "trace"}); got != LevelTrace {
 		t.Errorf("PGWARD_LOG_LEVEL=debug with logLevel trace: %v", got)
+	}
+}
+
+func TestCutArchiver(t *testing.T) {
+	const grace = 10 * time.Second
+	for _, tc := range []struct {
+		name     string
+		p        stopProgress
+		cleanFor time.Duration
+		grace    time.Duration
+		want     bool
+	}{
+		{"checkpoint not written yet", stopProgress{Children: []string{"archiver"}}, time.Minute, 0, false},
+		{"only the archiver left, the store took the last segment: its grace first", stopProgress{Clean: true, Children: []string{"archiver"}}, 3 * time.Second, grace, false},
+		{"only the archiver left, past its grace", stopProgress{Clean: true, Children: []string{"archiver"}}, grace, grace, true},
+		{"only the archiver left, the store did not answer: no grace", stopProgress{Clean: true, Children: []string{"archiver"}}, 0, 0, true},
+		{"a walsender still hands a standby the shutdown checkpoint", stopProgress{Clean: true, Children: []string{"archiver", "walsender"}}, time.Minute, 0, false},
+		{"a walsender without an archiver", stopProgress{Clean: true, Children: []string{"walsender"}}, time.Minute, 0, false},
+		{"the checkpointer has not exited yet", stopProgress{Clean: true, Children: []string{"archiver", "checkpointer"}}, time.Minute, 0, false},
+		{"children unknown", stopProgress{Clean: true, Children: []string{"unknown"}}, time.Minute, 0, false},
+		{"nothing left: the postmaster exits by itself", stopProgress{Clean: true}, time.Minute, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := cutArchiver(tc.p, tc.cleanFor, tc.grace); got != tc.want {
+				t.Errorf("cutArchiver(%+v, %s, %s) = %v, want %v", tc.p, tc.cleanFor, tc.grace, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestProcessKind(t *testing.T) {
+	for cmdline, want := range map[string]string{
+		"postgres: origin-1: archiver last was 000000010000000000000003\x00\x00\x00":               "archiver",
+		"postgres: origin-1: archiver archiving 000000010000000000000004":                          "archiver",
+		"postgres: origin-1: walsender streaming_replica 10.244.0.7(41234) streaming 0/5000060   ": "walsender",
+		"postgres: checkpointer ":          "checkpointer",
+		"postgres: walsender-1: archiver ": "archiver",
+		"postgres: archiver-1: walsender streaming_replica [local] streaming 0/5000060": "walsender",
+		"/usr/lib/postgresql/15/bin/postgres\x00-D\x00/var/lib/postgresql/data\x00":     "other",
+		"sh\x00-c\x00pgbackrest archive-push pg_wal/000000010000000000000004\x00":       "other",
+		"": "other",
+	} {
+		if got := processKind(cmdline); got != want {
+			t.Errorf("processKind(%q) = %q, want %q", cmdline, got, want)
+		}
+	}
+}
+
+func TestStatParent(t *testing.T) {
+	for stat, want := range map[string]int{
+		"4242 (postgres) S 4200 4242 4242 0 -1 4194560 ...": 4200,
+		"77 (a) b (c)) R 1 77 77 0":                         1,
+	} {
+		if got, ok := statParent(stat); !ok || got != want {
+			t.Errorf("statParent(%q) = %d %v, want %d", stat, got, ok, want)
+		}
+	}
+	if _, ok := statParent("garbage"); ok {
+		t.Error("statParent accepted a line without a command name")
+	}
+}
+
+// TestPostgresChildren reads a process table laid out as /proc is.
+func TestPostgresChildren(t *testing.T) {
+	proc := t.TempDir()
+	for _, p := range []struct {
+		pid, ppid int
+		title     string
+	}{
+		{100, 1, "/usr/lib/postgresql/15/bin/postgres\x00-D\x00/data\x00"},
+		{101, 100, "postgres: c-1: archiver failed on 000000010000000000000002"},
+		{102, 100, "postgres: c-1: walsender streaming_replica 10.0.0.2(5000) streaming 0/3000000"},
+		{103, 101, "sh\x00-c\x00pgbackrest archive-push\x00"},
+		{104, 7, "postgres: other-1: walsender x"},
+	} {
+		dir := fmt.Sprintf("%s/%d", proc, p.pid)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		stat := fmt.Sprintf("%d (postgres) S %d %d %d 0", p.pid, p.ppid, p.pid, p.pid)
+		if err := os.WriteFile(dir+"/stat", []byte(stat), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dir+"/cmdline", []byte(p.title), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(proc+"/self", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	got, err := postgresChildren(proc, 100)
+	if err != nil || strings.Join(got, ",") != "archiver,walsender" {
+		t.Errorf("children of 100: %q %v, want archiver and walsender", got, err)
+	}
+}
+
+// TestStopPlannedCutsTheArchiver: a postmaster that ignores the fast
+// shutdown's SIGINT, as one whose archiver retries an unreachable store
+// does, is stopped by the immediate step once the probe says only the
+// archiver is left, after its grace, instead of at the fast step's end.
+// Without the watch the stop takes the fast step's whole 3 s here (on
+// pods: stopDelay - 3 s, 177 s by default).
+func TestStopPlannedCutsTheArchiver(t *testing.T) {
+	steps := []stopStep{
+		{Mode: "fast", Signal: syscall.SIGINT, Until: 3 * time.Second},
+		{Mode: "immediate", Signal: syscall.SIGQUIT, Until: 4 * time.Second},
+		{Mode: "forced", Signal: syscall.SIGKILL},
+	}
+	for _, tc := range []struct {
+		name     string
+		probe    func(since time.Duration) stopProgress
+		grace    time.Duration
+		min, max time.Duration
+		wantLast string
+	}{
+		{"the store did not take the last segment: immediate once the checkpoint is written",
+			func(since time.Duration) stopProgress {
+				if since < 300*time.Millisecond {
+					return stopProgress{}
+				}
+				return stopProgress{Clean: true, Children: []string{"archiver"}}
+			}, 0, 250 * time.Millisecond, 900 * time.Millisecond, "immediate"},
+		{"the store took it: the archiver's grace, then immediate",
+			func(time.Duration) stopProgress { return stopProgress{Clean: true, Children: []string{"archiver"}} },
+			time.Second, time.Second, 1700 * time.Millisecond, "immediate"},
+		{"a walsender is still sending: the plan's own times",
+			func(time.Duration) stopProgress {
+				return stopProgress{Clean: true, Children: []string{"archiver", "walsender"}}
+			}, 0, 3 * time.Second, 3500 * time.Millisecond, "immediate"},
+		{"never clean: the plan's own times",
+			func(time.Duration) stopProgress { return stopProgress{} }, 0, 3 * time.Second, 3500 * time.Millisecond, "immediate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pm := signalledProcess(t, "INT")
+			var msgs []string
+			start := time.Now()
+			w := &stopWatch{probe: func() stopProgress { return tc.probe(time.Since(start)) }, grace: tc.grace, every: 50 * time.Millisecond}
+			pm.stopPlanned(start, steps, func(msg string, _ ...any) { msgs = append(msgs, msg) }, w)
+			took := time.Since(start)
+			if pm.Running() {
+				t.Fatal("still running")
+			}
+			if last := msgs[len(msgs)-1]; !strings.Contains(last, tc.wantLast) || took < tc.min || took > tc.max {
+				t.Errorf("steps %q in %s, want the last %s within [%s, %s]", msgs, took, tc.wantLast, tc.min, tc.max)
+			}
+		})
+	}
+}
+
+func TestParseControlState(t *testing.T) {
+	const ok = "pg_control version number:            1300\nDatabase cluster state:               shut down\nLatest checkpoint location:           0/3000028\n"
+	if got, err := parseControlState(ok); err != nil || got != "shut down" {
+		t.Errorf("clean: %q %v", got, err)
+	}
+	if got, err := parseControlState("Database cluster state:               in production\n"); err != nil || got != "in production" {
+		t.Errorf("running: %q %v", got, err)
+	}
+	torn := "WARNING: Calculated CRC checksum does not match value stored in file.\nEither the file is corrupt, or it has a different layout than this program\n" + ok
+	if got, err := parseControlState(torn); err == nil {
+		t.Errorf("a torn pg_control read counted: %q", got)
+	}
+	if _, err := parseControlState("nothing"); err == nil {
+		t.Error("no state accepted")
 	}
 }

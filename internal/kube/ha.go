@@ -541,6 +541,15 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 			defer cancel()
 			st, err := r.Instances.Status(rctx, in, acks[name])
 			if err != nil || st.Name != name {
+				if !unanswered[name] {
+					// Once per change from answering to silent: which
+					// request went unanswered, and why, is what a slow
+					// failover's timeline cannot tell otherwise (a deleted
+					// primary's report of its stop missed once in 20
+					// rounds on real pods, docs/benchmarks.md).
+					log.FromContext(ctx).Info("instance stopped answering", "instance", name,
+						"terminating", !pod.DeletionTimestamp.IsZero(), "timeout", timeout, "error", fmt.Sprint(err), "answeredAs", answeredAs(st))
+				}
 				return
 			}
 			out[i] = observation{plan: control.Observation(st, sent), wire: st}
@@ -588,6 +597,14 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	}
 	r.mu.Unlock()
 	return out
+}
+
+// answeredAs is the name an instance's answer carried ("" for none).
+func answeredAs(st *instanceapi.Status) string {
+	if st == nil {
+		return ""
+	}
+	return st.Name
 }
 
 // recreatingAnnotation marks a pod the operator deletes to recreate it

@@ -4,6 +4,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -171,5 +172,33 @@ func TestBackupAndRecovery(t *testing.T) {
 	t.Logf("recovered cluster healthy %.1fs after its creation", time.Since(start).Seconds())
 	if got := psqlLocal(t, ns, "restored-1", "app", "SELECT count(*), max(i) FROM t"); got != "150|150" {
 		t.Errorf("restored rows: %q, want 150|150", got)
+	}
+
+	// With its object store gone (as when the test's namespace goes), the
+	// archiving primary's pod stops as soon as PostgreSQL has stopped
+	// cleanly: PostgreSQL's archiver, retrying the store, held it for
+	// about its whole grace period (180 s) before.
+	store.Stop()
+	psqlLocal(t, ns, "origin-1", "app", "INSERT INTO t SELECT generate_series(151, 200)")
+	var pod corev1.Pod
+	if err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: "origin-1"}, &pod); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if err := cl.Delete(ctx, &pod); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 4*time.Minute, "origin-1's pod gone", func() error {
+		var p corev1.Pod
+		err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: "origin-1"}, &p)
+		if err == nil && p.UID == pod.UID {
+			return errors.New("still there")
+		}
+		return client.IgnoreNotFound(err)
+	})
+	took := time.Since(start)
+	t.Logf("origin-1 deleted with its object store gone: pod gone after %.1fs", took.Seconds())
+	if took > 30*time.Second {
+		t.Errorf("origin-1's pod took %.1fs to stop with its object store gone", took.Seconds())
 	}
 }

@@ -16,11 +16,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,12 +231,13 @@ func newNamespace(t testing.TB, name string) string {
 		if t.Failed() {
 			dumpNamespace(t, name)
 		}
+		w := watchDeparture(t, name)
+		start := time.Now()
 		_ = cl.Delete(ctx, ns)
-		// A pod may take its whole grace period to stop (spec.stopDelay,
-		// 180 s by default, when its fast shutdown waits: the archiver's
-		// object store may be gone by then), and the namespace goes after
-		// its pods. Which pod held TestBackupAndRecovery's namespace past
-		// 3 minutes once was not recorded.
+		// A pod may take up to its grace period to stop (spec.stopDelay,
+		// 180 s by default) and the namespace goes after its pods: the
+		// watch says which pod held it when that is slow.
+		defer func() { w.report(t, time.Since(start)) }()
 		eventually(t, 4*time.Minute, "namespace "+name+" deleted", func() error {
 			err := cl.Get(ctx, client.ObjectKey{Name: name}, &corev1.Namespace{})
 			if apierrors.IsNotFound(err) {
@@ -243,6 +247,136 @@ func newNamespace(t testing.TB, name string) string {
 		})
 	})
 	return name
+}
+
+// slowDeletion is a namespace deletion worth explaining in the test's log.
+const slowDeletion = 30 * time.Second
+
+// departure follows a namespace's pods while it is deleted: when each one
+// went, and what its containers logged on the way (kubectl logs -f from
+// before the deletion, since a pod's log goes with it).
+type departure struct {
+	ns     string
+	start  time.Time
+	cancel context.CancelFunc
+	mu     sync.Mutex
+	gone   map[string]time.Duration
+	logs   map[string]*bytes.Buffer
+	done   chan struct{}
+}
+
+// watchDeparture starts following ns's pods; call report once the
+// namespace is gone (or given up on).
+func watchDeparture(t testing.TB, ns string) *departure {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	d := &departure{ns: ns, start: time.Now(), cancel: cancel, gone: map[string]time.Duration{},
+		logs: map[string]*bytes.Buffer{}, done: make(chan struct{})}
+	var pods corev1.PodList
+	if err := cl.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+		t.Logf("namespace %s: listing pods to follow their deletion: %v", ns, err)
+	}
+	var streams sync.WaitGroup
+	for _, p := range pods.Items {
+		var buf bytes.Buffer
+		d.logs[p.Name] = &buf
+		cmd := exec.CommandContext(ctx, kubectlB, "-n", ns, "logs", "-f", "--tail=0", "--timestamps", "--all-containers", "--prefix", p.Name)
+		cmd.Stdout, cmd.Stderr = &lockedWriter{mu: &d.mu, w: &buf}, &lockedWriter{mu: &d.mu, w: &buf}
+		if err := cmd.Start(); err != nil {
+			t.Logf("follow %s: %v", p.Name, err)
+			continue
+		}
+		streams.Go(func() { _ = cmd.Wait() })
+	}
+	go func() {
+		defer close(d.done)
+		left := map[string]bool{}
+		for _, p := range pods.Items {
+			left[p.Name] = true
+		}
+		_ = poll(ctx, 250*time.Millisecond, func() error {
+			var now corev1.PodList
+			if err := cl.List(ctx, &now, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			present := map[string]bool{}
+			for _, p := range now.Items {
+				present[p.Name] = true
+			}
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			for name := range left {
+				if !present[name] {
+					d.gone[name] = time.Since(d.start)
+					delete(left, name)
+				}
+			}
+			if len(left) > 0 {
+				return fmt.Errorf("%d pods left", len(left))
+			}
+			return nil
+		})
+		streams.Wait()
+	}()
+	return d
+}
+
+// report logs when each pod went (always one line) and, when the deletion
+// was slow, the shutdown log of the pods that went last.
+func (d *departure) report(t testing.TB, took time.Duration) {
+	if took < slowDeletion {
+		// The pods are gone: their log streams end by themselves.
+		select {
+		case <-d.done:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	d.cancel()
+	<-d.done
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	names := make([]string, 0, len(d.logs))
+	for n := range d.logs {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return d.goneAt(names[i]) < d.goneAt(names[j]) })
+	var line []string
+	for _, n := range names {
+		if g, ok := d.gone[n]; ok {
+			line = append(line, fmt.Sprintf("%s %.1fs", n, g.Seconds()))
+		} else {
+			line = append(line, n+" still there")
+		}
+	}
+	t.Logf("namespace %s deleted in %.1fs; pods gone: %s", d.ns, took.Seconds(), strings.Join(line, ", "))
+	if took < slowDeletion {
+		return
+	}
+	for _, n := range names {
+		if g, ok := d.gone[n]; ok && g < slowDeletion {
+			continue
+		}
+		t.Logf("slow namespace deletion: pod %s logged from the deletion on:\n%s", n, d.logs[n])
+	}
+}
+
+// goneAt orders pods by departure, those never seen gone last.
+func (d *departure) goneAt(name string) time.Duration {
+	if g, ok := d.gone[name]; ok {
+		return g
+	}
+	return time.Duration(1 << 62)
+}
+
+// lockedWriter serialises writes into a buffer shared with a reader.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // dumpNamespace logs what a failed test leaves behind: the Clusters, pods,

@@ -56,7 +56,32 @@ func record(t testing.TB, ns string, c *v1.Cluster) *recorder {
 			ips[p.Status.PodIP] = p.Name
 		}
 	}
-	r.done.Add(2)
+	r.done.Add(3)
+	go func() {
+		defer r.done.Done()
+		// Each pod's Ready condition as the API server has it (what the
+		// EndpointSlice controller reads), with the kubelet's transition
+		// time (to the second), logged when seen.
+		last := map[string]string{}
+		for ctx.Err() == nil {
+			var l corev1.PodList
+			if err := cl.List(ctx, &l, client.InNamespace(ns), client.MatchingLabels{build.ClusterLabel: c.Name}); err == nil {
+				for _, p := range l.Items {
+					for _, cond := range p.Status.Conditions {
+						if cond.Type != corev1.PodReady {
+							continue
+						}
+						s := fmt.Sprintf("pod %s: Ready=%s since %s", p.Name, cond.Status, cond.LastTransitionTime.UTC().Format("15:04:05"))
+						if s != last[p.Name] {
+							r.add(time.Now(), s)
+							last[p.Name] = s
+						}
+					}
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 	go func() {
 		defer r.done.Done()
 		last := ""
