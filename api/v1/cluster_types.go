@@ -410,6 +410,11 @@ type PostgresConfiguration struct {
 	// +kubebuilder:validation:MaxItems=64
 	CatchAllNetworks []string `json:"catchAllNetworks,omitempty"`
 
+	// LDAP makes the catch-all rule authenticate against an LDAP
+	// directory (CloudNativePG's postgresql.ldap), over TLS only.
+	// +optional
+	LDAP *LDAPConfig `json:"ldap,omitempty"`
+
 	// SharedPreloadLibraries are the libraries PostgreSQL loads at start,
 	// from those pgward knows to ship with PostgreSQL and to be safe to
 	// preload (pg_stat_statements, auto_explain); their parameters

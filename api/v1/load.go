@@ -46,7 +46,7 @@ var cnpOnlyFields = specPaths(
 	"externalClusters[].barmanObjectStore.tags", "externalClusters[].barmanObjectStore.historyTags",
 	"externalClusters[].barmanObjectStore.s3Credentials.inheritFromIAMRole",
 	"externalClusters[].barmanObjectStore.s3Credentials.sessionToken",
-	"postgresql.extensions", "postgresql.ldap",
+	"postgresql.extensions",
 	"postgresql.promotionTimeout",
 	"postgresql.synchronous.maxStandbyNamesFromCluster",
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",

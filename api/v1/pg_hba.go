@@ -270,6 +270,17 @@ func checkLDAPOptions(opts map[string]string) error {
 		}
 		return false
 	}
+	// The client's password goes to the LDAP server: never in clear text.
+	scheme := opts["ldapscheme"]
+	if raw, ok := opts["ldapurl"]; ok && strings.HasPrefix(strings.Trim(raw, `"`), "ldaps://") {
+		scheme = "ldaps"
+	}
+	if scheme != "ldaps" && opts["ldaptls"] != "1" {
+		return errors.New(`method "ldap" without ldapscheme=ldaps (or an ldaps:// ldapurl) or ldaptls=1 sends every client's password to the LDAP server in clear text`)
+	}
+	if scheme == "ldaps" && opts["ldaptls"] == "1" {
+		return errors.New(`method "ldap": ldaptls=1 (StartTLS) is for ldapscheme=ldap; ldaps is TLS already`)
+	}
 	if raw, ok := opts["ldapurl"]; ok {
 		if has("ldapserver", "ldapport", "ldapbasedn", "ldapsearchattribute", "ldapsearchfilter", "ldapscheme") {
 			return errors.New(`option "ldapurl" holds the server, port, scheme, base DN and search: do not give them separately too`)

@@ -411,6 +411,8 @@ func (p *PostgresConfiguration) validate(path *field.Path, instances int, syncRe
 			errs = append(errs, field.Invalid(path.Child("catchAllNetworks").Index(i), cidr, err.Error()))
 		}
 	}
+	errs = append(errs, validateLDAP(p.LDAP, path.Child("ldap"))...)
+	errs = append(errs, p.validateSecretLogging(path)...)
 	for i, line := range p.PgIdent {
 		if err := ValidateIdentLine(line); err != nil {
 			errs = append(errs, field.Invalid(path.Child("pg_ident").Index(i), field.OmitValueType{}, err.Error()))

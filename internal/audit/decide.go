@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -64,12 +65,18 @@ const (
 
 // RuleLines returns the rules of a pg_hba.conf: no comments, no blank
 // lines, fields joined by one space.
+// bindPasswd matches a pg_hba ldapbindpasswd option, quoted or not.
+var bindPasswd = regexp.MustCompile(`ldapbindpasswd=("[^"]*"|[^\s,]*)`)
+
 func RuleLines(text string) []string {
 	var out []string
 	for _, l := range strings.Split(text, "\n") {
 		if i := strings.Index(l, "#"); i >= 0 && !strings.Contains(l[:i], `"`) {
 			l = l[:i]
 		}
+		// The LDAP bind password: compared by shape only, and never in an
+		// audit's output.
+		l = bindPasswd.ReplaceAllString(l, "ldapbindpasswd=***")
 		if f := strings.Fields(l); len(f) > 0 {
 			out = append(out, strings.Join(f, " "))
 		}

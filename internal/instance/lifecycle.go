@@ -139,7 +139,7 @@ func (m *Manager) startPostgres(ctx context.Context, primary bool) error {
 		}
 		tlsLoadedBefore = m.tls.state()
 	}
-	pm, err := startPostgres(m.cfg.PGBinDir, m.cfg.DataDir, m.confFile(), m.cfg.LogFile)
+	pm, err := startPostgres(m.cfg.PGBinDir, m.cfg.DataDir, m.confFile(), m.cfg.LogFile, m.ldapEnv(m.cluster)...)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ type postmaster struct {
 
 // startPostgres starts postgres on dataDir with the configuration rendered
 // under confDir. PostgreSQL's stderr (its log) goes to logFile.
-func startPostgres(binDir, dataDir, confFile, logFile string) (*postmaster, error) {
+func startPostgres(binDir, dataDir, confFile, logFile string, extraEnv ...string) (*postmaster, error) {
 	logf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600) // #nosec G304 -- path from our own config
 	if err != nil {
 		return nil, fmt.Errorf("opening postgres log: %w", err)
@@ -46,7 +46,7 @@ func startPostgres(binDir, dataDir, confFile, logFile string) (*postmaster, erro
 	cmd := exec.Command(filepath.Join(binDir, "postgres"), "-D", dataDir, "-c", "config_file="+confFile) //nolint:noctx // see above
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.Env = pgEnv()
+	cmd.Env = append(pgEnv(), extraEnv...)
 	// If the instance manager dies, postgres gets a fast shutdown instead of
 	// running on unsupervised (a primary nobody watches could split the brain).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGINT}

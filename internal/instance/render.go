@@ -127,7 +127,11 @@ func (m *Manager) renderFiles(c *v1.Cluster, primary bool) (map[string][]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("rendering postgresql.conf: %w", err)
 	}
-	hba, err := pgconf.RenderHBA(c, m.cfg.OSUser)
+	hbaSecrets, err := m.hbaSecrets(c)
+	if err != nil {
+		return nil, err
+	}
+	hba, err := pgconf.RenderHBAWithSecrets(c, m.cfg.OSUser, hbaSecrets)
 	if err != nil {
 		return nil, fmt.Errorf("rendering pg_hba.conf: %w", err)
 	}
@@ -208,4 +212,41 @@ func walReceiverConnInfo(conninfo string) string {
 func quoteConnValue(v string) string {
 	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
 	return "'" + r.Replace(v) + "'"
+}
+
+// hbaSecrets reads the secret values pg_hba.conf holds (the LDAP bind
+// password). Errors name the field and the secret, never the value.
+func (m *Manager) hbaSecrets(c *v1.Cluster) (pgconf.HBASecrets, error) {
+	var sec pgconf.HBASecrets
+	l := c.Spec.PostgresConfiguration.LDAP
+	if l == nil || l.BindSearchAuth == nil || l.BindSearchAuth.BindPassword == nil {
+		return sec, nil
+	}
+	ref := l.BindSearchAuth.BindPassword
+	data, err := m.store.Get(ref.Name)
+	if err != nil {
+		return sec, fmt.Errorf("spec.postgresql.ldap.bindSearchAuth.bindPassword: reading secret %q: %w", ref.Name, err)
+	}
+	pw, ok := data[ref.Key]
+	if !ok {
+		return sec, fmt.Errorf("spec.postgresql.ldap.bindSearchAuth.bindPassword: secret %q has no key %q", ref.Name, ref.Key)
+	}
+	// A trailing newline is how a secret file written by hand ends, never
+	// part of a password pg_hba.conf could hold.
+	sec.LDAPBindPassword = strings.TrimRight(string(pw), "\n")
+	return sec, nil
+}
+
+// ldapEnv is what libldap, inside PostgreSQL, needs to verify the LDAP
+// server's certificate: always TLS_REQCERT demand (a certificate that does
+// not verify, or names another host, ends the connection), and the CA of
+// spec.postgresql.ldap.caSecret when set (the system's CAs otherwise).
+// libldap reads its environment after ldap.conf and any ldaprc file, so
+// neither can weaken these.
+func (m *Manager) ldapEnv(c *v1.Cluster) []string {
+	env := []string{"LDAPTLS_REQCERT=demand"}
+	if l := c.Spec.PostgresConfiguration.LDAP; l != nil && l.CASecret != nil {
+		env = append(env, "LDAPTLS_CACERT="+m.secretFile(l.CASecret.Name, l.CASecret.Key))
+	}
+	return env
 }

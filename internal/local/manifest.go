@@ -185,7 +185,7 @@ func checkSecretDocs(c *v1.Cluster, docs SecretDocs) error {
 // refers to a missing one.
 func checkReferencedSecrets(c *v1.Cluster, store secrets.Store) error {
 	var errs []error
-	for _, u := range append(c.BackupSecretKeys(), c.ManagedPasswordSecrets()...) {
+	for _, u := range append(append(c.BackupSecretKeys(), c.ManagedPasswordSecrets()...), c.LDAPSecretKeys()...) {
 		data, err := store.Get(u.Name)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: no secret %q (add it to the manifest file as a Secret, or to the state directory's secrets/)", u.Field, u.Name))

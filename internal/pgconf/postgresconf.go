@@ -164,11 +164,29 @@ func RenderPostgresConf(c *v1.Cluster, in Instance) ([]byte, error) {
 		}
 		forced = append(forced, setting{"temp_tablespaces", strings.Join(tmp, ",")})
 	}
+	if c.Spec.PostgresConfiguration.HBAHoldsSecret() {
+		// PostgreSQL logs the pg_hba line a failed authentication matched
+		// in its DETAIL, the bind password or RADIUS secret included.
+		forced = append(forced, setting{"log_error_verbosity", "terse"})
+		if v, ok := c.Spec.PostgresConfiguration.Parameters["log_error_verbosity"]; ok && strings.EqualFold(v, "terse") {
+			params := maps.Clone(c.Spec.PostgresConfiguration.Parameters)
+			delete(params, "log_error_verbosity")
+			user, err := userSettings(params, forced)
+			if err != nil {
+				return nil, fmt.Errorf("pgconf: %w", err)
+			}
+			return renderConf(in, user, forced)
+		}
+	}
 	user, err := userSettings(c.Spec.PostgresConfiguration.Parameters, forced)
 	if err != nil {
 		return nil, fmt.Errorf("pgconf: %w", err)
 	}
+	return renderConf(in, user, forced)
+}
 
+// renderConf writes the three sections of postgresql.conf.
+func renderConf(in Instance, user, forced []setting) ([]byte, error) {
 	var b bytes.Buffer
 	b.WriteString(confHeader)
 	sections := []struct {

@@ -262,6 +262,13 @@ func configProjection(c *v1.Cluster, name string) []corev1.VolumeProjection {
 	for _, u := range c.BackupSecretKeys() {
 		wants = append(wants, want{u.Name, u.Key})
 	}
+	// postgresql.ldap's bind password (the instance manager writes it
+	// into pg_hba.conf, 0600) and the LDAP server's CA (named in
+	// postgres' environment as LDAPTLS_CACERT): files only, never in the
+	// environment's values or argv.
+	for _, u := range c.LDAPSecretKeys() {
+		wants = append(wants, want{u.Name, u.Key})
+	}
 	// The managed roles' password secrets, optional: a secret that does
 	// not exist (yet) must not keep the pod from starting; the instance
 	// manager reports the role it cannot reconcile, the operator the
