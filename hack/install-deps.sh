@@ -32,6 +32,9 @@ if [ "${1:-}" != "--kube" ]; then
   if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
     packages+=(prometheus)
   fi
+  # A real OpenLDAP server for postgresql.ldap's test (test/e2e TestLDAP:
+  # slapd, run by the test itself as an unprivileged user; slapadd).
+  [ -x /usr/sbin/slapd ] || packages+=(slapd ldap-utils)
   command -v java >/dev/null 2>&1 || packages+=(default-jre-headless)
   [ -f /usr/share/java/postgresql.jar ] || packages+=(libpostgresql-jdbc-java)
 fi

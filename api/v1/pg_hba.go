@@ -262,13 +262,8 @@ func checkHBAOptions(r HBARule) error {
 // checkLDAPOptions checks that an ldap rule has one complete mode: simple
 // bind (ldapprefix/ldapsuffix) or search+bind (ldapbasedn), and a server.
 func checkLDAPOptions(opts map[string]string) error {
-	has := func(names ...string) bool {
-		for _, n := range names {
-			if _, ok := opts[n]; ok {
-				return true
-			}
-		}
-		return false
+	if err := checkLDAPShape(opts); err != nil {
+		return err
 	}
 	// The client's password goes to the LDAP server: never in clear text.
 	scheme := opts["ldapscheme"]
@@ -280,6 +275,19 @@ func checkLDAPOptions(opts map[string]string) error {
 	}
 	if scheme == "ldaps" && opts["ldaptls"] == "1" {
 		return errors.New(`method "ldap": ldaptls=1 (StartTLS) is for ldapscheme=ldap; ldaps is TLS already`)
+	}
+	return nil
+}
+
+// checkLDAPShape checks the completeness of an ldap rule's options.
+func checkLDAPShape(opts map[string]string) error {
+	has := func(names ...string) bool {
+		for _, n := range names {
+			if _, ok := opts[n]; ok {
+				return true
+			}
+		}
+		return false
 	}
 	if raw, ok := opts["ldapurl"]; ok {
 		if has("ldapserver", "ldapport", "ldapbasedn", "ldapsearchattribute", "ldapsearchfilter", "ldapscheme") {

@@ -85,10 +85,10 @@ var validHBALines = []struct {
 		text: `host "all" "sameuser" samehost md5`,
 	},
 	{
-		line: `hostssl all all all ldap ldapserver=ldap.example.com ldapbasedn="dc=example" ldapbinddn="cn=admin, dc=example" ldapbindpasswd="s e"`,
+		line: `hostssl all all all ldap ldapserver=ldap.example.com ldapbasedn="dc=example" ldapbinddn="cn=admin, dc=example" ldapbindpasswd="s e" ldaptls=1`,
 		want: HBARule{Type: "hostssl", Database: "all", User: "all", Address: "all", Method: "ldap",
-			Options: []string{"ldapserver=ldap.example.com", `ldapbasedn="dc=example"`, `ldapbinddn="cn=admin, dc=example"`, `ldapbindpasswd="s e"`}},
-		text: `hostssl all all all ldap ldapserver=ldap.example.com ldapbasedn="dc=example" ldapbinddn="cn=admin, dc=example" ldapbindpasswd="s e"`,
+			Options: []string{"ldapserver=ldap.example.com", `ldapbasedn="dc=example"`, `ldapbinddn="cn=admin, dc=example"`, `ldapbindpasswd="s e"`, "ldaptls=1"}},
+		text: `hostssl all all all ldap ldapserver=ldap.example.com ldapbasedn="dc=example" ldapbinddn="cn=admin, dc=example" ldapbindpasswd="s e" ldaptls=1`,
 	},
 	{
 		line: `hostgssenc all all all gss include_realm=0 krb_realm=EXAMPLE.COM`,

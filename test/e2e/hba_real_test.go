@@ -107,7 +107,7 @@ func TestHBAValidationAgainstPostgreSQL(t *testing.T) {
 		"hostssl all all all scram-sha-256 clientcert=verify-full",
 		"hostssl all all 10.0.0.0/8 cert clientname=DN map=certs",
 		"hostssl all all all cert clientcert=verify-full",
-		`hostssl all all all ldap ldapserver=ldap.example.com ldapbasedn="dc=example" ldapbinddn="cn=admin, dc=example" ldapbindpasswd="s e"`,
+		`hostssl all all all ldap ldapserver=ldap.example.com ldapbasedn="dc=example" ldapbinddn="cn=admin, dc=example" ldapbindpasswd="s e" ldaptls=1`,
 		`hostssl all all all ldap ldapserver=ldap ldapprefix=uid= ldapsuffix=",dc=example" ldapport=636 ldapscheme=ldaps`,
 		"hostssl all all all ldap ldapurl=ldaps://ldap.example.com/dc=example?uid?sub",
 		`hostssl all all all radius radiusservers="10.0.0.1,10.0.0.2" radiussecrets=s radiusports="1812,1813"`, // PostgreSQL resolves the servers when it loads the file

@@ -30,7 +30,7 @@ spec:
     parameters:
       log_statement: all
     pg_hba:
-      - hostssl all ldapusers all ldap ldapserver=ldap.example.com ldapbasedn=dc=example ldapbindpasswd=TopSecretBind99
+      - hostssl all ldapusers all ldap ldapserver=ldap.example.com ldapbasedn=dc=example ldapbindpasswd=TopSecretBind99 ldaptls=1
   bootstrap:
     initdb:
       database: app
