@@ -114,6 +114,9 @@ type Manager struct {
 	// Both belong to the loop's goroutine.
 	appliedCreds [32]byte
 	secretErr    string
+	// hbaSecretsSum is the digest of the secrets in the pg_hba.conf last
+	// rendered (hbaSecretsChanged).
+	hbaSecretsSum [sha256.Size]byte
 	// rolesDigest identifies the managed roles (and their passwords) last
 	// reconciled, at rolesCheckedAt; rolesErr is the last failure, in the
 	// status (managedroles.go).

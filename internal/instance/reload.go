@@ -54,8 +54,15 @@ func (m *Manager) reload(ctx context.Context, force bool) error {
 		m.manifestMod = time.Time{}
 	}
 	next, raw := m.reloadManifest()
-	if !certs && next == nil && !force {
+	hbaSecrets := next == nil && m.hbaSecretsChanged()
+	if !certs && next == nil && !force && !hbaSecrets {
 		return nil
+	}
+	if hbaSecrets {
+		if err := m.renderConfig(primary); err != nil {
+			m.log.Error("rendering pg_hba.conf with its changed secret", "err", err)
+			return fmt.Errorf("rendering pg_hba.conf with its changed secret: %w", err)
+		}
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

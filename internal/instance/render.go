@@ -3,6 +3,7 @@ package instance
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -131,6 +132,9 @@ func (m *Manager) renderFiles(c *v1.Cluster, primary bool) (map[string][]byte, e
 	if err != nil {
 		return nil, err
 	}
+	m.mu.Lock()
+	m.hbaSecretsSum = sha256.Sum256([]byte(hbaSecrets.LDAPBindPassword))
+	m.mu.Unlock()
 	hba, err := pgconf.RenderHBAWithSecrets(c, m.cfg.OSUser, hbaSecrets)
 	if err != nil {
 		return nil, fmt.Errorf("rendering pg_hba.conf: %w", err)
@@ -249,4 +253,24 @@ func (m *Manager) ldapEnv(c *v1.Cluster) []string {
 		env = append(env, "LDAPTLS_CACERT="+m.secretFile(l.CASecret.Name, l.CASecret.Key))
 	}
 	return env
+}
+
+// hbaSecretsChanged reports whether the secrets pg_hba.conf holds changed
+// since it was last rendered (a bind password rotated in its secret), so
+// that reload renders it again: PostgreSQL reads the password from nowhere
+// else.
+func (m *Manager) hbaSecretsChanged() bool {
+	m.mu.Lock()
+	c, last := m.cluster, m.hbaSecretsSum
+	m.mu.Unlock()
+	if c == nil || c.Spec.PostgresConfiguration.LDAP == nil {
+		return false
+	}
+	sec, err := m.hbaSecrets(c)
+	if err != nil {
+		// Reported by the render that fails on it; until then the
+		// running pg_hba.conf stays.
+		return false
+	}
+	return sha256.Sum256([]byte(sec.LDAPBindPassword)) != last
 }

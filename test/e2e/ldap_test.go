@@ -152,7 +152,8 @@ func asUser(t *testing.T, osUser string) *syscall.Credential {
 // pg_hba.conf (0600) and no log. A manifest pg_hba line (simple bind,
 // ldapprefix/ldapsuffix) naming the server by a host name its certificate
 // does not hold fails for carol even with her right password: PostgreSQL
-// verifies the directory's certificate.
+// verifies the directory's certificate. A bind password changed in its
+// secret applies without a restart.
 func TestLDAP(t *testing.T) {
 	osUser := runAsUser(t)
 	const bindPW = "Bind Pw, with spaces=and;odd'chars"
@@ -223,6 +224,26 @@ stringData:
 	if err := login("carol", "carol-ldap-pw"); err == nil || !strings.Contains(err.Error(), "LDAP authentication failed") {
 		t.Errorf("carol through a server name the LDAP certificate does not hold: want a failure, got %v", err)
 	}
+	// A bind password changed in its secret reaches pg_hba.conf without a
+	// restart: a wrong one makes the search bind, and so alice, fail; the
+	// right one back, she logs in again.
+	bindFile := filepath.Join(dir, "secrets", "directory-bind", "password")
+	setBind := func(pw string) {
+		t.Helper()
+		if err := os.WriteFile(bindFile, []byte(pw), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setBind("not-the-bind-password")
+	eventually(t, 10*time.Second, "a wrong bind password applied", func() error {
+		if login("alice", "alice-ldap-pw") == nil {
+			return fmt.Errorf("alice still logs in")
+		}
+		return nil
+	})
+	setBind(bindPW)
+	eventually(t, 10*time.Second, "the right bind password applied again", func() error { return login("alice", "alice-ldap-pw") })
+
 	// The bind password: in pg_hba.conf (0600) and its secret, nowhere else.
 	var hbaSeen bool
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
