@@ -63,11 +63,11 @@ const (
 	HBALastRule  = "host all all all reject"
 )
 
-// RuleLines returns the rules of a pg_hba.conf: no comments, no blank
-// lines, fields joined by one space.
 // bindPasswd matches a pg_hba ldapbindpasswd option, quoted or not.
 var bindPasswd = regexp.MustCompile(`ldapbindpasswd=("[^"]*"|[^\s,]*)`)
 
+// RuleLines returns the rules of a pg_hba.conf: no comments, no blank
+// lines, fields joined by one space, the LDAP bind password masked.
 func RuleLines(text string) []string {
 	var out []string
 	for _, l := range strings.Split(text, "\n") {

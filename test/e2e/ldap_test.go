@@ -47,7 +47,7 @@ func startSlapd(t *testing.T, osUser, searchPW string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,8 @@ userPassword: %[2]s
 		_ = logf.Close()
 	})
 	eventually(t, 10*time.Second, "slapd listening", func() error {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			return err
 		}
@@ -156,7 +157,7 @@ func asUser(t *testing.T, osUser string) *syscall.Credential {
 // secret applies without a restart.
 func TestLDAP(t *testing.T) {
 	osUser := runAsUser(t)
-	const bindPW = "Bind Pw, with spaces=and;odd'chars"
+	const bindPW = "Bind Pw, with spaces=and;odd'chars" // #nosec G101 -- the test directory's own
 	port, caPEM := startSlapd(t, osUser, bindPW)
 	indent := "    " + strings.ReplaceAll(strings.TrimSpace(string(caPEM)), "\n", "\n    ")
 	manifest := fmt.Sprintf(`apiVersion: postgresql.pgward.io/v1
