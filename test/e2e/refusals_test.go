@@ -28,6 +28,11 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			[]string{"spec.postgresql.pg_hba[0]", "U+000A"}},
 		{"trust over the network", "  postgresql:\n    pg_hba:\n      - host all all 0.0.0.0/0 trust\n",
 			[]string{"spec.postgresql.pg_hba[0]", `"trust"`}},
+		{"LDAP in clear text", "  postgresql:\n    ldap:\n      server: ldap.example.org\n      bindAsAuth: {prefix: \"uid=\"}\n",
+			[]string{"spec.postgresql.ldap.scheme", "in clear text"}},
+		{"no LDAP bind secret", "  postgresql:\n    ldap:\n      server: ldap.example.org\n      scheme: ldaps\n" +
+			"      bindSearchAuth: {baseDN: \"dc=x\", bindDN: \"cn=s\", bindPassword: {name: nope, key: password}}\n",
+			[]string{"spec.postgresql.ldap.bindSearchAuth.bindPassword", `no secret "nope"`}},
 		{"unknown field", "  postgresql:\n    parameterz:\n      work_mem: 4MB\n",
 			[]string{`unknown field "spec.postgresql.parameterz"`}},
 		{"unsupported Cloud Native PostgreSQL field", "  tablespaces:\n    - name: t\n      storage:\n        pvcTemplate: {}\n",
