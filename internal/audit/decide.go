@@ -487,7 +487,9 @@ func DecideProcesses(procs []Proc) Part {
 // AllowedEnvironment is every variable pgward passes to the processes it
 // starts (the controller, the instance managers, PostgreSQL): nothing a
 // user's shell had (PGPASSWORD, PGSSLMODE, LD_PRELOAD...) reaches them.
-var AllowedEnvironment = []string{"LC_ALL", "LANG", "PATH", "TZ", "PGWARD_LOG_LEVEL"}
+// The LDAPTLS_ pair is PostgreSQL's with postgresql.ldap: certificate
+// verification on, and the cluster's LDAP CA file (instance ldapEnv).
+var AllowedEnvironment = []string{"LC_ALL", "LANG", "PATH", "TZ", "PGWARD_LOG_LEVEL", "LDAPTLS_REQCERT", "LDAPTLS_CACERT"}
 
 // ProcEnv is the environment a process of the cluster started with
 // (/proc/<pid>/environ): names only, values may be secrets.

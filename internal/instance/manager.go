@@ -379,6 +379,11 @@ func (m *Manager) loop(ctx context.Context) error {
 			m.reloadRequested(ctx)
 		case <-secretTick.C:
 			m.applyChangedPasswords(ctx)
+			// A bind password rotated in its secret: pg_hba.conf again
+			// within a second, as for the roles' passwords.
+			if m.hbaSecretsChanged() {
+				m.reloadIfChanged(ctx)
+			}
 			m.reconcileManagedRoles(ctx, time.Now())
 			m.reconcileTablespaces(ctx, time.Now())
 			m.reconcileDatabases(ctx, time.Now())

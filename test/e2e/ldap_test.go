@@ -245,9 +245,19 @@ stringData:
 	setBind(bindPW)
 	eventually(t, 10*time.Second, "the right bind password applied again", func() error { return login("alice", "alice-ldap-pw") })
 
+	// The security audit accepts the ldap pg_hba.conf (it compares the
+	// bind password masked) and prints no bind password.
+	out, err := pgward(context.Background(), "local", "audit", "--dir", dir)
+	if err != nil {
+		t.Errorf("audit of an LDAP cluster: %v\n%s", err, strings.ReplaceAll(out, bindPW, "<bind password>"))
+	}
+	if strings.Contains(out, bindPW) {
+		t.Error("the audit prints the bind password")
+	}
+
 	// The bind password: in pg_hba.conf (0600) and its secret, nowhere else.
 	var hbaSeen bool
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
