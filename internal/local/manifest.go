@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"slices"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -193,6 +194,18 @@ func checkReferencedSecrets(c *v1.Cluster, store secrets.Store) error {
 		}
 		if _, ok := data[u.Key]; !ok {
 			errs = append(errs, fmt.Errorf("%s: secret %q has no key %q", u.Field, u.Name, u.Key))
+			continue
+		}
+		if u.Field == "spec.postgresql.ldap.bindSearchAuth.bindPassword" {
+			// It goes into pg_hba.conf, quoted: refused here, before
+			// anything starts, if it could leave its quotes or line (the
+			// error names the field, never the value).
+			pw := strings.TrimRight(string(data[u.Key]), "\n")
+			if pw == "" {
+				errs = append(errs, fmt.Errorf("%s: secret %q: key %q is empty", u.Field, u.Name, u.Key))
+			} else if err := v1.CheckLDAPValue(pw); err != nil {
+				errs = append(errs, fmt.Errorf("%s: secret %q: the password %w", u.Field, u.Name, err))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -30,6 +30,10 @@ func TestUpRefusesBadManifests(t *testing.T) {
 			[]string{"spec.postgresql.pg_hba[0]", `"trust"`}},
 		{"LDAP in clear text", "  postgresql:\n    ldap:\n      server: ldap.example.org\n      bindAsAuth: {prefix: \"uid=\"}\n",
 			[]string{"spec.postgresql.ldap.scheme", "in clear text"}},
+		{"LDAP bind password leaving its quotes", "  postgresql:\n    ldap:\n      server: ldap.example.org\n      scheme: ldaps\n" +
+			"      bindSearchAuth: {baseDN: \"dc=x\", bindDN: \"cn=s\", bindPassword: {name: bind, key: password}}\n" +
+			"---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: bind\nstringData:\n  password: \"x\\\" ldapscheme=ldap y=\\\"\"\n",
+			[]string{"spec.postgresql.ldap.bindSearchAuth.bindPassword", "double quote"}},
 		{"no LDAP bind secret", "  postgresql:\n    ldap:\n      server: ldap.example.org\n      scheme: ldaps\n" +
 			"      bindSearchAuth: {baseDN: \"dc=x\", bindDN: \"cn=s\", bindPassword: {name: nope, key: password}}\n",
 			[]string{"spec.postgresql.ldap.bindSearchAuth.bindPassword", `no secret "nope"`}},
