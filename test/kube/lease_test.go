@@ -5,6 +5,7 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -124,13 +125,8 @@ func freezeFailover(t testing.TB, w *writer, c *v1.Cluster, round int) time.Dura
 		t.Fatal(err)
 	}
 	probe := startProbe(t, ns, c.Name, oldPod.Status.PodIP, round)
-	procs := containerProcs(t, &oldPod, "postgres")
 	t0 := time.Now()
-	for _, p := range procs {
-		if err := syscall.Kill(p.pid, syscall.SIGSTOP); err != nil {
-			t.Fatalf("SIGSTOP %d: %v", p.pid, err)
-		}
-	}
+	procs := freeze(t, &oldPod)
 	// Whatever happens, nothing stays stopped after the round.
 	defer func() {
 		for _, p := range procs {
@@ -193,6 +189,42 @@ func freezeFailover(t testing.TB, w *writer, c *v1.Cluster, round int) time.Dura
 	t.Logf("round %d: froze %s (%d processes); new primary's first write after %v; the probe to the old primary had %d rows acknowledged, the last %v before that; by server order %d divergent, %d overlapping",
 		round, old, len(procs), outage.Round(time.Millisecond), len(acks), lastBefore(acks, first), divergent, overlapping)
 	return outage
+}
+
+// freeze sends SIGSTOP to every process of pod's postgres container and
+// returns them. Backends come and go (the writer and the probe connect for
+// every row): one that exited between the listing and its signal is
+// skipped, and the container is listed again until a pass finds no process
+// left running, so that one forked just before its postmaster stopped is
+// frozen too.
+func freeze(t testing.TB, pod *corev1.Pod) []containerProc {
+	t.Helper()
+	stopped := map[int]containerProc{}
+	for pass := 0; pass < 5; pass++ {
+		fresh := 0
+		for _, p := range containerProcs(t, pod, "postgres") {
+			if _, ok := stopped[p.pid]; ok {
+				continue
+			}
+			err := syscall.Kill(p.pid, syscall.SIGSTOP)
+			if errors.Is(err, syscall.ESRCH) {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("SIGSTOP %d: %v", p.pid, err)
+			}
+			stopped[p.pid] = p
+			fresh++
+		}
+		if fresh == 0 {
+			break
+		}
+	}
+	procs := make([]containerProc, 0, len(stopped))
+	for _, p := range stopped {
+		procs = append(procs, p)
+	}
+	return procs
 }
 
 // failoverTimeline lists, as offsets from t0, the writer's last
