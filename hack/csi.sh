@@ -7,7 +7,8 @@
 #                     wrapper modules under hack/csi/ (their go.sum pins every
 #                     module): snapshot-controller and csi-snapshotter
 #                     (external-snapshotter), csi-provisioner
-#                     (external-provisioner); prints their directory
+#                     (external-provisioner), csi-resizer (external-resizer);
+#                     prints their directory
 #   csi.sh --driver   pgward's own test driver (test/csi, a module of its own:
 #                     the upstream hostpath driver is not on the proxy), keyed
 #                     by a hash of its source; prints the binary's path
@@ -18,6 +19,7 @@ set -euo pipefail
 
 SNAPSHOTTER_VERSION=v8.7.0
 PROVISIONER_VERSION=v6.4.0
+RESIZER_VERSION=v2.3.0
 
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${PGWARD_CACHE:-$HOME/.cache/pgward}/csi"
@@ -39,11 +41,15 @@ if [ "${1:-}" = --driver ]; then
 fi
 [ $# -eq 0 ] || { echo "usage: $0 [--driver]" >&2; exit 2; }
 
+# The resizer came later: it is built into the same directory when missing
+# (so a warm cache keeps its three other binaries), and a stamp records its
+# version so that a new RESIZER_VERSION rebuilds it.
 cache="$root/snapshotter-$SNAPSHOTTER_VERSION-provisioner-$PROVISIONER_VERSION"
-bins=(snapshot-controller csi-snapshotter csi-provisioner)
+bins=(snapshot-controller csi-snapshotter csi-provisioner csi-resizer)
 have_all() {
   local b
   for b in "${bins[@]}"; do [ -x "$cache/$b" ] || return 1; done
+  [ "$(cat "$cache/csi-resizer.version" 2>/dev/null)" = "$RESIZER_VERSION" ]
 }
 if have_all; then
   echo "$cache"
@@ -59,7 +65,7 @@ if have_all; then
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-cp -r "$here/csi/snapshotter" "$here/csi/provisioner" "$work/"
+cp -r "$here/csi/snapshotter" "$here/csi/provisioner" "$here/csi/resizer" "$work/"
 
 build() { # NAME MODULEDIR PACKAGE
   local name=$1 dir=$2 pkg=$3
@@ -71,4 +77,7 @@ build() { # NAME MODULEDIR PACKAGE
 build snapshot-controller snapshotter github.com/kubernetes-csi/external-snapshotter/v8/cmd/snapshot-controller
 build csi-snapshotter snapshotter github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter
 build csi-provisioner provisioner github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner
+[ "$(cat "$cache/csi-resizer.version" 2>/dev/null)" = "$RESIZER_VERSION" ] || rm -f "$cache/csi-resizer"
+build csi-resizer resizer github.com/kubernetes-csi/external-resizer/v2/cmd/csi-resizer
+echo "$RESIZER_VERSION" > "$cache/csi-resizer.version"
 echo "$cache"

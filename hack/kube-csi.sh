@@ -10,6 +10,8 @@
 #   csi-provisioner      creates and deletes PVs for claims of its class,
 #                        including claims restored from a VolumeSnapshot
 #   csi-snapshotter      cuts and deletes snapshots through the driver
+#   csi-resizer          grows volumes whose claim asks for more (the
+#                        StorageClass allows expansion, online)
 #   snapshot-controller  binds VolumeSnapshots to their contents
 #
 # and creates the snapshot CRDs (from the external-snapshotter client
@@ -17,7 +19,7 @@
 # fsGroup to the volume's root, as it does for local volumes, so uid 26 can
 # write), StorageClass csi-hostpath-sc and VolumeSnapshotClass
 # csi-hostpath-snapclass (the names CloudNativePG's samples use). The
-# default StorageClass stays `local`. hack/kube-down.sh stops the four
+# default StorageClass stays `local`. hack/kube-down.sh stops the five
 # daemons by PID; their state lives in $KDIR and goes with it.
 # shellcheck shell=bash
 # shellcheck disable=SC2154 # repo, bin, KDIR and the helpers are kube-up.sh's
@@ -39,7 +41,7 @@ kubectl wait --for condition=established --timeout 60s \
   crd/volumesnapshotclasses.snapshot.storage.k8s.io > /dev/null
 
 # Two identities, each with what upstream's RBAC gives it: the snapshot
-# controller, and the driver's two sidecars.
+# controller, and the driver's three sidecars.
 umask 077
 cert snapshot-controller "/CN=pgward-kube:snapshot-controller"
 cert csi-sidecars "/CN=pgward-kube:csi-sidecars"
@@ -96,6 +98,12 @@ rules:
   resources: [persistentvolumeclaims]
   verbs: [get, list, watch, update]
 - apiGroups: [""]
+  resources: [persistentvolumeclaims/status]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+- apiGroups: [""]
   resources: [events]
   verbs: [list, watch, create, update, patch]
 - apiGroups: [""]
@@ -147,6 +155,7 @@ metadata: {name: csi-hostpath-sc}
 provisioner: $CSI_DRIVER_NAME
 reclaimPolicy: Delete
 volumeBindingMode: Immediate
+allowVolumeExpansion: true
 ---
 apiVersion: snapshot.storage.k8s.io/v1
 kind: VolumeSnapshotClass
@@ -164,6 +173,9 @@ daemon csi-provisioner "$csi_bin/csi-provisioner" --csi-address "$csi_sock" \
   --timeout 5m --http-endpoint "" --metrics-address ""
 daemon csi-snapshotter "$csi_bin/csi-snapshotter" --csi-address "$csi_sock" \
   --kubeconfig csi-sidecars.kubeconfig --leader-election=false --extra-create-metadata \
+  --timeout 5m --http-endpoint "" --metrics-address ""
+daemon csi-resizer "$csi_bin/csi-resizer" --csi-address "$csi_sock" \
+  --kubeconfig csi-sidecars.kubeconfig --leader-election=false \
   --timeout 5m --http-endpoint "" --metrics-address ""
 daemon snapshot-controller "$csi_bin/snapshot-controller" \
   --kubeconfig snapshot-controller.kubeconfig --leader-election=false --http-endpoint ""

@@ -74,7 +74,7 @@ stop() {
 
 # Node daemons first, so nothing restarts what is torn down next; the CSI
 # ones (PGWARD_KUBE_CSI=1) before the kubelet, which would call the driver.
-stop csi-provisioner csi-snapshotter snapshot-controller csi-hostpath
+stop csi-provisioner csi-snapshotter csi-resizer snapshot-controller csi-hostpath
 stop recycle kube-router coredns kubelet kube-proxy
 
 # Every container process lives in the kubelet's cgroups.

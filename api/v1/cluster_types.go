@@ -761,6 +761,20 @@ type StorageConfiguration struct {
 	// merged with size and storageClass (which must agree with it).
 	// +optional
 	PersistentVolumeClaimTemplate *corev1.PersistentVolumeClaimSpec `json:"pvcTemplate,omitempty"`
+	// ResizeInUseVolumes (default true, CloudNativePG's meaning): on
+	// Kubernetes a larger size grows the existing PVCs in place, while
+	// their pods use them (the StorageClass must allow expansion). False:
+	// existing PVCs are left as they are; only PVCs created from then on
+	// (a new instance, or one whose PVC was deleted to re-create it) get
+	// the new size, and the Cluster's VolumeSize condition names the
+	// smaller ones. Locally there are no volumes: `up` says so.
+	// +optional
+	ResizeInUseVolumes *bool `json:"resizeInUseVolumes,omitempty"`
+}
+
+// ResizeInUse says whether existing volumes grow in place (unset: true).
+func (s StorageConfiguration) ResizeInUse() bool {
+	return s.ResizeInUseVolumes == nil || *s.ResizeInUseVolumes
 }
 
 // ClusterStatus is the observed state of a Cluster.

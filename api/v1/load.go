@@ -50,9 +50,8 @@ var cnpOnlyFields = specPaths(
 	"postgresql.promotionTimeout",
 	"postgresql.synchronous.maxStandbyNamesFromCluster",
 	"postgresql.synchronous.standbyNamesPost", "postgresql.synchronous.standbyNamesPre",
-	"storage.resizeInUseVolumes",
-	"walStorage.pvcTemplate", "walStorage.resizeInUseVolumes",
-	"tablespaces[].storage.pvcTemplate", "tablespaces[].storage.resizeInUseVolumes",
+	"walStorage.pvcTemplate",
+	"tablespaces[].storage.pvcTemplate",
 	"probes.liveness.isolationCheck",
 	"replica.promotionToken",
 	// pgward's primary Lease: the duration and the renew deadline are

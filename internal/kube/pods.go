@@ -48,6 +48,7 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 	}
 	decls := databaseDeclarations(dbs)
 	outdated := map[string]bool{}
+	var sizes []claimSize
 	for _, name := range build.InstanceNames(c) {
 		cfg, err := build.InstanceConfigSecretWithSQL(c, name, target, opts, sql)
 		if err != nil {
@@ -81,9 +82,11 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 			return nil, err
 		}
 		for _, pvc := range tbs {
-			if _, err := ensure(ctx, r.Client, c, pvc, growPVC); err != nil {
+			cs, err := r.ensureClaim(ctx, c, pvc)
+			if err != nil {
 				return nil, err
 			}
+			sizes = append(sizes, cs)
 		}
 		if r.powerFencedRecently(c, name) {
 			continue // lease.go:powerFence says why
@@ -113,6 +116,7 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		}
 	}
 	r.setOutdated(c, outdated)
+	r.setVolumeSizes(c, sizes)
 	if err := r.removeExtraInstances(ctx, c, target); err != nil {
 		return nil, err
 	}

@@ -71,6 +71,8 @@ type ClusterReconciler struct {
 	outdated map[string]map[string]bool
 	// imageErrs: cluster -> why its catalog entry does not resolve (images.go)
 	imageErrs map[string]string
+	// volumeSizes: cluster -> its PVCs' sizes as last seen (resize.go)
+	volumeSizes map[string][]claimSize
 	// leases is what the operator last read of each cluster's primary
 	// Lease, and since when (lease.go).
 	leases map[string]leaseView
@@ -357,6 +359,7 @@ func (r *ClusterReconciler) forget(key string) {
 	delete(r.mems, key)
 	delete(r.outdated, key)
 	delete(r.imageErrs, key)
+	delete(r.volumeSizes, key)
 	delete(r.leases, key)
 	delete(r.selfFences, key)
 	delete(r.manifests, key)

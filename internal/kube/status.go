@@ -52,6 +52,7 @@ func (r *ClusterReconciler) updateStatus(ctx context.Context, c, desired *v1.Clu
 		meta.SetStatusCondition(&st.Conditions, cond)
 	}
 	r.setImageCondition(c, &st.Conditions)
+	r.setVolumeSizeCondition(c, &st.Conditions)
 	if err := r.setManagedRolesCondition(ctx, c, mem.CurrentPrimary, obs, pods, &st.Conditions); err != nil {
 		return err
 	}

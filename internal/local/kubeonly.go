@@ -33,6 +33,23 @@ func kubernetesOnlyNotes(c *v1.Cluster, binDir string) []string {
 		// state directory's file system (prepare.go:walDir).
 		notes = append(notes, "note: spec.walStorage's size and storageClass apply on Kubernetes (a volume per instance); locally the WAL is in instances/<instance>/wal beside the data, without a size limit")
 	}
+	// resizeInUseVolumes chooses how a PVC grows; locally there are no
+	// volumes and nothing to grow (storage.size is not enforced).
+	var resize []string
+	if s.StorageConfiguration.ResizeInUseVolumes != nil {
+		resize = append(resize, "spec.storage.resizeInUseVolumes")
+	}
+	if s.WalStorage != nil && s.WalStorage.ResizeInUseVolumes != nil {
+		resize = append(resize, "spec.walStorage.resizeInUseVolumes")
+	}
+	for i, t := range s.Tablespaces {
+		if t.Storage.ResizeInUseVolumes != nil {
+			resize = append(resize, fmt.Sprintf("spec.tablespaces[%d].storage.resizeInUseVolumes", i))
+		}
+	}
+	if len(resize) > 0 {
+		notes = append(notes, "note: "+strings.Join(resize, ", ")+" applies on Kubernetes (whether a grown size resizes the PVCs in use); locally there are no volumes to resize: the data is in the state directory, without a size limit")
+	}
 	if s.PrimaryLease != nil {
 		// Locally there is no API server to hold a Lease, and the
 		// controller fences a silent instance by power within ~2 s; its

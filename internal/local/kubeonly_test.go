@@ -22,6 +22,11 @@ func TestKubernetesOnlyNotes(t *testing.T) {
 		{"primary lease", v1.ClusterSpec{PrimaryLease: &v1.PrimaryLeaseConfiguration{}}, []string{"spec.primaryLease applies on Kubernetes"}},
 		{"WAL storage", v1.ClusterSpec{WalStorage: &v1.StorageConfiguration{Size: "1Gi"}}, []string{"spec.walStorage's size and storageClass apply on Kubernetes"}},
 		{"WAL storage without size or class", v1.ClusterSpec{WalStorage: &v1.StorageConfiguration{}}, nil},
+		{"resizeInUseVolumes, each place", v1.ClusterSpec{
+			StorageConfiguration: v1.StorageConfiguration{ResizeInUseVolumes: new(false)},
+			WalStorage:           &v1.StorageConfiguration{ResizeInUseVolumes: new(true)},
+			Tablespaces:          []v1.TablespaceConfiguration{{Name: "a"}, {Name: "b", Storage: v1.StorageConfiguration{ResizeInUseVolumes: new(false)}}},
+		}, []string{"note: spec.storage.resizeInUseVolumes, spec.walStorage.resizeInUseVolumes, spec.tablespaces[1].storage.resizeInUseVolumes applies on Kubernetes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := kubernetesOnlyNotes(&v1.Cluster{Spec: tc.spec}, "/pg/bin")

@@ -176,6 +176,12 @@ func (d *driver) GetPluginCapabilities(context.Context, *csi.GetPluginCapabiliti
 		Type: &csi.PluginCapability_Service_{Service: &csi.PluginCapability_Service{
 			Type: csi.PluginCapability_Service_CONTROLLER_SERVICE,
 		}},
+	}, {
+		// ONLINE: a volume grows while a pod has it mounted, which is what
+		// CloudNativePG's resizeInUseVolumes asks of a StorageClass.
+		Type: &csi.PluginCapability_VolumeExpansion_{VolumeExpansion: &csi.PluginCapability_VolumeExpansion{
+			Type: csi.PluginCapability_VolumeExpansion_ONLINE,
+		}},
 	}}}, nil
 }
 
@@ -191,6 +197,7 @@ func (d *driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCa
 		csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
 		csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT,
 		csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
+		csi.ControllerServiceCapability_RPC_EXPAND_VOLUME,
 	} {
 		caps = append(caps, &csi.ControllerServiceCapability{
 			Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: c}},
@@ -337,6 +344,67 @@ func (d *driver) DeleteVolume(_ context.Context, req *csi.DeleteVolumeRequest) (
 		return nil, status.Errorf(codes.Internal, "delete volume: %v", err)
 	}
 	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// ControllerExpandVolume records a larger capacity for a volume. A volume
+// is a directory on the node's filesystem, so there is nothing to grow on
+// disk and no node step: the answer says node expansion is not required,
+// and the kubelet never calls NodeExpandVolume (the node service does not
+// offer it). The recorded capacity is what the PV and the PVC's status then
+// show. Shrinking is not a thing in CSI: a smaller request keeps the
+// current capacity.
+func (d *driver) ControllerExpandVolume(_ context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	id, r := req.GetVolumeId(), req.GetCapacityRange()
+	switch {
+	case id == "":
+		return nil, status.Error(codes.InvalidArgument, "volume ID is required")
+	case r == nil:
+		return nil, status.Error(codes.InvalidArgument, "capacity range is required")
+	}
+	if req.GetVolumeCapability() != nil {
+		if err := checkCapabilities([]*csi.VolumeCapability{req.GetVolumeCapability()}); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
+	want, err := expandedCapacity(r)
+	if err != nil {
+		return nil, status.Error(codes.OutOfRange, err.Error())
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var v volume
+	ok := false
+	if validID("vol", id) {
+		if ok, err = readRecord(d.volumeDir(id), &v); err != nil {
+			return nil, err
+		}
+	}
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "volume %q does not exist", id)
+	}
+	if want > v.Capacity {
+		if r.GetLimitBytes() > 0 && want > r.GetLimitBytes() {
+			return nil, status.Errorf(codes.OutOfRange, "capacity %d is above the limit %d", want, r.GetLimitBytes())
+		}
+		v.Capacity = want
+		if err := writeRecord(d.volumeDir(id), v); err != nil {
+			return nil, err
+		}
+	}
+	return &csi.ControllerExpandVolumeResponse{CapacityBytes: v.Capacity, NodeExpansionRequired: false}, nil
+}
+
+// expandedCapacity: the capacity an expand request asks for (its required
+// bytes, or its limit when only that is set).
+func expandedCapacity(r *csi.CapacityRange) (int64, error) {
+	req, lim := r.GetRequiredBytes(), r.GetLimitBytes()
+	if req < 0 || lim < 0 || (lim > 0 && req > lim) || (req == 0 && lim == 0) {
+		return 0, fmt.Errorf("capacity range %d..%d is not valid", req, lim)
+	}
+	if req == 0 {
+		return lim, nil
+	}
+	return req, nil
 }
 
 // volumeExists: a complete volume with that ID.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -213,6 +214,56 @@ func TestCapacity(t *testing.T) {
 		if (err != nil) != c.wantErr || (err == nil && got != c.want) {
 			t.Errorf("capacityFor(%d, %d) = %d, %v; want %d (error %v)", c.req, c.lim, got, err, c.want, c.wantErr)
 		}
+	}
+}
+
+// TestExpandVolume: a larger request is recorded and answered (no node
+// step), a repeat is idempotent, a smaller one keeps the capacity, the
+// record survives a restart of the driver (a new driver on the same store
+// reports it through a repeated CreateVolume), and an unknown or malformed
+// ID is NotFound, never a path.
+func TestExpandVolume(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	d, err := newDriver("t", root, "n")
+	must(t, err)
+	ctx := context.Background()
+	caps := []*csi.VolumeCapability{{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+	}}
+	cr, err := d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "v", VolumeCapabilities: caps,
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 1 << 20}})
+	must(t, err)
+	id := cr.GetVolume().GetVolumeId()
+	for _, c := range []struct {
+		req, want int64
+	}{{2 << 20, 2 << 20}, {2 << 20, 2 << 20}, {1 << 20, 2 << 20}, {3 << 20, 3 << 20}} {
+		r, err := d.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: id,
+			CapacityRange: &csi.CapacityRange{RequiredBytes: c.req}, VolumeCapability: caps[0]})
+		must(t, err)
+		if r.GetCapacityBytes() != c.want || r.GetNodeExpansionRequired() {
+			t.Errorf("expand to %d: capacity %d, node step %v; want %d, none", c.req, r.GetCapacityBytes(), r.GetNodeExpansionRequired(), c.want)
+		}
+	}
+	d2, err := newDriver("t", root, "n")
+	must(t, err)
+	again, err := d2.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "v", VolumeCapabilities: caps,
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 3 << 20}})
+	must(t, err)
+	if got := again.GetVolume().GetCapacityBytes(); got != 3<<20 {
+		t.Errorf("after a restart the volume reports %d; want %d", got, 3<<20)
+	}
+	for _, bad := range []string{"vol-" + strings.Repeat("0", 32), "../../etc", "vol-../x"} {
+		_, err := d2.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: bad,
+			CapacityRange: &csi.CapacityRange{RequiredBytes: 1}})
+		if status.Code(err) != codes.NotFound {
+			t.Errorf("expand %q: %v; want NotFound", bad, err)
+		}
+	}
+	_, err = d2.ControllerExpandVolume(ctx, &csi.ControllerExpandVolumeRequest{VolumeId: id,
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 8 << 20, LimitBytes: 4 << 20}})
+	if status.Code(err) != codes.OutOfRange {
+		t.Errorf("expand above the limit: %v; want OutOfRange", err)
 	}
 }
 
