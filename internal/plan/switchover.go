@@ -70,6 +70,8 @@ func (p *planner) routeWaitOver(to string) bool {
 	sw := &p.mem.Switchover
 	if sw.Since.IsZero() {
 		sw.Since = p.now
+		p.event(ReasonSwitchover, "switchover to %s waits up to %s until clients can be routed to it (on Kubernetes: until its pod is Ready); the primary serves meanwhile",
+			to, p.spec.RouteWait)
 	}
 	if left := sw.Since.Add(p.spec.RouteWait).Sub(p.now); left > 0 {
 		p.hold("switchover to %s waits until clients can be routed to it (on Kubernetes: its pod is not Ready yet), at most %s more",
