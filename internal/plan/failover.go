@@ -136,7 +136,7 @@ func (p *planner) preferRoutable(cands []InstanceStatus) InstanceStatus {
 	}
 	for _, c := range cands[1:] {
 		if !c.Unroutable && c.Timeline == best.Timeline && c.ReceivedLSN == best.ReceivedLSN {
-			p.event(ReasonFailover, "%s holds the same WAL as %s (%s) and clients can be routed to it already: promoting it instead",
+			p.event(ReasonRoutableCandidate, "%s holds the same WAL as %s (%s) and clients can be routed to it already: promoting it instead",
 				c.Name, best.Name, c.ReceivedLSN)
 			return c
 		}

@@ -144,7 +144,7 @@ func TestFailoverPrefersRoutableOnlyAmongEquals(t *testing.T) {
 			replayed(pt.Replica("c-3", "", l5), l4),
 		},
 		want:  []string{"fence c-1", `promote c-3 epoch=2 sync=""`, "follow c-2 from=c-3"},
-		event: plan.ReasonFailover,
+		event: plan.ReasonRoutableCandidate,
 	}, {
 		name: "more WAL but unroutable: data first",
 		spec: three(), mem: steady, at: time.Second,
