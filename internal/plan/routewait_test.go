@@ -33,6 +33,7 @@ func TestSwitchoverWaitsForRoute(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		id    string
+		since time.Duration // a stored wait start, from t0
 		steps []step
 	}{{
 		name: "routable at once: no wait",
@@ -67,10 +68,20 @@ func TestSwitchoverWaitsForRoute(t *testing.T) {
 			{at: time.Second, target: unroutable(pt.Replica("c-2", "c-1", l5)), want: []string{waiting("5s")}},
 			{at: 2 * time.Second, target: pt.Replica("c-2", "c-1", l5), want: []string{"demote c-1"}},
 		},
+	}, {
+		name:  "a wait start stored ahead of the clock (another leader's): still bounded from now",
+		since: time.Hour,
+		steps: []step{
+			{at: time.Second, target: unroutable(pt.Replica("c-2", "c-1", l5)), want: []string{waiting("5s")}},
+			{at: 6 * time.Second, target: unroutable(pt.Replica("c-2", "c-1", l5)), want: []string{"demote c-1"}, warn: true},
+		},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := pt.Steady("c-1", 1, t0)
 			mem.Switchover = plan.Switchover{ID: tc.id, To: "c-2"}
+			if tc.since != 0 {
+				mem.Switchover.Since = t0.Add(tc.since)
+			}
 			for i, st := range tc.steps {
 				now := t0.Add(st.at)
 				obs := []plan.InstanceStatus{pt.Primary("c-1", 1, l5), st.target, pt.Replica("c-3", "c-1", l5)}

@@ -68,6 +68,11 @@ func (p *planner) startSwitchover(pr InstanceStatus) bool {
 // began.
 func (p *planner) routeWaitOver(to string) bool {
 	sw := &p.mem.Switchover
+	if sw.Since.After(p.now) {
+		// Stored by a process whose clock ran ahead (another operator
+		// leader): the wait stays bounded by RouteWait from now.
+		sw.Since = p.now
+	}
 	if sw.Since.IsZero() {
 		sw.Since = p.now
 		p.event(ReasonSwitchover, "switchover to %s waits up to %s until clients can be routed to it (on Kubernetes: until its pod is Ready); the primary serves meanwhile",

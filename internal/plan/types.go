@@ -172,7 +172,8 @@ type Switchover struct {
 	To string
 	// From is the primary being shut down; set when the shutdown is issued.
 	From string
-	// Since is when the shutdown was issued.
+	// Since is when the shutdown was issued; before that, when the wait
+	// for the target to be routable began (zero while none has).
 	Since time.Time
 }
 
