@@ -76,6 +76,11 @@ type Timing struct {
 	// (plan.FenceTiming, step 1), so it cannot weaken the bound; the first
 	// answer puts the instance back on RequestTimeout.
 	RetryTimeout time.Duration
+	// RouteWait is how long a switchover keeps the primary running while
+	// its target's pod is not Ready (plan.Spec.RouteWait; zero: the
+	// planner's default). The readiness probe runs every 2 s, so a pod
+	// whose manager answers is Ready within about that.
+	RouteWait time.Duration
 }
 
 // DefaultTiming suits Kubernetes. The primary renews its Lease every
@@ -103,6 +108,7 @@ func DefaultTiming() Timing {
 		TransitionInterval: 250 * time.Millisecond,
 		UnreachableTimeout: 5 * time.Second,
 		RetryTimeout:       500 * time.Millisecond,
+		RouteWait:          plan.DefaultRouteWait,
 	}
 }
 
@@ -227,6 +233,7 @@ func (r *ClusterReconciler) planSpec(c *v1.Cluster, target string) (plan.Spec, e
 	spec.UnreachableTimeout = t.UnreachableTimeout
 	spec.CheckInterval = t.CheckInterval
 	spec.TransitionInterval = t.TransitionInterval
+	spec.RouteWait = t.RouteWait
 	return spec, spec.Validate()
 }
 
@@ -553,6 +560,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 				return
 			}
 			out[i] = observation{plan: control.Observation(st, sent), wire: st}
+			out[i].plan.Unroutable = podUnroutable(pod)
 			if r.isOutdated(c, name) {
 				// A new image is a restart the planner rolls like any
 				// other: replicas one at a time, then the primary.
@@ -597,6 +605,24 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *v1.Cluster, names []
 	}
 	r.mu.Unlock()
 	return out
+}
+
+// podUnroutable reports whether the pod has a Ready condition that is not
+// True: the EndpointSlice controller then leaves it out of <c>-rw's ready
+// endpoints, whatever its instance manager answers (the kubelet reports
+// Ready up to a readiness period after the manager first answers, and a
+// pod on a lost node goes Unknown). The planner holds a switchover to it
+// for a bounded time (plan.Spec.RouteWait). A pod with no Ready condition
+// at all is routable: no kubelet has reported on it (envtest), and a real
+// pod answers only after its kubelet started it, which reports the
+// condition first.
+func podUnroutable(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status != corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // answeredAs is the name an instance's answer carried ("" for none).

@@ -120,7 +120,28 @@ func (p *planner) pickCandidate(old InstanceStatus) (InstanceStatus, bool) {
 		p.hold("not promoting: %s", why)
 		return InstanceStatus{}, false
 	}
-	return allowed[0], true
+	return p.preferRoutable(allowed), true
+}
+
+// preferRoutable returns the first of cands (allowed, most advanced first),
+// or, when that one is Unroutable, a routable one holding exactly the same
+// WAL (timeline and received LSN; replay only lags, promotion finishes it):
+// promoted, it serves clients at once. Never a less advanced one: a
+// candidate that may hold an acknowledged commit the other lacks always
+// wins, however long the router takes to count it.
+func (p *planner) preferRoutable(cands []InstanceStatus) InstanceStatus {
+	best := cands[0]
+	if !best.Unroutable {
+		return best
+	}
+	for _, c := range cands[1:] {
+		if !c.Unroutable && c.Timeline == best.Timeline && c.ReceivedLSN == best.ReceivedLSN {
+			p.event(ReasonRoutableCandidate, "%s holds the same WAL as %s (%s) and clients can be routed to it already: promoting it instead",
+				c.Name, best.Name, c.ReceivedLSN)
+			return c
+		}
+	}
+	return best
 }
 
 // candidates returns the ready replicas of the spec other than exclude, most

@@ -24,6 +24,11 @@ const (
 	ReasonReplicaPromoted  = "ReplicaClusterPromoted"
 )
 
+// ReasonRoutableCandidate explains a failover's choice of a routable
+// candidate; a reason of its own, since runtimes count Failover events as
+// failovers.
+const ReasonRoutableCandidate = "RoutableCandidate"
+
 // Next decides what to do about a cluster described by spec, given the
 // persisted mem, the latest status of each instance (an instance missing
 // from observed counts as unreachable) and the current time. It is pure: it

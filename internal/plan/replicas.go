@@ -80,13 +80,13 @@ func (p *planner) rollingRestart(pr InstanceStatus) {
 			return
 		}
 		p.event(ReasonRollingUpdate, "every replica has the new settings: switching over from %s to %s", pr.Name, to)
-		p.mem.Switchover = Switchover{ID: "rolling-update", To: to}
-		if p.startSwitchover(pr) {
-			// Its shutdown now, its start as it rejoins: a restart.
-			p.restarted(pr.Name)
-		}
+		p.mem.Switchover = Switchover{ID: rollingUpdateID, To: to}
+		p.startSwitchover(pr) // which counts the primary restarted once it shuts it down
 	}
 }
+
+// rollingUpdateID identifies the switchover a rolling update requests.
+const rollingUpdateID = "rolling-update"
 
 // loaded reports whether s runs the manifest the runtime last gave it (see
 // Spec.Manifests). An instance manager that reports none is older than

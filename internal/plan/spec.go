@@ -12,6 +12,7 @@ const (
 	DefaultUnreachableTimeout = 2 * time.Second
 	DefaultRejoinGrace        = 5 * time.Second
 	DefaultSwitchoverTimeout  = 30 * time.Second
+	DefaultRouteWait          = 5 * time.Second
 )
 
 // Spec is the part of the desired Cluster that the planner needs, as a plain
@@ -43,6 +44,12 @@ type Spec struct {
 	// SwitchoverTimeout is how long a switchover target may take to catch up
 	// after the old primary's shutdown before the switchover is aborted.
 	SwitchoverTimeout time.Duration
+	// RouteWait is how long a planned switchover (the user's, or a rolling
+	// update's) keeps the primary running while its target is Unroutable,
+	// before it goes ahead anyway: long enough for a new pod's readiness
+	// probe (every 2 s) to be reported, short enough that a router that
+	// never counts the target cannot hold a switchover for good.
+	RouteWait time.Duration
 	// CheckInterval is the longest RecheckAfter Next returns.
 	CheckInterval time.Duration
 	// TransitionInterval, when set, is the longest RecheckAfter while the
@@ -130,6 +137,7 @@ func (s Spec) withDefaults() Spec {
 	def(&s.UnreachableTimeout, DefaultUnreachableTimeout)
 	def(&s.RejoinGrace, DefaultRejoinGrace)
 	def(&s.SwitchoverTimeout, DefaultSwitchoverTimeout)
+	def(&s.RouteWait, DefaultRouteWait)
 	if s.SyncMethod == "" {
 		s.SyncMethod = SyncAny
 	}
@@ -152,7 +160,7 @@ func (s Spec) Validate() error {
 		seen[n] = true
 	}
 	for _, d := range []time.Duration{s.FailoverDelay, s.UnreachableTimeout, s.SelfFenceBound,
-		s.RejoinGrace, s.SwitchoverTimeout, s.CheckInterval, s.TransitionInterval} {
+		s.RejoinGrace, s.SwitchoverTimeout, s.CheckInterval, s.TransitionInterval, s.RouteWait} {
 		if d < 0 {
 			return fmt.Errorf("negative duration %v", d)
 		}

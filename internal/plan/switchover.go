@@ -1,6 +1,9 @@
 package plan
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // A switchover moves the primary role without losing a commit: the old
 // primary shuts down cleanly (sending its WAL to the connected replicas),
@@ -33,13 +36,56 @@ func (p *planner) startSwitchover(pr InstanceStatus) bool {
 		p.endSwitchover(SwitchoverRefused, why)
 		return false
 	}
-	if r := p.status(to); !r.readyReplica() || r.StreamingFrom != pr.Name {
+	r := p.status(to)
+	if !r.readyReplica() || r.StreamingFrom != pr.Name {
+		sw.Since = time.Time{} // the wait for a route starts once it streams
 		p.hold("switchover to %s waits until it is a replica streaming from %s", to, pr.Name)
 		return false
+	}
+	if r.Unroutable && !p.routeWaitOver(to) {
+		return false
+	}
+	if sw.ID == rollingUpdateID {
+		// Its shutdown now, its start as it rejoins: a restart, whichever
+		// step issues it (the first, or one after a wait for the target).
+		p.restarted(pr.Name)
 	}
 	sw.From, sw.Since = pr.Name, p.now
 	p.event(ReasonSwitchover, "switchover from %s to %s: shutting %s down cleanly", pr.Name, to, pr.Name)
 	p.act(Action{Kind: ActionDemote, Instance: pr.Name})
+	return true
+}
+
+// routeWaitOver holds a switchover to the Unroutable target to for up to
+// Spec.RouteWait, and reports whether that wait is over. Shutting the
+// primary down before clients can be routed to its successor leaves them
+// nothing to connect to from the moment the old one stops until the router
+// counts the new one (on real pods: a client's connect hung to its 2 s
+// timeout, docs/benchmarks.md); the primary keeps serving meanwhile. The
+// bound keeps a router that never counts the target (a broken readiness
+// probe) from blocking the switchover, and the warning says it went ahead.
+// Switchover.Since records, until the shutdown is issued, when the wait
+// began.
+func (p *planner) routeWaitOver(to string) bool {
+	sw := &p.mem.Switchover
+	if sw.Since.After(p.now) {
+		// Stored by a process whose clock ran ahead (another operator
+		// leader): the wait stays bounded by RouteWait from now.
+		sw.Since = p.now
+	}
+	if sw.Since.IsZero() {
+		sw.Since = p.now
+		p.event(ReasonSwitchover, "switchover to %s waits up to %s until clients can be routed to it (on Kubernetes: until its pod is Ready); the primary serves meanwhile",
+			to, p.spec.RouteWait)
+	}
+	if left := sw.Since.Add(p.spec.RouteWait).Sub(p.now); left > 0 {
+		p.hold("switchover to %s waits until clients can be routed to it (on Kubernetes: its pod is not Ready yet), at most %s more",
+			to, left.Round(time.Millisecond))
+		p.recheckIn(left)
+		return false
+	}
+	p.warn(ReasonSwitchover, "switchover to %s goes ahead although clients cannot be routed to it yet (on Kubernetes: its pod is still not Ready after %s): they reach the new primary only once it is",
+		to, p.spec.RouteWait)
 	return true
 }
 

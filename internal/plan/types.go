@@ -38,6 +38,17 @@ type InstanceStatus struct {
 	// unreachable primary as fenced only once both have been silent for
 	// Spec.SelfFenceBound (see FenceTiming).
 	LeaseSeen time.Time
+	// Unroutable reports, in a runtime whose clients reach the primary only
+	// through instances a router counts ready (Kubernetes: <c>-rw sends to
+	// pods whose Ready condition is true, and the kubelet reports it up to
+	// a probe period after the instance manager answers), that the router
+	// does not count this instance yet: made primary now, it would leave
+	// clients nowhere to go until it does. The zero value is routable, as
+	// every instance is where clients connect directly (locally). A planned
+	// switchover waits a bounded time for its target to be routable
+	// (Spec.RouteWait); a failover only prefers a routable candidate over
+	// one holding exactly the same WAL, never over a more advanced one.
+	Unroutable bool
 	// Empty reports whether the instance has no data directory yet (a new
 	// instance) or has lost it.
 	Empty bool
@@ -161,7 +172,8 @@ type Switchover struct {
 	To string
 	// From is the primary being shut down; set when the shutdown is issued.
 	From string
-	// Since is when the shutdown was issued.
+	// Since is when the shutdown was issued; before that, when the wait
+	// for the target to be routable began (zero while none has).
 	Since time.Time
 }
 
