@@ -2,8 +2,6 @@ package kube
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -233,18 +231,13 @@ func writeDatabaseStatus(ctx context.Context, cl client.Client, d *v1.Database, 
 // that never had a Database) a pod not marked yet is left alone, so that
 // such Clusters' pods are not written to.
 func (r *ClusterReconciler) markPods(ctx context.Context, key, what string, pods map[string]*corev1.Pod, some bool) error {
-	sum := sha256.Sum256([]byte(what))
-	digest := hex.EncodeToString(sum[:8])
+	digest := shortDigest(what)
 	for _, pod := range pods {
-		if pod == nil || pod.Annotations[key] == digest || (!some && pod.Annotations[key] == "") {
+		if pod == nil || (!some && pod.Annotations[key] == "") {
 			continue
 		}
-		b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{key: digest}}})
-		if err != nil {
+		if err := r.annotatePod(ctx, pod, key, digest); err != nil {
 			return err
-		}
-		if err := r.Client.Patch(ctx, pod.DeepCopy(), client.RawPatch(types.MergePatchType, b)); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("annotating pod %s with its declared databases: %w", pod.Name, err)
 		}
 	}
 	return nil

@@ -2,8 +2,6 @@ package kube
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -75,18 +73,10 @@ const RoleSecretsAnnotation = "pgward.io/roleSecrets" // #nosec G101 -- an annot
 // markRoleSecrets puts the digest of what on each pod that does not have
 // it yet.
 func (r *ClusterReconciler) markRoleSecrets(ctx context.Context, what string, pods map[string]*corev1.Pod) error {
-	sum := sha256.Sum256([]byte(what))
-	digest := hex.EncodeToString(sum[:8])
+	digest := shortDigest(what)
 	for _, pod := range pods {
-		if pod == nil || pod.Annotations[RoleSecretsAnnotation] == digest {
-			continue
-		}
-		b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{RoleSecretsAnnotation: digest}}})
-		if err != nil {
+		if err := r.annotatePod(ctx, pod, RoleSecretsAnnotation, digest); err != nil {
 			return err
-		}
-		if err := r.Client.Patch(ctx, pod.DeepCopy(), client.RawPatch(types.MergePatchType, b)); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("annotating pod %s with its role secrets' version: %w", pod.Name, err)
 		}
 	}
 	return nil

@@ -107,8 +107,10 @@ func (r *ClusterReconciler) ensureInstances(ctx context.Context, c *v1.Cluster, 
 		if err != nil {
 			return nil, err
 		}
-		if err := r.markManifest(ctx, pod, manifest); err != nil {
-			return nil, err
+		if manifest != "" {
+			if err := r.annotatePod(ctx, pod, ManifestAnnotation, manifest); err != nil {
+				return nil, err
+			}
 		}
 		pods[name] = pod
 		if podImagesOutdated(pod, want) {

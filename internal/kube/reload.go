@@ -83,7 +83,7 @@ func (r *ClusterReconciler) requestReloads(ctx context.Context, c *v1.Cluster, o
 		if pod == nil {
 			continue
 		}
-		if err := r.markPodReload(ctx, pod, id); err != nil {
+		if err := r.annotatePod(ctx, pod, v1.ReloadAnnotation, id); err != nil {
 			logger.Info("reload request: annotating the pod", "instance", name, "error", err.Error())
 			continue
 		}
@@ -147,32 +147,31 @@ func (r *ClusterReconciler) manifestOf(c *v1.Cluster, name string) string {
 // seconds.
 const ManifestAnnotation = "pgward.io/manifest"
 
-// markManifest puts the manifest digest on the pod when it differs.
-func (r *ClusterReconciler) markManifest(ctx context.Context, pod *corev1.Pod, digest string) error {
-	if digest == "" || pod.Annotations[ManifestAnnotation] == digest {
+// annotatePod sets one annotation on pod when it differs. Each caller
+// puts there a digest of what reaches the pod through a projected volume
+// (its manifest, its role secrets, its declared databases) or a reload
+// request: a change to a pod makes its kubelet sync it, and refresh those
+// volumes, at once rather than at its periodic sync, a minute or more
+// away. A pod already gone is not an error.
+func (r *ClusterReconciler) annotatePod(ctx context.Context, pod *corev1.Pod, key, value string) error {
+	if pod == nil || pod.Annotations[key] == value {
 		return nil
 	}
-	b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{ManifestAnnotation: digest}}})
+	b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{key: value}}})
 	if err != nil {
 		return err
 	}
 	if err := r.Client.Patch(ctx, pod.DeepCopy(), client.RawPatch(types.MergePatchType, b)); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("annotating pod %s with its manifest: %w", pod.Name, err)
+		return fmt.Errorf("annotating pod %s with %s: %w", pod.Name, key, err)
 	}
 	return nil
 }
 
-// markPodReload puts the request's annotation on the pod (see
-// requestReloads for why).
-func (r *ClusterReconciler) markPodReload(ctx context.Context, pod *corev1.Pod, id string) error {
-	if pod.Annotations[v1.ReloadAnnotation] == id {
-		return nil
-	}
-	b, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{v1.ReloadAnnotation: id}}})
-	if err != nil {
-		return err
-	}
-	return r.Client.Patch(ctx, pod.DeepCopy(), client.RawPatch(types.MergePatchType, b))
+// shortDigest is the annotation value standing for what: the first 8 bytes
+// of its SHA-256, in hex.
+func shortDigest(what string) string {
+	sum := sha256.Sum256([]byte(what))
+	return hex.EncodeToString(sum[:8])
 }
 
 // RequestReload sets the Cluster's pgward.io/reloadedAt to a new request

@@ -113,32 +113,13 @@ func TestCloneOnPods(t *testing.T) {
 		c.Spec.Instances = 1
 	})
 	psqlLocal(t, ns, src.Status.CurrentPrimary, "app", "CREATE TABLE items AS SELECT g AS id FROM generate_series(1, 5000) g")
-	copySecret := func(from, to string, keys ...string) {
-		var s corev1.Secret
-		if err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: from}, &s); err != nil {
-			t.Fatal(err)
-		}
-		data := map[string][]byte{}
-		for _, k := range keys {
-			data[k] = s.Data[k]
-		}
-		if err := cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: to}, Data: data}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	copySecret("csrc-replication", "csrc-replication-copy", "tls.crt", "tls.key")
-	copySecret("csrc-ca", "csrc-ca-copy", "ca.crt")
+	copyReplicationSecrets(t, ns, "csrc")
 	clone := func(sslmode string) func(*v1.Cluster) {
 		return func(c *v1.Cluster) {
 			c.Name = "cdst"
 			c.Spec.Instances = 2
 			c.Spec.Bootstrap = &v1.BootstrapConfiguration{PgBaseBackup: &v1.BootstrapPgBaseBackup{Source: "csrc"}}
-			c.Spec.ExternalClusters = []v1.ExternalCluster{{Name: "csrc",
-				ConnectionParameters: map[string]string{"host": "csrc-rw", "user": "streaming_replica", "dbname": "postgres", "sslmode": sslmode},
-				SSLCert:              &v1.SecretKeySelector{Name: "csrc-replication-copy", Key: "tls.crt"},
-				SSLKey:               &v1.SecretKeySelector{Name: "csrc-replication-copy", Key: "tls.key"},
-				SSLRootCert:          &v1.SecretKeySelector{Name: "csrc-ca-copy", Key: "ca.crt"},
-			}}
+			c.Spec.ExternalClusters = []v1.ExternalCluster{streamingSource("csrc", sslmode)}
 		}
 	}
 	bad := loadSample(t, "cluster-example.yaml")
@@ -199,32 +180,13 @@ func TestReplicaClusterOnPods(t *testing.T) {
 		c.Spec.Instances = 1
 	})
 	psqlLocal(t, ns, src.Status.CurrentPrimary, "app", "CREATE TABLE items AS SELECT g AS id FROM generate_series(1, 1000) g")
-	copySecret := func(from, to string, keys ...string) {
-		var s corev1.Secret
-		if err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: from}, &s); err != nil {
-			t.Fatal(err)
-		}
-		data := map[string][]byte{}
-		for _, k := range keys {
-			data[k] = s.Data[k]
-		}
-		if err := cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: to}, Data: data}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	copySecret("rsrc-replication", "rsrc-replication-copy", "tls.crt", "tls.key")
-	copySecret("rsrc-ca", "rsrc-ca-copy", "ca.crt")
+	copyReplicationSecrets(t, ns, "rsrc")
 	dst := newCluster(t, ns, "cluster-example.yaml", func(c *v1.Cluster) {
 		c.Name = "rdst"
 		c.Spec.Instances = 2
 		c.Spec.Bootstrap = &v1.BootstrapConfiguration{PgBaseBackup: &v1.BootstrapPgBaseBackup{Source: "rsrc"}}
 		c.Spec.Replica = &v1.ReplicaClusterConfiguration{Enabled: new(true), Source: "rsrc"}
-		c.Spec.ExternalClusters = []v1.ExternalCluster{{Name: "rsrc",
-			ConnectionParameters: map[string]string{"host": "rsrc-rw", "user": "streaming_replica", "dbname": "postgres", "sslmode": "verify-full"},
-			SSLCert:              &v1.SecretKeySelector{Name: "rsrc-replication-copy", Key: "tls.crt"},
-			SSLKey:               &v1.SecretKeySelector{Name: "rsrc-replication-copy", Key: "tls.key"},
-			SSLRootCert:          &v1.SecretKeySelector{Name: "rsrc-ca-copy", Key: "ca.crt"},
-		}}
+		c.Spec.ExternalClusters = []v1.ExternalCluster{streamingSource("rsrc", "verify-full")}
 	})
 	head := dst.Status.CurrentPrimary
 	psqlLocal(t, ns, src.Status.CurrentPrimary, "app", "INSERT INTO items VALUES (0)")
@@ -255,5 +217,40 @@ func TestReplicaClusterOnPods(t *testing.T) {
 	t.Logf("designated primary %s; after the promotion the primary is %s", head, promoted.Status.CurrentPrimary)
 	if got := psqlLocal(t, ns, src.Status.CurrentPrimary, "app", "SELECT count(*) FROM items"); got != "1001" {
 		t.Errorf("the source has %q rows after the replica cluster's promotion, want 1001", got)
+	}
+}
+
+// copyReplicationSecrets copies, as a user would, Cluster src's
+// replication client certificate and its CA certificate (never the CA's
+// key) into Secrets <src>-replication-copy and <src>-ca-copy of the same
+// namespace: pgward never hands one Cluster's generated secrets to
+// another's pods.
+func copyReplicationSecrets(t *testing.T, ns, src string) {
+	t.Helper()
+	ctx := context.Background()
+	for from, keys := range map[string][]string{src + "-replication": {"tls.crt", "tls.key"}, src + "-ca": {"ca.crt"}} {
+		var s corev1.Secret
+		if err := cl.Get(ctx, client.ObjectKey{Namespace: ns, Name: from}, &s); err != nil {
+			t.Fatal(err)
+		}
+		data := map[string][]byte{}
+		for _, k := range keys {
+			data[k] = s.Data[k]
+		}
+		if err := cl.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: from + "-copy"}, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// streamingSource is the external cluster entry for Cluster src in
+// CloudNativePG's TLS sample shape: its -rw Service, streaming_replica,
+// the copies of copyReplicationSecrets.
+func streamingSource(src, sslmode string) v1.ExternalCluster {
+	return v1.ExternalCluster{Name: src,
+		ConnectionParameters: map[string]string{"host": src + "-rw", "user": "streaming_replica", "dbname": "postgres", "sslmode": sslmode},
+		SSLCert:              &v1.SecretKeySelector{Name: src + "-replication-copy", Key: "tls.crt"},
+		SSLKey:               &v1.SecretKeySelector{Name: src + "-replication-copy", Key: "tls.key"},
+		SSLRootCert:          &v1.SecretKeySelector{Name: src + "-ca-copy", Key: "ca.crt"},
 	}
 }
